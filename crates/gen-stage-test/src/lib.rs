@@ -1,0 +1,38 @@
+//! Test kit for gen-stage: stages that record what they see, producers that follow a
+//! script, and gates that hold a stage until the test lets it go.
+//!
+//! Everything here synchronises explicitly: waiting for a condition wakes on each
+//! change of the recorded state, never on a timer.
+//!
+//! ```
+//! use gen_stage::SubscribeOptions;
+//! use gen_stage_test::{CollectingConsumer, Counter};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), gen_stage::BoxError> {
+//! let (counter, demands) = Counter::new(0).limit(10).recorded();
+//! let producer = gen_stage::producer(counter).start().await?;
+//! let (consumer, record) = CollectingConsumer::<u64>::new();
+//! gen_stage::consumer(consumer)
+//!     .subscribe_to(&producer, SubscribeOptions::new().max_demand(4).min_demand(2))
+//!     .start()
+//!     .await?;
+//! record.wait_for_events(10).await;
+//! assert_eq!(record.events(), (0..10).collect::<Vec<_>>());
+//! assert_eq!(demands.snapshot()[0], 4);
+//! # Ok(())
+//! # }
+//! ```
+
+mod collecting;
+mod counter;
+mod gate;
+mod record;
+mod scripted;
+
+pub use collecting::CollectingConsumer;
+pub use counter::Counter;
+pub use counter::LimitReached;
+pub use gate::Gate;
+pub use record::{Record, Recorded, Watch};
+pub use scripted::{ProducerRecord, Script, ScriptedProducer};

@@ -1,0 +1,150 @@
+//! Consumer-side automatic demand: how incoming events are cut into batches and when
+//! demand is asked again (GenStage's `split_batches`).
+
+/// The automatic demand state of one subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AutoDemand {
+    /// Demand asked and not yet received.
+    pending: usize,
+    min: usize,
+    max: usize,
+}
+
+/// One batch of events for `handle_events` and the demand to ask once it is handled.
+pub(crate) struct Batch<T> {
+    pub(crate) events: Vec<T>,
+    pub(crate) ask_after: usize,
+}
+
+impl AutoDemand {
+    /// A subscription that has just asked `max`.
+    pub(crate) fn new(min: usize, max: usize) -> Self {
+        debug_assert!(min < max);
+        AutoDemand {
+            pending: max,
+            min,
+            max,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Cuts `events` into batches of at most `max - min` events. Each batch says how
+    /// much to ask after it is handled: after the batch that brings pending demand to
+    /// `min` or below, the subscription is topped back up to `max`.
+    ///
+    /// Returns the batches and how many events exceeded the demand (0 unless the
+    /// producer broke the protocol).
+    pub(crate) fn split<T>(&mut self, mut events: Vec<T>) -> (Vec<Batch<T>>, usize) {
+        let step = self.max - self.min;
+        let count = events.len();
+        let batch_count = count.div_ceil(step);
+        let mut asks = Vec::with_capacity(batch_count);
+        let mut excess = 0;
+        let mut remaining = count;
+        // What was asked before this delivery, without the top-ups it triggers.
+        let mut asked = self.pending;
+        while remaining > 0 {
+            let size = remaining.min(step);
+            remaining -= size;
+            let received = if size > asked {
+                excess += size - asked;
+                std::mem::take(&mut asked)
+            } else {
+                asked -= size;
+                size
+            };
+            let left = self.pending - received;
+            if left <= self.min {
+                asks.push((size, self.max - left));
+                self.pending = self.max;
+            } else {
+                asks.push((size, 0));
+                self.pending = left;
+            }
+        }
+        // Cut from the back so that every event moves at most once.
+        let mut batches = Vec::with_capacity(asks.len());
+        for &(size, ask_after) in asks.iter().rev() {
+            let tail = events.split_off(events.len() - size);
+            batches.push(Batch {
+                events: tail,
+                ask_after,
+            });
+        }
+        batches.reverse();
+        (batches, excess)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(demand: &mut AutoDemand, range: std::ops::Range<u32>) -> Vec<(u32, u32, usize)> {
+        let (batches, excess) = demand.split(range.collect());
+        assert_eq!(excess, 0);
+        batches
+            .into_iter()
+            .map(|b| (b.events[0], *b.events.last().unwrap(), b.ask_after))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_split_a_full_delivery_in_two_halves() {
+        let mut demand = AutoDemand::new(500, 1000);
+        // Each half brings pending demand to min (500), so each is followed by an ask.
+        assert_eq!(
+            shape(&mut demand, 0..1000),
+            vec![(0, 499, 500), (500, 999, 500)]
+        );
+        assert_eq!(demand.pending(), 1000);
+    }
+
+    #[test]
+    fn max_100_min_80_asks_after_every_batch_of_20() {
+        let mut demand = AutoDemand::new(80, 100);
+        let batches = shape(&mut demand, 0..100);
+        assert_eq!(batches.len(), 5);
+        assert!(batches.iter().all(|&(_, _, ask)| ask == 20));
+    }
+
+    #[test]
+    fn max_100_min_20_follows_genstage() {
+        let mut demand = AutoDemand::new(20, 100);
+        assert_eq!(shape(&mut demand, 0..100), vec![(0, 79, 80), (80, 99, 0)]);
+        assert_eq!(shape(&mut demand, 100..180), vec![(100, 179, 100)]);
+        assert_eq!(
+            shape(&mut demand, 180..280),
+            vec![(180, 259, 80), (260, 279, 0)]
+        );
+    }
+
+    #[test]
+    fn max_1_min_0_asks_once_per_event() {
+        let mut demand = AutoDemand::new(0, 1);
+        assert_eq!(shape(&mut demand, 0..1), vec![(0, 0, 1)]);
+    }
+
+    #[test]
+    fn small_deliveries_ask_after_the_batch_that_crosses_min() {
+        // max 1000, min 750, deliveries of 100: the third brings pending demand to 700,
+        // so 300 are asked after it, topping the subscription back up to 1000.
+        let mut demand = AutoDemand::new(750, 1000);
+        assert_eq!(shape(&mut demand, 0..100), vec![(0, 99, 0)]);
+        assert_eq!(shape(&mut demand, 100..200), vec![(100, 199, 0)]);
+        assert_eq!(shape(&mut demand, 200..300), vec![(200, 299, 300)]);
+        assert_eq!(demand.pending(), 1000);
+    }
+
+    #[test]
+    fn excess_is_reported() {
+        let mut demand = AutoDemand::new(0, 2);
+        let (batches, excess) = demand.split(vec![1, 2, 3]);
+        assert_eq!(excess, 1);
+        assert_eq!(batches.iter().map(|b| b.events.len()).sum::<usize>(), 3);
+    }
+}

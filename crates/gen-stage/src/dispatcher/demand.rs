@@ -1,0 +1,272 @@
+//! The default dispatcher: each batch goes to the consumer with the most pending demand.
+
+use std::hash::{BuildHasher, Hasher};
+
+use crate::dispatcher::{Deliveries, Dispatcher};
+use crate::exit::BoxError;
+use crate::options::SubscribeOptions;
+use crate::subscription::SubscriptionTag;
+
+/// Sends events to the consumer with the most pending demand; ties go to the consumer
+/// that has waited longest (subscription order at first).
+///
+/// Demand that a consumer had asked for and not received when it cancels stays owed
+/// upstream: the next asks are served from it before the producer is asked for more.
+///
+/// ```
+/// use gen_stage::dispatcher::{Deliveries, DemandDispatcher, Dispatcher};
+/// use gen_stage::{SubscribeOptions, SubscriptionTag};
+///
+/// let mut dispatcher = DemandDispatcher::new();
+/// let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
+/// for tag in [a, b] {
+///     Dispatcher::<char>::subscribe(&mut dispatcher, tag, &SubscribeOptions::new()).unwrap();
+///     assert_eq!(Dispatcher::<char>::ask(&mut dispatcher, tag, 3), 3);
+/// }
+/// let mut deliveries = Deliveries::new();
+/// dispatcher.dispatch(vec!['a', 'b'], &mut deliveries);
+/// dispatcher.dispatch(vec!['c', 'd'], &mut deliveries);
+/// // `a` had the most demand (ties: first subscribed), then `b` had more left.
+/// assert_eq!(deliveries.as_slice(), &[(a, vec!['a', 'b']), (b, vec!['c', 'd'])]);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DemandDispatcher {
+    /// `(tag, demand)`, most demand first; equal demands in arrival order.
+    demands: Vec<(SubscriptionTag, usize)>,
+    /// Demand already asked upstream for consumers that have since cancelled.
+    owed: usize,
+    max_demand: Option<usize>,
+    shuffle_on_first_dispatch: bool,
+    plan: Vec<(SubscriptionTag, usize)>,
+}
+
+impl DemandDispatcher {
+    /// A dispatcher with the defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The largest demand one consumer is expected to ask at once; a larger ask logs a
+    /// warning, because mixed maximum demands overload the greediest consumers. By
+    /// default the first ask sets it.
+    pub fn max_demand(mut self, max_demand: usize) -> Self {
+        self.max_demand = Some(max_demand);
+        self
+    }
+
+    /// Shuffles the consumers once, before the first dispatch, so that the first
+    /// subscriber does not always receive the first events.
+    pub fn shuffle_demands_on_first_dispatch(mut self, shuffle: bool) -> Self {
+        self.shuffle_on_first_dispatch = shuffle;
+        self
+    }
+
+    fn insert(&mut self, tag: SubscriptionTag, demand: usize) {
+        let position = self
+            .demands
+            .iter()
+            .position(|&(_, other)| other < demand)
+            .unwrap_or(self.demands.len());
+        self.demands.insert(position, (tag, demand));
+    }
+
+    fn shuffle(&mut self) {
+        let mut seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            | 1;
+        for i in (1..self.demands.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let j = (seed % (i as u64 + 1)) as usize;
+            self.demands.swap(i, j);
+        }
+        self.demands
+            .sort_by_key(|&(_, demand)| std::cmp::Reverse(demand));
+    }
+}
+
+impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
+    fn subscribe(
+        &mut self,
+        tag: SubscriptionTag,
+        _options: &SubscribeOptions,
+    ) -> Result<usize, BoxError> {
+        self.demands.push((tag, 0));
+        Ok(0)
+    }
+
+    fn cancel(&mut self, tag: SubscriptionTag) -> usize {
+        if let Some(index) = self.demands.iter().position(|&(t, _)| t == tag) {
+            let (_, demand) = self.demands.remove(index);
+            self.owed += demand;
+        }
+        0
+    }
+
+    fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> usize {
+        let max = *self.max_demand.get_or_insert(demand);
+        if demand > max {
+            tracing::warn!(
+                "DemandDispatcher expects a maximum demand of {max}; a demand of {demand} from {tag} will overload greedy consumers"
+            );
+        }
+        let Some(index) = self.demands.iter().position(|&(t, _)| t == tag) else {
+            return 0;
+        };
+        let (_, current) = self.demands.remove(index);
+        self.insert(tag, current + demand);
+        let already_asked = self.owed.min(demand);
+        self.owed -= already_asked;
+        demand - already_asked
+    }
+
+    fn dispatch(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+        if self.shuffle_on_first_dispatch {
+            self.shuffle_on_first_dispatch = false;
+            self.shuffle();
+        }
+        // Plan who gets how many, then cut from the back so each event moves once.
+        let mut remaining = events.len();
+        self.plan.clear();
+        while remaining > 0 {
+            match self.demands.first() {
+                Some(&(tag, demand)) if demand > 0 => {
+                    let count = demand.min(remaining);
+                    remaining -= count;
+                    self.demands.remove(0);
+                    self.insert(tag, demand - count);
+                    self.plan.push((tag, count));
+                }
+                _ => break,
+            }
+        }
+        let planned = events.len() - remaining;
+        let leftovers = events.split_off(planned);
+        let first = deliveries.as_slice().len();
+        for (index, &(tag, count)) in self.plan.iter().enumerate().rev() {
+            let batch = if index == 0 {
+                std::mem::take(&mut events)
+            } else {
+                events.split_off(events.len() - count)
+            };
+            deliveries.push(tag, batch);
+        }
+        deliveries.reverse_from(first);
+        self.owed = self.owed.saturating_sub(leftovers.len());
+        leftovers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(n: u64) -> SubscriptionTag {
+        SubscriptionTag::from_raw(n)
+    }
+
+    fn subscribed(tags: &[u64]) -> DemandDispatcher {
+        let mut d = DemandDispatcher::new();
+        for &t in tags {
+            assert_eq!(
+                Dispatcher::<u32>::subscribe(&mut d, tag(t), &SubscribeOptions::new()).unwrap(),
+                0
+            );
+        }
+        d
+    }
+
+    fn dispatch(
+        d: &mut DemandDispatcher,
+        events: Vec<u32>,
+    ) -> (Vec<(SubscriptionTag, Vec<u32>)>, Vec<u32>) {
+        let mut deliveries = Deliveries::new();
+        let leftovers = d.dispatch(events, &mut deliveries);
+        (deliveries.drain().collect(), leftovers)
+    }
+
+    #[test]
+    fn events_go_to_the_consumer_with_most_demand() {
+        let mut d = subscribed(&[1, 2]);
+        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(1), 2), 2);
+        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(2), 5), 5);
+        let (sent, left) = dispatch(&mut d, vec![1, 2, 3, 4]);
+        assert_eq!(sent, vec![(tag(2), vec![1, 2, 3, 4])]);
+        assert!(left.is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_split_across_consumers_in_order() {
+        let mut d = subscribed(&[1, 2]);
+        Dispatcher::<u32>::ask(&mut d, tag(1), 2);
+        Dispatcher::<u32>::ask(&mut d, tag(2), 2);
+        let (sent, left) = dispatch(&mut d, vec![1, 2, 3, 4, 5]);
+        assert_eq!(sent, vec![(tag(1), vec![1, 2]), (tag(2), vec![3, 4])]);
+        assert_eq!(left, vec![5]);
+    }
+
+    #[test]
+    fn no_demand_means_everything_is_left_over() {
+        let mut d = subscribed(&[1]);
+        let (sent, left) = dispatch(&mut d, vec![1, 2]);
+        assert!(sent.is_empty());
+        assert_eq!(left, vec![1, 2]);
+        let mut empty = DemandDispatcher::new();
+        assert_eq!(dispatch(&mut empty, vec![3]).1, vec![3]);
+    }
+
+    #[test]
+    fn demand_of_a_cancelled_consumer_is_owed_not_asked_again() {
+        let mut d = subscribed(&[1, 2]);
+        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(1), 10), 10);
+        assert_eq!(Dispatcher::<u32>::cancel(&mut d, tag(1)), 0);
+        // The 10 already asked upstream will still arrive: serve tag 2 from them.
+        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(2), 4), 0);
+        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(2), 10), 4);
+    }
+
+    #[test]
+    fn leftovers_pay_back_owed_demand() {
+        let mut d = subscribed(&[1]);
+        Dispatcher::<u32>::ask(&mut d, tag(1), 3);
+        Dispatcher::<u32>::cancel(&mut d, tag(1));
+        let (_, left) = dispatch(&mut d, vec![1, 2, 3]);
+        assert_eq!(left.len(), 3);
+        Dispatcher::<u32>::subscribe(&mut d, tag(2), &SubscribeOptions::new()).unwrap();
+        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(2), 3), 3);
+    }
+
+    #[test]
+    fn ties_go_to_the_longest_waiting_consumer() {
+        let mut d = subscribed(&[1, 2, 3]);
+        for t in [1, 2, 3] {
+            Dispatcher::<u32>::ask(&mut d, tag(t), 1);
+        }
+        let (sent, _) = dispatch(&mut d, vec![10, 20, 30]);
+        assert_eq!(
+            sent,
+            vec![(tag(1), vec![10]), (tag(2), vec![20]), (tag(3), vec![30])]
+        );
+    }
+
+    #[test]
+    fn unknown_asks_create_no_demand() {
+        let mut d = subscribed(&[1]);
+        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(9), 5), 0);
+    }
+
+    #[test]
+    fn shuffle_keeps_every_consumer() {
+        let mut d = subscribed(&[1, 2, 3, 4]).shuffle_demands_on_first_dispatch(true);
+        for t in 1..=4 {
+            Dispatcher::<u32>::ask(&mut d, tag(t), 1);
+        }
+        let (sent, left) = dispatch(&mut d, vec![1, 2, 3, 4]);
+        let mut tags: Vec<u64> = sent.iter().map(|(t, _)| t.as_u64()).collect();
+        tags.sort();
+        assert_eq!(tags, vec![1, 2, 3, 4]);
+        assert!(left.is_empty());
+    }
+}

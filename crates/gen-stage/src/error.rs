@@ -1,0 +1,213 @@
+//! One error type per operation.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::exit::ExitReason;
+
+/// Invalid subscription or stage options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// `max_demand` was 0; a consumer must be able to ask for at least one event.
+    MaxDemandZero,
+    /// `min_demand` was not below `max_demand`.
+    MinDemandNotBelowMax {
+        /// The `min_demand` given (or its default).
+        min_demand: usize,
+        /// The `max_demand` given.
+        max_demand: usize,
+    },
+}
+
+impl fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionsError::MaxDemandZero => {
+                f.write_str("expected max_demand to be equal to or greater than 1, got: 0")
+            }
+            OptionsError::MinDemandNotBelowMax {
+                min_demand,
+                max_demand,
+            } => write!(
+                f,
+                "expected min_demand to be below max_demand ({max_demand}), got: {min_demand}"
+            ),
+        }
+    }
+}
+
+impl Error for OptionsError {}
+
+/// Why a stage could not be started.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The `init` hook asked for the stage not to start ([`crate::Init::Ignore`]).
+    /// Not a failure: supervisors treat it as "nothing to run".
+    Ignored,
+    /// The `init` hook failed or stopped the stage.
+    Init(ExitReason),
+    /// The options were invalid.
+    InvalidOptions(OptionsError),
+    /// A subscription given to the builder could not be made.
+    Subscribe(SubscribeError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Ignored => f.write_str("stage start ignored by its init hook"),
+            StartError::Init(reason) => write!(f, "stage init failed: {reason}"),
+            StartError::InvalidOptions(error) => write!(f, "invalid stage options: {error}"),
+            StartError::Subscribe(error) => write!(f, "initial subscription failed: {error}"),
+        }
+    }
+}
+
+impl Error for StartError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            StartError::InvalidOptions(error) => Some(error),
+            StartError::Subscribe(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<OptionsError> for StartError {
+    fn from(error: OptionsError) -> Self {
+        StartError::InvalidOptions(error)
+    }
+}
+
+impl From<SubscribeError> for StartError {
+    fn from(error: SubscribeError) -> Self {
+        StartError::Subscribe(error)
+    }
+}
+
+/// Why a subscription could not be made.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The options were invalid.
+    InvalidOptions(OptionsError),
+    /// The producer was not alive.
+    ProducerNotAlive,
+    /// The consumer was not alive.
+    ConsumerNotAlive,
+    /// The producer refused the subscription: its `handle_subscribe` hook or its
+    /// dispatcher returned this error.
+    Rejected(Arc<dyn Error + Send + Sync + 'static>),
+    /// The consumer's own `handle_subscribe` hook failed, which stopped it.
+    ConsumerStopped(ExitReason),
+    /// No answer came in time.
+    Timeout,
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscribeError::InvalidOptions(error) => {
+                write!(f, "invalid subscription options: {error}")
+            }
+            SubscribeError::ProducerNotAlive => f.write_str("the producer is not alive"),
+            SubscribeError::ConsumerNotAlive => f.write_str("the consumer is not alive"),
+            SubscribeError::Rejected(error) => {
+                write!(f, "subscription rejected by the producer: {error}")
+            }
+            SubscribeError::ConsumerStopped(reason) => {
+                write!(f, "the consumer stopped while subscribing: {reason}")
+            }
+            SubscribeError::Timeout => f.write_str("timed out waiting for the subscription"),
+        }
+    }
+}
+
+impl Error for SubscribeError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            SubscribeError::InvalidOptions(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<OptionsError> for SubscribeError {
+    fn from(error: OptionsError) -> Self {
+        SubscribeError::InvalidOptions(error)
+    }
+}
+
+/// Why a call got no reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply came within the timeout. The stage may still handle the request.
+    Timeout,
+    /// The stage was not alive, or stopped (or dropped the reply handle) before replying.
+    NotAlive,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("call timed out"),
+            CallError::NotAlive => f.write_str("the stage is not alive or did not reply"),
+        }
+    }
+}
+
+impl Error for CallError {}
+
+/// A message could not be delivered because the stage is not alive; the message is
+/// given back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SendError<T>(pub T);
+
+impl<T> SendError<T> {
+    /// The message that was not delivered.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError").finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the stage is not alive")
+    }
+}
+
+impl<T> Error for SendError<T> {}
+
+/// The stage was not alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotAlive;
+
+impl fmt::Display for NotAlive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the stage is not alive")
+    }
+}
+
+impl Error for NotAlive {}
+
+/// The subscription is not (or no longer) one of this stage's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownSubscription(pub crate::SubscriptionTag);
+
+impl fmt::Display for UnknownSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown subscription {}", self.0)
+    }
+}
+
+impl Error for UnknownSubscription {}

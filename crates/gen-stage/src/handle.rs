@@ -1,0 +1,452 @@
+//! Handles to running stages.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{CallError, NotAlive, SendError, SubscribeError};
+use crate::exit::{CancelReason, ExitReason};
+use crate::kind::{
+    ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
+};
+use crate::options::{DemandMode, SubscribeOptions};
+use crate::protocol::{Envelope, EventSink, ProducerPort, SubscribeReply};
+use crate::subscription::{StageId, SubscriptionTag};
+
+/// How long [`StageRef::call`] and [`StageRef::subscribe_to`] wait by default.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A handle to a running stage: cheap to clone, typed by the stage's kind.
+///
+/// Write it with the aliases [`ProducerRef`], [`ConsumerRef`] and
+/// [`ProducerConsumerRef`]. Dropping every handle does not stop the stage: stop it with
+/// [`StageRef::stop`], or let its subscriptions end it.
+pub struct StageRef<K: StageKind> {
+    id: StageId,
+    mailbox: mpsc::UnboundedSender<Envelope<K>>,
+    exit: watch::Receiver<Option<ExitReason>>,
+}
+
+/// A handle to a [`Producer`](crate::Producer) stage.
+pub type ProducerRef<S> = StageRef<ProducerKind<S>>;
+/// A handle to a [`Consumer`](crate::Consumer) stage.
+pub type ConsumerRef<S> = StageRef<ConsumerKind<S>>;
+/// A handle to a [`ProducerConsumer`](crate::ProducerConsumer) stage.
+pub type ProducerConsumerRef<S> = StageRef<ProducerConsumerKind<S>>;
+
+impl<K: StageKind> Clone for StageRef<K> {
+    fn clone(&self) -> Self {
+        StageRef {
+            id: self.id,
+            mailbox: self.mailbox.clone(),
+            exit: self.exit.clone(),
+        }
+    }
+}
+
+impl<K: StageKind> fmt::Debug for StageRef<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StageRef")
+            .field("id", &self.id)
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl<K: StageKind> StageRef<K> {
+    pub(crate) fn new(
+        mailbox: mpsc::UnboundedSender<Envelope<K>>,
+        exit: watch::Receiver<Option<ExitReason>>,
+    ) -> Self {
+        StageRef {
+            id: StageId::next(),
+            mailbox,
+            exit,
+        }
+    }
+
+    pub(crate) fn send(&self, envelope: Envelope<K>) -> Result<(), Envelope<K>> {
+        self.mailbox.send(envelope).map_err(|error| error.0)
+    }
+
+    /// The stage's identity.
+    pub fn id(&self) -> StageId {
+        self.id
+    }
+
+    /// Whether the stage is still running.
+    pub fn is_alive(&self) -> bool {
+        !self.mailbox.is_closed()
+    }
+
+    /// Sends a message to the stage's `handle_message` without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The message is given back if the stage is not alive.
+    pub fn cast(&self, message: K::Message) -> Result<(), SendError<K::Message>> {
+        self.send(Envelope::Message(message))
+            .map_err(|envelope| match envelope {
+                Envelope::Message(message) => SendError(message),
+                _ => unreachable!("the envelope sent is the one returned"),
+            })
+    }
+
+    /// Sends a request built around a [`ReplyTo`] and waits up to
+    /// [`DEFAULT_CALL_TIMEOUT`] for the reply.
+    ///
+    /// The message type usually has a variant holding the reply handle, so the variant's
+    /// constructor is the argument:
+    ///
+    /// ```
+    /// # use gen_stage::{BoxError, Producer, ProducerContext, ReplyTo};
+    /// enum Request {
+    ///     Count(ReplyTo<u64>),
+    /// }
+    /// # struct Counter(u64);
+    /// # impl Producer for Counter {
+    /// #     type Event = u64;
+    /// #     type Message = Request;
+    /// #     async fn handle_demand(&mut self, _: usize, _: &mut ProducerContext<'_, Self>) -> Result<Vec<u64>, BoxError> { Ok(vec![]) }
+    /// #     async fn handle_message(&mut self, message: Request, _: &mut ProducerContext<'_, Self>) -> Result<(), BoxError> {
+    /// #         match message { Request::Count(reply) => reply.send(self.0) }
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let counter = gen_stage::producer(Counter(7)).start().await.unwrap();
+    /// let count = counter.call(Request::Count).await.unwrap();
+    /// assert_eq!(count, 7);
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Timeout`] if no reply came in time; [`CallError::NotAlive`] if the
+    /// stage is not alive or dropped the reply handle without replying.
+    pub async fn call<R>(
+        &self,
+        request: impl FnOnce(ReplyTo<R>) -> K::Message,
+    ) -> Result<R, CallError> {
+        self.call_timeout(request, DEFAULT_CALL_TIMEOUT).await
+    }
+
+    /// [`StageRef::call`] with a given timeout.
+    ///
+    /// # Errors
+    ///
+    /// As for [`StageRef::call`].
+    pub async fn call_timeout<R>(
+        &self,
+        request: impl FnOnce(ReplyTo<R>) -> K::Message,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
+        let (sender, receiver) = oneshot::channel();
+        self.send(Envelope::Message(request(ReplyTo { sender })))
+            .map_err(|_| CallError::NotAlive)?;
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(CallError::NotAlive),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Sends a message that reaches `handle_message` only after every event the stage
+    /// had buffered before it has been dispatched; returns once it is queued.
+    ///
+    /// On a consumer, or a producer with nothing buffered, it is handled right away.
+    ///
+    /// # Errors
+    ///
+    /// The message is given back if the stage is not alive.
+    pub async fn sync_info(&self, message: K::Message) -> Result<(), SendError<K::Message>> {
+        let (queued, receiver) = oneshot::channel();
+        self.send(Envelope::Info {
+            message,
+            queued: Some(queued),
+        })
+        .map_err(Self::info_back)?;
+        // The stage acknowledges as soon as the info is queued; if it stops first the
+        // message still reached it.
+        let _ = receiver.await;
+        Ok(())
+    }
+
+    /// Like [`StageRef::sync_info`], without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The message is given back if the stage is not alive.
+    pub fn async_info(&self, message: K::Message) -> Result<(), SendError<K::Message>> {
+        self.send(Envelope::Info {
+            message,
+            queued: None,
+        })
+        .map_err(Self::info_back)
+    }
+
+    fn info_back(envelope: Envelope<K>) -> SendError<K::Message> {
+        match envelope {
+            Envelope::Info { message, .. } => SendError(message),
+            _ => unreachable!("the envelope sent is the one returned"),
+        }
+    }
+
+    /// Stops the stage with `reason` and waits until it has stopped: its `terminate`
+    /// hook ran and its peers were told.
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the stage had already stopped.
+    pub async fn stop(&self, reason: ExitReason) -> Result<(), NotAlive> {
+        self.send(Envelope::Stop(reason)).map_err(|_| NotAlive)?;
+        self.stopped().await;
+        Ok(())
+    }
+
+    /// Waits until the stage has stopped, and returns why.
+    pub async fn stopped(&self) -> ExitReason {
+        let mut exit = self.exit.clone();
+        let waited = exit
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone());
+        match waited {
+            Ok(reason) => reason.unwrap_or(ExitReason::Killed),
+            Err(_) => exit.borrow().clone().unwrap_or(ExitReason::Killed),
+        }
+    }
+
+    /// The reason the stage stopped, or `None` while it runs.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.exit.borrow().clone()
+    }
+}
+
+impl<K: EmitsEvents> StageRef<K> {
+    /// The producer's demand mode.
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the stage is not alive.
+    pub async fn demand_mode(&self) -> Result<DemandMode, NotAlive> {
+        let (sender, receiver) = oneshot::channel();
+        self.send(Envelope::DemandModeQuery(sender))
+            .map_err(|_| NotAlive)?;
+        receiver.await.map_err(|_| NotAlive)
+    }
+
+    /// Switches the demand mode. Switching to [`DemandMode::Forward`] serves the demand
+    /// accumulated so far, in the order it came.
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the stage is not alive.
+    pub fn set_demand_mode(&self, mode: DemandMode) -> Result<(), NotAlive> {
+        self.send(Envelope::SetDemandMode(mode))
+            .map_err(|_| NotAlive)
+    }
+
+    /// How many events wait in the stage's buffer (info messages not counted).
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the stage is not alive.
+    pub async fn estimate_buffered_count(&self) -> Result<usize, NotAlive> {
+        let (sender, receiver) = oneshot::channel();
+        self.send(Envelope::BufferedQuery(sender))
+            .map_err(|_| NotAlive)?;
+        receiver.await.map_err(|_| NotAlive)
+    }
+
+    pub(crate) fn port(&self) -> Box<dyn ProducerPort<K::Out>> {
+        Box::new(self.clone())
+    }
+}
+
+impl<K: ReceivesEvents> StageRef<K> {
+    /// Subscribes this stage to `producer` and waits for the producer to accept.
+    ///
+    /// # Errors
+    ///
+    /// Invalid options, a producer or consumer that is not alive, a rejection by the
+    /// producer, or no answer within [`DEFAULT_CALL_TIMEOUT`]. A failed subscription
+    /// never stops the consumer, unless its own `handle_producer_subscribed` hook failed.
+    pub async fn subscribe_to<P>(
+        &self,
+        producer: &StageRef<P>,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionTag, SubscribeError>
+    where
+        P: EmitsEvents<Out = K::In>,
+    {
+        options.validate()?;
+        let (reply, receiver) = oneshot::channel();
+        self.send(Envelope::SubscribeTo {
+            producer: producer.port(),
+            options,
+            reply: Some(reply),
+        })
+        .map_err(|_| SubscribeError::ConsumerNotAlive)?;
+        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, receiver).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(SubscribeError::ConsumerNotAlive),
+            Err(_) => Err(SubscribeError::Timeout),
+        }
+    }
+
+    /// Subscribes this stage to `producer` without waiting for the outcome. A failure
+    /// reaches the consumer's `handle_cancel` hook; a producer that is not alive then
+    /// stops the consumer unless the subscription is temporary.
+    ///
+    /// # Errors
+    ///
+    /// Invalid options, or a consumer that is not alive.
+    pub fn async_subscribe_to<P>(
+        &self,
+        producer: &StageRef<P>,
+        options: SubscribeOptions,
+    ) -> Result<(), SubscribeError>
+    where
+        P: EmitsEvents<Out = K::In>,
+    {
+        options.validate()?;
+        self.send(Envelope::SubscribeTo {
+            producer: producer.port(),
+            options,
+            reply: None,
+        })
+        .map_err(|_| SubscribeError::ConsumerNotAlive)
+    }
+
+    /// Cancels the subscription `tag` with `reason`, then subscribes again to
+    /// `producer`. Unlike GenStage's resubscribe, the consumer never stops because of
+    /// the cancellation it asked for.
+    ///
+    /// # Errors
+    ///
+    /// As for [`StageRef::subscribe_to`].
+    pub async fn resubscribe<P>(
+        &self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+        producer: &StageRef<P>,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionTag, SubscribeError>
+    where
+        P: EmitsEvents<Out = K::In>,
+    {
+        options.validate()?;
+        self.cancel(tag, reason)
+            .map_err(|_| SubscribeError::ConsumerNotAlive)?;
+        self.subscribe_to(producer, options).await
+    }
+
+    /// Cancels the subscription `tag`: the producer is told, `handle_cancel` runs with
+    /// [`CancelReason::Cancelled`], and the consumer keeps running whatever the cancel
+    /// mode (GenStage instead stops a permanent consumer that cancels).
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the consumer is not alive.
+    pub fn cancel(&self, tag: SubscriptionTag, reason: ExitReason) -> Result<(), NotAlive> {
+        self.send(Envelope::Cancel { tag, reason })
+            .map_err(|_| NotAlive)
+    }
+
+    /// Asks the producer of a manual subscription for `demand` more events. The events
+    /// still go to this consumer, whoever calls `ask` (GenStage reroutes them to the
+    /// caller).
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the consumer is not alive.
+    pub fn ask(&self, tag: SubscriptionTag, demand: NonZeroUsize) -> Result<(), NotAlive> {
+        self.send(Envelope::AskManual {
+            tag,
+            demand: demand.get(),
+        })
+        .map_err(|_| NotAlive)
+    }
+
+    pub(crate) fn sink(&self) -> Box<dyn EventSink<K::In>> {
+        Box::new(self.clone())
+    }
+}
+
+impl<K: StageKind> EventSink<K::In> for StageRef<K> {
+    fn send_events(&self, tag: SubscriptionTag, events: Vec<K::In>) -> Result<(), Vec<K::In>> {
+        self.send(Envelope::Events { tag, events })
+            .map_err(|envelope| match envelope {
+                Envelope::Events { events, .. } => events,
+                _ => unreachable!("the envelope sent is the one returned"),
+            })
+    }
+
+    fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason) {
+        let _ = self.send(Envelope::ProducerCancelled { tag, reason });
+    }
+}
+
+impl<K: StageKind> ProducerPort<K::Out> for StageRef<K> {
+    fn subscribe(
+        &self,
+        tag: SubscriptionTag,
+        sink: Box<dyn EventSink<K::Out>>,
+        options: SubscribeOptions,
+        reply: Option<SubscribeReply>,
+    ) -> Result<(), Option<SubscribeReply>> {
+        self.send(Envelope::Subscribe {
+            tag,
+            sink,
+            options,
+            reply,
+        })
+        .map_err(|envelope| match envelope {
+            Envelope::Subscribe { reply, .. } => reply,
+            _ => unreachable!("the envelope sent is the one returned"),
+        })
+    }
+
+    fn ask(&self, tag: SubscriptionTag, demand: usize) -> bool {
+        self.send(Envelope::Ask { tag, demand }).is_ok()
+    }
+
+    fn cancel(&self, tag: SubscriptionTag, reason: CancelReason) {
+        let _ = self.send(Envelope::ConsumerCancelled { tag, reason });
+    }
+}
+
+/// Where a stage sends the reply to a call. Send it now or keep it to reply later;
+/// dropping it without replying fails the call with [`CallError::NotAlive`].
+pub struct ReplyTo<R> {
+    sender: oneshot::Sender<R>,
+}
+
+impl<R> ReplyTo<R> {
+    /// A reply handle and the receiver of its reply, for calls made without a
+    /// [`StageRef`] (tests, custom routing).
+    pub fn pair() -> (Self, oneshot::Receiver<R>) {
+        let (sender, receiver) = oneshot::channel();
+        (ReplyTo { sender }, receiver)
+    }
+
+    /// Sends the reply. A caller that stopped waiting (timeout) is ignored.
+    pub fn send(self, reply: R) {
+        let _ = self.sender.send(reply);
+    }
+
+    /// Whether the caller stopped waiting.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+impl<R> fmt::Debug for ReplyTo<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyTo").finish_non_exhaustive()
+    }
+}

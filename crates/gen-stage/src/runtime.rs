@@ -1,0 +1,165 @@
+//! The tasks that run stages: one loop per kind of stage, sharing the two halves
+//! (producer side, consumer side) and the driver below.
+
+mod consumer;
+mod consumer_side;
+mod producer;
+mod producer_consumer;
+mod producer_side;
+
+pub(crate) use consumer::InitialSubscription;
+
+pub(crate) use consumer::ConsumerRuntime;
+pub(crate) use consumer_side::ConsumerSide;
+pub(crate) use producer::ProducerRuntime;
+pub(crate) use producer_consumer::ProducerConsumerRuntime;
+pub(crate) use producer_side::ProducerSide;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{StartError, SubscribeError};
+use crate::exit::{BoxError, ExitReason};
+use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef};
+use crate::kind::StageKind;
+use crate::protocol::{Envelope, SubscribeReply};
+use crate::stage::Init;
+use crate::subscription::SubscriptionTag;
+
+/// Runs a hook, turning a panic into [`ExitReason::Panic`].
+pub(crate) async fn catch<T>(hook: impl Future<Output = T>) -> Result<T, ExitReason> {
+    AssertUnwindSafe(hook)
+        .catch_unwind()
+        .await
+        .map_err(|payload| ExitReason::from_panic(&*payload))
+}
+
+/// Runs a hook whose error, like its panic, stops the stage.
+pub(crate) async fn guarded<T>(
+    hook: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, ExitReason> {
+    catch(hook).await?.map_err(ExitReason::error)
+}
+
+/// Maps what `init` returned to the start outcome.
+pub(crate) fn init_outcome(result: Result<Init, ExitReason>) -> Result<(), StartError> {
+    match result {
+        Ok(Init::Start) => Ok(()),
+        Ok(Init::Ignore) => Err(StartError::Ignored),
+        Err(reason) => Err(StartError::Init(reason)),
+    }
+}
+
+/// Waits for the answer to an initial subscription.
+pub(crate) async fn await_subscription(
+    receiver: oneshot::Receiver<Result<SubscriptionTag, SubscribeError>>,
+) -> Result<SubscriptionTag, SubscribeError> {
+    wait_reply(receiver, DEFAULT_CALL_TIMEOUT).await
+}
+
+async fn wait_reply(
+    receiver: oneshot::Receiver<Result<SubscriptionTag, SubscribeError>>,
+    timeout: Duration,
+) -> Result<SubscriptionTag, SubscribeError> {
+    match tokio::time::timeout(timeout, receiver).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(SubscribeError::ProducerNotAlive),
+        Err(_) => Err(SubscribeError::Timeout),
+    }
+}
+
+/// Answers a sync subscriber, if there is one.
+pub(crate) fn answer(
+    reply: Option<SubscribeReply>,
+    result: Result<SubscriptionTag, SubscribeError>,
+) {
+    if let Some(reply) = reply {
+        let _ = reply.send(result);
+    }
+}
+
+/// One kind of stage's loop body.
+pub(crate) trait Runner: Send + 'static {
+    type Kind: StageKind;
+
+    /// `init`, then the initial subscriptions.
+    fn start(&mut self) -> impl Future<Output = Result<(), StartError>> + Send;
+
+    /// Handles one message, and whatever it made ready.
+    fn handle(&mut self, envelope: Envelope<Self::Kind>) -> impl Future<Output = ()> + Send;
+
+    /// The reason to stop, once a hook or a message asked for it.
+    fn stop_reason(&self) -> Option<ExitReason>;
+
+    /// Runs the `terminate` hook.
+    fn terminate(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send;
+
+    /// Records the reason peers will be told when the runner is dropped.
+    fn set_exit_reason(&mut self, reason: &ExitReason);
+}
+
+/// Spawns a stage and waits until it has started.
+pub(crate) async fn start<R: Runner>(
+    make: impl FnOnce(StageRef<R::Kind>) -> R,
+) -> Result<StageRef<R::Kind>, StartError> {
+    let (sender, mailbox) = mpsc::unbounded_channel();
+    let (exit_sender, exit) = watch::channel(None);
+    let me = StageRef::new(sender, exit);
+    let runner = make(me.clone());
+    let (started_sender, started) = oneshot::channel();
+    tokio::spawn(drive(runner, mailbox, started_sender, exit_sender));
+    match started.await {
+        Ok(Ok(())) => Ok(me),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(StartError::Init(ExitReason::Killed)),
+    }
+}
+
+async fn drive<R: Runner>(
+    mut runner: R,
+    mut mailbox: mpsc::UnboundedReceiver<Envelope<R::Kind>>,
+    started: oneshot::Sender<Result<(), StartError>>,
+    exit: watch::Sender<Option<ExitReason>>,
+) {
+    if let Err(error) = runner.start().await {
+        let reason = match &error {
+            StartError::Ignored => ExitReason::Normal,
+            StartError::Init(reason) => reason.clone(),
+            StartError::InvalidOptions(_) | StartError::Subscribe(_) => ExitReason::Shutdown,
+        };
+        finish(runner, mailbox, &exit, reason);
+        let _ = started.send(Err(error));
+        return;
+    }
+    let _ = started.send(Ok(()));
+    let reason = loop {
+        if let Some(reason) = runner.stop_reason() {
+            break reason;
+        }
+        match mailbox.recv().await {
+            Some(envelope) => runner.handle(envelope).await,
+            None => break ExitReason::Killed,
+        }
+    };
+    tracing::debug!("stage stopping: {reason}");
+    runner.terminate(&reason).await;
+    finish(runner, mailbox, &exit, reason);
+}
+
+/// Tells the peers, closes the mailbox (pending calls fail), publishes the reason.
+fn finish<R: Runner>(
+    mut runner: R,
+    mut mailbox: mpsc::UnboundedReceiver<Envelope<R::Kind>>,
+    exit: &watch::Sender<Option<ExitReason>>,
+    reason: ExitReason,
+) {
+    runner.set_exit_reason(&reason);
+    drop(runner);
+    mailbox.close();
+    drop(mailbox);
+    exit.send_replace(Some(reason));
+}

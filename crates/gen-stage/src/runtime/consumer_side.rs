@@ -1,0 +1,151 @@
+//! The consumer half of a stage: its subscriptions to producers and their demand.
+
+use std::collections::HashMap;
+
+use crate::demand::{AutoDemand, Batch};
+use crate::error::UnknownSubscription;
+use crate::exit::{CancelMode, CancelReason, ExitReason};
+use crate::options::SubscribeOptions;
+use crate::protocol::{EventSink, ProducerPort, SubscribeReply};
+use crate::stage::AskMode;
+use crate::subscription::SubscriptionTag;
+
+struct Upstream<T> {
+    port: Box<dyn ProducerPort<T>>,
+    cancel: CancelMode,
+    /// `None` for manual demand.
+    auto: Option<AutoDemand>,
+}
+
+pub(crate) struct ConsumerSide<T> {
+    producers: HashMap<SubscriptionTag, Upstream<T>>,
+    /// Subscriptions the stage cancelled itself; `handle_cancel` is still to run.
+    pub(crate) self_cancelled: Vec<(SubscriptionTag, ExitReason)>,
+    /// Events that arrived for subscriptions the stage no longer has.
+    pub(crate) discarded_total: u64,
+    /// Told to producers when this side is dropped.
+    pub(crate) exit_reason: ExitReason,
+}
+
+impl<T: Send + 'static> ConsumerSide<T> {
+    pub(crate) fn new() -> Self {
+        ConsumerSide {
+            producers: HashMap::new(),
+            self_cancelled: Vec::new(),
+            discarded_total: 0,
+            exit_reason: ExitReason::Killed,
+        }
+    }
+
+    pub(crate) fn tags(&self) -> Vec<SubscriptionTag> {
+        self.producers.keys().copied().collect()
+    }
+
+    /// Sends the subscription to the producer and, with automatic demand, the first ask.
+    /// Gives the reply back if the producer is gone.
+    pub(crate) fn subscribe(
+        &mut self,
+        tag: SubscriptionTag,
+        port: Box<dyn ProducerPort<T>>,
+        sink: Box<dyn EventSink<T>>,
+        options: SubscribeOptions,
+        mode: AskMode,
+        reply: Option<SubscribeReply>,
+    ) -> Result<(), Option<SubscribeReply>> {
+        let max = options.max_demand_value();
+        let auto = match mode {
+            AskMode::Automatic => Some(AutoDemand::new(options.min_demand_value(), max)),
+            AskMode::Manual => None,
+        };
+        let cancel = options.cancel_mode();
+        port.subscribe(tag, sink, options, reply)?;
+        if auto.is_some() {
+            port.ask(tag, max);
+        }
+        self.producers.insert(tag, Upstream { port, cancel, auto });
+        Ok(())
+    }
+
+    /// Cuts a delivery into batches for `handle_events`; `None` if the subscription is
+    /// unknown (the events are discarded and counted).
+    pub(crate) fn batches(
+        &mut self,
+        tag: SubscriptionTag,
+        events: Vec<T>,
+    ) -> Option<Vec<Batch<T>>> {
+        let Some(upstream) = self.producers.get_mut(&tag) else {
+            self.discarded_total += events.len() as u64;
+            tracing::debug!(
+                "{} events for unknown subscription {tag} discarded",
+                events.len()
+            );
+            return None;
+        };
+        match upstream.auto.as_mut() {
+            Some(auto) => {
+                let (batches, excess) = auto.split(events);
+                if excess > 0 {
+                    tracing::error!("received {excess} events in excess from {tag}");
+                }
+                Some(batches)
+            }
+            None => Some(vec![Batch {
+                events,
+                ask_after: 0,
+            }]),
+        }
+    }
+
+    /// Sends the ask that follows a batch.
+    pub(crate) fn ask_after(&mut self, tag: SubscriptionTag, demand: usize) {
+        if demand == 0 {
+            return;
+        }
+        if let Some(upstream) = self.producers.get(&tag) {
+            upstream.port.ask(tag, demand);
+        }
+    }
+
+    pub(crate) fn ask(
+        &mut self,
+        tag: SubscriptionTag,
+        demand: usize,
+    ) -> Result<(), UnknownSubscription> {
+        let upstream = self.producers.get(&tag).ok_or(UnknownSubscription(tag))?;
+        upstream.port.ask(tag, demand);
+        Ok(())
+    }
+
+    /// Cancels a subscription on the stage's own initiative.
+    pub(crate) fn cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+    ) -> Result<(), UnknownSubscription> {
+        let upstream = self
+            .producers
+            .remove(&tag)
+            .ok_or(UnknownSubscription(tag))?;
+        upstream
+            .port
+            .cancel(tag, CancelReason::Cancelled(reason.clone()));
+        self.self_cancelled.push((tag, reason));
+        Ok(())
+    }
+
+    /// The producer ended the subscription: forget it. Returns its cancel mode, or
+    /// `None` if it was unknown.
+    pub(crate) fn remove(&mut self, tag: SubscriptionTag) -> Option<CancelMode> {
+        self.producers.remove(&tag).map(|upstream| upstream.cancel)
+    }
+}
+
+impl<T> Drop for ConsumerSide<T> {
+    fn drop(&mut self) {
+        for (tag, upstream) in self.producers.drain() {
+            upstream
+                .port
+                .cancel(tag, CancelReason::Down(self.exit_reason.clone()));
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The producer half of a stage: consumers, dispatcher, buffer, demand mode.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::buffer::Buffer;
+use crate::dispatcher::{Deliveries, Dispatcher};
+use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
+use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
+use crate::protocol::EventSink;
+use crate::subscription::SubscriptionTag;
+
+struct Downstream<T> {
+    sink: Box<dyn EventSink<T>>,
+    /// Events asked for and not yet sent.
+    outstanding: usize,
+}
+
+pub(crate) struct ProducerSide<T, M> {
+    dispatcher: Box<dyn Dispatcher<T>>,
+    deliveries: Deliveries<T>,
+    consumers: HashMap<SubscriptionTag, Downstream<T>>,
+    buffer: Buffer<T, M>,
+    mode: DemandMode,
+    /// Upstream demand recorded while accumulating, in order.
+    stashed: VecDeque<usize>,
+    /// Downstream demand not yet met (drives a producer-consumer's input).
+    pub(crate) unmet_demand: usize,
+    /// Info messages whose events have all been dispatched, in order.
+    pub(crate) ready_infos: Vec<M>,
+    /// Discards not yet reported through the stage's hook.
+    pub(crate) unreported_discards: usize,
+    pub(crate) discarded_total: u64,
+    /// Told to consumers when this side is dropped.
+    pub(crate) exit_reason: ExitReason,
+}
+
+impl<T: Send + 'static, M> ProducerSide<T, M> {
+    pub(crate) fn new(
+        dispatcher: Box<dyn Dispatcher<T>>,
+        size: BufferSize,
+        keep: BufferKeep,
+        mode: DemandMode,
+    ) -> Self {
+        ProducerSide {
+            dispatcher,
+            deliveries: Deliveries::new(),
+            consumers: HashMap::new(),
+            buffer: Buffer::new(size, keep),
+            mode,
+            stashed: VecDeque::new(),
+            unmet_demand: 0,
+            ready_infos: Vec::new(),
+            unreported_discards: 0,
+            discarded_total: 0,
+            exit_reason: ExitReason::Killed,
+        }
+    }
+
+    pub(crate) fn demand_mode(&self) -> DemandMode {
+        self.mode
+    }
+
+    pub(crate) fn buffered_count(&self) -> usize {
+        self.buffer.len()
+    }
+
+    pub(crate) fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Dispatches events to consumers with demand and buffers the rest; while
+    /// accumulating, buffers everything.
+    pub(crate) fn emit(&mut self, events: Vec<T>) {
+        if events.is_empty() {
+            return;
+        }
+        if self.mode == DemandMode::Accumulate || self.consumers.is_empty() {
+            self.store(events);
+            return;
+        }
+        let (delivered, leftovers) = self.dispatch(events);
+        self.unmet_demand = self.unmet_demand.saturating_sub(delivered);
+        if !leftovers.is_empty() {
+            self.store(leftovers);
+        }
+    }
+
+    fn store(&mut self, events: Vec<T>) {
+        let discarded = self.buffer.store(events, &mut self.ready_infos);
+        self.count_discards(discarded);
+    }
+
+    pub(crate) fn count_discards(&mut self, discarded: usize) {
+        self.unreported_discards += discarded;
+        self.discarded_total += discarded as u64;
+    }
+
+    /// Runs the dispatcher and sends its deliveries, never more than a consumer asked
+    /// for. Returns how many events went out and the leftovers.
+    fn dispatch(&mut self, events: Vec<T>) -> (usize, Vec<T>) {
+        let mut leftovers = self.dispatcher.dispatch(events, &mut self.deliveries);
+        let mut delivered = 0;
+        let mut lost = 0;
+        for (tag, mut batch) in self.deliveries.drain() {
+            let Some(consumer) = self.consumers.get_mut(&tag) else {
+                tracing::error!(
+                    "dispatcher delivered {} events to unknown subscription {tag}; buffered",
+                    batch.len()
+                );
+                leftovers.extend(batch);
+                continue;
+            };
+            if batch.len() > consumer.outstanding {
+                tracing::error!(
+                    "dispatcher sent {} events to {tag}, which asked for {}; the excess is buffered",
+                    batch.len(),
+                    consumer.outstanding
+                );
+                leftovers.extend(batch.drain(consumer.outstanding..));
+            }
+            consumer.outstanding -= batch.len();
+            delivered += batch.len();
+            if let Err(events) = consumer.sink.send_events(tag, batch) {
+                // The consumer is gone; its cancellation is on its way.
+                lost += events.len();
+            }
+        }
+        self.count_discards(lost);
+        (delivered, leftovers)
+    }
+
+    /// Registers a consumer; the subscription becomes active with [`Self::accept`].
+    pub(crate) fn add_consumer(
+        &mut self,
+        tag: SubscriptionTag,
+        sink: Box<dyn EventSink<T>>,
+    ) -> bool {
+        if self.consumers.contains_key(&tag) {
+            sink.send_cancel(
+                tag,
+                CancelReason::Rejected(SharedError::from(BoxError::from(
+                    "duplicated subscription",
+                ))),
+            );
+            return false;
+        }
+        self.consumers.insert(
+            tag,
+            Downstream {
+                sink,
+                outstanding: 0,
+            },
+        );
+        true
+    }
+
+    /// Hands the new subscription to the dispatcher. Returns the upstream demand left to
+    /// serve, or the dispatcher's rejection (the consumer is then removed and told).
+    pub(crate) fn accept(
+        &mut self,
+        tag: SubscriptionTag,
+        options: &SubscribeOptions,
+    ) -> Result<usize, SharedError> {
+        match self.dispatcher.subscribe(tag, options) {
+            Ok(upstream) => Ok(self.serve(upstream, upstream)),
+            Err(error) => {
+                let error = SharedError::from(error);
+                self.reject(tag, CancelReason::Rejected(error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    /// Removes a consumer that was refused, telling it why.
+    pub(crate) fn reject(&mut self, tag: SubscriptionTag, reason: CancelReason) {
+        if let Some(consumer) = self.consumers.remove(&tag) {
+            consumer.sink.send_cancel(tag, reason);
+        }
+    }
+
+    /// A consumer asked for more. Returns the upstream demand left after the buffer
+    /// (0 while accumulating: it is stashed).
+    pub(crate) fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> usize {
+        let Some(consumer) = self.consumers.get_mut(&tag) else {
+            tracing::debug!("ask for unknown subscription {tag} ignored");
+            return 0;
+        };
+        consumer.outstanding += demand;
+        let upstream = self.dispatcher.ask(tag, demand);
+        self.serve(demand, upstream)
+    }
+
+    /// A consumer left. Returns the upstream demand left to serve, or `None` if the
+    /// subscription was unknown.
+    pub(crate) fn remove_consumer(&mut self, tag: SubscriptionTag) -> Option<usize> {
+        self.consumers.remove(&tag)?;
+        let upstream = self.dispatcher.cancel(tag);
+        Some(self.serve(upstream, upstream))
+    }
+
+    /// Serves new demand: up to `limit` buffered events go out first, and what is left
+    /// of `upstream` is returned for the stage to produce (or stashed when accumulating).
+    fn serve(&mut self, limit: usize, upstream: usize) -> usize {
+        if self.mode == DemandMode::Accumulate {
+            if upstream > 0 {
+                self.stashed.push_back(upstream);
+            }
+            return 0;
+        }
+        let served = self.drain_buffer(limit);
+        upstream.saturating_sub(served)
+    }
+
+    /// Dispatches up to `limit` buffered events, releasing info messages as their
+    /// events go out. Returns how many were delivered.
+    fn drain_buffer(&mut self, limit: usize) -> usize {
+        let mut served = 0;
+        while served < limit && self.buffer.len() > 0 {
+            let chunk = self.buffer.take(limit - served);
+            let taken = chunk.len();
+            let (delivered, leftovers) = self.dispatch(chunk);
+            let stuck = !leftovers.is_empty();
+            self.buffer.put_back(leftovers);
+            self.buffer.release_due(&mut self.ready_infos);
+            served += delivered;
+            if stuck || taken == 0 {
+                break;
+            }
+        }
+        served
+    }
+
+    /// Queues an info message behind the buffered events, or makes it ready now.
+    pub(crate) fn store_info(&mut self, message: M) {
+        if let Some(message) = self.buffer.store_info(message) {
+            self.ready_infos.push(message);
+        }
+    }
+
+    /// Switches the demand mode. Returns the stashed demands to serve, in order, when
+    /// switching to forward.
+    pub(crate) fn set_mode(&mut self, mode: DemandMode) -> Vec<usize> {
+        let was = std::mem::replace(&mut self.mode, mode);
+        if was == DemandMode::Accumulate && mode == DemandMode::Forward {
+            let stashed: Vec<usize> = self.stashed.drain(..).collect();
+            stashed
+                .into_iter()
+                .map(|upstream| self.serve(upstream, upstream))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl<T, M> Drop for ProducerSide<T, M> {
+    fn drop(&mut self) {
+        for (tag, consumer) in self.consumers.drain() {
+            consumer
+                .sink
+                .send_cancel(tag, CancelReason::Down(self.exit_reason.clone()));
+        }
+    }
+}
