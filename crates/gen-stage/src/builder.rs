@@ -1,6 +1,7 @@
 //! Starting stages: one builder per kind.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::context::Control;
 use crate::dispatcher::{DemandDispatcher, Dispatcher};
@@ -12,6 +13,7 @@ use crate::runtime::{
     self, ConsumerRuntime, ProducerConsumerRuntime, ProducerRuntime, ProducerSide,
 };
 use crate::stage::{Consumer, Producer, ProducerConsumer};
+use crate::stats::StatsCell;
 
 /// Starts building a [`Producer`] stage.
 ///
@@ -79,12 +81,13 @@ impl<T: Send + 'static> Output<T> {
         }
     }
 
-    fn into_side<M>(self) -> ProducerSide<T, M> {
+    fn into_side<M>(self, stats: &Arc<StatsCell>) -> ProducerSide<T, M> {
         ProducerSide::new(
             self.dispatcher,
             self.buffer_size,
             self.buffer_keep,
             self.demand_mode,
+            stats.clone(),
         )
     }
 }
@@ -146,9 +149,13 @@ impl<S: Producer> ProducerBuilder<S> {
     ///
     /// [`StartError`] if `init` failed or ignored the start.
     pub async fn start(self) -> Result<ProducerRef<S>, StartError> {
-        let side = self.output.into_side();
+        let stats = Arc::default();
+        let side = self.output.into_side(&stats);
         let stage = self.stage;
-        runtime::start(move |me| ProducerRuntime::new(stage, side, control(me))).await
+        runtime::start(stats, move |me| {
+            ProducerRuntime::new(stage, side, control(me))
+        })
+        .await
     }
 }
 
@@ -178,7 +185,10 @@ impl<S: Consumer> ConsumerBuilder<S> {
     pub async fn start(self) -> Result<ConsumerRef<S>, StartError> {
         validate(&self.subscriptions)?;
         let (stage, subscriptions) = (self.stage, self.subscriptions);
-        runtime::start(move |me| ConsumerRuntime::new(stage, control(me), subscriptions)).await
+        runtime::start(Arc::default(), move |me| {
+            ConsumerRuntime::new(stage, control(me), subscriptions)
+        })
+        .await
     }
 }
 
@@ -231,9 +241,10 @@ impl<S: ProducerConsumer> ProducerConsumerBuilder<S> {
     /// As for [`ConsumerBuilder::start`].
     pub async fn start(self) -> Result<ProducerConsumerRef<S>, StartError> {
         validate(&self.subscriptions)?;
-        let side = self.output.into_side();
+        let stats = Arc::default();
+        let side = self.output.into_side(&stats);
         let (stage, subscriptions) = (self.stage, self.subscriptions);
-        runtime::start(move |me| {
+        runtime::start(stats, move |me| {
             ProducerConsumerRuntime::new(stage, side, control(me), subscriptions)
         })
         .await

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -13,6 +14,7 @@ use crate::kind::{
 };
 use crate::options::{DemandMode, SubscribeOptions};
 use crate::protocol::{Envelope, EventSink, ProducerPort, SubscribeReply};
+use crate::stats::{StageStats, StatsCell};
 use crate::subscription::{StageId, SubscriptionTag};
 
 /// How long [`StageRef::call`] and [`StageRef::subscribe_to`] wait by default.
@@ -27,6 +29,7 @@ pub struct StageRef<K: StageKind> {
     id: StageId,
     mailbox: mpsc::UnboundedSender<Envelope<K>>,
     exit: watch::Receiver<Option<ExitReason>>,
+    stats: Arc<StatsCell>,
 }
 
 /// A handle to a [`Producer`](crate::Producer) stage.
@@ -42,6 +45,7 @@ impl<K: StageKind> Clone for StageRef<K> {
             id: self.id,
             mailbox: self.mailbox.clone(),
             exit: self.exit.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -59,12 +63,23 @@ impl<K: StageKind> StageRef<K> {
     pub(crate) fn new(
         mailbox: mpsc::UnboundedSender<Envelope<K>>,
         exit: watch::Receiver<Option<ExitReason>>,
+        stats: Arc<StatsCell>,
     ) -> Self {
         StageRef {
             id: StageId::next(),
             mailbox,
             exit,
+            stats,
         }
+    }
+
+    pub(crate) fn stats_cell(&self) -> &Arc<StatsCell> {
+        &self.stats
+    }
+
+    /// The stage's live counters, read without messaging the stage.
+    pub fn stats(&self) -> StageStats {
+        self.stats.snapshot()
     }
 
     pub(crate) fn send(&self, envelope: Envelope<K>) -> Result<(), Envelope<K>> {

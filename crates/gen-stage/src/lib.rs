@@ -1,4 +1,243 @@
-//! Producer and consumer stages with back-pressure, for tokio.
+//! Producer and consumer stages with back-pressure, for tokio, after Elixir's GenStage.
+//!
+//! A *stage* is a tokio task that receives events, emits events, or both. Stages are
+//! joined by *subscriptions*: a consumer subscribes to a producer, asks it for a number
+//! of events (its *demand*), and the producer sends at most that many. Events flow
+//! downstream in batches; demand flows upstream. A slow consumer therefore holds its
+//! producer back instead of drowning in a queue, and memory stays bounded by the demand
+//! and buffer settings, whatever the number of events.
+//!
+//! ```text
+//! [A] -> [B] -> [C]
+//! ```
+//!
+//! Here `A` is a [`Producer`], `B` a [`ProducerConsumer`] and `C` a [`Consumer`]. `C`
+//! asks `B` for events, `B` asks `A` only as fast as `C` asks `B`, and `A` produces only
+//! what was asked.
+//!
+//! # Stages
+//!
+//! Implement one trait per kind of stage. The hook that defines the kind is required;
+//! every other hook has a default.
+//!
+//! | trait | defining hook | receives | emits |
+//! | --- | --- | --- | --- |
+//! | [`Producer`] | `handle_demand(demand)` returns events | — | `Event` |
+//! | [`ProducerConsumer`] | `handle_events(events)` returns events | `Input` | `Output` |
+//! | [`Consumer`] | `handle_events(events)` | `Event` | — |
+//!
+//! Start a stage with [`producer`], [`producer_consumer`] or [`consumer`]: each returns
+//! a builder whose `start` spawns the stage on the current tokio runtime and returns a
+//! handle ([`ProducerRef`], [`ProducerConsumerRef`], [`ConsumerRef`]).
+//!
+//! ```
+//! use gen_stage::{
+//!     BoxError, Consumer, ConsumerContext, Producer, ProducerConsumer,
+//!     ProducerConsumerContext, ProducerContext, SubscribeOptions, SubscriptionTag,
+//! };
+//!
+//! /// [A]: 0, 1, 2, ... on demand.
+//! struct Counter(u64);
+//!
+//! impl Producer for Counter {
+//!     type Event = u64;
+//!     type Message = ();
+//!
+//!     async fn handle_demand(&mut self, demand: usize, _: &mut ProducerContext<'_, Self>) -> Result<Vec<u64>, BoxError> {
+//!         let events = (self.0..self.0 + demand as u64).collect();
+//!         self.0 += demand as u64;
+//!         Ok(events)
+//!     }
+//! }
+//!
+//! /// [B]: multiplies by two.
+//! struct Doubler;
+//!
+//! impl ProducerConsumer for Doubler {
+//!     type Input = u64;
+//!     type Output = u64;
+//!     type Message = ();
+//!
+//!     async fn handle_events(&mut self, events: Vec<u64>, _: SubscriptionTag, _: &mut ProducerConsumerContext<'_, Self>) -> Result<Vec<u64>, BoxError> {
+//!         Ok(events.into_iter().map(|x| x * 2).collect())
+//!     }
+//! }
+//!
+//! /// [C]: sums what it receives, and stops after a while.
+//! struct Summer(u64, usize);
+//!
+//! impl Consumer for Summer {
+//!     type Event = u64;
+//!     type Message = ();
+//!
+//!     async fn handle_events(&mut self, events: Vec<u64>, _: SubscriptionTag, ctx: &mut ConsumerContext<'_, Self>) -> Result<(), BoxError> {
+//!         self.0 += events.iter().sum::<u64>();
+//!         self.1 += events.len();
+//!         if self.1 >= 10_000 {
+//!             ctx.stop(gen_stage::ExitReason::Normal);
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let a = gen_stage::producer(Counter(0)).start().await?;
+//! let b = gen_stage::producer_consumer(Doubler)
+//!     .subscribe_to(&a, SubscribeOptions::new())
+//!     .start()
+//!     .await?;
+//! let c = gen_stage::consumer(Summer(0, 0))
+//!     .subscribe_to(&b, SubscribeOptions::new().max_demand(100))
+//!     .start()
+//!     .await?;
+//! assert!(c.stopped().await.is_normal());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Use stages for what they are for: back-pressure and concurrency between parts of a
+//! program that run at different speeds. They are not a way to organise code: a chain
+//! of plain function calls inside one stage is faster than a chain of stages.
+//!
+//! # Demand
+//!
+//! Each subscription has a `max_demand` (default 1000) and a `min_demand` (default half
+//! of it), set with [`SubscribeOptions`]. With automatic demand (the default) the
+//! consumer asks `max_demand` as soon as it subscribes. Each delivery is cut into
+//! batches of at most `max_demand - min_demand` events, one `handle_events` call each;
+//! after the batch that brings the events still owed to `min_demand` or below, the
+//! consumer asks for enough to owe `max_demand` again.
+//!
+//! With `max_demand` 1000 and `min_demand` 750, the consumer asks 1000; a delivery of
+//! 1000 events reaches `handle_events` as four batches of 250, and after each of them
+//! 250 more are asked. With the defaults (1000 and 500), two batches of 500 each
+//! followed by an ask of 500.
+//!
+//! A consumer can take control instead: return [`AskMode::Manual`] from
+//! `handle_producer_subscribed`, then ask with [`ConsumerContext::ask`] or
+//! [`StageRef::ask`]. A producer never sends a subscription more events than were
+//! asked for on it, whatever its dispatcher does.
+//!
+//! A producer's demand is *cumulative*: `handle_demand(n)` may return fewer than `n`
+//! events, but it will not be asked again for the rest. Keep count of what is owed and
+//! emit it later with [`ProducerContext::emit`], for example from `handle_message` when
+//! new data arrives.
+//!
+//! A producer can start in [`DemandMode::Accumulate`]: it records demand and buffers
+//! what it emits, but dispatches nothing, until switched to [`DemandMode::Forward`]
+//! with [`StageRef::set_demand_mode`]. Use it to subscribe every consumer before the
+//! first event goes out.
+//!
+//! # Dispatchers
+//!
+//! A producer's [`dispatcher`] decides which consumer gets which events. The default,
+//! [`DemandDispatcher`](dispatcher::DemandDispatcher), sends each batch to the consumer
+//! that has asked for the most, balancing the load. Dispatchers are synchronous state
+//! machines that implement [`Dispatcher`](dispatcher::Dispatcher).
+//!
+//! # Buffering
+//!
+//! Events a producer emits while no consumer has demand for them are kept in its
+//! buffer, in order, and go out first when demand arrives (before `handle_demand` is
+//! called). A producer keeps at most 10,000 events by default
+//! ([`ProducerBuilder::buffer_size`]); when full it discards the oldest
+//! ([`BufferKeep::Last`]) or the newest ([`BufferKeep::First`]). Every discard is
+//! counted, reported to the `handle_discarded` hook and logged as a warning. A
+//! producer-consumer's buffer is unbounded by default: it only ever holds what one
+//! `handle_events` call returned beyond its consumers' demand.
+//!
+//! A message sent with [`StageRef::sync_info`] or [`StageRef::async_info`] reaches the
+//! stage's `handle_message` only after every event buffered before it has gone out.
+//!
+//! # Messages
+//!
+//! Each stage has a `Message` type. [`StageRef::cast`] sends one; [`StageRef::call`]
+//! sends one that carries a [`ReplyTo`] and waits for the reply, with a timeout. Replies
+//! are typed per request:
+//!
+//! ```
+//! use gen_stage::{BoxError, Producer, ProducerContext, ReplyTo};
+//!
+//! enum Request {
+//!     /// Emit these events now.
+//!     Push(Vec<String>),
+//!     /// How many events were pushed so far?
+//!     Count(ReplyTo<usize>),
+//! }
+//!
+//! #[derive(Default)]
+//! struct Queue(usize);
+//!
+//! impl Producer for Queue {
+//!     type Event = String;
+//!     type Message = Request;
+//!
+//!     async fn handle_demand(&mut self, _: usize, _: &mut ProducerContext<'_, Self>) -> Result<Vec<String>, BoxError> {
+//!         Ok(Vec::new()) // events come from pushes; the buffer holds them until asked
+//!     }
+//!
+//!     async fn handle_message(&mut self, request: Request, ctx: &mut ProducerContext<'_, Self>) -> Result<(), BoxError> {
+//!         match request {
+//!             Request::Push(events) => {
+//!                 self.0 += events.len();
+//!                 ctx.emit(events);
+//!             }
+//!             Request::Count(reply) => reply.send(self.0),
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let queue = gen_stage::producer(Queue::default()).start().await?;
+//! queue.cast(Request::Push(vec!["a".into(), "b".into()])).map_err(|_| "queue stopped")?;
+//! assert_eq!(queue.call(Request::Count).await?, 2);
+//! assert_eq!(queue.estimate_buffered_count().await?, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Events a hook emits with `ctx.emit` are dispatched at once, so they reach consumers
+//! before any reply the hook sends after emitting them.
+//!
+//! # Stopping and cancellation
+//!
+//! A stage stops when [`StageRef::stop`] is called, when a hook calls
+//! [`Context::stop`], returns an error ([`ExitReason::Error`]) or panics
+//! ([`ExitReason::Panic`]: the panic is contained to that stage), or when a subscription
+//! ends and its [`CancelMode`] says so. Its `terminate` hook runs, and every peer is
+//! told: producers see the consumer's subscription end, consumers see
+//! [`CancelReason::Down`] with the reason. A consumer then stops with the same reason if
+//! its subscription is [`CancelMode::Permanent`] (the default), stops only on abnormal
+//! reasons if [`CancelMode::Transient`], and keeps running if
+//! [`CancelMode::Temporary`]. So a finite producer that finishes normally winds down
+//! the pipeline behind it.
+//!
+//! Events inside a stage when it stops (being handled, or buffered) are lost; the
+//! numbers are in the buffer's discard count where they apply.
+//!
+//! # Streams
+//!
+//! [`from_iter`] and [`from_stream`] turn an iterator or a `futures::Stream` into a
+//! producer that stops normally once exhausted; [`stream`] consumes producers as a
+//! `futures::Stream`, asking for more only as the stream is pulled.
+//!
+//! # Differences from GenStage
+//!
+//! Behaviours that surprise GenStage users are chosen the way a user would expect, and
+//! documented where they apply:
+//!
+//! - A consumer that cancels its own subscription keeps running, whatever the mode.
+//! - [`StageRef::ask`] from another task never reroutes events to that task.
+//! - A subscription a producer refuses (its hook or its dispatcher) is returned as
+//!   [`SubscribeError::Rejected`] and never stops the consumer or crashes the producer.
+//! - [`StageRef::subscribe_to`] waits for the producer's answer, and a producer that is
+//!   not alive is an error rather than a later exit.
+//! - `buffer_size(0)` is valid: the producer keeps nothing, and counts every discard.
+//! - Consumers cannot emit events: their context has no `emit`.
+//! - Subscribing a producer-only stage to another is a compile error.
 #![doc(test(attr(deny(warnings))))]
 
 mod buffer;
@@ -16,6 +255,7 @@ mod protocol;
 mod runtime;
 mod source;
 mod stage;
+mod stats;
 mod subscription;
 
 pub use builder::{
@@ -38,6 +278,7 @@ pub use source::{
     Exhausted, IterSource, OnCancel, Source, SourceProducer, StreamSource, from_iter, from_stream,
 };
 pub use stage::{AskMode, Consumer, Init, Producer, ProducerConsumer};
+pub use stats::{StageState, StageStats};
 pub use subscription::{StageId, SubscriptionTag};
 
 /// The README's example, compiled and run as a doctest.

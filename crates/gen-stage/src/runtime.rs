@@ -17,6 +17,7 @@ pub(crate) use producer_side::ProducerSide;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -28,6 +29,7 @@ use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef};
 use crate::kind::StageKind;
 use crate::protocol::{Envelope, SubscribeReply};
 use crate::stage::Init;
+use crate::stats::{StageState, StatsCell};
 use crate::subscription::SubscriptionTag;
 
 /// Runs a hook, turning a panic into [`ExitReason::Panic`].
@@ -98,17 +100,21 @@ pub(crate) trait Runner: Send + 'static {
     /// Runs the `terminate` hook.
     fn terminate(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send;
 
+    /// The stage's counters.
+    fn stats(&self) -> &Arc<StatsCell>;
+
     /// Records the reason peers will be told when the runner is dropped.
     fn set_exit_reason(&mut self, reason: &ExitReason);
 }
 
 /// Spawns a stage and waits until it has started.
 pub(crate) async fn start<R: Runner>(
+    stats: Arc<StatsCell>,
     make: impl FnOnce(StageRef<R::Kind>) -> R,
 ) -> Result<StageRef<R::Kind>, StartError> {
     let (sender, mailbox) = mpsc::unbounded_channel();
     let (exit_sender, exit) = watch::channel(None);
-    let me = StageRef::new(sender, exit);
+    let me = StageRef::new(sender, exit, stats);
     let runner = make(me.clone());
     let (started_sender, started) = oneshot::channel();
     tokio::spawn(drive(runner, mailbox, started_sender, exit_sender));
@@ -135,6 +141,8 @@ async fn drive<R: Runner>(
         let _ = started.send(Err(error));
         return;
     }
+    let stats = runner.stats().clone();
+    stats.set_state(StageState::Running);
     let _ = started.send(Ok(()));
     let reason = loop {
         if let Some(reason) = runner.stop_reason() {
@@ -146,6 +154,7 @@ async fn drive<R: Runner>(
         }
     };
     tracing::debug!("stage stopping: {reason}");
+    stats.set_state(StageState::Stopping);
     runner.terminate(&reason).await;
     finish(runner, mailbox, &exit, reason);
 }
@@ -158,7 +167,9 @@ fn finish<R: Runner>(
     reason: ExitReason,
 ) {
     runner.set_exit_reason(&reason);
+    let stats = runner.stats().clone();
     drop(runner);
+    stats.set_state(StageState::Stopped);
     mailbox.close();
     drop(mailbox);
     exit.send_replace(Some(reason));

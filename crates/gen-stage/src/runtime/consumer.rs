@@ -30,7 +30,7 @@ impl<S: Consumer> ConsumerRuntime<S> {
     ) -> Self {
         ConsumerRuntime {
             stage,
-            side: ConsumerSide::new(),
+            side: ConsumerSide::new(control.me.stats_cell().clone()),
             control,
             initial,
         }
@@ -189,6 +189,10 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
             | Envelope::BufferedQuery(_) => {}
         }
         self.flush().await;
+    }
+
+    fn stats(&self) -> &std::sync::Arc<crate::stats::StatsCell> {
+        self.control.me.stats_cell()
     }
 
     fn stop_reason(&self) -> Option<ExitReason> {

@@ -1,6 +1,7 @@
 //! The consumer half of a stage: its subscriptions to producers and their demand.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::demand::{AutoDemand, Batch};
 use crate::error::UnknownSubscription;
@@ -8,6 +9,7 @@ use crate::exit::{CancelMode, CancelReason, ExitReason};
 use crate::options::SubscribeOptions;
 use crate::protocol::{EventSink, ProducerPort, SubscribeReply};
 use crate::stage::AskMode;
+use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
 struct Upstream<T> {
@@ -21,19 +23,19 @@ pub(crate) struct ConsumerSide<T> {
     producers: HashMap<SubscriptionTag, Upstream<T>>,
     /// Subscriptions the stage cancelled itself; `handle_cancel` is still to run.
     pub(crate) self_cancelled: Vec<(SubscriptionTag, ExitReason)>,
-    /// Events that arrived for subscriptions the stage no longer has.
-    pub(crate) discarded_total: u64,
+
     /// Told to producers when this side is dropped.
     pub(crate) exit_reason: ExitReason,
+    stats: Arc<StatsCell>,
 }
 
 impl<T: Send + 'static> ConsumerSide<T> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(stats: Arc<StatsCell>) -> Self {
         ConsumerSide {
             producers: HashMap::new(),
             self_cancelled: Vec::new(),
-            discarded_total: 0,
             exit_reason: ExitReason::Killed,
+            stats,
         }
     }
 
@@ -63,6 +65,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             port.ask(tag, max);
         }
         self.producers.insert(tag, Upstream { port, cancel, auto });
+        self.stats.set_producers(self.producers.len());
         Ok(())
     }
 
@@ -74,13 +77,14 @@ impl<T: Send + 'static> ConsumerSide<T> {
         events: Vec<T>,
     ) -> Option<Vec<Batch<T>>> {
         let Some(upstream) = self.producers.get_mut(&tag) else {
-            self.discarded_total += events.len() as u64;
+            self.stats.add_discarded(events.len());
             tracing::debug!(
                 "{} events for unknown subscription {tag} discarded",
                 events.len()
             );
             return None;
         };
+        self.stats.add_received(events.len());
         match upstream.auto.as_mut() {
             Some(auto) => {
                 let (batches, excess) = auto.split(events);
@@ -126,6 +130,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             .producers
             .remove(&tag)
             .ok_or(UnknownSubscription(tag))?;
+        self.stats.set_producers(self.producers.len());
         upstream
             .port
             .cancel(tag, CancelReason::Cancelled(reason.clone()));
@@ -136,7 +141,9 @@ impl<T: Send + 'static> ConsumerSide<T> {
     /// The producer ended the subscription: forget it. Returns its cancel mode, or
     /// `None` if it was unknown.
     pub(crate) fn remove(&mut self, tag: SubscriptionTag) -> Option<CancelMode> {
-        self.producers.remove(&tag).map(|upstream| upstream.cancel)
+        let upstream = self.producers.remove(&tag)?;
+        self.stats.set_producers(self.producers.len());
+        Some(upstream.cancel)
     }
 }
 

@@ -162,6 +162,10 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
         self.flush().await;
     }
 
+    fn stats(&self) -> &std::sync::Arc<crate::stats::StatsCell> {
+        self.control.me.stats_cell()
+    }
+
     fn stop_reason(&self) -> Option<ExitReason> {
         self.control.stop.clone()
     }

@@ -42,7 +42,7 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         ProducerConsumerRuntime {
             stage,
             output,
-            input: ConsumerSide::new(),
+            input: ConsumerSide::new(control.me.stats_cell().clone()),
             control,
             pending: VecDeque::new(),
             initial,
@@ -309,6 +309,10 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             Envelope::Stop(reason) => self.fail(reason),
         }
         self.flush().await;
+    }
+
+    fn stats(&self) -> &std::sync::Arc<crate::stats::StatsCell> {
+        self.control.me.stats_cell()
     }
 
     fn stop_reason(&self) -> Option<ExitReason> {

@@ -1,12 +1,14 @@
 //! The producer half of a stage: consumers, dispatcher, buffer, demand mode.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::buffer::Buffer;
 use crate::dispatcher::{Deliveries, Dispatcher};
 use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::protocol::EventSink;
+use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
 struct Downstream<T> {
@@ -29,9 +31,10 @@ pub(crate) struct ProducerSide<T, M> {
     pub(crate) ready_infos: Vec<M>,
     /// Discards not yet reported through the stage's hook.
     pub(crate) unreported_discards: usize,
-    pub(crate) discarded_total: u64,
+
     /// Told to consumers when this side is dropped.
     pub(crate) exit_reason: ExitReason,
+    stats: Arc<StatsCell>,
 }
 
 impl<T: Send + 'static, M> ProducerSide<T, M> {
@@ -40,6 +43,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         size: BufferSize,
         keep: BufferKeep,
         mode: DemandMode,
+        stats: Arc<StatsCell>,
     ) -> Self {
         ProducerSide {
             dispatcher,
@@ -51,8 +55,9 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             unmet_demand: 0,
             ready_infos: Vec::new(),
             unreported_discards: 0,
-            discarded_total: 0,
+
             exit_reason: ExitReason::Killed,
+            stats,
         }
     }
 
@@ -88,11 +93,12 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     fn store(&mut self, events: Vec<T>) {
         let discarded = self.buffer.store(events, &mut self.ready_infos);
         self.count_discards(discarded);
+        self.stats.set_buffered(self.buffer.len());
     }
 
     pub(crate) fn count_discards(&mut self, discarded: usize) {
         self.unreported_discards += discarded;
-        self.discarded_total += discarded as u64;
+        self.stats.add_discarded(discarded);
     }
 
     /// Runs the dispatcher and sends its deliveries, never more than a consumer asked
@@ -126,6 +132,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             }
         }
         self.count_discards(lost);
+        self.stats.add_emitted(delivered);
         (delivered, leftovers)
     }
 
@@ -151,6 +158,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                 outstanding: 0,
             },
         );
+        self.stats.set_consumers(self.consumers.len());
         true
     }
 
@@ -176,6 +184,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         if let Some(consumer) = self.consumers.remove(&tag) {
             consumer.sink.send_cancel(tag, reason);
         }
+        self.stats.set_consumers(self.consumers.len());
     }
 
     /// A consumer asked for more. Returns the upstream demand left after the buffer
@@ -194,6 +203,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// subscription was unknown.
     pub(crate) fn remove_consumer(&mut self, tag: SubscriptionTag) -> Option<usize> {
         self.consumers.remove(&tag)?;
+        self.stats.set_consumers(self.consumers.len());
         let upstream = self.dispatcher.cancel(tag);
         Some(self.serve(upstream, upstream))
     }
@@ -227,6 +237,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                 break;
             }
         }
+        self.stats.set_buffered(self.buffer.len());
         served
     }
 

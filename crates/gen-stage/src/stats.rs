@@ -1,0 +1,111 @@
+//! Live statistics of a stage, readable from its handle without disturbing it.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+/// Where a stage is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StageState {
+    /// `init` and the initial subscriptions are running.
+    Starting,
+    /// Handling messages.
+    Running,
+    /// Running its `terminate` hook and telling its peers.
+    Stopping,
+    /// Gone.
+    Stopped,
+}
+
+/// A snapshot of a stage's counters; see [`StageRef::stats`](crate::StageRef::stats).
+///
+/// The counters are updated once per batch with relaxed atomics, so reading them never
+/// waits for the stage; a snapshot taken while the stage runs may mix values from
+/// neighbouring instants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StageStats {
+    /// Events received from producers.
+    pub events_received: u64,
+    /// Events sent to consumers.
+    pub events_emitted: u64,
+    /// Events discarded: by the buffer, or sent to consumers that had gone, or received
+    /// for subscriptions the stage had cancelled.
+    pub events_discarded: u64,
+    /// Events waiting in the buffer.
+    pub buffered: usize,
+    /// Consumers subscribed to the stage.
+    pub consumers: usize,
+    /// Producers the stage is subscribed to.
+    pub producers: usize,
+    /// Where the stage is in its life.
+    pub state: StageState,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StatsCell {
+    received: AtomicU64,
+    emitted: AtomicU64,
+    discarded: AtomicU64,
+    buffered: AtomicUsize,
+    consumers: AtomicUsize,
+    producers: AtomicUsize,
+    state: AtomicU8,
+}
+
+impl StatsCell {
+    pub(crate) fn add_received(&self, count: usize) {
+        self.received.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_emitted(&self, count: usize) {
+        if count > 0 {
+            self.emitted.fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn add_discarded(&self, count: usize) {
+        if count > 0 {
+            self.discarded.fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn set_buffered(&self, count: usize) {
+        self.buffered.store(count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_consumers(&self, count: usize) {
+        self.consumers.store(count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_producers(&self, count: usize) {
+        self.producers.store(count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_state(&self, state: StageState) {
+        let code = match state {
+            StageState::Starting => 0,
+            StageState::Running => 1,
+            StageState::Stopping => 2,
+            StageState::Stopped => 3,
+        };
+        self.state.store(code, Ordering::Release);
+    }
+
+    pub(crate) fn snapshot(&self) -> StageStats {
+        let state = match self.state.load(Ordering::Acquire) {
+            0 => StageState::Starting,
+            1 => StageState::Running,
+            2 => StageState::Stopping,
+            _ => StageState::Stopped,
+        };
+        StageStats {
+            events_received: self.received.load(Ordering::Relaxed),
+            events_emitted: self.emitted.load(Ordering::Relaxed),
+            events_discarded: self.discarded.load(Ordering::Relaxed),
+            buffered: self.buffered.load(Ordering::Relaxed),
+            consumers: self.consumers.load(Ordering::Relaxed),
+            producers: self.producers.load(Ordering::Relaxed),
+            state,
+        }
+    }
+}
