@@ -6,6 +6,7 @@ mod consumer_side;
 mod producer;
 mod producer_consumer;
 mod producer_side;
+mod shared;
 
 pub(crate) use consumer::InitialSubscription;
 

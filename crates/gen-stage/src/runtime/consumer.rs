@@ -1,15 +1,15 @@
 //! The loop of a [`Consumer`] stage.
 
 use crate::context::{Context, Control};
-use crate::error::{StartError, SubscribeError};
-use crate::exit::{CancelMode, CancelReason, ExitReason};
+use crate::error::StartError;
+use crate::exit::{CancelReason, ExitReason};
 use crate::kind::ConsumerKind;
 use crate::options::SubscribeOptions;
-use crate::protocol::{Envelope, ProducerPort, SubscribeReply};
-use crate::runtime::{
-    ConsumerSide, Runner, answer, await_subscription, catch, guarded, init_outcome,
-};
-use crate::stage::Consumer;
+use crate::protocol::{Envelope, ProducerPort};
+use crate::runtime::shared::{self, Receiving};
+use crate::runtime::{ConsumerSide, Runner, await_subscription, catch, guarded, init_outcome};
+use crate::stage::{AskMode, Consumer};
+use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
 /// A subscription to make when the stage starts.
@@ -65,73 +65,41 @@ impl<S: Consumer> ConsumerRuntime<S> {
         }
     }
 
-    /// Subscribes to a producer, answering `reply` (if any) once the producer decides.
-    async fn subscribe(
-        &mut self,
-        producer: Box<dyn ProducerPort<S::Event>>,
-        options: SubscribeOptions,
-        reply: Option<SubscribeReply>,
-    ) {
-        if let Err(error) = options.validate() {
-            tracing::error!("subscription with invalid options ignored: {error}");
-            return answer(reply, Err(error.into()));
-        }
-        let tag = SubscriptionTag::next();
-        let (stage, mut ctx) = self.parts();
-        let mode = match guarded(stage.handle_producer_subscribed(tag, &options, &mut ctx)).await {
-            Ok(mode) => mode,
-            Err(reason) => {
-                answer(reply, Err(SubscribeError::ConsumerStopped(reason.clone())));
-                return self.fail(reason);
-            }
-        };
-        let cancel = options.cancel_mode();
-        let sink = self.control.me.sink();
-        if let Err(reply) = self
-            .side
-            .subscribe(tag, producer, sink, options, mode, reply)
-        {
-            match reply {
-                Some(reply) => answer(Some(reply), Err(SubscribeError::ProducerNotAlive)),
-                None => {
-                    self.cancelled(tag, CancelReason::Down(ExitReason::NotAlive), cancel)
-                        .await
-                }
-            }
-        }
-    }
-
-    /// Runs `handle_cancel`, then stops the stage if the cancel mode says so.
-    async fn cancelled(&mut self, tag: SubscriptionTag, reason: CancelReason, mode: CancelMode) {
-        let (stage, mut ctx) = self.parts();
-        if let Err(failure) = guarded(stage.handle_cancel(tag, &reason, &mut ctx)).await {
-            return self.fail(failure);
-        }
-        if mode.stops_consumer(&reason) && self.control.stop.is_none() {
-            tracing::info!(
-                "consumer {} stopping: subscription {tag} {reason}",
-                self.control.me.id()
-            );
-            self.fail(reason.exit_reason());
-        }
-    }
-
     async fn message(&mut self, message: S::Message) {
         let (stage, mut ctx) = self.parts();
         if let Err(reason) = guarded(stage.handle_message(message, &mut ctx)).await {
             self.fail(reason);
         }
     }
+}
 
-    /// Runs `handle_cancel` for the subscriptions the stage cancelled itself.
-    async fn flush(&mut self) {
-        while !self.side.self_cancelled.is_empty() && self.control.stop.is_none() {
-            let cancelled = std::mem::take(&mut self.side.self_cancelled);
-            for (tag, reason) in cancelled {
-                self.cancelled(tag, CancelReason::Cancelled(reason), CancelMode::Temporary)
-                    .await;
-            }
-        }
+impl<S: Consumer> Receiving for ConsumerRuntime<S> {
+    type Kind = ConsumerKind<S>;
+
+    fn input(&mut self) -> &mut ConsumerSide<S::Event> {
+        &mut self.side
+    }
+
+    fn control(&mut self) -> &mut Control<ConsumerKind<S>> {
+        &mut self.control
+    }
+
+    async fn on_producer_subscribed(
+        &mut self,
+        tag: SubscriptionTag,
+        options: &SubscribeOptions,
+    ) -> Result<AskMode, ExitReason> {
+        let (stage, mut ctx) = self.parts();
+        guarded(stage.handle_producer_subscribed(tag, options, &mut ctx)).await
+    }
+
+    async fn on_cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: &CancelReason,
+    ) -> Result<(), ExitReason> {
+        let (stage, mut ctx) = self.parts();
+        guarded(stage.handle_cancel(tag, reason, &mut ctx)).await
     }
 }
 
@@ -143,7 +111,7 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
         init_outcome(guarded(stage.init(&mut ctx)).await)?;
         for (producer, options) in std::mem::take(&mut self.initial) {
             let (reply, receiver) = tokio::sync::oneshot::channel();
-            self.subscribe(producer, options, Some(reply)).await;
+            shared::subscribe(self, producer, options, Some(reply)).await;
             await_subscription(receiver).await?;
         }
         Ok(())
@@ -154,14 +122,14 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
             Envelope::Events { tag, events } => self.events(tag, events).await,
             Envelope::ProducerCancelled { tag, reason } => {
                 if let Some(mode) = self.side.remove(tag) {
-                    self.cancelled(tag, reason, mode).await;
+                    shared::cancelled(self, tag, reason, mode).await;
                 }
             }
             Envelope::SubscribeTo {
                 producer,
                 options,
                 reply,
-            } => self.subscribe(producer, options, reply).await,
+            } => shared::subscribe(self, producer, options, reply).await,
             Envelope::Cancel { tag, reason } => {
                 if let Err(error) = self.side.cancel(tag, reason) {
                     tracing::debug!("cancel ignored: {error}");
@@ -188,10 +156,12 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
             | Envelope::DemandModeQuery(_)
             | Envelope::BufferedQuery(_) => {}
         }
-        self.flush().await;
+        while !self.side.self_cancelled.is_empty() && self.control.stop.is_none() {
+            shared::self_cancelled(self).await;
+        }
     }
 
-    fn stats(&self) -> &std::sync::Arc<crate::stats::StatsCell> {
+    fn stats(&self) -> &std::sync::Arc<StatsCell> {
         self.control.me.stats_cell()
     }
 

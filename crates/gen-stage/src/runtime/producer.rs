@@ -1,12 +1,16 @@
 //! The loop of a [`Producer`] stage.
 
 use crate::context::{Context, Control};
-use crate::error::{StartError, SubscribeError};
-use crate::exit::{CancelReason, ExitReason, SharedError};
+use crate::error::StartError;
+use crate::exit::{BoxError, ExitReason};
 use crate::kind::ProducerKind;
+use crate::options::SubscribeOptions;
 use crate::protocol::Envelope;
-use crate::runtime::{ProducerSide, Runner, answer, catch, guarded, init_outcome};
+use crate::runtime::shared::{self, Emitting};
+use crate::runtime::{ProducerSide, Runner, catch, guarded, init_outcome};
 use crate::stage::Producer;
+use crate::stats::StatsCell;
+use crate::subscription::SubscriptionTag;
 
 pub(crate) struct ProducerRuntime<S: Producer> {
     stage: S,
@@ -59,32 +63,40 @@ impl<S: Producer> ProducerRuntime<S> {
         }
     }
 
-    async fn cancelled(&mut self, tag: crate::SubscriptionTag, reason: CancelReason) {
-        let Some(upstream) = self.side.remove_consumer(tag) else {
-            return;
-        };
-        let (stage, mut ctx) = self.parts();
-        if let Err(reason) = guarded(stage.handle_cancel(tag, &reason, &mut ctx)).await {
-            self.fail(reason);
-        }
-        self.produce(upstream).await;
-    }
-
     /// Delivers ready info messages and reports discards.
     async fn flush(&mut self) {
         while !self.side.ready_infos.is_empty() && self.control.stop.is_none() {
-            let infos = std::mem::take(&mut self.side.ready_infos);
-            for info in infos {
+            for info in std::mem::take(&mut self.side.ready_infos) {
                 self.message(info).await;
             }
         }
         let discarded = std::mem::take(&mut self.side.unreported_discards);
-        if discarded > 0 && self.stage.handle_discarded(discarded) {
-            tracing::warn!(
-                "producer {} discarded {discarded} events from its buffer",
-                self.control.me.id()
-            );
-        }
+        shared::report_discards(
+            discarded,
+            |count| self.stage.handle_discarded(count),
+            self.control.me.id(),
+        );
+    }
+}
+
+impl<S: Producer> Emitting for ProducerRuntime<S> {
+    type Kind = ProducerKind<S>;
+
+    fn output(&mut self) -> &mut ProducerSide<S::Event, S::Message> {
+        &mut self.side
+    }
+
+    fn control(&mut self) -> &mut Control<ProducerKind<S>> {
+        &mut self.control
+    }
+
+    async fn on_consumer_subscribed(
+        &mut self,
+        tag: SubscriptionTag,
+        options: &SubscribeOptions,
+    ) -> Result<Result<(), BoxError>, ExitReason> {
+        let (stage, mut ctx) = self.parts();
+        catch(stage.handle_consumer_subscribed(tag, options, &mut ctx)).await
     }
 }
 
@@ -108,31 +120,19 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
                 options,
                 reply,
             } => {
-                if !self.side.add_consumer(tag, sink) {
-                    return;
-                }
-                let (stage, mut ctx) = self.parts();
-                match catch(stage.handle_consumer_subscribed(tag, &options, &mut ctx)).await {
-                    Err(panic) => {
-                        self.side.reject(tag, CancelReason::Down(panic.clone()));
-                        answer(reply, Err(SubscribeError::ProducerNotAlive));
-                        self.fail(panic);
+                let upstream = shared::accept_consumer(self, tag, sink, options, reply).await;
+                self.produce(upstream).await;
+            }
+            Envelope::ConsumerCancelled { tag, reason } => {
+                if let Some(upstream) = self.side.remove_consumer(tag) {
+                    let (stage, mut ctx) = self.parts();
+                    if let Err(failure) = guarded(stage.handle_cancel(tag, &reason, &mut ctx)).await
+                    {
+                        self.fail(failure);
                     }
-                    Ok(Err(error)) => {
-                        let error = SharedError::from(error);
-                        self.side.reject(tag, CancelReason::Rejected(error.clone()));
-                        answer(reply, Err(SubscribeError::Rejected(error)));
-                    }
-                    Ok(Ok(())) => match self.side.accept(tag, &options) {
-                        Ok(upstream) => {
-                            answer(reply, Ok(tag));
-                            self.produce(upstream).await;
-                        }
-                        Err(error) => answer(reply, Err(SubscribeError::Rejected(error))),
-                    },
+                    self.produce(upstream).await;
                 }
             }
-            Envelope::ConsumerCancelled { tag, reason } => self.cancelled(tag, reason).await,
             Envelope::Message(message) => self.message(message).await,
             Envelope::Info { message, queued } => {
                 self.side.store_info(message);
@@ -162,7 +162,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
         self.flush().await;
     }
 
-    fn stats(&self) -> &std::sync::Arc<crate::stats::StatsCell> {
+    fn stats(&self) -> &std::sync::Arc<StatsCell> {
         self.control.me.stats_cell()
     }
 

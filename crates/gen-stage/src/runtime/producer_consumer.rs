@@ -4,16 +4,18 @@
 use std::collections::VecDeque;
 
 use crate::context::{Context, Control};
-use crate::error::{StartError, SubscribeError};
-use crate::exit::{CancelMode, CancelReason, ExitReason, SharedError};
+use crate::error::StartError;
+use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::kind::ProducerConsumerKind;
 use crate::options::SubscribeOptions;
-use crate::protocol::{Envelope, ProducerPort, SubscribeReply};
+use crate::protocol::Envelope;
 use crate::runtime::consumer::InitialSubscription;
+use crate::runtime::shared::{self, Emitting, Receiving};
 use crate::runtime::{
-    ConsumerSide, ProducerSide, Runner, answer, await_subscription, catch, guarded, init_outcome,
+    ConsumerSide, ProducerSide, Runner, await_subscription, catch, guarded, init_outcome,
 };
-use crate::stage::ProducerConsumer;
+use crate::stage::{AskMode, ProducerConsumer};
+use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
 /// Input waiting for downstream demand, in arrival order.
@@ -99,85 +101,7 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
 
     async fn producer_cancelled(&mut self, tag: SubscriptionTag, reason: CancelReason) {
         if let Some(mode) = self.input.remove(tag) {
-            self.cancelled(tag, reason, mode).await;
-        }
-    }
-
-    async fn cancelled(&mut self, tag: SubscriptionTag, reason: CancelReason, mode: CancelMode) {
-        let (stage, mut ctx) = self.parts();
-        if let Err(failure) = guarded(stage.handle_cancel(tag, &reason, &mut ctx)).await {
-            return self.fail(failure);
-        }
-        if mode.stops_consumer(&reason) && self.control.stop.is_none() {
-            tracing::info!(
-                "stage {} stopping: subscription {tag} {reason}",
-                self.control.me.id()
-            );
-            self.fail(reason.exit_reason());
-        }
-    }
-
-    async fn subscribe(
-        &mut self,
-        producer: Box<dyn ProducerPort<S::Input>>,
-        options: SubscribeOptions,
-        reply: Option<SubscribeReply>,
-    ) {
-        if let Err(error) = options.validate() {
-            tracing::error!("subscription with invalid options ignored: {error}");
-            return answer(reply, Err(error.into()));
-        }
-        let tag = SubscriptionTag::next();
-        let (stage, mut ctx) = self.parts();
-        let mode = match guarded(stage.handle_producer_subscribed(tag, &options, &mut ctx)).await {
-            Ok(mode) => mode,
-            Err(reason) => {
-                answer(reply, Err(SubscribeError::ConsumerStopped(reason.clone())));
-                return self.fail(reason);
-            }
-        };
-        let cancel = options.cancel_mode();
-        let sink = self.control.me.sink();
-        if let Err(reply) = self
-            .input
-            .subscribe(tag, producer, sink, options, mode, reply)
-        {
-            match reply {
-                Some(reply) => answer(Some(reply), Err(SubscribeError::ProducerNotAlive)),
-                None => {
-                    self.cancelled(tag, CancelReason::Down(ExitReason::NotAlive), cancel)
-                        .await
-                }
-            }
-        }
-    }
-
-    async fn consumer_subscribed(
-        &mut self,
-        tag: SubscriptionTag,
-        options: SubscribeOptions,
-        reply: Option<SubscribeReply>,
-    ) {
-        let (stage, mut ctx) = self.parts();
-        match catch(stage.handle_consumer_subscribed(tag, &options, &mut ctx)).await {
-            Err(panic) => {
-                self.output.reject(tag, CancelReason::Down(panic.clone()));
-                answer(reply, Err(SubscribeError::ProducerNotAlive));
-                self.fail(panic);
-            }
-            Ok(Err(error)) => {
-                let error = SharedError::from(error);
-                self.output
-                    .reject(tag, CancelReason::Rejected(error.clone()));
-                answer(reply, Err(SubscribeError::Rejected(error)));
-            }
-            Ok(Ok(())) => match self.output.accept(tag, &options) {
-                Ok(upstream) => {
-                    answer(reply, Ok(tag));
-                    self.output.unmet_demand += upstream;
-                }
-                Err(error) => answer(reply, Err(SubscribeError::Rejected(error))),
-            },
+            shared::cancelled(self, tag, reason, mode).await;
         }
     }
 
@@ -188,6 +112,8 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         }
     }
 
+    /// Handles input while there is demand, then ready infos and self-cancellations,
+    /// until nothing is left to do.
     async fn flush(&mut self) {
         loop {
             self.process().await;
@@ -199,21 +125,68 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
                     self.message(info).await;
                 }
             } else if !self.input.self_cancelled.is_empty() {
-                for (tag, reason) in std::mem::take(&mut self.input.self_cancelled) {
-                    self.cancelled(tag, CancelReason::Cancelled(reason), CancelMode::Temporary)
-                        .await;
-                }
+                shared::self_cancelled(self).await;
             } else {
                 break;
             }
         }
         let discarded = std::mem::take(&mut self.output.unreported_discards);
-        if discarded > 0 && self.stage.handle_discarded(discarded) {
-            tracing::warn!(
-                "stage {} discarded {discarded} events from its buffer",
-                self.control.me.id()
-            );
-        }
+        shared::report_discards(
+            discarded,
+            |count| self.stage.handle_discarded(count),
+            self.control.me.id(),
+        );
+    }
+}
+
+impl<S: ProducerConsumer> Receiving for ProducerConsumerRuntime<S> {
+    type Kind = ProducerConsumerKind<S>;
+
+    fn input(&mut self) -> &mut ConsumerSide<S::Input> {
+        &mut self.input
+    }
+
+    fn control(&mut self) -> &mut Control<ProducerConsumerKind<S>> {
+        &mut self.control
+    }
+
+    async fn on_producer_subscribed(
+        &mut self,
+        tag: SubscriptionTag,
+        options: &SubscribeOptions,
+    ) -> Result<AskMode, ExitReason> {
+        let (stage, mut ctx) = self.parts();
+        guarded(stage.handle_producer_subscribed(tag, options, &mut ctx)).await
+    }
+
+    async fn on_cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: &CancelReason,
+    ) -> Result<(), ExitReason> {
+        let (stage, mut ctx) = self.parts();
+        guarded(stage.handle_cancel(tag, reason, &mut ctx)).await
+    }
+}
+
+impl<S: ProducerConsumer> Emitting for ProducerConsumerRuntime<S> {
+    type Kind = ProducerConsumerKind<S>;
+
+    fn output(&mut self) -> &mut ProducerSide<S::Output, S::Message> {
+        &mut self.output
+    }
+
+    fn control(&mut self) -> &mut Control<ProducerConsumerKind<S>> {
+        &mut self.control
+    }
+
+    async fn on_consumer_subscribed(
+        &mut self,
+        tag: SubscriptionTag,
+        options: &SubscribeOptions,
+    ) -> Result<Result<(), BoxError>, ExitReason> {
+        let (stage, mut ctx) = self.parts();
+        catch(stage.handle_consumer_subscribed(tag, options, &mut ctx)).await
     }
 }
 
@@ -225,7 +198,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
         init_outcome(guarded(stage.init(&mut ctx)).await)?;
         for (producer, options) in std::mem::take(&mut self.initial) {
             let (reply, receiver) = tokio::sync::oneshot::channel();
-            self.subscribe(producer, options, Some(reply)).await;
+            shared::subscribe(self, producer, options, Some(reply)).await;
             await_subscription(receiver).await?;
         }
         Ok(())
@@ -256,16 +229,13 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 options,
                 reply,
             } => {
-                if self.output.add_consumer(tag, sink) {
-                    self.consumer_subscribed(tag, options, reply).await;
-                }
+                self.output.unmet_demand +=
+                    shared::accept_consumer(self, tag, sink, options, reply).await;
             }
             Envelope::ConsumerCancelled { tag, reason } => {
                 if let Some(upstream) = self.output.remove_consumer(tag) {
                     self.output.unmet_demand += upstream;
-                    let (stage, mut ctx) = self.parts();
-                    if let Err(failure) = guarded(stage.handle_cancel(tag, &reason, &mut ctx)).await
-                    {
+                    if let Err(failure) = self.on_cancel(tag, &reason).await {
                         self.fail(failure);
                     }
                 }
@@ -274,7 +244,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 producer,
                 options,
                 reply,
-            } => self.subscribe(producer, options, reply).await,
+            } => shared::subscribe(self, producer, options, reply).await,
             Envelope::Cancel { tag, reason } => {
                 if let Err(error) = self.input.cancel(tag, reason) {
                     tracing::debug!("cancel ignored: {error}");
@@ -311,7 +281,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
         self.flush().await;
     }
 
-    fn stats(&self) -> &std::sync::Arc<crate::stats::StatsCell> {
+    fn stats(&self) -> &std::sync::Arc<StatsCell> {
         self.control.me.stats_cell()
     }
 

@@ -137,19 +137,16 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     /// Registers a consumer; the subscription becomes active with [`Self::accept`].
+    /// A tag already in use is refused (and the newcomer told).
     pub(crate) fn add_consumer(
         &mut self,
         tag: SubscriptionTag,
         sink: Box<dyn EventSink<T>>,
-    ) -> bool {
+    ) -> Result<(), SharedError> {
         if self.consumers.contains_key(&tag) {
-            sink.send_cancel(
-                tag,
-                CancelReason::Rejected(SharedError::from(BoxError::from(
-                    "duplicated subscription",
-                ))),
-            );
-            return false;
+            let error = SharedError::from(BoxError::from("duplicated subscription"));
+            sink.send_cancel(tag, CancelReason::Rejected(error.clone()));
+            return Err(error);
         }
         self.consumers.insert(
             tag,
@@ -159,7 +156,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             },
         );
         self.stats.set_consumers(self.consumers.len());
-        true
+        Ok(())
     }
 
     /// Hands the new subscription to the dispatcher. Returns the upstream demand left to

@@ -1,0 +1,189 @@
+//! What the three loops share: subscribing to producers and ending those subscriptions
+//! (consumers and producer-consumers), and accepting consumers (producers and
+//! producer-consumers). Each loop exposes its hooks and halves through a small trait.
+
+use std::future::Future;
+
+use crate::context::Control;
+use crate::error::SubscribeError;
+use crate::exit::{BoxError, CancelMode, CancelReason, ExitReason, SharedError};
+use crate::kind::{EmitsEvents, ReceivesEvents};
+use crate::options::SubscribeOptions;
+use crate::protocol::{EventSink, ProducerPort, SubscribeReply};
+use crate::runtime::{ConsumerSide, ProducerSide, answer};
+use crate::stage::AskMode;
+use crate::subscription::SubscriptionTag;
+
+/// A loop that subscribes to producers.
+pub(crate) trait Receiving: Send {
+    type Kind: ReceivesEvents;
+
+    fn input(&mut self) -> &mut ConsumerSide<<Self::Kind as crate::kind::StageKind>::In>;
+
+    fn control(&mut self) -> &mut Control<Self::Kind>;
+
+    /// Runs `handle_producer_subscribed`; an error or panic stops the stage.
+    fn on_producer_subscribed(
+        &mut self,
+        tag: SubscriptionTag,
+        options: &SubscribeOptions,
+    ) -> impl Future<Output = Result<AskMode, ExitReason>> + Send;
+
+    /// Runs `handle_cancel`; an error or panic stops the stage.
+    fn on_cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: &CancelReason,
+    ) -> impl Future<Output = Result<(), ExitReason>> + Send;
+}
+
+/// Subscribes to a producer, answering `reply` (if any) once the producer decides.
+pub(crate) async fn subscribe<R: Receiving>(
+    runner: &mut R,
+    producer: Box<dyn ProducerPort<<R::Kind as crate::kind::StageKind>::In>>,
+    options: SubscribeOptions,
+    reply: Option<SubscribeReply>,
+) {
+    if let Err(error) = options.validate() {
+        tracing::error!("subscription with invalid options ignored: {error}");
+        return answer(reply, Err(error.into()));
+    }
+    let tag = SubscriptionTag::next();
+    let mode = match runner.on_producer_subscribed(tag, &options).await {
+        Ok(mode) => mode,
+        Err(reason) => {
+            answer(reply, Err(SubscribeError::ConsumerStopped(reason.clone())));
+            runner.control().stop = Some(reason);
+            return;
+        }
+    };
+    let cancel = options.cancel_mode();
+    let sink = runner.control().me.sink();
+    if let Err(reply) = runner
+        .input()
+        .subscribe(tag, producer, sink, options, mode, reply)
+    {
+        match reply {
+            Some(reply) => answer(Some(reply), Err(SubscribeError::ProducerNotAlive)),
+            None => {
+                cancelled(
+                    runner,
+                    tag,
+                    CancelReason::Down(ExitReason::NotAlive),
+                    cancel,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Runs `handle_cancel`, then stops the stage if the cancel mode says so.
+pub(crate) async fn cancelled<R: Receiving>(
+    runner: &mut R,
+    tag: SubscriptionTag,
+    reason: CancelReason,
+    mode: CancelMode,
+) {
+    if let Err(failure) = runner.on_cancel(tag, &reason).await {
+        runner.control().stop = Some(failure);
+        return;
+    }
+    let control = runner.control();
+    if mode.stops_consumer(&reason) && control.stop.is_none() {
+        tracing::info!(
+            "stage {} stopping: subscription {tag} {reason}",
+            control.me.id()
+        );
+        control.stop = Some(reason.exit_reason());
+    }
+}
+
+/// Runs `handle_cancel` for the subscriptions the stage cancelled itself; it never
+/// stops the stage by itself.
+pub(crate) async fn self_cancelled<R: Receiving>(runner: &mut R) {
+    for (tag, reason) in std::mem::take(&mut runner.input().self_cancelled) {
+        cancelled(
+            runner,
+            tag,
+            CancelReason::Cancelled(reason),
+            CancelMode::Temporary,
+        )
+        .await;
+    }
+}
+
+/// A loop that accepts consumers.
+pub(crate) trait Emitting: Send {
+    type Kind: EmitsEvents;
+
+    fn output(
+        &mut self,
+    ) -> &mut ProducerSide<
+        <Self::Kind as crate::kind::StageKind>::Out,
+        <Self::Kind as crate::kind::StageKind>::Message,
+    >;
+
+    fn control(&mut self) -> &mut Control<Self::Kind>;
+
+    /// Runs `handle_consumer_subscribed`: `Ok(Err)` rejects, `Err` is a panic.
+    fn on_consumer_subscribed(
+        &mut self,
+        tag: SubscriptionTag,
+        options: &SubscribeOptions,
+    ) -> impl Future<Output = Result<Result<(), BoxError>, ExitReason>> + Send;
+}
+
+/// Accepts or rejects a consumer's subscription, answering `reply`. Returns the
+/// upstream demand left to serve.
+pub(crate) async fn accept_consumer<E: Emitting>(
+    runner: &mut E,
+    tag: SubscriptionTag,
+    sink: Box<dyn EventSink<<E::Kind as crate::kind::StageKind>::Out>>,
+    options: SubscribeOptions,
+    reply: Option<SubscribeReply>,
+) -> usize {
+    if let Err(error) = runner.output().add_consumer(tag, sink) {
+        answer(reply, Err(SubscribeError::Rejected(error)));
+        return 0;
+    }
+    match runner.on_consumer_subscribed(tag, &options).await {
+        Err(panic) => {
+            runner
+                .output()
+                .reject(tag, CancelReason::Down(panic.clone()));
+            answer(reply, Err(SubscribeError::ProducerNotAlive));
+            Emitting::control(runner).stop = Some(panic);
+            0
+        }
+        Ok(Err(error)) => {
+            let error = SharedError::from(error);
+            runner
+                .output()
+                .reject(tag, CancelReason::Rejected(error.clone()));
+            answer(reply, Err(SubscribeError::Rejected(error)));
+            0
+        }
+        Ok(Ok(())) => match runner.output().accept(tag, &options) {
+            Ok(upstream) => {
+                answer(reply, Ok(tag));
+                upstream
+            }
+            Err(error) => {
+                answer(reply, Err(SubscribeError::Rejected(error)));
+                0
+            }
+        },
+    }
+}
+
+/// Logs and reports the discards the buffer made since last time.
+pub(crate) fn report_discards(
+    discarded: usize,
+    report: impl FnOnce(usize) -> bool,
+    stage: crate::StageId,
+) {
+    if discarded > 0 && report(discarded) {
+        tracing::warn!("stage {stage} discarded {discarded} events from its buffer");
+    }
+}
