@@ -285,6 +285,16 @@ impl<K: EmitsEvents> StageRef<K> {
 impl<K: ReceivesEvents> StageRef<K> {
     /// Subscribes this stage to `producer` and waits for the producer to accept.
     ///
+    /// Only stages that receive events have this method: subscribing a producer to
+    /// another stage does not compile.
+    ///
+    /// ```compile_fail
+    /// # use gen_stage::SubscribeOptions;
+    /// # async fn wrong(a: gen_stage::ProducerRef<gen_stage_test::Counter>, b: gen_stage::ProducerRef<gen_stage_test::Counter>) {
+    /// a.subscribe_to(&b, SubscribeOptions::new()).await; // a producer has no input
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// Invalid options, a producer or consumer that is not alive, a rejection by the

@@ -1,0 +1,70 @@
+//! Pins the auto traits of the public types: handles, errors and streams move freely
+//! between tasks and threads.
+
+use gen_stage::{
+    BoxError, CallError, ConsumerRef, EventStream, ExitReason, NotAlive, ProducerConsumerRef,
+    ProducerRef, SendError, StageStats, StartError, SubscribeError, SubscribeOptions,
+};
+use gen_stage_test::{CollectingConsumer, Counter};
+
+fn send_sync<T: Send + Sync>() {}
+fn send<T: Send>() {}
+fn error<T: std::error::Error + Send + Sync + 'static>() {}
+
+struct Identity;
+
+impl gen_stage::ProducerConsumer for Identity {
+    type Input = u64;
+    type Output = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _from: gen_stage::SubscriptionTag,
+        _ctx: &mut gen_stage::ProducerConsumerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        Ok(events)
+    }
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    send_sync::<ProducerRef<Counter>>();
+    send_sync::<ConsumerRef<CollectingConsumer<u64>>>();
+    send_sync::<ProducerConsumerRef<Identity>>();
+    send_sync::<SubscribeOptions>();
+    send_sync::<ExitReason>();
+    send_sync::<StageStats>();
+}
+
+#[test]
+fn errors_are_errors_that_cross_threads() {
+    error::<StartError>();
+    error::<SubscribeError>();
+    error::<CallError>();
+    error::<NotAlive>();
+    error::<SendError<u64>>();
+}
+
+#[test]
+fn builders_and_streams_can_move_to_other_tasks() {
+    send::<gen_stage::ProducerBuilder<Counter>>();
+    send::<gen_stage::ConsumerBuilder<CollectingConsumer<u64>>>();
+    send::<gen_stage::ProducerConsumerBuilder<Identity>>();
+    send::<EventStream<u64>>();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_can_be_started_from_a_spawned_task() {
+    let producer = tokio::spawn(async { gen_stage::producer(Counter::new(0)).start().await })
+        .await
+        .expect("the task ran")
+        .expect("the producer started");
+    assert!(producer.is_alive());
+    producer
+        .stop(ExitReason::Shutdown)
+        .await
+        .expect("it was alive");
+    assert_eq!(producer.stopped().await, ExitReason::Shutdown);
+}
