@@ -288,7 +288,7 @@ impl<K: ReceivesEvents> StageRef<K> {
     /// Only stages that receive events have this method: subscribing a producer to
     /// another stage does not compile.
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0599
     /// # use gen_stage::SubscribeOptions;
     /// # async fn wrong(a: gen_stage::ProducerRef<gen_stage_test::Counter>, b: gen_stage::ProducerRef<gen_stage_test::Counter>) {
     /// a.subscribe_to(&b, SubscribeOptions::new()).await; // a producer has no input
