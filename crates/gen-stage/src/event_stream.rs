@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::Stream;
+use futures::stream::FusedStream;
 use tokio::sync::mpsc;
 
 use crate::demand::{AutoDemand, Batch};
@@ -52,7 +53,9 @@ struct Upstream<T> {
 /// so an unpolled stream holds its producers back. It ends once every subscription has
 /// ended; a subscription whose cancel mode says so (a permanent one, or a transient one
 /// ending abnormally) ends the whole stream at once, and [`EventStream::end_reason`]
-/// then tells why. Dropping the stream cancels its subscriptions.
+/// then tells why. A subscription the producer refuses just drops out (and, if it was
+/// the last, `end_reason` tells the refusal). Dropping the stream cancels its
+/// subscriptions.
 #[must_use = "streams do nothing unless polled"]
 pub struct EventStream<T> {
     sender: mpsc::UnboundedSender<Delivery<T>>,
@@ -125,7 +128,9 @@ impl<T: Send + 'static> EventStream<T> {
             let sink = Box::new(StreamSink(self.sender.clone()));
             if port.subscribe(tag, sink, options, None).is_err() {
                 if cancel != CancelMode::Temporary {
+                    // The rest of the waiting subscriptions are never made.
                     self.end(ExitReason::NotAlive);
+                    return;
                 }
                 continue;
             }
@@ -164,6 +169,13 @@ impl<T: Send + 'static> EventStream<T> {
                     let (batches, _excess) = upstream.demand.split(events);
                     self.batches
                         .extend(batches.into_iter().map(|batch| (tag, batch)));
+                }
+            }
+            Delivery::Cancelled(tag, CancelReason::Rejected(error)) => {
+                // A refused subscription drops out; if it was the last, the stream ends
+                // and says why.
+                if self.upstreams.remove(&tag).is_some() && self.upstreams.is_empty() {
+                    self.end_reason = Some(ExitReason::Error(error));
                 }
             }
             Delivery::Cancelled(tag, reason) => {
@@ -215,6 +227,17 @@ impl<T: Send + 'static> Stream for EventStream<T> {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+impl<T: Send + 'static> FusedStream for EventStream<T> {
+    /// True once the stream has returned `None`: every subscription has ended and
+    /// every event received has been pulled.
+    fn is_terminated(&self) -> bool {
+        self.waiting.is_empty()
+            && self.upstreams.is_empty()
+            && self.batches.is_empty()
+            && self.current.len() == 0
     }
 }
 

@@ -25,7 +25,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{StartError, SubscribeError};
-use crate::exit::{BoxError, ExitReason};
+use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef};
 use crate::kind::StageKind;
 use crate::protocol::{Envelope, SubscribeReply};
@@ -172,6 +172,23 @@ fn finish<R: Runner>(
     drop(runner);
     stats.set_state(StageState::Stopped);
     mailbox.close();
+    // Subscriptions that arrived too late are refused, so that no subscriber waits on
+    // a stage that will never answer; other messages are dropped (calls then fail).
+    while let Ok(envelope) = mailbox.try_recv() {
+        if let Envelope::Subscribe {
+            tag, sink, reply, ..
+        } = envelope
+        {
+            if reply.is_some() {
+                // The subscriber learns it from the answer: the consumer stays up.
+                let refusal = SubscribeError::ProducerNotAlive;
+                sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
+                answer(reply, Err(refusal));
+            } else {
+                sink.send_cancel(tag, CancelReason::Down(reason.clone()));
+            }
+        }
+    }
     drop(mailbox);
     exit.send_replace(Some(reason));
 }

@@ -1,0 +1,513 @@
+//! The producer buffer: events without demand are kept (FIFO, bounded, keep first or
+//! last, discards reported), drained before `handle_demand`, and info messages queued
+//! behind buffered events wait for them (semantics §7.1, §10 items 5, 6, 7).
+
+use std::num::NonZeroUsize;
+
+use gen_stage::kind::EmitsEvents;
+use gen_stage::{
+    BoxError, BufferKeep, ConsumerRef, DEFAULT_BUFFER_SIZE, Producer, ProducerConsumer,
+    ProducerConsumerContext, ProducerContext, ReplyTo, StageRef, SubscribeOptions, SubscriptionTag,
+};
+use gen_stage_test::{CollectingConsumer, Record, Recorded, Script, ScriptedProducer, Watch};
+
+fn n(count: usize) -> NonZeroUsize {
+    NonZeroUsize::new(count).expect("a positive demand")
+}
+
+fn chars(text: &str) -> Vec<char> {
+    text.chars().collect()
+}
+
+fn batches<T: Clone>(record: &Watch<Record<T>>) -> Vec<Vec<T>> {
+    record.read(|r| r.batches.iter().map(|(_, b)| b.clone()).collect())
+}
+
+/// A consumer with manual demand subscribed to `producer`: nothing is asked until the
+/// test asks.
+async fn manual_consumer<P, T>(
+    producer: &StageRef<P>,
+) -> (
+    ConsumerRef<CollectingConsumer<T>>,
+    Watch<Record<T>>,
+    SubscriptionTag,
+)
+where
+    P: EmitsEvents<Out = T>,
+    T: Send + 'static,
+{
+    let (consumer, record) = CollectingConsumer::new();
+    let consumer = gen_stage::consumer(consumer.manual())
+        .start()
+        .await
+        .expect("the consumer starts");
+    let tag = consumer
+        .subscribe_to(producer, SubscribeOptions::new())
+        .await
+        .expect("the producer accepts");
+    (consumer, record, tag)
+}
+
+/// A producer that emits on command and records the info messages it handles.
+struct Noting {
+    notes: Recorded<&'static str>,
+}
+
+enum Cmd {
+    /// Emit these events now (beyond demand they are buffered).
+    Emit(Vec<char>),
+    /// Sent as an info: recorded when handled.
+    Note(&'static str),
+    /// A round trip through the mailbox.
+    Ping(ReplyTo<()>),
+}
+
+impl Producer for Noting {
+    type Event = char;
+    type Message = Cmd;
+
+    async fn handle_demand(
+        &mut self,
+        _demand: usize,
+        _ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<Vec<char>, BoxError> {
+        Ok(Vec::new())
+    }
+
+    async fn handle_message(
+        &mut self,
+        message: Cmd,
+        ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        match message {
+            Cmd::Emit(events) => ctx.emit(events),
+            Cmd::Note(note) => self.notes.push(note),
+            Cmd::Ping(reply) => reply.send(()),
+        }
+        Ok(())
+    }
+}
+
+fn noting() -> (Noting, Recorded<&'static str>) {
+    let notes = Recorded::default();
+    (
+        Noting {
+            notes: notes.clone(),
+        },
+        notes,
+    )
+}
+
+/// A producer-consumer that passes events through and emits `n` numbers on message `n`.
+struct Fanout {
+    discards: Recorded<usize>,
+}
+
+impl ProducerConsumer for Fanout {
+    type Input = u32;
+    type Output = u32;
+    type Message = u32;
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u32>,
+        _from: SubscriptionTag,
+        _ctx: &mut ProducerConsumerContext<'_, Self>,
+    ) -> Result<Vec<u32>, BoxError> {
+        Ok(events)
+    }
+
+    async fn handle_message(
+        &mut self,
+        count: u32,
+        ctx: &mut ProducerConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        ctx.emit((0..count).collect());
+        Ok(())
+    }
+
+    fn handle_discarded(&mut self, count: usize) -> bool {
+        self.discards.push(count);
+        false
+    }
+}
+
+// --- Buffering without consumers, and draining before handle_demand -----------------
+
+#[tokio::test]
+async fn events_emitted_without_consumers_are_delivered_in_fifo_order() {
+    let (script, record) = ScriptedProducer::<char>::new();
+    let producer = gen_stage::producer(script).start().await.unwrap();
+    producer.cast(Script::Emit(chars("abc"))).unwrap();
+    producer.cast(Script::Emit(chars("de"))).unwrap();
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
+
+    let (consumer, events) = CollectingConsumer::<char>::new();
+    gen_stage::consumer(consumer)
+        .subscribe_to(&producer, SubscribeOptions::new().max_demand(10))
+        .start()
+        .await
+        .unwrap();
+    events.wait_for_events(5).await;
+    assert_eq!(events.events(), chars("abcde"));
+    // The buffer served 5 of the first 10 asked; only the rest reached handle_demand
+    // (the consumer's later top-ups follow it).
+    record.wait_until(|r| !r.demands.is_empty()).await;
+    assert_eq!(record.read(|r| r.demands[0]), 5);
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn demand_covered_by_the_buffer_never_reaches_handle_demand() {
+    let (script, record) = ScriptedProducer::<u32>::new();
+    let producer = gen_stage::producer(script).start().await.unwrap();
+    producer.cast(Script::Emit((0..10).collect())).unwrap();
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+
+    consumer.ask(tag, n(3)).unwrap();
+    events.wait_for_events(3).await;
+    // The ask has been handled once its events arrived; a call orders after it.
+    assert_eq!(producer.call(Script::Owed).await.unwrap(), 0);
+    assert!(record.read(|r| r.demands.is_empty()));
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 7);
+
+    consumer.ask(tag, n(10)).unwrap();
+    events.wait_for_events(10).await;
+    assert_eq!(producer.call(Script::Owed).await.unwrap(), 3);
+    assert_eq!(record.read(|r| r.demands.clone()), vec![3]);
+    assert_eq!(events.events(), (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn events_emitted_beyond_demand_are_buffered_and_served_first() {
+    let (script, record) = ScriptedProducer::<u32>::new();
+    let producer = gen_stage::producer(script).start().await.unwrap();
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(2)).unwrap();
+    record.wait_until(|r| r.demands == vec![2]).await;
+
+    producer.cast(Script::Emit(vec![1, 2, 3, 4, 5])).unwrap();
+    events.wait_for_events(2).await;
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 3);
+
+    consumer.ask(tag, n(3)).unwrap();
+    events.wait_for_events(5).await;
+    assert_eq!(batches(&events), vec![vec![1, 2], vec![3, 4, 5]]);
+    producer.call(Script::Owed).await.unwrap();
+    assert_eq!(record.read(|r| r.demands.clone()), vec![2]);
+}
+
+#[tokio::test]
+async fn estimate_buffered_count_follows_the_buffer() {
+    let (script, _record) = ScriptedProducer::<u32>::new();
+    let producer = gen_stage::producer(script).start().await.unwrap();
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 0);
+    producer.cast(Script::Emit((0..6).collect())).unwrap();
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 6);
+
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(4)).unwrap();
+    events.wait_for_events(4).await;
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
+}
+
+// --- Bounded buffers: which events are kept, and discards ----------------------------
+
+#[tokio::test]
+async fn keep_first_discards_the_new_events_that_do_not_fit() {
+    let (script, record) = ScriptedProducer::<char>::new();
+    let producer = gen_stage::producer(script)
+        .buffer_size(5)
+        .buffer_keep(BufferKeep::First)
+        .start()
+        .await
+        .unwrap();
+    producer.cast(Script::Emit(chars("abcde"))).unwrap();
+    producer.cast(Script::Emit(chars("fgh"))).unwrap();
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
+    assert_eq!(record.read(|r| r.discards.clone()), vec![3]);
+
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(4)).unwrap();
+    events.wait_for_events(4).await;
+    consumer.ask(tag, n(4)).unwrap();
+    events.wait_for_events(5).await;
+    assert_eq!(batches(&events), vec![chars("abcd"), chars("e")]);
+}
+
+#[tokio::test]
+async fn keep_last_discards_the_oldest_events() {
+    let (script, record) = ScriptedProducer::<char>::new();
+    let producer = gen_stage::producer(script)
+        .buffer_size(5)
+        .buffer_keep(BufferKeep::Last)
+        .start()
+        .await
+        .unwrap();
+    producer.cast(Script::Emit(chars("abcde"))).unwrap();
+    producer.cast(Script::Emit(chars("fgh"))).unwrap();
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
+    assert_eq!(record.read(|r| r.discards.clone()), vec![3]);
+
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(4)).unwrap();
+    events.wait_for_events(4).await;
+    consumer.ask(tag, n(4)).unwrap();
+    events.wait_for_events(5).await;
+    assert_eq!(batches(&events), vec![chars("defg"), chars("h")]);
+}
+
+#[tokio::test]
+async fn keep_last_is_the_default() {
+    let (script, record) = ScriptedProducer::<char>::new();
+    let producer = gen_stage::producer(script)
+        .buffer_size(2)
+        .start()
+        .await
+        .unwrap();
+    producer.cast(Script::Emit(chars("abcd"))).unwrap();
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
+    assert_eq!(record.read(|r| r.discards.clone()), vec![2]);
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(5)).unwrap();
+    events.wait_for_events(2).await;
+    assert_eq!(events.events(), chars("cd"));
+}
+
+#[tokio::test]
+async fn every_overflow_is_reported_to_handle_discarded() {
+    let (script, record) = ScriptedProducer::<u32>::new();
+    let producer = gen_stage::producer(script)
+        .buffer_size(2)
+        .start()
+        .await
+        .unwrap();
+    producer.cast(Script::Emit(vec![1, 2, 3])).unwrap();
+    producer.cast(Script::Emit(vec![4])).unwrap();
+    producer.cast(Script::Emit(vec![5])).unwrap();
+    producer.cast(Script::Emit(vec![6, 7, 8, 9])).unwrap();
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
+    assert_eq!(record.read(|r| r.discards.clone()), vec![1, 1, 1, 4]);
+    assert_eq!(record.read(|r| r.discards.iter().sum::<usize>()), 7);
+}
+
+#[tokio::test]
+async fn buffer_size_zero_keeps_nothing_and_reports_every_discard() {
+    for keep in [BufferKeep::First, BufferKeep::Last] {
+        let (script, record) = ScriptedProducer::<u32>::new();
+        let producer = gen_stage::producer(script)
+            .buffer_size(0)
+            .buffer_keep(keep)
+            .start()
+            .await
+            .unwrap();
+        producer.cast(Script::Emit(vec![1, 2, 3])).unwrap();
+        assert_eq!(producer.estimate_buffered_count().await.unwrap(), 0);
+        assert_eq!(record.read(|r| r.discards.clone()), vec![3], "{keep:?}");
+
+        // With demand, events still go out; only what exceeds it is discarded.
+        let (consumer, events, tag) = manual_consumer(&producer).await;
+        consumer.ask(tag, n(2)).unwrap();
+        record.wait_until(|r| r.demands == vec![2]).await;
+        producer.cast(Script::Emit(vec![4, 5, 6])).unwrap();
+        events.wait_for_events(2).await;
+        assert_eq!(producer.estimate_buffered_count().await.unwrap(), 0);
+        assert_eq!(events.events(), vec![4, 5], "{keep:?}");
+        assert_eq!(record.read(|r| r.discards.clone()), vec![3, 1], "{keep:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_default_producer_buffer_holds_ten_thousand_events() {
+    assert_eq!(DEFAULT_BUFFER_SIZE, 10_000);
+    let (script, record) = ScriptedProducer::<u32>::new();
+    let producer = gen_stage::producer(script).start().await.unwrap();
+    producer.cast(Script::Emit((0..10_005).collect())).unwrap();
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 10_000);
+    assert_eq!(record.read(|r| r.discards.clone()), vec![5]);
+
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(2)).unwrap();
+    events.wait_for_events(2).await;
+    assert_eq!(events.events(), vec![5, 6], "the oldest five were dropped");
+}
+
+#[tokio::test]
+async fn producer_consumer_buffers_are_unbounded_by_default() {
+    let discards = Recorded::default();
+    let stage = gen_stage::producer_consumer(Fanout {
+        discards: discards.clone(),
+    })
+    .start()
+    .await
+    .unwrap();
+    stage.cast(20_000).unwrap();
+    stage.cast(5).unwrap();
+    assert_eq!(stage.estimate_buffered_count().await.unwrap(), 20_005);
+    assert!(discards.is_empty());
+}
+
+#[tokio::test]
+async fn a_bounded_producer_consumer_buffer_discards_and_reports() {
+    let discards = Recorded::default();
+    let stage = gen_stage::producer_consumer(Fanout {
+        discards: discards.clone(),
+    })
+    .buffer_size(3)
+    .start()
+    .await
+    .unwrap();
+    stage.cast(5).unwrap();
+    assert_eq!(stage.estimate_buffered_count().await.unwrap(), 3);
+    assert_eq!(discards.snapshot(), vec![2]);
+
+    let (consumer, events, tag) = manual_consumer(&stage).await;
+    consumer.ask(tag, n(10)).unwrap();
+    events.wait_for_events(3).await;
+    assert_eq!(events.events(), vec![2, 3, 4]);
+}
+
+// --- Info messages behind buffered events --------------------------------------------
+
+#[tokio::test]
+async fn an_info_with_nothing_buffered_is_handled_at_once() {
+    let (stage, notes) = noting();
+    let producer = gen_stage::producer(stage).start().await.unwrap();
+    producer.sync_info(Cmd::Note("sync")).await.unwrap();
+    notes.wait_for_len(1).await;
+    producer.async_info(Cmd::Note("async")).unwrap();
+    notes.wait_for_len(2).await;
+    assert_eq!(notes.snapshot(), vec!["sync", "async"]);
+}
+
+#[tokio::test]
+async fn sync_info_waits_for_the_events_buffered_before_it() {
+    let (stage, notes) = noting();
+    let producer = gen_stage::producer(stage).start().await.unwrap();
+    producer.cast(Cmd::Emit(chars("abc"))).unwrap();
+    producer.sync_info(Cmd::Note("after c")).await.unwrap();
+    producer.call(Cmd::Ping).await.unwrap();
+    assert!(notes.is_empty(), "three events are still buffered");
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 3);
+
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(2)).unwrap();
+    events.wait_for_events(2).await;
+    producer.call(Cmd::Ping).await.unwrap();
+    assert!(notes.is_empty(), "'c' is still buffered");
+
+    consumer.ask(tag, n(1)).unwrap();
+    events.wait_for_events(3).await;
+    producer.call(Cmd::Ping).await.unwrap();
+    assert_eq!(notes.snapshot(), vec!["after c"]);
+    assert_eq!(events.events(), chars("abc"));
+}
+
+#[tokio::test]
+async fn several_infos_keep_their_order_among_buffered_events() {
+    let (stage, notes) = noting();
+    let producer = gen_stage::producer(stage).start().await.unwrap();
+    producer.cast(Cmd::Emit(chars("ab"))).unwrap();
+    producer.sync_info(Cmd::Note("one")).await.unwrap();
+    producer.async_info(Cmd::Note("two")).unwrap();
+    producer.cast(Cmd::Emit(chars("c"))).unwrap();
+    producer.async_info(Cmd::Note("three")).unwrap();
+    producer.sync_info(Cmd::Note("four")).await.unwrap();
+    producer.call(Cmd::Ping).await.unwrap();
+    assert!(notes.is_empty());
+
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(1)).unwrap();
+    events.wait_for_events(1).await;
+    producer.call(Cmd::Ping).await.unwrap();
+    assert!(notes.is_empty());
+
+    consumer.ask(tag, n(1)).unwrap();
+    events.wait_for_events(2).await;
+    producer.call(Cmd::Ping).await.unwrap();
+    assert_eq!(notes.snapshot(), vec!["one", "two"]);
+
+    consumer.ask(tag, n(5)).unwrap();
+    events.wait_for_events(3).await;
+    producer.call(Cmd::Ping).await.unwrap();
+    assert_eq!(notes.snapshot(), vec!["one", "two", "three", "four"]);
+    assert_eq!(events.events(), chars("abc"));
+}
+
+#[tokio::test]
+async fn a_large_demand_releases_every_info_in_order() {
+    let (stage, notes) = noting();
+    let producer = gen_stage::producer(stage).start().await.unwrap();
+    producer.cast(Cmd::Emit(chars("ab"))).unwrap();
+    producer.async_info(Cmd::Note("after b")).unwrap();
+    producer.cast(Cmd::Emit(chars("cd"))).unwrap();
+    producer.async_info(Cmd::Note("after d")).unwrap();
+
+    let (consumer, events) = CollectingConsumer::<char>::new();
+    gen_stage::consumer(consumer)
+        .subscribe_to(&producer, SubscribeOptions::new().max_demand(10))
+        .start()
+        .await
+        .unwrap();
+    events.wait_for_events(4).await;
+    notes.wait_for_len(2).await;
+    assert_eq!(notes.snapshot(), vec!["after b", "after d"]);
+    assert_eq!(events.events(), chars("abcd"));
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_info_behind_events_dropped_by_keep_last_is_released_at_discard_time() {
+    let (stage, notes) = noting();
+    let producer = gen_stage::producer(stage)
+        .buffer_size(2)
+        .buffer_keep(BufferKeep::Last)
+        .start()
+        .await
+        .unwrap();
+    producer.cast(Cmd::Emit(chars("a"))).unwrap();
+    producer.async_info(Cmd::Note("after a")).unwrap();
+    producer.cast(Cmd::Emit(chars("b"))).unwrap();
+    producer.async_info(Cmd::Note("after b")).unwrap();
+    producer.call(Cmd::Ping).await.unwrap();
+    assert!(notes.is_empty());
+
+    // 'c' pushes 'a' out: the info that waited for 'a' is due, the one after 'b' is not.
+    producer.cast(Cmd::Emit(chars("c"))).unwrap();
+    producer.call(Cmd::Ping).await.unwrap();
+    assert_eq!(notes.snapshot(), vec!["after a"]);
+
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(5)).unwrap();
+    events.wait_for_events(2).await;
+    notes.wait_for_len(2).await;
+    assert_eq!(notes.snapshot(), vec!["after a", "after b"]);
+    assert_eq!(events.events(), chars("bc"));
+}
+
+#[tokio::test]
+async fn an_info_behind_events_kept_by_keep_first_still_waits() {
+    let (stage, notes) = noting();
+    let producer = gen_stage::producer(stage)
+        .buffer_size(2)
+        .buffer_keep(BufferKeep::First)
+        .start()
+        .await
+        .unwrap();
+    producer.cast(Cmd::Emit(chars("a"))).unwrap();
+    producer.async_info(Cmd::Note("after a")).unwrap();
+    // 'c' and 'd' do not fit and are dropped; 'a' stays, so the info keeps waiting.
+    producer.cast(Cmd::Emit(chars("bcd"))).unwrap();
+    producer.call(Cmd::Ping).await.unwrap();
+    assert!(notes.is_empty());
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
+
+    let (consumer, events, tag) = manual_consumer(&producer).await;
+    consumer.ask(tag, n(1)).unwrap();
+    events.wait_for_events(1).await;
+    notes.wait_for_len(1).await;
+    assert_eq!(events.events(), chars("a"));
+    consumer.ask(tag, n(5)).unwrap();
+    events.wait_for_events(2).await;
+    assert_eq!(events.events(), chars("ab"));
+}
