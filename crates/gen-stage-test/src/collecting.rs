@@ -3,8 +3,8 @@
 use std::fmt;
 
 use gen_stage::{
-    AskMode, BoxError, CancelReason, Consumer, ConsumerContext, ExitReason, SubscribeOptions,
-    SubscriptionTag,
+    AskMode, BoxError, CancelReason, Consumer, ConsumerContext, ExitReason, ReplyTo,
+    SubscribeOptions, SubscriptionTag,
 };
 
 use crate::gate::Gate;
@@ -60,9 +60,33 @@ impl<T: Send + 'static> CollectingConsumer<T> {
     }
 }
 
+/// A call a [`CollectingConsumer`] answers at once: once it returns, every message
+/// sent to the consumer before it has been handled.
+///
+/// ```
+/// # use gen_stage_test::{CollectingConsumer, Ping};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (consumer, _record) = CollectingConsumer::<u64>::new();
+/// let consumer = gen_stage::consumer(consumer).start().await.unwrap();
+/// consumer.call(Ping).await.unwrap();
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Ping(pub ReplyTo<()>);
+
 impl<T: Send + 'static> Consumer for CollectingConsumer<T> {
     type Event = T;
-    type Message = ();
+    type Message = Ping;
+
+    async fn handle_message(
+        &mut self,
+        Ping(reply): Ping,
+        _ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        reply.send(());
+        Ok(())
+    }
 
     async fn handle_producer_subscribed(
         &mut self,

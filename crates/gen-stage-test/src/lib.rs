@@ -30,7 +30,7 @@ mod gate;
 mod record;
 mod scripted;
 
-pub use collecting::CollectingConsumer;
+pub use collecting::{CollectingConsumer, Ping};
 pub use counter::Counter;
 pub use counter::LimitReached;
 pub use gate::Gate;

@@ -215,8 +215,9 @@
 //! [`CancelMode::Temporary`]. So a finite producer that finishes normally winds down
 //! the pipeline behind it.
 //!
-//! Events inside a stage when it stops (being handled, or buffered) are lost; the
-//! numbers are in the buffer's discard count where they apply.
+//! A producer-consumer whose producer ends first still delivers the output it had
+//! buffered: the cancellation waits behind it, as info messages do. Otherwise, events
+//! inside a stage when it stops (being handled, or buffered) are lost.
 //!
 //! # Streams
 //!
@@ -236,6 +237,10 @@
 //! - [`StageRef::subscribe_to`] waits for the producer's answer, and a producer that is
 //!   not alive is an error rather than a later exit.
 //! - `buffer_size(0)` is valid: the producer keeps nothing, and counts every discard.
+//! - A producer-consumer never drops its buffered output because its producer
+//!   finished; a finite pipeline delivers every event.
+//! - Events emitted while accumulating demand wait in the (bounded) buffer rather than
+//!   in an unbounded side list, and go out first when the mode switches to forward.
 //! - Consumers cannot emit events: their context has no `emit`.
 //! - Subscribing a producer-only stage to another is a compile error.
 #![doc(test(attr(deny(warnings))))]

@@ -110,3 +110,60 @@ async fn a_permanent_async_subscription_to_a_stopping_producer_stops_the_consume
     gate.open_for_good();
     assert_eq!(consumer.stopped().await, ExitReason::Shutdown);
 }
+
+/// Passes events through unchanged.
+struct PassThrough;
+
+impl gen_stage::ProducerConsumer for PassThrough {
+    type Input = u64;
+    type Output = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _from: gen_stage::SubscriptionTag,
+        _ctx: &mut gen_stage::ProducerConsumerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        Ok(events)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finite_pipeline_winds_down_without_losing_buffered_output() {
+    let producer = gen_stage::producer(gen_stage_test::Counter::new(0).limit(2000))
+        .start()
+        .await
+        .expect("starts");
+    let middle = gen_stage::producer_consumer(PassThrough)
+        .subscribe_to(
+            &producer,
+            SubscribeOptions::new().max_demand(40).min_demand(10),
+        )
+        .start()
+        .await
+        .expect("starts");
+    let mut records = Vec::new();
+    let mut consumers = Vec::new();
+    for max in [15, 8] {
+        let (consumer, record) = CollectingConsumer::<u64>::new();
+        let consumer = gen_stage::consumer(consumer)
+            .subscribe_to(&middle, SubscribeOptions::new().max_demand(max))
+            .start()
+            .await
+            .expect("starts");
+        records.push(record);
+        consumers.push(consumer);
+    }
+    for consumer in &consumers {
+        assert_eq!(consumer.stopped().await, ExitReason::Normal);
+    }
+    assert_eq!(middle.stopped().await, ExitReason::Normal);
+    let mut all: Vec<u64> = records.iter().flat_map(|record| record.events()).collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..2000).collect::<Vec<_>>(),
+        "every event exactly once"
+    );
+}

@@ -6,6 +6,7 @@ use crate::exit::{BoxError, ExitReason};
 use crate::kind::ProducerKind;
 use crate::options::SubscribeOptions;
 use crate::protocol::Envelope;
+use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting};
 use crate::runtime::{ProducerSide, Runner, catch, guarded, init_outcome};
 use crate::stage::Producer;
@@ -65,9 +66,13 @@ impl<S: Producer> ProducerRuntime<S> {
 
     /// Delivers ready info messages and reports discards.
     async fn flush(&mut self) {
-        while !self.side.ready_infos.is_empty() && self.control.stop.is_none() {
-            for info in std::mem::take(&mut self.side.ready_infos) {
-                self.message(info).await;
+        while !self.side.ready.is_empty() && self.control.stop.is_none() {
+            for held in std::mem::take(&mut self.side.ready) {
+                match held {
+                    Held::Info(message) => self.message(message).await,
+                    // A producer subscribes to nothing: nothing of it is cancelled.
+                    Held::Cancelled(..) => {}
+                }
             }
         }
         let discarded = std::mem::take(&mut self.side.unreported_discards);
@@ -135,7 +140,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
             }
             Envelope::Message(message) => self.message(message).await,
             Envelope::Info { message, queued } => {
-                self.side.store_info(message);
+                self.side.after_buffered(Held::Info(message));
                 if let Some(queued) = queued {
                     let _ = queued.send(());
                 }

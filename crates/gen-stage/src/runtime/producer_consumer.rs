@@ -10,6 +10,7 @@ use crate::kind::ProducerConsumerKind;
 use crate::options::SubscribeOptions;
 use crate::protocol::Envelope;
 use crate::runtime::consumer::InitialSubscription;
+use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting, Receiving};
 use crate::runtime::{
     ConsumerSide, ProducerSide, Runner, await_subscription, catch, guarded, init_outcome,
@@ -76,8 +77,8 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
             };
             match next {
                 Pending::Events(tag, events) => self.events(tag, events).await,
-                Pending::Cancelled(tag, reason) => self.producer_cancelled(tag, reason).await,
-                Pending::Info(message) => self.output.store_info(message),
+                Pending::Cancelled(tag, reason) => self.producer_cancelled(tag, reason),
+                Pending::Info(message) => self.output.after_buffered(Held::Info(message)),
             }
         }
     }
@@ -99,10 +100,10 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         }
     }
 
-    async fn producer_cancelled(&mut self, tag: SubscriptionTag, reason: CancelReason) {
-        if let Some(mode) = self.input.remove(tag) {
-            shared::cancelled(self, tag, reason, mode).await;
-        }
+    /// An upstream subscription ended: its cancellation waits behind the output
+    /// already buffered (see [`Held::Cancelled`]).
+    fn producer_cancelled(&mut self, tag: SubscriptionTag, reason: CancelReason) {
+        self.output.after_buffered(Held::Cancelled(tag, reason));
     }
 
     async fn message(&mut self, message: S::Message) {
@@ -120,9 +121,16 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
             if self.control.stop.is_some() {
                 break;
             }
-            if !self.output.ready_infos.is_empty() {
-                for info in std::mem::take(&mut self.output.ready_infos) {
-                    self.message(info).await;
+            if !self.output.ready.is_empty() {
+                for held in std::mem::take(&mut self.output.ready) {
+                    match held {
+                        Held::Info(message) => self.message(message).await,
+                        Held::Cancelled(tag, reason) => {
+                            if let Some(mode) = self.input.remove(tag) {
+                                shared::cancelled(self, tag, reason, mode).await;
+                            }
+                        }
+                    }
                 }
             } else if !self.input.self_cancelled.is_empty() {
                 shared::self_cancelled(self).await;
@@ -215,7 +223,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             }
             Envelope::ProducerCancelled { tag, reason } => {
                 if self.pending.is_empty() {
-                    self.producer_cancelled(tag, reason).await;
+                    self.producer_cancelled(tag, reason);
                 } else {
                     self.pending.push_back(Pending::Cancelled(tag, reason));
                 }
@@ -258,7 +266,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             Envelope::Message(message) => self.message(message).await,
             Envelope::Info { message, queued } => {
                 if self.pending.is_empty() {
-                    self.output.store_info(message);
+                    self.output.after_buffered(Held::Info(message));
                 } else {
                     self.pending.push_back(Pending::Info(message));
                 }

@@ -11,6 +11,15 @@ use crate::protocol::EventSink;
 use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
+/// Something that waits for the events buffered before it to go out.
+pub(crate) enum Held<M> {
+    /// An info message for `handle_message`.
+    Info(M),
+    /// A producer-consumer's upstream subscription ended: handled once the output
+    /// that came before it has been delivered, so a finishing pipeline loses nothing.
+    Cancelled(SubscriptionTag, CancelReason),
+}
+
 struct Downstream<T> {
     sink: Box<dyn EventSink<T>>,
     /// Events asked for and not yet sent.
@@ -21,14 +30,14 @@ pub(crate) struct ProducerSide<T, M> {
     dispatcher: Box<dyn Dispatcher<T>>,
     deliveries: Deliveries<T>,
     consumers: HashMap<SubscriptionTag, Downstream<T>>,
-    buffer: Buffer<T, M>,
+    buffer: Buffer<T, Held<M>>,
     mode: DemandMode,
     /// Upstream demand recorded while accumulating, in order.
     stashed: VecDeque<usize>,
     /// Downstream demand not yet met (drives a producer-consumer's input).
     pub(crate) unmet_demand: usize,
-    /// Info messages whose events have all been dispatched, in order.
-    pub(crate) ready_infos: Vec<M>,
+    /// What was held behind buffered events and is now due, in order.
+    pub(crate) ready: Vec<Held<M>>,
     /// Discards not yet reported through the stage's hook.
     pub(crate) unreported_discards: usize,
 
@@ -53,7 +62,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             mode,
             stashed: VecDeque::new(),
             unmet_demand: 0,
-            ready_infos: Vec::new(),
+            ready: Vec::new(),
             unreported_discards: 0,
 
             exit_reason: ExitReason::Killed,
@@ -91,7 +100,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     fn store(&mut self, events: Vec<T>) {
-        let discarded = self.buffer.store(events, &mut self.ready_infos);
+        let discarded = self.buffer.store(events, &mut self.ready);
         self.count_discards(discarded);
         self.stats.set_buffered(self.buffer.len());
     }
@@ -228,7 +237,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             let (delivered, leftovers) = self.dispatch(chunk);
             let stuck = !leftovers.is_empty();
             self.buffer.put_back(leftovers);
-            self.buffer.release_due(&mut self.ready_infos);
+            self.buffer.release_due(&mut self.ready);
             served += delivered;
             if stuck || taken == 0 {
                 break;
@@ -238,10 +247,10 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         served
     }
 
-    /// Queues an info message behind the buffered events, or makes it ready now.
-    pub(crate) fn store_info(&mut self, message: M) {
-        if let Some(message) = self.buffer.store_info(message) {
-            self.ready_infos.push(message);
+    /// Holds `item` until every event buffered now has gone out (at once if none is).
+    pub(crate) fn after_buffered(&mut self, item: Held<M>) {
+        if let Some(item) = self.buffer.store_info(item) {
+            self.ready.push(item);
         }
     }
 
