@@ -10,74 +10,100 @@
 //! [`DemandDispatcher`] (the default) sends each batch to the consumer with the most
 //! pending demand.
 //!
+//! [`BroadcastDispatcher`] sends every event to every consumer, and
+//! [`PartitionDispatcher`] sends each event to the consumers of its partition.
+//!
 //! # Writing a dispatcher
 //!
-//! ```
-//! use gen_stage::dispatcher::{Deliveries, Dispatcher};
-//! use gen_stage::{BoxError, SubscribeOptions, SubscriptionTag};
+//! A dispatcher that deals whole batches to its consumers in turn, skipping those
+//! without enough demand:
 //!
-//! /// Sends every batch to the first subscriber that has demand for all of it.
+//! ```
+//! use gen_stage::dispatcher::{Deliveries, Dispatcher, Subscriber};
+//! use gen_stage::{BoxError, SubscriptionTag};
+//!
 //! #[derive(Debug, Default)]
-//! struct FirstFit {
-//!     demands: Vec<(SubscriptionTag, usize)>,
+//! struct RoundRobin {
+//!     /// `(tag, demand)` in turn order.
+//!     consumers: Vec<(SubscriptionTag, usize)>,
+//!     next: usize,
 //! }
 //!
-//! impl<T: Send + 'static> Dispatcher<T> for FirstFit {
-//!     fn subscribe(&mut self, tag: SubscriptionTag, _: &SubscribeOptions) -> Result<usize, BoxError> {
-//!         self.demands.push((tag, 0));
+//! impl<T: Send + 'static> Dispatcher<T> for RoundRobin {
+//!     fn subscribe(&mut self, subscriber: &Subscriber<'_>, _: &mut Deliveries<T>) -> Result<usize, BoxError> {
+//!         self.consumers.push((subscriber.tag, 0));
 //!         Ok(0)
 //!     }
-//!     fn cancel(&mut self, tag: SubscriptionTag) -> usize {
-//!         self.demands.retain(|(t, _)| *t != tag);
-//!         0
+//!
+//!     fn cancel(&mut self, tag: SubscriptionTag, _: &mut Deliveries<T>) -> usize {
+//!         self.consumers.retain(|(t, _)| *t != tag);
+//!         0 // demand it had stays asked upstream: others will take those events
 //!     }
-//!     fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> usize {
-//!         if let Some(entry) = self.demands.iter_mut().find(|(t, _)| *t == tag) {
+//!
+//!     fn ask(&mut self, tag: SubscriptionTag, demand: usize, _: &mut Deliveries<T>) -> usize {
+//!         if let Some(entry) = self.consumers.iter_mut().find(|(t, _)| *t == tag) {
 //!             entry.1 += demand;
 //!         }
 //!         demand
 //!     }
+//!
 //!     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
-//!         match self.demands.iter_mut().find(|(_, d)| *d >= events.len()) {
-//!             Some((tag, demand)) => {
+//!         for _ in 0..self.consumers.len() {
+//!             let turn = self.next % self.consumers.len();
+//!             self.next += 1;
+//!             let (tag, demand) = &mut self.consumers[turn];
+//!             if *demand >= events.len() {
 //!                 *demand -= events.len();
 //!                 deliveries.push(*tag, events);
-//!                 Vec::new()
+//!                 return Vec::new();
 //!             }
-//!             None => events, // leftovers: the stage buffers them
 //!         }
+//!         events // nobody can take them all: the stage buffers them
 //!     }
 //! }
 //!
-//! let mut dispatcher = FirstFit::default();
+//! // A dispatcher is a plain state machine: test it without any stage.
+//! let mut dispatcher = RoundRobin::default();
+//! let options = gen_stage::SubscribeOptions::new();
+//! let mut out = Deliveries::new();
 //! let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
-//! Dispatcher::<u32>::subscribe(&mut dispatcher, a, &SubscribeOptions::new()).unwrap();
-//! Dispatcher::<u32>::subscribe(&mut dispatcher, b, &SubscribeOptions::new()).unwrap();
-//! Dispatcher::<u32>::ask(&mut dispatcher, a, 1);
-//! Dispatcher::<u32>::ask(&mut dispatcher, b, 5);
-//! let mut deliveries = Deliveries::new();
-//! let leftovers = dispatcher.dispatch(vec![1, 2, 3], &mut deliveries);
-//! assert!(leftovers.is_empty());
-//! assert_eq!(deliveries.as_slice(), &[(b, vec![1, 2, 3])]);
+//! for (tag, stage) in [(a, 1), (b, 2)] {
+//!     let subscriber = Subscriber::new(tag, gen_stage::StageId::from_raw(stage), &options);
+//!     dispatcher.subscribe(&subscriber, &mut out).unwrap();
+//!     dispatcher.ask(tag, 10, &mut out);
+//! }
+//! assert!(dispatcher.dispatch(vec![1, 2], &mut out).is_empty());
+//! assert!(dispatcher.dispatch(vec![3], &mut out).is_empty());
+//! assert_eq!(out.as_slice(), &[(a, vec![1, 2]), (b, vec![3])]);
 //! ```
+//!
+//! Whatever a dispatcher does, the stage never lets a consumer receive more than it
+//! asked for: a delivery beyond a consumer's outstanding demand is cut, the excess is
+//! buffered, and an error is logged.
 
+mod broadcast;
 mod demand;
+mod partition;
 
+pub use broadcast::{BroadcastDispatcher, BroadcastError, Selector};
 pub use demand::DemandDispatcher;
+pub use partition::{Partition, PartitionDispatcher, PartitionError};
 
 use std::fmt;
 
 use crate::exit::BoxError;
 use crate::options::SubscribeOptions;
-use crate::subscription::SubscriptionTag;
+use crate::subscription::{StageId, SubscriptionTag};
 
 /// Decides which consumer receives which events, and how much to ask upstream.
 ///
-/// All methods are synchronous and must not block. See the [module docs](self).
+/// All methods are synchronous and must not block. Each may send events through
+/// `deliveries` (for example events it held for a consumer that now asks), and may
+/// record there upstream demand or discards it creates. See the [module docs](self).
 pub trait Dispatcher<T>: Send + 'static {
-    /// A consumer subscribed with `options`. Returns the upstream demand this creates
-    /// (usually 0: demand comes with asks), or an error that rejects the subscription;
-    /// the error is handed to the subscriber.
+    /// A consumer subscribed. Returns the upstream demand this creates (usually 0:
+    /// demand comes with asks), or an error that refuses the subscription; the
+    /// subscriber receives the error and the stage keeps running.
     ///
     /// # Errors
     ///
@@ -85,24 +111,58 @@ pub trait Dispatcher<T>: Send + 'static {
     /// option, a duplicate subscriber...).
     fn subscribe(
         &mut self,
-        tag: SubscriptionTag,
-        options: &SubscribeOptions,
+        subscriber: &Subscriber<'_>,
+        deliveries: &mut Deliveries<T>,
     ) -> Result<usize, BoxError>;
 
-    /// A consumer's subscription ended. Returns upstream demand this releases.
-    fn cancel(&mut self, tag: SubscriptionTag) -> usize;
+    /// A consumer's subscription ended. Returns upstream demand this releases. Only
+    /// called for subscriptions that `subscribe` accepted.
+    fn cancel(&mut self, tag: SubscriptionTag, deliveries: &mut Deliveries<T>) -> usize;
 
     /// A consumer asked for `demand` more events. Returns the upstream demand.
-    fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> usize;
+    fn ask(&mut self, tag: SubscriptionTag, demand: usize, deliveries: &mut Deliveries<T>)
+    -> usize;
 
     /// Hands out `events`: pushes `(tag, batch)` pairs to `deliveries` and returns the
     /// events nobody could take (the stage buffers them, in order).
     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T>;
+
+    /// Events the dispatcher holds itself (not counting the stage's buffer); shown in
+    /// the stage's statistics as buffered.
+    fn held(&self) -> usize {
+        0
+    }
+}
+
+/// A consumer subscribing, as a dispatcher sees it.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Subscriber<'a> {
+    /// The subscription.
+    pub tag: SubscriptionTag,
+    /// The consumer: the same for every subscription it makes.
+    pub consumer: StageId,
+    /// The options it subscribed with (including typed extensions such as a
+    /// [`Partition`] or a [`Selector`]).
+    pub options: &'a SubscribeOptions,
+}
+
+impl<'a> Subscriber<'a> {
+    /// A subscriber, for testing dispatchers outside a stage.
+    pub fn new(tag: SubscriptionTag, consumer: StageId, options: &'a SubscribeOptions) -> Self {
+        Subscriber {
+            tag,
+            consumer,
+            options,
+        }
+    }
 }
 
 /// The batches a dispatcher hands out in one [`Dispatcher::dispatch`] call.
 pub struct Deliveries<T> {
     batches: Vec<(SubscriptionTag, Vec<T>)>,
+    upstream: usize,
+    discarded: usize,
 }
 
 impl<T> Deliveries<T> {
@@ -110,7 +170,32 @@ impl<T> Deliveries<T> {
     pub fn new() -> Self {
         Deliveries {
             batches: Vec::new(),
+            upstream: 0,
+            discarded: 0,
         }
+    }
+
+    /// Asks the stage for `demand` more events, beyond what the method returns (for
+    /// example from `dispatch`, when a consumer's filter rejected events it had
+    /// asked for).
+    pub fn demand_upstream(&mut self, demand: usize) {
+        self.upstream += demand;
+    }
+
+    /// Records that the dispatcher dropped `count` events; the stage counts and
+    /// reports them with its own discards.
+    pub fn discard(&mut self, count: usize) {
+        self.discarded += count;
+    }
+
+    /// Upstream demand recorded with [`Deliveries::demand_upstream`], reset to 0.
+    pub fn take_upstream_demand(&mut self) -> usize {
+        std::mem::take(&mut self.upstream)
+    }
+
+    /// Discards recorded with [`Deliveries::discard`], reset to 0.
+    pub fn take_discarded(&mut self) -> usize {
+        std::mem::take(&mut self.discarded)
     }
 
     /// Sends `events` to the consumer of `tag`. Empty batches are ignored.

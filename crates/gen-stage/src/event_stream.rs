@@ -16,14 +16,14 @@ use crate::handle::StageRef;
 use crate::kind::EmitsEvents;
 use crate::options::SubscribeOptions;
 use crate::protocol::{EventSink, ProducerPort};
-use crate::subscription::SubscriptionTag;
+use crate::subscription::{StageId, SubscriptionTag};
 
 enum Delivery<T> {
     Events(SubscriptionTag, Vec<T>),
     Cancelled(SubscriptionTag, CancelReason),
 }
 
-struct StreamSink<T>(mpsc::UnboundedSender<Delivery<T>>);
+struct StreamSink<T>(mpsc::UnboundedSender<Delivery<T>>, StageId);
 
 impl<T: Send + 'static> EventSink<T> for StreamSink<T> {
     fn send_events(&self, tag: SubscriptionTag, events: Vec<T>) -> Result<(), Vec<T>> {
@@ -37,6 +37,10 @@ impl<T: Send + 'static> EventSink<T> for StreamSink<T> {
 
     fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason) {
         let _ = self.0.send(Delivery::Cancelled(tag, reason));
+    }
+
+    fn consumer_id(&self) -> StageId {
+        self.1
     }
 }
 
@@ -58,6 +62,8 @@ struct Upstream<T> {
 /// subscriptions.
 #[must_use = "streams do nothing unless polled"]
 pub struct EventStream<T> {
+    /// The stream's identity as a consumer.
+    id: StageId,
     sender: mpsc::UnboundedSender<Delivery<T>>,
     receiver: mpsc::UnboundedReceiver<Delivery<T>>,
     waiting: Vec<(SubscriptionTag, Box<dyn ProducerPort<T>>, SubscribeOptions)>,
@@ -79,6 +85,7 @@ pub fn stream<P: EmitsEvents>(
 ) -> Result<EventStream<P::Out>, SubscribeError> {
     let (sender, receiver) = mpsc::unbounded_channel();
     let mut stream = EventStream {
+        id: StageId::next(),
         sender,
         receiver,
         waiting: Vec::new(),
@@ -125,7 +132,7 @@ impl<T: Send + 'static> EventStream<T> {
             let max = options.max_demand_value();
             let demand = AutoDemand::new(options.min_demand_value(), max);
             let cancel = options.cancel_mode();
-            let sink = Box::new(StreamSink(self.sender.clone()));
+            let sink = Box::new(StreamSink(self.sender.clone(), self.id));
             if port.subscribe(tag, sink, options, None).is_err() {
                 if cancel != CancelMode::Temporary {
                     // The rest of the waiting subscriptions are never made.

@@ -414,6 +414,10 @@ impl<K: StageKind> EventSink<K::In> for StageRef<K> {
     fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason) {
         let _ = self.send(Envelope::ProducerCancelled { tag, reason });
     }
+
+    fn consumer_id(&self) -> StageId {
+        self.id
+    }
 }
 
 impl<K: StageKind> ProducerPort<K::Out> for StageRef<K> {

@@ -7,7 +7,7 @@ use crate::error::SubscribeError;
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::StageKind;
 use crate::options::{DemandMode, SubscribeOptions};
-use crate::subscription::SubscriptionTag;
+use crate::subscription::{StageId, SubscriptionTag};
 
 /// Where a sync subscriber waits for the producer's answer.
 pub(crate) type SubscribeReply = oneshot::Sender<Result<SubscriptionTag, SubscribeError>>;
@@ -69,6 +69,8 @@ pub(crate) trait EventSink<T>: Send + Sync {
     fn send_events(&self, tag: SubscriptionTag, events: Vec<T>) -> Result<(), Vec<T>>;
     /// Tells the consumer the subscription ended.
     fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason);
+    /// The consumer's identity: the same for all its subscriptions.
+    fn consumer_id(&self) -> StageId;
 }
 
 /// A producer, as its consumer sees it.

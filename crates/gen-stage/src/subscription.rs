@@ -51,6 +51,11 @@ impl StageId {
         StageId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// An identity with the given number, for testing dispatchers outside a stage.
+    pub fn from_raw(number: u64) -> Self {
+        StageId(number)
+    }
+
     /// The number of the stage.
     pub fn as_u64(self) -> u64 {
         self.0

@@ -2,9 +2,8 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use crate::dispatcher::{Deliveries, Dispatcher};
+use crate::dispatcher::{Deliveries, Dispatcher, Subscriber};
 use crate::exit::BoxError;
-use crate::options::SubscribeOptions;
 use crate::subscription::SubscriptionTag;
 
 /// Sends events to the consumer with the most pending demand; ties go to the consumer
@@ -14,16 +13,18 @@ use crate::subscription::SubscriptionTag;
 /// upstream: the next asks are served from it before the producer is asked for more.
 ///
 /// ```
-/// use gen_stage::dispatcher::{Deliveries, DemandDispatcher, Dispatcher};
-/// use gen_stage::{SubscribeOptions, SubscriptionTag};
+/// use gen_stage::dispatcher::{Deliveries, DemandDispatcher, Dispatcher, Subscriber};
+/// use gen_stage::{StageId, SubscribeOptions, SubscriptionTag};
 ///
 /// let mut dispatcher = DemandDispatcher::new();
-/// let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
-/// for tag in [a, b] {
-///     Dispatcher::<char>::subscribe(&mut dispatcher, tag, &SubscribeOptions::new()).unwrap();
-///     assert_eq!(Dispatcher::<char>::ask(&mut dispatcher, tag, 3), 3);
-/// }
 /// let mut deliveries = Deliveries::new();
+/// let options = SubscribeOptions::new();
+/// let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
+/// for (tag, stage) in [(a, 1), (b, 2)] {
+///     let subscriber = Subscriber::new(tag, StageId::from_raw(stage), &options);
+///     dispatcher.subscribe(&subscriber, &mut deliveries).unwrap();
+///     assert_eq!(dispatcher.ask(tag, 3, &mut deliveries), 3);
+/// }
 /// dispatcher.dispatch(vec!['a', 'b'], &mut deliveries);
 /// dispatcher.dispatch(vec!['c', 'd'], &mut deliveries);
 /// // `a` had the most demand (ties: first subscribed), then `b` had more left.
@@ -90,14 +91,14 @@ impl DemandDispatcher {
 impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
     fn subscribe(
         &mut self,
-        tag: SubscriptionTag,
-        _options: &SubscribeOptions,
+        subscriber: &Subscriber<'_>,
+        _: &mut Deliveries<T>,
     ) -> Result<usize, BoxError> {
-        self.demands.push((tag, 0));
+        self.demands.push((subscriber.tag, 0));
         Ok(0)
     }
 
-    fn cancel(&mut self, tag: SubscriptionTag) -> usize {
+    fn cancel(&mut self, tag: SubscriptionTag, _: &mut Deliveries<T>) -> usize {
         if let Some(index) = self.demands.iter().position(|&(t, _)| t == tag) {
             let (_, demand) = self.demands.remove(index);
             self.owed += demand;
@@ -105,7 +106,7 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
         0
     }
 
-    fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> usize {
+    fn ask(&mut self, tag: SubscriptionTag, demand: usize, _: &mut Deliveries<T>) -> usize {
         let max = *self.max_demand.get_or_insert(demand);
         if demand > max {
             tracing::warn!(
@@ -162,18 +163,30 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::SubscribeOptions;
 
     fn tag(n: u64) -> SubscriptionTag {
         SubscriptionTag::from_raw(n)
     }
 
+    fn subscribe(d: &mut DemandDispatcher, t: u64) -> usize {
+        let options = SubscribeOptions::new();
+        let subscriber = Subscriber::new(tag(t), crate::StageId::from_raw(t), &options);
+        Dispatcher::<u32>::subscribe(d, &subscriber, &mut Deliveries::new()).unwrap()
+    }
+
+    fn ask(d: &mut DemandDispatcher, t: u64, demand: usize) -> usize {
+        Dispatcher::<u32>::ask(d, tag(t), demand, &mut Deliveries::new())
+    }
+
+    fn cancel(d: &mut DemandDispatcher, t: u64) -> usize {
+        Dispatcher::<u32>::cancel(d, tag(t), &mut Deliveries::new())
+    }
+
     fn subscribed(tags: &[u64]) -> DemandDispatcher {
         let mut d = DemandDispatcher::new();
         for &t in tags {
-            assert_eq!(
-                Dispatcher::<u32>::subscribe(&mut d, tag(t), &SubscribeOptions::new()).unwrap(),
-                0
-            );
+            assert_eq!(subscribe(&mut d, t), 0);
         }
         d
     }
@@ -190,8 +203,8 @@ mod tests {
     #[test]
     fn events_go_to_the_consumer_with_most_demand() {
         let mut d = subscribed(&[1, 2]);
-        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(1), 2), 2);
-        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(2), 5), 5);
+        assert_eq!(ask(&mut d, 1, 2), 2);
+        assert_eq!(ask(&mut d, 2, 5), 5);
         let (sent, left) = dispatch(&mut d, vec![1, 2, 3, 4]);
         assert_eq!(sent, vec![(tag(2), vec![1, 2, 3, 4])]);
         assert!(left.is_empty());
@@ -200,8 +213,8 @@ mod tests {
     #[test]
     fn a_batch_is_split_across_consumers_in_order() {
         let mut d = subscribed(&[1, 2]);
-        Dispatcher::<u32>::ask(&mut d, tag(1), 2);
-        Dispatcher::<u32>::ask(&mut d, tag(2), 2);
+        ask(&mut d, 1, 2);
+        ask(&mut d, 2, 2);
         let (sent, left) = dispatch(&mut d, vec![1, 2, 3, 4, 5]);
         assert_eq!(sent, vec![(tag(1), vec![1, 2]), (tag(2), vec![3, 4])]);
         assert_eq!(left, vec![5]);
@@ -220,29 +233,29 @@ mod tests {
     #[test]
     fn demand_of_a_cancelled_consumer_is_owed_not_asked_again() {
         let mut d = subscribed(&[1, 2]);
-        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(1), 10), 10);
-        assert_eq!(Dispatcher::<u32>::cancel(&mut d, tag(1)), 0);
+        assert_eq!(ask(&mut d, 1, 10), 10);
+        assert_eq!(cancel(&mut d, 1), 0);
         // The 10 already asked upstream will still arrive: serve tag 2 from them.
-        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(2), 4), 0);
-        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(2), 10), 4);
+        assert_eq!(ask(&mut d, 2, 4), 0);
+        assert_eq!(ask(&mut d, 2, 10), 4);
     }
 
     #[test]
     fn leftovers_pay_back_owed_demand() {
         let mut d = subscribed(&[1]);
-        Dispatcher::<u32>::ask(&mut d, tag(1), 3);
-        Dispatcher::<u32>::cancel(&mut d, tag(1));
+        ask(&mut d, 1, 3);
+        cancel(&mut d, 1);
         let (_, left) = dispatch(&mut d, vec![1, 2, 3]);
         assert_eq!(left.len(), 3);
-        Dispatcher::<u32>::subscribe(&mut d, tag(2), &SubscribeOptions::new()).unwrap();
-        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(2), 3), 3);
+        subscribe(&mut d, 2);
+        assert_eq!(ask(&mut d, 2, 3), 3);
     }
 
     #[test]
     fn ties_go_to_the_longest_waiting_consumer() {
         let mut d = subscribed(&[1, 2, 3]);
         for t in [1, 2, 3] {
-            Dispatcher::<u32>::ask(&mut d, tag(t), 1);
+            ask(&mut d, t, 1);
         }
         let (sent, _) = dispatch(&mut d, vec![10, 20, 30]);
         assert_eq!(
@@ -254,14 +267,14 @@ mod tests {
     #[test]
     fn unknown_asks_create_no_demand() {
         let mut d = subscribed(&[1]);
-        assert_eq!(Dispatcher::<u32>::ask(&mut d, tag(9), 5), 0);
+        assert_eq!(ask(&mut d, 9, 5), 0);
     }
 
     #[test]
     fn shuffle_keeps_every_consumer() {
         let mut d = subscribed(&[1, 2, 3, 4]).shuffle_demands_on_first_dispatch(true);
         for t in 1..=4 {
-            Dispatcher::<u32>::ask(&mut d, tag(t), 1);
+            ask(&mut d, t, 1);
         }
         let (sent, left) = dispatch(&mut d, vec![1, 2, 3, 4]);
         let mut tags: Vec<u64> = sent.iter().map(|(t, _)| t.as_u64()).collect();

@@ -66,13 +66,21 @@ impl<S: Producer> ProducerRuntime<S> {
 
     /// Delivers ready info messages and reports discards.
     async fn flush(&mut self) {
-        while !self.side.ready.is_empty() && self.control.stop.is_none() {
-            for held in std::mem::take(&mut self.side.ready) {
-                match held {
-                    Held::Info(message) => self.message(message).await,
-                    // A producer subscribes to nothing: nothing of it is cancelled.
-                    Held::Cancelled(..) => {}
+        while self.control.stop.is_none() {
+            // Demand a dispatcher created on its own (a broadcast filter, for example).
+            let extra = self.side.take_extra_upstream();
+            if extra > 0 {
+                self.produce(extra).await;
+            } else if self.side.has_ready() {
+                for held in self.side.take_ready() {
+                    match held {
+                        Held::Info(message) => self.message(message).await,
+                        // A producer subscribes to nothing: nothing of it is cancelled.
+                        Held::Cancelled(..) => {}
+                    }
                 }
+            } else {
+                break;
             }
         }
         let discarded = std::mem::take(&mut self.side.unreported_discards);

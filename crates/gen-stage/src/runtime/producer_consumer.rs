@@ -117,12 +117,14 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
     /// until nothing is left to do.
     async fn flush(&mut self) {
         loop {
+            // Demand a dispatcher created on its own (a broadcast filter, for example).
+            self.output.unmet_demand += self.output.take_extra_upstream();
             self.process().await;
             if self.control.stop.is_some() {
                 break;
             }
-            if !self.output.ready.is_empty() {
-                for held in std::mem::take(&mut self.output.ready) {
+            if self.output.has_ready() {
+                for held in self.output.take_ready() {
                     match held {
                         Held::Info(message) => self.message(message).await,
                         Held::Cancelled(tag, reason) => {

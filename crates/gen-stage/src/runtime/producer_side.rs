@@ -4,12 +4,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::buffer::Buffer;
-use crate::dispatcher::{Deliveries, Dispatcher};
+use crate::dispatcher::{Deliveries, Dispatcher, Subscriber};
 use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::protocol::EventSink;
 use crate::stats::StatsCell;
-use crate::subscription::SubscriptionTag;
+use crate::subscription::{StageId, SubscriptionTag};
 
 /// Something that waits for the events buffered before it to go out.
 pub(crate) enum Held<M> {
@@ -22,6 +22,7 @@ pub(crate) enum Held<M> {
 
 struct Downstream<T> {
     sink: Box<dyn EventSink<T>>,
+    consumer: StageId,
     /// Events asked for and not yet sent.
     outstanding: usize,
 }
@@ -36,10 +37,14 @@ pub(crate) struct ProducerSide<T, M> {
     stashed: VecDeque<usize>,
     /// Downstream demand not yet met (drives a producer-consumer's input).
     pub(crate) unmet_demand: usize,
-    /// What was held behind buffered events and is now due, in order.
-    pub(crate) ready: Vec<Held<M>>,
+    /// What was held behind buffered events and has been released by the buffer, in
+    /// order; it is due once the dispatcher holds no events either.
+    released: Vec<Held<M>>,
     /// Discards not yet reported through the stage's hook.
     pub(crate) unreported_discards: usize,
+    /// Upstream demand the dispatcher created outside `ask` (see
+    /// [`Deliveries::demand_upstream`]), for the stage to serve.
+    extra_upstream: usize,
 
     /// Told to consumers when this side is dropped.
     pub(crate) exit_reason: ExitReason,
@@ -62,8 +67,9 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             mode,
             stashed: VecDeque::new(),
             unmet_demand: 0,
-            ready: Vec::new(),
+            released: Vec::new(),
             unreported_discards: 0,
+            extra_upstream: 0,
 
             exit_reason: ExitReason::Killed,
             stats,
@@ -75,7 +81,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     pub(crate) fn buffered_count(&self) -> usize {
-        self.buffer.len()
+        self.buffer.len() + self.dispatcher.held()
     }
 
     pub(crate) fn consumer_count(&self) -> usize {
@@ -100,9 +106,10 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     fn store(&mut self, events: Vec<T>) {
-        let discarded = self.buffer.store(events, &mut self.ready);
+        let discarded = self.buffer.store(events, &mut self.released);
         self.count_discards(discarded);
-        self.stats.set_buffered(self.buffer.len());
+        self.stats
+            .set_buffered(self.buffer.len() + self.dispatcher.held());
     }
 
     pub(crate) fn count_discards(&mut self, discarded: usize) {
@@ -114,6 +121,13 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// for. Returns how many events went out and the leftovers.
     fn dispatch(&mut self, events: Vec<T>) -> (usize, Vec<T>) {
         let mut leftovers = self.dispatcher.dispatch(events, &mut self.deliveries);
+        let delivered = self.send_deliveries(&mut leftovers);
+        (delivered, leftovers)
+    }
+
+    /// Sends what the dispatcher pushed to `deliveries` (cutting any excess into
+    /// `leftovers`), and collects the upstream demand and discards it recorded.
+    fn send_deliveries(&mut self, leftovers: &mut Vec<T>) -> usize {
         let mut delivered = 0;
         let mut lost = 0;
         for (tag, mut batch) in self.deliveries.drain() {
@@ -140,9 +154,41 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                 lost += events.len();
             }
         }
+        self.extra_upstream += self.deliveries.take_upstream_demand();
+        lost += self.deliveries.take_discarded();
         self.count_discards(lost);
         self.stats.add_emitted(delivered);
-        (delivered, leftovers)
+        delivered
+    }
+
+    /// Sends what a dispatcher call other than `dispatch` delivered; anything it could
+    /// not send goes to the buffer.
+    fn send_side_deliveries(&mut self) {
+        let mut leftovers = Vec::new();
+        self.send_deliveries(&mut leftovers);
+        if !leftovers.is_empty() {
+            self.store(leftovers);
+        }
+    }
+
+    /// What is due: items the buffer released, once the dispatcher holds no events
+    /// (a partition dispatcher may hold events emitted before them).
+    pub(crate) fn take_ready(&mut self) -> Vec<Held<M>> {
+        if self.dispatcher.held() == 0 {
+            std::mem::take(&mut self.released)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Whether [`Self::take_ready`] would return something.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.released.is_empty() && self.dispatcher.held() == 0
+    }
+
+    /// Upstream demand the dispatcher created outside the calls that return it.
+    pub(crate) fn take_extra_upstream(&mut self) -> usize {
+        std::mem::take(&mut self.extra_upstream)
     }
 
     /// Registers a consumer; the subscription becomes active with [`Self::accept`].
@@ -157,10 +203,12 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             sink.send_cancel(tag, CancelReason::Rejected(error.clone()));
             return Err(error);
         }
+        let consumer = sink.consumer_id();
         self.consumers.insert(
             tag,
             Downstream {
                 sink,
+                consumer,
                 outstanding: 0,
             },
         );
@@ -175,7 +223,11 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         tag: SubscriptionTag,
         options: &SubscribeOptions,
     ) -> Result<usize, SharedError> {
-        match self.dispatcher.subscribe(tag, options) {
+        let consumer = self.consumers.get(&tag).map(|c| c.consumer);
+        let subscriber = Subscriber::new(tag, consumer.unwrap_or(StageId::from_raw(0)), options);
+        let subscribed = self.dispatcher.subscribe(&subscriber, &mut self.deliveries);
+        self.send_side_deliveries();
+        match subscribed {
             Ok(upstream) => Ok(self.serve(upstream, upstream)),
             Err(error) => {
                 let error = SharedError::from(error);
@@ -201,7 +253,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             return 0;
         };
         consumer.outstanding += demand;
-        let upstream = self.dispatcher.ask(tag, demand);
+        let upstream = self.dispatcher.ask(tag, demand, &mut self.deliveries);
+        self.send_side_deliveries();
         self.serve(demand, upstream)
     }
 
@@ -210,7 +263,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     pub(crate) fn remove_consumer(&mut self, tag: SubscriptionTag) -> Option<usize> {
         self.consumers.remove(&tag)?;
         self.stats.set_consumers(self.consumers.len());
-        let upstream = self.dispatcher.cancel(tag);
+        let upstream = self.dispatcher.cancel(tag, &mut self.deliveries);
+        self.send_side_deliveries();
         Some(self.serve(upstream, upstream))
     }
 
@@ -237,20 +291,21 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             let (delivered, leftovers) = self.dispatch(chunk);
             let stuck = !leftovers.is_empty();
             self.buffer.put_back(leftovers);
-            self.buffer.release_due(&mut self.ready);
+            self.buffer.release_due(&mut self.released);
             served += delivered;
             if stuck || taken == 0 {
                 break;
             }
         }
-        self.stats.set_buffered(self.buffer.len());
+        self.stats
+            .set_buffered(self.buffer.len() + self.dispatcher.held());
         served
     }
 
     /// Holds `item` until every event buffered now has gone out (at once if none is).
     pub(crate) fn after_buffered(&mut self, item: Held<M>) {
         if let Some(item) = self.buffer.store_info(item) {
-            self.ready.push(item);
+            self.released.push(item);
         }
     }
 

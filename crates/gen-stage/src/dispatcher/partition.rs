@@ -1,0 +1,403 @@
+//! Each event to the consumers of its partition.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use crate::dispatcher::{Deliveries, Dispatcher, Subscriber};
+use crate::exit::BoxError;
+use crate::options::{BufferKeep, DEFAULT_BUFFER_SIZE, SubscribeOptions};
+use crate::subscription::SubscriptionTag;
+
+/// The partition a consumer takes from a [`PartitionDispatcher`]; give it with
+/// [`SubscribeOptions::with`](crate::SubscribeOptions::with). Its type must be the
+/// dispatcher's key type; for partitions made by count any integer type will do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Partition<K>(pub K);
+
+/// Why a [`PartitionDispatcher`] refused a subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PartitionError {
+    /// The subscription named no partition (no `Partition<K>` option of the
+    /// dispatcher's key type, given as text).
+    Missing {
+        /// The expected option type.
+        expected: &'static str,
+    },
+    /// The partition named does not exist (its key, as debug text).
+    Unknown(String),
+    /// The partition has a consumer already and the dispatcher does not share.
+    Taken(String),
+}
+
+impl fmt::Display for PartitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartitionError::Missing { expected } => {
+                write!(
+                    f,
+                    "subscribing to a partition dispatcher requires a {expected} option"
+                )
+            }
+            PartitionError::Unknown(key) => write!(f, "unknown partition {key}"),
+            PartitionError::Taken(key) => write!(f, "partition {key} is already taken"),
+        }
+    }
+}
+
+impl std::error::Error for PartitionError {}
+
+struct PartitionState<T> {
+    /// `(tag, demand)`, most demand first.
+    consumers: Vec<(SubscriptionTag, usize)>,
+    /// Events waiting for this partition's consumers.
+    queue: VecDeque<T>,
+    /// This dispatch's events for the partition (reused).
+    batch: Vec<T>,
+}
+
+type Route<T> = Box<dyn Fn(&T) -> Result<Option<usize>, String> + Send>;
+
+/// Reads a partition number given as another integer type (`Partition(2)` is a
+/// `Partition<i32>`).
+fn numbered_partition(options: &SubscribeOptions) -> Option<usize> {
+    fn read<N: Copy + TryInto<usize> + Send + Sync + 'static>(
+        options: &SubscribeOptions,
+    ) -> Option<usize> {
+        options
+            .extension::<Partition<N>>()
+            .and_then(|&Partition(n)| n.try_into().ok())
+    }
+    read::<usize>(options)
+        .or_else(|| read::<i32>(options))
+        .or_else(|| read::<u32>(options))
+        .or_else(|| read::<i64>(options))
+        .or_else(|| read::<u64>(options))
+        .or_else(|| read::<u16>(options))
+        .or_else(|| read::<u8>(options))
+}
+
+/// Sends each event to the consumers of its partition.
+///
+/// A hash function maps each event to a partition, or to `None`: the event is then
+/// discarded (counted in the stage's discards) and consumes no demand. Partitions are
+/// numbered (`0..n`, see [`PartitionDispatcher::by_count`]) or named by keys of any
+/// type ([`PartitionDispatcher::new`]). Each consumer names its partition with a
+/// [`Partition`] option; a missing, unknown or taken partition refuses the
+/// subscription with a [`PartitionError`].
+///
+/// Events for a partition whose consumers have no demand (or that has no consumer
+/// yet) are held for it, in order, up to a limit per partition (10,000 by default);
+/// beyond it the oldest are discarded (or the newest, with [`BufferKeep::First`]) and
+/// counted. When a partition's consumer cancels, the events held for the partition
+/// stay for the next consumer that takes it.
+///
+/// By default a partition has one consumer, which receives its events in order.
+/// [`PartitionDispatcher::shared`] lets several consumers take the same partition and
+/// share its events by demand, as a pool (order then holds per consumer only).
+///
+/// ```
+/// use gen_stage::dispatcher::{Partition, PartitionDispatcher};
+/// use gen_stage::SubscribeOptions;
+/// use gen_stage_test::{CollectingConsumer, Counter};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), gen_stage::BoxError> {
+/// let producer = gen_stage::producer(Counter::new(0).limit(20))
+///     .dispatcher(PartitionDispatcher::by_count(2, |x: &u64| (*x % 2) as usize))
+///     .start()
+///     .await?;
+/// let mut records = Vec::new();
+/// for partition in 0..2 {
+///     let (consumer, record) = CollectingConsumer::new();
+///     gen_stage::consumer(consumer)
+///         .subscribe_to(&producer, SubscribeOptions::new().with(Partition(partition)))
+///         .start()
+///         .await?;
+///     records.push(record);
+/// }
+/// records[0].wait_for_events(10).await;
+/// records[1].wait_for_events(10).await;
+/// assert_eq!(records[0].events(), vec![0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
+/// assert_eq!(records[1].events(), vec![1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct PartitionDispatcher<T, K> {
+    keys: Vec<K>,
+    index: HashMap<K, usize>,
+    route: Route<T>,
+    /// How a subscription names its partition.
+    read_key: fn(&SubscribeOptions) -> Option<K>,
+    partitions: Vec<PartitionState<T>>,
+    by_tag: HashMap<SubscriptionTag, usize>,
+    shared: bool,
+    hold_limit: usize,
+    keep: BufferKeep,
+    held: usize,
+    /// Upstream demand asked and not yet dispatched.
+    waiting: usize,
+    /// Demand of cancelled consumers that was already asked upstream.
+    owed: usize,
+}
+
+impl<T, K: fmt::Debug> fmt::Debug for PartitionDispatcher<T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionDispatcher")
+            .field("partitions", &self.keys)
+            .field("shared", &self.shared)
+            .field("held", &self.held)
+            .field("waiting", &self.waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> PartitionDispatcher<T, usize> {
+    /// Partitions `0..count`; `hash` returns an event's partition (a number out of
+    /// range discards the event, with an error logged).
+    pub fn by_count(count: usize, hash: impl Fn(&T) -> usize + Send + 'static) -> Self {
+        let mut dispatcher = Self::build(
+            (0..count).collect(),
+            Box::new(move |event| match hash(event) {
+                partition if partition < count => Ok(Some(partition)),
+                partition => Err(partition.to_string()),
+            }),
+        );
+        dispatcher.read_key = numbered_partition;
+        dispatcher
+    }
+
+    /// Partitions `0..count`, each event going to the partition of its hash (a fixed
+    /// hash: the same event always goes to the same partition, in every run).
+    pub fn hashed(count: usize) -> Self
+    where
+        T: Hash,
+    {
+        Self::by_count(count, move |event| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            event.hash(&mut hasher);
+            (hasher.finish() % count.max(1) as u64) as usize
+        })
+    }
+}
+
+impl<T: Send + 'static, K> PartitionDispatcher<T, K>
+where
+    K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+{
+    /// Partitions named by `keys`; `hash` returns an event's partition, or `None` to
+    /// discard it. A key that is not a partition discards the event, with an error
+    /// logged.
+    pub fn new(
+        keys: impl IntoIterator<Item = K>,
+        hash: impl Fn(&T) -> Option<K> + Send + 'static,
+    ) -> Self {
+        let keys: Vec<K> = keys.into_iter().collect();
+        let lookup: HashMap<K, usize> = keys
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect();
+        Self::build(
+            keys,
+            Box::new(move |event| match hash(event) {
+                None => Ok(None),
+                Some(key) => lookup
+                    .get(&key)
+                    .map(|&i| Some(i))
+                    .ok_or_else(|| format!("{key:?}")),
+            }),
+        )
+    }
+
+    fn build(keys: Vec<K>, route: Route<T>) -> Self {
+        let index = keys
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect();
+        let partitions = keys
+            .iter()
+            .map(|_| PartitionState {
+                consumers: Vec::new(),
+                queue: VecDeque::new(),
+                batch: Vec::new(),
+            })
+            .collect();
+        PartitionDispatcher {
+            keys,
+            index,
+            route,
+            read_key: |options| {
+                options
+                    .extension::<Partition<K>>()
+                    .map(|Partition(key)| key.clone())
+            },
+            partitions,
+            by_tag: HashMap::new(),
+            shared: false,
+            hold_limit: DEFAULT_BUFFER_SIZE,
+            keep: BufferKeep::Last,
+            held: 0,
+            waiting: 0,
+            owed: 0,
+        }
+    }
+
+    /// Lets several consumers take the same partition and share its events by demand.
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// Holds at most `limit` events per partition, keeping the first or the last
+    /// (default 10,000, keep the last).
+    pub fn hold_limit(mut self, limit: usize, keep: BufferKeep) -> Self {
+        self.hold_limit = limit;
+        self.keep = keep;
+        self
+    }
+}
+
+fn insert_by_demand(
+    consumers: &mut Vec<(SubscriptionTag, usize)>,
+    tag: SubscriptionTag,
+    demand: usize,
+) {
+    let position = consumers
+        .iter()
+        .position(|&(_, other)| other < demand)
+        .unwrap_or(consumers.len());
+    consumers.insert(position, (tag, demand));
+}
+
+impl<T> PartitionState<T> {
+    /// Sends queued events, in order, to the consumers with demand, most demand first.
+    fn deliver(&mut self, deliveries: &mut Deliveries<T>) {
+        while !self.queue.is_empty() {
+            let Some(&(tag, demand)) = self.consumers.first() else {
+                break;
+            };
+            if demand == 0 {
+                break;
+            }
+            let count = demand.min(self.queue.len());
+            deliveries.push(tag, self.queue.drain(..count).collect());
+            self.consumers.remove(0);
+            insert_by_demand(&mut self.consumers, tag, demand - count);
+        }
+    }
+}
+
+impl<T: Send + 'static, K> Dispatcher<T> for PartitionDispatcher<T, K>
+where
+    K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+{
+    fn subscribe(
+        &mut self,
+        subscriber: &Subscriber<'_>,
+        _: &mut Deliveries<T>,
+    ) -> Result<usize, BoxError> {
+        let Some(key) = (self.read_key)(subscriber.options) else {
+            return Err(Box::new(PartitionError::Missing {
+                expected: std::any::type_name::<Partition<K>>(),
+            }));
+        };
+        let Some(&index) = self.index.get(&key) else {
+            return Err(Box::new(PartitionError::Unknown(format!("{key:?}"))));
+        };
+        let partition = &mut self.partitions[index];
+        if !self.shared && !partition.consumers.is_empty() {
+            return Err(Box::new(PartitionError::Taken(format!("{key:?}"))));
+        }
+        partition.consumers.push((subscriber.tag, 0));
+        self.by_tag.insert(subscriber.tag, index);
+        Ok(0)
+    }
+
+    fn cancel(&mut self, tag: SubscriptionTag, _: &mut Deliveries<T>) -> usize {
+        let Some(index) = self.by_tag.remove(&tag) else {
+            return 0;
+        };
+        let consumers = &mut self.partitions[index].consumers;
+        if let Some(position) = consumers.iter().position(|&(t, _)| t == tag) {
+            let (_, demand) = consumers.remove(position);
+            self.owed += demand;
+        }
+        0
+    }
+
+    fn ask(
+        &mut self,
+        tag: SubscriptionTag,
+        demand: usize,
+        deliveries: &mut Deliveries<T>,
+    ) -> usize {
+        let Some(&index) = self.by_tag.get(&tag) else {
+            return 0;
+        };
+        let partition = &mut self.partitions[index];
+        if let Some(position) = partition.consumers.iter().position(|&(t, _)| t == tag) {
+            let (_, current) = partition.consumers.remove(position);
+            insert_by_demand(&mut partition.consumers, tag, current + demand);
+        }
+        let before = partition.queue.len();
+        partition.deliver(deliveries);
+        self.held -= before - partition.queue.len();
+        let already_asked = self.owed.min(demand);
+        self.owed -= already_asked;
+        let upstream = demand - already_asked;
+        self.waiting += upstream;
+        upstream
+    }
+
+    fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+        let mut leftovers = Vec::new();
+        let mut discarded = 0;
+        let mut events = events.into_iter();
+        for event in events.by_ref() {
+            if self.waiting == 0 {
+                leftovers.push(event);
+                break;
+            }
+            match (self.route)(&event) {
+                Ok(Some(index)) => {
+                    self.waiting -= 1;
+                    self.partitions[index].batch.push(event);
+                }
+                Ok(None) => discarded += 1,
+                Err(key) => {
+                    tracing::error!("partition dispatcher: no partition {key}; event discarded");
+                    discarded += 1;
+                }
+            }
+        }
+        leftovers.extend(events);
+        for partition in &mut self.partitions {
+            if partition.batch.is_empty() {
+                continue;
+            }
+            let before = partition.queue.len();
+            partition.queue.extend(partition.batch.drain(..));
+            partition.deliver(deliveries);
+            let overflow = partition.queue.len().saturating_sub(self.hold_limit);
+            if overflow > 0 {
+                match self.keep {
+                    BufferKeep::Last => drop(partition.queue.drain(..overflow)),
+                    BufferKeep::First => partition.queue.truncate(self.hold_limit),
+                }
+                discarded += overflow;
+            }
+            self.held = self.held + partition.queue.len() - before;
+        }
+        deliveries.discard(discarded);
+        leftovers
+    }
+
+    fn held(&self) -> usize {
+        self.held
+    }
+}
