@@ -131,10 +131,19 @@
 //!
 //! # Dispatchers
 //!
-//! A producer's [`dispatcher`] decides which consumer gets which events. The default,
-//! [`DemandDispatcher`](dispatcher::DemandDispatcher), sends each batch to the consumer
-//! that has asked for the most, balancing the load. Dispatchers are synchronous state
-//! machines that implement [`Dispatcher`](dispatcher::Dispatcher).
+//! A producer's [`dispatcher`] decides which consumer gets which events:
+//!
+//! - [`DemandDispatcher`](dispatcher::DemandDispatcher) (the default) sends each batch
+//!   to the consumer that has asked for the most, balancing the load;
+//! - [`BroadcastDispatcher`](dispatcher::BroadcastDispatcher) sends every event to
+//!   every consumer, at the pace of the slowest, each consumer optionally filtering
+//!   with a [`Selector`](dispatcher::Selector);
+//! - [`PartitionDispatcher`](dispatcher::PartitionDispatcher) sends each event to the
+//!   consumers of its partition, chosen by a hash of the event.
+//!
+//! Dispatchers are synchronous state machines that implement
+//! [`Dispatcher`](dispatcher::Dispatcher): write your own for other policies. Whatever
+//! a dispatcher does, a consumer never receives more than it asked for.
 //!
 //! # Buffering
 //!
