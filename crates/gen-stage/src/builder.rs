@@ -1,5 +1,6 @@
 //! Starting stages: one builder per kind.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -7,10 +8,11 @@ use crate::context::Control;
 use crate::dispatcher::{DemandDispatcher, Dispatcher};
 use crate::error::StartError;
 use crate::handle::{ConsumerRef, ProducerConsumerRef, ProducerRef, StageRef};
-use crate::kind::{EmitsEvents, StageKind};
+use crate::kind::{ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, StageKind};
 use crate::options::{BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, DemandMode, SubscribeOptions};
+use crate::registry::{Registry, port_maker};
 use crate::runtime::{
-    self, ConsumerRuntime, ProducerConsumerRuntime, ProducerRuntime, ProducerSide,
+    self, ConsumerRuntime, Naming, ProducerConsumerRuntime, ProducerRuntime, ProducerSide, Target,
 };
 use crate::stage::{Consumer, Producer, ProducerConsumer};
 use crate::stats::StatsCell;
@@ -42,6 +44,7 @@ pub fn producer<S: Producer>(stage: S) -> ProducerBuilder<S> {
     ProducerBuilder {
         stage,
         output: Output::new(BufferSize::Bounded(DEFAULT_BUFFER_SIZE)),
+        naming: None,
     }
 }
 
@@ -50,6 +53,7 @@ pub fn consumer<S: Consumer>(stage: S) -> ConsumerBuilder<S> {
     ConsumerBuilder {
         stage,
         subscriptions: Vec::new(),
+        naming: None,
     }
 }
 
@@ -60,6 +64,7 @@ pub fn producer_consumer<S: ProducerConsumer>(stage: S) -> ProducerConsumerBuild
         stage,
         output: Output::new(BufferSize::Unbounded),
         subscriptions: Vec::new(),
+        naming: None,
     }
 }
 
@@ -105,11 +110,24 @@ fn control<K: StageKind>(me: StageRef<K>) -> Control<K> {
     Control { me, stop: None }
 }
 
+fn naming<K: StageKind>(
+    registry: &Registry,
+    name: &str,
+    port: Option<fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>>,
+) -> Naming<K> {
+    Naming {
+        registry: registry.clone(),
+        name: name.to_owned(),
+        port,
+    }
+}
+
 /// Builds a producer stage; see [`producer`].
 #[must_use = "a builder does nothing until started"]
 pub struct ProducerBuilder<S: Producer> {
     stage: S,
     output: Output<S::Event>,
+    naming: Option<Naming<ProducerKind<S>>>,
 }
 
 impl<S: Producer> ProducerBuilder<S> {
@@ -143,16 +161,22 @@ impl<S: Producer> ProducerBuilder<S> {
         self
     }
 
+    /// Registers the stage under `name` in `registry` while it runs.
+    pub fn name(mut self, registry: &Registry, name: &str) -> Self {
+        self.naming = Some(naming(registry, name, Some(port_maker::<ProducerKind<S>>)));
+        self
+    }
+
     /// Spawns the stage on the current tokio runtime and waits for its `init` hook.
     ///
     /// # Errors
     ///
-    /// [`StartError`] if `init` failed or ignored the start.
+    /// [`StartError`] if the name is taken, or `init` failed or ignored the start.
     pub async fn start(self) -> Result<ProducerRef<S>, StartError> {
         let stats = Arc::default();
         let side = self.output.into_side(&stats);
         let stage = self.stage;
-        runtime::start(stats, move |me| {
+        runtime::start(stats, self.naming, move |me| {
             ProducerRuntime::new(stage, side, control(me))
         })
         .await
@@ -164,6 +188,7 @@ impl<S: Producer> ProducerBuilder<S> {
 pub struct ConsumerBuilder<S: Consumer> {
     stage: S,
     subscriptions: Subscriptions<S::Event>,
+    naming: Option<Naming<ConsumerKind<S>>>,
 }
 
 impl<S: Consumer> ConsumerBuilder<S> {
@@ -172,7 +197,27 @@ impl<S: Consumer> ConsumerBuilder<S> {
     where
         P: EmitsEvents<Out = S::Event>,
     {
-        self.subscriptions.push((producer.port(), options));
+        self.subscriptions
+            .push((Target::Port(producer.port()), options));
+        self
+    }
+
+    /// Subscribes to the stage registered as `name` when the stage starts (each time
+    /// it starts, so a restarted consumer finds a restarted producer).
+    pub fn subscribe_to_name(
+        mut self,
+        registry: &Registry,
+        name: &str,
+        options: SubscribeOptions,
+    ) -> Self {
+        self.subscriptions
+            .push((Target::Name(registry.clone(), name.to_owned()), options));
+        self
+    }
+
+    /// Registers the stage under `name` in `registry` while it runs.
+    pub fn name(mut self, registry: &Registry, name: &str) -> Self {
+        self.naming = Some(naming(registry, name, None));
         self
     }
 
@@ -180,12 +225,12 @@ impl<S: Consumer> ConsumerBuilder<S> {
     ///
     /// # Errors
     ///
-    /// [`StartError`] if an option is invalid, `init` failed or ignored the start, or a
-    /// subscription could not be made.
+    /// [`StartError`] if an option is invalid, the name is taken, `init` failed or
+    /// ignored the start, or a subscription could not be made.
     pub async fn start(self) -> Result<ConsumerRef<S>, StartError> {
         validate(&self.subscriptions)?;
         let (stage, subscriptions) = (self.stage, self.subscriptions);
-        runtime::start(Arc::default(), move |me| {
+        runtime::start(Arc::default(), self.naming, move |me| {
             ConsumerRuntime::new(stage, control(me), subscriptions)
         })
         .await
@@ -198,6 +243,7 @@ pub struct ProducerConsumerBuilder<S: ProducerConsumer> {
     stage: S,
     output: Output<S::Output>,
     subscriptions: Subscriptions<S::Input>,
+    naming: Option<Naming<ProducerConsumerKind<S>>>,
 }
 
 impl<S: ProducerConsumer> ProducerConsumerBuilder<S> {
@@ -230,7 +276,30 @@ impl<S: ProducerConsumer> ProducerConsumerBuilder<S> {
     where
         P: EmitsEvents<Out = S::Input>,
     {
-        self.subscriptions.push((producer.port(), options));
+        self.subscriptions
+            .push((Target::Port(producer.port()), options));
+        self
+    }
+
+    /// Subscribes to the stage registered as `name` when the stage starts.
+    pub fn subscribe_to_name(
+        mut self,
+        registry: &Registry,
+        name: &str,
+        options: SubscribeOptions,
+    ) -> Self {
+        self.subscriptions
+            .push((Target::Name(registry.clone(), name.to_owned()), options));
+        self
+    }
+
+    /// Registers the stage under `name` in `registry` while it runs.
+    pub fn name(mut self, registry: &Registry, name: &str) -> Self {
+        self.naming = Some(naming(
+            registry,
+            name,
+            Some(port_maker::<ProducerConsumerKind<S>>),
+        ));
         self
     }
 
@@ -244,7 +313,7 @@ impl<S: ProducerConsumer> ProducerConsumerBuilder<S> {
         let stats = Arc::default();
         let side = self.output.into_side(&stats);
         let (stage, subscriptions) = (self.stage, self.subscriptions);
-        runtime::start(stats, move |me| {
+        runtime::start(stats, self.naming, move |me| {
             ProducerConsumerRuntime::new(stage, side, control(me), subscriptions)
         })
         .await

@@ -53,6 +53,8 @@ pub enum StartError {
     InvalidOptions(OptionsError),
     /// A subscription given to the builder could not be made.
     Subscribe(SubscribeError),
+    /// The name given to the builder is held by another running stage.
+    NameTaken(crate::registry::NameTaken),
 }
 
 impl fmt::Display for StartError {
@@ -62,6 +64,7 @@ impl fmt::Display for StartError {
             StartError::Init(reason) => write!(f, "stage init failed: {reason}"),
             StartError::InvalidOptions(error) => write!(f, "invalid stage options: {error}"),
             StartError::Subscribe(error) => write!(f, "initial subscription failed: {error}"),
+            StartError::NameTaken(error) => write!(f, "cannot register the stage: {error}"),
         }
     }
 }
@@ -105,6 +108,8 @@ pub enum SubscribeError {
     ConsumerStopped(ExitReason),
     /// No answer came in time.
     Timeout,
+    /// No running stage is registered under this name (in the registry given).
+    NotRegistered(String),
 }
 
 impl fmt::Display for SubscribeError {
@@ -122,6 +127,12 @@ impl fmt::Display for SubscribeError {
                 write!(f, "the consumer stopped while subscribing: {reason}")
             }
             SubscribeError::Timeout => f.write_str("timed out waiting for the subscription"),
+            SubscribeError::NotRegistered(name) => {
+                write!(
+                    f,
+                    "no running stage that emits these events is registered as {name:?}"
+                )
+            }
         }
     }
 }

@@ -36,6 +36,9 @@ pub enum ExitReason {
     Killed,
     /// The stage was not alive when it was reached (GenStage's `:noproc`).
     NotAlive,
+    /// A supervisor gave up: its children failed more often than its restart
+    /// intensity allows.
+    TooManyRestarts,
 }
 
 impl ExitReason {
@@ -89,6 +92,7 @@ impl fmt::Debug for ExitReason {
             ExitReason::Panic(message) => f.debug_tuple("Panic").field(message).finish(),
             ExitReason::Killed => f.write_str("Killed"),
             ExitReason::NotAlive => f.write_str("NotAlive"),
+            ExitReason::TooManyRestarts => f.write_str("TooManyRestarts"),
         }
     }
 }
@@ -103,6 +107,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Panic(message) => write!(f, "panic: {message}"),
             ExitReason::Killed => f.write_str("killed"),
             ExitReason::NotAlive => f.write_str("stage not alive"),
+            ExitReason::TooManyRestarts => f.write_str("too many restarts"),
         }
     }
 }
@@ -115,7 +120,8 @@ impl PartialEq for ExitReason {
             (ExitReason::Normal, ExitReason::Normal)
             | (ExitReason::Shutdown, ExitReason::Shutdown)
             | (ExitReason::Killed, ExitReason::Killed)
-            | (ExitReason::NotAlive, ExitReason::NotAlive) => true,
+            | (ExitReason::NotAlive, ExitReason::NotAlive)
+            | (ExitReason::TooManyRestarts, ExitReason::TooManyRestarts) => true,
             (ExitReason::CustomShutdown(a), ExitReason::CustomShutdown(b)) => a == b,
             (ExitReason::Panic(a), ExitReason::Panic(b)) => a == b,
             (ExitReason::Error(a), ExitReason::Error(b)) => {

@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
 
 use crate::error::{CallError, NotAlive, SendError, SubscribeError};
 use crate::exit::{CancelReason, ExitReason};
@@ -14,6 +15,7 @@ use crate::kind::{
 };
 use crate::options::{DemandMode, SubscribeOptions};
 use crate::protocol::{Envelope, EventSink, ProducerPort, SubscribeReply};
+use crate::registry::Registry;
 use crate::stats::{StageStats, StatsCell};
 use crate::subscription::{StageId, SubscriptionTag};
 
@@ -30,6 +32,7 @@ pub struct StageRef<K: StageKind> {
     mailbox: mpsc::UnboundedSender<Envelope<K>>,
     exit: watch::Receiver<Option<ExitReason>>,
     stats: Arc<StatsCell>,
+    abort: Arc<OnceLock<AbortHandle>>,
 }
 
 /// A handle to a [`Producer`](crate::Producer) stage.
@@ -46,6 +49,7 @@ impl<K: StageKind> Clone for StageRef<K> {
             mailbox: self.mailbox.clone(),
             exit: self.exit.clone(),
             stats: self.stats.clone(),
+            abort: self.abort.clone(),
         }
     }
 }
@@ -70,6 +74,20 @@ impl<K: StageKind> StageRef<K> {
             mailbox,
             exit,
             stats,
+            abort: Arc::default(),
+        }
+    }
+
+    pub(crate) fn set_abort(&self, abort: AbortHandle) {
+        let _ = self.abort.set(abort);
+    }
+
+    /// Aborts the stage's task at its next await point, without running its
+    /// `terminate` hook: its peers see it stop with [`ExitReason::Killed`]. Prefer
+    /// [`StageRef::stop`]; supervisors kill only what does not stop in time.
+    pub fn kill(&self) {
+        if let Some(abort) = self.abort.get() {
+            abort.abort();
         }
     }
 
@@ -309,9 +327,37 @@ impl<K: ReceivesEvents> StageRef<K> {
         P: EmitsEvents<Out = K::In>,
     {
         options.validate()?;
+        self.subscribe_port(producer.port(), options).await
+    }
+
+    /// Subscribes this stage to the stage registered as `name` in `registry`, resolved
+    /// now, and waits for it to accept.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::NotRegistered`] if no running stage emitting this stage's
+    /// events holds the name; otherwise as for [`StageRef::subscribe_to`].
+    pub async fn subscribe_to_name(
+        &self,
+        registry: &Registry,
+        name: &str,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionTag, SubscribeError> {
+        options.validate()?;
+        let producer = registry
+            .producer_port(name)
+            .ok_or_else(|| SubscribeError::NotRegistered(name.to_owned()))?;
+        self.subscribe_port(producer, options).await
+    }
+
+    async fn subscribe_port(
+        &self,
+        producer: Box<dyn ProducerPort<K::In>>,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionTag, SubscribeError> {
         let (reply, receiver) = oneshot::channel();
         self.send(Envelope::SubscribeTo {
-            producer: producer.port(),
+            producer,
             options,
             reply: Some(reply),
         })

@@ -266,6 +266,7 @@ mod handle;
 pub mod kind;
 mod options;
 mod protocol;
+mod registry;
 mod runtime;
 mod source;
 mod stage;
@@ -288,6 +289,7 @@ pub use handle::{
 pub use options::{
     BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_DEMAND, DemandMode, SubscribeOptions,
 };
+pub use registry::{NameTaken, Registry};
 pub use source::{
     Exhausted, IterSource, OnCancel, Source, SourceProducer, StreamSource, from_iter, from_stream,
 };

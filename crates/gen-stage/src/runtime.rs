@@ -8,7 +8,7 @@ mod producer_consumer;
 mod producer_side;
 mod shared;
 
-pub(crate) use consumer::InitialSubscription;
+pub(crate) use consumer::{InitialSubscription, Target};
 
 pub(crate) use consumer::ConsumerRuntime;
 pub(crate) use consumer_side::ConsumerSide;
@@ -16,6 +16,7 @@ pub(crate) use producer::ProducerRuntime;
 pub(crate) use producer_consumer::ProducerConsumerRuntime;
 pub(crate) use producer_side::ProducerSide;
 
+use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef};
 use crate::kind::StageKind;
 use crate::protocol::{Envelope, SubscribeReply};
+use crate::registry::Registry;
 use crate::stage::Init;
 use crate::stats::{StageState, StatsCell};
 use crate::subscription::SubscriptionTag;
@@ -104,6 +106,9 @@ pub(crate) trait Runner: Send + 'static {
     /// The stage's counters.
     fn stats(&self) -> &Arc<StatsCell>;
 
+    /// The stage's identity.
+    fn stage_id(&self) -> crate::StageId;
+
     /// Records the reason peers will be told when the runner is dropped.
     fn set_exit_reason(&mut self, reason: &ExitReason);
 }
@@ -111,14 +116,33 @@ pub(crate) trait Runner: Send + 'static {
 /// Spawns a stage and waits until it has started.
 pub(crate) async fn start<R: Runner>(
     stats: Arc<StatsCell>,
+    naming: Option<Naming<R::Kind>>,
     make: impl FnOnce(StageRef<R::Kind>) -> R,
 ) -> Result<StageRef<R::Kind>, StartError> {
     let (sender, mailbox) = mpsc::unbounded_channel();
     let (exit_sender, exit) = watch::channel(None);
     let me = StageRef::new(sender, exit, stats);
+    let registered = match naming {
+        Some(naming) => {
+            let port = naming.port.map(|make_port| make_port(&me));
+            naming
+                .registry
+                .register(&naming.name, &me, port)
+                .map_err(StartError::NameTaken)?;
+            Some((naming.registry, naming.name))
+        }
+        None => None,
+    };
     let runner = make(me.clone());
     let (started_sender, started) = oneshot::channel();
-    tokio::spawn(drive(runner, mailbox, started_sender, exit_sender));
+    let task = tokio::spawn(drive(
+        runner,
+        mailbox,
+        started_sender,
+        exit_sender,
+        registered,
+    ));
+    me.set_abort(task.abort_handle());
     match started.await {
         Ok(Ok(())) => Ok(me),
         Ok(Err(error)) => Err(error),
@@ -126,18 +150,35 @@ pub(crate) async fn start<R: Runner>(
     }
 }
 
+/// The name a stage is registered under, given to its builder.
+pub(crate) struct Naming<K: StageKind> {
+    pub(crate) registry: Registry,
+    pub(crate) name: String,
+    /// For stages that emit: how to make the registry entry that subscribes by name.
+    pub(crate) port: Option<fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>>,
+}
+
 async fn drive<R: Runner>(
     mut runner: R,
     mut mailbox: mpsc::UnboundedReceiver<Envelope<R::Kind>>,
     started: oneshot::Sender<Result<(), StartError>>,
     exit: watch::Sender<Option<ExitReason>>,
+    registered: Option<(Registry, String)>,
 ) {
+    let unregister = |id| {
+        if let Some((registry, name)) = &registered {
+            registry.unregister(name, id);
+        }
+    };
     if let Err(error) = runner.start().await {
         let reason = match &error {
             StartError::Ignored => ExitReason::Normal,
             StartError::Init(reason) => reason.clone(),
-            StartError::InvalidOptions(_) | StartError::Subscribe(_) => ExitReason::Shutdown,
+            StartError::InvalidOptions(_) | StartError::Subscribe(_) | StartError::NameTaken(_) => {
+                ExitReason::Shutdown
+            }
         };
+        unregister(runner.stage_id());
         finish(runner, mailbox, &exit, reason);
         let _ = started.send(Err(error));
         return;
@@ -157,6 +198,7 @@ async fn drive<R: Runner>(
     tracing::debug!("stage stopping: {reason}");
     stats.set_state(StageState::Stopping);
     runner.terminate(&reason).await;
+    unregister(runner.stage_id());
     finish(runner, mailbox, &exit, reason);
 }
 

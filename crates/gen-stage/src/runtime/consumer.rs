@@ -1,19 +1,37 @@
 //! The loop of a [`Consumer`] stage.
 
 use crate::context::{Context, Control};
-use crate::error::StartError;
+use crate::error::{StartError, SubscribeError};
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::ConsumerKind;
 use crate::options::SubscribeOptions;
 use crate::protocol::{Envelope, ProducerPort};
+use crate::registry::Registry;
 use crate::runtime::shared::{self, Receiving};
 use crate::runtime::{ConsumerSide, Runner, await_subscription, catch, guarded, init_outcome};
 use crate::stage::{AskMode, Consumer};
 use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
+/// A producer to subscribe to: a handle, or a name resolved when subscribing.
+pub(crate) enum Target<T> {
+    Port(Box<dyn ProducerPort<T>>),
+    Name(Registry, String),
+}
+
+impl<T: Send + 'static> Target<T> {
+    pub(crate) fn resolve(self) -> Result<Box<dyn ProducerPort<T>>, SubscribeError> {
+        match self {
+            Target::Port(port) => Ok(port),
+            Target::Name(registry, name) => registry
+                .producer_port(&name)
+                .ok_or(SubscribeError::NotRegistered(name)),
+        }
+    }
+}
+
 /// A subscription to make when the stage starts.
-pub(crate) type InitialSubscription<T> = (Box<dyn ProducerPort<T>>, SubscribeOptions);
+pub(crate) type InitialSubscription<T> = (Target<T>, SubscribeOptions);
 
 pub(crate) struct ConsumerRuntime<S: Consumer> {
     stage: S,
@@ -109,7 +127,8 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
     async fn start(&mut self) -> Result<(), StartError> {
         let (stage, mut ctx) = self.parts();
         init_outcome(guarded(stage.init(&mut ctx)).await)?;
-        for (producer, options) in std::mem::take(&mut self.initial) {
+        for (target, options) in std::mem::take(&mut self.initial) {
+            let producer = target.resolve()?;
             let (reply, receiver) = tokio::sync::oneshot::channel();
             shared::subscribe(self, producer, options, Some(reply)).await;
             await_subscription(receiver).await?;
@@ -163,6 +182,10 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
 
     fn stats(&self) -> &std::sync::Arc<StatsCell> {
         self.control.me.stats_cell()
+    }
+
+    fn stage_id(&self) -> crate::StageId {
+        self.control.me.id()
     }
 
     fn stop_reason(&self) -> Option<ExitReason> {

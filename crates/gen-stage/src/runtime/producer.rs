@@ -179,6 +179,10 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
         self.control.me.stats_cell()
     }
 
+    fn stage_id(&self) -> crate::StageId {
+        self.control.me.id()
+    }
+
     fn stop_reason(&self) -> Option<ExitReason> {
         self.control.stop.clone()
     }

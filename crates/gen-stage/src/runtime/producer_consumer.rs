@@ -206,7 +206,8 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
     async fn start(&mut self) -> Result<(), StartError> {
         let (stage, mut ctx) = self.parts();
         init_outcome(guarded(stage.init(&mut ctx)).await)?;
-        for (producer, options) in std::mem::take(&mut self.initial) {
+        for (target, options) in std::mem::take(&mut self.initial) {
+            let producer = target.resolve()?;
             let (reply, receiver) = tokio::sync::oneshot::channel();
             shared::subscribe(self, producer, options, Some(reply)).await;
             await_subscription(receiver).await?;
@@ -293,6 +294,10 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
 
     fn stats(&self) -> &std::sync::Arc<StatsCell> {
         self.control.me.stats_cell()
+    }
+
+    fn stage_id(&self) -> crate::StageId {
+        self.control.me.id()
     }
 
     fn stop_reason(&self) -> Option<ExitReason> {

@@ -1,0 +1,168 @@
+//! Names for stages, so that a stage restarted under a supervisor is found again.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::handle::StageRef;
+use crate::kind::{EmitsEvents, StageKind};
+use crate::protocol::ProducerPort;
+use crate::subscription::StageId;
+
+type PortMaker<T> = Arc<dyn Fn() -> Box<dyn ProducerPort<T>> + Send + Sync>;
+
+struct Entry {
+    id: StageId,
+    /// The `StageRef<K>`, for typed lookups.
+    stage: Box<dyn Any + Send + Sync>,
+    /// For stages that emit: a `PortMaker<Out>`, to subscribe by event type.
+    port: Option<Box<dyn Any + Send + Sync>>,
+    alive: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// A set of named stages.
+///
+/// Register a stage with the builders' `name` method; look it up by name with its
+/// kind ([`Registry::lookup`]), or subscribe to it by name with the builders'
+/// `subscribe_to_name`: the name is resolved when the subscription is made, so a
+/// consumer restarted after its producer finds the new producer.
+///
+/// A name belongs to one running stage at a time; it is freed when the stage stops.
+/// Registries are values, not global state: give each pipeline (or each test) its own.
+///
+/// ```
+/// use gen_stage::{ProducerRef, Registry};
+/// use gen_stage_test::Counter;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), gen_stage::BoxError> {
+/// let registry = Registry::new();
+/// let counter = gen_stage::producer(Counter::new(0)).name(&registry, "counter").start().await?;
+/// let found: ProducerRef<Counter> = registry.lookup("counter").expect("registered");
+/// assert_eq!(found.id(), counter.id());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.lock();
+        f.debug_struct("Registry")
+            .field("names", &entries.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The name is held by another running stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameTaken(pub String);
+
+impl fmt::Display for NameTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the name {:?} is already registered to a running stage",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NameTaken {}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // The map is never left half-updated, so a poisoned lock is still consistent.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers `stage` under `name`. A name held by a stage that has stopped is
+    /// taken over.
+    ///
+    /// # Errors
+    ///
+    /// [`NameTaken`] if a running stage holds the name.
+    pub(crate) fn register<K: StageKind>(
+        &self,
+        name: &str,
+        stage: &StageRef<K>,
+        port: Option<Box<dyn Any + Send + Sync>>,
+    ) -> Result<(), NameTaken> {
+        let mut entries = self.lock();
+        if entries.get(name).is_some_and(|entry| (entry.alive)()) {
+            return Err(NameTaken(name.to_owned()));
+        }
+        let alive = stage.clone();
+        entries.insert(
+            name.to_owned(),
+            Entry {
+                id: stage.id(),
+                stage: Box::new(stage.clone()),
+                port,
+                alive: Box::new(move || alive.is_alive()),
+            },
+        );
+        Ok(())
+    }
+
+    /// Frees `name` if `id` still holds it.
+    pub(crate) fn unregister(&self, name: &str, id: StageId) {
+        let mut entries = self.lock();
+        if entries.get(name).is_some_and(|entry| entry.id == id) {
+            entries.remove(name);
+        }
+    }
+
+    /// The running stage registered under `name`, if it is of kind `K`.
+    pub fn lookup<K: StageKind>(&self, name: &str) -> Option<StageRef<K>> {
+        let entries = self.lock();
+        let entry = entries.get(name).filter(|entry| (entry.alive)())?;
+        entry.stage.downcast_ref::<StageRef<K>>().cloned()
+    }
+
+    /// Whether a running stage holds `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.lock().get(name).is_some_and(|entry| (entry.alive)())
+    }
+
+    /// The names held by running stages, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, entry)| (entry.alive)())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A port to the running stage under `name` that emits `T`.
+    pub(crate) fn producer_port<T: Send + 'static>(
+        &self,
+        name: &str,
+    ) -> Option<Box<dyn ProducerPort<T>>> {
+        let entries = self.lock();
+        let entry = entries.get(name).filter(|entry| (entry.alive)())?;
+        let maker = entry.port.as_ref()?.downcast_ref::<PortMaker<T>>()?;
+        Some(maker())
+    }
+}
+
+/// What to register for a stage that emits events: how to make ports to it.
+pub(crate) fn port_maker<K: EmitsEvents>(stage: &StageRef<K>) -> Box<dyn Any + Send + Sync> {
+    let stage = stage.clone();
+    let maker: PortMaker<K::Out> = Arc::new(move || stage.port());
+    Box::new(maker)
+}
