@@ -10,7 +10,7 @@ use crate::error::StartError;
 use crate::handle::{ConsumerRef, ProducerConsumerRef, ProducerRef, StageRef};
 use crate::kind::{ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, StageKind};
 use crate::options::{BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, DemandMode, SubscribeOptions};
-use crate::registry::{Registry, port_maker};
+use crate::registry::{PortEntryMaker, Registry, port_maker};
 use crate::runtime::{
     self, ConsumerRuntime, Naming, ProducerConsumerRuntime, ProducerRuntime, ProducerSide, Target,
 };
@@ -113,7 +113,7 @@ fn control<K: StageKind>(me: StageRef<K>) -> Control<K> {
 fn naming<K: StageKind>(
     registry: &Registry,
     name: &str,
-    port: Option<fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>>,
+    port: Option<PortEntryMaker<K>>,
 ) -> Naming<K> {
     Naming {
         registry: registry.clone(),

@@ -10,6 +10,9 @@ use crate::kind::{EmitsEvents, StageKind};
 use crate::protocol::ProducerPort;
 use crate::subscription::StageId;
 
+/// Makes the registry entry through which a stage that emits is subscribed to by name.
+pub(crate) type PortEntryMaker<K> = fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>;
+
 type PortMaker<T> = Arc<dyn Fn() -> Box<dyn ProducerPort<T>> + Send + Sync>;
 
 struct Entry {

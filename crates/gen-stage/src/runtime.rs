@@ -30,7 +30,7 @@ use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef};
 use crate::kind::StageKind;
 use crate::protocol::{Envelope, SubscribeReply};
-use crate::registry::Registry;
+use crate::registry::{PortEntryMaker, Registry};
 use crate::stage::Init;
 use crate::stats::{StageState, StatsCell};
 use crate::subscription::SubscriptionTag;
@@ -155,7 +155,7 @@ pub(crate) struct Naming<K: StageKind> {
     pub(crate) registry: Registry,
     pub(crate) name: String,
     /// For stages that emit: how to make the registry entry that subscribes by name.
-    pub(crate) port: Option<fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>>,
+    pub(crate) port: Option<PortEntryMaker<K>>,
 }
 
 async fn drive<R: Runner>(
