@@ -1,6 +1,5 @@
 //! Starting stages: one builder per kind.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 

@@ -16,7 +16,6 @@ pub(crate) use producer::ProducerRuntime;
 pub(crate) use producer_consumer::ProducerConsumerRuntime;
 pub(crate) use producer_side::ProducerSide;
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
