@@ -229,7 +229,7 @@ impl<K: StageKind> StageRef<K> {
     }
 
     /// Stops the stage with `reason` and waits until it has stopped: its `terminate`
-    /// hook ran and its peers were told.
+    /// hook ran (its peers are told right after).
     ///
     /// # Errors
     ///

@@ -208,11 +208,14 @@ fn finish<R: Runner>(
     exit: &watch::Sender<Option<ExitReason>>,
     reason: ExitReason,
 ) {
-    runner.set_exit_reason(&reason);
+    // The stop is published before the peers are told, so that whoever watches this
+    // stage (a supervisor) learns of it before it learns of what it causes downstream.
     let stats = runner.stats().clone();
-    drop(runner);
     stats.set_state(StageState::Stopped);
     mailbox.close();
+    exit.send_replace(Some(reason.clone()));
+    runner.set_exit_reason(&reason);
+    drop(runner);
     // Subscriptions that arrived too late are refused, so that no subscriber waits on
     // a stage that will never answer; other messages are dropped (calls then fail).
     while let Ok(envelope) = mailbox.try_recv() {
@@ -230,6 +233,4 @@ fn finish<R: Runner>(
             }
         }
     }
-    drop(mailbox);
-    exit.send_replace(Some(reason));
 }
