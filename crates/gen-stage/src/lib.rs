@@ -272,6 +272,7 @@ mod source;
 mod stage;
 mod stats;
 mod subscription;
+pub mod supervisor;
 
 pub use builder::{
     ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,

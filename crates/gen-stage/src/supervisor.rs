@@ -1,0 +1,258 @@
+//! Supervisors: start stages, watch them, restart them when they stop.
+//!
+//! A [`Supervisor`] starts its children in order, from [`ChildSpec`]s that can start
+//! them again. When a child stops, its [`Restart`] type decides whether it is
+//! restarted, and the [`Strategy`] decides which other children are restarted with it.
+//! If children stop more than `max_restarts` times within `max_seconds`, the supervisor
+//! gives up: it stops every child and stops with [`ExitReason::TooManyRestarts`], for
+//! its own supervisor to decide. Supervisors nest: a [`SupervisorRef`] is a child like
+//! any other. Stopping a supervisor stops its children in reverse start order.
+//!
+//! # A pipeline under rest-for-one
+//!
+//! Start the producer first and the consumers after it, subscribing by name. With
+//! [`Strategy::RestForOne`], a crash of the producer restarts it and everything
+//! started after it, and the restarted consumers find the new producer by name; a
+//! crash of a consumer restarts only that consumer (and those after it).
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use gen_stage::supervisor::{ChildSpec, Strategy, Supervisor};
+//! use gen_stage::{Registry, SubscribeOptions};
+//! use gen_stage_test::{CollectingConsumer, Counter};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), gen_stage::BoxError> {
+//! let registry = Registry::new();
+//! let (names, records) = (registry.clone(), registry.clone());
+//! let supervisor = Supervisor::new()
+//!     .strategy(Strategy::RestForOne)
+//!     .intensity(3, Duration::from_secs(5))
+//!     .child(ChildSpec::new("producer", move || {
+//!         gen_stage::producer(Counter::new(0)).name(&names, "numbers").start()
+//!     }))
+//!     .child(ChildSpec::new("consumer", move || {
+//!         let (consumer, _record) = CollectingConsumer::<u64>::new();
+//!         gen_stage::consumer(consumer)
+//!             .subscribe_to_name(&records, "numbers", SubscribeOptions::new())
+//!             .start()
+//!     }))
+//!     .start()
+//!     .await?;
+//! assert_eq!(supervisor.which_children().await?.len(), 2);
+//! supervisor.stop(gen_stage::ExitReason::Shutdown).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # A pool of consumers
+//!
+//! Several consumers of one producer under [`Strategy::OneForOne`]: each restarts on
+//! its own, and the producer's demand dispatcher balances the events between the live
+//! ones. Events a consumer was handling when it crashed are lost (they were in its
+//! hands); the producer does not resend them.
+
+mod child;
+mod runner;
+
+pub use child::{ChildSpec, Restart, Shutdown, Supervised};
+
+use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{NotAlive, StartError};
+use crate::exit::ExitReason;
+
+/// Which children restart when one stops and is to be restarted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Only that child (the default).
+    #[default]
+    OneForOne,
+    /// That child and every child started after it (which are stopped first, in
+    /// reverse order): for pipelines, where later stages depend on earlier ones.
+    RestForOne,
+    /// Every child.
+    OneForAll,
+}
+
+/// A supervisor to start; see the [module docs](self).
+#[must_use = "a supervisor does nothing until started"]
+#[derive(Debug, Default)]
+pub struct Supervisor {
+    children: Vec<ChildSpec>,
+    strategy: Strategy,
+    max_restarts: usize,
+    max_seconds: Duration,
+}
+
+/// A child of a running supervisor, as [`SupervisorRef::which_children`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChildInfo {
+    /// The child's id from its spec.
+    pub id: String,
+    /// Whether it is running now.
+    pub running: bool,
+    /// How many times it was restarted.
+    pub restarts: usize,
+}
+
+/// Why a supervisor did not start.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// A child failed to start; the children started before it were stopped.
+    ChildStart {
+        /// The child's id.
+        id: String,
+        /// Why it failed.
+        error: StartError,
+    },
+}
+
+impl fmt::Display for SupervisorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupervisorError::ChildStart { id, error } => {
+                write!(f, "child {id:?} failed to start: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SupervisorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SupervisorError::ChildStart { error, .. } => Some(error),
+        }
+    }
+}
+
+impl Supervisor {
+    /// A one-for-one supervisor with no children, allowing 3 restarts in 5 seconds.
+    pub fn new() -> Self {
+        Supervisor {
+            children: Vec::new(),
+            strategy: Strategy::OneForOne,
+            max_restarts: 3,
+            max_seconds: Duration::from_secs(5),
+        }
+    }
+
+    /// The restart strategy.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// At most `max_restarts` restarts within any `period` (default 3 in 5 seconds).
+    pub fn intensity(mut self, max_restarts: usize, period: Duration) -> Self {
+        self.max_restarts = max_restarts;
+        self.max_seconds = period;
+        self
+    }
+
+    /// Adds a child, started after those added before it.
+    pub fn child(mut self, spec: ChildSpec) -> Self {
+        self.children.push(spec);
+        self
+    }
+
+    /// Starts the children in order and the supervisor's task.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::ChildStart`] if a child fails to start (a child whose start
+    /// is ignored is left not running).
+    pub async fn start(self) -> Result<SupervisorRef, SupervisorError> {
+        runner::start(self).await
+    }
+}
+
+enum Command {
+    Stop(ExitReason),
+    WhichChildren(oneshot::Sender<Vec<ChildInfo>>),
+}
+
+/// A handle to a running supervisor; a [`Supervised`] child itself, so supervisors
+/// nest.
+#[derive(Clone)]
+pub struct SupervisorRef {
+    commands: mpsc::UnboundedSender<Command>,
+    exit: watch::Receiver<Option<ExitReason>>,
+    abort: tokio::task::AbortHandle,
+}
+
+impl fmt::Debug for SupervisorRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorRef")
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl SupervisorRef {
+    /// Whether the supervisor is running.
+    pub fn is_alive(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
+    /// Stops every child, in reverse start order, then the supervisor.
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the supervisor had already stopped.
+    pub async fn stop(&self, reason: ExitReason) -> Result<(), NotAlive> {
+        self.commands
+            .send(Command::Stop(reason))
+            .map_err(|_| NotAlive)?;
+        self.stopped().await;
+        Ok(())
+    }
+
+    /// Waits until the supervisor has stopped, and returns why.
+    pub async fn stopped(&self) -> ExitReason {
+        let mut exit = self.exit.clone();
+        let waited = exit
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone());
+        match waited {
+            Ok(reason) => reason.unwrap_or(ExitReason::Killed),
+            Err(_) => exit.borrow().clone().unwrap_or(ExitReason::Killed),
+        }
+    }
+
+    /// The children, in start order.
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the supervisor has stopped.
+    pub async fn which_children(&self) -> Result<Vec<ChildInfo>, NotAlive> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::WhichChildren(reply))
+            .map_err(|_| NotAlive)?;
+        answer.await.map_err(|_| NotAlive)
+    }
+}
+
+impl Supervised for SupervisorRef {
+    fn stopped(&self) -> BoxFuture<'static, ExitReason> {
+        let supervisor = self.clone();
+        Box::pin(async move { supervisor.stopped().await })
+    }
+
+    fn request_stop(&self, reason: ExitReason) {
+        let _ = self.commands.send(Command::Stop(reason));
+    }
+
+    fn kill(&self) {
+        self.abort.abort();
+    }
+}

@@ -1,0 +1,229 @@
+//! The supervisor's task.
+
+use std::collections::VecDeque;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::error::StartError;
+use crate::exit::ExitReason;
+use crate::supervisor::{
+    ChildInfo, ChildSpec, Command, Restart, Strategy, Supervised, Supervisor, SupervisorError,
+    SupervisorRef,
+};
+
+struct Child {
+    spec: ChildSpec,
+    running: Option<Box<dyn Supervised>>,
+    /// Bumped at every start, so that exits of earlier runs are ignored.
+    generation: u64,
+    restarts: usize,
+}
+
+type Exit = BoxFuture<'static, (usize, u64, ExitReason)>;
+
+struct Runner {
+    children: Vec<Child>,
+    strategy: Strategy,
+    max_restarts: usize,
+    period: std::time::Duration,
+    restarts: VecDeque<Instant>,
+    exits: FuturesUnordered<Exit>,
+}
+
+pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, SupervisorError> {
+    let mut runner = Runner {
+        children: supervisor
+            .children
+            .into_iter()
+            .map(|spec| Child {
+                spec,
+                running: None,
+                generation: 0,
+                restarts: 0,
+            })
+            .collect(),
+        strategy: supervisor.strategy,
+        max_restarts: supervisor.max_restarts,
+        period: supervisor.max_seconds,
+        restarts: VecDeque::new(),
+        exits: FuturesUnordered::new(),
+    };
+    for index in 0..runner.children.len() {
+        if let Err(error) = runner.start_child(index).await {
+            let id = runner.children[index].spec.id.clone();
+            runner.stop_from(0).await;
+            return Err(SupervisorError::ChildStart { id, error });
+        }
+    }
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let (exit_sender, exit) = watch::channel(None);
+    let task = tokio::spawn(runner.run(receiver, exit_sender));
+    Ok(SupervisorRef {
+        commands,
+        exit,
+        abort: task.abort_handle(),
+    })
+}
+
+impl Runner {
+    /// Starts child `index`; an ignored start leaves it not running.
+    async fn start_child(&mut self, index: usize) -> Result<(), StartError> {
+        let child = &mut self.children[index];
+        child.generation += 1;
+        match (child.spec.start)().await {
+            Ok(running) => {
+                let generation = child.generation;
+                let stopped = running.stopped();
+                self.exits
+                    .push(Box::pin(async move { (index, generation, stopped.await) }));
+                child.running = Some(running);
+                Ok(())
+            }
+            Err(StartError::Ignored) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Stops the running children from `first` on, last first.
+    async fn stop_from(&mut self, first: usize) {
+        for child in self.children[first..].iter_mut().rev() {
+            if let Some(running) = child.running.take() {
+                child.generation += 1;
+                child.spec.shutdown.stop(running.as_ref()).await;
+            }
+        }
+    }
+
+    /// Records a restart; false once the intensity is exceeded.
+    fn allow_restart(&mut self) -> bool {
+        let now = Instant::now();
+        while self
+            .restarts
+            .front()
+            .is_some_and(|&at| now.duration_since(at) > self.period)
+        {
+            self.restarts.pop_front();
+        }
+        self.restarts.push_back(now);
+        self.restarts.len() <= self.max_restarts
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        exit: watch::Sender<Option<ExitReason>>,
+    ) {
+        let reason = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Stop(reason)) => break reason,
+                    Some(Command::WhichChildren(reply)) => {
+                        let _ = reply.send(self.which_children());
+                    }
+                    None => break ExitReason::Shutdown,
+                },
+                Some(first) = self.exits.next(), if !self.exits.is_empty() => {
+                    if let Err(reason) = self.handle_exits(first).await {
+                        break reason;
+                    }
+                }
+            }
+        };
+        self.stop_from(0).await;
+        commands.close();
+        exit.send_replace(Some(reason));
+    }
+
+    fn which_children(&self) -> Vec<ChildInfo> {
+        self.children
+            .iter()
+            .map(|child| ChildInfo {
+                id: child.spec.id.clone(),
+                running: child.running.is_some(),
+                restarts: child.restarts,
+            })
+            .collect()
+    }
+
+    /// Handles `first` and every other exit already known, earliest child first: a
+    /// child often stops because one started before it did.
+    async fn handle_exits(&mut self, first: (usize, u64, ExitReason)) -> Result<(), ExitReason> {
+        let mut exits = vec![first];
+        while let Some(Some(exit)) = futures::FutureExt::now_or_never(self.exits.next()) {
+            exits.push(exit);
+        }
+        exits.sort_by_key(|&(index, _, _)| index);
+        for (index, generation, reason) in exits {
+            if self.children[index].generation != generation {
+                continue; // an earlier run, stopped on purpose
+            }
+            self.child_stopped(index, reason).await?;
+        }
+        Ok(())
+    }
+
+    async fn child_stopped(&mut self, index: usize, reason: ExitReason) -> Result<(), ExitReason> {
+        let child = &mut self.children[index];
+        child.running = None;
+        if !child.spec.restart.restarts_after(&reason) {
+            tracing::debug!(
+                "supervisor: child {:?} stopped ({reason}); not restarted",
+                child.spec.id
+            );
+            return Ok(());
+        }
+        tracing::warn!(
+            "supervisor: child {:?} stopped ({reason}); restarting",
+            child.spec.id
+        );
+        let range = match self.strategy {
+            Strategy::OneForOne => index..=index,
+            Strategy::RestForOne => index..=self.children.len() - 1,
+            Strategy::OneForAll => 0..=self.children.len() - 1,
+        };
+        // The others in range are stopped (last first) and restarted with it, in
+        // order; temporary children are never restarted.
+        let mut restart = vec![index];
+        for position in range.rev() {
+            let child = &mut self.children[position];
+            if position == index {
+                continue;
+            }
+            if let Some(running) = child.running.take() {
+                child.generation += 1;
+                child.spec.shutdown.stop(running.as_ref()).await;
+                if child.spec.restart != Restart::Temporary {
+                    restart.push(position);
+                }
+            }
+        }
+        restart.sort_unstable();
+        loop {
+            if !self.allow_restart() {
+                tracing::error!("supervisor: restart intensity reached; stopping");
+                return Err(ExitReason::TooManyRestarts);
+            }
+            match self.restart_children(&restart).await {
+                Ok(()) => return Ok(()),
+                Err(error) => tracing::error!("supervisor: restart failed: {error}"),
+            }
+        }
+    }
+
+    /// Starts the listed children that are not running, in order.
+    async fn restart_children(&mut self, positions: &[usize]) -> Result<(), StartError> {
+        for &position in positions {
+            if self.children[position].running.is_some() {
+                continue;
+            }
+            self.children[position].restarts += 1;
+            // On failure the rest stay stopped; the caller retries within the intensity.
+            self.start_child(position).await?;
+        }
+        Ok(())
+    }
+}
