@@ -256,6 +256,7 @@
 
 mod buffer;
 mod builder;
+mod consumer_supervisor;
 mod context;
 mod demand;
 pub mod dispatcher;
@@ -278,6 +279,7 @@ pub use builder::{
     ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
     producer_consumer,
 };
+pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerContext};
 pub use error::{
     CallError, NotAlive, OptionsError, SendError, StartError, SubscribeError, UnknownSubscription,

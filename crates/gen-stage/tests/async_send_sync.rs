@@ -1,38 +1,24 @@
 //! Pins the auto traits of the public types: handles, errors and streams move freely
 //! between tasks and threads.
 
+mod support;
+
 use gen_stage::{
-    BoxError, CallError, ConsumerRef, EventStream, ExitReason, NotAlive, ProducerConsumerRef,
-    ProducerRef, SendError, StageStats, StartError, SubscribeError, SubscribeOptions,
+    CallError, ConsumerRef, EventStream, ExitReason, NotAlive, ProducerConsumerRef, ProducerRef,
+    SendError, StageStats, StartError, SubscribeError, SubscribeOptions,
 };
 use gen_stage_test::{CollectingConsumer, Counter};
+use support::Relay;
 
 fn send_sync<T: Send + Sync>() {}
 fn send<T: Send>() {}
 fn error<T: std::error::Error + Send + Sync + 'static>() {}
 
-struct Identity;
-
-impl gen_stage::ProducerConsumer for Identity {
-    type Input = u64;
-    type Output = u64;
-    type Message = ();
-
-    async fn handle_events(
-        &mut self,
-        events: Vec<u64>,
-        _from: gen_stage::SubscriptionTag,
-        _ctx: &mut gen_stage::ProducerConsumerContext<'_, Self>,
-    ) -> Result<Vec<u64>, BoxError> {
-        Ok(events)
-    }
-}
-
 #[test]
 fn handles_are_send_and_sync() {
     send_sync::<ProducerRef<Counter>>();
     send_sync::<ConsumerRef<CollectingConsumer<u64>>>();
-    send_sync::<ProducerConsumerRef<Identity>>();
+    send_sync::<ProducerConsumerRef<Relay<u64>>>();
     send_sync::<SubscribeOptions>();
     send_sync::<ExitReason>();
     send_sync::<StageStats>();
@@ -51,7 +37,7 @@ fn errors_are_errors_that_cross_threads() {
 fn builders_and_streams_can_move_to_other_tasks() {
     send::<gen_stage::ProducerBuilder<Counter>>();
     send::<gen_stage::ConsumerBuilder<CollectingConsumer<u64>>>();
-    send::<gen_stage::ProducerConsumerBuilder<Identity>>();
+    send::<gen_stage::ProducerConsumerBuilder<Relay<u64>>>();
     send::<EventStream<u64>>();
 }
 

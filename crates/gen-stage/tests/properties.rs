@@ -3,17 +3,20 @@
 //! duplicate or reorder events; automatic demand splitting through real stages and
 //! streams keeps its bounds.
 
+mod support;
+
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use futures::StreamExt;
 use gen_stage::{
-    AskMode, BoxError, CancelMode, Consumer, ConsumerContext, DemandMode, ExitReason,
-    ProducerConsumer, ProducerConsumerContext, ProducerRef, SubscribeOptions, SubscriptionTag,
+    AskMode, BoxError, CancelMode, Consumer, ConsumerContext, DemandMode, ExitReason, ProducerRef,
+    SubscribeOptions, SubscriptionTag,
 };
-use gen_stage_test::{CollectingConsumer, Counter, Script, ScriptedProducer, Watch};
+use gen_stage_test::{Counter, Script, Watch};
 use proptest::prelude::*;
+use support::{Relay, barrier, collect, manual_consumer, n, opts, recorded_counter, scripted};
 
 /// `(producer index, sequence number)`: distinct across a topology.
 type Event = (usize, u32);
@@ -123,27 +126,12 @@ fn dropped_by_filter(event: &Event) -> bool {
     event.1 % 3 == 0
 }
 
-/// Passes events on, or drops every third one.
-struct Relay {
-    filtering: bool,
-}
-
-impl ProducerConsumer for Relay {
-    type Input = Event;
-    type Output = Event;
-    type Message = ();
-
-    async fn handle_events(
-        &mut self,
-        events: Vec<Event>,
-        _from: SubscriptionTag,
-        _ctx: &mut ProducerConsumerContext<'_, Self>,
-    ) -> Result<Vec<Event>, BoxError> {
-        let filtering = self.filtering;
-        Ok(events
-            .into_iter()
-            .filter(|event| !(filtering && dropped_by_filter(event)))
-            .collect())
+/// What a relay in a filtering topology does with each event.
+fn filter_every_third(event: Event) -> Vec<Event> {
+    if dropped_by_filter(&event) {
+        Vec::new()
+    } else {
+        vec![event]
     }
 }
 
@@ -290,9 +278,12 @@ async fn run_topology(topology: Topology) -> Result<(), TestCaseError> {
         .iter()
         .zip(fan_in(&topology.middle, producers.len()))
     {
-        let mut builder = gen_stage::producer_consumer(Relay {
-            filtering: topology.filtering,
-        });
+        let relay = if topology.filtering {
+            Relay::new(filter_every_third)
+        } else {
+            Relay::pass_through()
+        };
+        let mut builder = gen_stage::producer_consumer(relay);
         for i in picks {
             builder = builder.subscribe_to(&producers[i], spec.options());
         }
@@ -391,15 +382,8 @@ proptest! {
         deliveries in prop::collection::vec(1..60usize, 1..8),
     ) {
         runtime().block_on(async move {
-            let (scripted, producer_record) = ScriptedProducer::<usize>::new();
-            let producer = gen_stage::producer(scripted).start().await.unwrap();
-            let (consumer, record) = CollectingConsumer::new();
-            let options = SubscribeOptions::new().max_demand(max).min_demand(min);
-            gen_stage::consumer(consumer)
-                .subscribe_to(&producer, options)
-                .start()
-                .await
-                .unwrap();
+            let (producer, producer_record) = scripted::<usize>().await;
+            let (_, record) = collect(&producer, opts(max, min)).await;
             let mut next = 0;
             for size in &deliveries {
                 producer.cast(Script::Queue((next..next + size).collect())).unwrap();
@@ -437,17 +421,15 @@ proptest! {
         pulls in prop::collection::vec(1..40usize, 1..8),
     ) {
         runtime().block_on(async move {
-            let (counter, demands) = Counter::new(0).recorded();
-            let producer = gen_stage::producer(counter).start().await.unwrap();
-            let options = SubscribeOptions::new().max_demand(max).min_demand(min);
-            let mut stream = gen_stage::stream(&producer, options).unwrap();
+            let (producer, demands) = recorded_counter(Counter::new(0)).await;
+            let mut stream = gen_stage::stream(&producer, opts(max, min)).unwrap();
             let mut pulled = 0u64;
             for chunk in pulls {
                 for _ in 0..chunk {
                     prop_assert_eq!(stream.next().await, Some(pulled));
                     pulled += 1;
                 }
-                producer.estimate_buffered_count().await.unwrap();
+                barrier(&producer).await;
                 let asked = demands.snapshot();
                 prop_assert_eq!(asked[0], max);
                 prop_assert!(
@@ -473,8 +455,7 @@ proptest! {
     ) {
         runtime().block_on(async move {
             let producer = gen_stage::from_iter(0..size).start().await.unwrap();
-            let options = SubscribeOptions::new().max_demand(max).min_demand(min);
-            let mut stream = gen_stage::stream(&producer, options).unwrap();
+            let mut stream = gen_stage::stream(&producer, opts(max, min)).unwrap();
             let items = tokio::time::timeout(STALL, stream.by_ref().collect::<Vec<_>>()).await;
             prop_assert_eq!(items.ok(), Some((0..size).collect::<Vec<_>>()));
             prop_assert_eq!(stream.end_reason(), None);
@@ -488,23 +469,16 @@ proptest! {
     #[test]
     fn manual_asks_are_served_exactly(asks in prop::collection::vec(1..100usize, 1..10)) {
         runtime().block_on(async move {
-            let (counter, demands) = Counter::new(0).recorded();
-            let producer = gen_stage::producer(counter).start().await.unwrap();
-            let (consumer, record) = CollectingConsumer::<u64>::new();
-            let consumer = gen_stage::consumer(consumer.manual())
-                .subscribe_to(&producer, SubscribeOptions::new())
-                .start()
-                .await
-                .unwrap();
-            let tag = record.wait_for_subscriptions(1).await[0];
+            let (producer, demands) = recorded_counter(Counter::new(0)).await;
+            let (consumer, record, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
             let mut total = 0;
             for &ask in &asks {
-                consumer.ask(tag, NonZeroUsize::new(ask).unwrap()).unwrap();
+                consumer.ask(tag, n(ask)).unwrap();
                 total += ask;
                 let waited = tokio::time::timeout(STALL, record.wait_for_events(total)).await;
                 prop_assert!(waited.is_ok(), "stalled at {} of {total}", record.event_count());
             }
-            producer.estimate_buffered_count().await.unwrap();
+            barrier(&producer).await;
             prop_assert_eq!(demands.snapshot(), asks.clone());
             prop_assert_eq!(record.batch_sizes(), asks);
             prop_assert_eq!(record.events(), (0..total as u64).collect::<Vec<_>>());

@@ -2,50 +2,49 @@
 //! last, discards reported), drained before `handle_demand`, and info messages queued
 //! behind buffered events wait for them (semantics §7.1, §10 items 5, 6, 7).
 
-use std::num::NonZeroUsize;
+mod support;
 
-use gen_stage::kind::EmitsEvents;
 use gen_stage::{
-    BoxError, BufferKeep, ConsumerRef, DEFAULT_BUFFER_SIZE, Producer, ProducerConsumer,
-    ProducerConsumerContext, ProducerContext, ReplyTo, StageRef, SubscribeOptions, SubscriptionTag,
+    BoxError, BufferKeep, DEFAULT_BUFFER_SIZE, Producer, ProducerContext, ProducerRef, ReplyTo,
+    SubscribeOptions,
 };
-use gen_stage_test::{CollectingConsumer, Record, Recorded, Script, ScriptedProducer, Watch};
-
-fn n(count: usize) -> NonZeroUsize {
-    NonZeroUsize::new(count).expect("a positive demand")
-}
+use gen_stage_test::{ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
+use support::{Relay, batches, collect, manual_consumer, n, scripted};
 
 fn chars(text: &str) -> Vec<char> {
     text.chars().collect()
 }
 
-fn batches<T: Clone>(record: &Watch<Record<T>>) -> Vec<Vec<T>> {
-    record.read(|r| r.batches.iter().map(|(_, b)| b.clone()).collect())
+/// A started `ScriptedProducer` whose buffer keeps at most `size` events (and `keep` if
+/// given, else the default).
+async fn bounded<T: Send + 'static>(
+    size: usize,
+    keep: Option<BufferKeep>,
+) -> (ProducerRef<ScriptedProducer<T>>, Watch<ProducerRecord>) {
+    let (script, record) = ScriptedProducer::new();
+    let mut builder = gen_stage::producer(script).buffer_size(size);
+    if let Some(keep) = keep {
+        builder = builder.buffer_keep(keep);
+    }
+    (builder.start().await.expect("starts"), record)
 }
 
-/// A consumer with manual demand subscribed to `producer`: nothing is asked until the
-/// test asks.
-async fn manual_consumer<P, T>(
-    producer: &StageRef<P>,
-) -> (
-    ConsumerRef<CollectingConsumer<T>>,
-    Watch<Record<T>>,
-    SubscriptionTag,
-)
-where
-    P: EmitsEvents<Out = T>,
-    T: Send + 'static,
-{
-    let (consumer, record) = CollectingConsumer::new();
-    let consumer = gen_stage::consumer(consumer.manual())
-        .start()
-        .await
-        .expect("the consumer starts");
-    let tag = consumer
-        .subscribe_to(producer, SubscribeOptions::new())
-        .await
-        .expect("the producer accepts");
-    (consumer, record, tag)
+/// Overflows a buffer of 5 that keeps `keep` with "abcde" then "fgh" (checking that 5
+/// are kept and 3 reported discarded), then drains it with two manual asks of 4.
+/// Returns the batches delivered.
+async fn overflow_five_then_drain(keep: BufferKeep) -> Vec<Vec<char>> {
+    let (producer, record) = bounded::<char>(5, Some(keep)).await;
+    producer.cast(Script::Emit(chars("abcde"))).expect("alive");
+    producer.cast(Script::Emit(chars("fgh"))).expect("alive");
+    assert_eq!(producer.estimate_buffered_count().await.expect("alive"), 5);
+    assert_eq!(record.read(|r| r.discards.clone()), vec![3]);
+
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
+    consumer.ask(tag, n(4)).expect("alive");
+    events.wait_for_events(4).await;
+    consumer.ask(tag, n(4)).expect("alive");
+    events.wait_for_events(5).await;
+    batches(&events)
 }
 
 /// A producer that emits on command and records the info messages it handles.
@@ -88,66 +87,31 @@ impl Producer for Noting {
     }
 }
 
-fn noting() -> (Noting, Recorded<&'static str>) {
+/// A started `Noting` producer (with a buffer of `size` keeping `keep` if given), and
+/// the notes it records.
+async fn noting(
+    buffer: Option<(usize, BufferKeep)>,
+) -> (ProducerRef<Noting>, Recorded<&'static str>) {
     let notes = Recorded::default();
-    (
-        Noting {
-            notes: notes.clone(),
-        },
-        notes,
-    )
-}
-
-/// A producer-consumer that passes events through and emits `n` numbers on message `n`.
-struct Fanout {
-    discards: Recorded<usize>,
-}
-
-impl ProducerConsumer for Fanout {
-    type Input = u32;
-    type Output = u32;
-    type Message = u32;
-
-    async fn handle_events(
-        &mut self,
-        events: Vec<u32>,
-        _from: SubscriptionTag,
-        _ctx: &mut ProducerConsumerContext<'_, Self>,
-    ) -> Result<Vec<u32>, BoxError> {
-        Ok(events)
+    let mut builder = gen_stage::producer(Noting {
+        notes: notes.clone(),
+    });
+    if let Some((size, keep)) = buffer {
+        builder = builder.buffer_size(size).buffer_keep(keep);
     }
-
-    async fn handle_message(
-        &mut self,
-        count: u32,
-        ctx: &mut ProducerConsumerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        ctx.emit((0..count).collect());
-        Ok(())
-    }
-
-    fn handle_discarded(&mut self, count: usize) -> bool {
-        self.discards.push(count);
-        false
-    }
+    (builder.start().await.expect("starts"), notes)
 }
 
 // --- Buffering without consumers, and draining before handle_demand -----------------
 
 #[tokio::test]
 async fn events_emitted_without_consumers_are_delivered_in_fifo_order() {
-    let (script, record) = ScriptedProducer::<char>::new();
-    let producer = gen_stage::producer(script).start().await.unwrap();
+    let (producer, record) = scripted::<char>().await;
     producer.cast(Script::Emit(chars("abc"))).unwrap();
     producer.cast(Script::Emit(chars("de"))).unwrap();
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
 
-    let (consumer, events) = CollectingConsumer::<char>::new();
-    gen_stage::consumer(consumer)
-        .subscribe_to(&producer, SubscribeOptions::new().max_demand(10))
-        .start()
-        .await
-        .unwrap();
+    let (_, events) = collect(&producer, SubscribeOptions::new().max_demand(10)).await;
     events.wait_for_events(5).await;
     assert_eq!(events.events(), chars("abcde"));
     // The buffer served 5 of the first 10 asked; only the rest reached handle_demand
@@ -159,10 +123,9 @@ async fn events_emitted_without_consumers_are_delivered_in_fifo_order() {
 
 #[tokio::test]
 async fn demand_covered_by_the_buffer_never_reaches_handle_demand() {
-    let (script, record) = ScriptedProducer::<u32>::new();
-    let producer = gen_stage::producer(script).start().await.unwrap();
+    let (producer, record) = scripted::<u32>().await;
     producer.cast(Script::Emit((0..10).collect())).unwrap();
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
 
     consumer.ask(tag, n(3)).unwrap();
     events.wait_for_events(3).await;
@@ -180,9 +143,8 @@ async fn demand_covered_by_the_buffer_never_reaches_handle_demand() {
 
 #[tokio::test]
 async fn events_emitted_beyond_demand_are_buffered_and_served_first() {
-    let (script, record) = ScriptedProducer::<u32>::new();
-    let producer = gen_stage::producer(script).start().await.unwrap();
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (producer, record) = scripted::<u32>().await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(2)).unwrap();
     record.wait_until(|r| r.demands == vec![2]).await;
 
@@ -199,13 +161,12 @@ async fn events_emitted_beyond_demand_are_buffered_and_served_first() {
 
 #[tokio::test]
 async fn estimate_buffered_count_follows_the_buffer() {
-    let (script, _record) = ScriptedProducer::<u32>::new();
-    let producer = gen_stage::producer(script).start().await.unwrap();
+    let (producer, _record) = scripted::<u32>().await;
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 0);
     producer.cast(Script::Emit((0..6).collect())).unwrap();
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 6);
 
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(4)).unwrap();
     events.wait_for_events(4).await;
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
@@ -215,60 +176,27 @@ async fn estimate_buffered_count_follows_the_buffer() {
 
 #[tokio::test]
 async fn keep_first_discards_the_new_events_that_do_not_fit() {
-    let (script, record) = ScriptedProducer::<char>::new();
-    let producer = gen_stage::producer(script)
-        .buffer_size(5)
-        .buffer_keep(BufferKeep::First)
-        .start()
-        .await
-        .unwrap();
-    producer.cast(Script::Emit(chars("abcde"))).unwrap();
-    producer.cast(Script::Emit(chars("fgh"))).unwrap();
-    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
-    assert_eq!(record.read(|r| r.discards.clone()), vec![3]);
-
-    let (consumer, events, tag) = manual_consumer(&producer).await;
-    consumer.ask(tag, n(4)).unwrap();
-    events.wait_for_events(4).await;
-    consumer.ask(tag, n(4)).unwrap();
-    events.wait_for_events(5).await;
-    assert_eq!(batches(&events), vec![chars("abcd"), chars("e")]);
+    assert_eq!(
+        overflow_five_then_drain(BufferKeep::First).await,
+        vec![chars("abcd"), chars("e")]
+    );
 }
 
 #[tokio::test]
 async fn keep_last_discards_the_oldest_events() {
-    let (script, record) = ScriptedProducer::<char>::new();
-    let producer = gen_stage::producer(script)
-        .buffer_size(5)
-        .buffer_keep(BufferKeep::Last)
-        .start()
-        .await
-        .unwrap();
-    producer.cast(Script::Emit(chars("abcde"))).unwrap();
-    producer.cast(Script::Emit(chars("fgh"))).unwrap();
-    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
-    assert_eq!(record.read(|r| r.discards.clone()), vec![3]);
-
-    let (consumer, events, tag) = manual_consumer(&producer).await;
-    consumer.ask(tag, n(4)).unwrap();
-    events.wait_for_events(4).await;
-    consumer.ask(tag, n(4)).unwrap();
-    events.wait_for_events(5).await;
-    assert_eq!(batches(&events), vec![chars("defg"), chars("h")]);
+    assert_eq!(
+        overflow_five_then_drain(BufferKeep::Last).await,
+        vec![chars("defg"), chars("h")]
+    );
 }
 
 #[tokio::test]
 async fn keep_last_is_the_default() {
-    let (script, record) = ScriptedProducer::<char>::new();
-    let producer = gen_stage::producer(script)
-        .buffer_size(2)
-        .start()
-        .await
-        .unwrap();
+    let (producer, record) = bounded::<char>(2, None).await;
     producer.cast(Script::Emit(chars("abcd"))).unwrap();
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
     assert_eq!(record.read(|r| r.discards.clone()), vec![2]);
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(5)).unwrap();
     events.wait_for_events(2).await;
     assert_eq!(events.events(), chars("cd"));
@@ -276,12 +204,7 @@ async fn keep_last_is_the_default() {
 
 #[tokio::test]
 async fn every_overflow_is_reported_to_handle_discarded() {
-    let (script, record) = ScriptedProducer::<u32>::new();
-    let producer = gen_stage::producer(script)
-        .buffer_size(2)
-        .start()
-        .await
-        .unwrap();
+    let (producer, record) = bounded::<u32>(2, None).await;
     producer.cast(Script::Emit(vec![1, 2, 3])).unwrap();
     producer.cast(Script::Emit(vec![4])).unwrap();
     producer.cast(Script::Emit(vec![5])).unwrap();
@@ -294,19 +217,13 @@ async fn every_overflow_is_reported_to_handle_discarded() {
 #[tokio::test]
 async fn buffer_size_zero_keeps_nothing_and_reports_every_discard() {
     for keep in [BufferKeep::First, BufferKeep::Last] {
-        let (script, record) = ScriptedProducer::<u32>::new();
-        let producer = gen_stage::producer(script)
-            .buffer_size(0)
-            .buffer_keep(keep)
-            .start()
-            .await
-            .unwrap();
+        let (producer, record) = bounded::<u32>(0, Some(keep)).await;
         producer.cast(Script::Emit(vec![1, 2, 3])).unwrap();
         assert_eq!(producer.estimate_buffered_count().await.unwrap(), 0);
         assert_eq!(record.read(|r| r.discards.clone()), vec![3], "{keep:?}");
 
         // With demand, events still go out; only what exceeds it is discarded.
-        let (consumer, events, tag) = manual_consumer(&producer).await;
+        let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
         consumer.ask(tag, n(2)).unwrap();
         record.wait_until(|r| r.demands == vec![2]).await;
         producer.cast(Script::Emit(vec![4, 5, 6])).unwrap();
@@ -320,13 +237,12 @@ async fn buffer_size_zero_keeps_nothing_and_reports_every_discard() {
 #[tokio::test]
 async fn the_default_producer_buffer_holds_ten_thousand_events() {
     assert_eq!(DEFAULT_BUFFER_SIZE, 10_000);
-    let (script, record) = ScriptedProducer::<u32>::new();
-    let producer = gen_stage::producer(script).start().await.unwrap();
+    let (producer, record) = scripted::<u32>().await;
     producer.cast(Script::Emit((0..10_005).collect())).unwrap();
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 10_000);
     assert_eq!(record.read(|r| r.discards.clone()), vec![5]);
 
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(2)).unwrap();
     events.wait_for_events(2).await;
     assert_eq!(events.events(), vec![5, 6], "the oldest five were dropped");
@@ -334,34 +250,29 @@ async fn the_default_producer_buffer_holds_ten_thousand_events() {
 
 #[tokio::test]
 async fn producer_consumer_buffers_are_unbounded_by_default() {
-    let discards = Recorded::default();
-    let stage = gen_stage::producer_consumer(Fanout {
-        discards: discards.clone(),
-    })
-    .start()
-    .await
-    .unwrap();
-    stage.cast(20_000).unwrap();
-    stage.cast(5).unwrap();
+    let relay = Relay::<u32>::pass_through();
+    let discards = relay.discards.clone();
+    let stage = gen_stage::producer_consumer(relay).start().await.unwrap();
+    stage.cast((0..20_000).collect()).unwrap();
+    stage.cast((0..5).collect()).unwrap();
     assert_eq!(stage.estimate_buffered_count().await.unwrap(), 20_005);
     assert!(discards.is_empty());
 }
 
 #[tokio::test]
 async fn a_bounded_producer_consumer_buffer_discards_and_reports() {
-    let discards = Recorded::default();
-    let stage = gen_stage::producer_consumer(Fanout {
-        discards: discards.clone(),
-    })
-    .buffer_size(3)
-    .start()
-    .await
-    .unwrap();
-    stage.cast(5).unwrap();
+    let relay = Relay::<u32>::pass_through();
+    let discards = relay.discards.clone();
+    let stage = gen_stage::producer_consumer(relay)
+        .buffer_size(3)
+        .start()
+        .await
+        .unwrap();
+    stage.cast((0..5).collect()).unwrap();
     assert_eq!(stage.estimate_buffered_count().await.unwrap(), 3);
     assert_eq!(discards.snapshot(), vec![2]);
 
-    let (consumer, events, tag) = manual_consumer(&stage).await;
+    let (consumer, events, tag) = manual_consumer(&stage, SubscribeOptions::new()).await;
     consumer.ask(tag, n(10)).unwrap();
     events.wait_for_events(3).await;
     assert_eq!(events.events(), vec![2, 3, 4]);
@@ -371,8 +282,7 @@ async fn a_bounded_producer_consumer_buffer_discards_and_reports() {
 
 #[tokio::test]
 async fn an_info_with_nothing_buffered_is_handled_at_once() {
-    let (stage, notes) = noting();
-    let producer = gen_stage::producer(stage).start().await.unwrap();
+    let (producer, notes) = noting(None).await;
     producer.sync_info(Cmd::Note("sync")).await.unwrap();
     notes.wait_for_len(1).await;
     producer.async_info(Cmd::Note("async")).unwrap();
@@ -382,15 +292,14 @@ async fn an_info_with_nothing_buffered_is_handled_at_once() {
 
 #[tokio::test]
 async fn sync_info_waits_for_the_events_buffered_before_it() {
-    let (stage, notes) = noting();
-    let producer = gen_stage::producer(stage).start().await.unwrap();
+    let (producer, notes) = noting(None).await;
     producer.cast(Cmd::Emit(chars("abc"))).unwrap();
     producer.sync_info(Cmd::Note("after c")).await.unwrap();
     producer.call(Cmd::Ping).await.unwrap();
     assert!(notes.is_empty(), "three events are still buffered");
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 3);
 
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(2)).unwrap();
     events.wait_for_events(2).await;
     producer.call(Cmd::Ping).await.unwrap();
@@ -405,8 +314,7 @@ async fn sync_info_waits_for_the_events_buffered_before_it() {
 
 #[tokio::test]
 async fn several_infos_keep_their_order_among_buffered_events() {
-    let (stage, notes) = noting();
-    let producer = gen_stage::producer(stage).start().await.unwrap();
+    let (producer, notes) = noting(None).await;
     producer.cast(Cmd::Emit(chars("ab"))).unwrap();
     producer.sync_info(Cmd::Note("one")).await.unwrap();
     producer.async_info(Cmd::Note("two")).unwrap();
@@ -416,7 +324,7 @@ async fn several_infos_keep_their_order_among_buffered_events() {
     producer.call(Cmd::Ping).await.unwrap();
     assert!(notes.is_empty());
 
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(1)).unwrap();
     events.wait_for_events(1).await;
     producer.call(Cmd::Ping).await.unwrap();
@@ -436,19 +344,13 @@ async fn several_infos_keep_their_order_among_buffered_events() {
 
 #[tokio::test]
 async fn a_large_demand_releases_every_info_in_order() {
-    let (stage, notes) = noting();
-    let producer = gen_stage::producer(stage).start().await.unwrap();
+    let (producer, notes) = noting(None).await;
     producer.cast(Cmd::Emit(chars("ab"))).unwrap();
     producer.async_info(Cmd::Note("after b")).unwrap();
     producer.cast(Cmd::Emit(chars("cd"))).unwrap();
     producer.async_info(Cmd::Note("after d")).unwrap();
 
-    let (consumer, events) = CollectingConsumer::<char>::new();
-    gen_stage::consumer(consumer)
-        .subscribe_to(&producer, SubscribeOptions::new().max_demand(10))
-        .start()
-        .await
-        .unwrap();
+    let (_, events) = collect(&producer, SubscribeOptions::new().max_demand(10)).await;
     events.wait_for_events(4).await;
     notes.wait_for_len(2).await;
     assert_eq!(notes.snapshot(), vec!["after b", "after d"]);
@@ -458,13 +360,7 @@ async fn a_large_demand_releases_every_info_in_order() {
 
 #[tokio::test]
 async fn an_info_behind_events_dropped_by_keep_last_is_released_at_discard_time() {
-    let (stage, notes) = noting();
-    let producer = gen_stage::producer(stage)
-        .buffer_size(2)
-        .buffer_keep(BufferKeep::Last)
-        .start()
-        .await
-        .unwrap();
+    let (producer, notes) = noting(Some((2, BufferKeep::Last))).await;
     producer.cast(Cmd::Emit(chars("a"))).unwrap();
     producer.async_info(Cmd::Note("after a")).unwrap();
     producer.cast(Cmd::Emit(chars("b"))).unwrap();
@@ -477,7 +373,7 @@ async fn an_info_behind_events_dropped_by_keep_last_is_released_at_discard_time(
     producer.call(Cmd::Ping).await.unwrap();
     assert_eq!(notes.snapshot(), vec!["after a"]);
 
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(5)).unwrap();
     events.wait_for_events(2).await;
     notes.wait_for_len(2).await;
@@ -487,13 +383,7 @@ async fn an_info_behind_events_dropped_by_keep_last_is_released_at_discard_time(
 
 #[tokio::test]
 async fn an_info_behind_events_kept_by_keep_first_still_waits() {
-    let (stage, notes) = noting();
-    let producer = gen_stage::producer(stage)
-        .buffer_size(2)
-        .buffer_keep(BufferKeep::First)
-        .start()
-        .await
-        .unwrap();
+    let (producer, notes) = noting(Some((2, BufferKeep::First))).await;
     producer.cast(Cmd::Emit(chars("a"))).unwrap();
     producer.async_info(Cmd::Note("after a")).unwrap();
     // 'c' and 'd' do not fit and are dropped; 'a' stays, so the info keeps waiting.
@@ -502,7 +392,7 @@ async fn an_info_behind_events_kept_by_keep_first_still_waits() {
     assert!(notes.is_empty());
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
 
-    let (consumer, events, tag) = manual_consumer(&producer).await;
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(1)).unwrap();
     events.wait_for_events(1).await;
     notes.wait_for_len(1).await;

@@ -1,11 +1,14 @@
 //! What reaches a stage while it stops: subscriptions that arrive during its
 //! `terminate` hook are refused, never left unanswered.
 
+mod support;
+
 use gen_stage::{
-    BoxError, CancelMode, CancelReason, ExitReason, Producer, ProducerContext, SubscribeError,
-    SubscribeOptions,
+    BoxError, CancelMode, CancelReason, ExitReason, Producer, ProducerContext, ProducerRef,
+    SubscribeError, SubscribeOptions,
 };
-use gen_stage_test::{CollectingConsumer, Gate};
+use gen_stage_test::{Counter, Gate, Record, Watch};
+use support::{Collector, collect, collector, identity, opts, relay};
 
 /// A producer whose `terminate` hook waits for a gate, so that the test can send it
 /// messages while it stops.
@@ -32,7 +35,7 @@ impl Producer for SlowToStop {
     }
 }
 
-async fn stopping_producer() -> (gen_stage::ProducerRef<SlowToStop>, Gate) {
+async fn stopping_producer() -> (ProducerRef<SlowToStop>, Gate) {
     let gate = Gate::closed();
     let (terminating, mut started) = tokio::sync::mpsc::unbounded_channel();
     let producer = gen_stage::producer(SlowToStop {
@@ -48,11 +51,26 @@ async fn stopping_producer() -> (gen_stage::ProducerRef<SlowToStop>, Gate) {
     (producer, gate)
 }
 
+/// Subscribes a fresh recording consumer asynchronously with `options` to a producer that
+/// is stopping, and lets the producer finish stopping once the consumer has registered
+/// the subscription. Returns the producer too, so that its handle lives on.
+async fn async_subscribe_while_stopping(
+    options: SubscribeOptions,
+) -> (ProducerRef<SlowToStop>, Collector<u64>, Watch<Record<u64>>) {
+    let (producer, gate) = stopping_producer().await;
+    let (consumer, record) = collector::<u64>().await;
+    consumer
+        .async_subscribe_to(&producer, options)
+        .expect("valid options");
+    record.wait_for_subscriptions(1).await;
+    gate.open_for_good();
+    (producer, consumer, record)
+}
+
 #[tokio::test]
 async fn a_sync_subscription_arriving_while_the_producer_stops_fails() {
     let (producer, gate) = stopping_producer().await;
-    let (consumer, record) = CollectingConsumer::<u64>::new();
-    let consumer = gen_stage::consumer(consumer).start().await.expect("starts");
+    let (consumer, record) = collector::<u64>().await;
     let subscribing = {
         let consumer = consumer.clone();
         let producer = producer.clone();
@@ -79,17 +97,8 @@ async fn a_sync_subscription_arriving_while_the_producer_stops_fails() {
 
 #[tokio::test]
 async fn an_async_subscription_arriving_while_the_producer_stops_reaches_handle_cancel() {
-    let (producer, gate) = stopping_producer().await;
-    let (consumer, record) = CollectingConsumer::<u64>::new();
-    let consumer = gen_stage::consumer(consumer).start().await.expect("starts");
-    consumer
-        .async_subscribe_to(
-            &producer,
-            SubscribeOptions::new().cancel(CancelMode::Temporary),
-        )
-        .expect("valid options");
-    record.wait_for_subscriptions(1).await;
-    gate.open_for_good();
+    let temporary = SubscribeOptions::new().cancel(CancelMode::Temporary);
+    let (_producer, consumer, record) = async_subscribe_while_stopping(temporary).await;
     let cancels = record.wait_for_cancels(1).await;
     assert_eq!(cancels[0].1, CancelReason::Down(ExitReason::Shutdown));
     assert!(
@@ -100,58 +109,21 @@ async fn an_async_subscription_arriving_while_the_producer_stops_reaches_handle_
 
 #[tokio::test]
 async fn a_permanent_async_subscription_to_a_stopping_producer_stops_the_consumer() {
-    let (producer, gate) = stopping_producer().await;
-    let (consumer, record) = CollectingConsumer::<u64>::new();
-    let consumer = gen_stage::consumer(consumer).start().await.expect("starts");
-    consumer
-        .async_subscribe_to(&producer, SubscribeOptions::new())
-        .expect("valid options");
-    record.wait_for_subscriptions(1).await;
-    gate.open_for_good();
+    let (_producer, consumer, _) = async_subscribe_while_stopping(SubscribeOptions::new()).await;
     assert_eq!(consumer.stopped().await, ExitReason::Shutdown);
-}
-
-/// Passes events through unchanged.
-struct PassThrough;
-
-impl gen_stage::ProducerConsumer for PassThrough {
-    type Input = u64;
-    type Output = u64;
-    type Message = ();
-
-    async fn handle_events(
-        &mut self,
-        events: Vec<u64>,
-        _from: gen_stage::SubscriptionTag,
-        _ctx: &mut gen_stage::ProducerConsumerContext<'_, Self>,
-    ) -> Result<Vec<u64>, BoxError> {
-        Ok(events)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finite_pipeline_winds_down_without_losing_buffered_output() {
-    let producer = gen_stage::producer(gen_stage_test::Counter::new(0).limit(2000))
+    let producer = gen_stage::producer(Counter::new(0).limit(2000))
         .start()
         .await
         .expect("starts");
-    let middle = gen_stage::producer_consumer(PassThrough)
-        .subscribe_to(
-            &producer,
-            SubscribeOptions::new().max_demand(40).min_demand(10),
-        )
-        .start()
-        .await
-        .expect("starts");
+    let (middle, _) = relay(&producer, opts(40, 10), identity).await;
     let mut records = Vec::new();
     let mut consumers = Vec::new();
     for max in [15, 8] {
-        let (consumer, record) = CollectingConsumer::<u64>::new();
-        let consumer = gen_stage::consumer(consumer)
-            .subscribe_to(&middle, SubscribeOptions::new().max_demand(max))
-            .start()
-            .await
-            .expect("starts");
+        let (consumer, record) = collect(&middle, SubscribeOptions::new().max_demand(max)).await;
         records.push(record);
         consumers.push(consumer);
     }

@@ -2,31 +2,78 @@
 //! and `gen_stage::stream` (lazy demand, cancellation on drop, several producers, how and
 //! why the stream ends, invalid options).
 
+mod support;
+
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use gen_stage::kind::{EmitsEvents, StageKind};
 use gen_stage::{
-    BoxError, CancelMode, CancelReason, ExitReason, IterSource, OnCancel, OptionsError, Producer,
-    ProducerContext, ProducerRef, SourceProducer, SubscribeError, SubscribeOptions,
-    SubscriptionTag,
+    CancelMode, CancelReason, EventStream, ExitReason, IterSource, OnCancel, OptionsError,
+    ProducerRef, SourceProducer, StageRef, SubscribeError, SubscribeOptions,
 };
-use gen_stage_test::{CollectingConsumer, Counter, Gate, Script, ScriptedProducer};
+use gen_stage_test::{Counter, Gate, Record, Script, ScriptedProducer, Watch};
+use support::{
+    Refusing, barrier, collect, collect_gated, manual_consumer, opts, recorded_counter, scripted,
+    scripted_with, terminated,
+};
 
-fn opts(max: usize, min: usize) -> SubscribeOptions {
-    SubscribeOptions::new().max_demand(max).min_demand(min)
+/// Waits for `producer` to stop normally and for its permanent consumer, which follows
+/// it out, to run its `terminate` hook.
+async fn both_stop_normally<K: StageKind, T>(producer: &StageRef<K>, record: &Watch<Record<T>>) {
+    assert_eq!(producer.stopped().await, ExitReason::Normal);
+    record.wait_until(|r| r.terminated.is_some()).await;
 }
 
-/// A round trip through a counter's mailbox: everything sent to it before has been handled.
-async fn settle(counter: &ProducerRef<Counter>) {
-    counter
-        .estimate_buffered_count()
-        .await
-        .expect("counter alive");
+fn transient() -> SubscribeOptions {
+    SubscribeOptions::new().cancel(CancelMode::Transient)
 }
 
-/// A round trip through a scripted producer's mailbox.
-async fn settle_scripted(producer: &ProducerRef<ScriptedProducer<u32>>) {
-    producer.call(Script::Owed).await.expect("producer alive");
+fn temporary() -> SubscribeOptions {
+    SubscribeOptions::new().cancel(CancelMode::Temporary)
+}
+
+/// A stream over `first` that is also subscribed to `second`, each with its options.
+fn stream_over_both<A, B, T>(
+    (first, first_options): (&StageRef<A>, SubscribeOptions),
+    (second, second_options): (&StageRef<B>, SubscribeOptions),
+) -> EventStream<T>
+where
+    A: EmitsEvents<Out = T>,
+    B: EmitsEvents<Out = T>,
+    T: Send + 'static,
+{
+    let mut stream = gen_stage::stream(first, first_options).expect("valid options");
+    stream
+        .subscribe_to(second, second_options)
+        .expect("valid options");
+    stream
+}
+
+/// Pulls the first `count` items of a fresh stream over `producer`, then drops the stream.
+async fn take<K: EmitsEvents>(
+    producer: &StageRef<K>,
+    options: SubscribeOptions,
+    count: usize,
+) -> Vec<K::Out> {
+    let stream = gen_stage::stream(producer, options).expect("valid options");
+    stream.take(count).collect().await
+}
+
+/// `last`, the stream's one producer left, still serves it: the events queued now arrive
+/// in order, and once `last` stops normally the stream ends without a reason.
+async fn served_to_the_end_by(
+    stream: &mut EventStream<u32>,
+    last: &ProducerRef<ScriptedProducer<u32>>,
+    events: Vec<u32>,
+) {
+    last.cast(Script::Queue(events.clone())).expect("alive");
+    for event in events {
+        assert_eq!(stream.next().await, Some(event));
+    }
+    last.stop(ExitReason::Normal).await.expect("alive");
+    assert_eq!(stream.next().await, None);
+    assert_eq!(stream.end_reason(), None);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -36,14 +83,8 @@ async fn settle_scripted(producer: &ProducerRef<ScriptedProducer<u32>>) {
 #[tokio::test]
 async fn from_iter_emits_every_item_in_order_then_stops_normally() {
     let producer = gen_stage::from_iter(0..100u32).start().await.unwrap();
-    let (consumer, record) = CollectingConsumer::new();
-    gen_stage::consumer(consumer)
-        .subscribe_to(&producer, SubscribeOptions::new())
-        .start()
-        .await
-        .unwrap();
-    assert_eq!(producer.stopped().await, ExitReason::Normal);
-    record.wait_until(|r| r.terminated.is_some()).await;
+    let (_, record) = collect(&producer, SubscribeOptions::new()).await;
+    both_stop_normally(&producer, &record).await;
     assert_eq!(record.events(), (0..100).collect::<Vec<_>>());
     let (tag, terminated, cancels) =
         record.read(|r| (r.subscriptions[0], r.terminated.clone(), r.cancels.clone()));
@@ -55,41 +96,26 @@ async fn from_iter_emits_every_item_in_order_then_stops_normally() {
 #[tokio::test]
 async fn from_iter_with_small_max_demand_delivers_the_last_items_before_stopping() {
     let producer = gen_stage::from_iter(0..50u32).start().await.unwrap();
-    let (consumer, record) = CollectingConsumer::new();
-    gen_stage::consumer(consumer)
-        .subscribe_to(&producer, opts(3, 1))
-        .start()
-        .await
-        .unwrap();
-    assert_eq!(producer.stopped().await, ExitReason::Normal);
+    let (_, record) = collect(&producer, opts(3, 1)).await;
     // The stop reaches the consumer behind the last events: it has all of them when it ends.
-    record.wait_until(|r| r.terminated.is_some()).await;
+    both_stop_normally(&producer, &record).await;
     assert_eq!(record.events(), (0..50).collect::<Vec<_>>());
     assert!(record.batch_sizes().iter().all(|&size| size <= 2));
-    assert_eq!(
-        record.read(|r| r.terminated.clone()),
-        Some(ExitReason::Normal)
-    );
+    assert_eq!(terminated(&record), Some(ExitReason::Normal));
 }
 
 #[tokio::test]
 async fn from_iter_does_not_stop_while_items_remain_undemanded() {
     let producer = gen_stage::from_iter(0..50u32).start().await.unwrap();
     let gate = Gate::closed();
-    let (consumer, record) = CollectingConsumer::new();
-    gen_stage::consumer(consumer.gated(gate.clone()))
-        .subscribe_to(&producer, opts(4, 2))
-        .start()
-        .await
-        .unwrap();
+    let (_, record) = collect_gated(&producer, opts(4, 2), &gate).await;
     // The consumer holds its first batch: the producer has served its demand of 4 and
     // must wait for more, alive, with the rest of its items.
-    producer.estimate_buffered_count().await.unwrap();
+    barrier(&producer).await;
     assert!(producer.exit_reason().is_none());
     assert_eq!(record.event_count(), 0);
     gate.open_for_good();
-    assert_eq!(producer.stopped().await, ExitReason::Normal);
-    record.wait_until(|r| r.terminated.is_some()).await;
+    both_stop_normally(&producer, &record).await;
     assert_eq!(record.events(), (0..50).collect::<Vec<_>>());
 }
 
@@ -99,19 +125,10 @@ async fn from_iter_of_nothing_stops_normally_on_the_first_demand() {
         .start()
         .await
         .unwrap();
-    let (consumer, record) = CollectingConsumer::<u32>::new();
-    gen_stage::consumer(consumer)
-        .subscribe_to(&producer, SubscribeOptions::new())
-        .start()
-        .await
-        .unwrap();
-    assert_eq!(producer.stopped().await, ExitReason::Normal);
-    record.wait_until(|r| r.terminated.is_some()).await;
+    let (_, record) = collect(&producer, SubscribeOptions::new()).await;
+    both_stop_normally(&producer, &record).await;
     assert_eq!(record.event_count(), 0);
-    assert_eq!(
-        record.read(|r| r.terminated.clone()),
-        Some(ExitReason::Normal)
-    );
+    assert_eq!(terminated(&record), Some(ExitReason::Normal));
 }
 
 #[tokio::test]
@@ -120,14 +137,8 @@ async fn from_stream_emits_every_item_in_order_then_stops_normally() {
         .start()
         .await
         .unwrap();
-    let (consumer, record) = CollectingConsumer::new();
-    gen_stage::consumer(consumer)
-        .subscribe_to(&producer, opts(7, 3))
-        .start()
-        .await
-        .unwrap();
-    assert_eq!(producer.stopped().await, ExitReason::Normal);
-    record.wait_until(|r| r.terminated.is_some()).await;
+    let (_, record) = collect(&producer, opts(7, 3)).await;
+    both_stop_normally(&producer, &record).await;
     assert_eq!(record.events(), (0..60).collect::<Vec<_>>());
 }
 
@@ -139,12 +150,7 @@ async fn from_stream_waits_for_a_pending_stream_and_stops_when_it_ends() {
         |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
     ));
     let producer = gen_stage::from_stream(source).start().await.unwrap();
-    let (consumer, record) = CollectingConsumer::new();
-    gen_stage::consumer(consumer)
-        .subscribe_to(&producer, opts(5, 0))
-        .start()
-        .await
-        .unwrap();
+    let (_, record) = collect(&producer, opts(5, 0)).await;
     for item in 0..5 {
         sender.send(item).unwrap();
     }
@@ -155,8 +161,7 @@ async fn from_stream_waits_for_a_pending_stream_and_stops_when_it_ends() {
     // The stream has not ended: the producer waits for it, and does not stop.
     assert!(producer.exit_reason().is_none());
     drop(sender);
-    assert_eq!(producer.stopped().await, ExitReason::Normal);
-    record.wait_until(|r| r.terminated.is_some()).await;
+    both_stop_normally(&producer, &record).await;
     assert_eq!(record.events(), (0..7).collect::<Vec<_>>());
 }
 
@@ -174,86 +179,53 @@ async fn from_iter_consumed_as_a_stream_ends_the_stream_normally() {
 // OnCancel
 // ---------------------------------------------------------------------------------------
 
-fn stop_on_cancel(items: std::ops::Range<u32>) -> SourceProducer<IterSource<std::ops::Range<u32>>> {
-    SourceProducer::new(IterSource::new(items)).on_cancel(OnCancel::Stop)
+type RangeSource = SourceProducer<IterSource<std::ops::Range<u32>>>;
+
+/// A started producer of `items` that stops once its last consumer cancels.
+async fn stop_on_cancel(items: std::ops::Range<u32>) -> ProducerRef<RangeSource> {
+    let source = SourceProducer::new(IterSource::new(items)).on_cancel(OnCancel::Stop);
+    gen_stage::producer(source).start().await.expect("starts")
 }
 
 #[tokio::test]
 async fn on_cancel_stop_stops_the_producer_when_its_last_consumer_cancels() {
-    let producer = gen_stage::producer(stop_on_cancel(0..100))
-        .start()
-        .await
-        .unwrap();
-    let (first, first_record) = CollectingConsumer::<u32>::new();
-    let (second, second_record) = CollectingConsumer::<u32>::new();
-    let first = gen_stage::consumer(first.manual())
-        .subscribe_to(&producer, SubscribeOptions::new())
-        .start()
-        .await
-        .unwrap();
-    let second = gen_stage::consumer(second.manual())
-        .subscribe_to(&producer, SubscribeOptions::new())
-        .start()
-        .await
-        .unwrap();
+    let producer = stop_on_cancel(0..100).await;
+    let (first, first_record, first_tag) =
+        manual_consumer(&producer, SubscribeOptions::new()).await;
+    let (second, _, second_tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
 
-    let tag = first_record.wait_for_subscriptions(1).await[0];
-    first.cancel(tag, ExitReason::Normal).unwrap();
+    first.cancel(first_tag, ExitReason::Normal).unwrap();
     first_record.wait_for_cancels(1).await;
-    producer.estimate_buffered_count().await.unwrap();
+    barrier(&producer).await;
     assert!(producer.exit_reason().is_none(), "one consumer is left");
 
-    let tag = second_record.wait_for_subscriptions(1).await[0];
-    second.cancel(tag, ExitReason::Normal).unwrap();
+    second.cancel(second_tag, ExitReason::Normal).unwrap();
     assert_eq!(producer.stopped().await, ExitReason::Normal);
 }
 
 #[tokio::test]
 async fn on_cancel_stop_stops_the_producer_when_its_consumer_stops() {
-    let producer = gen_stage::producer(stop_on_cancel(0..100))
-        .start()
-        .await
-        .unwrap();
-    let (consumer, _record) = CollectingConsumer::<u32>::new();
-    let consumer = gen_stage::consumer(consumer.manual())
-        .subscribe_to(&producer, SubscribeOptions::new())
-        .start()
-        .await
-        .unwrap();
+    let producer = stop_on_cancel(0..100).await;
+    let (consumer, _record, _tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.stop(ExitReason::Shutdown).await.unwrap();
     assert_eq!(producer.stopped().await, ExitReason::Normal);
 }
 
 #[tokio::test]
 async fn on_cancel_stop_stops_the_producer_when_its_stream_is_dropped() {
-    let producer = gen_stage::producer(stop_on_cancel(0..100))
-        .start()
-        .await
-        .unwrap();
-    let stream = gen_stage::stream(&producer, opts(2, 0)).unwrap();
-    let items: Vec<u32> = stream.take(2).collect().await;
-    assert_eq!(items, vec![0, 1]);
+    let producer = stop_on_cancel(0..100).await;
+    assert_eq!(take(&producer, opts(2, 0), 2).await, vec![0, 1]);
     assert_eq!(producer.stopped().await, ExitReason::Normal);
 }
 
 #[tokio::test]
 async fn on_cancel_continue_keeps_the_producer_running_for_the_next_consumer() {
     let producer = gen_stage::from_iter(0..100u32).start().await.unwrap();
-    let first: Vec<u32> = gen_stage::stream(&producer, opts(2, 0))
-        .unwrap()
-        .take(2)
-        .collect()
-        .await;
-    assert_eq!(first, vec![0, 1]);
-    producer.estimate_buffered_count().await.unwrap();
+    assert_eq!(take(&producer, opts(2, 0), 2).await, vec![0, 1]);
+    barrier(&producer).await;
     assert!(producer.exit_reason().is_none());
     // The next consumer continues where the first stopped asking.
-    let next: Vec<u32> = gen_stage::stream(&producer, opts(2, 0))
-        .unwrap()
-        .take(2)
-        .collect()
-        .await;
-    assert_eq!(next, vec![2, 3]);
+    assert_eq!(take(&producer, opts(2, 0), 2).await, vec![2, 3]);
     assert!(producer.is_alive());
 }
 
@@ -263,62 +235,54 @@ async fn on_cancel_continue_keeps_the_producer_running_for_the_next_consumer() {
 
 #[tokio::test]
 async fn stream_asks_nothing_before_the_first_poll_then_max_demand_once() {
-    let (counter, demands) = Counter::new(0).recorded();
-    let producer = gen_stage::producer(counter).start().await.unwrap();
+    let (producer, demands) = recorded_counter(Counter::new(0)).await;
     let mut stream = gen_stage::stream(&producer, opts(30, 10)).unwrap();
-    settle(&producer).await;
+    barrier(&producer).await;
     assert!(demands.is_empty(), "asked before the first poll");
 
     assert_eq!(stream.next().now_or_never(), None);
     demands.wait_for_len(1).await;
-    settle(&producer).await;
+    barrier(&producer).await;
     assert_eq!(demands.snapshot(), vec![30]);
 }
 
 #[tokio::test]
 async fn stream_take_ten_with_max_demand_1000_asks_the_producer_once() {
-    let (counter, demands) = Counter::new(0).recorded();
-    let producer = gen_stage::producer(counter).start().await.unwrap();
-    let items: Vec<u64> = gen_stage::stream(&producer, SubscribeOptions::new())
-        .unwrap()
-        .take(10)
-        .collect()
-        .await;
+    let (producer, demands) = recorded_counter(Counter::new(0)).await;
+    let items = take(&producer, SubscribeOptions::new(), 10).await;
     assert_eq!(items, (0..10).collect::<Vec<_>>());
-    settle(&producer).await;
+    barrier(&producer).await;
     assert_eq!(demands.snapshot(), vec![1000]);
 }
 
 #[tokio::test]
 async fn stream_asks_again_only_as_its_events_are_pulled() {
-    let (counter, demands) = Counter::new(0).recorded();
-    let producer = gen_stage::producer(counter).start().await.unwrap();
+    let (producer, demands) = recorded_counter(Counter::new(0)).await;
     let mut stream = gen_stage::stream(&producer, opts(10, 5)).unwrap();
     for expected in 0..5 {
         assert_eq!(stream.next().await, Some(expected));
     }
-    settle(&producer).await;
+    barrier(&producer).await;
     assert_eq!(demands.snapshot(), vec![10]);
     // Pulling past the first batch of max - min = 5 events asks for 5 more.
     assert_eq!(stream.next().await, Some(5));
-    settle(&producer).await;
+    barrier(&producer).await;
     assert_eq!(demands.snapshot(), vec![10, 5]);
 
     for expected in 6..23 {
         assert_eq!(stream.next().await, Some(expected));
     }
-    settle(&producer).await;
+    barrier(&producer).await;
     let asked: usize = demands.snapshot().iter().sum();
     // The counter emits exactly what it is asked: it never runs more than max_demand ahead.
     assert!(asked <= 23 + 10, "asked {asked} for 23 pulled");
-    settle(&producer).await;
+    barrier(&producer).await;
     assert_eq!(demands.snapshot().iter().sum::<usize>(), asked);
 }
 
 #[tokio::test]
 async fn dropping_a_stream_cancels_its_subscription() {
-    let (scripted, record) = ScriptedProducer::<u32>::with_queue(vec![1, 2, 3]);
-    let producer = gen_stage::producer(scripted).start().await.unwrap();
+    let (producer, record) = scripted_with::<u32>(vec![1, 2, 3]).await;
     let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
     assert_eq!(stream.next().await, Some(1));
     drop(stream);
@@ -337,11 +301,10 @@ async fn dropping_a_stream_cancels_its_subscription() {
 
 #[tokio::test]
 async fn dropping_a_stream_never_polled_subscribes_nothing() {
-    let (scripted, record) = ScriptedProducer::<u32>::new();
-    let producer = gen_stage::producer(scripted).start().await.unwrap();
+    let (producer, record) = scripted::<u32>().await;
     let stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
     drop(stream);
-    settle_scripted(&producer).await;
+    barrier(&producer).await;
     let (subscriptions, demands) = record.read(|r| (r.subscriptions.len(), r.demands.len()));
     assert_eq!((subscriptions, demands), (0, 0));
 }
@@ -380,15 +343,8 @@ async fn stream_of_several_producers_keeps_each_order_and_ends_when_all_finish()
 #[tokio::test]
 async fn permanent_subscription_ending_normally_ends_the_stream_and_cancels_the_others() {
     let finite = gen_stage::from_iter(0..5u32).start().await.unwrap();
-    let (scripted, record) = ScriptedProducer::<u32>::new();
-    let silent = gen_stage::producer(scripted).start().await.unwrap();
-    let mut stream = gen_stage::stream(&finite, SubscribeOptions::new()).unwrap();
-    stream
-        .subscribe_to(
-            &silent,
-            SubscribeOptions::new().cancel(CancelMode::Temporary),
-        )
-        .unwrap();
+    let (silent, record) = scripted::<u32>().await;
+    let mut stream = stream_over_both((&finite, SubscribeOptions::new()), (&silent, temporary()));
     let items: Vec<u32> = stream.by_ref().collect().await;
     assert_eq!(items, (0..5).collect::<Vec<_>>());
     assert_eq!(stream.end_reason(), None);
@@ -401,8 +357,7 @@ async fn permanent_subscription_ending_normally_ends_the_stream_and_cancels_the_
 
 #[tokio::test]
 async fn producer_stopping_abnormally_ends_the_stream_with_its_reason() {
-    let (scripted, _record) = ScriptedProducer::with_queue(vec![1u32, 2, 3]);
-    let producer = gen_stage::producer(scripted).start().await.unwrap();
+    let (producer, _record) = scripted_with(vec![1u32, 2, 3]).await;
     let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
     for expected in 1..=3 {
         assert_eq!(stream.next().await, Some(expected));
@@ -417,8 +372,7 @@ async fn producer_stopping_abnormally_ends_the_stream_with_its_reason() {
 
 #[tokio::test]
 async fn permanent_subscription_shut_down_ends_the_stream_with_shutdown() {
-    let (scripted, _) = ScriptedProducer::<u32>::with_queue(vec![1]);
-    let producer = gen_stage::producer(scripted).start().await.unwrap();
+    let (producer, _) = scripted_with::<u32>(vec![1]).await;
     let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
     assert_eq!(stream.next().await, Some(1));
     producer.stop(ExitReason::Shutdown).await.unwrap();
@@ -428,13 +382,9 @@ async fn permanent_subscription_shut_down_ends_the_stream_with_shutdown() {
 
 #[tokio::test]
 async fn transient_subscription_ending_abnormally_ends_the_stream() {
-    let (scripted, _) = ScriptedProducer::<u32>::with_queue(vec![7]);
-    let failing = gen_stage::producer(scripted).start().await.unwrap();
-    let (scripted, _) = ScriptedProducer::<u32>::new();
-    let other = gen_stage::producer(scripted).start().await.unwrap();
-    let transient = SubscribeOptions::new().cancel(CancelMode::Transient);
-    let mut stream = gen_stage::stream(&failing, transient.clone()).unwrap();
-    stream.subscribe_to(&other, transient).unwrap();
+    let (failing, _) = scripted_with::<u32>(vec![7]).await;
+    let (other, _) = scripted::<u32>().await;
+    let mut stream = stream_over_both((&failing, transient()), (&other, transient()));
     assert_eq!(stream.next().await, Some(7));
     failing
         .stop(ExitReason::Panic("kaput".into()))
@@ -449,61 +399,32 @@ async fn transient_subscription_ending_abnormally_ends_the_stream() {
 
 #[tokio::test]
 async fn transient_subscription_shut_down_drops_out_while_the_others_continue() {
-    let (scripted, _) = ScriptedProducer::<u32>::with_queue(vec![1, 2]);
-    let first = gen_stage::producer(scripted).start().await.unwrap();
-    let (scripted, _) = ScriptedProducer::<u32>::new();
-    let second = gen_stage::producer(scripted).start().await.unwrap();
-    let transient = SubscribeOptions::new().cancel(CancelMode::Transient);
-    let mut stream = gen_stage::stream(&first, transient.clone()).unwrap();
-    stream.subscribe_to(&second, transient).unwrap();
+    let (first, _) = scripted_with::<u32>(vec![1, 2]).await;
+    let (second, _) = scripted::<u32>().await;
+    let mut stream = stream_over_both((&first, transient()), (&second, transient()));
     assert_eq!(stream.next().await, Some(1));
     assert_eq!(stream.next().await, Some(2));
     first.stop(ExitReason::Shutdown).await.unwrap();
-    second.cast(Script::Queue(vec![10, 11])).unwrap();
-    assert_eq!(stream.next().await, Some(10));
-    assert_eq!(stream.next().await, Some(11));
-    second.stop(ExitReason::Normal).await.unwrap();
-    assert_eq!(stream.next().await, None);
-    assert_eq!(stream.end_reason(), None);
+    served_to_the_end_by(&mut stream, &second, vec![10, 11]).await;
 }
 
 #[tokio::test]
 async fn temporary_subscription_whose_producer_fails_drops_out_while_the_others_continue() {
-    let (scripted, _) = ScriptedProducer::<u32>::with_queue(vec![1]);
-    let failing = gen_stage::producer(scripted).start().await.unwrap();
-    let (scripted, _) = ScriptedProducer::<u32>::new();
-    let steady = gen_stage::producer(scripted).start().await.unwrap();
-    let mut stream = gen_stage::stream(
-        &failing,
-        SubscribeOptions::new().cancel(CancelMode::Temporary),
-    )
-    .unwrap();
-    stream
-        .subscribe_to(
-            &steady,
-            SubscribeOptions::new().cancel(CancelMode::Transient),
-        )
-        .unwrap();
+    let (failing, _) = scripted_with::<u32>(vec![1]).await;
+    let (steady, _) = scripted::<u32>().await;
+    let mut stream = stream_over_both((&failing, temporary()), (&steady, transient()));
     assert_eq!(stream.next().await, Some(1));
     failing.stop(ExitReason::error("boom")).await.unwrap();
-    steady.cast(Script::Queue(vec![2, 3])).unwrap();
-    assert_eq!(stream.next().await, Some(2));
-    assert_eq!(stream.next().await, Some(3));
-    steady.stop(ExitReason::Normal).await.unwrap();
-    assert_eq!(stream.next().await, None);
-    assert_eq!(stream.end_reason(), None);
+    served_to_the_end_by(&mut stream, &steady, vec![2, 3]).await;
 }
 
 #[tokio::test]
 async fn subscribing_mid_stream_adds_a_producer() {
-    let (scripted, _) = ScriptedProducer::<u32>::with_queue(vec![1]);
-    let first = gen_stage::producer(scripted).start().await.unwrap();
-    let (scripted, _) = ScriptedProducer::<u32>::with_queue(vec![2, 3]);
-    let second = gen_stage::producer(scripted).start().await.unwrap();
-    let transient = SubscribeOptions::new().cancel(CancelMode::Transient);
-    let mut stream = gen_stage::stream(&first, transient.clone()).unwrap();
+    let (first, _) = scripted_with::<u32>(vec![1]).await;
+    let (second, _) = scripted_with::<u32>(vec![2, 3]).await;
+    let mut stream = gen_stage::stream(&first, transient()).unwrap();
     assert_eq!(stream.next().await, Some(1));
-    stream.subscribe_to(&second, transient).unwrap();
+    stream.subscribe_to(&second, transient()).unwrap();
     assert_eq!(stream.next().await, Some(2));
     assert_eq!(stream.next().await, Some(3));
     first.stop(ExitReason::Normal).await.unwrap();
@@ -512,41 +433,14 @@ async fn subscribing_mid_stream_adds_a_producer() {
     assert_eq!(stream.end_reason(), None);
 }
 
-/// Refuses every subscription.
-struct Picky;
-
-impl Producer for Picky {
-    type Event = u32;
-    type Message = ();
-
-    async fn handle_demand(
-        &mut self,
-        _demand: usize,
-        _ctx: &mut ProducerContext<'_, Self>,
-    ) -> Result<Vec<u32>, BoxError> {
-        Ok(Vec::new())
-    }
-
-    async fn handle_consumer_subscribed(
-        &mut self,
-        _tag: SubscriptionTag,
-        _options: &SubscribeOptions,
-        _ctx: &mut ProducerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        Err("no thanks".into())
-    }
-}
-
 #[tokio::test]
 async fn rejected_subscription_never_ends_the_stream_silently() {
-    let (scripted, _) = ScriptedProducer::<u32>::with_queue(vec![10]);
-    let steady = gen_stage::producer(scripted).start().await.unwrap();
-    let picky = gen_stage::producer(Picky).start().await.unwrap();
-    let transient = SubscribeOptions::new().cancel(CancelMode::Transient);
-    let mut stream = gen_stage::stream(&steady, transient).unwrap();
-    stream
-        .subscribe_to(&picky, SubscribeOptions::new())
+    let (steady, _) = scripted_with::<u32>(vec![10]).await;
+    let picky = gen_stage::producer(Refusing::<u32>::new("no thanks"))
+        .start()
+        .await
         .unwrap();
+    let mut stream = stream_over_both((&steady, transient()), (&picky, SubscribeOptions::new()));
     assert_eq!(stream.next().await, Some(10));
     steady.cast(Script::Queue(vec![11])).unwrap();
     // Either the rejection only drops its own subscription (as a rejection never stops
@@ -603,8 +497,7 @@ async fn stream_over_a_stopped_producer_ends_at_once() {
     assert_eq!(stream.next().await, None);
     assert_eq!(stream.end_reason(), Some(&ExitReason::NotAlive));
 
-    let temporary = SubscribeOptions::new().cancel(CancelMode::Temporary);
-    let mut stream = gen_stage::stream(&producer, temporary).unwrap();
+    let mut stream = gen_stage::stream(&producer, temporary()).unwrap();
     assert_eq!(stream.next().await, None);
     assert_eq!(stream.end_reason(), None);
 }
@@ -613,20 +506,18 @@ async fn stream_over_a_stopped_producer_ends_at_once() {
 async fn stream_with_a_dead_permanent_producer_ends_whatever_the_order() {
     let dead = gen_stage::from_iter(0..10u32).start().await.unwrap();
     dead.stop(ExitReason::Shutdown).await.unwrap();
-    let (scripted, _) = ScriptedProducer::<u32>::with_queue(vec![1, 2]);
-    let alive = gen_stage::producer(scripted).start().await.unwrap();
-    let mut stream = gen_stage::stream(&dead, SubscribeOptions::new()).unwrap();
-    stream
-        .subscribe_to(&alive, SubscribeOptions::new())
-        .unwrap();
+    let (alive, _) = scripted_with::<u32>(vec![1, 2]).await;
+    let mut stream = stream_over_both(
+        (&dead, SubscribeOptions::new()),
+        (&alive, SubscribeOptions::new()),
+    );
     assert_eq!(stream.next().await, None);
     assert_eq!(stream.end_reason(), Some(&ExitReason::NotAlive));
 }
 
 #[tokio::test(start_paused = true)]
 async fn stream_over_a_producer_that_is_stopping_ends() {
-    let (scripted, _) = ScriptedProducer::<u32>::new();
-    let producer = gen_stage::producer(scripted).start().await.unwrap();
+    let (producer, _) = scripted::<u32>().await;
     // The stop is queued first; the stream's subscription lands behind it, in the
     // mailbox of a stage that is still alive but will never handle it.
     producer.cast(Script::Stop(ExitReason::Shutdown)).unwrap();

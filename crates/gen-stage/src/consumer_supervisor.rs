@@ -1,0 +1,447 @@
+//! A consumer that runs one task per event, with demand as the limit on tasks.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::context::ConsumerContext;
+use crate::error::CallError;
+use crate::exit::{BoxError, CancelReason, ExitReason};
+use crate::handle::{ConsumerRef, ReplyTo};
+use crate::options::SubscribeOptions;
+use crate::stage::{AskMode, Consumer, Init};
+use crate::subscription::SubscriptionTag;
+use crate::supervisor::{Restart, Shutdown};
+
+/// Names one task of a [`ConsumerSupervisor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(u64);
+
+/// How many tasks a [`ConsumerSupervisor`] runs, and has run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskCounts {
+    /// Tasks running now (restarting ones included).
+    pub running: usize,
+    /// The most tasks that ever ran at once.
+    pub high_water_mark: usize,
+    /// Tasks restarted after a failure.
+    pub restarts: usize,
+    /// Tasks that failed and were not restarted.
+    pub failed: usize,
+    /// Tasks that finished successfully.
+    pub completed: usize,
+}
+
+/// Messages a [`ConsumerSupervisor`] takes; use the methods of its handle instead
+/// ([`ConsumerRef::start_child`] and the others below it).
+#[doc(hidden)]
+pub enum TaskMessage<E> {
+    Done(TaskId, Result<(), ExitReason>),
+    AskInitial(SubscriptionTag),
+    StartChild(E, ReplyTo<TaskId>),
+    TerminateChild(TaskId, ReplyTo<bool>),
+    WhichChildren(ReplyTo<Vec<TaskId>>),
+    CountChildren(ReplyTo<TaskCounts>),
+}
+
+impl<E> fmt::Debug for TaskMessage<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TaskMessage")
+    }
+}
+
+struct Task<E> {
+    handle: JoinHandle<()>,
+    /// The subscription whose demand slot it holds (none for `start_child` tasks).
+    slot: Option<SubscriptionTag>,
+    /// Kept to run the task again after a failure (transient tasks).
+    event: Option<E>,
+}
+
+struct Slots {
+    /// Slots freed and not yet asked for again.
+    freed: usize,
+    min: usize,
+    max: usize,
+}
+
+type Template<E> =
+    Arc<dyn Fn(E) -> futures::future::BoxFuture<'static, Result<(), BoxError>> + Send + Sync>;
+
+/// A consumer that starts one task per event, from a template (an async function of
+/// the event), with each subscription's `max_demand` as the limit on tasks running at
+/// once: demand is asked again, in chunks of `min_demand`, only as tasks finish. So a
+/// slow task holds the producer back.
+///
+/// Tasks are [`Restart::Temporary`] by default (a failed task is counted, not run
+/// again). [`Restart::Transient`] runs a task that failed (error or panic) again with
+/// the same event, keeping its demand slot, within the restart intensity (3 in 5
+/// seconds by default; past it the stage stops with [`ExitReason::TooManyRestarts`]).
+/// [`Restart::Permanent`] is refused at start: a task that finished would run forever.
+///
+/// Tasks outlive a producer that cancels. When the stage stops, running tasks get the
+/// shutdown policy's time to finish, then are aborted ([`Shutdown::Graceful`], 5
+/// seconds by default), or are aborted at once ([`Shutdown::Kill`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// use gen_stage::{BoxError, ConsumerSupervisor, SubscribeOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// let sum = Arc::new(AtomicU64::new(0));
+/// let total = sum.clone();
+/// let jobs = gen_stage::from_iter(1..=100u64).start().await?;
+/// let workers = gen_stage::consumer(ConsumerSupervisor::new(move |job: u64| {
+///     let sum = sum.clone();
+///     async move {
+///         sum.fetch_add(job, Ordering::Relaxed); // stands for real work
+///         Ok::<(), BoxError>(())
+///     }
+/// }))
+/// .subscribe_to(&jobs, SubscribeOptions::new().max_demand(10))
+/// .start()
+/// .await?;
+/// workers.stopped().await; // the producer finished, and so did every task
+/// assert_eq!(total.load(Ordering::Relaxed), 5050);
+/// # Ok(())
+/// # }
+/// ```
+pub struct ConsumerSupervisor<E> {
+    template: Template<E>,
+    restart: Restart,
+    clone_event: Option<fn(&E) -> E>,
+    shutdown: Shutdown,
+    max_restarts: usize,
+    period: Duration,
+    tasks: HashMap<TaskId, Task<E>>,
+    slots: HashMap<SubscriptionTag, Slots>,
+    restarts: VecDeque<Instant>,
+    counts: TaskCounts,
+    next_id: u64,
+}
+
+impl<E> fmt::Debug for ConsumerSupervisor<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerSupervisor")
+            .field("restart", &self.restart)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Send + 'static> ConsumerSupervisor<E> {
+    /// A supervisor whose tasks run `template(event)`.
+    pub fn new<F, Fut>(template: F) -> Self
+    where
+        F: Fn(E) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        ConsumerSupervisor {
+            template: Arc::new(move |event| Box::pin(template(event))),
+            restart: Restart::Temporary,
+            clone_event: None,
+            shutdown: Shutdown::default(),
+            max_restarts: 3,
+            period: Duration::from_secs(5),
+            tasks: HashMap::new(),
+            slots: HashMap::new(),
+            restarts: VecDeque::new(),
+            counts: TaskCounts::default(),
+            next_id: 0,
+        }
+    }
+
+    /// When tasks are run again (default [`Restart::Temporary`]; `Permanent` is
+    /// refused at start). Running a task again needs its event, hence `E: Clone`.
+    pub fn restart(mut self, restart: Restart) -> Self
+    where
+        E: Clone,
+    {
+        self.restart = restart;
+        self.clone_event = Some(E::clone);
+        self
+    }
+
+    /// How running tasks are stopped when the stage stops.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// At most `max_restarts` task restarts within any `period` (default 3 in 5 s).
+    pub fn intensity(mut self, max_restarts: usize, period: Duration) -> Self {
+        self.max_restarts = max_restarts;
+        self.period = period;
+        self
+    }
+
+    fn spawn(
+        &mut self,
+        id: TaskId,
+        event: E,
+        slot: Option<SubscriptionTag>,
+        ctx: &ConsumerContext<'_, Self>,
+    ) {
+        let kept = match (self.restart, self.clone_event) {
+            (Restart::Transient, Some(clone)) => Some(clone(&event)),
+            _ => None,
+        };
+        let work = (self.template)(event);
+        let me = ctx.stage_ref().clone();
+        let handle = tokio::spawn(async move {
+            let outcome = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(ExitReason::error(error)),
+                Err(panic) => Err(ExitReason::from_panic(&*panic)),
+            };
+            let _ = me.cast(TaskMessage::Done(id, outcome));
+        });
+        self.tasks.insert(
+            id,
+            Task {
+                handle,
+                slot,
+                event: kept,
+            },
+        );
+        self.counts.running = self.tasks.len();
+        self.counts.high_water_mark = self.counts.high_water_mark.max(self.tasks.len());
+    }
+
+    fn next_id(&mut self) -> TaskId {
+        self.next_id += 1;
+        TaskId(self.next_id)
+    }
+
+    fn allow_restart(&mut self) -> bool {
+        let now = Instant::now();
+        while self
+            .restarts
+            .front()
+            .is_some_and(|&at| now.duration_since(at) > self.period)
+        {
+            self.restarts.pop_front();
+        }
+        self.restarts.push_back(now);
+        self.restarts.len() <= self.max_restarts
+    }
+
+    /// A task ended: run it again, or free its slot and ask again in chunks.
+    fn task_done(
+        &mut self,
+        id: TaskId,
+        outcome: Result<(), ExitReason>,
+        ctx: &mut ConsumerContext<'_, Self>,
+    ) {
+        let Some(task) = self.tasks.remove(&id) else {
+            return; // terminated on request
+        };
+        match outcome {
+            Ok(()) => self.counts.completed += 1,
+            Err(reason) => match task.event {
+                Some(event) => {
+                    tracing::warn!(
+                        "consumer supervisor: task {id:?} failed ({reason}); restarting"
+                    );
+                    if !self.allow_restart() {
+                        ctx.stop(ExitReason::TooManyRestarts);
+                        return;
+                    }
+                    self.counts.restarts += 1;
+                    return self.spawn(id, event, task.slot, ctx);
+                }
+                None => {
+                    tracing::warn!("consumer supervisor: task {id:?} failed ({reason})");
+                    self.counts.failed += 1;
+                }
+            },
+        }
+        self.counts.running = self.tasks.len();
+        self.free_slot(task.slot, ctx);
+    }
+
+    /// A task's demand slot is free: ask again once `min_demand` slots are.
+    fn free_slot(&mut self, slot: Option<SubscriptionTag>, ctx: &mut ConsumerContext<'_, Self>) {
+        let Some(tag) = slot else { return };
+        let Some(slots) = self.slots.get_mut(&tag) else {
+            return; // the producer is gone: nothing to ask
+        };
+        slots.freed += 1;
+        if slots.freed >= slots.min.max(1) {
+            let freed = std::mem::take(&mut slots.freed);
+            if let Some(demand) = NonZeroUsize::new(freed) {
+                let _ = ctx.ask(tag, demand);
+            }
+        }
+    }
+}
+
+impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
+    type Event = E;
+    type Message = TaskMessage<E>;
+
+    async fn init(&mut self, _ctx: &mut ConsumerContext<'_, Self>) -> Result<Init, BoxError> {
+        if self.restart == Restart::Permanent {
+            return Err(concat!(
+                "ConsumerSupervisor does not support permanent tasks: a task that finished ",
+                "would be started again forever; use Restart::Transient (run again only after ",
+                "a failure) or Restart::Temporary"
+            )
+            .into());
+        }
+        Ok(Init::Start)
+    }
+
+    async fn handle_producer_subscribed(
+        &mut self,
+        tag: SubscriptionTag,
+        options: &SubscribeOptions,
+        ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<AskMode, BoxError> {
+        let slots = Slots {
+            freed: 0,
+            min: options.min_demand_value(),
+            max: options.max_demand_value(),
+        };
+        self.slots.insert(tag, slots);
+        // The subscription exists once this hook returns: ask for max_demand then.
+        let _ = ctx.stage_ref().cast(TaskMessage::AskInitial(tag));
+        Ok(AskMode::Manual)
+    }
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<E>,
+        from: SubscriptionTag,
+        ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        for event in events {
+            let id = self.next_id();
+            self.spawn(id, event, Some(from), ctx);
+        }
+        Ok(())
+    }
+
+    async fn handle_cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        _reason: &CancelReason,
+        _ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        // Its tasks keep running; their end frees nothing.
+        self.slots.remove(&tag);
+        Ok(())
+    }
+
+    async fn handle_message(
+        &mut self,
+        message: TaskMessage<E>,
+        ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        match message {
+            TaskMessage::Done(id, outcome) => self.task_done(id, outcome, ctx),
+            TaskMessage::AskInitial(tag) => {
+                // The first ask: max_demand, the same as an automatic subscription.
+                let max = self.slots.get(&tag).map(|slots| slots.max);
+                if let Some(demand) = max.and_then(NonZeroUsize::new) {
+                    let _ = ctx.ask(tag, demand);
+                }
+            }
+            TaskMessage::StartChild(event, reply) => {
+                let id = self.next_id();
+                self.spawn(id, event, None, ctx);
+                reply.send(id);
+            }
+            TaskMessage::TerminateChild(id, reply) => {
+                let task = self.tasks.remove(&id);
+                let found = task.is_some();
+                if let Some(task) = task {
+                    task.handle.abort();
+                    self.counts.running = self.tasks.len();
+                    self.free_slot(task.slot, ctx);
+                }
+                reply.send(found);
+            }
+            TaskMessage::WhichChildren(reply) => {
+                let mut ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+                ids.sort_unstable();
+                reply.send(ids);
+            }
+            TaskMessage::CountChildren(reply) => reply.send(self.counts),
+        }
+        Ok(())
+    }
+
+    async fn terminate(&mut self, _reason: &ExitReason) {
+        let tasks: Vec<JoinHandle<()>> = self.tasks.drain().map(|(_, task)| task.handle).collect();
+        match self.shutdown {
+            Shutdown::Kill => tasks.iter().for_each(JoinHandle::abort),
+            Shutdown::Wait => {
+                for task in tasks {
+                    let _ = task.await;
+                }
+            }
+            Shutdown::Graceful(limit) => {
+                let deadline = Instant::now() + limit;
+                for task in tasks {
+                    let abort = task.abort_handle();
+                    if tokio::time::timeout_at(deadline, task).await.is_err() {
+                        abort.abort();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
+    /// Starts a task for `event` outside any subscription's demand.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError`] if the supervisor is not alive or does not answer in time.
+    pub async fn start_child(&self, event: E) -> Result<TaskId, CallError> {
+        self.call(|reply| TaskMessage::StartChild(event, reply))
+            .await
+    }
+
+    /// Aborts the task `id`, freeing its demand slot; false if no such task runs.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError`] if the supervisor is not alive or does not answer in time.
+    pub async fn terminate_child(&self, id: TaskId) -> Result<bool, CallError> {
+        self.call(|reply| TaskMessage::TerminateChild(id, reply))
+            .await
+    }
+
+    /// The tasks running now.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError`] if the supervisor is not alive or does not answer in time.
+    pub async fn which_children(&self) -> Result<Vec<TaskId>, CallError> {
+        self.call(TaskMessage::WhichChildren).await
+    }
+
+    /// How many tasks run and have run.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError`] if the supervisor is not alive or does not answer in time.
+    pub async fn count_children(&self) -> Result<TaskCounts, CallError> {
+        self.call(TaskMessage::CountChildren).await
+    }
+}

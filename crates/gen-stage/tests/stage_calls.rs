@@ -1,0 +1,268 @@
+//! Calls, casts and subscription requests: typed replies (now, later, never), timeouts,
+//! messages to a stopped stage, events emitted before a reply, and the errors of
+//! `subscribe_to` / `async_subscribe_to` / `resubscribe` (semantics §3, §4.1, §10 item 13).
+
+mod support;
+
+use std::time::Duration;
+
+use gen_stage::{
+    CallError, CancelMode, CancelReason, DEFAULT_CALL_TIMEOUT, ExitReason, OptionsError,
+    ProducerRef, SendError, StartError, SubscribeError, SubscribeOptions,
+};
+use gen_stage_test::{Script, ScriptedProducer};
+use support::{
+    Query, Refusing, Req, Server, ServerLog, answers, build_probe, cancels, producer_cancels,
+    scripted, server, start_probe, start_server, subscribe,
+};
+
+fn opts() -> SubscribeOptions {
+    SubscribeOptions::new()
+}
+
+/// Calls the server with a request it keeps the reply handle of, from another task;
+/// returns once the server holds the handle.
+async fn held_call(
+    stage: &ProducerRef<Server>,
+    log: &ServerLog,
+) -> tokio::task::JoinHandle<Result<u64, CallError>> {
+    let caller = tokio::spawn({
+        let stage = stage.clone();
+        async move { stage.call(Req::Later).await }
+    });
+    log.held.wait_for_len(1).await;
+    caller
+}
+
+/// A producer that has already stopped normally.
+async fn dead_producer() -> ProducerRef<ScriptedProducer<u64>> {
+    let (producer, _) = scripted().await;
+    let stopped = producer.stop(ExitReason::Normal).await;
+    stopped.expect("it was alive");
+    producer
+}
+
+fn invalid<T>(outcome: Result<T, SubscribeError>) -> Option<OptionsError> {
+    match outcome {
+        Err(SubscribeError::InvalidOptions(error)) => Some(error),
+        _ => None,
+    }
+}
+
+// --- Calls and casts -----------------------------------------------------------------
+
+#[tokio::test]
+async fn call_returns_the_typed_reply_and_casts_are_handled_in_order() {
+    let stage = start_server(Server::default()).await;
+    assert_eq!(stage.call(Req::Get).await, Ok(0));
+    stage.cast(Req::Add(2)).unwrap();
+    stage.cast(Req::Add(3)).unwrap();
+    assert_eq!(stage.call(Req::Get).await, Ok(5));
+}
+
+#[tokio::test]
+async fn a_kept_reply_handle_can_answer_on_a_later_message() {
+    let (stage, log) = server();
+    let stage = start_server(stage).await;
+    let caller = held_call(&stage, &log).await;
+    stage.cast(Req::Add(7)).unwrap();
+    stage.cast(Req::Release).unwrap();
+    assert_eq!(caller.await.unwrap(), Ok(7));
+}
+
+#[tokio::test]
+async fn dropping_the_reply_handle_fails_the_call_with_not_alive() {
+    let stage = start_server(Server::default()).await;
+    assert_eq!(stage.call(Req::Forget).await, Err(CallError::NotAlive));
+    assert!(stage.is_alive());
+    assert_eq!(stage.call(Req::Get).await, Ok(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_time_out_and_the_stage_keeps_running() {
+    let (stage, log) = server();
+    let stage = start_server(stage).await;
+    let outcome = stage.call_timeout(Req::Later, Duration::from_millis(100));
+    assert_eq!(outcome.await, Err(CallError::Timeout));
+    assert_eq!(log.held.len(), 1, "the stage did get the request");
+
+    let started = tokio::time::Instant::now();
+    assert_eq!(stage.call(Req::Later).await, Err(CallError::Timeout));
+    assert!(
+        started.elapsed() >= DEFAULT_CALL_TIMEOUT,
+        "call waits the default timeout"
+    );
+
+    // Late replies to callers that gave up are ignored.
+    stage.cast(Req::Release).unwrap();
+    assert_eq!(stage.call(Req::Get).await, Ok(0));
+}
+
+#[tokio::test]
+async fn pending_calls_fail_with_not_alive_when_the_stage_stops() {
+    let (stage, log) = server();
+    let stage = start_server(stage).await;
+    let caller = held_call(&stage, &log).await;
+    stage.stop(ExitReason::Shutdown).await.unwrap();
+    assert_eq!(caller.await.unwrap(), Err(CallError::NotAlive));
+}
+
+#[tokio::test]
+async fn messages_to_a_stopped_stage_fail_and_come_back() {
+    let stage = start_server(Server::default()).await;
+    stage.stop(ExitReason::Normal).await.unwrap();
+    assert_eq!(stage.call(Req::Get).await, Err(CallError::NotAlive));
+    assert!(matches!(
+        stage.cast(Req::Add(3)),
+        Err(SendError(Req::Add(3)))
+    ));
+    let info = stage.async_info(Req::Add(4));
+    assert!(matches!(info, Err(SendError(Req::Add(4)))));
+    let back = stage.sync_info(Req::Add(5)).await.unwrap_err().into_inner();
+    assert!(matches!(back, Req::Add(5)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_emitted_before_a_reply_reach_the_consumer_first() {
+    let (producer, record) = scripted().await;
+    let (consumer, _) = start_probe(None).await;
+    subscribe(&consumer, &producer, opts().max_demand(100)).await;
+    // The consumer's demand has reached the producer: emitted events go straight out.
+    record.wait_until(|r| r.demands == vec![100]).await;
+
+    for round in 0..10u64 {
+        let batch = vec![round * 3, round * 3 + 1, round * 3 + 2];
+        let call = producer.call(|reply| Script::EmitThenReply(batch, reply));
+        call.await.unwrap();
+        // The events were in the consumer's mailbox before the reply was sent, so a
+        // call made after the reply is handled after them.
+        let seen = consumer.call(Query::Seen).await.unwrap();
+        assert_eq!(seen, (0..round * 3 + 3).collect::<Vec<_>>());
+    }
+}
+
+// --- Subscriptions -------------------------------------------------------------------
+
+#[tokio::test]
+async fn subscribe_to_rejects_invalid_options_and_the_consumer_keeps_running() {
+    let (producer, _) = scripted::<u64>().await;
+    let (consumer, _) = start_probe(None).await;
+
+    let zero = consumer.subscribe_to(&producer, opts().max_demand(0)).await;
+    assert_eq!(invalid(zero), Some(OptionsError::MaxDemandZero));
+    let equal = opts().max_demand(5).min_demand(5);
+    let equal = consumer.subscribe_to(&producer, equal).await;
+    let expected = OptionsError::MinDemandNotBelowMax {
+        min_demand: 5,
+        max_demand: 5,
+    };
+    assert_eq!(invalid(equal), Some(expected));
+    let zero = consumer.async_subscribe_to(&producer, opts().max_demand(0));
+    assert_eq!(invalid(zero), Some(OptionsError::MaxDemandZero));
+    assert!(answers(&consumer).await);
+}
+
+#[tokio::test]
+async fn the_builder_rejects_invalid_subscription_options() {
+    let (producer, _) = scripted::<u64>().await;
+    for (options, expected) in [
+        (opts().max_demand(0), OptionsError::MaxDemandZero),
+        (
+            opts().max_demand(4).min_demand(9),
+            OptionsError::MinDemandNotBelowMax {
+                min_demand: 9,
+                max_demand: 4,
+            },
+        ),
+    ] {
+        let outcome = build_probe(&producer, options).await;
+        assert!(matches!(outcome, Err(StartError::InvalidOptions(e)) if e == expected));
+    }
+}
+
+#[tokio::test]
+async fn subscribing_to_a_stopped_producer_fails_and_the_consumer_keeps_running() {
+    let producer = dead_producer().await;
+    let (consumer, _) = start_probe(None).await;
+    let outcome = consumer.subscribe_to(&producer, opts()).await;
+    assert!(matches!(outcome, Err(SubscribeError::ProducerNotAlive)));
+    assert!(answers(&consumer).await);
+
+    let outcome = build_probe(&producer, opts()).await;
+    let not_alive = matches!(
+        outcome,
+        Err(StartError::Subscribe(SubscribeError::ProducerNotAlive))
+    );
+    assert!(not_alive, "the builder reports the dead producer");
+}
+
+#[tokio::test]
+async fn async_subscribe_to_a_dead_producer_stops_the_consumer_unless_temporary() {
+    let producer = dead_producer().await;
+    let not_alive = CancelReason::Down(ExitReason::NotAlive);
+    for mode in [CancelMode::Permanent, CancelMode::Transient] {
+        let (consumer, record) = start_probe(None).await;
+        consumer
+            .async_subscribe_to(&producer, opts().cancel(mode))
+            .unwrap();
+        assert_eq!(consumer.stopped().await, ExitReason::NotAlive, "{mode:?}");
+        assert!(matches!(&cancels(&record)[..], [(_, reason)] if *reason == not_alive));
+    }
+
+    let (consumer, record) = start_probe(None).await;
+    consumer
+        .async_subscribe_to(&producer, opts().cancel(CancelMode::Temporary))
+        .unwrap();
+    assert!(answers(&consumer).await);
+    assert!(matches!(&cancels(&record)[..], [(_, reason)] if *reason == not_alive));
+}
+
+#[tokio::test]
+async fn a_rejected_subscription_reports_the_error_and_the_consumer_survives() {
+    let producer = gen_stage::producer(Refusing::<u64>::new("no room"))
+        .start()
+        .await
+        .unwrap();
+    let (consumer, record) = start_probe(None).await;
+    let outcome = consumer.subscribe_to(&producer, opts()).await;
+    assert!(matches!(&outcome, Err(SubscribeError::Rejected(e)) if e.to_string() == "no room"));
+    let cancels = record.wait_for_cancels(1).await;
+    assert!(matches!(&cancels[..], [(_, CancelReason::Rejected(_))]));
+    assert!(answers(&consumer).await);
+    assert!(producer.is_alive());
+
+    let outcome = build_probe(&producer, opts()).await;
+    assert!(
+        matches!(outcome, Err(StartError::Subscribe(SubscribeError::Rejected(e))) if e.to_string() == "no room")
+    );
+}
+
+#[tokio::test]
+async fn resubscribe_moves_a_consumer_to_another_producer() {
+    let (first, first_record) = scripted().await;
+    let (second, _) = scripted().await;
+    let (consumer, record) = start_probe(None).await;
+    let old = subscribe(&consumer, &first, opts()).await;
+
+    let new = consumer
+        .resubscribe(old, ExitReason::Normal, &second, opts())
+        .await
+        .unwrap();
+    assert_ne!(new, old);
+    assert_eq!(
+        producer_cancels(&first_record).await,
+        vec![(old, CancelReason::Cancelled(ExitReason::Normal))]
+    );
+    assert_eq!(
+        cancels(&record),
+        vec![(old, CancelReason::Cancelled(ExitReason::Normal))]
+    );
+
+    first.cast(Script::Emit(vec![1, 2])).unwrap();
+    assert_eq!(first.estimate_buffered_count().await, Ok(2));
+    second.cast(Script::Emit(vec![10, 20])).unwrap();
+    record.wait_for_events(2).await;
+    assert_eq!(record.events(), vec![10, 20]);
+    assert_eq!(record.read(|r| r.batches[0].0), new);
+    assert!(answers(&consumer).await);
+}

@@ -1,0 +1,231 @@
+//! The lifecycle of stages: init outcomes, stopping, failures in hooks, and how peers
+//! react to each other's exit and cancellation (semantics §1.1, §2, §5.4, §10 item 11).
+
+mod support;
+
+use gen_stage::{CancelMode, CancelReason, ExitReason, NotAlive, StartError, SubscribeOptions};
+use gen_stage_test::{Counter, Script};
+use support::{
+    Fault, OnEvent, Query, Req, ServerLog, answers, cancels, collect, producer_cancels, scripted,
+    server, start_probe, start_server, subscribe, terminated,
+};
+
+fn opts() -> SubscribeOptions {
+    SubscribeOptions::new()
+}
+
+fn reasons() -> Vec<ExitReason> {
+    vec![
+        ExitReason::Normal,
+        ExitReason::Shutdown,
+        ExitReason::custom_shutdown("maintenance"),
+        ExitReason::error("disk full"),
+        ExitReason::Panic("lost it".into()),
+    ]
+}
+
+// --- init ----------------------------------------------------------------------------
+
+async fn start_failing(fault: Fault) -> (Option<StartError>, ServerLog) {
+    let (stage, log) = server();
+    let stage = stage.on_init(fault);
+    (gen_stage::producer(stage).start().await.err(), log)
+}
+
+#[tokio::test]
+async fn init_error_fails_start_with_the_error() {
+    let (error, _) = start_failing(Fault::Error).await;
+    let expected = ExitReason::error("no config");
+    assert!(matches!(error, Some(StartError::Init(reason)) if reason == expected));
+}
+
+#[tokio::test]
+async fn init_ignore_fails_start_with_ignored_without_terminate() {
+    let (error, log) = start_failing(Fault::Ignore).await;
+    assert!(matches!(error, Some(StartError::Ignored)));
+    assert!(log.terminated.is_empty());
+}
+
+#[tokio::test]
+async fn init_panic_fails_start_with_the_panic_message() {
+    let (error, _) = start_failing(Fault::Panic).await;
+    let expected = ExitReason::Panic("init exploded".into());
+    assert!(matches!(error, Some(StartError::Init(reason)) if reason == expected));
+}
+
+// --- Stopping and failing ------------------------------------------------------------
+
+#[tokio::test]
+async fn stop_waits_for_terminate_and_reports_the_reason() {
+    let (stage, log) = server();
+    let stage = start_server(stage).await;
+    assert!(stage.is_alive());
+    assert_eq!(stage.exit_reason(), None);
+
+    stage.stop(ExitReason::Shutdown).await.unwrap();
+    assert!(!stage.is_alive());
+    assert_eq!(log.terminated.snapshot(), vec![ExitReason::Shutdown]);
+    assert_eq!(stage.exit_reason(), Some(ExitReason::Shutdown));
+    assert_eq!(stage.stopped().await, ExitReason::Shutdown);
+    assert_eq!(stage.stop(ExitReason::Normal).await, Err(NotAlive));
+}
+
+#[tokio::test]
+async fn a_hook_that_stops_errs_or_panics_ends_the_stage_with_that_reason() {
+    let cases = [
+        (
+            Req::StopWith(ExitReason::custom_shutdown("done")),
+            ExitReason::custom_shutdown("done"),
+        ),
+        (Req::Fail, ExitReason::error("request failed")),
+        (Req::Panic, ExitReason::Panic("message exploded".into())),
+    ];
+    for (request, expected) in cases {
+        let (stage, log) = server();
+        let stage = start_server(stage).await;
+        stage.cast(request).unwrap();
+        let reason = stage.stopped().await;
+        assert_eq!(reason, expected);
+        assert_eq!(log.terminated.snapshot(), vec![expected]);
+        assert!(!stage.is_alive());
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_handle_demand_stops_only_the_producer() {
+    let (stage, log) = server();
+    let producer = start_server(stage.on_demand(Fault::Panic)).await;
+    let (consumer, record) = start_probe(None).await;
+    let tag = subscribe(&consumer, &producer, opts().cancel(CancelMode::Temporary)).await;
+
+    let reason = ExitReason::Panic("demand exploded".into());
+    assert_eq!(producer.stopped().await, reason);
+    assert_eq!(log.terminated.snapshot(), vec![reason.clone()]);
+    assert!(answers(&consumer).await);
+    assert_eq!(cancels(&record), vec![(tag, CancelReason::Down(reason))]);
+
+    // Other stages, and the runtime, carry on.
+    let counter = gen_stage::producer(Counter::new(0).limit(5))
+        .start()
+        .await
+        .unwrap();
+    let (_, events) = collect(&counter, opts()).await;
+    events.wait_for_events(5).await;
+    assert_eq!(events.events(), vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn an_error_in_handle_demand_stops_the_producer_and_its_permanent_consumer() {
+    let (stage, _) = server();
+    let producer = start_server(stage.on_demand(Fault::Error)).await;
+    let (consumer, _) = start_probe(None).await;
+    subscribe(&consumer, &producer, opts()).await;
+    let reason = ExitReason::error("no more demand");
+    assert_eq!(producer.stopped().await, reason);
+    assert_eq!(consumer.stopped().await, reason);
+}
+
+#[tokio::test]
+async fn a_failure_in_handle_events_stops_only_the_consumer() {
+    let cases = [
+        (OnEvent::Panic, ExitReason::Panic("bad event 13".into())),
+        (OnEvent::Fail, ExitReason::error("cannot handle 13")),
+        (OnEvent::Stop, ExitReason::custom_shutdown("stop event")),
+    ];
+    for (action, expected) in cases {
+        let (producer, producer_record) = scripted().await;
+        let (fragile, fragile_record) = start_probe(Some((13, action))).await;
+        let tag = subscribe(&fragile, &producer, opts()).await;
+        producer.cast(Script::Emit(vec![13])).unwrap();
+        assert_eq!(fragile.stopped().await, expected, "{action:?}");
+        assert_eq!(terminated(&fragile_record), Some(expected.clone()));
+        assert_eq!(
+            producer_cancels(&producer_record).await,
+            vec![(tag, CancelReason::Down(expected))]
+        );
+
+        // The producer still serves others.
+        let (healthy, events) = start_probe(None).await;
+        subscribe(&healthy, &producer, opts()).await;
+        producer.cast(Script::Emit(vec![1, 2])).unwrap();
+        events.wait_for_events(2).await;
+        assert_eq!(events.events(), vec![1, 2]);
+        assert!(producer.is_alive());
+    }
+}
+
+// --- Peers watch each other ----------------------------------------------------------
+
+/// For each of [`reasons`], stops a fresh producer with it while a probe with `mode` is
+/// subscribed, and checks whether the probe stopped too. Once `stop` returns, the
+/// producer's cancellation is in the probe's mailbox, so a call to it orders after.
+async fn check_cancel_mode(mode: CancelMode, stops: [bool; 5]) {
+    for (reason, stops) in reasons().into_iter().zip(stops) {
+        let (producer, _) = scripted().await;
+        let (consumer, record) = start_probe(None).await;
+        let tag = subscribe(&consumer, &producer, opts().cancel(mode)).await;
+        let stopped = producer.stop(reason.clone()).await;
+        stopped.expect("it was alive");
+        if stops {
+            assert_eq!(consumer.stopped().await, reason, "{mode:?}");
+            assert_eq!(terminated(&record), Some(reason.clone()));
+        } else {
+            assert!(answers(&consumer).await, "{mode:?} {reason:?}");
+        }
+        let down = vec![(tag, CancelReason::Down(reason))];
+        assert_eq!(cancels(&record), down, "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_permanent_consumer_stops_with_its_producers_reason() {
+    check_cancel_mode(CancelMode::Permanent, [true; 5]).await;
+}
+
+#[tokio::test]
+async fn a_transient_consumer_stops_only_on_abnormal_reasons() {
+    check_cancel_mode(CancelMode::Transient, [false, false, false, true, true]).await;
+}
+
+#[tokio::test]
+async fn a_temporary_consumer_keeps_running_whatever_the_reason() {
+    check_cancel_mode(CancelMode::Temporary, [false; 5]).await;
+}
+
+#[tokio::test]
+async fn a_stopped_consumer_is_seen_by_the_producer_which_serves_the_others() {
+    let (producer, record) = scripted().await;
+    let (leaving, _) = start_probe(None).await;
+    let leaving_tag = subscribe(&leaving, &producer, opts()).await;
+    let (staying, events) = start_probe(None).await;
+    subscribe(&staying, &producer, opts()).await;
+
+    leaving.stop(ExitReason::Shutdown).await.unwrap();
+    assert_eq!(
+        producer_cancels(&record).await,
+        vec![(leaving_tag, CancelReason::Down(ExitReason::Shutdown))]
+    );
+    assert!(producer.is_alive());
+
+    producer.cast(Script::Emit(vec![1, 2, 3, 4])).unwrap();
+    events.wait_for_events(4).await;
+    assert_eq!(events.events(), vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_consumer_cancelling_its_own_subscription_keeps_running() {
+    let (producer, producer_record) = scripted().await;
+    let (consumer, record) = start_probe(None).await;
+    let tag = subscribe(&consumer, &producer, opts()).await;
+
+    let reason = ExitReason::error("changed my mind");
+    consumer.cancel(tag, reason.clone()).unwrap();
+    assert!(answers(&consumer).await, "a permanent consumer survives");
+    let cancelled = vec![(tag, CancelReason::Cancelled(reason))];
+    assert_eq!(cancels(&record), cancelled);
+    assert_eq!(producer_cancels(&producer_record).await, cancelled);
+    // The producer no longer sends anything there.
+    producer.cast(Script::Emit(vec![1, 2])).unwrap();
+    assert_eq!(producer.estimate_buffered_count().await, Ok(2));
+    assert_eq!(consumer.call(Query::Seen).await, Ok(Vec::new()));
+}

@@ -1,0 +1,161 @@
+//! Producer-consumers under demand: back-pressure from their consumers, filtering and
+//! fanning out, output buffered beyond demand, and pipelines that run to the end
+//! (semantics §7.2).
+
+mod support;
+
+use gen_stage::kind::EmitsEvents;
+use gen_stage::{ExitReason, StageRef, SubscribeOptions};
+use gen_stage_test::{Counter, Gate, Script};
+use support::{
+    ask_in_steps, barrier, collect, collect_gated, consumer_barrier, identity, manual_consumer, n,
+    opts, range, recorded_counter, relay, scripted, scripted_with, stops_normally, terminated,
+    within,
+};
+
+/// Lets messages go back and forth a few times between two stages.
+async fn rounds<A: EmitsEvents, B: EmitsEvents>(upstream: &StageRef<A>, middle: &StageRef<B>) {
+    for _ in 0..4 {
+        barrier(upstream).await;
+        barrier(middle).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Back-pressure
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn producer_consumer_without_downstream_demand_neither_handles_nor_reasks() {
+    let (producer, demands) = recorded_counter(Counter::new(0)).await;
+    let (middle, handled) = relay(&producer, opts(10, 5), identity).await;
+
+    within("first ask", demands.wait_for_len(1)).await;
+    rounds(&producer, &middle).await;
+    assert!(handled.is_empty());
+    assert_eq!(demands.snapshot(), vec![10]);
+
+    // A consumer that subscribes but does not ask changes nothing.
+    let (consumer, record, tag) = manual_consumer(&middle, opts(10, 5)).await;
+    rounds(&producer, &middle).await;
+    assert!(handled.is_empty());
+    assert_eq!(demands.snapshot(), vec![10]);
+
+    // Asking 3 lets the queued delivery through (two batches of max - min = 5, each
+    // followed by its re-ask); the output beyond 3 is buffered, nothing more is handled.
+    consumer.ask(tag, n(3)).unwrap();
+    within("3 events", record.wait_for_events(3)).await;
+    within("re-asks", demands.wait_for_len(3)).await;
+    rounds(&producer, &middle).await;
+    assert_eq!(handled.snapshot(), vec![range(0, 5), range(5, 10)]);
+    assert_eq!(demands.snapshot(), vec![10, 5, 5]);
+    assert_eq!(middle.estimate_buffered_count().await.unwrap(), 7);
+    consumer_barrier(&consumer).await;
+    assert_eq!(record.events(), range(0, 3));
+}
+
+#[tokio::test]
+async fn producer_consumer_stops_pulling_while_its_consumer_is_busy() {
+    let (producer, demands) = recorded_counter(Counter::new(0).limit(200)).await;
+    let (middle, handled) = relay(&producer, opts(10, 5), identity).await;
+    let gate = Gate::closed();
+    let (consumer, record) = collect_gated(&middle, opts(4, 2), &gate).await;
+
+    within("first delivery handled", handled.wait_for_len(2)).await;
+    within("re-asks", demands.wait_for_len(3)).await;
+    rounds(&producer, &middle).await;
+    // The consumer asked 4 and is stuck on its first batch: one delivery handled.
+    assert_eq!(handled.snapshot().concat(), range(0, 10));
+    assert_eq!(demands.snapshot(), vec![10, 5, 5]);
+    assert_eq!(middle.estimate_buffered_count().await.unwrap(), 6);
+    assert_eq!(record.event_count(), 0);
+
+    gate.open_for_good();
+    stops_normally(&consumer).await;
+    assert_eq!(record.events(), range(0, 200));
+}
+
+#[tokio::test]
+async fn filtering_producer_consumer_keeps_asking_upstream() {
+    let (producer, demands) = recorded_counter(Counter::new(0).limit(60)).await;
+    let keep_from_50 = |x| if x >= 50 { vec![x] } else { Vec::new() };
+    let (middle, handled) = relay(&producer, opts(10, 5), keep_from_50).await;
+    let (consumer, record) = collect(&middle, opts(10, 5)).await;
+
+    stops_normally(&consumer).await;
+    stops_normally(&middle).await;
+    assert_eq!(record.events(), range(50, 60));
+    assert_eq!(handled.snapshot().concat(), range(0, 60));
+    assert!(demands.snapshot().iter().sum::<usize>() >= 60);
+}
+
+#[tokio::test]
+async fn producer_consumer_output_beyond_demand_is_buffered_and_delivered_in_order() {
+    let (producer, upstream_record) = scripted_with(vec![0u64, 1, 2]).await;
+    let (middle, handled) = relay(&producer, opts(10, 5), |x| range(x * 10, x * 10 + 10)).await;
+    let (consumer, record, tag) = manual_consumer(&middle, opts(100, 50)).await;
+
+    let steps = [(5, 5, 25), (7, 12, 18), (18, 30, 0)];
+    ask_in_steps(&middle, (&consumer, &record, tag), &steps).await;
+    // The three inputs were handled once; 3 of the 10 asked upstream arrived, so the
+    // producer-consumer did not ask again.
+    assert_eq!(handled.snapshot(), vec![vec![0, 1, 2]]);
+    assert_eq!(upstream_record.snapshot().demands, vec![10]);
+    assert_eq!(producer.call(Script::Owed).await.unwrap(), 7);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Pipelines
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn three_stage_pipeline_delivers_everything_once_in_order_and_stops_normally() {
+    let producer = gen_stage::producer(Counter::new(0).limit(1000))
+        .start()
+        .await
+        .unwrap();
+    let (middle, _) = relay(&producer, opts(50, 25), |x| vec![x * 2]).await;
+    let (consumer, record) = collect(&middle, opts(20, 5)).await;
+
+    stops_normally(&consumer).await;
+    stops_normally(&middle).await;
+    stops_normally(&producer).await;
+    let expected: Vec<u64> = (0..1000).map(|x| x * 2).collect();
+    assert_eq!(record.events(), expected);
+    assert_eq!(terminated(&record), Some(ExitReason::Normal));
+}
+
+#[tokio::test]
+async fn pipeline_from_an_iterator_with_a_filter_completes() {
+    let producer = gen_stage::from_iter(0..300u64).start().await.unwrap();
+    let multiples_of_3 = |x| if x % 3 == 0 { vec![x] } else { Vec::new() };
+    let (middle, handled) = relay(&producer, opts(7, 3), multiples_of_3).await;
+    let (consumer, record) = collect(&middle, SubscribeOptions::new().max_demand(1)).await;
+
+    stops_normally(&consumer).await;
+    stops_normally(&middle).await;
+    stops_normally(&producer).await;
+    let expected: Vec<u64> = (0..300).filter(|x| x % 3 == 0).collect();
+    assert_eq!(record.events(), expected);
+    assert!(record.batch_sizes().iter().all(|&size| size == 1));
+    assert_eq!(handled.snapshot().concat(), range(0, 300));
+    assert!(handled.snapshot().iter().all(|batch| batch.len() <= 4));
+}
+
+#[tokio::test]
+async fn producer_consumer_delivers_its_buffered_output_before_winding_down() {
+    let (producer, _) = scripted::<u64>().await;
+    let (middle, handled) = relay(&producer, opts(10, 5), identity).await;
+    let (consumer, record) = collect(&middle, opts(2, 1)).await;
+
+    // The last five events reach the producer-consumer while its consumer wants 2: three
+    // are buffered. Then the producer finishes normally.
+    producer.cast(Script::Queue(range(0, 5))).unwrap();
+    producer.cast(Script::Stop(ExitReason::Normal)).unwrap();
+
+    stops_normally(&producer).await;
+    stops_normally(&consumer).await;
+    assert_eq!(handled.snapshot().concat(), range(0, 5));
+    // The buffered three must not be lost when the permanent subscription ends.
+    assert_eq!(record.events(), range(0, 5));
+}
