@@ -228,6 +228,19 @@
 //! buffered: the cancellation waits behind it, as info messages do. Otherwise, events
 //! inside a stage when it stops (being handled, or buffered) are lost.
 //!
+//! # Names and supervision
+//!
+//! A [`Registry`] names running stages: builders register a stage with `name` and
+//! subscribe to one with `subscribe_to_name`, resolved each time the subscription is
+//! made. A [`Supervisor`](supervisor::Supervisor) starts stages from
+//! [`ChildSpec`](supervisor::ChildSpec)s and restarts them when they stop, one for
+//! one, rest for one (pipelines) or all for one, within a restart intensity; restarted
+//! consumers find restarted producers by name. See the [`supervisor`] module.
+//!
+//! [`ConsumerSupervisor`] is a consumer that runs one task per event, with
+//! `max_demand` as the limit on tasks running at once, so that slow tasks hold the
+//! producer back.
+//!
 //! # Streams
 //!
 //! [`from_iter`] and [`from_stream`] turn an iterator or a `futures::Stream` into a
