@@ -1,0 +1,145 @@
+//! Each scenario on gen-stage. Each function times from the first subscription to the
+//! last event received, and returns the events counted and the time taken.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use gen_stage::dispatcher::{BroadcastDispatcher, Partition, PartitionDispatcher};
+use gen_stage::{BoxError, ConsumerSupervisor, ExitReason, SubscribeOptions};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::bench::stages::{Countdown, Counter, Counting, Doubler};
+
+type Outcome = Result<Duration, BoxError>;
+
+async fn finished(start: Instant, done: oneshot::Receiver<Instant>) -> Outcome {
+    let end = done
+        .await
+        .map_err(|_| "the consumers stopped before counting every event")?;
+    Ok(end.duration_since(start))
+}
+
+fn demand(max_demand: usize) -> SubscribeOptions {
+    SubscribeOptions::new().max_demand(max_demand)
+}
+
+pub(crate) async fn linear(events: u64, max_demand: usize) -> Outcome {
+    let producer = gen_stage::producer(Counter(0)).start().await?;
+    let (countdown, done) = Countdown::new(events);
+    let start = Instant::now();
+    gen_stage::consumer(Counting(countdown))
+        .subscribe_to(&producer, demand(max_demand))
+        .start()
+        .await?;
+    let elapsed = finished(start, done).await;
+    producer.stop(ExitReason::Shutdown).await?;
+    elapsed
+}
+
+pub(crate) async fn three_stage(events: u64) -> Outcome {
+    let producer = gen_stage::producer(Counter(0)).start().await?;
+    let doubler = gen_stage::producer_consumer(Doubler).start().await?;
+    let (countdown, done) = Countdown::new(events);
+    let start = Instant::now();
+    doubler.subscribe_to(&producer, demand(1000)).await?;
+    gen_stage::consumer(Counting(countdown))
+        .subscribe_to(&doubler, demand(1000))
+        .start()
+        .await?;
+    let elapsed = finished(start, done).await;
+    producer.stop(ExitReason::Shutdown).await?;
+    elapsed
+}
+
+/// One producer with `dispatcher` and four consumers sharing one countdown of
+/// `events` (with `per_consumer`, each consumer counts its own `events`).
+async fn fan_out<D>(
+    events: u64,
+    dispatcher: D,
+    per_consumer: bool,
+    options: impl Fn(usize) -> SubscribeOptions,
+) -> Outcome
+where
+    D: gen_stage::dispatcher::Dispatcher<u64>,
+{
+    let producer = gen_stage::producer(Counter(0))
+        .dispatcher(dispatcher)
+        .start()
+        .await?;
+    let (shared, shared_done) = Countdown::new(events);
+    let mut dones = vec![shared_done];
+    let mut consumers = Vec::new();
+    for index in 0..4 {
+        let countdown = if per_consumer && index > 0 {
+            let (own, done) = Countdown::new(events);
+            dones.push(done);
+            own
+        } else {
+            shared.clone()
+        };
+        consumers.push(gen_stage::consumer(Counting(countdown)).start().await?);
+    }
+    let start = Instant::now();
+    for (index, consumer) in consumers.iter().enumerate() {
+        consumer.async_subscribe_to(&producer, options(index))?;
+    }
+    let mut elapsed = Duration::ZERO;
+    for done in dones {
+        elapsed = elapsed.max(finished(start, done).await?);
+    }
+    producer.stop(ExitReason::Shutdown).await?;
+    Ok(elapsed)
+}
+
+pub(crate) async fn fan_out_demand_4(events: u64) -> Outcome {
+    fan_out(
+        events,
+        gen_stage::dispatcher::DemandDispatcher::new(),
+        false,
+        |_| demand(1000),
+    )
+    .await
+}
+
+pub(crate) async fn broadcast_4(events: u64) -> Outcome {
+    fan_out(events, BroadcastDispatcher::new(), true, |_| demand(1000)).await
+}
+
+pub(crate) async fn partition_4(events: u64) -> Outcome {
+    let dispatcher = PartitionDispatcher::by_count(4, |x: &u64| (*x % 4) as usize);
+    fan_out(events, dispatcher, false, |index| {
+        demand(1000).with(Partition(index))
+    })
+    .await
+}
+
+pub(crate) async fn stream_interop(events: u64) -> Outcome {
+    let producer = gen_stage::from_iter(0..events).start().await?;
+    let start = Instant::now();
+    let counted = gen_stage::stream(&producer, demand(1000))?.count().await as u64;
+    if counted != events {
+        return Err(format!("the stream yielded {counted} events, not {events}").into());
+    }
+    Ok(start.elapsed())
+}
+
+pub(crate) async fn consumer_supervisor(events: u64) -> Outcome {
+    let producer = gen_stage::producer(Counter(0)).start().await?;
+    let (countdown, done) = Countdown::new(events);
+    let start = Instant::now();
+    let supervisor = ConsumerSupervisor::new(move |_event: u64| {
+        let countdown = countdown.clone();
+        async move {
+            countdown.count(1);
+            Ok::<(), BoxError>(())
+        }
+    });
+    gen_stage::consumer(supervisor)
+        .subscribe_to(&producer, demand(50))
+        .start()
+        .await?;
+    let elapsed = finished(start, done).await;
+    producer.stop(ExitReason::Shutdown).await?;
+    elapsed
+}

@@ -1,0 +1,95 @@
+//! The stages the gen-stage side of the benchmarks uses.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use gen_stage::{
+    BoxError, Consumer, ConsumerContext, Producer, ProducerConsumer, ProducerConsumerContext,
+    ProducerContext, SubscriptionTag,
+};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Emits 0, 1, 2, ... exactly as demanded, forever.
+pub(crate) struct Counter(pub(crate) u64);
+
+impl Producer for Counter {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_demand(
+        &mut self,
+        demand: usize,
+        _: &mut ProducerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        let events = (self.0..self.0 + demand as u64).collect();
+        self.0 += demand as u64;
+        Ok(events)
+    }
+}
+
+/// Multiplies every event by two.
+pub(crate) struct Doubler;
+
+impl ProducerConsumer for Doubler {
+    type Input = u64;
+    type Output = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _: SubscriptionTag,
+        _: &mut ProducerConsumerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        Ok(events.into_iter().map(|x| x.wrapping_mul(2)).collect())
+    }
+}
+
+/// A countdown shared by the consumers of one run: the consumer that takes it to zero
+/// records the time.
+#[derive(Clone)]
+pub(crate) struct Countdown {
+    left: Arc<AtomicI64>,
+    done: Arc<std::sync::Mutex<Option<oneshot::Sender<Instant>>>>,
+}
+
+impl Countdown {
+    pub(crate) fn new(events: u64) -> (Self, oneshot::Receiver<Instant>) {
+        let (sender, receiver) = oneshot::channel();
+        let countdown = Countdown {
+            left: Arc::new(AtomicI64::new(events as i64)),
+            done: Arc::new(std::sync::Mutex::new(Some(sender))),
+        };
+        (countdown, receiver)
+    }
+
+    /// Counts `count` events; true once all have been counted.
+    pub(crate) fn count(&self, count: usize) {
+        let before = self.left.fetch_sub(count as i64, Ordering::AcqRel);
+        if before > 0 && before <= count as i64 {
+            let now = Instant::now();
+            if let Some(done) = self.done.lock().ok().and_then(|mut done| done.take()) {
+                let _ = done.send(now);
+            }
+        }
+    }
+}
+
+/// Counts what it receives.
+pub(crate) struct Counting(pub(crate) Countdown);
+
+impl Consumer for Counting {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _: SubscriptionTag,
+        _: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.0.count(events.len());
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! The `gen-stage` command.
+
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// gen-stage: stages with back-pressure for tokio.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the benchmark suite: each scenario on gen-stage and hand-written with tokio
+    /// channels, alternating, several runs each.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// A reduced size that runs in under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Runs of each side per scenario (default 5, or 3 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    runs: Option<u64>,
+    /// Also write the results as JSON to this file ("-" for standard output).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Only the scenarios whose name contains this (repeatable).
+    #[arg(long, value_name = "NAME")]
+    only: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
+        Command::Bench(args) => runtime.block_on(bench_command(args)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
+    let plan = bench::Plan {
+        runs: args
+            .runs
+            .map_or(if args.quick { 3 } else { 5 }, |runs| runs as usize),
+        shrink: if args.quick { 20 } else { 1 },
+        only: args.only,
+    };
+    println!(
+        "gen-stage benchmarks: {} runs per side, {} size, {} worker threads",
+        plan.runs,
+        if args.quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("{}", bench::report::HEADER);
+    let report = bench::run(&plan, |row| println!("{}", row.line())).await?;
+    if let Some(path) = args.json {
+        let json = report.json();
+        if path.as_os_str() == "-" {
+            println!("{json}");
+        } else {
+            std::fs::write(&path, json + "\n")?;
+            println!("JSON written to {}", path.display());
+        }
+    }
+    Ok(())
+}
