@@ -68,10 +68,16 @@ impl AutoDemand {
         }
         // Cut from the back so that every event moves at most once.
         let mut batches = Vec::with_capacity(asks.len());
-        for &(size, ask_after) in asks.iter().rev() {
-            let tail = events.split_off(events.len() - size);
+        for (index, &(size, ask_after)) in asks.iter().enumerate().rev() {
+            // The first batch keeps the delivery's own allocation: a delivery that is
+            // one batch (the usual case) is never copied.
+            let batch = if index == 0 {
+                std::mem::take(&mut events)
+            } else {
+                events.split_off(events.len() - size)
+            };
             batches.push(Batch {
-                events: tail,
+                events: batch,
                 ask_after,
             });
         }
