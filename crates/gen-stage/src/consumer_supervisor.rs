@@ -18,7 +18,7 @@ use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{ConsumerRef, ReplyTo};
 use crate::options::SubscribeOptions;
 use crate::stage::{AskMode, Consumer, Init};
-use crate::subscription::SubscriptionTag;
+use crate::subscription::{SubscriptionTag, TagMap};
 use crate::supervisor::{Restart, Shutdown};
 
 /// Names one task of a [`ConsumerSupervisor`].
@@ -126,7 +126,7 @@ pub struct ConsumerSupervisor<E> {
     max_restarts: usize,
     period: Duration,
     tasks: HashMap<TaskId, Task<E>>,
-    slots: HashMap<SubscriptionTag, Slots>,
+    slots: TagMap<Slots>,
     restarts: VecDeque<Instant>,
     counts: TaskCounts,
     next_id: u64,
@@ -156,7 +156,7 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
             max_restarts: 3,
             period: Duration::from_secs(5),
             tasks: HashMap::new(),
-            slots: HashMap::new(),
+            slots: TagMap::default(),
             restarts: VecDeque::new(),
             counts: TaskCounts::default(),
             next_id: 0,
@@ -402,6 +402,16 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
                     }
                 }
             }
+        }
+    }
+}
+
+impl<E> Drop for ConsumerSupervisor<E> {
+    /// A supervisor that goes away without its `terminate` hook (killed) takes its
+    /// tasks with it: none outlives it unsupervised.
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.handle.abort();
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Consuming producers as a `futures::Stream`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,7 +16,7 @@ use crate::handle::StageRef;
 use crate::kind::EmitsEvents;
 use crate::options::SubscribeOptions;
 use crate::protocol::{EventSink, ProducerPort};
-use crate::subscription::{StageId, SubscriptionTag};
+use crate::subscription::{StageId, SubscriptionTag, TagMap};
 
 enum Delivery<T> {
     Events(SubscriptionTag, Vec<T>),
@@ -67,7 +67,7 @@ pub struct EventStream<T> {
     sender: mpsc::UnboundedSender<Delivery<T>>,
     receiver: mpsc::UnboundedReceiver<Delivery<T>>,
     waiting: Vec<(SubscriptionTag, Box<dyn ProducerPort<T>>, SubscribeOptions)>,
-    upstreams: HashMap<SubscriptionTag, Upstream<T>>,
+    upstreams: TagMap<Upstream<T>>,
     batches: VecDeque<(SubscriptionTag, Batch<T>)>,
     current: std::vec::IntoIter<T>,
     ask_when_done: Option<(SubscriptionTag, usize)>,
@@ -89,7 +89,7 @@ pub fn stream<P: EmitsEvents>(
         sender,
         receiver,
         waiting: Vec::new(),
-        upstreams: HashMap::new(),
+        upstreams: TagMap::default(),
         batches: VecDeque::new(),
         current: Vec::new().into_iter(),
         ask_when_done: None,

@@ -73,3 +73,31 @@ impl fmt::Display for StageId {
         write!(f, "stage#{}", self.0)
     }
 }
+
+/// A map keyed by subscription tags. Tags are unique numbers, so hashing them needs
+/// no protection against chosen keys: a multiplication spreads them (Fibonacci
+/// hashing), far cheaper than the default SipHash on the per-batch path.
+pub(crate) type TagMap<V> = std::collections::HashMap<SubscriptionTag, V, BuildTagHasher>;
+
+/// Builds [`TagHasher`]s.
+pub(crate) type BuildTagHasher = std::hash::BuildHasherDefault<TagHasher>;
+
+/// Hashes one `u64` by multiplying it with 2^64 / φ.
+#[derive(Default)]
+pub(crate) struct TagHasher(u64);
+
+impl std::hash::Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}

@@ -46,6 +46,10 @@
 //! # }
 //! ```
 //!
+//! A finite producer that finishes normally would be started again from scratch if it
+//! were permanent: make finite stages [`Restart::Transient`], so that only failures
+//! restart them.
+//!
 //! # A pool of consumers
 //!
 //! Several consumers of one producer under [`Strategy::OneForOne`]: each restarts on
@@ -202,7 +206,9 @@ impl SupervisorRef {
         !self.commands.is_closed()
     }
 
-    /// Stops every child, in reverse start order, then the supervisor.
+    /// Stops every child, in reverse start order (each with [`ExitReason::Shutdown`] and
+    /// its shutdown policy), then the supervisor, which stops with `reason`. A
+    /// supervisor that is killed instead kills its children.
     ///
     /// # Errors
     ///

@@ -276,10 +276,10 @@ mod tests {
         d.ask(tag(t), demand, &mut Deliveries::new())
     }
 
-    fn dispatch(
-        d: &mut BroadcastDispatcher<u32>,
-        events: Vec<u32>,
-    ) -> (Vec<(SubscriptionTag, Vec<u32>)>, Vec<u32>, usize) {
+    /// What one dispatch sent, left over, and asked upstream.
+    type Outcome = (Vec<(SubscriptionTag, Vec<u32>)>, Vec<u32>, usize);
+
+    fn dispatch(d: &mut BroadcastDispatcher<u32>, events: Vec<u32>) -> Outcome {
         let mut deliveries = Deliveries::new();
         let leftovers = d.dispatch(events, &mut deliveries);
         let upstream = deliveries.take_upstream_demand();

@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use crate::dispatcher::{Deliveries, Dispatcher, Subscriber};
 use crate::exit::BoxError;
 use crate::options::{BufferKeep, DEFAULT_BUFFER_SIZE, SubscribeOptions};
-use crate::subscription::SubscriptionTag;
+use crate::subscription::{SubscriptionTag, TagMap};
 
 /// The partition a consumer takes from a [`PartitionDispatcher`]; give it with
 /// [`SubscribeOptions::with`](crate::SubscribeOptions::with). Its type must be the
@@ -131,7 +131,7 @@ pub struct PartitionDispatcher<T, K> {
     /// How a subscription names its partition.
     read_key: fn(&SubscribeOptions) -> Option<K>,
     partitions: Vec<PartitionState<T>>,
-    by_tag: HashMap<SubscriptionTag, usize>,
+    by_tag: TagMap<usize>,
     shared: bool,
     hold_limit: usize,
     keep: BufferKeep,
@@ -237,7 +237,7 @@ where
                     .map(|Partition(key)| key.clone())
             },
             partitions,
-            by_tag: HashMap::new(),
+            by_tag: TagMap::default(),
             shared: false,
             hold_limit: DEFAULT_BUFFER_SIZE,
             keep: BufferKeep::Last,

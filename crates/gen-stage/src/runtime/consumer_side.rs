@@ -1,6 +1,5 @@
 //! The consumer half of a stage: its subscriptions to producers and their demand.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::demand::{AutoDemand, Batch};
@@ -10,7 +9,7 @@ use crate::options::SubscribeOptions;
 use crate::protocol::{EventSink, ProducerPort, SubscribeReply};
 use crate::stage::AskMode;
 use crate::stats::StatsCell;
-use crate::subscription::SubscriptionTag;
+use crate::subscription::{SubscriptionTag, TagMap};
 
 struct Upstream<T> {
     port: Box<dyn ProducerPort<T>>,
@@ -20,7 +19,7 @@ struct Upstream<T> {
 }
 
 pub(crate) struct ConsumerSide<T> {
-    producers: HashMap<SubscriptionTag, Upstream<T>>,
+    producers: TagMap<Upstream<T>>,
     /// Subscriptions the stage cancelled itself; `handle_cancel` is still to run.
     pub(crate) self_cancelled: Vec<(SubscriptionTag, ExitReason)>,
 
@@ -32,7 +31,7 @@ pub(crate) struct ConsumerSide<T> {
 impl<T: Send + 'static> ConsumerSide<T> {
     pub(crate) fn new(stats: Arc<StatsCell>) -> Self {
         ConsumerSide {
-            producers: HashMap::new(),
+            producers: TagMap::default(),
             self_cancelled: Vec::new(),
             exit_reason: ExitReason::Killed,
             stats,

@@ -1,6 +1,6 @@
 //! The producer half of a stage: consumers, dispatcher, buffer, demand mode.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::buffer::Buffer;
@@ -9,7 +9,7 @@ use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::protocol::EventSink;
 use crate::stats::StatsCell;
-use crate::subscription::{StageId, SubscriptionTag};
+use crate::subscription::{StageId, SubscriptionTag, TagMap};
 
 /// Something that waits for the events buffered before it to go out.
 pub(crate) enum Held<M> {
@@ -30,7 +30,7 @@ struct Downstream<T> {
 pub(crate) struct ProducerSide<T, M> {
     dispatcher: Box<dyn Dispatcher<T>>,
     deliveries: Deliveries<T>,
-    consumers: HashMap<SubscriptionTag, Downstream<T>>,
+    consumers: TagMap<Downstream<T>>,
     buffer: Buffer<T, Held<M>>,
     mode: DemandMode,
     /// Upstream demand recorded while accumulating, in order.
@@ -62,7 +62,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         ProducerSide {
             dispatcher,
             deliveries: Deliveries::new(),
-            consumers: HashMap::new(),
+            consumers: TagMap::default(),
             buffer: Buffer::new(size, keep),
             mode,
             stashed: VecDeque::new(),

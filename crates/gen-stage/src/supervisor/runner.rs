@@ -69,6 +69,18 @@ pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, Super
     })
 }
 
+impl Drop for Runner {
+    /// A supervisor that goes away without stopping its children (killed) kills them:
+    /// none outlives it unsupervised.
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            if let Some(running) = child.running.take() {
+                running.kill();
+            }
+        }
+    }
+}
+
 impl Runner {
     /// Starts child `index`; an ignored start leaves it not running.
     async fn start_child(&mut self, index: usize) -> Result<(), StartError> {
