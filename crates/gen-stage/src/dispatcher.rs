@@ -127,6 +127,18 @@ pub trait Dispatcher<T>: Send + 'static {
     /// events nobody could take (the stage buffers them, in order).
     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T>;
 
+    /// Hands out events that were left over by an earlier `dispatch` and kept in the
+    /// stage's buffer, now that consumers asked for more. They already arrived once, so
+    /// a dispatcher that counts arrivals against the demand it asked upstream must not
+    /// count them again; by default they are dispatched like new events.
+    ///
+    /// The upstream demand that `ask`, `cancel` and `subscribe` return is what
+    /// consumers lack, not counting the stage's buffer: the stage serves it from the
+    /// buffer first and asks the stage's source only for the rest.
+    fn dispatch_buffered(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+        self.dispatch(events, deliveries)
+    }
+
     /// Events the dispatcher holds itself (not counting the stage's buffer); shown in
     /// the stage's statistics as buffered.
     fn held(&self) -> usize {
@@ -191,6 +203,11 @@ impl<T> Deliveries<T> {
     /// Upstream demand recorded with [`Deliveries::demand_upstream`], reset to 0.
     pub fn take_upstream_demand(&mut self) -> usize {
         std::mem::take(&mut self.upstream)
+    }
+
+    /// Discards recorded with [`Deliveries::discard`] and not yet taken.
+    pub fn discarded(&self) -> usize {
+        self.discarded
     }
 
     /// Discards recorded with [`Deliveries::discard`], reset to 0.

@@ -261,8 +261,11 @@
 //! - `buffer_size(0)` is valid: the producer keeps nothing, and counts every discard.
 //! - A producer-consumer never drops its buffered output because its producer
 //!   finished; a finite pipeline delivers every event.
-//! - Events emitted while accumulating demand wait in the (bounded) buffer rather than
-//!   in an unbounded side list, and go out first when the mode switches to forward.
+//! - Events emitted while accumulating demand are kept within the buffer's size (and
+//!   its discards are counted), not in an unbounded side list.
+//! - Buffered events go out when a cancellation frees demand for them (broadcast), and
+//!   new events never overtake them; the demand asked upstream counts what the buffer
+//!   already holds, so a broadcast with uneven consumers never stalls.
 //! - Consumers cannot emit events: their context has no `emit`.
 //! - Subscribing a producer-only stage to another is a compile error.
 #![doc(test(attr(deny(warnings))))]

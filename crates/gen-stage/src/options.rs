@@ -124,9 +124,9 @@ pub enum DemandMode {
     /// Demand is served as it arrives (the default).
     #[default]
     Forward,
-    /// Demand is recorded but not served, and emitted events are buffered, until the
-    /// mode is switched to `Forward`; used to subscribe every consumer before the first
-    /// event goes out.
+    /// Demand is recorded but not served, and emitted events are kept (within the
+    /// buffer's size), until the mode is switched to `Forward`, which replays both in
+    /// order; used to subscribe every consumer before the first event goes out.
     Accumulate,
 }
 

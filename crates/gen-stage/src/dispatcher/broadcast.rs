@@ -212,14 +212,31 @@ impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
         self.sync_demands()
     }
 
-    fn dispatch(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+    fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+        // Every event that arrives, sent or buffered, is no longer asked for.
+        self.requested = self.requested.saturating_sub(events.len());
+        self.deal(events, deliveries)
+    }
+
+    fn dispatch_buffered(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+        // Buffered events that go out now serve demand this dispatcher has asked
+        // upstream for (the stage asks its source for that much less).
+        let count = events.len();
+        let leftovers = self.deal(events, deliveries);
+        self.requested = self.requested.saturating_sub(count - leftovers.len());
+        leftovers
+    }
+}
+
+impl<T: Clone + Send + 'static> BroadcastDispatcher<T> {
+    /// Sends the first `waiting` events to every consumer; returns the rest.
+    fn deal(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         let count = self.waiting.min(events.len());
         if count == 0 || self.entries.is_empty() {
             return events;
         }
         let leftovers = events.split_off(count);
         self.waiting -= count;
-        self.requested = self.requested.saturating_sub(count);
         let last = self.entries.len() - 1;
         let mut rejected_any = false;
         let mut now = Some(events);
@@ -345,9 +362,16 @@ mod tests {
         let (sent, left, _) = dispatch(&mut d, vec![1, 2]);
         assert!(sent.is_empty(), "nobody receives until the newcomer asks");
         assert_eq!(left, vec![1, 2]);
-        assert_eq!(ask(&mut d, 2, 5), 0, "the 5 were already asked upstream");
-        let (sent, _, _) = dispatch(&mut d, vec![1, 2]);
-        assert_eq!(sent.len(), 2);
+        // 3 of the 5 asked are still on their way; the 2 that arrived wait in the
+        // stage's buffer, which the stage serves first: only 2 more are asked for.
+        assert_eq!(ask(&mut d, 2, 5), 2);
+        let mut out = Deliveries::new();
+        assert!(d.dispatch_buffered(vec![1, 2], &mut out).is_empty());
+        assert_eq!(
+            out.drain().count(),
+            2,
+            "both consumers get the buffered events"
+        );
     }
 
     #[test]

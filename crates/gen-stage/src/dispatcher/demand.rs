@@ -123,7 +123,21 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
         demand - already_asked
     }
 
-    fn dispatch(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+    fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+        let leftovers = self.deal(events, deliveries);
+        // Events that arrived and found no demand pay back demand owed upstream.
+        self.owed = self.owed.saturating_sub(leftovers.len());
+        leftovers
+    }
+
+    fn dispatch_buffered(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+        self.deal(events, deliveries)
+    }
+}
+
+impl DemandDispatcher {
+    /// Deals `events` to the consumers with the most demand; returns the rest.
+    fn deal<T>(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         if self.shuffle_on_first_dispatch {
             self.shuffle_on_first_dispatch = false;
             self.shuffle();
@@ -155,7 +169,6 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
             deliveries.push(tag, batch);
         }
         deliveries.reverse_from(first);
-        self.owed = self.owed.saturating_sub(leftovers.len());
         leftovers
     }
 }

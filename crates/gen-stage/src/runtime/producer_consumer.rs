@@ -117,8 +117,9 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
     /// until nothing is left to do.
     async fn flush(&mut self) {
         loop {
-            // Demand a dispatcher created on its own (a broadcast filter, for example).
-            self.output.unmet_demand += self.output.take_extra_upstream();
+            // The output side already counts demand a dispatcher created on its own
+            // (a broadcast filter, for example) as unmet: input will serve it.
+            self.output.take_extra_upstream();
             self.process().await;
             if self.control.stop.is_some() {
                 break;
@@ -232,7 +233,8 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 }
             }
             Envelope::Ask { tag, demand } => {
-                self.output.unmet_demand += self.output.ask(tag, demand);
+                // The output side records what is unmet; handling input serves it.
+                self.output.ask(tag, demand);
             }
             Envelope::Subscribe {
                 tag,
@@ -240,12 +242,10 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 options,
                 reply,
             } => {
-                self.output.unmet_demand +=
-                    shared::accept_consumer(self, tag, sink, options, reply).await;
+                shared::accept_consumer(self, tag, sink, options, reply).await;
             }
             Envelope::ConsumerCancelled { tag, reason } => {
-                if let Some(upstream) = self.output.remove_consumer(tag) {
-                    self.output.unmet_demand += upstream;
+                if self.output.remove_consumer(tag).is_some() {
                     if let Err(failure) = self.on_cancel(tag, &reason).await {
                         self.fail(failure);
                     }
@@ -278,8 +278,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 }
             }
             Envelope::SetDemandMode(mode) => {
-                let served: usize = self.output.set_mode(mode).into_iter().sum();
-                self.output.unmet_demand += served;
+                self.output.set_mode(mode);
             }
             Envelope::DemandModeQuery(reply) => {
                 let _ = reply.send(self.output.demand_mode());

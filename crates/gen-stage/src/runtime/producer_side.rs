@@ -11,6 +11,21 @@ use crate::protocol::EventSink;
 use crate::stats::StatsCell;
 use crate::subscription::{StageId, SubscriptionTag, TagMap};
 
+/// What an accumulating producer keeps until it forwards again, in order.
+enum Stashed<T> {
+    Demand(usize),
+    Events(Vec<T>),
+}
+
+impl<T> Stashed<T> {
+    fn len(&self) -> usize {
+        match self {
+            Stashed::Demand(_) => 0,
+            Stashed::Events(events) => events.len(),
+        }
+    }
+}
+
 /// Something that waits for the events buffered before it to go out.
 pub(crate) enum Held<M> {
     /// An info message for `handle_message`.
@@ -32,10 +47,16 @@ pub(crate) struct ProducerSide<T, M> {
     deliveries: Deliveries<T>,
     consumers: TagMap<Downstream<T>>,
     buffer: Buffer<T, Held<M>>,
+    buffer_size: BufferSize,
+    buffer_keep: BufferKeep,
     mode: DemandMode,
     /// Upstream demand recorded while accumulating, in order.
-    stashed: VecDeque<usize>,
-    /// Downstream demand not yet met (drives a producer-consumer's input).
+    stash: VecDeque<Stashed<T>>,
+    /// Events in `stash`.
+    stashed_events: usize,
+    /// Downstream demand not yet met: what the dispatcher asked upstream, less what
+    /// the buffer served and what the dispatcher took since (drives a
+    /// producer-consumer's input).
     pub(crate) unmet_demand: usize,
     /// What was held behind buffered events and has been released by the buffer, in
     /// order; it is due once the dispatcher holds no events either.
@@ -64,8 +85,11 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             deliveries: Deliveries::new(),
             consumers: TagMap::default(),
             buffer: Buffer::new(size, keep),
+            buffer_size: size,
+            buffer_keep: keep,
             mode,
-            stashed: VecDeque::new(),
+            stash: VecDeque::new(),
+            stashed_events: 0,
             unmet_demand: 0,
             released: Vec::new(),
             unreported_discards: 0,
@@ -81,7 +105,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     pub(crate) fn buffered_count(&self) -> usize {
-        self.buffer.len() + self.dispatcher.held()
+        self.buffer.len() + self.dispatcher.held() + self.stashed_events
     }
 
     pub(crate) fn consumer_count(&self) -> usize {
@@ -89,20 +113,69 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     /// Dispatches events to consumers with demand and buffers the rest; while
-    /// accumulating, buffers everything.
+    /// accumulating, stashes them. Buffered events go out first: while some remain,
+    /// new events join them.
     pub(crate) fn emit(&mut self, events: Vec<T>) {
         if events.is_empty() {
             return;
         }
-        if self.mode == DemandMode::Accumulate || self.consumers.is_empty() {
-            self.store(events);
+        if self.mode == DemandMode::Accumulate {
+            self.stash_events(events);
             return;
         }
-        let (delivered, leftovers) = self.dispatch(events);
-        self.unmet_demand = self.unmet_demand.saturating_sub(delivered);
+        if self.buffer.len() > 0 {
+            let served = self.drain_buffer(self.buffer.len());
+            self.unmet_demand = self.unmet_demand.saturating_sub(served);
+        }
+        // The dispatcher sees every new event, even behind a buffer it cannot drain
+        // (it then takes none of them): it counts what arrives against what it asked.
+        let (consumed, leftovers) = self.dispatch(events, false);
+        self.unmet_demand = self.unmet_demand.saturating_sub(consumed);
         if !leftovers.is_empty() {
             self.store(leftovers);
         }
+    }
+
+    /// Keeps events emitted while accumulating, in order with the stashed demand,
+    /// within the buffer's size (discarding per its keep rule).
+    fn stash_events(&mut self, mut events: Vec<T>) {
+        let capacity = match self.buffer_size {
+            BufferSize::Bounded(capacity) => capacity.saturating_sub(self.buffer.len()),
+            BufferSize::Unbounded => usize::MAX,
+        };
+        let excess = (self.stashed_events + events.len()).saturating_sub(capacity);
+        let mut discarded = 0;
+        if excess > 0 {
+            match self.buffer_keep {
+                BufferKeep::First => {
+                    let keep = events.len().saturating_sub(excess);
+                    discarded += events.len() - keep;
+                    events.truncate(keep);
+                }
+                BufferKeep::Last => {
+                    let mut drop = excess;
+                    for item in self.stash.iter_mut() {
+                        if let Stashed::Events(old) = item {
+                            let cut = drop.min(old.len());
+                            old.drain(..cut);
+                            drop -= cut;
+                            discarded += cut;
+                            if drop == 0 {
+                                break;
+                            }
+                        }
+                    }
+                    let cut = drop.min(events.len());
+                    events.drain(..cut);
+                    discarded += cut;
+                }
+            }
+        }
+        self.count_discards(discarded);
+        if !events.is_empty() {
+            self.stash.push_back(Stashed::Events(events));
+        }
+        self.stashed_events = self.stash.iter().map(Stashed::len).sum();
     }
 
     fn store(&mut self, events: Vec<T>) {
@@ -117,12 +190,22 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         self.stats.add_discarded(discarded);
     }
 
-    /// Runs the dispatcher and sends its deliveries, never more than a consumer asked
-    /// for. Returns how many events went out and the leftovers.
-    fn dispatch(&mut self, events: Vec<T>) -> (usize, Vec<T>) {
-        let mut leftovers = self.dispatcher.dispatch(events, &mut self.deliveries);
-        let delivered = self.send_deliveries(&mut leftovers);
-        (delivered, leftovers)
+    /// Runs the dispatcher (on new events, or on `buffered` ones) and sends its
+    /// deliveries, never more than a consumer asked for. Returns how many of the events
+    /// the dispatcher took (sent or held, once each however many consumers got them)
+    /// and the leftovers.
+    fn dispatch(&mut self, events: Vec<T>, buffered: bool) -> (usize, Vec<T>) {
+        let count = events.len();
+        let discarded_before = self.deliveries.discarded();
+        let mut leftovers = if buffered {
+            self.dispatcher
+                .dispatch_buffered(events, &mut self.deliveries)
+        } else {
+            self.dispatcher.dispatch(events, &mut self.deliveries)
+        };
+        let discarded = self.deliveries.discarded() - discarded_before;
+        self.send_deliveries(&mut leftovers);
+        (count.saturating_sub(leftovers.len() + discarded), leftovers)
     }
 
     /// Sends what the dispatcher pushed to `deliveries` (cutting any excess into
@@ -154,10 +237,14 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                 lost += events.len();
             }
         }
-        self.extra_upstream += self.deliveries.take_upstream_demand();
+        let extra = self.deliveries.take_upstream_demand();
+        self.extra_upstream += extra;
+        self.unmet_demand += extra;
         lost += self.deliveries.take_discarded();
         self.count_discards(lost);
         self.stats.add_emitted(delivered);
+        self.stats
+            .set_buffered(self.buffer.len() + self.dispatcher.held());
         delivered
     }
 
@@ -228,7 +315,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         let subscribed = self.dispatcher.subscribe(&subscriber, &mut self.deliveries);
         self.send_side_deliveries();
         match subscribed {
-            Ok(upstream) => Ok(self.serve(upstream, upstream)),
+            Ok(upstream) => Ok(self.serve(self.buffer.len().max(upstream), upstream)),
             Err(error) => {
                 let error = SharedError::from(error);
                 self.reject(tag, CancelReason::Rejected(error.clone()));
@@ -255,7 +342,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         consumer.outstanding += demand;
         let upstream = self.dispatcher.ask(tag, demand, &mut self.deliveries);
         self.send_side_deliveries();
-        self.serve(demand, upstream)
+        self.serve(demand.max(upstream), upstream)
     }
 
     /// A consumer left. Returns the upstream demand left to serve, or `None` if the
@@ -265,7 +352,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         self.stats.set_consumers(self.consumers.len());
         let upstream = self.dispatcher.cancel(tag, &mut self.deliveries);
         self.send_side_deliveries();
-        Some(self.serve(upstream, upstream))
+        // A cancellation can free demand for events already buffered (broadcast).
+        Some(self.serve(self.buffer.len().max(upstream), upstream))
     }
 
     /// Serves new demand: up to `limit` buffered events go out first, and what is left
@@ -273,26 +361,27 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     fn serve(&mut self, limit: usize, upstream: usize) -> usize {
         if self.mode == DemandMode::Accumulate {
             if upstream > 0 {
-                self.stashed.push_back(upstream);
+                self.stash.push_back(Stashed::Demand(upstream));
             }
             return 0;
         }
         let served = self.drain_buffer(limit);
+        self.unmet_demand = (self.unmet_demand + upstream).saturating_sub(served);
         upstream.saturating_sub(served)
     }
 
     /// Dispatches up to `limit` buffered events, releasing info messages as their
-    /// events go out. Returns how many were delivered.
+    /// events go out. Returns how many the dispatcher took.
     fn drain_buffer(&mut self, limit: usize) -> usize {
         let mut served = 0;
         while served < limit && self.buffer.len() > 0 {
             let chunk = self.buffer.take(limit - served);
             let taken = chunk.len();
-            let (delivered, leftovers) = self.dispatch(chunk);
+            let (consumed, leftovers) = self.dispatch(chunk, true);
             let stuck = !leftovers.is_empty();
             self.buffer.put_back(leftovers);
             self.buffer.release_due(&mut self.released);
-            served += delivered;
+            served += consumed;
             if stuck || taken == 0 {
                 break;
             }
@@ -309,19 +398,26 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         }
     }
 
-    /// Switches the demand mode. Returns the stashed demands to serve, in order, when
-    /// switching to forward.
+    /// Switches the demand mode. Switching to forward replays the stash in order:
+    /// stashed events are dispatched, stashed demand is served from the buffer;
+    /// returns the demand left for the stage to produce, in order.
     pub(crate) fn set_mode(&mut self, mode: DemandMode) -> Vec<usize> {
         let was = std::mem::replace(&mut self.mode, mode);
-        if was == DemandMode::Accumulate && mode == DemandMode::Forward {
-            let stashed: Vec<usize> = self.stashed.drain(..).collect();
-            stashed
-                .into_iter()
-                .map(|upstream| self.serve(upstream, upstream))
-                .collect()
-        } else {
-            Vec::new()
+        if was != DemandMode::Accumulate || mode != DemandMode::Forward {
+            return Vec::new();
         }
+        let stash = std::mem::take(&mut self.stash);
+        self.stashed_events = 0;
+        let mut to_produce = Vec::new();
+        for item in stash {
+            match item {
+                Stashed::Events(events) => self.emit(events),
+                Stashed::Demand(upstream) => {
+                    to_produce.push(self.serve(self.buffer.len().max(upstream), upstream));
+                }
+            }
+        }
+        to_produce
     }
 }
 

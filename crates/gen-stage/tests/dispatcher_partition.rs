@@ -1,0 +1,588 @@
+//! The partition dispatcher through running stages: routing by number, key or hash,
+//! discards, refused subscriptions, events held for partitions without a consumer (and
+//! their limit), cancellation, shared partitions, finite producers, and a partitioning
+//! producer-consumer (semantics §6.3 and §10 item 16, with this library's documented
+//! differences).
+
+use std::num::NonZeroUsize;
+
+use gen_stage::dispatcher::{Partition, PartitionDispatcher, PartitionError};
+use gen_stage::kind::EmitsEvents;
+use gen_stage::{
+    BoxError, BufferKeep, ConsumerRef, ExitReason, ProducerConsumer, ProducerConsumerContext,
+    ProducerRef, StageRef, StartError, SubscribeError, SubscribeOptions, SubscriptionTag,
+};
+use gen_stage_test::{
+    CollectingConsumer, Counter, Ping, ProducerRecord, Record, Script, ScriptedProducer, Watch,
+};
+
+type Collector = ConsumerRef<CollectingConsumer<u64>>;
+type Events = Watch<Record<u64>>;
+type Scripted = ProducerRef<ScriptedProducer<u64>>;
+
+fn n(count: usize) -> NonZeroUsize {
+    NonZeroUsize::new(count).expect("non-zero")
+}
+
+fn opts(max: usize, min: usize) -> SubscribeOptions {
+    SubscribeOptions::new().max_demand(max).min_demand(min)
+}
+
+fn range(from: u64, to: u64) -> Vec<u64> {
+    (from..to).collect()
+}
+
+/// The numbers below `to` that are `rest` modulo `count`.
+fn residues(to: u64, count: u64, rest: u64) -> Vec<u64> {
+    (0..to).filter(|x| x % count == rest).collect()
+}
+
+/// Partitions `0..count` by the remainder of the event.
+fn modulo(count: usize) -> PartitionDispatcher<u64, usize> {
+    PartitionDispatcher::by_count(count, move |x: &u64| (*x % count as u64) as usize)
+}
+
+async fn scripted(
+    dispatcher: PartitionDispatcher<u64, usize>,
+) -> (Scripted, Watch<ProducerRecord>) {
+    let (stage, record) = ScriptedProducer::new();
+    let producer = gen_stage::producer(stage)
+        .dispatcher(dispatcher)
+        .start()
+        .await
+        .expect("producer starts");
+    (producer, record)
+}
+
+async fn start<P>(
+    consumer: CollectingConsumer<u64>,
+    producer: &StageRef<P>,
+    options: SubscribeOptions,
+) -> Collector
+where
+    P: EmitsEvents<Out = u64>,
+{
+    gen_stage::consumer(consumer)
+        .subscribe_to(producer, options)
+        .start()
+        .await
+        .expect("consumer starts")
+}
+
+/// An automatic collecting consumer of `partition`.
+async fn collect<P, K>(
+    producer: &StageRef<P>,
+    partition: K,
+    options: SubscribeOptions,
+) -> (Collector, Events)
+where
+    P: EmitsEvents<Out = u64>,
+    K: Send + Sync + 'static,
+{
+    let (consumer, record) = CollectingConsumer::new();
+    let options = options.with(Partition(partition));
+    (start(consumer, producer, options).await, record)
+}
+
+/// A manual collecting consumer of `partition`, with its subscription.
+async fn manual<P>(producer: &StageRef<P>, partition: usize) -> (Collector, Events, SubscriptionTag)
+where
+    P: EmitsEvents<Out = u64>,
+{
+    let (consumer, record) = CollectingConsumer::new();
+    let options = SubscribeOptions::new().with(Partition(partition));
+    let consumer = start(consumer.manual(), producer, options).await;
+    let tag = record.wait_for_subscriptions(1).await[0];
+    (consumer, record, tag)
+}
+
+/// Waits until the consumers forwarded what they were told, the producer handled it,
+/// and the consumers handled the events it sent.
+async fn settle<P: EmitsEvents>(producer: &StageRef<P>, consumers: &[&Collector]) {
+    for consumer in consumers {
+        consumer.call(Ping).await.expect("consumer answers");
+    }
+    producer
+        .estimate_buffered_count()
+        .await
+        .expect("producer answers");
+    for consumer in consumers {
+        consumer.call(Ping).await.expect("consumer answers");
+    }
+}
+
+fn rejection(error: SubscribeError) -> PartitionError {
+    let SubscribeError::Rejected(error) = error else {
+        panic!("expected a rejection, got {error:?}");
+    };
+    error
+        .downcast_ref::<PartitionError>()
+        .cloned()
+        .unwrap_or_else(|| panic!("not a partition error: {error}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn each_event_goes_to_exactly_one_consumer_of_its_partition_in_order() {
+    let producer = gen_stage::producer(Counter::new(0).limit(300))
+        .dispatcher(modulo(3))
+        .start()
+        .await
+        .unwrap();
+    // Partition numbers may be given as any integer type.
+    let (c0, r0) = collect(&producer, 0usize, opts(10, 5)).await;
+    let (c1, r1) = collect(&producer, 1i32, opts(7, 2)).await;
+    let (c2, r2) = collect(&producer, 2u8, opts(50, 0)).await;
+
+    for (consumer, record, rest) in [(&c0, &r0, 0), (&c1, &r1, 1), (&c2, &r2, 2)] {
+        assert!(consumer.stopped().await.is_normal());
+        assert_eq!(record.events(), residues(300, 3, rest));
+    }
+    assert!(producer.stopped().await.is_normal());
+    assert!(r1.batch_sizes().iter().all(|&size| size <= 5));
+}
+
+#[tokio::test]
+async fn named_partitions_route_by_key() {
+    let dispatcher = PartitionDispatcher::new(["even", "odd"], |x: &u64| {
+        Some(if x % 2 == 0 { "even" } else { "odd" })
+    });
+    let producer = gen_stage::producer(Counter::new(0).limit(100))
+        .dispatcher(dispatcher)
+        .start()
+        .await
+        .unwrap();
+    let (odd, ro) = collect(&producer, "odd", opts(10, 5)).await;
+    let (even, re) = collect(&producer, "even", opts(10, 5)).await;
+
+    assert!(odd.stopped().await.is_normal());
+    assert!(even.stopped().await.is_normal());
+    assert_eq!(re.events(), residues(100, 2, 0));
+    assert_eq!(ro.events(), residues(100, 2, 1));
+}
+
+#[tokio::test]
+async fn hashed_partitions_deliver_every_event_once() {
+    let producer = gen_stage::producer(Counter::new(0).limit(300))
+        .dispatcher(PartitionDispatcher::hashed(3))
+        .start()
+        .await
+        .unwrap();
+    let mut consumers = Vec::new();
+    for partition in 0..3usize {
+        consumers.push(collect(&producer, partition, opts(20, 10)).await);
+    }
+    let mut all = Vec::new();
+    for (consumer, record) in &consumers {
+        assert!(consumer.stopped().await.is_normal());
+        let events = record.events();
+        assert!(
+            events.windows(2).all(|w| w[0] < w[1]),
+            "in order: {events:?}"
+        );
+        all.extend(events);
+    }
+    all.sort_unstable();
+    assert_eq!(all, range(0, 300));
+}
+
+#[tokio::test]
+async fn hash_returning_none_discards_the_event_without_consuming_demand() {
+    let dispatcher = PartitionDispatcher::new(["a"], |x: &u64| (x % 3 != 0).then_some("a"));
+    let (stage, _) = ScriptedProducer::new();
+    let producer = gen_stage::producer(stage)
+        .dispatcher(dispatcher)
+        .start()
+        .await
+        .unwrap();
+    let (consumer, record) = CollectingConsumer::new();
+    let consumer = start(
+        consumer.manual(),
+        &producer,
+        SubscribeOptions::new().with(Partition("a")),
+    )
+    .await;
+    let tag = record.wait_for_subscriptions(1).await[0];
+
+    consumer.ask(tag, n(4)).unwrap();
+    settle(&producer, &[&consumer]).await;
+    producer.cast(Script::Emit(range(0, 8))).unwrap();
+    settle(&producer, &[&consumer]).await;
+    // 0 and 3 are discarded and leave the demand to 4 and 5; 6 and 7 find no demand.
+    assert_eq!(record.events(), vec![1, 2, 4, 5]);
+    assert_eq!(producer.stats().events_discarded, 2);
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
+
+    consumer.ask(tag, n(2)).unwrap();
+    settle(&producer, &[&consumer]).await;
+    // 6 is discarded: only 7 goes out, and one event is still owed.
+    assert_eq!(record.events(), vec![1, 2, 4, 5, 7]);
+    assert_eq!(producer.stats().events_discarded, 3);
+}
+
+#[tokio::test]
+async fn partition_out_of_range_discards_the_event_and_counts_it() {
+    let dispatcher = PartitionDispatcher::by_count(2, |x: &u64| (*x % 3) as usize);
+    let (producer, _) = scripted(dispatcher).await;
+    let (c0, r0, t0) = manual(&producer, 0).await;
+    let (c1, r1, t1) = manual(&producer, 1).await;
+    c0.ask(t0, n(10)).unwrap();
+    c1.ask(t1, n(10)).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+
+    producer.cast(Script::Queue(range(0, 9))).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    assert_eq!(r0.events(), vec![0, 3, 6]);
+    assert_eq!(r1.events(), vec![1, 4, 7]);
+    assert_eq!(producer.stats().events_discarded, 3);
+    assert!(producer.is_alive());
+}
+
+// ---------------------------------------------------------------------------------------
+// Refused subscriptions
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn missing_unknown_and_taken_partitions_are_rejected_and_the_producer_keeps_running() {
+    let (producer, _) = scripted(modulo(2)).await;
+    let (taker, r0, t0) = manual(&producer, 0).await;
+    let (other, _) = CollectingConsumer::<u64>::new();
+    let other = gen_stage::consumer(other.manual()).start().await.unwrap();
+
+    let missing = other.subscribe_to(&producer, SubscribeOptions::new()).await;
+    let missing = rejection(missing.expect_err("no partition named"));
+    assert!(
+        matches!(missing, PartitionError::Missing { .. }),
+        "{missing:?}"
+    );
+    assert!(missing.to_string().contains("requires a"), "{missing}");
+
+    let unknown = other
+        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(7)))
+        .await;
+    let unknown = rejection(unknown.expect_err("no partition 7"));
+    assert_eq!(unknown, PartitionError::Unknown("7".into()));
+    assert!(
+        unknown.to_string().contains("unknown partition 7"),
+        "{unknown}"
+    );
+
+    let taken = other
+        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(0)))
+        .await;
+    let taken = rejection(taken.expect_err("partition 0 has a consumer"));
+    assert!(
+        taken.to_string().contains("partition 0 is already taken"),
+        "{taken}"
+    );
+
+    // Through the builder too.
+    let (builder, _) = CollectingConsumer::<u64>::new();
+    let started = gen_stage::consumer(builder)
+        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(0)))
+        .start()
+        .await;
+    assert!(matches!(
+        started,
+        Err(StartError::Subscribe(SubscribeError::Rejected(_)))
+    ));
+
+    // Nobody stopped, the first consumer keeps its partition, partition 1 is free.
+    assert!(producer.is_alive() && other.is_alive());
+    let t1 = other
+        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(1)))
+        .await
+        .expect("partition 1 is free");
+    taker.ask(t0, n(2)).unwrap();
+    other.ask(t1, n(2)).unwrap();
+    settle(&producer, &[&taker, &other]).await;
+    producer.cast(Script::Queue(range(0, 4))).unwrap();
+    settle(&producer, &[&taker, &other]).await;
+    assert_eq!(r0.events(), vec![0, 2]);
+    assert_eq!(producer.stats().consumers, 2);
+}
+
+#[tokio::test]
+async fn named_partition_of_the_wrong_type_is_missing() {
+    let dispatcher = PartitionDispatcher::new(["a", "b"], |_: &u64| Some("a"));
+    let producer = gen_stage::producer(Counter::new(0))
+        .dispatcher(dispatcher)
+        .start()
+        .await
+        .unwrap();
+    let (consumer, _) = CollectingConsumer::<u64>::new();
+    let consumer = gen_stage::consumer(consumer).start().await.unwrap();
+
+    let error = consumer
+        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(0)))
+        .await
+        .expect_err("partitions are named by &str");
+    let error = rejection(error);
+    assert!(
+        matches!(error, PartitionError::Missing { expected } if expected.contains("Partition<&str>")),
+        "{error:?}"
+    );
+    let error = consumer
+        .subscribe_to(&producer, SubscribeOptions::new().with(Partition("c")))
+        .await
+        .expect_err("no partition c");
+    assert_eq!(rejection(error), PartitionError::Unknown("\"c\"".into()));
+    assert!(producer.is_alive() && consumer.is_alive());
+}
+
+// ---------------------------------------------------------------------------------------
+// Events held for partitions
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn events_for_a_partition_without_consumer_are_held_and_delivered_in_order() {
+    let (producer, _) = scripted(modulo(2)).await;
+    let (c0, r0, t0) = manual(&producer, 0).await;
+    c0.ask(t0, n(10)).unwrap();
+    settle(&producer, &[&c0]).await;
+    producer.cast(Script::Queue(range(0, 20))).unwrap();
+    settle(&producer, &[&c0]).await;
+    assert_eq!(r0.events(), vec![0, 2, 4, 6, 8]);
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
+
+    let (c1, r1, t1) = manual(&producer, 1).await;
+    c1.ask(t1, n(8)).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    // The held events first, in one delivery, then new ones.
+    assert_eq!(r1.read(|r| r.batches[0].1.clone()), vec![1, 3, 5, 7, 9]);
+    // The 8 asked upstream: 10..18, half of them for each partition.
+    assert_eq!(r1.events(), vec![1, 3, 5, 7, 9, 11, 13, 15]);
+    assert_eq!(r0.events(), residues(18, 2, 0));
+    // Partition 1's consumer has no demand left: 17 is held for it.
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 1);
+    assert_eq!(producer.stats().events_discarded, 0);
+}
+
+#[tokio::test]
+async fn stats_count_the_events_held_for_partitions() {
+    let (producer, _) = scripted(modulo(2)).await;
+    let (c0, _, t0) = manual(&producer, 0).await;
+    c0.ask(t0, n(10)).unwrap();
+    settle(&producer, &[&c0]).await;
+    producer.cast(Script::Queue(range(0, 10))).unwrap();
+    settle(&producer, &[&c0]).await;
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
+    assert_eq!(producer.stats().buffered, 5, "held for partition 1");
+
+    let (c1, _, t1) = manual(&producer, 1).await;
+    c1.ask(t1, n(3)).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 2);
+    assert_eq!(producer.stats().buffered, 2, "3 of the 5 went out");
+}
+
+#[tokio::test]
+async fn events_beyond_the_hold_limit_are_discarded_and_counted() {
+    for (keep, kept) in [
+        (BufferKeep::Last, vec![15, 17, 19]),
+        (BufferKeep::First, vec![1, 3, 5]),
+    ] {
+        let (producer, record) = scripted(modulo(2).hold_limit(3, keep)).await;
+        let (c0, r0, t0) = manual(&producer, 0).await;
+        c0.ask(t0, n(20)).unwrap();
+        settle(&producer, &[&c0]).await;
+        producer.cast(Script::Queue(range(0, 20))).unwrap();
+        settle(&producer, &[&c0]).await;
+        assert_eq!(r0.events(), residues(20, 2, 0));
+        assert_eq!(
+            producer.estimate_buffered_count().await.unwrap(),
+            3,
+            "{keep:?}"
+        );
+        assert_eq!(producer.stats().events_discarded, 7, "{keep:?}");
+        assert_eq!(
+            record.read(|r| r.discards.clone()),
+            vec![7],
+            "reported to the hook"
+        );
+
+        let (c1, r1, t1) = manual(&producer, 1).await;
+        c1.ask(t1, n(10)).unwrap();
+        settle(&producer, &[&c0, &c1]).await;
+        assert_eq!(r1.events(), kept, "{keep:?}");
+    }
+}
+
+#[tokio::test]
+async fn held_events_stay_for_the_next_consumer_after_a_cancel() {
+    let (producer, _) = scripted(modulo(2)).await;
+    let (c0, r0, t0) = manual(&producer, 0).await;
+    let (c1, r1, t1) = manual(&producer, 1).await;
+    c0.ask(t0, n(8)).unwrap();
+    c1.ask(t1, n(2)).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    producer.cast(Script::Queue(range(0, 10))).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    assert_eq!(r0.events(), vec![0, 2, 4, 6, 8]);
+    assert_eq!(r1.events(), vec![1, 3]);
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 3);
+
+    c1.cancel(t1, ExitReason::Normal).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    assert_eq!(
+        producer.estimate_buffered_count().await.unwrap(),
+        3,
+        "kept for partition 1"
+    );
+    assert!(c1.is_alive());
+
+    let (next, rn, tn) = manual(&producer, 1).await;
+    next.ask(tn, n(10)).unwrap();
+    settle(&producer, &[&c0, &next]).await;
+    assert_eq!(rn.read(|r| r.batches[0].1.clone()), vec![5, 7, 9]);
+    assert_eq!(
+        r1.events(),
+        vec![1, 3],
+        "the cancelled consumer got nothing more"
+    );
+}
+
+#[tokio::test]
+async fn demand_of_a_cancelled_partition_consumer_is_not_asked_twice() {
+    let (producer, record) = scripted(modulo(2)).await;
+    let (c1, r1, t1) = manual(&producer, 1).await;
+    c1.ask(t1, n(5)).unwrap();
+    settle(&producer, &[&c1]).await;
+    assert_eq!(record.read(|r| r.demands.clone()), vec![5]);
+    c1.cancel(t1, ExitReason::Normal).unwrap();
+    settle(&producer, &[&c1]).await;
+
+    let (next, rn, tn) = manual(&producer, 1).await;
+    next.ask(tn, n(7)).unwrap();
+    settle(&producer, &[&next]).await;
+    // 5 of the 7 were asked for already.
+    assert_eq!(record.read(|r| r.demands.clone()), vec![5, 2]);
+    producer
+        .cast(Script::Queue(vec![1, 3, 5, 7, 9, 11, 13, 15]))
+        .unwrap();
+    settle(&producer, &[&next]).await;
+    assert_eq!(rn.events(), vec![1, 3, 5, 7, 9, 11, 13]);
+    assert_eq!(r1.event_count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared partitions
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn shared_partition_splits_its_events_by_demand() {
+    let (producer, _) = scripted(modulo(2).shared()).await;
+    let (a, ra, ta) = manual(&producer, 0).await;
+    let (b, rb, tb) = manual(&producer, 0).await;
+    a.ask(ta, n(2)).unwrap();
+    b.ask(tb, n(3)).unwrap();
+    settle(&producer, &[&a, &b]).await;
+    producer.cast(Script::Queue(residues(20, 2, 0))).unwrap();
+    settle(&producer, &[&a, &b]).await;
+    // Most demand first.
+    assert_eq!(rb.events(), vec![0, 2, 4]);
+    assert_eq!(ra.events(), vec![6, 8]);
+
+    a.ask(ta, n(4)).unwrap();
+    settle(&producer, &[&a, &b]).await;
+    assert_eq!(ra.events(), vec![6, 8, 10, 12, 14, 16]);
+    assert_eq!(rb.events(), vec![0, 2, 4]);
+}
+
+#[tokio::test]
+async fn shared_partition_consumers_together_get_each_event_exactly_once() {
+    let producer = gen_stage::producer(Counter::new(0).limit(400))
+        .dispatcher(modulo(2).shared())
+        .start()
+        .await
+        .unwrap();
+    let (a, ra) = collect(&producer, 0usize, opts(10, 5)).await;
+    let (b, rb) = collect(&producer, 0usize, opts(4, 1)).await;
+    let (odd, ro) = collect(&producer, 1usize, opts(10, 5)).await;
+
+    for consumer in [&a, &b, &odd] {
+        assert!(consumer.stopped().await.is_normal());
+    }
+    assert_eq!(ro.events(), residues(400, 2, 1));
+    let (ea, eb) = (ra.events(), rb.events());
+    assert!(ea.windows(2).all(|w| w[0] < w[1]) && eb.windows(2).all(|w| w[0] < w[1]));
+    assert!(!ea.is_empty() && !eb.is_empty(), "both take part");
+    let mut all = [ea, eb].concat();
+    all.sort_unstable();
+    assert_eq!(all, residues(400, 2, 0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Finite producers
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn finite_producer_stops_only_after_every_partition_got_its_events() {
+    let producer = gen_stage::producer(Counter::new(0).limit(20))
+        .dispatcher(modulo(2))
+        .start()
+        .await
+        .unwrap();
+    // One ask of 100 makes the counter emit all 20 numbers at once.
+    let (c0, r0) = collect(&producer, 0usize, opts(100, 50)).await;
+    r0.wait_for_events(10).await;
+    settle(&producer, &[&c0]).await;
+    assert_eq!(producer.estimate_buffered_count().await.unwrap(), 10);
+    assert!(producer.is_alive(), "partition 1's events are still held");
+    assert!(r0.read(|r| r.terminated.is_none()));
+
+    let (c1, r1) = collect(&producer, 1usize, opts(10, 5)).await;
+    assert!(producer.stopped().await.is_normal());
+    assert!(c0.stopped().await.is_normal());
+    assert!(c1.stopped().await.is_normal());
+    assert_eq!(r0.events(), residues(20, 2, 0));
+    assert_eq!(r1.events(), residues(20, 2, 1));
+}
+
+// ---------------------------------------------------------------------------------------
+// A partitioning producer-consumer
+// ---------------------------------------------------------------------------------------
+
+/// Passes its input through unchanged.
+struct Relay;
+
+impl ProducerConsumer for Relay {
+    type Input = u64;
+    type Output = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _: SubscriptionTag,
+        _: &mut ProducerConsumerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        Ok(events)
+    }
+}
+
+#[tokio::test]
+async fn partitioning_producer_consumer_takes_only_what_its_consumers_asked_for() {
+    let (counter, demands) = Counter::new(0).recorded();
+    let producer = gen_stage::producer(counter).start().await.unwrap();
+    let relay = gen_stage::producer_consumer(Relay)
+        .dispatcher(modulo(2))
+        .subscribe_to(&producer, opts(4, 2))
+        .start()
+        .await
+        .unwrap();
+    let (c0, r0, t0) = manual(&relay, 0).await;
+    c0.ask(t0, n(10)).unwrap();
+    for _ in 0..10 {
+        settle(&relay, &[&c0]).await;
+        producer.estimate_buffered_count().await.unwrap();
+    }
+    // The 10 asked are dispatched: 5 to partition 0, 5 held for partition 1.
+    assert_eq!(r0.events(), vec![0, 2, 4, 6, 8]);
+    assert_eq!(relay.estimate_buffered_count().await.unwrap(), 5);
+    // Its first ask of 4, then 2 after each batch of 2 it handled.
+    assert_eq!(demands.snapshot().iter().sum::<usize>(), 14);
+}
