@@ -37,6 +37,10 @@ pub struct StageStats {
     pub consumers: usize,
     /// Producers the stage is subscribed to.
     pub producers: usize,
+    /// Events this stage has asked its producers for and not yet received.
+    pub demand_in: usize,
+    /// Events this stage's consumers have asked for and not yet been sent.
+    pub demand_out: usize,
     /// Where the stage is in its life.
     pub state: StageState,
 }
@@ -49,6 +53,8 @@ pub(crate) struct StatsCell {
     buffered: AtomicUsize,
     consumers: AtomicUsize,
     producers: AtomicUsize,
+    demand_in: AtomicUsize,
+    demand_out: AtomicUsize,
     state: AtomicU8,
 }
 
@@ -81,6 +87,14 @@ impl StatsCell {
         self.producers.store(count, Ordering::Relaxed);
     }
 
+    pub(crate) fn set_demand_in(&self, demand: usize) {
+        self.demand_in.store(demand, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_demand_out(&self, demand: usize) {
+        self.demand_out.store(demand, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_state(&self, state: StageState) {
         let code = match state {
             StageState::Starting => 0,
@@ -105,6 +119,8 @@ impl StatsCell {
             buffered: self.buffered.load(Ordering::Relaxed),
             consumers: self.consumers.load(Ordering::Relaxed),
             producers: self.producers.load(Ordering::Relaxed),
+            demand_in: self.demand_in.load(Ordering::Relaxed),
+            demand_out: self.demand_out.load(Ordering::Relaxed),
             state,
         }
     }

@@ -16,6 +16,8 @@ struct Upstream<T> {
     cancel: CancelMode,
     /// `None` for manual demand.
     auto: Option<AutoDemand>,
+    /// Asked for and not yet received.
+    asked: usize,
 }
 
 pub(crate) struct ConsumerSide<T> {
@@ -25,6 +27,8 @@ pub(crate) struct ConsumerSide<T> {
 
     /// Told to producers when this side is dropped.
     pub(crate) exit_reason: ExitReason,
+    /// Asked for and not yet received, over every subscription.
+    demand_in: usize,
     stats: Arc<StatsCell>,
 }
 
@@ -34,6 +38,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             producers: TagMap::default(),
             self_cancelled: Vec::new(),
             exit_reason: ExitReason::Killed,
+            demand_in: 0,
             stats,
         }
     }
@@ -60,10 +65,21 @@ impl<T: Send + 'static> ConsumerSide<T> {
         };
         let cancel = options.cancel_mode();
         port.subscribe(tag, sink, options, reply)?;
-        if auto.is_some() {
-            port.ask(tag, max);
-        }
-        self.producers.insert(tag, Upstream { port, cancel, auto });
+        let asked = if auto.is_some() && port.ask(tag, max) {
+            max
+        } else {
+            0
+        };
+        self.producers.insert(
+            tag,
+            Upstream {
+                port,
+                cancel,
+                auto,
+                asked,
+            },
+        );
+        self.add_demand_in(asked, 0);
         self.stats.set_producers(self.producers.len());
         Ok(())
     }
@@ -84,6 +100,10 @@ impl<T: Send + 'static> ConsumerSide<T> {
             return None;
         };
         self.stats.add_received(events.len());
+        let received = events.len().min(upstream.asked);
+        upstream.asked -= received;
+        self.demand_in -= received;
+        self.stats.set_demand_in(self.demand_in);
         match upstream.auto.as_mut() {
             Some(auto) => {
                 let (batches, excess) = auto.split(events);
@@ -104,9 +124,16 @@ impl<T: Send + 'static> ConsumerSide<T> {
         if demand == 0 {
             return;
         }
-        if let Some(upstream) = self.producers.get(&tag) {
+        if let Some(upstream) = self.producers.get_mut(&tag) {
             upstream.port.ask(tag, demand);
+            upstream.asked += demand;
+            self.add_demand_in(demand, 0);
         }
+    }
+
+    fn add_demand_in(&mut self, added: usize, removed: usize) {
+        self.demand_in = self.demand_in + added - removed;
+        self.stats.set_demand_in(self.demand_in);
     }
 
     pub(crate) fn ask(
@@ -114,8 +141,13 @@ impl<T: Send + 'static> ConsumerSide<T> {
         tag: SubscriptionTag,
         demand: usize,
     ) -> Result<(), UnknownSubscription> {
-        let upstream = self.producers.get(&tag).ok_or(UnknownSubscription(tag))?;
+        let upstream = self
+            .producers
+            .get_mut(&tag)
+            .ok_or(UnknownSubscription(tag))?;
         upstream.port.ask(tag, demand);
+        upstream.asked += demand;
+        self.add_demand_in(demand, 0);
         Ok(())
     }
 
@@ -130,6 +162,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             .remove(&tag)
             .ok_or(UnknownSubscription(tag))?;
         self.stats.set_producers(self.producers.len());
+        self.add_demand_in(0, upstream.asked);
         upstream
             .port
             .cancel(tag, CancelReason::Cancelled(reason.clone()));
@@ -142,6 +175,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
     pub(crate) fn remove(&mut self, tag: SubscriptionTag) -> Option<CancelMode> {
         let upstream = self.producers.remove(&tag)?;
         self.stats.set_producers(self.producers.len());
+        self.add_demand_in(0, upstream.asked);
         Some(upstream.cancel)
     }
 }

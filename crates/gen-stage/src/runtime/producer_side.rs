@@ -69,6 +69,8 @@ pub(crate) struct ProducerSide<T, M> {
 
     /// Told to consumers when this side is dropped.
     pub(crate) exit_reason: ExitReason,
+    /// What the consumers asked for and were not sent yet, in all.
+    demand_out: usize,
     stats: Arc<StatsCell>,
 }
 
@@ -96,6 +98,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             extra_upstream: 0,
 
             exit_reason: ExitReason::Killed,
+            demand_out: 0,
             stats,
         }
     }
@@ -231,6 +234,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                 leftovers.extend(batch.drain(consumer.outstanding..));
             }
             consumer.outstanding -= batch.len();
+            self.demand_out -= batch.len();
             delivered += batch.len();
             if let Err(events) = consumer.sink.send_events(tag, batch) {
                 // The consumer is gone; its cancellation is on its way.
@@ -243,6 +247,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         lost += self.deliveries.take_discarded();
         self.count_discards(lost);
         self.stats.add_emitted(delivered);
+        self.stats.set_demand_out(self.demand_out);
         self.stats
             .set_buffered(self.buffer.len() + self.dispatcher.held());
         delivered
@@ -327,6 +332,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// Removes a consumer that was refused, telling it why.
     pub(crate) fn reject(&mut self, tag: SubscriptionTag, reason: CancelReason) {
         if let Some(consumer) = self.consumers.remove(&tag) {
+            self.demand_out -= consumer.outstanding;
             consumer.sink.send_cancel(tag, reason);
         }
         self.stats.set_consumers(self.consumers.len());
@@ -340,6 +346,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             return 0;
         };
         consumer.outstanding += demand;
+        self.demand_out += demand;
+        self.stats.set_demand_out(self.demand_out);
         let upstream = self.dispatcher.ask(tag, demand, &mut self.deliveries);
         self.send_side_deliveries();
         self.serve(demand.max(upstream), upstream)
@@ -348,7 +356,9 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// A consumer left. Returns the upstream demand left to serve, or `None` if the
     /// subscription was unknown.
     pub(crate) fn remove_consumer(&mut self, tag: SubscriptionTag) -> Option<usize> {
-        self.consumers.remove(&tag)?;
+        let consumer = self.consumers.remove(&tag)?;
+        self.demand_out -= consumer.outstanding;
+        self.stats.set_demand_out(self.demand_out);
         self.stats.set_consumers(self.consumers.len());
         let upstream = self.dispatcher.cancel(tag, &mut self.deliveries);
         self.send_side_deliveries();

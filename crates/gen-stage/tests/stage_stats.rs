@@ -1,0 +1,62 @@
+//! Live statistics read from stage handles: counts, demand, buffer and state.
+
+use gen_stage::{ExitReason, StageState, SubscribeOptions};
+use gen_stage_test::{CollectingConsumer, Gate, Ping, Script, ScriptedProducer};
+
+#[tokio::test]
+async fn counts_demand_and_buffer_follow_the_traffic() {
+    let (producer, _) = ScriptedProducer::<u64>::new();
+    let producer = gen_stage::producer(producer)
+        .buffer_size(3)
+        .start()
+        .await
+        .expect("starts");
+    assert_eq!(producer.stats().state, StageState::Running);
+    let gate = Gate::closed();
+    let (consumer, record) = CollectingConsumer::<u64>::new();
+    let consumer = gen_stage::consumer(consumer.gated(gate.clone()))
+        .subscribe_to(
+            &producer,
+            SubscribeOptions::new().max_demand(4).min_demand(2),
+        )
+        .start()
+        .await
+        .expect("starts");
+    producer.estimate_buffered_count().await.expect("alive"); // the ask has arrived
+    let stats = producer.stats();
+    assert_eq!((stats.consumers, stats.demand_out), (1, 4));
+    assert_eq!(consumer.stats().demand_in, 4);
+    assert_eq!(consumer.stats().producers, 1);
+
+    // 10 events against a demand of 4: 4 sent, 3 buffered (its size), 3 discarded.
+    producer
+        .cast(Script::Emit((0..10).collect()))
+        .expect("alive");
+    producer.estimate_buffered_count().await.expect("alive");
+    let stats = producer.stats();
+    assert_eq!(stats.events_emitted, 4);
+    assert_eq!(stats.buffered, 3);
+    assert_eq!(stats.events_discarded, 3);
+    assert_eq!(stats.demand_out, 0);
+
+    // The consumer holds its first batch: it has received 4, asked nothing more.
+    gate.open(1);
+    record.wait_for_events(2).await;
+    gate.open_for_good();
+    record.wait_for_events(7).await;
+    consumer.call(Ping).await.expect("alive");
+    producer.estimate_buffered_count().await.expect("alive");
+    let stats = consumer.stats();
+    assert_eq!(stats.events_received, 7);
+    assert_eq!(producer.stats().buffered, 0);
+    assert_eq!(
+        stats.demand_in,
+        producer.stats().demand_out,
+        "both sides agree on demand"
+    );
+
+    producer.stop(ExitReason::Shutdown).await.expect("alive");
+    assert_eq!(producer.stats().state, StageState::Stopped);
+    consumer.stopped().await;
+    assert_eq!(consumer.stats().state, StageState::Stopped);
+}
