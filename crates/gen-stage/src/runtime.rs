@@ -134,13 +134,10 @@ pub(crate) async fn start<R: Runner>(
     };
     let runner = make(me.clone());
     let (started_sender, started) = oneshot::channel();
-    let task = tokio::spawn(drive(
-        runner,
-        mailbox,
-        started_sender,
-        exit_sender,
-        registered,
-    ));
+    let span =
+        tracing::debug_span!("stage", id = %me.id(), kind = std::any::type_name::<R::Kind>());
+    let driven = drive(runner, mailbox, started_sender, exit_sender, registered);
+    let task = tokio::spawn(tracing::Instrument::instrument(driven, span));
     me.set_abort(task.abort_handle());
     match started.await {
         Ok(Ok(())) => Ok(me),
@@ -184,6 +181,7 @@ async fn drive<R: Runner>(
     }
     let stats = runner.stats().clone();
     stats.set_state(StageState::Running);
+    tracing::debug!("stage started");
     let _ = started.send(Ok(()));
     let reason = loop {
         if let Some(reason) = runner.stop_reason() {
@@ -194,7 +192,11 @@ async fn drive<R: Runner>(
             None => break ExitReason::Killed,
         }
     };
-    tracing::debug!("stage stopping: {reason}");
+    if reason.is_graceful() {
+        tracing::debug!(%reason, "stage stopping");
+    } else {
+        tracing::warn!(%reason, "stage stopping");
+    }
     stats.set_state(StageState::Stopping);
     runner.terminate(&reason).await;
     unregister(runner.stage_id());

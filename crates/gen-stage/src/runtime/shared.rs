@@ -57,6 +57,7 @@ pub(crate) async fn subscribe<R: Receiving>(
             return;
         }
     };
+    tracing::debug!(%tag, "subscribing to a producer");
     let cancel = options.cancel_mode();
     let sink = runner.control().me.sink();
     if let Err(reply) = runner
@@ -85,6 +86,7 @@ pub(crate) async fn cancelled<R: Receiving>(
     reason: CancelReason,
     mode: CancelMode,
 ) {
+    tracing::debug!(%tag, %reason, "subscription to a producer ended");
     if let Err(failure) = runner.on_cancel(tag, &reason).await {
         runner.control().stop = Some(failure);
         return;
@@ -166,6 +168,7 @@ pub(crate) async fn accept_consumer<E: Emitting>(
         }
         Ok(Ok(())) => match runner.output().accept(tag, &options) {
             Ok(upstream) => {
+                tracing::debug!(%tag, "consumer subscribed");
                 answer(reply, Ok(tag));
                 upstream
             }
