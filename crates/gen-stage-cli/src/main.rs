@@ -1,6 +1,7 @@
 //! The `gen-stage` command.
 
 mod bench;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,9 +18,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs a demo pipeline (synthetic jobs -> partitioned processors -> one task per
+    /// job) with a live view of each stage, then checks every job ran exactly once.
+    Demo(DemoArgs),
     /// Runs the benchmark suite: each scenario on gen-stage and hand-written with tokio
     /// channels, alternating, several runs each.
     Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// How many jobs to run.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    jobs: u64,
+    /// How many producer-consumers share the jobs, one partition each.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    processors: u64,
+    /// The most tasks running at once per processor (the workers' max_demand).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_demand: u64,
+    /// The average time a task takes, in milliseconds (each takes 0.5 to 1.5 times it).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    task_ms: u64,
+    /// Seed of the job generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +72,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Bench(args) => runtime.block_on(bench_command(args)),
+        Command::Demo(args) => runtime.block_on(demo_command(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,4 +109,21 @@ async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
         }
     }
     Ok(())
+}
+
+async fn demo_command(args: DemoArgs) -> Result<(), gen_stage::BoxError> {
+    let settings = demo::Settings {
+        jobs: args.jobs,
+        processors: args.processors as usize,
+        max_demand: args.max_demand as usize,
+        task: std::time::Duration::from_millis(args.task_ms),
+        seed: args.seed,
+    };
+    let summary = demo::run(settings).await?;
+    summary.print();
+    if summary.passed() {
+        Ok(())
+    } else {
+        Err("some jobs were not processed exactly once".into())
+    }
 }

@@ -1,0 +1,77 @@
+//! The `gen-stage demo` command, run as a user would, with small settings.
+
+use std::process::Command;
+
+fn gen_stage(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gen-stage"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn the_demo_processes_every_job_exactly_once_and_summarises() {
+    let output = gen_stage(&[
+        "demo",
+        "--jobs",
+        "300",
+        "--processors",
+        "3",
+        "--max-demand",
+        "5",
+        "--task-ms",
+        "2",
+        "--seed",
+        "7",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("jobs:             300"), "{stdout}");
+    assert!(
+        stdout.contains("exactly once:     ok (300 jobs, each processed once)"),
+        "{stdout}"
+    );
+    // 3 processors with 5 tasks each at most.
+    let peak: usize = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("peak concurrency:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a peak concurrency line");
+    assert!((1..=15).contains(&peak), "peak concurrency {peak}");
+    // Without a terminal the view prints lines instead of redrawing.
+    assert!(
+        stdout.lines().any(|line| line.starts_with("t=")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_values_are_refused_with_a_clear_error() {
+    let output = gen_stage(&["demo", "--jobs", "0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--jobs"), "{stderr}");
+    let output = gen_stage(&["demo", "--processors", "many"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid value"));
+}
+
+#[test]
+fn help_lists_the_options() {
+    let output = gen_stage(&["demo", "--help"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for option in [
+        "--jobs",
+        "--processors",
+        "--max-demand",
+        "--task-ms",
+        "--seed",
+    ] {
+        assert!(stdout.contains(option), "{option} missing from {stdout}");
+    }
+}
