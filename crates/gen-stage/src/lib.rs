@@ -316,6 +316,20 @@ pub use stage::{AskMode, Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{StageState, StageStats};
 pub use subscription::{StageId, SubscriptionTag};
 
+/// Internal pieces exposed for the crate's own benchmarks; not part of the API.
+#[doc(hidden)]
+pub mod bench_support {
+    /// Cuts `events` as a consumer with automatic demand (`min`, `max`) cuts a
+    /// delivery it has asked for; returns the batch sizes.
+    pub fn split_batches<T>(events: Vec<T>, min: usize, max: usize) -> Vec<usize> {
+        let (batches, _) = crate::demand::AutoDemand::new(min, max).split(events);
+        batches
+            .into_iter()
+            .map(|batch| batch.events.len())
+            .collect()
+    }
+}
+
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
