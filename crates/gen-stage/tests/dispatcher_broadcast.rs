@@ -4,43 +4,22 @@
 //! served from the producer's buffer, and a broadcasting producer-consumer (semantics
 //! §6.2 and §10 item 15).
 
-use std::num::NonZeroUsize;
+mod support;
 
 use gen_stage::dispatcher::{BroadcastDispatcher, BroadcastError, Selector};
 use gen_stage::kind::EmitsEvents;
-use gen_stage::{
-    BoxError, ConsumerRef, DemandMode, ExitReason, ProducerConsumer, ProducerConsumerContext,
-    ProducerRef, StageRef, SubscribeError, SubscribeOptions, SubscriptionTag,
-};
-use gen_stage_test::{
-    CollectingConsumer, Counter, Gate, Ping, ProducerRecord, Record, Recorded, Script,
-    ScriptedProducer, Watch,
+use gen_stage::{DemandMode, ExitReason, ProducerRef, StageRef, SubscribeOptions, SubscriptionTag};
+use gen_stage_test::{Counter, Gate, ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
+use support::{
+    Collector, Relay, barrier, collect, collect_gated, consumer_barrier, manual_consumer, n, opts,
+    range, rejection, scripted_by, settle, stops_having_received, stops_normally, within,
 };
 
-type Collector = ConsumerRef<CollectingConsumer<u64>>;
-type Events = Watch<Record<u64>>;
-
-fn opts(max: usize, min: usize) -> SubscribeOptions {
-    SubscribeOptions::new().max_demand(max).min_demand(min)
-}
-
-fn n(count: usize) -> NonZeroUsize {
-    NonZeroUsize::new(count).expect("non-zero")
-}
-
-fn range(from: u64, to: u64) -> Vec<u64> {
-    (from..to).collect()
-}
+type Events = support::Events<u64>;
 
 /// A broadcast producer driven by [`Script`] messages.
 async fn scripted_broadcast() -> (ProducerRef<ScriptedProducer<u64>>, Watch<ProducerRecord>) {
-    let (stage, record) = ScriptedProducer::new();
-    let producer = gen_stage::producer(stage)
-        .dispatcher(BroadcastDispatcher::new())
-        .start()
-        .await
-        .expect("producer starts");
-    (producer, record)
+    scripted_by(BroadcastDispatcher::new()).await
 }
 
 /// A broadcast [`Counter`] and the demands it is asked for.
@@ -58,64 +37,12 @@ async fn counter_broadcast(
     (producer, demands)
 }
 
-/// Starts `consumer` subscribed to `producer`.
-async fn start<P>(
-    consumer: CollectingConsumer<u64>,
-    producer: &StageRef<P>,
-    options: SubscribeOptions,
-) -> Collector
-where
-    P: EmitsEvents<Out = u64>,
-{
-    gen_stage::consumer(consumer)
-        .subscribe_to(producer, options)
-        .start()
-        .await
-        .expect("consumer starts")
-}
-
-/// An automatic collecting consumer subscribed to `producer`.
-async fn collect<P>(producer: &StageRef<P>, options: SubscribeOptions) -> (Collector, Events)
-where
-    P: EmitsEvents<Out = u64>,
-{
-    let (consumer, record) = CollectingConsumer::new();
-    (start(consumer, producer, options).await, record)
-}
-
 /// A manual collecting consumer subscribed to `producer`, with its subscription.
-async fn manual<P>(producer: &StageRef<P>) -> (Collector, Events, SubscriptionTag)
+async fn manual<P>(producer: &StageRef<P>) -> (Collector<u64>, Events, SubscriptionTag)
 where
     P: EmitsEvents<Out = u64>,
 {
-    let (consumer, record) = CollectingConsumer::new();
-    let consumer = start(consumer.manual(), producer, SubscribeOptions::new()).await;
-    let tag = record.wait_for_subscriptions(1).await[0];
-    (consumer, record, tag)
-}
-
-/// Waits until what was sent before has gone through: each consumer forwarded its
-/// asks and cancels, the producer handled them (and emitted), and each consumer
-/// handled the events it was sent.
-async fn settle<P: EmitsEvents>(producer: &StageRef<P>, consumers: &[&Collector]) {
-    for consumer in consumers {
-        consumer.call(Ping).await.expect("consumer answers");
-    }
-    producer
-        .estimate_buffered_count()
-        .await
-        .expect("producer answers");
-    for consumer in consumers {
-        consumer.call(Ping).await.expect("consumer answers");
-    }
-}
-
-/// Fails if `wait` never ends: in a test with the clock paused, a runtime with nothing
-/// left to do jumps straight to the deadline.
-async fn or_stall<F: std::future::Future>(wait: F) -> F::Output {
-    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
-        .await
-        .expect("stalled")
+    manual_consumer(producer, SubscribeOptions::new()).await
 }
 
 fn total(demands: &Recorded<usize>) -> usize {
@@ -192,19 +119,18 @@ async fn upstream_demand_is_the_minimum_across_consumers_and_never_asked_twice()
 async fn gated_slow_consumer_paces_the_producer() {
     let (producer, demands) = counter_broadcast(Counter::new(0), DemandMode::Forward).await;
     let gate = Gate::closed();
-    let (slow, rs) = CollectingConsumer::new();
     // Subscribed first, so that both consumers see the same events from the fast
     // one's first ask on. Batches of 2; each handled batch asks 2 more.
-    let _slow = start(slow.gated(gate.clone()), &producer, opts(4, 2)).await;
+    let (_slow, rs) = collect_gated(&producer, opts(4, 2), &gate).await;
     let (fast, rf) = collect(&producer, opts(10, 5)).await;
 
     for step in 1..=10 {
         gate.open(1);
         rs.wait_until(|record| record.batches.len() == step).await;
         // The slow consumer asked after its batch, before waiting at the gate again.
-        producer.estimate_buffered_count().await.unwrap();
-        fast.call(Ping).await.unwrap();
-        producer.estimate_buffered_count().await.unwrap();
+        barrier(&producer).await;
+        consumer_barrier(&fast).await;
+        barrier(&producer).await;
         let slow_asked = 4 + 2 * step;
         assert_eq!(
             total(&demands),
@@ -262,9 +188,9 @@ async fn selector_rejecting_everything_does_not_stall_the_others() {
     let (everything, re) = collect(&producer, opts(10, 5)).await;
     producer.set_demand_mode(DemandMode::Forward).unwrap();
 
-    assert!(everything.stopped().await.is_normal());
-    assert!(producer.stopped().await.is_normal());
-    assert!(nothing.stopped().await.is_normal());
+    stops_normally(&everything).await;
+    stops_normally(&producer).await;
+    stops_normally(&nothing).await;
     assert_eq!(re.events(), range(0, 200));
     assert_eq!(rn.event_count(), 0);
 }
@@ -324,7 +250,7 @@ async fn accumulate_then_forward_gives_every_consumer_the_same_events_from_the_f
     for (max, min) in [(10, 5), (3, 1), (40, 0)] {
         consumers.push(collect(&producer, opts(max, min)).await);
     }
-    let all: Vec<&Collector> = consumers.iter().map(|(c, _)| c).collect();
+    let all: Vec<&Collector<u64>> = consumers.iter().map(|(c, _)| c).collect();
     settle(&producer, &all).await;
     assert!(demands.is_empty(), "nothing is produced while accumulating");
     assert_eq!(
@@ -334,10 +260,9 @@ async fn accumulate_then_forward_gives_every_consumer_the_same_events_from_the_f
 
     producer.set_demand_mode(DemandMode::Forward).unwrap();
     for (consumer, record) in &consumers {
-        assert!(consumer.stopped().await.is_normal());
-        assert_eq!(record.events(), range(0, 100));
+        stops_having_received(consumer, record, range(0, 100)).await;
     }
-    assert!(producer.stopped().await.is_normal());
+    stops_normally(&producer).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -350,13 +275,8 @@ async fn same_consumer_subscribing_twice_is_rejected_and_keeps_its_first_subscri
     let (consumer, record) = collect(&producer, opts(10, 5)).await;
 
     for attempt in 2..=3 {
-        let error = consumer
-            .subscribe_to(&producer, opts(10, 5))
-            .await
-            .expect_err("a second subscription of the same consumer is refused");
-        let SubscribeError::Rejected(error) = error else {
-            panic!("attempt {attempt}: expected a rejection, got {error:?}");
-        };
+        // A second subscription of the same consumer is refused.
+        let error = rejection(consumer.subscribe_to(&producer, opts(10, 5)).await);
         assert!(
             error.to_string().contains("is already subscribed"),
             "attempt {attempt}: {error}"
@@ -416,23 +336,19 @@ async fn cancelling_the_slowest_consumer_releases_demand_for_the_others() {
 async fn finite_producer_stops_normally_after_every_consumer_got_everything() {
     let (producer, _) = counter_broadcast(Counter::new(0).limit(50), DemandMode::Accumulate).await;
     let gate = Gate::closed();
-    let (gated, rg) = CollectingConsumer::new();
-    let gated = start(gated.gated(gate.clone()), &producer, opts(60, 50)).await;
+    let (gated, rg) = collect_gated(&producer, opts(60, 50), &gate).await;
     let (a, ra) = collect(&producer, opts(7, 3)).await;
     let (b, rb) = collect(&producer, opts(100, 0)).await;
     producer.set_demand_mode(DemandMode::Forward).unwrap();
 
-    assert!(producer.stopped().await.is_normal());
-    assert!(a.stopped().await.is_normal());
-    assert!(b.stopped().await.is_normal());
-    assert_eq!(ra.events(), range(0, 50));
-    assert_eq!(rb.events(), range(0, 50));
+    stops_normally(&producer).await;
+    stops_having_received(&a, &ra, range(0, 50)).await;
+    stops_having_received(&b, &rb, range(0, 50)).await;
     // The gated consumer still has its events queued: the producer's stop reaches it
     // after them.
     assert!(rg.read(|r| r.terminated.is_none()));
     gate.open_for_good();
-    assert!(gated.stopped().await.is_normal());
-    assert_eq!(rg.events(), range(0, 50));
+    stops_having_received(&gated, &rg, range(0, 50)).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -443,9 +359,9 @@ async fn finite_producer_stops_normally_after_every_consumer_got_everything() {
 /// the producer, the early consumer, its record, and the newcomer with its subscription.
 async fn held_by_a_newcomer() -> (
     ProducerRef<ScriptedProducer<u64>>,
-    Collector,
+    Collector<u64>,
     Events,
-    Collector,
+    Collector<u64>,
     SubscriptionTag,
 ) {
     let (producer, _) = scripted_broadcast().await;
@@ -489,7 +405,7 @@ async fn events_emitted_after_a_cancel_do_not_overtake_buffered_events() {
     late.cancel(tag, ExitReason::Normal).unwrap();
     settle(&producer, &[&early, &late]).await;
     producer.cast(Script::Emit(range(20, 25))).unwrap();
-    or_stall(re.wait_for_events(25)).await;
+    within("25 events", re.wait_for_events(25)).await;
     assert_eq!(re.events(), range(0, 25));
 }
 
@@ -521,28 +437,10 @@ async fn draining_the_buffer_does_not_shrink_the_upstream_demand_twice() {
     assert_eq!(demands.iter().sum::<usize>(), 7, "{demands:?}");
 }
 
-/// Passes its input through unchanged.
-struct Relay;
-
-impl ProducerConsumer for Relay {
-    type Input = u64;
-    type Output = u64;
-    type Message = ();
-
-    async fn handle_events(
-        &mut self,
-        events: Vec<u64>,
-        _: SubscriptionTag,
-        _: &mut ProducerConsumerContext<'_, Self>,
-    ) -> Result<Vec<u64>, BoxError> {
-        Ok(events)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn broadcasting_producer_consumer_serves_all_its_consumers_demand() {
     let (producer, _) = scripted_broadcast().await;
-    let relay = gen_stage::producer_consumer(Relay)
+    let relay = gen_stage::producer_consumer(Relay::pass_through())
         .dispatcher(BroadcastDispatcher::new())
         .demand_mode(DemandMode::Accumulate)
         .subscribe_to(&producer, opts(4, 2))
@@ -555,8 +453,8 @@ async fn broadcasting_producer_consumer_serves_all_its_consumers_demand() {
     relay.set_demand_mode(DemandMode::Forward).unwrap();
     producer.cast(Script::Queue(range(0, 100))).unwrap();
 
-    or_stall(ra.wait_for_events(100)).await;
-    or_stall(rb.wait_for_events(100)).await;
+    within("100 events", ra.wait_for_events(100)).await;
+    within("100 events", rb.wait_for_events(100)).await;
     settle(&relay, &[&a, &b]).await;
     assert_eq!(ra.events(), range(0, 100));
     assert_eq!(rb.events(), range(0, 100));

@@ -4,33 +4,24 @@
 //! producer-consumer (semantics §6.3 and §10 item 16, with this library's documented
 //! differences).
 
-use std::num::NonZeroUsize;
+mod support;
 
 use gen_stage::dispatcher::{Partition, PartitionDispatcher, PartitionError};
 use gen_stage::kind::EmitsEvents;
 use gen_stage::{
-    BoxError, BufferKeep, ConsumerRef, ExitReason, ProducerConsumer, ProducerConsumerContext,
-    ProducerRef, StageRef, StartError, SubscribeError, SubscribeOptions, SubscriptionTag,
+    BufferKeep, ExitReason, ProducerRef, StageRef, SubscribeError, SubscribeOptions,
+    SubscriptionTag,
 };
 use gen_stage_test::{
-    CollectingConsumer, Counter, Ping, ProducerRecord, Record, Script, ScriptedProducer, Watch,
+    CollectingConsumer, Counter, ProducerRecord, Script, ScriptedProducer, Watch,
+};
+use support::{
+    Collector, Events, Relay, ask_then_queue, collector, dispatching, manual_consumer, n, opts,
+    range, recorded_counter, rejection, scripted_by, settle, shared_exactly_once,
+    start_is_rejected, stops_having_received, stops_normally,
 };
 
-type Collector = ConsumerRef<CollectingConsumer<u64>>;
-type Events = Watch<Record<u64>>;
 type Scripted = ProducerRef<ScriptedProducer<u64>>;
-
-fn n(count: usize) -> NonZeroUsize {
-    NonZeroUsize::new(count).expect("non-zero")
-}
-
-fn opts(max: usize, min: usize) -> SubscribeOptions {
-    SubscribeOptions::new().max_demand(max).min_demand(min)
-}
-
-fn range(from: u64, to: u64) -> Vec<u64> {
-    (from..to).collect()
-}
 
 /// The numbers below `to` that are `rest` modulo `count`.
 fn residues(to: u64, count: u64, rest: u64) -> Vec<u64> {
@@ -45,28 +36,7 @@ fn modulo(count: usize) -> PartitionDispatcher<u64, usize> {
 async fn scripted(
     dispatcher: PartitionDispatcher<u64, usize>,
 ) -> (Scripted, Watch<ProducerRecord>) {
-    let (stage, record) = ScriptedProducer::new();
-    let producer = gen_stage::producer(stage)
-        .dispatcher(dispatcher)
-        .start()
-        .await
-        .expect("producer starts");
-    (producer, record)
-}
-
-async fn start<P>(
-    consumer: CollectingConsumer<u64>,
-    producer: &StageRef<P>,
-    options: SubscribeOptions,
-) -> Collector
-where
-    P: EmitsEvents<Out = u64>,
-{
-    gen_stage::consumer(consumer)
-        .subscribe_to(producer, options)
-        .start()
-        .await
-        .expect("consumer starts")
+    scripted_by(dispatcher).await
 }
 
 /// An automatic collecting consumer of `partition`.
@@ -74,51 +44,36 @@ async fn collect<P, K>(
     producer: &StageRef<P>,
     partition: K,
     options: SubscribeOptions,
-) -> (Collector, Events)
+) -> (Collector<u64>, Events<u64>)
 where
     P: EmitsEvents<Out = u64>,
     K: Send + Sync + 'static,
 {
-    let (consumer, record) = CollectingConsumer::new();
-    let options = options.with(Partition(partition));
-    (start(consumer, producer, options).await, record)
+    support::collect(producer, options.with(Partition(partition))).await
 }
 
 /// A manual collecting consumer of `partition`, with its subscription.
-async fn manual<P>(producer: &StageRef<P>, partition: usize) -> (Collector, Events, SubscriptionTag)
+async fn manual<P, K>(
+    producer: &StageRef<P>,
+    partition: K,
+) -> (Collector<u64>, Events<u64>, SubscriptionTag)
 where
     P: EmitsEvents<Out = u64>,
+    K: Send + Sync + 'static,
 {
-    let (consumer, record) = CollectingConsumer::new();
-    let options = SubscribeOptions::new().with(Partition(partition));
-    let consumer = start(consumer.manual(), producer, options).await;
-    let tag = record.wait_for_subscriptions(1).await[0];
-    (consumer, record, tag)
+    manual_consumer(producer, self::partition(partition)).await
 }
 
-/// Waits until the consumers forwarded what they were told, the producer handled it,
-/// and the consumers handled the events it sent.
-async fn settle<P: EmitsEvents>(producer: &StageRef<P>, consumers: &[&Collector]) {
-    for consumer in consumers {
-        consumer.call(Ping).await.expect("consumer answers");
-    }
-    producer
-        .estimate_buffered_count()
-        .await
-        .expect("producer answers");
-    for consumer in consumers {
-        consumer.call(Ping).await.expect("consumer answers");
-    }
+/// Subscribes to `partition` with default options.
+fn partition<K: Send + Sync + 'static>(partition: K) -> SubscribeOptions {
+    SubscribeOptions::new().with(Partition(partition))
 }
 
-fn rejection(error: SubscribeError) -> PartitionError {
-    let SubscribeError::Rejected(error) = error else {
-        panic!("expected a rejection, got {error:?}");
-    };
-    error
-        .downcast_ref::<PartitionError>()
-        .cloned()
-        .unwrap_or_else(|| panic!("not a partition error: {error}"))
+/// The partition error a refused subscription carries.
+fn partition_error(subscribed: Result<SubscriptionTag, SubscribeError>) -> PartitionError {
+    let error = rejection(subscribed);
+    let partition_error = error.downcast_ref::<PartitionError>().cloned();
+    partition_error.unwrap_or_else(|| panic!("not a partition error: {error}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -127,21 +82,16 @@ fn rejection(error: SubscribeError) -> PartitionError {
 
 #[tokio::test]
 async fn each_event_goes_to_exactly_one_consumer_of_its_partition_in_order() {
-    let producer = gen_stage::producer(Counter::new(0).limit(300))
-        .dispatcher(modulo(3))
-        .start()
-        .await
-        .unwrap();
+    let producer = dispatching(Counter::new(0).limit(300), modulo(3)).await;
     // Partition numbers may be given as any integer type.
     let (c0, r0) = collect(&producer, 0usize, opts(10, 5)).await;
     let (c1, r1) = collect(&producer, 1i32, opts(7, 2)).await;
     let (c2, r2) = collect(&producer, 2u8, opts(50, 0)).await;
 
     for (consumer, record, rest) in [(&c0, &r0, 0), (&c1, &r1, 1), (&c2, &r2, 2)] {
-        assert!(consumer.stopped().await.is_normal());
-        assert_eq!(record.events(), residues(300, 3, rest));
+        stops_having_received(consumer, record, residues(300, 3, rest)).await;
     }
-    assert!(producer.stopped().await.is_normal());
+    stops_normally(&producer).await;
     assert!(r1.batch_sizes().iter().all(|&size| size <= 5));
 }
 
@@ -150,62 +100,34 @@ async fn named_partitions_route_by_key() {
     let dispatcher = PartitionDispatcher::new(["even", "odd"], |x: &u64| {
         Some(if x % 2 == 0 { "even" } else { "odd" })
     });
-    let producer = gen_stage::producer(Counter::new(0).limit(100))
-        .dispatcher(dispatcher)
-        .start()
-        .await
-        .unwrap();
+    let producer = dispatching(Counter::new(0).limit(100), dispatcher).await;
     let (odd, ro) = collect(&producer, "odd", opts(10, 5)).await;
     let (even, re) = collect(&producer, "even", opts(10, 5)).await;
 
-    assert!(odd.stopped().await.is_normal());
-    assert!(even.stopped().await.is_normal());
-    assert_eq!(re.events(), residues(100, 2, 0));
-    assert_eq!(ro.events(), residues(100, 2, 1));
+    stops_having_received(&odd, &ro, residues(100, 2, 1)).await;
+    stops_having_received(&even, &re, residues(100, 2, 0)).await;
 }
 
 #[tokio::test]
 async fn hashed_partitions_deliver_every_event_once() {
-    let producer = gen_stage::producer(Counter::new(0).limit(300))
-        .dispatcher(PartitionDispatcher::hashed(3))
-        .start()
-        .await
-        .unwrap();
+    let hashed = PartitionDispatcher::hashed(3);
+    let producer = dispatching(Counter::new(0).limit(300), hashed).await;
     let mut consumers = Vec::new();
     for partition in 0..3usize {
         consumers.push(collect(&producer, partition, opts(20, 10)).await);
     }
-    let mut all = Vec::new();
-    for (consumer, record) in &consumers {
-        assert!(consumer.stopped().await.is_normal());
-        let events = record.events();
-        assert!(
-            events.windows(2).all(|w| w[0] < w[1]),
-            "in order: {events:?}"
-        );
-        all.extend(events);
+    for (consumer, _) in &consumers {
+        stops_normally(consumer).await;
     }
-    all.sort_unstable();
-    assert_eq!(all, range(0, 300));
+    let records: Vec<_> = consumers.iter().map(|(_, record)| record).collect();
+    shared_exactly_once(&records, range(0, 300));
 }
 
 #[tokio::test]
 async fn hash_returning_none_discards_the_event_without_consuming_demand() {
     let dispatcher = PartitionDispatcher::new(["a"], |x: &u64| (x % 3 != 0).then_some("a"));
-    let (stage, _) = ScriptedProducer::new();
-    let producer = gen_stage::producer(stage)
-        .dispatcher(dispatcher)
-        .start()
-        .await
-        .unwrap();
-    let (consumer, record) = CollectingConsumer::new();
-    let consumer = start(
-        consumer.manual(),
-        &producer,
-        SubscribeOptions::new().with(Partition("a")),
-    )
-    .await;
-    let tag = record.wait_for_subscriptions(1).await[0];
+    let (producer, _) = scripted_by(dispatcher).await;
+    let (consumer, record, tag) = manual(&producer, "a").await;
 
     consumer.ask(tag, n(4)).unwrap();
     settle(&producer, &[&consumer]).await;
@@ -229,12 +151,7 @@ async fn partition_out_of_range_discards_the_event_and_counts_it() {
     let (producer, _) = scripted(dispatcher).await;
     let (c0, r0, t0) = manual(&producer, 0).await;
     let (c1, r1, t1) = manual(&producer, 1).await;
-    c0.ask(t0, n(10)).unwrap();
-    c1.ask(t1, n(10)).unwrap();
-    settle(&producer, &[&c0, &c1]).await;
-
-    producer.cast(Script::Queue(range(0, 9))).unwrap();
-    settle(&producer, &[&c0, &c1]).await;
+    ask_then_queue(&producer, &[(&c0, t0, 10), (&c1, t1, 10)], range(0, 9)).await;
     assert_eq!(r0.events(), vec![0, 3, 6]);
     assert_eq!(r1.events(), vec![1, 4, 7]);
     assert_eq!(producer.stats().events_discarded, 3);
@@ -252,55 +169,36 @@ async fn missing_unknown_and_taken_partitions_are_rejected_and_the_producer_keep
     let (other, _) = CollectingConsumer::<u64>::new();
     let other = gen_stage::consumer(other.manual()).start().await.unwrap();
 
+    // No partition named.
     let missing = other.subscribe_to(&producer, SubscribeOptions::new()).await;
-    let missing = rejection(missing.expect_err("no partition named"));
+    let missing = partition_error(missing);
     assert!(
         matches!(missing, PartitionError::Missing { .. }),
         "{missing:?}"
     );
     assert!(missing.to_string().contains("requires a"), "{missing}");
 
-    let unknown = other
-        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(7)))
-        .await;
-    let unknown = rejection(unknown.expect_err("no partition 7"));
+    let unknown = partition_error(other.subscribe_to(&producer, partition(7)).await);
     assert_eq!(unknown, PartitionError::Unknown("7".into()));
     assert!(
         unknown.to_string().contains("unknown partition 7"),
         "{unknown}"
     );
 
-    let taken = other
-        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(0)))
-        .await;
-    let taken = rejection(taken.expect_err("partition 0 has a consumer"));
+    let taken = partition_error(other.subscribe_to(&producer, partition(0)).await);
     assert!(
         taken.to_string().contains("partition 0 is already taken"),
         "{taken}"
     );
 
     // Through the builder too.
-    let (builder, _) = CollectingConsumer::<u64>::new();
-    let started = gen_stage::consumer(builder)
-        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(0)))
-        .start()
-        .await;
-    assert!(matches!(
-        started,
-        Err(StartError::Subscribe(SubscribeError::Rejected(_)))
-    ));
+    assert!(start_is_rejected(&producer, partition(0)).await);
 
     // Nobody stopped, the first consumer keeps its partition, partition 1 is free.
     assert!(producer.is_alive() && other.is_alive());
-    let t1 = other
-        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(1)))
-        .await
-        .expect("partition 1 is free");
-    taker.ask(t0, n(2)).unwrap();
-    other.ask(t1, n(2)).unwrap();
-    settle(&producer, &[&taker, &other]).await;
-    producer.cast(Script::Queue(range(0, 4))).unwrap();
-    settle(&producer, &[&taker, &other]).await;
+    let t1 = other.subscribe_to(&producer, partition(1)).await;
+    let t1 = t1.expect("partition 1 is free");
+    ask_then_queue(&producer, &[(&taker, t0, 2), (&other, t1, 2)], range(0, 4)).await;
     assert_eq!(r0.events(), vec![0, 2]);
     assert_eq!(producer.stats().consumers, 2);
 }
@@ -308,28 +206,17 @@ async fn missing_unknown_and_taken_partitions_are_rejected_and_the_producer_keep
 #[tokio::test]
 async fn named_partition_of_the_wrong_type_is_missing() {
     let dispatcher = PartitionDispatcher::new(["a", "b"], |_: &u64| Some("a"));
-    let producer = gen_stage::producer(Counter::new(0))
-        .dispatcher(dispatcher)
-        .start()
-        .await
-        .unwrap();
-    let (consumer, _) = CollectingConsumer::<u64>::new();
-    let consumer = gen_stage::consumer(consumer).start().await.unwrap();
+    let producer = dispatching(Counter::new(0), dispatcher).await;
+    let (consumer, _) = collector::<u64>().await;
 
-    let error = consumer
-        .subscribe_to(&producer, SubscribeOptions::new().with(Partition(0)))
-        .await
-        .expect_err("partitions are named by &str");
-    let error = rejection(error);
+    // Partitions are named by &str.
+    let error = partition_error(consumer.subscribe_to(&producer, partition(0)).await);
     assert!(
         matches!(error, PartitionError::Missing { expected } if expected.contains("Partition<&str>")),
         "{error:?}"
     );
-    let error = consumer
-        .subscribe_to(&producer, SubscribeOptions::new().with(Partition("c")))
-        .await
-        .expect_err("no partition c");
-    assert_eq!(rejection(error), PartitionError::Unknown("\"c\"".into()));
+    let error = partition_error(consumer.subscribe_to(&producer, partition("c")).await);
+    assert_eq!(error, PartitionError::Unknown("\"c\"".into()));
     assert!(producer.is_alive() && consumer.is_alive());
 }
 
@@ -341,10 +228,7 @@ async fn named_partition_of_the_wrong_type_is_missing() {
 async fn events_for_a_partition_without_consumer_are_held_and_delivered_in_order() {
     let (producer, _) = scripted(modulo(2)).await;
     let (c0, r0, t0) = manual(&producer, 0).await;
-    c0.ask(t0, n(10)).unwrap();
-    settle(&producer, &[&c0]).await;
-    producer.cast(Script::Queue(range(0, 20))).unwrap();
-    settle(&producer, &[&c0]).await;
+    ask_then_queue(&producer, &[(&c0, t0, 10)], range(0, 20)).await;
     assert_eq!(r0.events(), vec![0, 2, 4, 6, 8]);
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
 
@@ -365,10 +249,7 @@ async fn events_for_a_partition_without_consumer_are_held_and_delivered_in_order
 async fn stats_count_the_events_held_for_partitions() {
     let (producer, _) = scripted(modulo(2)).await;
     let (c0, _, t0) = manual(&producer, 0).await;
-    c0.ask(t0, n(10)).unwrap();
-    settle(&producer, &[&c0]).await;
-    producer.cast(Script::Queue(range(0, 10))).unwrap();
-    settle(&producer, &[&c0]).await;
+    ask_then_queue(&producer, &[(&c0, t0, 10)], range(0, 10)).await;
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 5);
     assert_eq!(producer.stats().buffered, 5, "held for partition 1");
 
@@ -387,10 +268,7 @@ async fn events_beyond_the_hold_limit_are_discarded_and_counted() {
     ] {
         let (producer, record) = scripted(modulo(2).hold_limit(3, keep)).await;
         let (c0, r0, t0) = manual(&producer, 0).await;
-        c0.ask(t0, n(20)).unwrap();
-        settle(&producer, &[&c0]).await;
-        producer.cast(Script::Queue(range(0, 20))).unwrap();
-        settle(&producer, &[&c0]).await;
+        ask_then_queue(&producer, &[(&c0, t0, 20)], range(0, 20)).await;
         assert_eq!(r0.events(), residues(20, 2, 0));
         assert_eq!(
             producer.estimate_buffered_count().await.unwrap(),
@@ -416,11 +294,7 @@ async fn held_events_stay_for_the_next_consumer_after_a_cancel() {
     let (producer, _) = scripted(modulo(2)).await;
     let (c0, r0, t0) = manual(&producer, 0).await;
     let (c1, r1, t1) = manual(&producer, 1).await;
-    c0.ask(t0, n(8)).unwrap();
-    c1.ask(t1, n(2)).unwrap();
-    settle(&producer, &[&c0, &c1]).await;
-    producer.cast(Script::Queue(range(0, 10))).unwrap();
-    settle(&producer, &[&c0, &c1]).await;
+    ask_then_queue(&producer, &[(&c0, t0, 8), (&c1, t1, 2)], range(0, 10)).await;
     assert_eq!(r0.events(), vec![0, 2, 4, 6, 8]);
     assert_eq!(r1.events(), vec![1, 3]);
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 3);
@@ -477,11 +351,7 @@ async fn shared_partition_splits_its_events_by_demand() {
     let (producer, _) = scripted(modulo(2).shared()).await;
     let (a, ra, ta) = manual(&producer, 0).await;
     let (b, rb, tb) = manual(&producer, 0).await;
-    a.ask(ta, n(2)).unwrap();
-    b.ask(tb, n(3)).unwrap();
-    settle(&producer, &[&a, &b]).await;
-    producer.cast(Script::Queue(residues(20, 2, 0))).unwrap();
-    settle(&producer, &[&a, &b]).await;
+    ask_then_queue(&producer, &[(&a, ta, 2), (&b, tb, 3)], residues(20, 2, 0)).await;
     // Most demand first.
     assert_eq!(rb.events(), vec![0, 2, 4]);
     assert_eq!(ra.events(), vec![6, 8]);
@@ -494,25 +364,20 @@ async fn shared_partition_splits_its_events_by_demand() {
 
 #[tokio::test]
 async fn shared_partition_consumers_together_get_each_event_exactly_once() {
-    let producer = gen_stage::producer(Counter::new(0).limit(400))
-        .dispatcher(modulo(2).shared())
-        .start()
-        .await
-        .unwrap();
+    let producer = dispatching(Counter::new(0).limit(400), modulo(2).shared()).await;
     let (a, ra) = collect(&producer, 0usize, opts(10, 5)).await;
     let (b, rb) = collect(&producer, 0usize, opts(4, 1)).await;
     let (odd, ro) = collect(&producer, 1usize, opts(10, 5)).await;
 
     for consumer in [&a, &b, &odd] {
-        assert!(consumer.stopped().await.is_normal());
+        stops_normally(consumer).await;
     }
     assert_eq!(ro.events(), residues(400, 2, 1));
-    let (ea, eb) = (ra.events(), rb.events());
-    assert!(ea.windows(2).all(|w| w[0] < w[1]) && eb.windows(2).all(|w| w[0] < w[1]));
-    assert!(!ea.is_empty() && !eb.is_empty(), "both take part");
-    let mut all = [ea, eb].concat();
-    all.sort_unstable();
-    assert_eq!(all, residues(400, 2, 0));
+    let each = shared_exactly_once(&[&ra, &rb], residues(400, 2, 0));
+    assert!(
+        each.iter().all(|events| !events.is_empty()),
+        "both take part"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -521,11 +386,7 @@ async fn shared_partition_consumers_together_get_each_event_exactly_once() {
 
 #[tokio::test]
 async fn finite_producer_stops_only_after_every_partition_got_its_events() {
-    let producer = gen_stage::producer(Counter::new(0).limit(20))
-        .dispatcher(modulo(2))
-        .start()
-        .await
-        .unwrap();
+    let producer = dispatching(Counter::new(0).limit(20), modulo(2)).await;
     // One ask of 100 makes the counter emit all 20 numbers at once.
     let (c0, r0) = collect(&producer, 0usize, opts(100, 50)).await;
     r0.wait_for_events(10).await;
@@ -535,40 +396,19 @@ async fn finite_producer_stops_only_after_every_partition_got_its_events() {
     assert!(r0.read(|r| r.terminated.is_none()));
 
     let (c1, r1) = collect(&producer, 1usize, opts(10, 5)).await;
-    assert!(producer.stopped().await.is_normal());
-    assert!(c0.stopped().await.is_normal());
-    assert!(c1.stopped().await.is_normal());
-    assert_eq!(r0.events(), residues(20, 2, 0));
-    assert_eq!(r1.events(), residues(20, 2, 1));
+    stops_normally(&producer).await;
+    stops_having_received(&c0, &r0, residues(20, 2, 0)).await;
+    stops_having_received(&c1, &r1, residues(20, 2, 1)).await;
 }
 
 // ---------------------------------------------------------------------------------------
 // A partitioning producer-consumer
 // ---------------------------------------------------------------------------------------
 
-/// Passes its input through unchanged.
-struct Relay;
-
-impl ProducerConsumer for Relay {
-    type Input = u64;
-    type Output = u64;
-    type Message = ();
-
-    async fn handle_events(
-        &mut self,
-        events: Vec<u64>,
-        _: SubscriptionTag,
-        _: &mut ProducerConsumerContext<'_, Self>,
-    ) -> Result<Vec<u64>, BoxError> {
-        Ok(events)
-    }
-}
-
 #[tokio::test]
 async fn partitioning_producer_consumer_takes_only_what_its_consumers_asked_for() {
-    let (counter, demands) = Counter::new(0).recorded();
-    let producer = gen_stage::producer(counter).start().await.unwrap();
-    let relay = gen_stage::producer_consumer(Relay)
+    let (producer, demands) = recorded_counter(Counter::new(0)).await;
+    let relay = gen_stage::producer_consumer(Relay::pass_through())
         .dispatcher(modulo(2))
         .subscribe_to(&producer, opts(4, 2))
         .start()

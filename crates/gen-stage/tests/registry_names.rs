@@ -3,25 +3,29 @@
 
 mod support;
 
-use gen_stage::kind::{ConsumerKind, ProducerKind};
+use gen_stage::kind::{ConsumerKind, ProducerKind, StageKind};
 use gen_stage::{
-    CancelMode, CancelReason, ExitReason, NameTaken, ProducerRef, Registry, StartError,
-    SubscribeError, SubscribeOptions, SubscriptionTag,
+    CancelMode, CancelReason, ExitReason, NameTaken, Producer, ProducerRef, Registry, StageRef,
+    StartError, SubscribeError, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{
-    CollectingConsumer, Counter, Ping, ProducerRecord, Record, Script, ScriptedProducer, Watch,
+    CollectingConsumer, Counter, Ping, ProducerRecord, Script, ScriptedProducer, Watch,
 };
-use support::{Collector, consumer_barrier, opts, range, stops_normally, within};
+use support::{
+    Collector, Events, consumer_barrier, opts, range, stops_having_received, stops_normally, within,
+};
 
 type Scripted = ScriptedProducer<u64>;
 type CollectorKind = ConsumerKind<CollectingConsumer<u64>>;
 
+/// Starts the producer `stage` registered as `name`.
+async fn named_producer<S: Producer>(registry: &Registry, name: &str, stage: S) -> ProducerRef<S> {
+    let started = gen_stage::producer(stage).name(registry, name).start();
+    started.await.expect("the producer starts")
+}
+
 async fn named_counter(registry: &Registry, name: &str, counter: Counter) -> ProducerRef<Counter> {
-    let started = gen_stage::producer(counter)
-        .name(registry, name)
-        .start()
-        .await;
-    started.expect("the counter starts")
+    named_producer(registry, name, counter).await
 }
 
 async fn named_scripted(
@@ -29,32 +33,47 @@ async fn named_scripted(
     name: &str,
 ) -> (ProducerRef<Scripted>, Watch<ProducerRecord>) {
     let (script, record) = ScriptedProducer::new();
-    let started = gen_stage::producer(script)
-        .name(registry, name)
-        .start()
-        .await;
-    (started.expect("the producer starts"), record)
+    (named_producer(registry, name, script).await, record)
 }
 
 /// Starts a collector subscribed to `name` through the builder.
-async fn collect_by_name(
+async fn start_by_name(
     registry: &Registry,
     name: &str,
     options: SubscribeOptions,
-) -> Result<(Collector<u64>, Watch<Record<u64>>), StartError> {
+) -> Result<(Collector<u64>, Events<u64>), StartError> {
     let (collector, record) = CollectingConsumer::new();
     let builder = gen_stage::consumer(collector).subscribe_to_name(registry, name, options);
     Ok((builder.start().await?, record))
 }
 
-/// A collector registered as `name`, with no subscription.
-async fn named_collector(registry: &Registry, name: &str) -> (Collector<u64>, Watch<Record<u64>>) {
-    let (collector, record) = CollectingConsumer::new();
-    let started = gen_stage::consumer(collector)
-        .name(registry, name)
-        .start()
+/// Starts a collector subscribed to `name`, which resolves, through the builder.
+async fn collect_by_name(
+    registry: &Registry,
+    name: &str,
+    options: SubscribeOptions,
+) -> (Collector<u64>, Events<u64>) {
+    let started = start_by_name(registry, name, options).await;
+    started.expect("the name resolves")
+}
+
+/// Whether subscribing `consumer` to `name` at run time fails with `NotRegistered`.
+async fn run_time_not_registered(
+    consumer: &Collector<u64>,
+    registry: &Registry,
+    name: &str,
+) -> bool {
+    let subscribed = consumer
+        .subscribe_to_name(registry, name, SubscribeOptions::new())
         .await;
-    (started.expect("the consumer starts"), record)
+    not_registered(&subscribed.expect_err("the name does not resolve"), name)
+}
+
+/// A collector registered as `name`, with no subscription.
+async fn named_collector(registry: &Registry, name: &str) -> (Collector<u64>, Events<u64>) {
+    let (collector, record) = CollectingConsumer::new();
+    let started = gen_stage::consumer(collector).name(registry, name).start();
+    (started.await.expect("the consumer starts"), record)
 }
 
 fn reasons(cancels: &[(SubscriptionTag, CancelReason)]) -> Vec<CancelReason> {
@@ -63,6 +82,21 @@ fn reasons(cancels: &[(SubscriptionTag, CancelReason)]) -> Vec<CancelReason> {
 
 fn not_registered(error: &SubscribeError, name: &str) -> bool {
     matches!(error, SubscribeError::NotRegistered(n) if n == name)
+}
+
+/// Whether `registry` holds no scripted producer under `name`.
+fn no_scripted(registry: &Registry, name: &str) -> bool {
+    registry.lookup::<ProducerKind<Scripted>>(name).is_none()
+}
+
+/// Kills `stage` and checks that it stopped with `Killed`.
+async fn kill<K: StageKind>(stage: &StageRef<K>) {
+    stage.kill();
+    stops_killed(stage).await;
+}
+
+async fn stops_killed<K: StageKind>(stage: &StageRef<K>) {
+    assert_eq!(within("stops", stage.stopped()).await, ExitReason::Killed);
 }
 
 // --- Registering and looking up --------------------------------------------------------
@@ -75,11 +109,7 @@ async fn lookup_finds_a_stage_only_under_its_own_kind() {
 
     let found = registry.lookup::<ProducerKind<Counter>>("numbers");
     assert_eq!(found.expect("registered").id(), counter.id());
-    assert!(
-        registry
-            .lookup::<ProducerKind<Scripted>>("numbers")
-            .is_none()
-    );
+    assert!(no_scripted(&registry, "numbers"));
     assert!(registry.lookup::<CollectorKind>("numbers").is_none());
     assert!(registry.lookup::<ProducerKind<Counter>>("sink").is_none());
     assert!(
@@ -162,9 +192,7 @@ async fn a_stage_that_stops_on_its_own_frees_its_name_whatever_the_reason() {
     let registry = Registry::new();
     // Normal: a finite counter runs out.
     let counter = named_counter(&registry, "finite", Counter::new(0).limit(3)).await;
-    let (_, record) = collect_by_name(&registry, "finite", opts(5, 0))
-        .await
-        .unwrap();
+    let (_, record) = collect_by_name(&registry, "finite", opts(5, 0)).await;
     stops_normally(&counter).await;
     assert_eq!(record.events(), range(0, 3));
     // Abnormal: a producer that fails.
@@ -213,12 +241,9 @@ async fn registries_are_independent() {
 async fn subscribe_to_name_at_start_receives_the_named_producers_events() {
     let registry = Registry::new();
     let counter = named_counter(&registry, "numbers", Counter::new(0).limit(5)).await;
-    let (consumer, record) = collect_by_name(&registry, "numbers", opts(2, 0))
-        .await
-        .expect("the name resolves");
-    stops_normally(&consumer).await;
+    let (consumer, record) = collect_by_name(&registry, "numbers", opts(2, 0)).await;
+    stops_having_received(&consumer, &record, range(0, 5)).await;
     assert!(counter.exit_reason().is_some_and(|r| r.is_normal()));
-    assert_eq!(record.events(), range(0, 5));
     assert_eq!(record.batch_sizes(), [2, 2, 1]);
 }
 
@@ -271,7 +296,7 @@ async fn subscribe_to_name_at_run_time_subscribes_to_the_current_holder() {
 #[tokio::test]
 async fn an_unknown_name_fails_start_with_not_registered() {
     let registry = Registry::new();
-    let failed = collect_by_name(&registry, "nowhere", SubscribeOptions::new()).await;
+    let failed = start_by_name(&registry, "nowhere", SubscribeOptions::new()).await;
     let Err(StartError::Subscribe(error)) = failed else {
         panic!("expected a subscription error");
     };
@@ -282,10 +307,7 @@ async fn an_unknown_name_fails_start_with_not_registered() {
 async fn an_unknown_name_at_run_time_is_not_registered_and_the_consumer_keeps_running() {
     let registry = Registry::new();
     let (consumer, record) = named_collector(&registry, "sink").await;
-    let result = consumer
-        .subscribe_to_name(&registry, "nowhere", SubscribeOptions::new())
-        .await;
-    assert!(not_registered(&result.unwrap_err(), "nowhere"));
+    assert!(run_time_not_registered(&consumer, &registry, "nowhere").await);
 
     consumer_barrier(&consumer).await;
     assert!(consumer.is_alive());
@@ -301,12 +323,12 @@ async fn a_name_held_by_no_producer_of_these_events_is_not_registered() {
 
     let (consumer, _) = named_collector(&registry, "other").await;
     for name in ["sink", "words"] {
-        let result = consumer
-            .subscribe_to_name(&registry, name, SubscribeOptions::new())
-            .await;
-        assert!(not_registered(&result.unwrap_err(), name), "{name}");
+        assert!(
+            run_time_not_registered(&consumer, &registry, name).await,
+            "{name}"
+        );
     }
-    let failed = collect_by_name(&registry, "words", SubscribeOptions::new()).await;
+    let failed = start_by_name(&registry, "words", SubscribeOptions::new()).await;
     assert!(matches!(failed, Err(StartError::Subscribe(ref e)) if not_registered(e, "words")));
 }
 
@@ -316,10 +338,7 @@ async fn a_stopped_producers_name_no_longer_resolves() {
     let (producer, _) = named_scripted(&registry, "numbers").await;
     producer.stop(ExitReason::Shutdown).await.unwrap();
     let (consumer, _) = named_collector(&registry, "sink").await;
-    let result = consumer
-        .subscribe_to_name(&registry, "numbers", SubscribeOptions::new())
-        .await;
-    assert!(not_registered(&result.unwrap_err(), "numbers"));
+    assert!(run_time_not_registered(&consumer, &registry, "numbers").await);
 }
 
 // --- Killed stages ---------------------------------------------------------------------
@@ -328,31 +347,16 @@ async fn a_stopped_producers_name_no_longer_resolves() {
 async fn a_killed_producer_frees_its_name_and_its_consumers_see_killed() {
     let registry = Registry::new();
     let (producer, _) = named_scripted(&registry, "numbers").await;
-    let (permanent, permanent_record) = collect_by_name(&registry, "numbers", opts(5, 0))
-        .await
-        .unwrap();
+    let (permanent, permanent_record) = collect_by_name(&registry, "numbers", opts(5, 0)).await;
     let temporary = opts(5, 0).cancel(CancelMode::Temporary);
-    let (survivor, survivor_record) = collect_by_name(&registry, "numbers", temporary)
-        .await
-        .unwrap();
+    let (survivor, survivor_record) = collect_by_name(&registry, "numbers", temporary).await;
 
-    producer.kill();
-    assert_eq!(
-        within("killed", producer.stopped()).await,
-        ExitReason::Killed
-    );
+    kill(&producer).await;
     assert!(!registry.contains("numbers"));
-    assert!(
-        registry
-            .lookup::<ProducerKind<Scripted>>("numbers")
-            .is_none()
-    );
+    assert!(no_scripted(&registry, "numbers"));
     assert!(registry.names().is_empty());
 
-    assert_eq!(
-        within("stops", permanent.stopped()).await,
-        ExitReason::Killed
-    );
+    stops_killed(&permanent).await;
     let cancels = permanent_record.read(|r| r.cancels.clone());
     assert_eq!(reasons(&cancels), [CancelReason::Down(ExitReason::Killed)]);
     let cancels = within("the cancel", survivor_record.wait_for_cancels(1)).await;
@@ -360,10 +364,7 @@ async fn a_killed_producer_frees_its_name_and_its_consumers_see_killed() {
     consumer_barrier(&survivor).await;
 
     // The name no longer resolves, and a new producer can take it.
-    let result = survivor
-        .subscribe_to_name(&registry, "numbers", SubscribeOptions::new())
-        .await;
-    assert!(not_registered(&result.unwrap_err(), "numbers"));
+    assert!(run_time_not_registered(&survivor, &registry, "numbers").await);
     let (replacement, _) = named_scripted(&registry, "numbers").await;
     let found = registry
         .lookup::<ProducerKind<Scripted>>("numbers")
@@ -383,15 +384,11 @@ async fn a_killed_consumer_frees_its_name_and_its_producer_sees_killed() {
         .await
         .unwrap();
 
-    consumer.kill();
-    assert_eq!(
-        within("killed", consumer.stopped()).await,
-        ExitReason::Killed
-    );
+    kill(&consumer).await;
     assert!(!registry.contains("sink"));
     assert_eq!(registry.names(), ["numbers"]);
     assert_eq!(
-        terminated_reason(&record),
+        support::terminated(&record),
         None,
         "a killed stage runs no terminate hook"
     );
@@ -399,8 +396,4 @@ async fn a_killed_consumer_frees_its_name_and_its_producer_sees_killed() {
     let cancels = support::producer_cancels(&producer_record).await;
     assert_eq!(cancels[0].1, CancelReason::Down(ExitReason::Killed));
     assert!(producer.is_alive());
-}
-
-fn terminated_reason(record: &Watch<Record<u64>>) -> Option<ExitReason> {
-    support::terminated(record)
 }

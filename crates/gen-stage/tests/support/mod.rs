@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: small local stages (a relay, a probe, a
-//! request server, a producer that refuses subscriptions), consumer set-up, and
-//! barriers that return once a stage has handled what was sent to it before.
+//! request server, a producer that refuses subscriptions), consumer set-up, barriers
+//! that return once a stage has handled what was sent to it before, and a paused-clock
+//! runtime for property tests. The submodules hold the harnesses of the supervision
+//! tests: controllable tasks for `ConsumerSupervisor` (`tasks`) and logging workers
+//! for `Supervisor` (`workers`).
 //!
 //! Each test file includes this module with `mod support;`.
 
@@ -8,16 +11,22 @@
 // rest would otherwise be reported as dead code.
 #![allow(dead_code)]
 
+pub(crate) mod tasks;
+pub(crate) mod workers;
+
+use std::error::Error;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
+use gen_stage::dispatcher::Dispatcher;
 use gen_stage::kind::{EmitsEvents, StageKind};
 use gen_stage::{
     BoxError, CancelReason, Consumer, ConsumerContext, ConsumerRef, ExitReason, Init, Producer,
     ProducerConsumer, ProducerConsumerContext, ProducerConsumerRef, ProducerContext, ProducerRef,
-    ReplyTo, StageRef, StartError, SubscribeOptions, SubscriptionTag,
+    ReplyTo, StageRef, StartError, SubscribeError, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{
     CollectingConsumer, Counter, Gate, ProducerRecord, Record, Recorded, ScriptedProducer, Watch,
@@ -29,6 +38,9 @@ use gen_stage_test::{
 
 /// A `CollectingConsumer`'s handle.
 pub(crate) type Collector<T> = ConsumerRef<CollectingConsumer<T>>;
+
+/// A `CollectingConsumer`'s record.
+pub(crate) type Events<T> = Watch<Record<T>>;
 
 pub(crate) fn n(count: usize) -> NonZeroUsize {
     NonZeroUsize::new(count).expect("a positive demand")
@@ -47,6 +59,21 @@ pub(crate) fn batches<T: Clone>(record: &Watch<Record<T>>) -> Vec<Vec<T>> {
     record.read(|r| r.batches.iter().map(|(_, b)| b.clone()).collect())
 }
 
+/// Checks that consumers sharing out a stream of events each received theirs in
+/// increasing order, and that together they received each of `expected` exactly once;
+/// returns what each received.
+pub(crate) fn shared_exactly_once(records: &[&Events<u64>], expected: Vec<u64>) -> Vec<Vec<u64>> {
+    let each: Vec<Vec<u64>> = records.iter().map(|record| record.events()).collect();
+    for events in &each {
+        let in_order = events.windows(2).all(|w| w[0] < w[1]);
+        assert!(in_order, "in order: {events:?}");
+    }
+    let mut all = each.concat();
+    all.sort_unstable();
+    assert_eq!(all, expected);
+    each
+}
+
 /// The reason a recording consumer's `terminate` hook saw, if it ran.
 pub(crate) fn terminated<T>(record: &Watch<Record<T>>) -> Option<ExitReason> {
     record.read(|r| r.terminated.clone())
@@ -55,6 +82,16 @@ pub(crate) fn terminated<T>(record: &Watch<Record<T>>) -> Option<ExitReason> {
 /// The `handle_cancel` calls a recording consumer saw.
 pub(crate) fn cancels<T>(record: &Watch<Record<T>>) -> Vec<(SubscriptionTag, CancelReason)> {
     record.read(|r| r.cancels.clone())
+}
+
+/// Why the producer refused a subscription; panics if it was accepted or failed otherwise.
+pub(crate) fn rejection(
+    subscribed: Result<SubscriptionTag, SubscribeError>,
+) -> Arc<dyn Error + Send + Sync> {
+    match subscribed {
+        Err(SubscribeError::Rejected(error)) => error,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
 }
 
 /// Waits for a scripted producer's first `handle_cancel`, then returns all it saw.
@@ -82,6 +119,19 @@ pub(crate) async fn stops_normally<K: StageKind>(stage: &StageRef<K>) {
     assert!(reason.is_normal(), "stopped with {reason:?}");
 }
 
+/// Waits for a `CollectingConsumer` to stop normally, then checks that it received
+/// exactly `expected`, in order.
+pub(crate) async fn stops_having_received<T>(
+    consumer: &Collector<T>,
+    record: &Events<T>,
+    expected: Vec<T>,
+) where
+    T: Clone + PartialEq + std::fmt::Debug + Send + 'static,
+{
+    stops_normally(consumer).await;
+    assert_eq!(record.events(), expected);
+}
+
 /// Returns once the stage has handled every message sent to it before.
 pub(crate) async fn barrier<K: EmitsEvents>(stage: &StageRef<K>) {
     stage.estimate_buffered_count().await.expect("alive");
@@ -90,6 +140,37 @@ pub(crate) async fn barrier<K: EmitsEvents>(stage: &StageRef<K>) {
 /// Returns once a `CollectingConsumer` has handled every message sent to it before.
 pub(crate) async fn consumer_barrier<T: Send + 'static>(consumer: &Collector<T>) {
     consumer.call(gen_stage_test::Ping).await.expect("alive");
+}
+
+/// Returns once what was sent before has gone through: each consumer forwarded its asks
+/// and cancels, the producer handled them (and emitted), and each consumer handled the
+/// events it was sent.
+pub(crate) async fn settle<K: EmitsEvents, T: Send + 'static>(
+    producer: &StageRef<K>,
+    consumers: &[&Collector<T>],
+) {
+    for consumer in consumers {
+        consumer_barrier(consumer).await;
+    }
+    barrier(producer).await;
+    for consumer in consumers {
+        consumer_barrier(consumer).await;
+    }
+}
+
+/// A current-thread runtime with the clock paused, for property tests: a case that
+/// stalls (nothing left to run) reaches `within`'s deadline at once.
+pub(crate) fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+}
+
+/// Runs one property-test case on a fresh [`paused_runtime`], failing if it stalls.
+pub(crate) fn run_paused<F: Future>(case: F) -> F::Output {
+    paused_runtime().block_on(within("the case to finish", case))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -109,6 +190,24 @@ pub(crate) async fn scripted_with<T: Send + 'static>(
     let (script, record) = ScriptedProducer::with_queue(events);
     let producer = gen_stage::producer(script).start().await;
     (producer.expect("the producer starts"), record)
+}
+
+/// Starts the producer `stage` dispatching through `dispatcher`.
+pub(crate) async fn dispatching<S: Producer>(
+    stage: S,
+    dispatcher: impl Dispatcher<S::Event>,
+) -> ProducerRef<S> {
+    let builder = gen_stage::producer(stage).dispatcher(dispatcher);
+    builder.start().await.expect("the producer starts")
+}
+
+/// A started `ScriptedProducer` with nothing queued that dispatches through
+/// `dispatcher`, and its record.
+pub(crate) async fn scripted_by<T: Send + 'static>(
+    dispatcher: impl Dispatcher<T>,
+) -> (ProducerRef<ScriptedProducer<T>>, Watch<ProducerRecord>) {
+    let (script, record) = ScriptedProducer::new();
+    (dispatching(script, dispatcher).await, record)
 }
 
 /// A started `Counter` that records the demands it was asked.
@@ -168,6 +267,25 @@ where
     (start_consumer(collector, producer, options).await, record)
 }
 
+/// Whether a `CollectingConsumer` started through the builder, subscribed to `producer`,
+/// fails to start because the producer refused the subscription.
+pub(crate) async fn start_is_rejected<K, T>(
+    producer: &StageRef<K>,
+    options: SubscribeOptions,
+) -> bool
+where
+    K: EmitsEvents<Out = T>,
+    T: Send + 'static,
+{
+    let (collector, _) = CollectingConsumer::new();
+    let builder = gen_stage::consumer(collector).subscribe_to(producer, options);
+    let started = builder.start().await;
+    matches!(
+        started,
+        Err(StartError::Subscribe(SubscribeError::Rejected(_)))
+    )
+}
+
 /// A `CollectingConsumer` with manual demand, subscribed to `producer` once started:
 /// nothing is asked until the test asks on the returned tag.
 pub(crate) async fn manual_consumer<K, T>(
@@ -183,6 +301,23 @@ where
     let consumer = consumer.expect("the consumer starts");
     let tag = consumer.subscribe_to(producer, options).await;
     (consumer, record, tag.expect("the producer accepts"))
+}
+
+/// Each `(consumer, tag, amount)` asks `amount`; once the scripted `producer` has that
+/// demand, `events` are queued on it; returns when the consumers handled what it sent.
+pub(crate) async fn ask_then_queue<T: Send + 'static>(
+    producer: &ProducerRef<ScriptedProducer<T>>,
+    asks: &[(&Collector<T>, SubscriptionTag, usize)],
+    events: Vec<T>,
+) {
+    for &(consumer, tag, amount) in asks {
+        consumer.ask(tag, n(amount)).expect("alive");
+    }
+    let consumers: Vec<&Collector<T>> = asks.iter().map(|&(consumer, _, _)| consumer).collect();
+    settle(producer, &consumers).await;
+    let queued = producer.cast(gen_stage_test::Script::Queue(events));
+    queued.expect("the producer is alive");
+    settle(producer, &consumers).await;
 }
 
 /// Manual asks in steps: for each `(ask, total, buffered)`, asks `ask` on `tag`, waits
