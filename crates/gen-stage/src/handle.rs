@@ -240,6 +240,22 @@ impl<K: StageKind> StageRef<K> {
         Ok(())
     }
 
+    /// The demand pending on each of the stage's subscriptions, both sides, sorted by
+    /// tag: a snapshot the stage answers between two messages (the totals are in
+    /// [`StageRef::stats`], which does not wait for the stage).
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the stage is not alive.
+    pub async fn demand_snapshot(&self) -> Result<Vec<crate::stats::SubscriptionDemand>, NotAlive> {
+        let (sender, receiver) = oneshot::channel();
+        self.send(Envelope::DemandSnapshot(sender))
+            .map_err(|_| NotAlive)?;
+        let mut demands = receiver.await.map_err(|_| NotAlive)?;
+        demands.sort_by_key(|demand| demand.tag);
+        Ok(demands)
+    }
+
     /// Waits until the stage has stopped, and returns why.
     pub async fn stopped(&self) -> ExitReason {
         let mut exit = self.exit.clone();

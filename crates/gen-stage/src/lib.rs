@@ -313,7 +313,7 @@ pub use source::{
     Exhausted, IterSource, OnCancel, Source, SourceProducer, StreamSource, from_iter, from_stream,
 };
 pub use stage::{AskMode, Consumer, Init, Producer, ProducerConsumer};
-pub use stats::{StageState, StageStats};
+pub use stats::{Side, StageState, StageStats, SubscriptionDemand};
 pub use subscription::{StageId, SubscriptionTag};
 
 /// Internal pieces exposed for the crate's own benchmarks; not part of the API.

@@ -60,6 +60,7 @@ pub(crate) enum Envelope<K: StageKind> {
     SetDemandMode(DemandMode),
     DemandModeQuery(oneshot::Sender<DemandMode>),
     BufferedQuery(oneshot::Sender<usize>),
+    DemandSnapshot(oneshot::Sender<Vec<crate::stats::SubscriptionDemand>>),
     Stop(ExitReason),
 }
 

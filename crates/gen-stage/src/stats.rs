@@ -45,6 +45,30 @@ pub struct StageStats {
     pub state: StageState,
 }
 
+/// Which side of a subscription a [`SubscriptionDemand`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// A subscription of this stage to a producer: `pending` is what this stage has
+    /// asked for and not yet received.
+    ToProducer,
+    /// A consumer's subscription to this stage: `pending` is what the consumer has
+    /// asked for and not yet been sent.
+    FromConsumer,
+}
+
+/// The demand pending on one subscription; see
+/// [`StageRef::demand_snapshot`](crate::StageRef::demand_snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionDemand {
+    /// The subscription.
+    pub tag: crate::SubscriptionTag,
+    /// Which side of it this stage is on.
+    pub side: Side,
+    /// Events asked for and not yet delivered.
+    pub pending: usize,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct StatsCell {
     received: AtomicU64,

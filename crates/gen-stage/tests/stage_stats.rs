@@ -60,3 +60,62 @@ async fn counts_demand_and_buffer_follow_the_traffic() {
     consumer.stopped().await;
     assert_eq!(consumer.stats().state, StageState::Stopped);
 }
+
+#[tokio::test]
+async fn the_demand_snapshot_lists_each_subscription_on_both_sides() {
+    use gen_stage::{Side, SubscriptionDemand};
+    let (producer, _) = ScriptedProducer::<u64>::new();
+    let producer = gen_stage::producer(producer).start().await.expect("starts");
+    let middle = gen_stage::producer_consumer(support_relay::Relay)
+        .subscribe_to(&producer, SubscribeOptions::new().max_demand(8))
+        .start()
+        .await
+        .expect("starts");
+    let (consumer, _record) = CollectingConsumer::<u64>::new();
+    let consumer = gen_stage::consumer(consumer)
+        .subscribe_to(&middle, SubscribeOptions::new().max_demand(3))
+        .start()
+        .await
+        .expect("starts");
+    consumer.call(Ping).await.expect("alive");
+    middle.estimate_buffered_count().await.expect("alive");
+    let upstream_tag = producer.demand_snapshot().await.expect("alive")[0].tag;
+    let downstream_tag = consumer.demand_snapshot().await.expect("alive")[0].tag;
+    let sides: Vec<(Side, usize)> = middle
+        .demand_snapshot()
+        .await
+        .expect("alive")
+        .iter()
+        .map(|demand: &SubscriptionDemand| (demand.side, demand.pending))
+        .collect();
+    assert!(sides.contains(&(Side::ToProducer, 8)), "{sides:?}");
+    assert!(sides.contains(&(Side::FromConsumer, 3)), "{sides:?}");
+    let producer_view = producer.demand_snapshot().await.expect("alive");
+    assert_eq!(
+        (producer_view[0].side, producer_view[0].pending),
+        (Side::FromConsumer, 8)
+    );
+    assert_ne!(upstream_tag, downstream_tag);
+}
+
+mod support_relay {
+    use gen_stage::{BoxError, ProducerConsumer, ProducerConsumerContext, SubscriptionTag};
+
+    /// Passes events through.
+    pub(super) struct Relay;
+
+    impl ProducerConsumer for Relay {
+        type Input = u64;
+        type Output = u64;
+        type Message = ();
+
+        async fn handle_events(
+            &mut self,
+            events: Vec<u64>,
+            _: SubscriptionTag,
+            _: &mut ProducerConsumerContext<'_, Self>,
+        ) -> Result<Vec<u64>, BoxError> {
+            Ok(events)
+        }
+    }
+}

@@ -166,6 +166,11 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
                 }
                 self.message(message).await;
             }
+            Envelope::DemandSnapshot(reply) => {
+                let mut demands = Vec::new();
+                self.side.demands(&mut demands);
+                let _ = reply.send(demands);
+            }
             Envelope::Stop(reason) => self.fail(reason),
             // A consumer has no consumers and no buffer.
             Envelope::Subscribe { .. }

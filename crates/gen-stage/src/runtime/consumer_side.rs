@@ -8,7 +8,7 @@ use crate::exit::{CancelMode, CancelReason, ExitReason};
 use crate::options::SubscribeOptions;
 use crate::protocol::{EventSink, ProducerPort, SubscribeReply};
 use crate::stage::AskMode;
-use crate::stats::StatsCell;
+use crate::stats::{Side, StatsCell, SubscriptionDemand};
 use crate::subscription::{SubscriptionTag, TagMap};
 
 struct Upstream<T> {
@@ -129,6 +129,19 @@ impl<T: Send + 'static> ConsumerSide<T> {
             upstream.asked += demand;
             self.add_demand_in(demand, 0);
         }
+    }
+
+    /// Each subscription's demand asked and not yet received.
+    pub(crate) fn demands(&self, into: &mut Vec<SubscriptionDemand>) {
+        into.extend(
+            self.producers
+                .iter()
+                .map(|(&tag, upstream)| SubscriptionDemand {
+                    tag,
+                    side: Side::ToProducer,
+                    pending: upstream.asked,
+                }),
+        );
     }
 
     fn add_demand_in(&mut self, added: usize, removed: usize) {

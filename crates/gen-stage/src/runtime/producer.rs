@@ -161,6 +161,11 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
             Envelope::DemandModeQuery(reply) => {
                 let _ = reply.send(self.side.demand_mode());
             }
+            Envelope::DemandSnapshot(reply) => {
+                let mut demands = Vec::new();
+                self.side.demands(&mut demands);
+                let _ = reply.send(demands);
+            }
             Envelope::BufferedQuery(reply) => {
                 let _ = reply.send(self.side.buffered_count());
             }

@@ -283,6 +283,12 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             Envelope::DemandModeQuery(reply) => {
                 let _ = reply.send(self.output.demand_mode());
             }
+            Envelope::DemandSnapshot(reply) => {
+                let mut demands = Vec::new();
+                self.input.demands(&mut demands);
+                self.output.demands(&mut demands);
+                let _ = reply.send(demands);
+            }
             Envelope::BufferedQuery(reply) => {
                 let _ = reply.send(self.output.buffered_count());
             }

@@ -8,7 +8,7 @@ use crate::dispatcher::{Deliveries, Dispatcher, Subscriber};
 use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::protocol::EventSink;
-use crate::stats::StatsCell;
+use crate::stats::{Side, StatsCell, SubscriptionDemand};
 use crate::subscription::{StageId, SubscriptionTag, TagMap};
 
 /// What an accumulating producer keeps until it forwards again, in order.
@@ -127,7 +127,10 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             return;
         }
         if self.buffer.len() > 0 {
-            let served = self.drain_buffer(self.buffer.len());
+            // Demand that appears is served from the buffer when it appears (asks,
+            // cancellations), so a buffer that remains has no demand left; a bounded
+            // attempt keeps the work proportional to the new events.
+            let served = self.drain_buffer(events.len().min(self.buffer.len()));
             self.unmet_demand = self.unmet_demand.saturating_sub(served);
         }
         // The dispatcher sees every new event, even behind a buffer it cannot drain
@@ -276,6 +279,19 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// Whether [`Self::take_ready`] would return something.
     pub(crate) fn has_ready(&self) -> bool {
         !self.released.is_empty() && self.dispatcher.held() == 0
+    }
+
+    /// Each consumer's demand not yet sent.
+    pub(crate) fn demands(&self, into: &mut Vec<SubscriptionDemand>) {
+        into.extend(
+            self.consumers
+                .iter()
+                .map(|(&tag, consumer)| SubscriptionDemand {
+                    tag,
+                    side: Side::FromConsumer,
+                    pending: consumer.outstanding,
+                }),
+        );
     }
 
     /// Upstream demand the dispatcher created outside the calls that return it.
