@@ -7,7 +7,9 @@ use crate::context::Control;
 use crate::dispatcher::{DemandDispatcher, Dispatcher};
 use crate::error::StartError;
 use crate::handle::{ConsumerRef, ProducerConsumerRef, ProducerRef, StageRef};
-use crate::kind::{ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, StageKind};
+use crate::kind::{
+    ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
+};
 use crate::options::{BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, DemandMode, SubscribeOptions};
 use crate::registry::{PortEntryMaker, Registry, port_maker};
 use crate::runtime::{
@@ -40,161 +42,129 @@ use crate::stats::StatsCell;
 /// # }
 /// ```
 pub fn producer<S: Producer>(stage: S) -> ProducerBuilder<S> {
-    ProducerBuilder {
-        stage,
-        output: Output::new(BufferSize::Bounded(DEFAULT_BUFFER_SIZE)),
-        naming: None,
-    }
+    Builder::new(stage, BufferSize::Bounded(DEFAULT_BUFFER_SIZE))
 }
 
 /// Starts building a [`Consumer`] stage.
 pub fn consumer<S: Consumer>(stage: S) -> ConsumerBuilder<S> {
-    ConsumerBuilder {
-        stage,
-        subscriptions: Vec::new(),
-        naming: None,
-    }
+    Builder::new(stage, BufferSize::Bounded(0))
 }
 
 /// Starts building a [`ProducerConsumer`] stage. Its buffer is unbounded by default,
 /// as in GenStage: it only holds what `handle_events` returned beyond demand.
 pub fn producer_consumer<S: ProducerConsumer>(stage: S) -> ProducerConsumerBuilder<S> {
-    ProducerConsumerBuilder {
-        stage,
-        output: Output::new(BufferSize::Unbounded),
-        subscriptions: Vec::new(),
-        naming: None,
-    }
+    Builder::new(stage, BufferSize::Unbounded)
 }
 
-/// The options of a stage's producer side.
-struct Output<T> {
-    dispatcher: Box<dyn Dispatcher<T>>,
+/// Builds a stage of kind `K`: write it [`ProducerBuilder`], [`ConsumerBuilder`] or
+/// [`ProducerConsumerBuilder`]. Options about emitting exist only for stages that emit,
+/// and subscriptions only for stages that receive.
+#[must_use = "a builder does nothing until started"]
+pub struct Builder<K: StageKind> {
+    stage: K::Stage,
+    dispatcher: Box<dyn Dispatcher<K::Out>>,
     buffer_size: BufferSize,
     buffer_keep: BufferKeep,
     demand_mode: DemandMode,
+    subscriptions: Vec<runtime::InitialSubscription<K::In>>,
+    name: Option<(Registry, String)>,
 }
 
-impl<T: Send + 'static> Output<T> {
-    fn new(buffer_size: BufferSize) -> Self {
-        Output {
+/// Builds a producer stage; see [`producer`].
+pub type ProducerBuilder<S> = Builder<ProducerKind<S>>;
+/// Builds a consumer stage; see [`consumer`].
+pub type ConsumerBuilder<S> = Builder<ConsumerKind<S>>;
+/// Builds a producer-consumer stage; see [`producer_consumer`].
+pub type ProducerConsumerBuilder<S> = Builder<ProducerConsumerKind<S>>;
+
+impl<K: StageKind> Builder<K> {
+    fn new(stage: K::Stage, buffer_size: BufferSize) -> Self {
+        Builder {
+            stage,
             dispatcher: Box::new(DemandDispatcher::new()),
             buffer_size,
             buffer_keep: BufferKeep::Last,
             demand_mode: DemandMode::Forward,
+            subscriptions: Vec::new(),
+            name: None,
         }
     }
 
-    fn into_side<M>(self, stats: &Arc<StatsCell>) -> ProducerSide<T, M> {
+    /// Registers the stage under `name` in `registry` while it runs.
+    pub fn name(mut self, registry: &Registry, name: &str) -> Self {
+        self.name = Some((registry.clone(), name.to_owned()));
+        self
+    }
+
+    fn naming(&mut self, port: Option<PortEntryMaker<K>>) -> Option<Naming<K>> {
+        self.name.take().map(|(registry, name)| Naming {
+            registry,
+            name,
+            port,
+        })
+    }
+
+    fn output<M>(&mut self, stats: &Arc<StatsCell>) -> ProducerSide<K::Out, M> {
+        let dispatcher = std::mem::replace(&mut self.dispatcher, Box::new(DemandDispatcher::new()));
         ProducerSide::new(
-            self.dispatcher,
+            dispatcher,
             self.buffer_size,
             self.buffer_keep,
             self.demand_mode,
             stats.clone(),
         )
     }
-}
 
-type Subscriptions<T> = Vec<runtime::InitialSubscription<T>>;
-
-fn validate<T>(subscriptions: &Subscriptions<T>) -> Result<(), StartError> {
-    for (_, options) in subscriptions {
-        options.validate()?;
+    fn validate(&self) -> Result<(), StartError> {
+        for (_, options) in &self.subscriptions {
+            options.validate()?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn control<K: StageKind>(me: StageRef<K>) -> Control<K> {
     Control { me, stop: None }
 }
 
-fn naming<K: StageKind>(
-    registry: &Registry,
-    name: &str,
-    port: Option<PortEntryMaker<K>>,
-) -> Naming<K> {
-    Naming {
-        registry: registry.clone(),
-        name: name.to_owned(),
-        port,
-    }
-}
-
-/// Builds a producer stage; see [`producer`].
-#[must_use = "a builder does nothing until started"]
-pub struct ProducerBuilder<S: Producer> {
-    stage: S,
-    output: Output<S::Event>,
-    naming: Option<Naming<ProducerKind<S>>>,
-}
-
-impl<S: Producer> ProducerBuilder<S> {
+impl<K: EmitsEvents> Builder<K> {
     /// The dispatcher (default: [`DemandDispatcher`]).
-    pub fn dispatcher(mut self, dispatcher: impl Dispatcher<S::Event>) -> Self {
-        self.output.dispatcher = Box::new(dispatcher);
+    pub fn dispatcher(mut self, dispatcher: impl Dispatcher<K::Out>) -> Self {
+        self.dispatcher = Box::new(dispatcher);
         self
     }
 
-    /// Keeps at most `size` events without demand (default 10,000; 0 keeps none).
+    /// Keeps at most `size` events without demand (0 keeps none). The default is
+    /// 10,000 for producers and unbounded for producer-consumers.
     pub fn buffer_size(mut self, size: usize) -> Self {
-        self.output.buffer_size = BufferSize::Bounded(size);
+        self.buffer_size = BufferSize::Bounded(size);
         self
     }
 
     /// Keeps every event without demand: memory then depends on what the stage emits.
     pub fn unbounded_buffer(mut self) -> Self {
-        self.output.buffer_size = BufferSize::Unbounded;
+        self.buffer_size = BufferSize::Unbounded;
         self
     }
 
     /// Which events a full buffer keeps (default [`BufferKeep::Last`]).
     pub fn buffer_keep(mut self, keep: BufferKeep) -> Self {
-        self.output.buffer_keep = keep;
+        self.buffer_keep = keep;
         self
     }
 
     /// The demand mode to start in (default [`DemandMode::Forward`]).
     pub fn demand_mode(mut self, mode: DemandMode) -> Self {
-        self.output.demand_mode = mode;
+        self.demand_mode = mode;
         self
-    }
-
-    /// Registers the stage under `name` in `registry` while it runs.
-    pub fn name(mut self, registry: &Registry, name: &str) -> Self {
-        self.naming = Some(naming(registry, name, Some(port_maker::<ProducerKind<S>>)));
-        self
-    }
-
-    /// Spawns the stage on the current tokio runtime and waits for its `init` hook.
-    ///
-    /// # Errors
-    ///
-    /// [`StartError`] if the name is taken, or `init` failed or ignored the start.
-    pub async fn start(self) -> Result<ProducerRef<S>, StartError> {
-        let stats = Arc::default();
-        let side = self.output.into_side(&stats);
-        let stage = self.stage;
-        runtime::start(stats, self.naming, move |me| {
-            ProducerRuntime::new(stage, side, control(me))
-        })
-        .await
     }
 }
 
-/// Builds a consumer stage; see [`consumer`].
-#[must_use = "a builder does nothing until started"]
-pub struct ConsumerBuilder<S: Consumer> {
-    stage: S,
-    subscriptions: Subscriptions<S::Event>,
-    naming: Option<Naming<ConsumerKind<S>>>,
-}
-
-impl<S: Consumer> ConsumerBuilder<S> {
+impl<K: ReceivesEvents> Builder<K> {
     /// Subscribes to `producer` when the stage starts; `start` fails if it cannot.
     pub fn subscribe_to<P>(mut self, producer: &StageRef<P>, options: SubscribeOptions) -> Self
     where
-        P: EmitsEvents<Out = S::Event>,
+        P: EmitsEvents<Out = K::In>,
     {
         self.subscriptions
             .push((Target::Port(producer.port()), options));
@@ -213,130 +183,71 @@ impl<S: Consumer> ConsumerBuilder<S> {
             .push((Target::Name(registry.clone(), name.to_owned()), options));
         self
     }
+}
 
-    /// Registers the stage under `name` in `registry` while it runs.
-    pub fn name(mut self, registry: &Registry, name: &str) -> Self {
-        self.naming = Some(naming(registry, name, None));
-        self
+impl<S: Producer> Builder<ProducerKind<S>> {
+    /// Spawns the stage on the current tokio runtime and waits for its `init` hook.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] if the name is taken, or `init` failed or ignored the start.
+    pub async fn start(mut self) -> Result<ProducerRef<S>, StartError> {
+        let stats = Arc::default();
+        let side = self.output(&stats);
+        let naming = self.naming(Some(port_maker::<ProducerKind<S>>));
+        let stage = self.stage;
+        runtime::start(stats, naming, move |me| {
+            ProducerRuntime::new(stage, side, control(me))
+        })
+        .await
     }
+}
 
+impl<S: Consumer> Builder<ConsumerKind<S>> {
     /// Spawns the stage, runs its `init` hook and makes its subscriptions.
     ///
     /// # Errors
     ///
     /// [`StartError`] if an option is invalid, the name is taken, `init` failed or
     /// ignored the start, or a subscription could not be made.
-    pub async fn start(self) -> Result<ConsumerRef<S>, StartError> {
-        validate(&self.subscriptions)?;
+    pub async fn start(mut self) -> Result<ConsumerRef<S>, StartError> {
+        self.validate()?;
+        let naming = self.naming(None);
         let (stage, subscriptions) = (self.stage, self.subscriptions);
-        runtime::start(Arc::default(), self.naming, move |me| {
+        runtime::start(Arc::default(), naming, move |me| {
             ConsumerRuntime::new(stage, control(me), subscriptions)
         })
         .await
     }
 }
 
-/// Builds a producer-consumer stage; see [`producer_consumer`].
-#[must_use = "a builder does nothing until started"]
-pub struct ProducerConsumerBuilder<S: ProducerConsumer> {
-    stage: S,
-    output: Output<S::Output>,
-    subscriptions: Subscriptions<S::Input>,
-    naming: Option<Naming<ProducerConsumerKind<S>>>,
-}
-
-impl<S: ProducerConsumer> ProducerConsumerBuilder<S> {
-    /// The dispatcher (default: [`DemandDispatcher`]).
-    pub fn dispatcher(mut self, dispatcher: impl Dispatcher<S::Output>) -> Self {
-        self.output.dispatcher = Box::new(dispatcher);
-        self
-    }
-
-    /// Keeps at most `size` events without demand (default: unbounded).
-    pub fn buffer_size(mut self, size: usize) -> Self {
-        self.output.buffer_size = BufferSize::Bounded(size);
-        self
-    }
-
-    /// Which events a full buffer keeps (default [`BufferKeep::Last`]).
-    pub fn buffer_keep(mut self, keep: BufferKeep) -> Self {
-        self.output.buffer_keep = keep;
-        self
-    }
-
-    /// The demand mode to start in (default [`DemandMode::Forward`]).
-    pub fn demand_mode(mut self, mode: DemandMode) -> Self {
-        self.output.demand_mode = mode;
-        self
-    }
-
-    /// Subscribes to `producer` when the stage starts; `start` fails if it cannot.
-    pub fn subscribe_to<P>(mut self, producer: &StageRef<P>, options: SubscribeOptions) -> Self
-    where
-        P: EmitsEvents<Out = S::Input>,
-    {
-        self.subscriptions
-            .push((Target::Port(producer.port()), options));
-        self
-    }
-
-    /// Subscribes to the stage registered as `name` when the stage starts.
-    pub fn subscribe_to_name(
-        mut self,
-        registry: &Registry,
-        name: &str,
-        options: SubscribeOptions,
-    ) -> Self {
-        self.subscriptions
-            .push((Target::Name(registry.clone(), name.to_owned()), options));
-        self
-    }
-
-    /// Registers the stage under `name` in `registry` while it runs.
-    pub fn name(mut self, registry: &Registry, name: &str) -> Self {
-        self.naming = Some(naming(
-            registry,
-            name,
-            Some(port_maker::<ProducerConsumerKind<S>>),
-        ));
-        self
-    }
-
+impl<S: ProducerConsumer> Builder<ProducerConsumerKind<S>> {
     /// Spawns the stage, runs its `init` hook and makes its subscriptions.
     ///
     /// # Errors
     ///
-    /// As for [`ConsumerBuilder::start`].
-    pub async fn start(self) -> Result<ProducerConsumerRef<S>, StartError> {
-        validate(&self.subscriptions)?;
+    /// As for [`ConsumerBuilder::start`](Builder::start).
+    pub async fn start(mut self) -> Result<ProducerConsumerRef<S>, StartError> {
+        self.validate()?;
         let stats = Arc::default();
-        let side = self.output.into_side(&stats);
+        let side = self.output(&stats);
+        let naming = self.naming(Some(port_maker::<ProducerConsumerKind<S>>));
         let (stage, subscriptions) = (self.stage, self.subscriptions);
-        runtime::start(stats, self.naming, move |me| {
+        runtime::start(stats, naming, move |me| {
             ProducerConsumerRuntime::new(stage, side, control(me), subscriptions)
         })
         .await
     }
 }
 
-impl<S: Producer> fmt::Debug for ProducerBuilder<S> {
+impl<K: StageKind> fmt::Debug for Builder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProducerBuilder").finish_non_exhaustive()
-    }
-}
-
-impl<S: Consumer> fmt::Debug for ConsumerBuilder<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConsumerBuilder")
+        f.debug_struct("Builder")
+            .field("buffer_size", &self.buffer_size)
+            .field("buffer_keep", &self.buffer_keep)
+            .field("demand_mode", &self.demand_mode)
             .field("subscriptions", &self.subscriptions.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S: ProducerConsumer> fmt::Debug for ProducerConsumerBuilder<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProducerConsumerBuilder")
-            .field("subscriptions", &self.subscriptions.len())
+            .field("name", &self.name.as_ref().map(|(_, name)| name))
             .finish_non_exhaustive()
     }
 }

@@ -292,7 +292,7 @@ mod subscription;
 pub mod supervisor;
 
 pub use builder::{
-    ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
+    Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
     producer_consumer,
 };
 pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
