@@ -1,5 +1,7 @@
 //! Live statistics read from stage handles: counts, demand, buffer and state.
 
+mod support;
+
 use gen_stage::{ExitReason, StageState, SubscribeOptions};
 use gen_stage_test::{CollectingConsumer, Gate, Ping, Script, ScriptedProducer};
 
@@ -66,7 +68,7 @@ async fn the_demand_snapshot_lists_each_subscription_on_both_sides() {
     use gen_stage::{Side, SubscriptionDemand};
     let (producer, _) = ScriptedProducer::<u64>::new();
     let producer = gen_stage::producer(producer).start().await.expect("starts");
-    let middle = gen_stage::producer_consumer(support_relay::Relay)
+    let middle = gen_stage::producer_consumer(support::Relay::<u64>::pass_through())
         .subscribe_to(&producer, SubscribeOptions::new().max_demand(8))
         .start()
         .await
@@ -96,26 +98,4 @@ async fn the_demand_snapshot_lists_each_subscription_on_both_sides() {
         (Side::FromConsumer, 8)
     );
     assert_ne!(upstream_tag, downstream_tag);
-}
-
-mod support_relay {
-    use gen_stage::{BoxError, ProducerConsumer, ProducerConsumerContext, SubscriptionTag};
-
-    /// Passes events through.
-    pub(super) struct Relay;
-
-    impl ProducerConsumer for Relay {
-        type Input = u64;
-        type Output = u64;
-        type Message = ();
-
-        async fn handle_events(
-            &mut self,
-            events: Vec<u64>,
-            _: SubscriptionTag,
-            _: &mut ProducerConsumerContext<'_, Self>,
-        ) -> Result<Vec<u64>, BoxError> {
-            Ok(events)
-        }
-    }
 }
