@@ -39,6 +39,8 @@ pub struct TaskCounts {
     pub failed: usize,
     /// Tasks that finished successfully.
     pub completed: usize,
+    /// Tasks aborted with `terminate_child`.
+    pub terminated: usize,
 }
 
 /// Messages a [`ConsumerSupervisor`] takes; use the methods of its handle instead
@@ -369,6 +371,7 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
                 let found = task.is_some();
                 if let Some(task) = task {
                     task.handle.abort();
+                    self.counts.terminated += 1;
                     self.counts.running = self.tasks.len();
                     self.free_slot(task.slot, ctx);
                 }

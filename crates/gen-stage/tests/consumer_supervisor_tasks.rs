@@ -83,7 +83,15 @@ async fn terminate_child_aborts_the_task_and_frees_its_slot() {
     assert_eq!(demands.snapshot(), vec![2, 1]);
     jobs.wait_started(2).await;
     let counts = counts(&sup).await;
-    assert_eq!((counts.running, counts.failed, counts.completed), (2, 0, 0));
+    assert_eq!(
+        (
+            counts.running,
+            counts.failed,
+            counts.completed,
+            counts.terminated
+        ),
+        (2, 0, 0, 1)
+    );
     assert!(!children(&sup).await.contains(&ids[0]));
     assert!(
         !sup.terminate_child(ids[0]).await.unwrap(),

@@ -23,7 +23,7 @@ pub enum PartitionError {
     /// dispatcher's key type, given as text).
     Missing {
         /// The expected option type.
-        expected: &'static str,
+        expected: String,
     },
     /// The partition named does not exist (its key, as debug text).
     Unknown(String),
@@ -76,6 +76,9 @@ fn numbered_partition(options: &SubscribeOptions) -> Option<usize> {
         .or_else(|| read::<u64>(options))
         .or_else(|| read::<u16>(options))
         .or_else(|| read::<u8>(options))
+        .or_else(|| read::<i16>(options))
+        .or_else(|| read::<i8>(options))
+        .or_else(|| read::<isize>(options))
 }
 
 /// Sends each event to the consumers of its partition.
@@ -302,8 +305,9 @@ where
         _: &mut Deliveries<T>,
     ) -> Result<usize, BoxError> {
         let Some(key) = (self.read_key)(subscriber.options) else {
+            let key = std::any::type_name::<K>();
             return Err(Box::new(PartitionError::Missing {
-                expected: std::any::type_name::<Partition<K>>(),
+                expected: format!("gen_stage::dispatcher::Partition<{key}>"),
             }));
         };
         let Some(&index) = self.index.get(&key) else {
@@ -489,7 +493,10 @@ mod tests {
     fn missing_unknown_and_taken_partitions_are_refused() {
         let mut d = by_parity();
         let missing = subscribe(&mut d, 1, SubscribeOptions::new()).unwrap_err();
-        assert!(missing.to_string().contains("requires a"), "{missing}");
+        assert_eq!(
+            missing.to_string(),
+            "subscribing to a partition dispatcher requires a gen_stage::dispatcher::Partition<usize> option"
+        );
         let unknown = subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(7))).unwrap_err();
         assert_eq!(unknown.to_string(), "unknown partition 7");
         subscribe(&mut d, 3, SubscribeOptions::new().with(Partition(0))).unwrap();
@@ -549,5 +556,7 @@ mod tests {
         let mut d = by_parity();
         assert!(subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(1i32))).is_ok());
         assert!(subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(0u64))).is_ok());
+        let mut d = by_parity();
+        assert!(subscribe(&mut d, 3, SubscribeOptions::new().with(Partition(1i8))).is_ok());
     }
 }
