@@ -212,7 +212,7 @@ async fn named_partition_of_the_wrong_type_is_missing() {
     // Partitions are named by &str.
     let error = partition_error(consumer.subscribe_to(&producer, partition(0)).await);
     assert!(
-        matches!(error, PartitionError::Missing { expected } if expected.contains("Partition<&str>")),
+        matches!(&error, PartitionError::Missing { expected } if expected.contains("Partition<&str>")),
         "{error:?}"
     );
     let error = partition_error(consumer.subscribe_to(&producer, partition("c")).await);
