@@ -38,7 +38,7 @@ struct DemoArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     max_demand: u64,
     /// The average time a task takes, in milliseconds (each takes 0.5 to 1.5 times it).
-    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     task_ms: u64,
     /// Seed of the job generator.
     #[arg(long, default_value_t = 42)]
