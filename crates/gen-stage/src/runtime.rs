@@ -24,6 +24,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::context::Control;
 use crate::error::{StartError, SubscribeError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef};
@@ -96,17 +97,26 @@ pub(crate) trait Runner: Send + 'static {
     /// Handles one message, and whatever it made ready.
     fn handle(&mut self, envelope: Envelope<Self::Kind>) -> impl Future<Output = ()> + Send;
 
+    /// The stage's own handle and stop request.
+    fn control_ref(&self) -> &Control<Self::Kind>;
+
     /// The reason to stop, once a hook or a message asked for it.
-    fn stop_reason(&self) -> Option<ExitReason>;
+    fn stop_reason(&self) -> Option<ExitReason> {
+        self.control_ref().stop.clone()
+    }
 
     /// Runs the `terminate` hook.
     fn terminate(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send;
 
     /// The stage's counters.
-    fn stats(&self) -> &Arc<StatsCell>;
+    fn stats(&self) -> &Arc<StatsCell> {
+        self.control_ref().me.stats_cell()
+    }
 
     /// The stage's identity.
-    fn stage_id(&self) -> crate::StageId;
+    fn stage_id(&self) -> crate::StageId {
+        self.control_ref().me.id()
+    }
 
     /// Records the reason peers will be told when the runner is dropped.
     fn set_exit_reason(&mut self, reason: &ExitReason);

@@ -10,7 +10,6 @@ use crate::registry::Registry;
 use crate::runtime::shared::{self, Receiving};
 use crate::runtime::{ConsumerSide, Runner, await_subscription, catch, guarded, init_outcome};
 use crate::stage::{AskMode, Consumer};
-use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
 /// A producer to subscribe to: a handle, or a name resolved when subscribing.
@@ -185,16 +184,8 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
         }
     }
 
-    fn stats(&self) -> &std::sync::Arc<StatsCell> {
-        self.control.me.stats_cell()
-    }
-
-    fn stage_id(&self) -> crate::StageId {
-        self.control.me.id()
-    }
-
-    fn stop_reason(&self) -> Option<ExitReason> {
-        self.control.stop.clone()
+    fn control_ref(&self) -> &Control<Self::Kind> {
+        &self.control
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {

@@ -10,7 +10,6 @@ use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting};
 use crate::runtime::{ProducerSide, Runner, catch, guarded, init_outcome};
 use crate::stage::Producer;
-use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
 pub(crate) struct ProducerRuntime<S: Producer> {
@@ -180,16 +179,8 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
         self.flush().await;
     }
 
-    fn stats(&self) -> &std::sync::Arc<StatsCell> {
-        self.control.me.stats_cell()
-    }
-
-    fn stage_id(&self) -> crate::StageId {
-        self.control.me.id()
-    }
-
-    fn stop_reason(&self) -> Option<ExitReason> {
-        self.control.stop.clone()
+    fn control_ref(&self) -> &Control<Self::Kind> {
+        &self.control
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {

@@ -16,7 +16,6 @@ use crate::runtime::{
     ConsumerSide, ProducerSide, Runner, await_subscription, catch, guarded, init_outcome,
 };
 use crate::stage::{AskMode, ProducerConsumer};
-use crate::stats::StatsCell;
 use crate::subscription::SubscriptionTag;
 
 /// Input waiting for downstream demand, in arrival order.
@@ -297,16 +296,8 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
         self.flush().await;
     }
 
-    fn stats(&self) -> &std::sync::Arc<StatsCell> {
-        self.control.me.stats_cell()
-    }
-
-    fn stage_id(&self) -> crate::StageId {
-        self.control.me.id()
-    }
-
-    fn stop_reason(&self) -> Option<ExitReason> {
-        self.control.stop.clone()
+    fn control_ref(&self) -> &Control<Self::Kind> {
+        &self.control
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {
