@@ -130,8 +130,8 @@ pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<R
         let mut gen_stage = Vec::new();
         let mut baseline = Vec::new();
         for _ in 0..plan.runs {
-            gen_stage.push(rate(events, (scenario.gen_stage)(events).await?));
-            baseline.push(rate(events, (scenario.baseline)(events).await?));
+            gen_stage.push(rate(events, on_worker((scenario.gen_stage)(events)).await?));
+            baseline.push(rate(events, on_worker((scenario.baseline)(events)).await?));
         }
         let row = Row::throughput(scenario.name, events, gen_stage, baseline);
         progress(&row);
@@ -144,6 +144,17 @@ pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<R
         report.rows.push(row);
     }
     Ok(report)
+}
+
+/// Runs one side of a scenario as a task of the runtime, as an application's code would
+/// run, rather than on the thread that waits in `block_on` (which is not a worker: every
+/// wake-up of code there crosses threads).
+async fn on_worker(
+    run: BoxFuture<'static, Result<Duration, BoxError>>,
+) -> Result<Duration, BoxError> {
+    tokio::spawn(run)
+        .await
+        .map_err(|error| format!("a benchmark task failed: {error}"))?
 }
 
 fn rate(events: u64, elapsed: Duration) -> f64 {
