@@ -37,40 +37,30 @@ impl AutoDemand {
     /// `min` or below, the subscription is topped back up to `max`.
     ///
     /// Returns the batches and how many events exceeded the demand (0 unless the
-    /// producer broke the protocol).
-    pub(crate) fn split<T>(&mut self, mut events: Vec<T>) -> (Vec<Batch<T>>, usize) {
+    /// producer broke the protocol). A delivery that is one batch, the usual case,
+    /// allocates nothing.
+    pub(crate) fn split<T>(&mut self, mut events: Vec<T>) -> (Batches<T>, usize) {
         let step = self.max - self.min;
         let count = events.len();
-        let batch_count = count.div_ceil(step);
-        let mut asks = Vec::with_capacity(batch_count);
         let mut excess = 0;
-        let mut remaining = count;
         // What was asked before this delivery, without the top-ups it triggers.
         let mut asked = self.pending;
+        if count <= step {
+            let ask_after = self.account(count, &mut asked, &mut excess);
+            let batch = Batch { events, ask_after };
+            return (Batches::One(Some(batch)), excess);
+        }
+        let mut asks = Vec::with_capacity(count.div_ceil(step));
+        let mut remaining = count;
         while remaining > 0 {
             let size = remaining.min(step);
             remaining -= size;
-            let received = if size > asked {
-                excess += size - asked;
-                std::mem::take(&mut asked)
-            } else {
-                asked -= size;
-                size
-            };
-            let left = self.pending - received;
-            if left <= self.min {
-                asks.push((size, self.max - left));
-                self.pending = self.max;
-            } else {
-                asks.push((size, 0));
-                self.pending = left;
-            }
+            asks.push((size, self.account(size, &mut asked, &mut excess)));
         }
         // Cut from the back so that every event moves at most once.
         let mut batches = Vec::with_capacity(asks.len());
         for (index, &(size, ask_after)) in asks.iter().enumerate().rev() {
-            // The first batch keeps the delivery's own allocation: a delivery that is
-            // one batch (the usual case) is never copied.
+            // The first batch keeps the delivery's own allocation.
             let batch = if index == 0 {
                 std::mem::take(&mut events)
             } else {
@@ -82,7 +72,64 @@ impl AutoDemand {
             });
         }
         batches.reverse();
-        (batches, excess)
+        (Batches::Many(batches.into_iter()), excess)
+    }
+
+    /// Accounts for a batch of `size` events; returns the ask that follows it.
+    fn account(&mut self, size: usize, asked: &mut usize, excess: &mut usize) -> usize {
+        let received = if size > *asked {
+            *excess += size - *asked;
+            std::mem::take(asked)
+        } else {
+            *asked -= size;
+            size
+        };
+        let left = self.pending - received;
+        if left <= self.min {
+            self.pending = self.max;
+            self.max - left
+        } else {
+            self.pending = left;
+            0
+        }
+    }
+}
+
+/// The batches of one delivery, in order.
+pub(crate) enum Batches<T> {
+    One(Option<Batch<T>>),
+    Many(std::vec::IntoIter<Batch<T>>),
+}
+
+impl<T> Batches<T> {
+
+    /// One batch that asks nothing after it (manual demand).
+    pub(crate) fn single(events: Vec<T>) -> Self {
+        Batches::One(Some(Batch {
+            events,
+            ask_after: 0,
+        }))
+    }
+}
+
+impl<T> Iterator for Batches<T> {
+    type Item = Batch<T>;
+
+    fn next(&mut self) -> Option<Batch<T>> {
+        match self {
+            Batches::One(batch) => batch.take(),
+            Batches::Many(batches) => batches.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Batches::One(batch) => {
+                let count = usize::from(batch.is_some());
+                (count, Some(count))
+            }
+            Batches::Many(batches) => batches.size_hint(),
+        }
     }
 }
 
@@ -151,6 +198,6 @@ mod tests {
         let mut demand = AutoDemand::new(0, 2);
         let (batches, excess) = demand.split(vec![1, 2, 3]);
         assert_eq!(excess, 1);
-        assert_eq!(batches.iter().map(|b| b.events.len()).sum::<usize>(), 3);
+        assert_eq!(batches.map(|b| b.events.len()).sum::<usize>(), 3);
     }
 }

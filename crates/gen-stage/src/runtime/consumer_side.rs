@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::demand::{AutoDemand, Batch};
+use crate::demand::{AutoDemand, Batches};
 use crate::error::UnknownSubscription;
 use crate::exit::{CancelMode, CancelReason, ExitReason};
 use crate::options::SubscribeOptions;
@@ -86,11 +86,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
 
     /// Cuts a delivery into batches for `handle_events`; `None` if the subscription is
     /// unknown (the events are discarded and counted).
-    pub(crate) fn batches(
-        &mut self,
-        tag: SubscriptionTag,
-        events: Vec<T>,
-    ) -> Option<Vec<Batch<T>>> {
+    pub(crate) fn batches(&mut self, tag: SubscriptionTag, events: Vec<T>) -> Option<Batches<T>> {
         let Some(upstream) = self.producers.get_mut(&tag) else {
             self.stats.add_discarded(events.len());
             tracing::debug!(
@@ -112,10 +108,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
                 }
                 Some(batches)
             }
-            None => Some(vec![Batch {
-                events,
-                ask_after: 0,
-            }]),
+            None => Some(Batches::single(events)),
         }
     }
 
