@@ -204,32 +204,47 @@ impl<T: Send + 'static> EventStream<T> {
 impl<T: Send + 'static> Stream for EventStream<T> {
     type Item = T;
 
+    // The common case, an event of the batch in hand, is inlined into the caller's
+    // loop; everything else is out of line.
+    #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = self.get_mut();
-        if !this.waiting.is_empty() {
-            this.start_subscriptions();
+        match this.current.next() {
+            Some(event) => Poll::Ready(Some(event)),
+            None => this.poll_refill(cx),
+        }
+    }
+}
+
+impl<T: Send + 'static> EventStream<T> {
+    /// Starts waiting subscriptions, asks for what the last batch used, and takes the
+    /// next batch, from the queue or the channel.
+    #[inline(never)]
+    fn poll_refill(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if !self.waiting.is_empty() {
+            self.start_subscriptions();
         }
         loop {
-            if let Some(event) = this.current.next() {
+            if let Some(event) = self.current.next() {
                 return Poll::Ready(Some(event));
             }
-            if let Some((tag, demand)) = this.ask_when_done.take() {
-                if let Some(upstream) = this.upstreams.get(&tag) {
+            if let Some((tag, demand)) = self.ask_when_done.take() {
+                if let Some(upstream) = self.upstreams.get(&tag) {
                     upstream.port.ask(tag, demand);
                 }
             }
-            if let Some((tag, batch)) = this.batches.pop_front() {
-                this.current = batch.events.into_iter();
+            if let Some((tag, batch)) = self.batches.pop_front() {
+                self.current = batch.events.into_iter();
                 if batch.ask_after > 0 {
-                    this.ask_when_done = Some((tag, batch.ask_after));
+                    self.ask_when_done = Some((tag, batch.ask_after));
                 }
                 continue;
             }
-            if this.upstreams.is_empty() {
+            if self.upstreams.is_empty() {
                 return Poll::Ready(None);
             }
-            match this.receiver.poll_recv(cx) {
-                Poll::Ready(Some(delivery)) => this.receive(delivery),
+            match self.receiver.poll_recv(cx) {
+                Poll::Ready(Some(delivery)) => self.receive(delivery),
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             }
