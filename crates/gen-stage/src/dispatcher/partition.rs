@@ -57,7 +57,17 @@ struct PartitionState<T> {
     batch: Vec<T>,
 }
 
-type Route<T> = Box<dyn Fn(&T) -> Result<Option<usize>, String> + Send>;
+/// An event's partition index, or [`DISCARD`]. A plain number comes back in a register:
+/// routing is the per-event cost of this dispatcher.
+type Route<T> = Box<dyn Fn(&T) -> usize + Send>;
+/// The event has no partition (its hash returned `None`, or a key that is no partition,
+/// which the route logs): it is discarded and counted.
+const DISCARD: usize = usize::MAX;
+
+fn unknown_partition(key: impl fmt::Debug) -> usize {
+    tracing::error!("partition dispatcher: no partition {key:?}; event discarded");
+    DISCARD
+}
 
 /// Reads a partition number given as another integer type (`Partition(2)` is a
 /// `Partition<i32>`).
@@ -163,8 +173,8 @@ impl<T: Send + 'static> PartitionDispatcher<T, usize> {
         let mut dispatcher = Self::build(
             (0..count).collect(),
             Box::new(move |event| match hash(event) {
-                partition if partition < count => Ok(Some(partition)),
-                partition => Err(partition.to_string()),
+                partition if partition < count => partition,
+                partition => unknown_partition(partition),
             }),
         );
         dispatcher.read_key = numbered_partition;
@@ -206,11 +216,11 @@ where
         Self::build(
             keys,
             Box::new(move |event| match hash(event) {
-                None => Ok(None),
-                Some(key) => lookup
-                    .get(&key)
-                    .map(|&i| Some(i))
-                    .ok_or_else(|| format!("{key:?}")),
+                None => DISCARD,
+                Some(key) => match lookup.get(&key) {
+                    Some(&index) => index,
+                    None => unknown_partition(key),
+                },
             }),
         )
     }
@@ -278,6 +288,22 @@ fn insert_by_demand(
 }
 
 impl<T> PartitionState<T> {
+    /// Hands the new batch as it is to the consumer with the most demand, when nothing
+    /// is held before it and that consumer can take all of it (the usual case): the
+    /// events are not copied again. False if the batch must queue instead.
+    fn send_whole_batch(&mut self, deliveries: &mut Deliveries<T>) -> bool {
+        let count = self.batch.len();
+        match self.consumers.first() {
+            Some(&(tag, demand)) if self.queue.is_empty() && demand >= count => {
+                deliveries.push(tag, std::mem::take(&mut self.batch));
+                self.consumers.remove(0);
+                insert_by_demand(&mut self.consumers, tag, demand - count);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Sends queued events, in order, to the consumers with demand, most demand first.
     fn deliver(&mut self, deliveries: &mut Deliveries<T>) {
         while !self.queue.is_empty() {
@@ -361,27 +387,31 @@ where
     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         let mut leftovers = Vec::new();
         let mut discarded = 0;
+        // Room for an even share in each partition's batch, so that pushes rarely grow.
+        let share = events.len() / self.partitions.len().max(1) + 1;
+        for partition in &mut self.partitions {
+            partition.batch.reserve(share);
+        }
         let mut events = events.into_iter();
+        let (route, partitions) = (&self.route, &mut self.partitions);
+        let mut waiting = self.waiting;
         for event in events.by_ref() {
-            if self.waiting == 0 {
+            if waiting == 0 {
                 leftovers.push(event);
                 break;
             }
-            match (self.route)(&event) {
-                Ok(Some(index)) => {
-                    self.waiting -= 1;
-                    self.partitions[index].batch.push(event);
-                }
-                Ok(None) => discarded += 1,
-                Err(key) => {
-                    tracing::error!("partition dispatcher: no partition {key}; event discarded");
-                    discarded += 1;
+            match route(&event) {
+                DISCARD => discarded += 1,
+                index => {
+                    waiting -= 1;
+                    partitions[index].batch.push(event);
                 }
             }
         }
+        self.waiting = waiting;
         leftovers.extend(events);
         for partition in &mut self.partitions {
-            if partition.batch.is_empty() {
+            if partition.batch.is_empty() || partition.send_whole_batch(deliveries) {
                 continue;
             }
             let before = partition.queue.len();
