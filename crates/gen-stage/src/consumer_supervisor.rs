@@ -18,7 +18,7 @@ use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{ConsumerRef, ReplyTo};
 use crate::options::SubscribeOptions;
 use crate::stage::{AskMode, Consumer, Init};
-use crate::subscription::{SubscriptionTag, TagMap};
+use crate::subscription::{BuildTagHasher, SubscriptionTag, TagMap};
 use crate::supervisor::{Restart, Shutdown};
 
 /// Names one task of a [`ConsumerSupervisor`].
@@ -47,7 +47,8 @@ pub struct TaskCounts {
 /// ([`ConsumerRef::start_child`] and the others below it).
 #[doc(hidden)]
 pub enum TaskMessage<E> {
-    Done(TaskId, Result<(), ExitReason>),
+    /// Tasks finished: their outcomes wait in the supervisor's [`Finished`] queue.
+    Finished,
     AskInitial(SubscriptionTag),
     StartChild(E, ReplyTo<TaskId>),
     TerminateChild(TaskId, ReplyTo<bool>),
@@ -67,6 +68,34 @@ struct Task<E> {
     slot: Option<SubscriptionTag>,
     /// Kept to run the task again after a failure (transient tasks).
     event: Option<E>,
+}
+
+/// Outcomes of finished tasks, gathered between two looks of the supervisor. Only the
+/// task that finds the queue empty sends a message, so a burst of completions costs the
+/// supervisor one message, not one each.
+#[derive(Default)]
+struct Finished {
+    outcomes: std::sync::Mutex<Vec<(TaskId, Result<(), ExitReason>)>>,
+}
+
+impl Finished {
+    /// Queues an outcome; true if the queue was empty (the caller rings).
+    fn push(&self, id: TaskId, outcome: Result<(), ExitReason>) -> bool {
+        let mut outcomes = self.lock();
+        outcomes.push((id, outcome));
+        outcomes.len() == 1
+    }
+
+    fn take(&self) -> Vec<(TaskId, Result<(), ExitReason>)> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(TaskId, Result<(), ExitReason>)>> {
+        // A panic cannot happen while the lock is held (a push or a take).
+        self.outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 struct Slots {
@@ -127,7 +156,8 @@ pub struct ConsumerSupervisor<E> {
     shutdown: Shutdown,
     max_restarts: usize,
     period: Duration,
-    tasks: HashMap<TaskId, Task<E>>,
+    tasks: HashMap<TaskId, Task<E>, BuildTagHasher>,
+    finished: Arc<Finished>,
     slots: TagMap<Slots>,
     restarts: VecDeque<Instant>,
     counts: TaskCounts,
@@ -157,7 +187,8 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
             shutdown: Shutdown::default(),
             max_restarts: 3,
             period: Duration::from_secs(5),
-            tasks: HashMap::new(),
+            tasks: HashMap::default(),
+            finished: Arc::default(),
             slots: TagMap::default(),
             restarts: VecDeque::new(),
             counts: TaskCounts::default(),
@@ -202,13 +233,16 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
         };
         let work = (self.template)(event);
         let me = ctx.stage_ref().clone();
+        let finished = self.finished.clone();
         let handle = tokio::spawn(async move {
             let outcome = match AssertUnwindSafe(work).catch_unwind().await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(ExitReason::error(error)),
                 Err(panic) => Err(ExitReason::from_panic(&*panic)),
             };
-            let _ = me.cast(TaskMessage::Done(id, outcome));
+            if finished.push(id, outcome) {
+                let _ = me.cast(TaskMessage::Finished);
+            }
         });
         self.tasks.insert(
             id,
@@ -240,15 +274,16 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
         self.restarts.len() <= self.max_restarts
     }
 
-    /// A task ended: run it again, or free its slot and ask again in chunks.
+    /// A task ended: run it again, or free its slot and ask again in chunks. False once
+    /// the supervisor is stopping.
     fn task_done(
         &mut self,
         id: TaskId,
         outcome: Result<(), ExitReason>,
         ctx: &mut ConsumerContext<'_, Self>,
-    ) {
+    ) -> bool {
         let Some(task) = self.tasks.remove(&id) else {
-            return; // terminated on request
+            return true; // terminated on request
         };
         match outcome {
             Ok(()) => self.counts.completed += 1,
@@ -259,10 +294,11 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
                     );
                     if !self.allow_restart() {
                         ctx.stop(ExitReason::TooManyRestarts);
-                        return;
+                        return false;
                     }
                     self.counts.restarts += 1;
-                    return self.spawn(id, event, task.slot, ctx);
+                    self.spawn(id, event, task.slot, ctx);
+                    return true;
                 }
                 None => {
                     tracing::warn!("consumer supervisor: task {id:?} failed ({reason})");
@@ -272,6 +308,7 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
         }
         self.counts.running = self.tasks.len();
         self.free_slot(task.slot, ctx);
+        true
     }
 
     /// A task's demand slot is free: ask again once `min_demand` slots are.
@@ -353,7 +390,14 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
         ctx: &mut ConsumerContext<'_, Self>,
     ) -> Result<(), BoxError> {
         match message {
-            TaskMessage::Done(id, outcome) => self.task_done(id, outcome, ctx),
+            TaskMessage::Finished => {
+                for (id, outcome) in self.finished.take() {
+                    if !self.task_done(id, outcome, ctx) {
+                        // Stopping: what finished meanwhile changes nothing.
+                        break;
+                    }
+                }
+            }
             TaskMessage::AskInitial(tag) => {
                 // The first ask: max_demand, the same as an automatic subscription.
                 let max = self.slots.get(&tag).map(|slots| slots.max);
