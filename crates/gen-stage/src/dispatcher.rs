@@ -232,6 +232,11 @@ impl<T> Deliveries<T> {
         self.batches.is_empty()
     }
 
+    /// True if there is nothing to send, no upstream demand and no discard.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.batches.is_empty() && self.upstream == 0 && self.discarded == 0
+    }
+
     pub(crate) fn reverse_from(&mut self, first: usize) {
         self.batches[first..].reverse();
     }

@@ -259,6 +259,10 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// Sends what a dispatcher call other than `dispatch` delivered; anything it could
     /// not send goes to the buffer.
     fn send_side_deliveries(&mut self) {
+        if self.deliveries.is_idle() {
+            // Nothing delivered, asked or discarded (the usual ask): nothing to update.
+            return;
+        }
         let mut leftovers = Vec::new();
         self.send_deliveries(&mut leftovers);
         if !leftovers.is_empty() {
