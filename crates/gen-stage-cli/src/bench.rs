@@ -149,12 +149,29 @@ pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<R
 /// Runs one side of a scenario as a task of the runtime, as an application's code would
 /// run, rather than on the thread that waits in `block_on` (which is not a worker: every
 /// wake-up of code there crosses threads).
+///
+/// A run must leave no task behind: one that kept working would slow down every run
+/// after it. Tasks may take a moment to wind down (consumers stop once told that their
+/// producer has), so this waits up to a second for them.
 async fn on_worker(
     run: BoxFuture<'static, Result<Duration, BoxError>>,
 ) -> Result<Duration, BoxError> {
-    tokio::spawn(run)
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let elapsed = tokio::spawn(run)
         .await
-        .map_err(|error| format!("a benchmark task failed: {error}"))?
+        .map_err(|error| format!("a benchmark task failed: {error}"))??;
+    for _ in 0..200 {
+        if metrics.num_alive_tasks() <= before {
+            return Ok(elapsed);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err(format!(
+        "a benchmark run left {} tasks running",
+        metrics.num_alive_tasks() - before
+    )
+    .into())
 }
 
 fn rate(events: u64, elapsed: Duration) -> f64 {

@@ -102,7 +102,6 @@ pub(crate) enum Batches<T> {
 }
 
 impl<T> Batches<T> {
-
     /// One batch that asks nothing after it (manual demand).
     pub(crate) fn single(events: Vec<T>) -> Self {
         Batches::One(Some(Batch {

@@ -77,7 +77,10 @@ async fn fan_out(events: u64, route: fn(Vec<u64>, usize) -> Vec<Vec<u64>>, total
         let done = done.clone();
         counters.push(tokio::spawn(async move {
             while let Some(batch) = receiver.recv().await {
-                let _ = done.send(batch.len() as u64);
+                // Once the run is over, stop (the producer then stops too).
+                if done.send(batch.len() as u64).is_err() {
+                    break;
+                }
             }
         }));
     }
@@ -179,6 +182,10 @@ pub(crate) async fn consumer_supervisor(events: u64) -> Outcome {
     counter(sender, 50);
     tokio::spawn(async move {
         while let Some(batch) = receiver.recv().await {
+            if done.is_closed() {
+                // The run is over: stop, and so stop the producer.
+                return;
+            }
             for event in batch {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
