@@ -75,8 +75,11 @@ struct Task<E> {
 /// supervisor one message, not one each.
 #[derive(Default)]
 struct Finished {
-    outcomes: std::sync::Mutex<Vec<(TaskId, Result<(), ExitReason>)>>,
+    outcomes: std::sync::Mutex<Vec<TaskOutcome>>,
 }
+
+/// How one task ended.
+type TaskOutcome = (TaskId, Result<(), ExitReason>);
 
 impl Finished {
     /// Queues an outcome; true if the queue was empty (the caller rings).
@@ -86,11 +89,11 @@ impl Finished {
         outcomes.len() == 1
     }
 
-    fn take(&self) -> Vec<(TaskId, Result<(), ExitReason>)> {
+    fn take(&self) -> Vec<TaskOutcome> {
         std::mem::take(&mut *self.lock())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(TaskId, Result<(), ExitReason>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TaskOutcome>> {
         // A panic cannot happen while the lock is held (a push or a take).
         self.outcomes
             .lock()

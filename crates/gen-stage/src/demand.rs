@@ -47,8 +47,7 @@ impl AutoDemand {
         let mut asked = self.pending;
         if count <= step {
             let ask_after = self.account(count, &mut asked, &mut excess);
-            let batch = Batch { events, ask_after };
-            return (Batches::One(Some(batch)), excess);
+            return (Batches::one(events, ask_after), excess);
         }
         let mut asks = Vec::with_capacity(count.div_ceil(step));
         let mut remaining = count;
@@ -102,12 +101,10 @@ pub(crate) enum Batches<T> {
 }
 
 impl<T> Batches<T> {
-    /// One batch that asks nothing after it (manual demand).
-    pub(crate) fn single(events: Vec<T>) -> Self {
-        Batches::One(Some(Batch {
-            events,
-            ask_after: 0,
-        }))
+    /// A delivery that is one batch, followed by an ask of `ask_after` (0 with manual
+    /// demand).
+    pub(crate) fn one(events: Vec<T>, ask_after: usize) -> Self {
+        Batches::One(Some(Batch { events, ask_after }))
     }
 }
 

@@ -296,8 +296,7 @@ impl<T> PartitionState<T> {
         match self.consumers.first() {
             Some(&(tag, demand)) if self.queue.is_empty() && demand >= count => {
                 deliveries.push(tag, std::mem::take(&mut self.batch));
-                self.consumers.remove(0);
-                insert_by_demand(&mut self.consumers, tag, demand - count);
+                self.charge_first(count);
                 true
             }
             _ => false,
@@ -315,9 +314,15 @@ impl<T> PartitionState<T> {
             }
             let count = demand.min(self.queue.len());
             deliveries.push(tag, self.queue.drain(..count).collect());
-            self.consumers.remove(0);
-            insert_by_demand(&mut self.consumers, tag, demand - count);
+            self.charge_first(count);
         }
+    }
+
+    /// The consumer with the most demand (first) was sent `count` events: it moves to
+    /// its new place in the demand order.
+    fn charge_first(&mut self, count: usize) {
+        let (tag, demand) = self.consumers.remove(0);
+        insert_by_demand(&mut self.consumers, tag, demand - count);
     }
 }
 

@@ -108,7 +108,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
                 }
                 Some(batches)
             }
-            None => Some(Batches::single(events)),
+            None => Some(Batches::one(events, 0)),
         }
     }
 
