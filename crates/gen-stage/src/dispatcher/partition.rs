@@ -57,9 +57,16 @@ struct PartitionState<T> {
     batch: Vec<T>,
 }
 
-/// An event's partition index, or [`DISCARD`]. A plain number comes back in a register:
-/// routing is the per-event cost of this dispatcher.
-type Route<T> = Box<dyn Fn(&T) -> usize + Send>;
+/// Writes each event's partition index, or [`DISCARD`], to the end of the vector: one
+/// call per batch, so that the user's hash is inlined in the loop over the events
+/// rather than called through a pointer for each of them (routing is this
+/// dispatcher's per-event cost).
+type Route<T> = Box<dyn Fn(&[T], &mut Vec<usize>) + Send>;
+
+/// A [`Route`] from a function that routes one event.
+fn route_each<T>(route: impl Fn(&T) -> usize + Send + 'static) -> Route<T> {
+    Box::new(move |events, routes| routes.extend(events.iter().map(&route)))
+}
 /// The event has no partition (its hash returned `None`, or a key that is no partition,
 /// which the route logs): it is discarded and counted.
 const DISCARD: usize = usize::MAX;
@@ -141,6 +148,8 @@ pub struct PartitionDispatcher<T, K> {
     keys: Vec<K>,
     index: HashMap<K, usize>,
     route: Route<T>,
+    /// The routes of the batch being dispatched (reused).
+    routes: Vec<usize>,
     /// How a subscription names its partition.
     read_key: fn(&SubscribeOptions) -> Option<K>,
     partitions: Vec<PartitionState<T>>,
@@ -172,7 +181,7 @@ impl<T: Send + 'static> PartitionDispatcher<T, usize> {
     pub fn by_count(count: usize, hash: impl Fn(&T) -> usize + Send + 'static) -> Self {
         let mut dispatcher = Self::build(
             (0..count).collect(),
-            Box::new(move |event| match hash(event) {
+            route_each(move |event| match hash(event) {
                 partition if partition < count => partition,
                 partition => unknown_partition(partition),
             }),
@@ -215,7 +224,7 @@ where
             .collect();
         Self::build(
             keys,
-            Box::new(move |event| match hash(event) {
+            route_each(move |event| match hash(event) {
                 None => DISCARD,
                 Some(key) => match lookup.get(&key) {
                     Some(&index) => index,
@@ -244,6 +253,7 @@ where
             keys,
             index,
             route,
+            routes: Vec::new(),
             read_key: |options| {
                 options
                     .extension::<Partition<K>>()
@@ -390,7 +400,6 @@ where
     }
 
     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
-        let mut leftovers = Vec::new();
         let mut discarded = 0;
         // Room for an even share in each partition's batch, so that pushes rarely grow.
         let share = events.len() / self.partitions.len().max(1) + 1;
@@ -398,23 +407,24 @@ where
             partition.batch.reserve(share);
         }
         let mut events = events.into_iter();
-        let (route, partitions) = (&self.route, &mut self.partitions);
-        let mut waiting = self.waiting;
-        for event in events.by_ref() {
-            if waiting == 0 {
-                leftovers.push(event);
-                break;
-            }
-            match route(&event) {
-                DISCARD => discarded += 1,
-                index => {
-                    waiting -= 1;
-                    partitions[index].batch.push(event);
+        let (routes, partitions) = (&mut self.routes, &mut self.partitions);
+        // Only as many events as upstream demand covers are routed (those past it stay
+        // for a later dispatch); a discard consumes no demand, hence the loop.
+        while self.waiting > 0 && events.len() > 0 {
+            let routed = self.waiting.min(events.len());
+            routes.clear();
+            (self.route)(&events.as_slice()[..routed], routes);
+            for (&index, event) in routes.iter().zip(events.by_ref()) {
+                match index {
+                    DISCARD => discarded += 1,
+                    index => {
+                        self.waiting -= 1;
+                        partitions[index].batch.push(event);
+                    }
                 }
             }
         }
-        self.waiting = waiting;
-        leftovers.extend(events);
+        let leftovers: Vec<T> = events.collect();
         for partition in &mut self.partitions {
             if partition.batch.is_empty() || partition.send_whole_batch(deliveries) {
                 continue;
