@@ -57,16 +57,34 @@ struct PartitionState<T> {
     batch: Vec<T>,
 }
 
-/// Writes each event's partition index, or [`DISCARD`], to the end of the vector: one
-/// call per batch, so that the user's hash is inlined in the loop over the events
-/// rather than called through a pointer for each of them (routing is this
-/// dispatcher's per-event cost).
-type Route<T> = Box<dyn Fn(&[T], &mut Vec<usize>) + Send>;
+/// Moves events from the front of the iterator to their partitions' batches until
+/// `demand` of them have been placed (a discarded event takes no demand), and returns
+/// how many were discarded. One call per batch: the user's hash is inlined in the loop
+/// over the events rather than called through a pointer for each of them (routing is
+/// this dispatcher's per-event cost).
+type Route<T> =
+    Box<dyn Fn(&mut std::vec::IntoIter<T>, usize, &mut [PartitionState<T>]) -> usize + Send>;
 
-/// A [`Route`] from a function that routes one event.
+/// A [`Route`] from a function that gives one event's partition index, or [`DISCARD`].
 fn route_each<T>(route: impl Fn(&T) -> usize + Send + 'static) -> Route<T> {
-    Box::new(move |events, routes| routes.extend(events.iter().map(&route)))
+    Box::new(move |events, mut demand, partitions| {
+        let mut discarded = 0;
+        while demand > 0 {
+            let Some(event) = events.next() else {
+                break;
+            };
+            match route(&event) {
+                DISCARD => discarded += 1,
+                index => {
+                    demand -= 1;
+                    partitions[index].batch.push(event);
+                }
+            }
+        }
+        discarded
+    })
 }
+
 /// The event has no partition (its hash returned `None`, or a key that is no partition,
 /// which the route logs): it is discarded and counted.
 const DISCARD: usize = usize::MAX;
@@ -148,8 +166,6 @@ pub struct PartitionDispatcher<T, K> {
     keys: Vec<K>,
     index: HashMap<K, usize>,
     route: Route<T>,
-    /// The routes of the batch being dispatched (reused).
-    routes: Vec<usize>,
     /// How a subscription names its partition.
     read_key: fn(&SubscribeOptions) -> Option<K>,
     partitions: Vec<PartitionState<T>>,
@@ -253,7 +269,6 @@ where
             keys,
             index,
             route,
-            routes: Vec::new(),
             read_key: |options| {
                 options
                     .extension::<Partition<K>>()
@@ -407,23 +422,11 @@ where
             partition.batch.reserve(share);
         }
         let mut events = events.into_iter();
-        let (routes, partitions) = (&mut self.routes, &mut self.partitions);
-        // Only as many events as upstream demand covers are routed (those past it stay
-        // for a later dispatch); a discard consumes no demand, hence the loop.
-        while self.waiting > 0 && events.len() > 0 {
-            let routed = self.waiting.min(events.len());
-            routes.clear();
-            (self.route)(&events.as_slice()[..routed], routes);
-            for (&index, event) in routes.iter().zip(events.by_ref()) {
-                match index {
-                    DISCARD => discarded += 1,
-                    index => {
-                        self.waiting -= 1;
-                        partitions[index].batch.push(event);
-                    }
-                }
-            }
-        }
+        let before = events.len();
+        // Only as many events as upstream demand covers are routed: those past it stay
+        // for a later dispatch.
+        discarded += (self.route)(&mut events, self.waiting, &mut self.partitions);
+        self.waiting -= before - events.len() - discarded;
         let leftovers: Vec<T> = events.collect();
         for partition in &mut self.partitions {
             if partition.batch.is_empty() || partition.send_whole_batch(deliveries) {
