@@ -9,12 +9,16 @@ mod stages;
 
 use std::time::Duration;
 
+use std::future::Future;
+
 use futures::future::BoxFuture;
 use gen_stage::BoxError;
 
 pub(crate) use report::{Report, Row};
 
-type Run = fn(u64) -> BoxFuture<'static, Result<Duration, BoxError>>;
+use gen_stage_side::Window;
+
+type Run = Box<dyn Fn(u64) -> BoxFuture<'static, Result<Duration, BoxError>>>;
 
 /// One scenario: its name, its size, and how to run each side.
 pub(crate) struct Scenario {
@@ -25,75 +29,112 @@ pub(crate) struct Scenario {
     baseline: Run,
 }
 
-/// Every scenario but `memory_flat`, at full size.
+fn scenario<G, B>(
+    name: &'static str,
+    events: u64,
+    gen_stage: impl Fn(u64) -> G + 'static,
+    baseline: impl Fn(u64) -> B + 'static,
+) -> Scenario
+where
+    G: Future<Output = Result<Duration, BoxError>> + Send + 'static,
+    B: Future<Output = Result<Duration, BoxError>> + Send + 'static,
+{
+    Scenario {
+        name,
+        events,
+        gen_stage: Box::new(move |events| Box::pin(gen_stage(events))),
+        baseline: Box::new(move |events| Box::pin(baseline(events))),
+    }
+}
+
+/// Every scenario but `memory_flat`, at full size: the benchmark issue's, then the
+/// same topologies with their consumers subscribed at the baseline's window
+/// ([`Window::BASELINE`]), which show what the stages cost when the demand protocol
+/// lets as many events be in flight as the hand-written pipeline does.
 pub(crate) fn scenarios() -> Vec<Scenario> {
+    use gen_stage_side as stages;
+    let wide = Window::BASELINE;
+    // A counter producer and a counting consumer, both sides at `max_demand`.
+    let linear = |name, events, max_demand| {
+        scenario(
+            name,
+            events,
+            move |n| stages::linear(n, Window::max_demand(max_demand)),
+            move |n| baseline::linear(n, max_demand),
+        )
+    };
     vec![
-        Scenario {
-            name: "linear_md1",
-            events: 300_000,
-            gen_stage: |events| Box::pin(gen_stage_side::linear(events, 1)),
-            baseline: |events| Box::pin(baseline::linear(events, 1)),
-        },
-        Scenario {
-            name: "linear_md10",
-            events: 3_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::linear(events, 10)),
-            baseline: |events| Box::pin(baseline::linear(events, 10)),
-        },
-        Scenario {
-            name: "linear_md100",
-            events: 30_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::linear(events, 100)),
-            baseline: |events| Box::pin(baseline::linear(events, 100)),
-        },
-        Scenario {
-            name: "linear_md1000",
-            events: 300_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::linear(events, 1000)),
-            baseline: |events| Box::pin(baseline::linear(events, 1000)),
-        },
-        Scenario {
-            name: "linear_md10000",
-            events: 300_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::linear(events, 10_000)),
-            baseline: |events| Box::pin(baseline::linear(events, 10_000)),
-        },
-        Scenario {
-            name: "three_stage",
-            events: 200_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::three_stage(events)),
-            baseline: |events| Box::pin(baseline::three_stage(events)),
-        },
-        Scenario {
-            name: "fan_out_demand_4",
-            events: 200_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::fan_out_demand_4(events)),
-            baseline: |events| Box::pin(baseline::fan_out_demand_4(events)),
-        },
-        Scenario {
-            name: "broadcast_4",
-            events: 50_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::broadcast_4(events)),
-            baseline: |events| Box::pin(baseline::broadcast_4(events)),
-        },
-        Scenario {
-            name: "partition_4",
-            events: 50_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::partition_4(events)),
-            baseline: |events| Box::pin(baseline::partition_4(events)),
-        },
-        Scenario {
-            name: "stream_interop",
-            events: 100_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::stream_interop(events)),
-            baseline: |events| Box::pin(baseline::stream_interop(events)),
-        },
-        Scenario {
-            name: "consumer_supervisor",
-            events: 1_000_000,
-            gen_stage: |events| Box::pin(gen_stage_side::consumer_supervisor(events)),
-            baseline: |events| Box::pin(baseline::consumer_supervisor(events)),
-        },
+        linear("linear_md1", 300_000, 1),
+        linear("linear_md10", 3_000_000, 10),
+        linear("linear_md100", 30_000_000, 100),
+        linear("linear_md1000", 300_000_000, 1000),
+        linear("linear_md10000", 300_000_000, 10_000),
+        scenario(
+            "three_stage",
+            200_000_000,
+            |n| stages::three_stage(n, Window::max_demand(1000)),
+            baseline::three_stage,
+        ),
+        scenario(
+            "fan_out_demand_4",
+            200_000_000,
+            |n| stages::fan_out_demand_4(n, Window::max_demand(1000)),
+            baseline::fan_out_demand_4,
+        ),
+        scenario(
+            "broadcast_4",
+            50_000_000,
+            |n| stages::broadcast_4(n, Window::max_demand(1000)),
+            baseline::broadcast_4,
+        ),
+        scenario(
+            "partition_4",
+            50_000_000,
+            |n| stages::partition_4(n, Window::max_demand(1000)),
+            baseline::partition_4,
+        ),
+        scenario(
+            "stream_interop",
+            100_000_000,
+            stages::stream_interop,
+            baseline::stream_interop,
+        ),
+        scenario(
+            "consumer_supervisor",
+            1_000_000,
+            stages::consumer_supervisor,
+            baseline::consumer_supervisor,
+        ),
+        scenario(
+            "linear_wide",
+            300_000_000,
+            move |n| stages::linear(n, wide),
+            |n| baseline::linear(n, 1000),
+        ),
+        scenario(
+            "three_stage_wide",
+            200_000_000,
+            move |n| stages::three_stage(n, wide),
+            baseline::three_stage,
+        ),
+        scenario(
+            "fan_out_demand_4_wide",
+            200_000_000,
+            move |n| stages::fan_out_demand_4(n, wide),
+            baseline::fan_out_demand_4,
+        ),
+        scenario(
+            "broadcast_4_wide",
+            50_000_000,
+            move |n| stages::broadcast_4(n, wide),
+            baseline::broadcast_4,
+        ),
+        scenario(
+            "partition_4_wide",
+            50_000_000,
+            move |n| stages::partition_4(n, wide),
+            baseline::partition_4,
+        ),
     ]
 }
 

@@ -99,6 +99,13 @@ async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
     );
     println!("{}", bench::report::HEADER);
     let report = bench::run(&plan, |row| println!("{}", row.line())).await?;
+    if report
+        .rows
+        .iter()
+        .any(|row| row.scenario.ends_with("_wide"))
+    {
+        println!("{}", bench::report::WIDE_NOTE);
+    }
     if let Some(path) = args.json {
         let json = report.json();
         if path.as_os_str() == "-" {

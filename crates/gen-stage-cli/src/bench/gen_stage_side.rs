@@ -20,16 +20,46 @@ async fn finished(start: Instant, done: oneshot::Receiver<Instant>) -> Outcome {
     Ok(end.duration_since(start))
 }
 
-fn demand(max_demand: usize) -> SubscribeOptions {
-    SubscribeOptions::new().max_demand(max_demand)
+/// How a scenario's consumers subscribe: how many events may be in flight to each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    max_demand: usize,
+    min_demand: Option<usize>,
 }
 
-pub(crate) async fn linear(events: u64, max_demand: usize) -> Outcome {
+impl Window {
+    /// The baseline's window. Its channels hold two batches of 1000, and each of its
+    /// tasks holds one more: up to 4000 events in flight, one message per 1000. A
+    /// subscription with `max_demand` 4000 and `min_demand` 3000 lets as many be in
+    /// flight, in batches of 1000 with an ask after each.
+    pub(crate) const BASELINE: Window = Window {
+        max_demand: 4000,
+        min_demand: Some(3000),
+    };
+
+    /// `max_demand`, with the default `min_demand` (half of it).
+    pub(crate) fn max_demand(max_demand: usize) -> Self {
+        Window {
+            max_demand,
+            min_demand: None,
+        }
+    }
+
+    fn options(self) -> SubscribeOptions {
+        let options = SubscribeOptions::new().max_demand(self.max_demand);
+        match self.min_demand {
+            Some(min_demand) => options.min_demand(min_demand),
+            None => options,
+        }
+    }
+}
+
+pub(crate) async fn linear(events: u64, window: Window) -> Outcome {
     let producer = gen_stage::producer(Counter(0)).start().await?;
     let (countdown, done) = Countdown::new(events);
     let start = Instant::now();
     gen_stage::consumer(Counting(countdown))
-        .subscribe_to(&producer, demand(max_demand))
+        .subscribe_to(&producer, window.options())
         .start()
         .await?;
     let elapsed = finished(start, done).await;
@@ -37,14 +67,14 @@ pub(crate) async fn linear(events: u64, max_demand: usize) -> Outcome {
     elapsed
 }
 
-pub(crate) async fn three_stage(events: u64) -> Outcome {
+pub(crate) async fn three_stage(events: u64, window: Window) -> Outcome {
     let producer = gen_stage::producer(Counter(0)).start().await?;
     let doubler = gen_stage::producer_consumer(Doubler).start().await?;
     let (countdown, done) = Countdown::new(events);
     let start = Instant::now();
-    doubler.subscribe_to(&producer, demand(1000)).await?;
+    doubler.subscribe_to(&producer, window.options()).await?;
     gen_stage::consumer(Counting(countdown))
-        .subscribe_to(&doubler, demand(1000))
+        .subscribe_to(&doubler, window.options())
         .start()
         .await?;
     let elapsed = finished(start, done).await;
@@ -92,24 +122,27 @@ where
     Ok(elapsed)
 }
 
-pub(crate) async fn fan_out_demand_4(events: u64) -> Outcome {
+pub(crate) async fn fan_out_demand_4(events: u64, window: Window) -> Outcome {
     fan_out(
         events,
         gen_stage::dispatcher::DemandDispatcher::new(),
         false,
-        |_| demand(1000),
+        |_| window.options(),
     )
     .await
 }
 
-pub(crate) async fn broadcast_4(events: u64) -> Outcome {
-    fan_out(events, BroadcastDispatcher::new(), true, |_| demand(1000)).await
+pub(crate) async fn broadcast_4(events: u64, window: Window) -> Outcome {
+    fan_out(events, BroadcastDispatcher::new(), true, |_| {
+        window.options()
+    })
+    .await
 }
 
-pub(crate) async fn partition_4(events: u64) -> Outcome {
+pub(crate) async fn partition_4(events: u64, window: Window) -> Outcome {
     let dispatcher = PartitionDispatcher::by_count(4, |x: &u64| (*x % 4) as usize);
     fan_out(events, dispatcher, false, |index| {
-        demand(1000).with(Partition(index))
+        window.options().with(Partition(index))
     })
     .await
 }
@@ -117,7 +150,9 @@ pub(crate) async fn partition_4(events: u64) -> Outcome {
 pub(crate) async fn stream_interop(events: u64) -> Outcome {
     let producer = gen_stage::from_iter(0..events).start().await?;
     let start = Instant::now();
-    let counted = gen_stage::stream(&producer, demand(1000))?.count().await as u64;
+    let counted = gen_stage::stream(&producer, Window::max_demand(1000).options())?
+        .count()
+        .await as u64;
     if counted != events {
         return Err(format!("the stream yielded {counted} events, not {events}").into());
     }
@@ -136,7 +171,7 @@ pub(crate) async fn consumer_supervisor(events: u64) -> Outcome {
         }
     });
     gen_stage::consumer(supervisor)
-        .subscribe_to(&producer, demand(50))
+        .subscribe_to(&producer, Window::max_demand(50).options())
         .start()
         .await?;
     let elapsed = finished(start, done).await;

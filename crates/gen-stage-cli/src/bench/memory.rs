@@ -22,13 +22,13 @@ fn reset_peak() -> bool {
 
 async fn peak_of_run(events: u64) -> Result<Option<u64>, BoxError> {
     let reset = reset_peak();
-    gen_stage_side::linear(events, 1000).await?;
+    gen_stage_side::linear(events, gen_stage_side::Window::max_demand(1000)).await?;
     Ok(if reset { peak_kib() } else { None })
 }
 
 pub(crate) async fn memory_flat(events: u64) -> Result<Row, BoxError> {
     // A first run warms the allocator and the runtime's threads.
-    gen_stage_side::linear(events, 1000).await?;
+    gen_stage_side::linear(events, gen_stage_side::Window::max_demand(1000)).await?;
     let small = peak_of_run(events).await?;
     let large = peak_of_run(events * 10).await?;
     Ok(Row::memory("memory_flat", events, small, large))

@@ -100,7 +100,7 @@ impl Row {
                 let (g, g_min, g_max) = spread(gen_stage);
                 let (b, _, _) = spread(baseline);
                 format!(
-                    "{:<20} {:>9.2} M/s ({:>8.2} .. {:>8.2}) {:>9.2} M/s {:>7}",
+                    "{:<22} {:>9.2} M/s ({:>8.2} .. {:>8.2}) {:>9.2} M/s {:>7}",
                     self.scenario,
                     g / 1e6,
                     g_min / 1e6,
@@ -116,7 +116,7 @@ impl Row {
                     })
                 };
                 format!(
-                    "{:<20} peak {} with {} events, {} with 10x; ratio {}",
+                    "{:<22} peak {} with {} events, {} with 10x; ratio {}",
                     self.scenario,
                     kib(small),
                     self.events,
@@ -135,7 +135,11 @@ pub(crate) struct Report {
 }
 
 pub(crate) const HEADER: &str =
-    "scenario             gen-stage median (min .. max)            baseline median   ratio";
+    "scenario               gen-stage median (min .. max)            baseline median   ratio";
+
+/// What the `_wide` rows are, printed under the table.
+pub(crate) const WIDE_NOTE: &str = "_wide: the same topology with max_demand 4000 and min_demand 3000, \
+     as many events in flight as the baseline (not one of the issue's scenarios)";
 
 impl Report {
     /// The JSON array: one object per scenario.
