@@ -145,17 +145,26 @@ pub(crate) struct Plan {
     pub(crate) runs: usize,
     /// Divides every scenario's size.
     pub(crate) shrink: u64,
-    /// Only scenarios whose name contains one of these (all when empty).
+    /// Only these scenarios (all when empty): a scenario's exact name selects it alone
+    /// (`linear_md1` is not `linear_md10`), anything else every name containing it.
     pub(crate) only: Vec<String>,
 }
 
 impl Plan {
     fn wants(&self, name: &str) -> bool {
+        let names: Vec<&str> = scenarios()
+            .iter()
+            .map(|scenario| scenario.name)
+            .chain(["memory_flat"])
+            .collect();
         self.only.is_empty()
-            || self
-                .only
-                .iter()
-                .any(|wanted| name.contains(wanted.as_str()))
+            || self.only.iter().any(|wanted| {
+                if names.contains(&wanted.as_str()) {
+                    name == wanted
+                } else {
+                    name.contains(wanted.as_str())
+                }
+            })
     }
 }
 
@@ -217,4 +226,29 @@ async fn on_worker(
 
 fn rate(events: u64, elapsed: Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only(names: &[&str]) -> Plan {
+        Plan {
+            runs: 1,
+            shrink: 1,
+            only: names.iter().map(|name| name.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_exact_name_selects_its_scenario_alone_and_a_part_of_one_every_match() {
+        let exact = only(&["linear_md1"]);
+        assert!(exact.wants("linear_md1"));
+        assert!(!exact.wants("linear_md10"));
+        let part = only(&["linear_md"]);
+        assert!(part.wants("linear_md1") && part.wants("linear_md10000"));
+        assert!(!part.wants("three_stage"));
+        assert!(only(&[]).wants("memory_flat"));
+        assert!(!only(&["memory_flat"]).wants("linear_md1"));
+    }
 }

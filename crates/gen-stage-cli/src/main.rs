@@ -56,7 +56,8 @@ struct BenchArgs {
     /// Also write the results as JSON to this file ("-" for standard output).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Only the scenarios whose name contains this (repeatable).
+    /// Only this scenario, given by its name, or the scenarios whose name contains this
+    /// (repeatable).
     #[arg(long, value_name = "NAME")]
     only: Vec<String>,
 }
