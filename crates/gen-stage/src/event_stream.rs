@@ -217,28 +217,61 @@ impl<T: Send + 'static> Stream for EventStream<T> {
 }
 
 impl<T: Send + 'static> EventStream<T> {
-    /// Starts waiting subscriptions, asks for what the last batch used, and takes the
-    /// next batch, from the queue or the channel.
-    #[inline(never)]
-    fn poll_refill(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    /// The same stream, yielding its events a batch at a time.
+    ///
+    /// Each batch is what a consumer's `handle_events` would be given: at most
+    /// `max_demand - min_demand` events of one subscription, in order. The stream asks
+    /// its producer for more when the next batch is pulled, that is once the code that
+    /// pulled the previous one is done with it, as a consumer asks after its
+    /// `handle_events`. Events of a batch already started with [`StreamExt::next`]
+    /// come first, as a batch of their own.
+    ///
+    /// Batches cost one move per batch where events cost one per event: for code that
+    /// works on slices (writing rows to a database, sending a request per batch), this
+    /// is the cheaper way to pull.
+    ///
+    /// [`StreamExt::next`]: futures::StreamExt::next
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use gen_stage::SubscribeOptions;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let producer = gen_stage::from_iter(0..10u32).start().await?;
+    /// let options = SubscribeOptions::new().max_demand(4).min_demand(1);
+    /// let batches: Vec<Vec<u32>> = gen_stage::stream(&producer, options)?.batches().collect().await;
+    /// // Never more than max_demand - min_demand = 3 events in a batch, all in order.
+    /// assert!(batches.iter().all(|batch| !batch.is_empty() && batch.len() <= 3));
+    /// assert_eq!(batches.concat(), (0..10).collect::<Vec<_>>());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn batches(self) -> EventBatches<T> {
+        EventBatches { stream: self }
+    }
+
+    /// Takes the next batch out of the stream's hands (not counting the rest of the one
+    /// in hand): starts waiting subscriptions, asks for what the last batch used, then
+    /// takes the batch from the queue or the channel.
+    fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<T>>> {
         if !self.waiting.is_empty() {
             self.start_subscriptions();
         }
         loop {
-            if let Some(event) = self.current.next() {
-                return Poll::Ready(Some(event));
-            }
             if let Some((tag, demand)) = self.ask_when_done.take() {
                 if let Some(upstream) = self.upstreams.get(&tag) {
                     upstream.port.ask(tag, demand);
                 }
             }
             if let Some((tag, batch)) = self.batches.pop_front() {
-                self.current = batch.events.into_iter();
                 if batch.ask_after > 0 {
                     self.ask_when_done = Some((tag, batch.ask_after));
                 }
-                continue;
+                if batch.events.is_empty() {
+                    continue;
+                }
+                return Poll::Ready(Some(batch.events));
             }
             if self.upstreams.is_empty() {
                 return Poll::Ready(None);
@@ -249,6 +282,62 @@ impl<T: Send + 'static> EventStream<T> {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// Takes the next batch in hand and its first event.
+    #[inline(never)]
+    fn poll_refill(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        loop {
+            if let Some(event) = self.current.next() {
+                return Poll::Ready(Some(event));
+            }
+            match self.poll_batch(cx) {
+                Poll::Ready(Some(events)) => self.current = events.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// An [`EventStream`] that yields `Vec`s of events, one per batch; made by
+/// [`EventStream::batches`].
+#[must_use = "streams do nothing unless polled"]
+pub struct EventBatches<T> {
+    stream: EventStream<T>,
+}
+
+impl<T: Send + 'static> EventBatches<T> {
+    /// Why the stream ended early (see [`EventStream::end_reason`]).
+    pub fn end_reason(&self) -> Option<&ExitReason> {
+        self.stream.end_reason()
+    }
+}
+
+impl<T: Send + 'static> Stream for EventBatches<T> {
+    type Item = Vec<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<T>>> {
+        let stream = &mut self.get_mut().stream;
+        if stream.current.len() > 0 {
+            // The rest of a batch started event by event.
+            let rest = std::mem::replace(&mut stream.current, Vec::new().into_iter());
+            return Poll::Ready(Some(rest.collect()));
+        }
+        stream.poll_batch(cx)
+    }
+}
+
+impl<T: Send + 'static> FusedStream for EventBatches<T> {
+    /// True once the stream has returned `None`.
+    fn is_terminated(&self) -> bool {
+        self.stream.is_terminated()
+    }
+}
+
+impl<T> fmt::Debug for EventBatches<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EventBatches").field(&self.stream).finish()
     }
 }
 

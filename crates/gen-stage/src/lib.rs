@@ -300,7 +300,7 @@ pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerCon
 pub use error::{
     CallError, NotAlive, OptionsError, SendError, StartError, SubscribeError, UnknownSubscription,
 };
-pub use event_stream::{EventStream, stream};
+pub use event_stream::{EventBatches, EventStream, stream};
 pub use exit::{BoxError, CancelMode, CancelReason, ExitReason};
 pub use handle::{
     ConsumerRef, DEFAULT_CALL_TIMEOUT, ProducerConsumerRef, ProducerRef, ReplyTo, StageRef,

@@ -39,6 +39,7 @@ fn builders_and_streams_can_move_to_other_tasks() {
     send::<gen_stage::ConsumerBuilder<CollectingConsumer<u64>>>();
     send::<gen_stage::ProducerConsumerBuilder<Relay<u64>>>();
     send::<EventStream<u64>>();
+    send::<gen_stage::EventBatches<u64>>();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
