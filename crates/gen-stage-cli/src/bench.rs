@@ -100,6 +100,12 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             baseline::stream_interop,
         ),
         scenario(
+            "stream_batches",
+            100_000_000,
+            stages::stream_batches,
+            baseline::stream_batches,
+        ),
+        scenario(
             "consumer_supervisor",
             1_000_000,
             stages::consumer_supervisor,

@@ -146,8 +146,9 @@ pub(crate) async fn partition_4(events: u64) -> Outcome {
     .await
 }
 
-pub(crate) async fn stream_interop(events: u64) -> Outcome {
-    let start = Instant::now();
+/// A channel of batches of 1000, fed from `0..events` by a task, as a stream of its
+/// batches.
+fn batch_stream(events: u64) -> impl futures::Stream<Item = Vec<u64>> {
     let (sender, receiver) = mpsc::channel::<Vec<u64>>(CAPACITY);
     tokio::spawn(async move {
         let mut items = 0..events;
@@ -158,15 +159,31 @@ pub(crate) async fn stream_interop(events: u64) -> Outcome {
             }
         }
     });
-    let counted = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver
-            .recv()
-            .await
-            .map(|batch| (futures::stream::iter(batch), receiver))
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|batch| (batch, receiver))
     })
-    .flatten()
-    .count()
-    .await as u64;
+}
+
+pub(crate) async fn stream_interop(events: u64) -> Outcome {
+    let start = Instant::now();
+    let counted = batch_stream(events)
+        .flat_map(futures::stream::iter)
+        .count()
+        .await as u64;
+    if counted != events {
+        return Err("the baseline stream lost events".into());
+    }
+    Ok(start.elapsed())
+}
+
+pub(crate) async fn stream_batches(events: u64) -> Outcome {
+    let start = Instant::now();
+    let counted = batch_stream(events)
+        .fold(
+            0,
+            |counted, batch| async move { counted + batch.len() as u64 },
+        )
+        .await;
     if counted != events {
         return Err("the baseline stream lost events".into());
     }

@@ -153,10 +153,30 @@ pub(crate) async fn stream_interop(events: u64) -> Outcome {
     let counted = gen_stage::stream(&producer, Window::max_demand(1000).options())?
         .count()
         .await as u64;
-    if counted != events {
-        return Err(format!("the stream yielded {counted} events, not {events}").into());
-    }
+    stream_counted(counted, events)?;
     Ok(start.elapsed())
+}
+
+pub(crate) async fn stream_batches(events: u64) -> Outcome {
+    let producer = gen_stage::from_iter(0..events).start().await?;
+    let start = Instant::now();
+    let counted = gen_stage::stream(&producer, Window::max_demand(1000).options())?
+        .batches()
+        .fold(
+            0,
+            |counted, batch| async move { counted + batch.len() as u64 },
+        )
+        .await;
+    stream_counted(counted, events)?;
+    Ok(start.elapsed())
+}
+
+fn stream_counted(counted: u64, events: u64) -> Result<(), BoxError> {
+    if counted == events {
+        Ok(())
+    } else {
+        Err(format!("the stream yielded {counted} events, not {events}").into())
+    }
 }
 
 pub(crate) async fn consumer_supervisor(events: u64) -> Outcome {
