@@ -245,7 +245,8 @@
 //!
 //! [`from_iter`] and [`from_stream`] turn an iterator or a `futures::Stream` into a
 //! producer that stops normally once exhausted; [`stream`] consumes producers as a
-//! `futures::Stream`, asking for more only as the stream is pulled.
+//! `futures::Stream`, asking for more only as the stream is pulled, one event at a time
+//! or, with [`EventStream::batches`], a batch at a time.
 //!
 //! # Differences from GenStage
 //!
