@@ -49,11 +49,12 @@ where
 
 /// Every scenario but `memory_flat`, at full size: the benchmark issue's, then the
 /// same topologies with their consumers subscribed at the baseline's window
-/// ([`Window::BASELINE`]), which show what the stages cost when the demand protocol
-/// lets as many events be in flight as the hand-written pipeline does.
+/// ([`Window::baseline`]: batches of 1000, or of 250 for the partition baseline's
+/// parts), which show what the stages cost when the demand protocol lets as many
+/// events be in flight as the hand-written pipeline does.
 pub(crate) fn scenarios() -> Vec<Scenario> {
     use gen_stage_side as stages;
-    let wide = Window::BASELINE;
+    let wide = Window::baseline(1000);
     // A counter producer and a counting consumer, both sides at `max_demand`.
     let linear = |name, events, max_demand| {
         scenario(
@@ -138,7 +139,8 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         scenario(
             "partition_4_wide",
             50_000_000,
-            move |n| stages::partition_4(n, wide),
+            // The baseline splits each batch of 1000 in four parts of about 250.
+            |n| stages::partition_4(n, Window::baseline(250)),
             baseline::partition_4,
         ),
     ]

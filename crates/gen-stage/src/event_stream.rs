@@ -308,6 +308,22 @@ pub struct EventBatches<T> {
 }
 
 impl<T: Send + 'static> EventBatches<T> {
+    /// Adds another producer to the stream (see [`EventStream::subscribe_to`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::InvalidOptions`] if the options are invalid.
+    pub fn subscribe_to<P>(
+        &mut self,
+        producer: &StageRef<P>,
+        options: SubscribeOptions,
+    ) -> Result<(), SubscribeError>
+    where
+        P: EmitsEvents<Out = T>,
+    {
+        self.stream.subscribe_to(producer, options)
+    }
+
     /// Why the stream ended early (see [`EventStream::end_reason`]).
     pub fn end_reason(&self) -> Option<&ExitReason> {
         self.stream.end_reason()
@@ -329,7 +345,8 @@ impl<T: Send + 'static> Stream for EventBatches<T> {
 }
 
 impl<T: Send + 'static> FusedStream for EventBatches<T> {
-    /// True once the stream has returned `None`.
+    /// True once every subscription has ended and every event received has been
+    /// pulled: the next poll returns `None`.
     fn is_terminated(&self) -> bool {
         self.stream.is_terminated()
     }

@@ -5,7 +5,7 @@ mod support;
 
 use futures::StreamExt;
 use futures::stream::FusedStream;
-use gen_stage::{ExitReason, SubscribeOptions};
+use gen_stage::{CancelMode, ExitReason, SubscribeOptions};
 use gen_stage_test::{Counter, Script};
 use support::{barrier, opts, recorded_counter, scripted_with};
 
@@ -56,9 +56,40 @@ async fn the_rest_of_a_batch_started_event_by_event_comes_first() {
     assert_eq!(stream.next().await, Some(1));
     let mut batches = stream.batches();
     assert_eq!(batches.next().await, Some(vec![2, 3, 4]));
+    barrier(&producer).await;
+    // Handing over the rest of the first batch asks for nothing yet.
+    assert_eq!(demands.snapshot(), vec![10]);
     assert_eq!(batches.next().await, Some(vec![5, 6, 7, 8, 9]));
     barrier(&producer).await;
     assert_eq!(demands.snapshot(), vec![10, 5]);
+}
+
+#[tokio::test]
+async fn batches_of_several_producers_each_come_from_one_producer_in_its_order() {
+    let letters = gen_stage::from_iter((0..30u32).map(|i| ('a', i)))
+        .start()
+        .await
+        .unwrap();
+    let digits = gen_stage::from_iter((0..20u32).map(|i| ('b', i)))
+        .start()
+        .await
+        .unwrap();
+    let transient = || opts(6, 2).cancel(CancelMode::Transient);
+    let mut batches = gen_stage::stream(&letters, transient()).unwrap().batches();
+    batches.subscribe_to(&digits, transient()).unwrap();
+    let mut by_producer: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+    while let Some(batch) = batches.next().await {
+        let producer = batch[0].0;
+        assert!(batch.len() <= 4, "a batch of {} events", batch.len());
+        assert!(
+            batch.iter().all(|&(p, _)| p == producer),
+            "a batch mixes producers"
+        );
+        by_producer[usize::from(producer == 'b')].extend(batch.iter().map(|&(_, i)| i));
+    }
+    assert_eq!(by_producer[0], (0..30).collect::<Vec<_>>());
+    assert_eq!(by_producer[1], (0..20).collect::<Vec<_>>());
+    assert_eq!(batches.end_reason(), None);
 }
 
 #[tokio::test]

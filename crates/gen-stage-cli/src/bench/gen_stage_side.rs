@@ -28,14 +28,17 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    /// The baseline's window. Its channels hold two batches of 1000, and each of its
-    /// tasks holds one more: up to 4000 events in flight, one message per 1000. A
-    /// subscription with `max_demand` 4000 and `min_demand` 3000 lets as many be in
-    /// flight, in batches of 1000 with an ask after each.
-    pub(crate) const BASELINE: Window = Window {
-        max_demand: 4000,
-        min_demand: Some(3000),
-    };
+    /// The baseline's window for its batches of `batch` events: its channels hold two
+    /// batches and each of its tasks one more, up to four batches in flight per
+    /// consumer with one message per batch. A subscription with `max_demand` 4 ×
+    /// `batch` and `min_demand` 3 × `batch` lets as many events be in flight, in
+    /// batches of `batch` with an ask after each.
+    pub(crate) fn baseline(batch: usize) -> Self {
+        Window {
+            max_demand: 4 * batch,
+            min_demand: Some(3 * batch),
+        }
+    }
 
     /// `max_demand`, with the default `min_demand` (half of it).
     pub(crate) fn max_demand(max_demand: usize) -> Self {

@@ -138,8 +138,9 @@ pub(crate) const HEADER: &str =
     "scenario               gen-stage median (min .. max)            baseline median   ratio";
 
 /// What the `_wide` rows are, printed under the table.
-pub(crate) const WIDE_NOTE: &str = "_wide: the same topology with max_demand 4000 and min_demand 3000, \
-     as many events in flight as the baseline (not one of the issue's scenarios)";
+pub(crate) const WIDE_NOTE: &str = "_wide: the same topology with max_demand 4 and min_demand 3 of the \
+     baseline's batches (4000 and 3000; 1000 and 750 for partition), as many events in flight as \
+     the baseline (not one of the issue's scenarios)";
 
 impl Report {
     /// The JSON array: one object per scenario.

@@ -59,7 +59,7 @@ struct PartitionState<T> {
 
 /// Moves events from the front of the iterator to their partitions' batches until
 /// `demand` of them have been placed (a discarded event takes no demand), and returns
-/// how many were discarded. One call per batch: the user's hash is inlined in the loop
+/// how many were placed. One call per batch: the user's hash is inlined in the loop
 /// over the events rather than called through a pointer for each of them (routing is
 /// this dispatcher's per-event cost).
 type Route<T> =
@@ -67,21 +67,21 @@ type Route<T> =
 
 /// A [`Route`] from a function that gives one event's partition index, or [`DISCARD`].
 fn route_each<T>(route: impl Fn(&T) -> usize + Send + 'static) -> Route<T> {
-    Box::new(move |events, mut demand, partitions| {
-        let mut discarded = 0;
-        while demand > 0 {
+    Box::new(move |events, demand, partitions| {
+        let mut placed = 0;
+        while placed < demand {
             let Some(event) = events.next() else {
                 break;
             };
             match route(&event) {
-                DISCARD => discarded += 1,
+                DISCARD => {}
                 index => {
-                    demand -= 1;
+                    placed += 1;
                     partitions[index].batch.push(event);
                 }
             }
         }
-        discarded
+        placed
     })
 }
 
@@ -415,7 +415,6 @@ where
     }
 
     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
-        let mut discarded = 0;
         // Room for an even share in each partition's batch, so that pushes rarely grow.
         let share = events.len() / self.partitions.len().max(1) + 1;
         for partition in &mut self.partitions {
@@ -425,8 +424,9 @@ where
         let before = events.len();
         // Only as many events as upstream demand covers are routed: those past it stay
         // for a later dispatch.
-        discarded += (self.route)(&mut events, self.waiting, &mut self.partitions);
-        self.waiting -= before - events.len() - discarded;
+        let placed = (self.route)(&mut events, self.waiting, &mut self.partitions);
+        self.waiting -= placed;
+        let mut discarded = before - events.len() - placed;
         let leftovers: Vec<T> = events.collect();
         for partition in &mut self.partitions {
             if partition.batch.is_empty() || partition.send_whole_batch(deliveries) {
@@ -455,156 +455,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::subscription::StageId;
-
-    type Parts = PartitionDispatcher<u32, usize>;
-
-    fn tag(n: u64) -> SubscriptionTag {
-        SubscriptionTag::from_raw(n)
-    }
-
-    fn by_parity() -> Parts {
-        PartitionDispatcher::by_count(2, |x: &u32| (*x % 2) as usize)
-    }
-
-    fn subscribe(d: &mut Parts, t: u64, options: SubscribeOptions) -> Result<usize, BoxError> {
-        let subscriber = Subscriber::new(tag(t), StageId::from_raw(t), &options);
-        d.subscribe(&subscriber, &mut Deliveries::new())
-    }
-
-    fn take(deliveries: &mut Deliveries<u32>) -> Vec<(SubscriptionTag, Vec<u32>)> {
-        deliveries.drain().collect()
-    }
-
-    #[test]
-    fn events_go_to_their_partition_in_order() {
-        let mut d = by_parity();
-        subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0usize))).unwrap();
-        subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(1usize))).unwrap();
-        let mut out = Deliveries::new();
-        assert_eq!(d.ask(tag(1), 3, &mut out), 3);
-        assert_eq!(d.ask(tag(2), 3, &mut out), 3);
-        let left = d.dispatch(vec![1, 2, 3, 4, 5, 6], &mut out);
-        assert!(left.is_empty());
-        assert_eq!(
-            take(&mut out),
-            vec![(tag(1), vec![2, 4, 6]), (tag(2), vec![1, 3, 5])]
-        );
-    }
-
-    #[test]
-    fn events_beyond_upstream_demand_are_left_to_the_stage() {
-        let mut d = by_parity();
-        subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
-        let mut out = Deliveries::new();
-        d.ask(tag(1), 2, &mut out);
-        let left = d.dispatch(vec![2, 4, 6, 8], &mut out);
-        assert_eq!(left, vec![6, 8]);
-        assert_eq!(take(&mut out), vec![(tag(1), vec![2, 4])]);
-    }
-
-    #[test]
-    fn events_without_demand_in_their_partition_are_held_then_released_on_ask() {
-        let mut d = by_parity();
-        subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
-        let mut out = Deliveries::new();
-        d.ask(tag(1), 4, &mut out);
-        // Odd events have no consumer: held for partition 1.
-        assert!(d.dispatch(vec![1, 2, 3], &mut out).is_empty());
-        assert_eq!(take(&mut out), vec![(tag(1), vec![2])]);
-        assert_eq!(Dispatcher::<u32>::held(&d), 2);
-        subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(1))).unwrap();
-        d.ask(tag(2), 1, &mut out);
-        assert_eq!(take(&mut out), vec![(tag(2), vec![1])]);
-        d.ask(tag(2), 5, &mut out);
-        assert_eq!(take(&mut out), vec![(tag(2), vec![3])]);
-        assert_eq!(Dispatcher::<u32>::held(&d), 0);
-    }
-
-    #[test]
-    fn none_discards_without_consuming_demand() {
-        let mut d: PartitionDispatcher<u32, &'static str> =
-            PartitionDispatcher::new(["small"], |x: &u32| (*x < 10).then_some("small"));
-        let options = SubscribeOptions::new().with(Partition("small"));
-        let subscriber = Subscriber::new(tag(1), StageId::from_raw(1), &options);
-        d.subscribe(&subscriber, &mut Deliveries::new()).unwrap();
-        let mut out = Deliveries::new();
-        d.ask(tag(1), 2, &mut out);
-        assert!(d.dispatch(vec![50, 1, 60, 2], &mut out).is_empty());
-        assert_eq!(out.take_discarded(), 2);
-        assert_eq!(take(&mut out), vec![(tag(1), vec![1, 2])]);
-    }
-
-    #[test]
-    fn missing_unknown_and_taken_partitions_are_refused() {
-        let mut d = by_parity();
-        let missing = subscribe(&mut d, 1, SubscribeOptions::new()).unwrap_err();
-        assert_eq!(
-            missing.to_string(),
-            "subscribing to a partition dispatcher requires a gen_stage::dispatcher::Partition<usize> option"
-        );
-        let unknown = subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(7))).unwrap_err();
-        assert_eq!(unknown.to_string(), "unknown partition 7");
-        subscribe(&mut d, 3, SubscribeOptions::new().with(Partition(0))).unwrap();
-        let taken = subscribe(&mut d, 4, SubscribeOptions::new().with(Partition(0))).unwrap_err();
-        assert_eq!(taken.to_string(), "partition 0 is already taken");
-    }
-
-    #[test]
-    fn shared_partitions_split_their_events_by_demand() {
-        let mut d = by_parity().shared();
-        subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
-        subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(0))).unwrap();
-        let mut out = Deliveries::new();
-        d.ask(tag(1), 2, &mut out);
-        d.ask(tag(2), 2, &mut out);
-        assert!(d.dispatch(vec![2, 4, 6, 8], &mut out).is_empty());
-        assert_eq!(
-            take(&mut out),
-            vec![(tag(1), vec![2, 4]), (tag(2), vec![6, 8])]
-        );
-    }
-
-    #[test]
-    fn held_events_stay_for_the_next_consumer_of_the_partition() {
-        let mut d = by_parity();
-        subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
-        let mut out = Deliveries::new();
-        d.ask(tag(1), 1, &mut out);
-        subscribe(&mut d, 9, SubscribeOptions::new().with(Partition(1))).unwrap();
-        d.ask(tag(9), 3, &mut out);
-        // Demand 4 upstream; partition 0 can take one event now.
-        assert!(d.dispatch(vec![2, 4, 6, 1], &mut out).is_empty());
-        assert_eq!(take(&mut out), vec![(tag(1), vec![2]), (tag(9), vec![1])]);
-        assert_eq!(d.cancel(tag(1), &mut out), 0);
-        subscribe(&mut d, 3, SubscribeOptions::new().with(Partition(0))).unwrap();
-        // The events held for partition 0 go to its next consumer first.
-        assert_eq!(d.ask(tag(3), 5, &mut out), 5);
-        assert_eq!(take(&mut out), vec![(tag(3), vec![4, 6])]);
-    }
-
-    #[test]
-    fn the_hold_limit_discards_and_counts() {
-        let mut d = by_parity().hold_limit(2, BufferKeep::Last);
-        subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
-        let mut out = Deliveries::new();
-        d.ask(tag(1), 10, &mut out);
-        // Partition 1 has no consumer: only its last 2 events are kept.
-        assert!(d.dispatch(vec![1, 3, 5, 7], &mut out).is_empty());
-        assert_eq!(out.take_discarded(), 2);
-        subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(1))).unwrap();
-        d.ask(tag(2), 10, &mut out);
-        assert_eq!(take(&mut out), vec![(tag(2), vec![5, 7])]);
-    }
-
-    #[test]
-    fn partition_numbers_may_be_any_integer_type() {
-        let mut d = by_parity();
-        assert!(subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(1i32))).is_ok());
-        assert!(subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(0u64))).is_ok());
-        let mut d = by_parity();
-        assert!(subscribe(&mut d, 3, SubscribeOptions::new().with(Partition(1i8))).is_ok());
-    }
-}
+mod tests;
