@@ -177,9 +177,22 @@ impl<K: StageKind> StageRef<K> {
         request: impl FnOnce(ReplyTo<R>) -> K::Message,
         timeout: Duration,
     ) -> Result<R, CallError> {
+        self.query(
+            |sender| Envelope::Message(request(ReplyTo { sender })),
+            timeout,
+        )
+        .await
+    }
+
+    /// Sends the envelope `make` builds around a reply handle, and waits up to
+    /// `timeout` for the reply.
+    async fn query<R>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<R>) -> Envelope<K>,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
         let (sender, receiver) = oneshot::channel();
-        self.send(Envelope::Message(request(ReplyTo { sender })))
-            .map_err(|_| CallError::NotAlive)?;
+        self.send(make(sender)).map_err(|_| CallError::NotAlive)?;
         match tokio::time::timeout(timeout, receiver).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(CallError::NotAlive),
@@ -246,12 +259,14 @@ impl<K: StageKind> StageRef<K> {
     ///
     /// # Errors
     ///
-    /// [`NotAlive`] if the stage is not alive.
-    pub async fn demand_snapshot(&self) -> Result<Vec<crate::stats::SubscriptionDemand>, NotAlive> {
-        let (sender, receiver) = oneshot::channel();
-        self.send(Envelope::DemandSnapshot(sender))
-            .map_err(|_| NotAlive)?;
-        let mut demands = receiver.await.map_err(|_| NotAlive)?;
+    /// [`CallError::NotAlive`] if the stage is not alive; [`CallError::Timeout`] if it
+    /// did not answer within [`DEFAULT_CALL_TIMEOUT`] (it is busy in a hook).
+    pub async fn demand_snapshot(
+        &self,
+    ) -> Result<Vec<crate::stats::SubscriptionDemand>, CallError> {
+        let mut demands = self
+            .query(Envelope::DemandSnapshot, DEFAULT_CALL_TIMEOUT)
+            .await?;
         demands.sort_by_key(|demand| demand.tag);
         Ok(demands)
     }
@@ -280,12 +295,11 @@ impl<K: EmitsEvents> StageRef<K> {
     ///
     /// # Errors
     ///
-    /// [`NotAlive`] if the stage is not alive.
-    pub async fn demand_mode(&self) -> Result<DemandMode, NotAlive> {
-        let (sender, receiver) = oneshot::channel();
-        self.send(Envelope::DemandModeQuery(sender))
-            .map_err(|_| NotAlive)?;
-        receiver.await.map_err(|_| NotAlive)
+    /// [`CallError::NotAlive`] if the stage is not alive; [`CallError::Timeout`] if it
+    /// did not answer within [`DEFAULT_CALL_TIMEOUT`].
+    pub async fn demand_mode(&self) -> Result<DemandMode, CallError> {
+        self.query(Envelope::DemandModeQuery, DEFAULT_CALL_TIMEOUT)
+            .await
     }
 
     /// Switches the demand mode. Switching to [`DemandMode::Forward`] serves the demand
@@ -303,12 +317,11 @@ impl<K: EmitsEvents> StageRef<K> {
     ///
     /// # Errors
     ///
-    /// [`NotAlive`] if the stage is not alive.
-    pub async fn estimate_buffered_count(&self) -> Result<usize, NotAlive> {
-        let (sender, receiver) = oneshot::channel();
-        self.send(Envelope::BufferedQuery(sender))
-            .map_err(|_| NotAlive)?;
-        receiver.await.map_err(|_| NotAlive)
+    /// [`CallError::NotAlive`] if the stage is not alive; [`CallError::Timeout`] if it
+    /// did not answer within [`DEFAULT_CALL_TIMEOUT`].
+    pub async fn estimate_buffered_count(&self) -> Result<usize, CallError> {
+        self.query(Envelope::BufferedQuery, DEFAULT_CALL_TIMEOUT)
+            .await
     }
 
     pub(crate) fn port(&self) -> Box<dyn ProducerPort<K::Out>> {

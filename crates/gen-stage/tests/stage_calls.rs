@@ -7,8 +7,9 @@ mod support;
 use std::time::Duration;
 
 use gen_stage::{
-    CallError, CancelMode, CancelReason, DEFAULT_CALL_TIMEOUT, ExitReason, OptionsError,
-    ProducerRef, SendError, StartError, SubscribeError, SubscribeOptions,
+    BoxError, CallError, CancelMode, CancelReason, DEFAULT_CALL_TIMEOUT, ExitReason, OptionsError,
+    Producer, ProducerContext, ProducerRef, SendError, StartError, SubscribeError,
+    SubscribeOptions,
 };
 use gen_stage_test::{Script, ScriptedProducer};
 use support::{
@@ -96,6 +97,51 @@ async fn calls_time_out_and_the_stage_keeps_running() {
     // Late replies to callers that gave up are ignored.
     stage.cast(Req::Release).unwrap();
     assert_eq!(stage.call(Req::Get).await, Ok(0));
+}
+
+/// A producer that, once asked, never returns from `handle_demand` (as a source
+/// whose stream is not ready): it tells `entered` when it gets there.
+struct Stuck {
+    entered: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Producer for Stuck {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_demand(
+        &mut self,
+        _: usize,
+        _: &mut ProducerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        if let Some(entered) = self.entered.take() {
+            let _ = entered.send(());
+        }
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn queries_to_a_stage_busy_in_a_hook_time_out() {
+    let (entered, inside) = tokio::sync::oneshot::channel();
+    let entered = Some(entered);
+    let producer = gen_stage::producer(Stuck { entered })
+        .start()
+        .await
+        .unwrap();
+    let (consumer, _) = start_probe(None).await;
+    subscribe(&consumer, &producer, opts()).await;
+    inside.await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    assert_eq!(producer.demand_mode().await, Err(CallError::Timeout));
+    assert_eq!(
+        producer.estimate_buffered_count().await,
+        Err(CallError::Timeout)
+    );
+    assert_eq!(producer.demand_snapshot().await, Err(CallError::Timeout));
+    assert!(started.elapsed() >= DEFAULT_CALL_TIMEOUT * 3);
+    assert!(producer.is_alive());
 }
 
 #[tokio::test]
