@@ -166,11 +166,15 @@ pub(crate) struct Naming<K: StageKind> {
 
 async fn drive<R: Runner>(
     mut runner: R,
-    mut mailbox: mpsc::UnboundedReceiver<Envelope<R::Kind>>,
+    mailbox: mpsc::UnboundedReceiver<Envelope<R::Kind>>,
     started: oneshot::Sender<Result<(), StartError>>,
     exit: watch::Sender<Option<ExitReason>>,
     registered: Option<(Registry, String)>,
 ) {
+    let mut mailbox = Mailbox {
+        receiver: mailbox,
+        reason: ExitReason::Killed,
+    };
     let unregister = |id| {
         if let Some((registry, name)) = &registered {
             registry.unregister(name, id);
@@ -197,7 +201,7 @@ async fn drive<R: Runner>(
         if let Some(reason) = runner.stop_reason() {
             break reason;
         }
-        match mailbox.recv().await {
+        match mailbox.receiver.recv().await {
             Some(envelope) => runner.handle(envelope).await,
             None => break ExitReason::Killed,
         }
@@ -216,7 +220,7 @@ async fn drive<R: Runner>(
 /// Tells the peers, closes the mailbox (pending calls fail), publishes the reason.
 fn finish<R: Runner>(
     mut runner: R,
-    mut mailbox: mpsc::UnboundedReceiver<Envelope<R::Kind>>,
+    mut mailbox: Mailbox<R::Kind>,
     exit: &watch::Sender<Option<ExitReason>>,
     reason: ExitReason,
 ) {
@@ -224,24 +228,39 @@ fn finish<R: Runner>(
     // stage (a supervisor) learns of it before it learns of what it causes downstream.
     let stats = runner.stats().clone();
     stats.set_state(StageState::Stopped);
-    mailbox.close();
+    mailbox.receiver.close();
     exit.send_replace(Some(reason.clone()));
     runner.set_exit_reason(&reason);
     drop(runner);
-    // Subscriptions that arrived too late are refused, so that no subscriber waits on
-    // a stage that will never answer; other messages are dropped (calls then fail).
-    while let Ok(envelope) = mailbox.try_recv() {
-        if let Envelope::Subscribe {
-            tag, sink, reply, ..
-        } = envelope
-        {
-            if reply.is_some() {
-                // The subscriber learns it from the answer: the consumer stays up.
-                let refusal = SubscribeError::ProducerNotAlive;
-                sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
-                answer(reply, Err(refusal));
-            } else {
-                sink.send_cancel(tag, CancelReason::Down(reason.clone()));
+    mailbox.reason = reason;
+}
+
+/// A stage's mailbox, as its task holds it. When it goes (the stage stopped, or its
+/// task was killed), subscriptions still queued in it are refused, so that no
+/// subscriber waits on a stage that will never answer; other messages are dropped
+/// (calls then fail).
+struct Mailbox<K: StageKind> {
+    receiver: mpsc::UnboundedReceiver<Envelope<K>>,
+    /// Why the stage stopped, told to the subscriptions refused.
+    reason: ExitReason,
+}
+
+impl<K: StageKind> Drop for Mailbox<K> {
+    fn drop(&mut self) {
+        self.receiver.close();
+        while let Ok(envelope) = self.receiver.try_recv() {
+            if let Envelope::Subscribe {
+                tag, sink, reply, ..
+            } = envelope
+            {
+                if reply.is_some() {
+                    // The subscriber learns it from the answer: the consumer stays up.
+                    let refusal = SubscribeError::ProducerNotAlive;
+                    sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
+                    answer(reply, Err(refusal));
+                } else {
+                    sink.send_cancel(tag, CancelReason::Down(self.reason.clone()));
+                }
             }
         }
     }

@@ -1,14 +1,16 @@
 //! What reaches a stage while it stops: subscriptions that arrive during its
-//! `terminate` hook are refused, never left unanswered.
+//! `terminate` hook are refused, never left unanswered, also when the stage is killed
+//! there.
 
 mod support;
 
+use futures::{FutureExt, StreamExt};
 use gen_stage::{
     BoxError, CancelMode, CancelReason, ExitReason, Producer, ProducerContext, ProducerRef,
     SubscribeError, SubscribeOptions,
 };
 use gen_stage_test::{Counter, Gate, Record, Watch};
-use support::{Collector, collect, collector, identity, opts, relay};
+use support::{Collector, collect, collector, identity, opts, relay, within};
 
 /// A producer whose `terminate` hook waits for a gate, so that the test can send it
 /// messages while it stops.
@@ -111,6 +113,27 @@ async fn an_async_subscription_arriving_while_the_producer_stops_reaches_handle_
 async fn a_permanent_async_subscription_to_a_stopping_producer_stops_the_consumer() {
     let (_producer, consumer, _) = async_subscribe_while_stopping(SubscribeOptions::new()).await;
     assert_eq!(consumer.stopped().await, ExitReason::Shutdown);
+}
+
+#[tokio::test]
+async fn subscriptions_queued_at_a_killed_producer_are_told_it_is_gone() {
+    let (producer, _gate) = stopping_producer().await;
+    let (consumer, record) = collector::<u64>().await;
+    consumer
+        .async_subscribe_to(&producer, SubscribeOptions::new())
+        .expect("valid options");
+    record.wait_for_subscriptions(1).await;
+    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).expect("valid options");
+    // The first poll sends the stream's subscription: it waits in the producer's mailbox
+    // while the producer is in its `terminate` hook.
+    assert_eq!(stream.next().now_or_never(), None);
+    producer.kill();
+    assert_eq!(producer.stopped().await, ExitReason::Killed);
+    // Killed rather than stopped, the producer still tells both: the permanent consumer
+    // stops and the stream ends, with a reason.
+    within("the consumer stops", consumer.stopped()).await;
+    assert_eq!(within("the stream ends", stream.next()).await, None);
+    assert!(stream.end_reason().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
