@@ -99,7 +99,7 @@ impl<T: Send + 'static> Producer for ScriptedProducer<T> {
         _ctx: &mut ProducerContext<'_, Self>,
     ) -> Result<Vec<T>, BoxError> {
         self.record.update(|record| record.demands.push(demand));
-        self.owed += demand;
+        self.owed = self.owed.saturating_add(demand);
         Ok(self.take_owed())
     }
 

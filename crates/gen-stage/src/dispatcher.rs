@@ -191,7 +191,7 @@ impl<T> Deliveries<T> {
     /// example from `dispatch`, when a consumer's filter rejected events it had
     /// asked for).
     pub fn demand_upstream(&mut self, demand: usize) {
-        self.upstream += demand;
+        self.upstream = self.upstream.saturating_add(demand);
     }
 
     /// Records that the dispatcher dropped `count` events; the stage counts and

@@ -84,10 +84,12 @@ impl<T: Send + 'static> Dispatcher<T> for RoundRobin {
     }
 }
 
-/// A buggy dispatcher: sends every event to its first subscriber, whatever it asked.
+/// A buggy dispatcher: sends every event to its first subscriber, whatever it asked
+/// (or, halving, the first half of each dispatch, leaving the rest).
 #[derive(Debug, Default)]
 struct Greedy {
     tags: Vec<SubscriptionTag>,
+    halving: bool,
 }
 
 impl<T: Send + 'static> Dispatcher<T> for Greedy {
@@ -109,15 +111,41 @@ impl<T: Send + 'static> Dispatcher<T> for Greedy {
         demand
     }
 
-    fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+    fn dispatch(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         match self.tags.first() {
             Some(&first) => {
+                let rest = if self.halving {
+                    events.split_off(events.len() / 2)
+                } else {
+                    Vec::new()
+                };
                 deliveries.push(first, events);
-                Vec::new()
+                rest
             }
             None => events,
         }
     }
+}
+
+#[tokio::test]
+async fn the_excess_of_an_over_delivery_is_buffered_before_what_the_dispatcher_left() {
+    let halving = Greedy {
+        halving: true,
+        ..Greedy::default()
+    };
+    let producer = scripted(halving).await;
+    let (consumer, record, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
+    consumer.ask(tag, n(2)).unwrap();
+    settle(&producer, &[&consumer]).await;
+    // The dispatcher pushes 0..4 to the consumer, which asked for 2, and leaves 4..8:
+    // the excess 2 and 3 came first and must go out first.
+    producer.cast(Script::Emit(range(0, 8))).unwrap();
+    settle(&producer, &[&consumer]).await;
+    assert_eq!(record.events(), range(0, 2));
+    consumer.ask(tag, n(6)).unwrap();
+    settle(&producer, &[&consumer]).await;
+    // From the buffer (2..8) the dispatcher again pushes its first half, in order.
+    assert_eq!(record.events(), range(0, 5));
 }
 
 #[tokio::test]

@@ -71,6 +71,26 @@ async fn automatic_demand_asks_max_first_and_defaults_split_in_halves() {
 }
 
 #[tokio::test]
+async fn demand_beyond_what_can_be_counted_saturates_and_the_producer_keeps_serving() {
+    let (producer, _) = scripted::<u64>().await;
+    // Together the two subscriptions ask for more than a usize holds.
+    let huge = || SubscribeOptions::new().max_demand(usize::MAX / 2 + 1);
+    let (_first, first) = collect(&producer, huge()).await;
+    let (_second, second) = collect(&producer, huge()).await;
+    barrier(&producer).await;
+    producer.cast(Script::Queue(range(1, 5))).unwrap();
+    // The demand dispatcher sends all four to the consumer with the most demand.
+    within("four events delivered", async {
+        tokio::select! {
+            _ = first.wait_for_events(4) => {}
+            _ = second.wait_for_events(4) => {}
+        }
+    })
+    .await;
+    assert!(producer.is_alive());
+}
+
+#[tokio::test]
 async fn automatic_demand_with_min_close_to_max_asks_after_every_small_batch() {
     let (producer, demands) = recorded_counter(Counter::new(0).limit(200)).await;
     let (consumer, record) = collect(&producer, opts(100, 80)).await;

@@ -208,7 +208,7 @@ impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
         let Some(entry) = self.entries.iter_mut().find(|entry| entry.tag == tag) else {
             return 0;
         };
-        entry.excess += demand;
+        entry.excess = entry.excess.saturating_add(demand);
         self.sync_demands()
     }
 

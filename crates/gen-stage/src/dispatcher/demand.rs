@@ -101,7 +101,7 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
     fn cancel(&mut self, tag: SubscriptionTag, _: &mut Deliveries<T>) -> usize {
         if let Some(index) = self.demands.iter().position(|&(t, _)| t == tag) {
             let (_, demand) = self.demands.remove(index);
-            self.owed += demand;
+            self.owed = self.owed.saturating_add(demand);
         }
         0
     }
@@ -117,7 +117,7 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
             return 0;
         };
         let (_, current) = self.demands.remove(index);
-        self.insert(tag, current + demand);
+        self.insert(tag, current.saturating_add(demand));
         let already_asked = self.owed.min(demand);
         self.owed -= already_asked;
         demand - already_asked

@@ -385,7 +385,7 @@ where
         let consumers = &mut self.partitions[index].consumers;
         if let Some(position) = consumers.iter().position(|&(t, _)| t == tag) {
             let (_, demand) = consumers.remove(position);
-            self.owed += demand;
+            self.owed = self.owed.saturating_add(demand);
         }
         0
     }
@@ -402,7 +402,11 @@ where
         let partition = &mut self.partitions[index];
         if let Some(position) = partition.consumers.iter().position(|&(t, _)| t == tag) {
             let (_, current) = partition.consumers.remove(position);
-            insert_by_demand(&mut partition.consumers, tag, current + demand);
+            insert_by_demand(
+                &mut partition.consumers,
+                tag,
+                current.saturating_add(demand),
+            );
         }
         let before = partition.queue.len();
         partition.deliver(deliveries);
@@ -410,7 +414,7 @@ where
         let already_asked = self.owed.min(demand);
         self.owed -= already_asked;
         let upstream = demand - already_asked;
-        self.waiting += upstream;
+        self.waiting = self.waiting.saturating_add(upstream);
         upstream
     }
 

@@ -119,7 +119,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
         }
         if let Some(upstream) = self.producers.get_mut(&tag) {
             upstream.port.ask(tag, demand);
-            upstream.asked += demand;
+            upstream.asked = upstream.asked.saturating_add(demand);
             self.add_demand_in(demand, 0);
         }
     }
@@ -152,7 +152,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             .get_mut(&tag)
             .ok_or(UnknownSubscription(tag))?;
         upstream.port.ask(tag, demand);
-        upstream.asked += demand;
+        upstream.asked = upstream.asked.saturating_add(demand);
         self.add_demand_in(demand, 0);
         Ok(())
     }

@@ -214,18 +214,21 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         (count.saturating_sub(leftovers.len() + discarded), leftovers)
     }
 
-    /// Sends what the dispatcher pushed to `deliveries` (cutting any excess into
-    /// `leftovers`), and collects the upstream demand and discards it recorded.
+    /// Sends what the dispatcher pushed to `deliveries`, and collects the upstream
+    /// demand and discards it recorded. What a faulty dispatcher delivered beyond
+    /// demand (or to no subscription) goes in front of `leftovers`: those events came
+    /// before the ones the dispatcher left.
     fn send_deliveries(&mut self, leftovers: &mut Vec<T>) -> usize {
         let mut delivered = 0;
         let mut lost = 0;
+        let mut excess = Vec::new();
         for (tag, mut batch) in self.deliveries.drain() {
             let Some(consumer) = self.consumers.get_mut(&tag) else {
                 tracing::error!(
                     "dispatcher delivered {} events to unknown subscription {tag}; buffered",
                     batch.len()
                 );
-                leftovers.extend(batch);
+                excess.extend(batch);
                 continue;
             };
             if batch.len() > consumer.outstanding {
@@ -234,19 +237,23 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                     batch.len(),
                     consumer.outstanding
                 );
-                leftovers.extend(batch.drain(consumer.outstanding..));
+                excess.extend(batch.drain(consumer.outstanding..));
             }
             consumer.outstanding -= batch.len();
-            self.demand_out -= batch.len();
+            self.demand_out = self.demand_out.saturating_sub(batch.len());
             delivered += batch.len();
             if let Err(events) = consumer.sink.send_events(tag, batch) {
                 // The consumer is gone; its cancellation is on its way.
                 lost += events.len();
             }
         }
+        if !excess.is_empty() {
+            excess.append(leftovers);
+            *leftovers = excess;
+        }
         let extra = self.deliveries.take_upstream_demand();
-        self.extra_upstream += extra;
-        self.unmet_demand += extra;
+        self.extra_upstream = self.extra_upstream.saturating_add(extra);
+        self.unmet_demand = self.unmet_demand.saturating_add(extra);
         lost += self.deliveries.take_discarded();
         self.count_discards(lost);
         self.stats.add_emitted(delivered);
@@ -352,7 +359,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// Removes a consumer that was refused, telling it why.
     pub(crate) fn reject(&mut self, tag: SubscriptionTag, reason: CancelReason) {
         if let Some(consumer) = self.consumers.remove(&tag) {
-            self.demand_out -= consumer.outstanding;
+            self.demand_out = self.demand_out.saturating_sub(consumer.outstanding);
             consumer.sink.send_cancel(tag, reason);
         }
         self.stats.set_consumers(self.consumers.len());
@@ -365,8 +372,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             tracing::debug!("ask for unknown subscription {tag} ignored");
             return 0;
         };
-        consumer.outstanding += demand;
-        self.demand_out += demand;
+        consumer.outstanding = consumer.outstanding.saturating_add(demand);
+        self.demand_out = self.demand_out.saturating_add(demand);
         self.stats.set_demand_out(self.demand_out);
         let upstream = self.dispatcher.ask(tag, demand, &mut self.deliveries);
         self.send_side_deliveries();
@@ -377,7 +384,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// subscription was unknown.
     pub(crate) fn remove_consumer(&mut self, tag: SubscriptionTag) -> Option<usize> {
         let consumer = self.consumers.remove(&tag)?;
-        self.demand_out -= consumer.outstanding;
+        self.demand_out = self.demand_out.saturating_sub(consumer.outstanding);
         self.stats.set_demand_out(self.demand_out);
         self.stats.set_consumers(self.consumers.len());
         let upstream = self.dispatcher.cancel(tag, &mut self.deliveries);
@@ -396,7 +403,10 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             return 0;
         }
         let served = self.drain_buffer(limit);
-        self.unmet_demand = (self.unmet_demand + upstream).saturating_sub(served);
+        self.unmet_demand = self
+            .unmet_demand
+            .saturating_add(upstream)
+            .saturating_sub(served);
         upstream.saturating_sub(served)
     }
 
