@@ -195,6 +195,26 @@ async fn selector_rejecting_everything_does_not_stall_the_others() {
     assert_eq!(rn.event_count(), 0);
 }
 
+#[tokio::test]
+async fn a_selector_over_buffered_events_gets_its_demand_from_the_buffer_in_order() {
+    let (producer, _) = scripted_broadcast().await;
+    // No consumer yet: all ten are buffered.
+    producer.cast(Script::Emit(range(1, 11))).unwrap();
+    barrier(&producer).await;
+    let evens = SubscribeOptions::new().with(Selector::new(|x: &u64| x % 2 == 0));
+    let (consumer, record, tag) = manual_consumer(&producer, evens).await;
+    consumer.ask(tag, n(5)).unwrap();
+    settle(&producer, &[&consumer]).await;
+    // The odd ones are rejected and asked again on the consumer's behalf, from the
+    // buffer first: all five evens arrive, none waits for new events.
+    assert_eq!(record.events(), vec![2, 4, 6, 8, 10]);
+
+    producer.cast(Script::Emit(vec![11, 12, 13, 14])).unwrap();
+    consumer.ask(tag, n(2)).unwrap();
+    settle(&producer, &[&consumer]).await;
+    assert_eq!(record.events(), vec![2, 4, 6, 8, 10, 12, 14]);
+}
+
 // ---------------------------------------------------------------------------------------
 // Late subscribers and accumulate mode
 // ---------------------------------------------------------------------------------------

@@ -215,28 +215,34 @@ impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         // Every event that arrives, sent or buffered, is no longer asked for.
         self.requested = self.requested.saturating_sub(events.len());
-        self.deal(events, deliveries)
+        self.deal(events, deliveries, false)
     }
 
     fn dispatch_buffered(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
-        // Buffered events that go out now serve demand this dispatcher has asked
-        // upstream for (the stage asks its source for that much less).
-        let count = events.len();
-        let leftovers = self.deal(events, deliveries);
-        self.requested = self.requested.saturating_sub(count - leftovers.len());
-        leftovers
+        self.deal(events, deliveries, true)
     }
 }
 
 impl<T: Clone + Send + 'static> BroadcastDispatcher<T> {
     /// Sends the first `waiting` events to every consumer; returns the rest.
-    fn deal(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+    fn deal(
+        &mut self,
+        mut events: Vec<T>,
+        deliveries: &mut Deliveries<T>,
+        buffered: bool,
+    ) -> Vec<T> {
         let count = self.waiting.min(events.len());
         if count == 0 || self.entries.is_empty() {
             return events;
         }
         let leftovers = events.split_off(count);
         self.waiting -= count;
+        if buffered {
+            // Buffered events that go out now serve demand this dispatcher has asked
+            // upstream for (the stage asks its source for that much less); counted
+            // before a selector's rejections are asked again, below.
+            self.requested = self.requested.saturating_sub(count);
+        }
         let last = self.entries.len() - 1;
         let mut rejected_any = false;
         let mut now = Some(events);

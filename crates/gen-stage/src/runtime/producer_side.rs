@@ -305,9 +305,23 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         );
     }
 
-    /// Upstream demand the dispatcher created outside the calls that return it.
+    /// Upstream demand the dispatcher created outside the calls that return it (a
+    /// broadcast consumer's rejected events, asked again), served from the buffer first
+    /// so that new events do not overtake buffered ones; returns what is left for the
+    /// stage to produce.
     pub(crate) fn take_extra_upstream(&mut self) -> usize {
-        std::mem::take(&mut self.extra_upstream)
+        let mut left: usize = 0;
+        // Buffered events served may be rejected in turn and asked again: until none are
+        // (each round takes buffered events, or ends).
+        loop {
+            let extra = std::mem::take(&mut self.extra_upstream);
+            if extra == 0 || self.mode == DemandMode::Accumulate {
+                return left.saturating_add(extra);
+            }
+            let served = self.drain_buffer(extra);
+            self.unmet_demand = self.unmet_demand.saturating_sub(served);
+            left = left.saturating_add(extra.saturating_sub(served));
+        }
     }
 
     /// Registers a consumer; the subscription becomes active with [`Self::accept`].
