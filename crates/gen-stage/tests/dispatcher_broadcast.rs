@@ -8,7 +8,9 @@ mod support;
 
 use gen_stage::dispatcher::{BroadcastDispatcher, BroadcastError, Selector};
 use gen_stage::kind::EmitsEvents;
-use gen_stage::{DemandMode, ExitReason, ProducerRef, StageRef, SubscribeOptions, SubscriptionTag};
+use gen_stage::{
+    CancelReason, DemandMode, ExitReason, ProducerRef, StageRef, SubscribeOptions, SubscriptionTag,
+};
 use gen_stage_test::{Counter, Gate, ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
 use support::{
     Collector, Relay, barrier, collect, collect_gated, consumer_barrier, manual_consumer, n, opts,
@@ -291,7 +293,7 @@ async fn accumulate_then_forward_gives_every_consumer_the_same_events_from_the_f
 
 #[tokio::test]
 async fn same_consumer_subscribing_twice_is_rejected_and_keeps_its_first_subscription() {
-    let (producer, _) = scripted_broadcast().await;
+    let (producer, producer_record) = scripted_broadcast().await;
     let (consumer, record) = collect(&producer, opts(10, 5)).await;
 
     for attempt in 2..=3 {
@@ -307,6 +309,19 @@ async fn same_consumer_subscribing_twice_is_rejected_and_keeps_its_first_subscri
         );
     }
     assert_eq!(producer.stats().consumers, 1);
+    // The producer's hooks saw each refused subscription come (it had accepted it in
+    // `handle_consumer_subscribed`) and go, with the reason the consumer was given.
+    let (subscriptions, cancels) =
+        producer_record.read(|r| (r.subscriptions.clone(), r.cancels.clone()));
+    assert_eq!(subscriptions.len(), 3);
+    assert_eq!(
+        cancels.iter().map(|(tag, _)| *tag).collect::<Vec<_>>(),
+        subscriptions[1..].to_vec()
+    );
+    assert!(cancels.iter().all(|(_, reason)| matches!(
+        reason,
+        CancelReason::Rejected(error) if error.to_string().contains("is already subscribed")
+    )));
 
     producer.cast(Script::Queue(range(0, 50))).unwrap();
     record.wait_for_events(50).await;

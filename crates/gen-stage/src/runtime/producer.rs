@@ -2,7 +2,7 @@
 
 use crate::context::{Context, Control};
 use crate::error::StartError;
-use crate::exit::{BoxError, ExitReason};
+use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::kind::ProducerKind;
 use crate::options::SubscribeOptions;
 use crate::protocol::Envelope;
@@ -110,6 +110,15 @@ impl<S: Producer> Emitting for ProducerRuntime<S> {
         let (stage, mut ctx) = self.parts();
         catch(stage.handle_consumer_subscribed(tag, options, &mut ctx)).await
     }
+
+    async fn on_consumer_cancelled(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: &CancelReason,
+    ) -> Result<(), ExitReason> {
+        let (stage, mut ctx) = self.parts();
+        guarded(stage.handle_cancel(tag, reason, &mut ctx)).await
+    }
 }
 
 impl<S: Producer> Runner for ProducerRuntime<S> {
@@ -137,9 +146,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
             }
             Envelope::ConsumerCancelled { tag, reason } => {
                 if let Some(upstream) = self.side.remove_consumer(tag) {
-                    let (stage, mut ctx) = self.parts();
-                    if let Err(failure) = guarded(stage.handle_cancel(tag, &reason, &mut ctx)).await
-                    {
+                    if let Err(failure) = self.on_consumer_cancelled(tag, &reason).await {
                         self.fail(failure);
                     }
                     self.produce(upstream).await;

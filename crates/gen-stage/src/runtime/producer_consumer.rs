@@ -198,6 +198,14 @@ impl<S: ProducerConsumer> Emitting for ProducerConsumerRuntime<S> {
         let (stage, mut ctx) = self.parts();
         catch(stage.handle_consumer_subscribed(tag, options, &mut ctx)).await
     }
+
+    async fn on_consumer_cancelled(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: &CancelReason,
+    ) -> Result<(), ExitReason> {
+        self.on_cancel(tag, reason).await
+    }
 }
 
 impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
@@ -245,7 +253,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             }
             Envelope::ConsumerCancelled { tag, reason } => {
                 if self.output.remove_consumer(tag).is_some() {
-                    if let Err(failure) = self.on_cancel(tag, &reason).await {
+                    if let Err(failure) = self.on_consumer_cancelled(tag, &reason).await {
                         self.fail(failure);
                     }
                 }

@@ -134,6 +134,13 @@ pub(crate) trait Emitting: Send {
         tag: SubscriptionTag,
         options: &SubscribeOptions,
     ) -> impl Future<Output = Result<Result<(), BoxError>, ExitReason>> + Send;
+
+    /// Runs `handle_cancel` for a consumer's subscription; `Err` stops the stage.
+    fn on_consumer_cancelled(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: &CancelReason,
+    ) -> impl Future<Output = Result<(), ExitReason>> + Send;
 }
 
 /// Accepts or rejects a consumer's subscription, answering `reply`. Returns the
@@ -173,6 +180,13 @@ pub(crate) async fn accept_consumer<E: Emitting>(
                 upstream
             }
             Err(error) => {
+                // `handle_consumer_subscribed` took the subscription in: as GenStage
+                // does, `handle_cancel` sees it go, with the reason the consumer got,
+                // before the subscriber hears of the refusal.
+                let reason = CancelReason::Rejected(error.clone());
+                if let Err(failure) = runner.on_consumer_cancelled(tag, &reason).await {
+                    Emitting::control(runner).stop = Some(failure);
+                }
                 answer(reply, Err(SubscribeError::Rejected(error)));
                 0
             }
