@@ -111,6 +111,36 @@ async fn graceful_shutdown_kills_a_child_that_does_not_stop_in_time() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_supervisor_killed_while_it_stops_a_child_kills_that_child() {
+    let log = Log::default();
+    let inner_log = log.clone();
+    let inner = ChildSpec::new("inner", move || {
+        let stuck = inner_log
+            .worker("stuck")
+            .with(|w| w.terminate_gate = Gate::closed());
+        let stuck = spec(stuck).shutdown(Shutdown::Graceful(Duration::from_secs(60)));
+        let inner = Supervisor::new().child(stuck);
+        async move {
+            let started = inner.start().await;
+            started.map_err(|error| StartError::Init(ExitReason::error(error)))
+        }
+    })
+    .shutdown(Shutdown::Graceful(Duration::from_secs(1)));
+    let outer = supervise(Supervisor::new(), vec![inner]).await;
+    let stuck = log.current("stuck");
+
+    within("the stop", outer.stop(ExitReason::Shutdown))
+        .await
+        .unwrap();
+    // The inner supervisor was given a second, then killed while it still waited for
+    // "stuck" to finish `terminate`: the worker goes with it, not left unsupervised.
+    assert_eq!(
+        within("the stuck worker stops", stuck.stopped()).await,
+        ExitReason::Killed
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn kill_shutdown_aborts_the_child_at_once_without_terminate() {
     let log = Log::default();
     let brutal = spec(log.worker("brutal")).shutdown(Shutdown::Kill);

@@ -81,6 +81,22 @@ impl Drop for Runner {
     }
 }
 
+impl Child {
+    /// Stops the child if it runs, as its shutdown says; false if it did not run. It
+    /// stays the supervisor's until it has stopped, so that a supervisor killed
+    /// meanwhile kills it too (see `Drop for Runner`).
+    async fn stop(&mut self) -> bool {
+        let Some(running) = self.running.as_deref() else {
+            return false;
+        };
+        // The exit of this run is expected: it is not a crash to handle.
+        self.generation += 1;
+        self.spec.shutdown.stop(running).await;
+        self.running = None;
+        true
+    }
+}
+
 impl Runner {
     /// Starts child `index`; an ignored start leaves it not running.
     async fn start_child(&mut self, index: usize) -> Result<(), StartError> {
@@ -103,10 +119,7 @@ impl Runner {
     /// Stops the running children from `first` on, last first.
     async fn stop_from(&mut self, first: usize) {
         for child in self.children[first..].iter_mut().rev() {
-            if let Some(running) = child.running.take() {
-                child.generation += 1;
-                child.spec.shutdown.stop(running.as_ref()).await;
-            }
+            child.stop().await;
         }
     }
 
@@ -205,12 +218,8 @@ impl Runner {
             if position == index {
                 continue;
             }
-            if let Some(running) = child.running.take() {
-                child.generation += 1;
-                child.spec.shutdown.stop(running.as_ref()).await;
-                if child.spec.restart != Restart::Temporary {
-                    restart.push(position);
-                }
+            if child.stop().await && child.spec.restart != Restart::Temporary {
+                restart.push(position);
             }
         }
         restart.sort_unstable();
