@@ -229,10 +229,14 @@ async fn the_builder_rejects_invalid_subscription_options() {
 #[tokio::test]
 async fn subscribing_to_a_stopped_producer_fails_and_the_consumer_keeps_running() {
     let producer = dead_producer().await;
-    let (consumer, _) = start_probe(None).await;
+    let (consumer, record) = start_probe(None).await;
     let outcome = consumer.subscribe_to(&producer, opts()).await;
     assert!(matches!(outcome, Err(SubscribeError::ProducerNotAlive)));
     assert!(answers(&consumer).await);
+    // The consumer's hooks saw the subscription come and go (a ConsumerSupervisor
+    // frees what it set up for it).
+    let not_alive = CancelReason::Down(ExitReason::NotAlive);
+    assert!(matches!(&cancels(&record)[..], [(_, reason)] if *reason == not_alive));
 
     let outcome = build_probe(&producer, opts()).await;
     let not_alive = matches!(

@@ -65,7 +65,14 @@ pub(crate) async fn subscribe<R: Receiving>(
         .subscribe(tag, producer, sink, options, mode, reply)
     {
         match reply {
-            Some(reply) => answer(Some(reply), Err(SubscribeError::ProducerNotAlive)),
+            Some(reply) => {
+                // `handle_producer_subscribed` took it in: `handle_cancel` sees it go,
+                // as for an async subscription, but a failed sync subscription never
+                // stops the consumer (the caller hears of it instead).
+                let gone = CancelReason::Down(ExitReason::NotAlive);
+                cancelled(runner, tag, gone, CancelMode::Temporary).await;
+                answer(Some(reply), Err(SubscribeError::ProducerNotAlive));
+            }
             None => {
                 cancelled(
                     runner,
