@@ -1,15 +1,16 @@
 //! The producer buffer: events without demand are kept (FIFO, bounded, keep first or
 //! last, discards reported), drained before `handle_demand`, and info messages queued
-//! behind buffered events wait for them (semantics §7.1, §10 items 5, 6, 7).
+//! behind buffered events wait for them, also across accumulate mode (semantics §7.1,
+//! §7.3, §10 items 5, 6, 7).
 
 mod support;
 
 use gen_stage::{
-    BoxError, BufferKeep, DEFAULT_BUFFER_SIZE, Producer, ProducerContext, ProducerRef, ReplyTo,
-    SubscribeOptions,
+    BoxError, BufferKeep, DEFAULT_BUFFER_SIZE, DemandMode, Producer, ProducerContext, ProducerRef,
+    ReplyTo, SubscribeOptions,
 };
 use gen_stage_test::{ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
-use support::{Relay, batches, collect, manual_consumer, n, scripted};
+use support::{Relay, batches, collect, manual_consumer, n, scripted, settle};
 
 fn chars(text: &str) -> Vec<char> {
     text.chars().collect()
@@ -276,6 +277,48 @@ async fn a_bounded_producer_consumer_buffer_discards_and_reports() {
     consumer.ask(tag, n(10)).unwrap();
     events.wait_for_events(3).await;
     assert_eq!(events.events(), vec![2, 3, 4]);
+}
+
+// --- The buffer and accumulate mode ---------------------------------------------------
+
+#[tokio::test]
+async fn buffered_events_go_out_before_those_emitted_while_accumulating() {
+    let (producer, record) = scripted::<u32>().await;
+    // No consumer yet: buffered.
+    producer.cast(Script::Emit(vec![1, 2, 3, 4, 5])).unwrap();
+    producer.set_demand_mode(DemandMode::Accumulate).unwrap();
+    producer.cast(Script::Emit(vec![6, 7])).unwrap();
+    let (consumer, events) = collect(&producer, SubscribeOptions::new().max_demand(10)).await;
+    settle(&producer, &[&consumer]).await;
+    assert_eq!(
+        events.event_count(),
+        0,
+        "nothing goes out while accumulating"
+    );
+
+    producer.set_demand_mode(DemandMode::Forward).unwrap();
+    events.wait_for_events(7).await;
+    assert_eq!(events.events(), vec![1, 2, 3, 4, 5, 6, 7]);
+    settle(&producer, &[&consumer]).await;
+    // Of the 10 asked, the buffer served 5: handle_demand is asked for the other 5 (as
+    // in GenStage, events emitted while accumulating do not lower it), then for the 5
+    // the consumer asks again after its first batch.
+    assert_eq!(record.read(|r| r.demands.clone()), vec![5, 5]);
+}
+
+#[tokio::test]
+async fn keep_last_while_accumulating_keeps_the_newest_events() {
+    let (producer, record) = bounded::<u32>(3, None).await;
+    producer.cast(Script::Emit(vec![1, 2, 3])).unwrap();
+    producer.set_demand_mode(DemandMode::Accumulate).unwrap();
+    // The buffer is full: the oldest buffered events make room.
+    producer.cast(Script::Emit(vec![4, 5])).unwrap();
+    let (consumer, events) = collect(&producer, SubscribeOptions::new().max_demand(10)).await;
+    producer.set_demand_mode(DemandMode::Forward).unwrap();
+    events.wait_for_events(3).await;
+    settle(&producer, &[&consumer]).await;
+    assert_eq!(events.events(), vec![3, 4, 5]);
+    assert_eq!(record.read(|r| r.discards.clone()), vec![2]);
 }
 
 // --- Info messages behind buffered events --------------------------------------------

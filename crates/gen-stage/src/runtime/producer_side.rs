@@ -160,6 +160,17 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                 }
                 BufferKeep::Last => {
                     let mut drop = excess;
+                    // The oldest go: the buffer's (older than anything stashed), then
+                    // the stash's, then the new ones.
+                    while drop > 0 && self.buffer.len() > 0 {
+                        let oldest = self.buffer.take(drop);
+                        self.buffer.release_due(&mut self.released);
+                        if oldest.is_empty() {
+                            break;
+                        }
+                        drop -= oldest.len();
+                        discarded += oldest.len();
+                    }
                     for item in self.stash.iter_mut() {
                         if let Stashed::Events(old) = item {
                             let cut = drop.min(old.len());
@@ -460,8 +471,20 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         if was != DemandMode::Accumulate || mode != DemandMode::Forward {
             return Vec::new();
         }
-        let stash = std::mem::take(&mut self.stash);
+        let mut stash = std::mem::take(&mut self.stash);
         self.stashed_events = 0;
+        // Everything buffered is older than everything stashed (what is emitted while
+        // accumulating is stashed, never buffered), and the consumers' asks reached the
+        // dispatcher meanwhile: the buffer goes out first, and what it serves is taken
+        // off the stashed demand, earliest first.
+        let mut served = self.drain_buffer(self.buffer.len());
+        for item in stash.iter_mut() {
+            if let Stashed::Demand(demand) = item {
+                let cut = served.min(*demand);
+                *demand -= cut;
+                served -= cut;
+            }
+        }
         let mut to_produce = Vec::new();
         for item in stash {
             match item {
