@@ -199,6 +199,47 @@ impl<T> fmt::Display for SendError<T> {
 
 impl<T> Error for SendError<T> {}
 
+/// Why [`StageRef::sync_info`](crate::StageRef::sync_info) failed.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncInfoError<T> {
+    /// The stage is not alive: the message is given back.
+    NotAlive(T),
+    /// The stage did not take the message in within the timeout (it is busy in a
+    /// hook). It has the message, and will handle it in its turn.
+    Timeout,
+}
+
+impl<T> SyncInfoError<T> {
+    /// The message, if it was not delivered.
+    pub fn into_inner(self) -> Option<T> {
+        match self {
+            SyncInfoError::NotAlive(message) => Some(message),
+            SyncInfoError::Timeout => None,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SyncInfoError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncInfoError::NotAlive(_) => f.debug_tuple("NotAlive").finish_non_exhaustive(),
+            SyncInfoError::Timeout => f.write_str("Timeout"),
+        }
+    }
+}
+
+impl<T> fmt::Display for SyncInfoError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncInfoError::NotAlive(_) => f.write_str("the stage is not alive"),
+            SyncInfoError::Timeout => f.write_str("the stage did not take the message in time"),
+        }
+    }
+}
+
+impl<T> Error for SyncInfoError<T> {}
+
 /// The stage was not alive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotAlive;

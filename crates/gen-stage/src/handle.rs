@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::error::{CallError, NotAlive, SendError, SubscribeError};
+use crate::error::{CallError, NotAlive, SendError, SubscribeError, SyncInfoError};
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
@@ -207,18 +207,22 @@ impl<K: StageKind> StageRef<K> {
     ///
     /// # Errors
     ///
-    /// The message is given back if the stage is not alive.
-    pub async fn sync_info(&self, message: K::Message) -> Result<(), SendError<K::Message>> {
+    /// [`SyncInfoError::NotAlive`], with the message, if the stage is not alive;
+    /// [`SyncInfoError::Timeout`] if it did not take the message in within
+    /// [`DEFAULT_CALL_TIMEOUT`] (it is busy in a hook; it still has the message).
+    pub async fn sync_info(&self, message: K::Message) -> Result<(), SyncInfoError<K::Message>> {
         let (queued, receiver) = oneshot::channel();
         self.send(Envelope::Info {
             message,
             queued: Some(queued),
         })
-        .map_err(Self::info_back)?;
+        .map_err(|envelope| SyncInfoError::NotAlive(Self::info_back(envelope).into_inner()))?;
         // The stage acknowledges as soon as the info is queued; if it stops first the
         // message still reached it.
-        let _ = receiver.await;
-        Ok(())
+        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, receiver).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(SyncInfoError::Timeout),
+        }
     }
 
     /// Like [`StageRef::sync_info`], without waiting.
