@@ -444,11 +444,19 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
                 }
             }
             Shutdown::Graceful(limit) => {
-                let deadline = Instant::now() + limit;
+                // A limit too long to add to now is no limit.
+                let deadline = Instant::now().checked_add(limit);
                 for task in tasks {
                     let abort = task.abort_handle();
-                    if tokio::time::timeout_at(deadline, task).await.is_err() {
-                        abort.abort();
+                    match deadline {
+                        Some(deadline) => {
+                            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                                abort.abort();
+                            }
+                        }
+                        None => {
+                            let _ = task.await;
+                        }
                     }
                 }
             }

@@ -171,6 +171,21 @@ async fn graceful_stop_returns_once_all_tasks_have_finished() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_graceful_limit_too_long_to_count_waits_for_the_tasks() {
+    let jobs = Jobs::working(Duration::from_secs(600));
+    let stage = jobs
+        .supervisor()
+        .shutdown(Shutdown::Graceful(Duration::MAX));
+    let sup = running(stage, &jobs, vec![0, 1]).await;
+    // No deadline can be set that far: the stop waits as long as the tasks take, as
+    // Shutdown::Wait does, rather than failing and leaving them running.
+    assert_eq!(timed_stop(&sup).await, Duration::from_secs(600));
+    assert_eq!(sup.exit_reason(), Some(ExitReason::Shutdown));
+    assert_eq!(sorted(jobs.finished.snapshot()), vec![0, 1]);
+    assert!(jobs.aborted.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn kill_stop_aborts_running_tasks_at_once() {
     let jobs = Jobs::gated();
     let stage = jobs.supervisor().shutdown(Shutdown::Kill);

@@ -91,6 +91,18 @@ async fn demand_beyond_what_can_be_counted_saturates_and_the_producer_keeps_serv
 }
 
 #[tokio::test]
+async fn manual_asks_beyond_what_can_be_counted_saturate() {
+    let (producer, _) = scripted::<u64>().await;
+    let (consumer, record, tag) = manual_consumer(&producer, opts(10, 5)).await;
+    consumer.ask(tag, std::num::NonZeroUsize::MAX).unwrap();
+    consumer.ask(tag, std::num::NonZeroUsize::MAX).unwrap();
+    producer.cast(Script::Queue(range(0, 3))).unwrap();
+    within("three events", record.wait_for_events(3)).await;
+    consumer_barrier(&consumer).await;
+    assert!(consumer.is_alive(), "{:?}", consumer.exit_reason());
+}
+
+#[tokio::test]
 async fn automatic_demand_with_min_close_to_max_asks_after_every_small_batch() {
     let (producer, demands) = recorded_counter(Counter::new(0).limit(200)).await;
     let (consumer, record) = collect(&producer, opts(100, 80)).await;

@@ -3,8 +3,11 @@
 
 mod support;
 
-use gen_stage::{CancelMode, CancelReason, ExitReason, NotAlive, StartError, SubscribeOptions};
-use gen_stage_test::{Counter, Script};
+use gen_stage::{
+    BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ExitReason, NotAlive,
+    StartError, SubscribeOptions, SubscriptionTag,
+};
+use gen_stage_test::{Counter, Recorded, Script};
 use support::{
     Fault, OnEvent, Query, Req, ServerLog, answers, cancels, collect, producer_cancels, scripted,
     server, start_probe, start_server, subscribe, terminated,
@@ -228,4 +231,41 @@ async fn a_consumer_cancelling_its_own_subscription_keeps_running() {
     producer.cast(Script::Emit(vec![1, 2])).unwrap();
     assert_eq!(producer.estimate_buffered_count().await, Ok(2));
     assert_eq!(consumer.call(Query::Seen).await, Ok(Vec::new()));
+}
+
+/// Cancels its subscription from inside the first `handle_events` it gets.
+struct CancelsAtOnce(Recorded<Vec<u64>>);
+
+impl Consumer for CancelsAtOnce {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        from: SubscriptionTag,
+        ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.0.push(events);
+        ctx.cancel(from, ExitReason::Normal)?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_cancelled_in_handle_events_gets_no_more_of_its_batches_handled() {
+    let (producer, producer_record) = support::scripted_with(support::range(0, 10)).await;
+    let handled = Recorded::default();
+    // One delivery of 10 events, cut into two batches of 5.
+    let consumer = gen_stage::consumer(CancelsAtOnce(handled.clone()))
+        .subscribe_to(&producer, opts().max_demand(10).min_demand(5))
+        .start()
+        .await
+        .unwrap();
+    producer_cancels(&producer_record).await;
+    // Taken in once the delivery is done with.
+    consumer.sync_info(()).await.unwrap();
+    assert_eq!(handled.snapshot(), vec![support::range(0, 5)]);
+    // The second batch was received, then dropped unhandled: counted as discarded.
+    assert_eq!(consumer.stats().events_discarded, 5);
 }

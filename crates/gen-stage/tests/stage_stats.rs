@@ -2,7 +2,7 @@
 
 mod support;
 
-use gen_stage::{ExitReason, StageState, SubscribeOptions};
+use gen_stage::{BoxError, ExitReason, Producer, ProducerContext, StageState, SubscribeOptions};
 use gen_stage_test::{CollectingConsumer, Gate, Ping, Script, ScriptedProducer};
 
 #[tokio::test]
@@ -98,4 +98,58 @@ async fn the_demand_snapshot_lists_each_subscription_on_both_sides() {
         (Side::FromConsumer, 8)
     );
     assert_ne!(upstream_tag, downstream_tag);
+}
+
+/// A producer that emits what it is told, and can be held in `handle_message`.
+struct Held;
+
+enum HeldCommand {
+    WaitFor(Gate),
+    Emit(Vec<u64>),
+}
+
+impl Producer for Held {
+    type Event = u64;
+    type Message = HeldCommand;
+
+    async fn handle_demand(
+        &mut self,
+        _: usize,
+        _: &mut ProducerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        Ok(Vec::new())
+    }
+
+    async fn handle_message(
+        &mut self,
+        command: HeldCommand,
+        ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        match command {
+            HeldCommand::WaitFor(gate) => gate.pass().await,
+            HeldCommand::Emit(events) => ctx.emit(events),
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn events_sent_to_a_consumer_that_is_gone_count_as_discarded_not_emitted() {
+    let producer = gen_stage::producer(Held).start().await.unwrap();
+    let (consumer, _, tag) = support::manual_consumer(&producer, SubscribeOptions::new()).await;
+    consumer.ask(tag, support::n(5)).unwrap();
+    support::settle(&producer, &[&consumer]).await;
+    // The producer is held while the consumer dies; its cancellation waits behind the
+    // emit, which the producer sends to the consumer's closed mailbox.
+    let gate = Gate::closed();
+    producer.cast(HeldCommand::WaitFor(gate.clone())).unwrap();
+    producer
+        .cast(HeldCommand::Emit(support::range(0, 5)))
+        .unwrap();
+    consumer.kill();
+    consumer.stopped().await;
+    gate.open_for_good();
+    support::barrier(&producer).await;
+    let stats = producer.stats();
+    assert_eq!((stats.events_emitted, stats.events_discarded), (0, 5));
 }

@@ -67,18 +67,19 @@ impl<S: Consumer> ConsumerRuntime<S> {
     }
 
     async fn events(&mut self, tag: SubscriptionTag, events: Vec<S::Event>) {
-        let Some(batches) = self.side.batches(tag, events) else {
+        let Some(mut batches) = self.side.batches(tag, events) else {
             return;
         };
-        for batch in batches {
+        while let Some(batch) = batches.next() {
             let (stage, mut ctx) = self.parts();
             if let Err(reason) = guarded(stage.handle_events(batch.events, tag, &mut ctx)).await {
                 self.fail(reason);
             }
-            if self.control.stop.is_some() {
+            if self.control.stop.is_some()
+                || !self.side.after_batch(tag, batch.ask_after, &mut batches)
+            {
                 return;
             }
-            self.side.ask_after(tag, batch.ask_after);
         }
     }
 

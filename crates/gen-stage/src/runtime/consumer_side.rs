@@ -113,6 +113,27 @@ impl<T: Send + 'static> ConsumerSide<T> {
     }
 
     /// Sends the ask that follows a batch.
+    /// After a batch of `tag`'s delivery was handled: asks for what it used or, if the
+    /// hook cancelled the subscription, drops the `rest` of the delivery (counted as
+    /// discarded). False once no more of the delivery is to be handled.
+    pub(crate) fn after_batch(
+        &mut self,
+        tag: SubscriptionTag,
+        ask_after: usize,
+        rest: &mut Batches<T>,
+    ) -> bool {
+        if !self.producers.contains_key(&tag) {
+            let dropped: usize = rest.map(|batch| batch.events.len()).sum();
+            if dropped > 0 {
+                self.stats.add_discarded(dropped);
+                tracing::debug!("{dropped} events of cancelled subscription {tag} discarded");
+            }
+            return false;
+        }
+        self.ask_after(tag, ask_after);
+        true
+    }
+
     pub(crate) fn ask_after(&mut self, tag: SubscriptionTag, demand: usize) {
         if demand == 0 {
             return;
@@ -138,7 +159,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
     }
 
     fn add_demand_in(&mut self, added: usize, removed: usize) {
-        self.demand_in = self.demand_in + added - removed;
+        self.demand_in = self.demand_in.saturating_add(added).saturating_sub(removed);
         self.stats.set_demand_in(self.demand_in);
     }
 

@@ -83,19 +83,20 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
     }
 
     async fn events(&mut self, tag: SubscriptionTag, events: Vec<S::Input>) {
-        let Some(batches) = self.input.batches(tag, events) else {
+        let Some(mut batches) = self.input.batches(tag, events) else {
             return;
         };
-        for batch in batches {
+        while let Some(batch) = batches.next() {
             let (stage, mut ctx) = self.parts();
             match guarded(stage.handle_events(batch.events, tag, &mut ctx)).await {
                 Ok(output) => self.output.emit(output),
                 Err(reason) => self.fail(reason),
             }
-            if self.control.stop.is_some() {
+            if self.control.stop.is_some()
+                || !self.input.after_batch(tag, batch.ask_after, &mut batches)
+            {
                 return;
             }
-            self.input.ask_after(tag, batch.ask_after);
         }
     }
 

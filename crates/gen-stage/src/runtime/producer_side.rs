@@ -252,10 +252,11 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             }
             consumer.outstanding -= batch.len();
             self.demand_out = self.demand_out.saturating_sub(batch.len());
-            delivered += batch.len();
-            if let Err(events) = consumer.sink.send_events(tag, batch) {
+            let count = batch.len();
+            match consumer.sink.send_events(tag, batch) {
+                Ok(()) => delivered += count,
                 // The consumer is gone; its cancellation is on its way.
-                lost += events.len();
+                Err(events) => lost += events.len(),
             }
         }
         if !excess.is_empty() {
