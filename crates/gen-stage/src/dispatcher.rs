@@ -175,6 +175,8 @@ pub struct Deliveries<T> {
     batches: Vec<(SubscriptionTag, Vec<T>)>,
     upstream: usize,
     discarded: usize,
+    /// Of `discarded`, those the dispatcher had taken in (their demand is used).
+    discarded_after_taking: usize,
 }
 
 impl<T> Deliveries<T> {
@@ -184,6 +186,7 @@ impl<T> Deliveries<T> {
             batches: Vec::new(),
             upstream: 0,
             discarded: 0,
+            discarded_after_taking: 0,
         }
     }
 
@@ -194,10 +197,20 @@ impl<T> Deliveries<T> {
         self.upstream = self.upstream.saturating_add(demand);
     }
 
-    /// Records that the dispatcher dropped `count` events; the stage counts and
-    /// reports them with its own discards.
+    /// Records that the dispatcher dropped `count` of the events it was given, taking
+    /// no demand for them (no consumer wanted them); the stage counts and reports them
+    /// with its own discards.
     pub fn discard(&mut self, count: usize) {
-        self.discarded += count;
+        self.discarded = self.discarded.saturating_add(count);
+    }
+
+    /// Records that the dispatcher dropped `count` events it had taken in against
+    /// demand (held for consumers, beyond a limit): counted and reported like
+    /// [`Deliveries::discard`]s, but the demand they used stays used, so that the
+    /// stage does not make up for them.
+    pub fn discard_taken(&mut self, count: usize) {
+        self.discard(count);
+        self.discarded_after_taking = self.discarded_after_taking.saturating_add(count);
     }
 
     /// Upstream demand recorded with [`Deliveries::demand_upstream`], reset to 0.
@@ -205,13 +218,20 @@ impl<T> Deliveries<T> {
         std::mem::take(&mut self.upstream)
     }
 
-    /// Discards recorded with [`Deliveries::discard`] and not yet taken.
+    /// Discards recorded with [`Deliveries::discard`] and [`Deliveries::discard_taken`]
+    /// and not yet taken.
     pub fn discarded(&self) -> usize {
         self.discarded
     }
 
-    /// Discards recorded with [`Deliveries::discard`], reset to 0.
+    /// Of [`Deliveries::discarded`], those recorded with [`Deliveries::discard_taken`].
+    pub fn discarded_after_taking(&self) -> usize {
+        self.discarded_after_taking
+    }
+
+    /// Every discard recorded, reset to 0.
     pub fn take_discarded(&mut self) -> usize {
+        self.discarded_after_taking = 0;
         std::mem::take(&mut self.discarded)
     }
 

@@ -342,6 +342,53 @@ async fn demand_of_a_cancelled_partition_consumer_is_not_asked_twice() {
     assert_eq!(r1.event_count(), 0);
 }
 
+#[tokio::test]
+async fn demand_owed_by_a_cancelled_consumer_is_forgotten_once_its_events_arrive() {
+    let (producer, record) = scripted(modulo(2)).await;
+    let (c0, _, t0) = manual(&producer, 0).await;
+    let (c1, r1, t1) = manual(&producer, 1).await;
+    c0.ask(t0, n(5)).unwrap();
+    c1.ask(t1, n(5)).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    c0.cancel(t0, ExitReason::Normal).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    // The 10 asked for arrive: the odds go out, the evens are held for partition 0.
+    producer.cast(Script::Queue(range(0, 10))).unwrap();
+    settle(&producer, &[&c1]).await;
+    assert_eq!(r1.events(), vec![1, 3, 5, 7, 9]);
+    // Nothing is owed any more: partition 1's next ask reaches the producer.
+    c1.ask(t1, n(5)).unwrap();
+    settle(&producer, &[&c1]).await;
+    assert_eq!(record.read(|r| r.demands.clone()), vec![5, 5, 5]);
+}
+
+#[tokio::test]
+async fn events_dropped_at_the_hold_limit_keep_a_producer_consumer_within_its_demand() {
+    let producer = gen_stage::producer(Counter::new(0)).start().await.unwrap();
+    let relay = gen_stage::producer_consumer(Relay::pass_through())
+        .dispatcher(modulo(2).hold_limit(1, BufferKeep::Last))
+        .subscribe_to(&producer, opts(4, 2))
+        .start()
+        .await
+        .unwrap();
+    let (consumer, events, tag) = manual(&relay, 0).await;
+    consumer.ask(tag, n(4)).unwrap();
+    settle(&relay, &[&consumer]).await;
+    settle(&relay, &[&consumer]).await;
+    let received = relay.stats().events_received;
+    // The odd events, held for partition 1 (no consumer), are dropped beyond 1: they
+    // used the demand they took, so the relay does not pull more input to make up for
+    // them; it stays put.
+    settle(&relay, &[&consumer]).await;
+    settle(&relay, &[&consumer]).await;
+    assert_eq!(relay.stats().events_received, received);
+    assert!(
+        received <= 8,
+        "the relay pulled {received} events for 4 asked"
+    );
+    assert_eq!(events.events(), vec![0, 2]);
+}
+
 // ---------------------------------------------------------------------------------------
 // Shared partitions
 // ---------------------------------------------------------------------------------------

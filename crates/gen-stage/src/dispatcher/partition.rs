@@ -430,7 +430,11 @@ where
         // for a later dispatch.
         let placed = (self.route)(&mut events, self.waiting, &mut self.partitions);
         self.waiting -= placed;
-        let mut discarded = before - events.len() - placed;
+        // Demand of cancelled consumers already asked upstream (`owed`) is part of
+        // `waiting`: once it has arrived, it is owed no longer.
+        self.owed = self.owed.min(self.waiting);
+        // Events without a partition: they took no demand.
+        deliveries.discard(before - events.len() - placed);
         let leftovers: Vec<T> = events.collect();
         for partition in &mut self.partitions {
             if partition.batch.is_empty() || partition.send_whole_batch(deliveries) {
@@ -445,11 +449,11 @@ where
                     BufferKeep::Last => drop(partition.queue.drain(..overflow)),
                     BufferKeep::First => partition.queue.truncate(self.hold_limit),
                 }
-                discarded += overflow;
+                // Held beyond the limit: they took demand, which stays used.
+                deliveries.discard_taken(overflow);
             }
             self.held = self.held + partition.queue.len() - before;
         }
-        deliveries.discard(discarded);
         leftovers
     }
 

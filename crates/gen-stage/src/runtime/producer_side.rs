@@ -213,14 +213,18 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// and the leftovers.
     fn dispatch(&mut self, events: Vec<T>, buffered: bool) -> (usize, Vec<T>) {
         let count = events.len();
-        let discarded_before = self.deliveries.discarded();
+        // Discards that took no demand: the dispatcher did not take those events.
+        let untaken = |deliveries: &Deliveries<T>| {
+            deliveries.discarded() - deliveries.discarded_after_taking()
+        };
+        let discarded_before = untaken(&self.deliveries);
         let mut leftovers = if buffered {
             self.dispatcher
                 .dispatch_buffered(events, &mut self.deliveries)
         } else {
             self.dispatcher.dispatch(events, &mut self.deliveries)
         };
-        let discarded = self.deliveries.discarded() - discarded_before;
+        let discarded = untaken(&self.deliveries) - discarded_before;
         self.send_deliveries(&mut leftovers);
         (count.saturating_sub(leftovers.len() + discarded), leftovers)
     }
