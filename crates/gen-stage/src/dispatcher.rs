@@ -144,6 +144,42 @@ pub trait Dispatcher<T>: Send + 'static {
     fn held(&self) -> usize {
         0
     }
+
+    /// A mark of the events the dispatcher holds now, for
+    /// [`Dispatcher::released_since`]. The stage takes one when an info message
+    /// becomes due (every event emitted before it has been dispatched), and hands the
+    /// message to `handle_message` once the events held then have gone out. The
+    /// default marks nothing.
+    fn held_mark(&self) -> HeldMark {
+        HeldMark::default()
+    }
+
+    /// Whether every event held when `mark` was taken has gone out (sent, or dropped).
+    /// The default waits until the dispatcher holds nothing at all, which is right but
+    /// may wait for events held after the mark too; a dispatcher that holds events
+    /// should say exactly.
+    fn released_since(&self, mark: &HeldMark) -> bool {
+        let _ = mark;
+        self.held() == 0
+    }
+}
+
+/// What a dispatcher held at one moment, as positions it defines (for example, per
+/// queue, how many events will have left it once those held now have); see
+/// [`Dispatcher::held_mark`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldMark(Vec<u64>);
+
+impl HeldMark {
+    /// A mark made of `positions`.
+    pub fn new(positions: Vec<u64>) -> Self {
+        HeldMark(positions)
+    }
+
+    /// The positions the mark was made of.
+    pub fn positions(&self) -> &[u64] {
+        &self.0
+    }
 }
 
 /// A consumer subscribing, as a dispatcher sees it.

@@ -9,7 +9,7 @@ mod support;
 use gen_stage::dispatcher::{Partition, PartitionDispatcher, PartitionError};
 use gen_stage::kind::EmitsEvents;
 use gen_stage::{
-    BufferKeep, ExitReason, ProducerRef, StageRef, SubscribeError, SubscribeOptions,
+    BufferKeep, ExitReason, ProducerRef, ReplyTo, StageRef, SubscribeError, SubscribeOptions,
     SubscriptionTag,
 };
 use gen_stage_test::{
@@ -387,6 +387,26 @@ async fn events_dropped_at_the_hold_limit_keep_a_producer_consumer_within_its_de
         "the relay pulled {received} events for 4 asked"
     );
     assert_eq!(events.events(), vec![0, 2]);
+}
+
+#[tokio::test]
+async fn an_info_waits_for_the_events_held_before_it_not_for_those_held_after() {
+    let (producer, _) = scripted(modulo(2)).await;
+    let (c0, _, t0) = manual(&producer, 0).await;
+    let (c1, r1, t1) = manual(&producer, 1).await;
+    // 1 and 3 are held for partition 1, which has not asked.
+    ask_then_queue(&producer, &[(&c0, t0, 4)], range(0, 4)).await;
+    let (reply, mut answered) = ReplyTo::pair();
+    producer.async_info(Script::Owed(reply)).unwrap();
+    // Then 5 and 7 are held too, after the info.
+    ask_then_queue(&producer, &[(&c0, t0, 4)], range(4, 8)).await;
+    assert!(answered.try_recv().is_err(), "the info waits for 1 and 3");
+    c1.ask(t1, n(2)).unwrap();
+    settle(&producer, &[&c0, &c1]).await;
+    assert_eq!(r1.events(), vec![1, 3]);
+    // Everything emitted before the info has gone out: it is handled, though 5 and 7
+    // are still held.
+    assert!(answered.try_recv().is_ok(), "the info waited for 5 and 7");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use crate::dispatcher::{Deliveries, Dispatcher, Subscriber};
+use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Subscriber};
 use crate::exit::BoxError;
 use crate::options::{BufferKeep, DEFAULT_BUFFER_SIZE, SubscribeOptions};
 use crate::subscription::{SubscriptionTag, TagMap};
@@ -53,6 +53,8 @@ struct PartitionState<T> {
     consumers: Vec<(SubscriptionTag, usize)>,
     /// Events waiting for this partition's consumers.
     queue: VecDeque<T>,
+    /// Events that have left `queue` (sent, or dropped from its front), ever.
+    left_queue: u64,
     /// This dispatch's events for the partition (reused).
     batch: Vec<T>,
 }
@@ -262,6 +264,7 @@ where
             .map(|_| PartitionState {
                 consumers: Vec::new(),
                 queue: VecDeque::new(),
+                left_queue: 0,
                 batch: Vec::new(),
             })
             .collect();
@@ -339,6 +342,7 @@ impl<T> PartitionState<T> {
             }
             let count = demand.min(self.queue.len());
             deliveries.push(tag, self.queue.drain(..count).collect());
+            self.left_queue += count as u64;
             self.charge_first(count);
         }
     }
@@ -446,7 +450,10 @@ where
             let overflow = partition.queue.len().saturating_sub(self.hold_limit);
             if overflow > 0 {
                 match self.keep {
-                    BufferKeep::Last => drop(partition.queue.drain(..overflow)),
+                    BufferKeep::Last => {
+                        drop(partition.queue.drain(..overflow));
+                        partition.left_queue += overflow as u64;
+                    }
                     BufferKeep::First => partition.queue.truncate(self.hold_limit),
                 }
                 // Held beyond the limit: they took demand, which stays used.
@@ -459,6 +466,25 @@ where
 
     fn held(&self) -> usize {
         self.held
+    }
+
+    /// For each partition, how many events will have left its queue once those held
+    /// now have: an info waits for the events held before it, not for those held for
+    /// a lagging partition since.
+    fn held_mark(&self) -> HeldMark {
+        let positions = self.partitions.iter();
+        HeldMark::new(
+            positions
+                .map(|p| p.left_queue + p.queue.len() as u64)
+                .collect(),
+        )
+    }
+
+    fn released_since(&self, mark: &HeldMark) -> bool {
+        let positions = mark.positions().iter();
+        positions
+            .zip(&self.partitions)
+            .all(|(&position, p)| p.left_queue >= position)
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::buffer::Buffer;
-use crate::dispatcher::{Deliveries, Dispatcher, Subscriber};
+use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Subscriber};
 use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::protocol::EventSink;
@@ -58,9 +58,12 @@ pub(crate) struct ProducerSide<T, M> {
     /// the buffer served and what the dispatcher took since (drives a
     /// producer-consumer's input).
     pub(crate) unmet_demand: usize,
-    /// What was held behind buffered events and has been released by the buffer, in
-    /// order; it is due once the dispatcher holds no events either.
+    /// What was held behind buffered events and has just been released by the buffer,
+    /// in order (moved to `due` with a mark by [`Self::mark_released`]).
     released: Vec<Held<M>>,
+    /// Released items, in order, each with a mark of the events the dispatcher held
+    /// when it was released: it is ready once those have gone out.
+    due: VecDeque<(HeldMark, Held<M>)>,
     /// Discards not yet reported through the stage's hook.
     pub(crate) unreported_discards: usize,
     /// Upstream demand the dispatcher created outside `ask` (see
@@ -94,6 +97,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             stashed_events: 0,
             unmet_demand: 0,
             released: Vec::new(),
+            due: VecDeque::new(),
             unreported_discards: 0,
             extra_upstream: 0,
 
@@ -165,6 +169,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                     while drop > 0 && self.buffer.len() > 0 {
                         let oldest = self.buffer.take(drop);
                         self.buffer.release_due(&mut self.released);
+                        self.mark_released();
                         if oldest.is_empty() {
                             break;
                         }
@@ -197,6 +202,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     fn store(&mut self, events: Vec<T>) {
         let discarded = self.buffer.store(events, &mut self.released);
+        self.mark_released();
         self.count_discards(discarded);
         self.stats
             .set_buffered(self.buffer.len() + self.dispatcher.held());
@@ -293,19 +299,35 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         }
     }
 
-    /// What is due: items the buffer released, once the dispatcher holds no events
-    /// (a partition dispatcher may hold events emitted before them).
-    pub(crate) fn take_ready(&mut self) -> Vec<Held<M>> {
-        if self.dispatcher.held() == 0 {
-            std::mem::take(&mut self.released)
-        } else {
-            Vec::new()
+    /// Marks what the buffer just released with what the dispatcher holds now (the
+    /// events emitted before it that a partition dispatcher may still hold).
+    fn mark_released(&mut self) {
+        if self.released.is_empty() {
+            return;
         }
+        let mark = self.dispatcher.held_mark();
+        for item in self.released.drain(..) {
+            self.due.push_back((mark.clone(), item));
+        }
+    }
+
+    /// What is ready, in order: released items whose events held before them have
+    /// gone out.
+    pub(crate) fn take_ready(&mut self) -> Vec<Held<M>> {
+        let mut ready = Vec::new();
+        while self.has_ready() {
+            if let Some((_, item)) = self.due.pop_front() {
+                ready.push(item);
+            }
+        }
+        ready
     }
 
     /// Whether [`Self::take_ready`] would return something.
     pub(crate) fn has_ready(&self) -> bool {
-        !self.released.is_empty() && self.dispatcher.held() == 0
+        self.due
+            .front()
+            .is_some_and(|(mark, _)| self.dispatcher.released_since(mark))
     }
 
     /// Each consumer's demand not yet sent.
@@ -451,6 +473,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             let stuck = !leftovers.is_empty();
             self.buffer.put_back(leftovers);
             self.buffer.release_due(&mut self.released);
+            self.mark_released();
             served += consumed;
             if stuck || taken == 0 {
                 break;
@@ -465,6 +488,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     pub(crate) fn after_buffered(&mut self, item: Held<M>) {
         if let Some(item) = self.buffer.store_info(item) {
             self.released.push(item);
+            self.mark_released();
         }
     }
 
