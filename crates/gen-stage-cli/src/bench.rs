@@ -156,15 +156,35 @@ pub(crate) struct Plan {
     /// Only these scenarios (all when empty): a scenario's exact name selects it alone
     /// (`linear_md1` is not `linear_md10`), anything else every name containing it.
     pub(crate) only: Vec<String>,
+    /// Which sides run.
+    pub(crate) sides: Sides,
+}
+
+/// Which sides of each scenario run: both (the comparison), or one alone (to profile
+/// it; the ratio is then left out).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Sides {
+    /// gen-stage and the baseline, alternating.
+    #[default]
+    Both,
+    /// gen-stage only.
+    GenStage,
+    /// The hand-written baseline only.
+    Baseline,
+}
+
+/// Every scenario's name, `memory_flat` included.
+fn names() -> Vec<&'static str> {
+    scenarios()
+        .iter()
+        .map(|scenario| scenario.name)
+        .chain(["memory_flat"])
+        .collect()
 }
 
 impl Plan {
     fn wants(&self, name: &str) -> bool {
-        let names: Vec<&str> = scenarios()
-            .iter()
-            .map(|scenario| scenario.name)
-            .chain(["memory_flat"])
-            .collect();
+        let names = names();
         self.only.is_empty()
             || self.only.iter().any(|wanted| {
                 if names.contains(&wanted.as_str()) {
@@ -173,6 +193,22 @@ impl Plan {
                     name.contains(wanted.as_str())
                 }
             })
+    }
+
+    /// Refuses `--only` names that select no scenario, listing the scenarios.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let names = names();
+        match self
+            .only
+            .iter()
+            .find(|wanted| !names.iter().any(|name| name.contains(wanted.as_str())))
+        {
+            Some(wanted) => Err(format!(
+                "no scenario matches --only {wanted}; the scenarios are: {}",
+                names.join(", ")
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -188,8 +224,12 @@ pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<R
         let mut gen_stage = Vec::new();
         let mut baseline = Vec::new();
         for _ in 0..plan.runs {
-            gen_stage.push(rate(events, on_worker((scenario.gen_stage)(events)).await?));
-            baseline.push(rate(events, on_worker((scenario.baseline)(events)).await?));
+            if plan.sides != Sides::Baseline {
+                gen_stage.push(rate(events, on_worker((scenario.gen_stage)(events)).await?));
+            }
+            if plan.sides != Sides::GenStage {
+                baseline.push(rate(events, on_worker((scenario.baseline)(events)).await?));
+            }
         }
         let row = Row::throughput(scenario.name, events, gen_stage, baseline);
         progress(&row);
@@ -245,6 +285,7 @@ mod tests {
             runs: 1,
             shrink: 1,
             only: names.iter().map(|name| name.to_string()).collect(),
+            sides: Sides::Both,
         }
     }
 
@@ -258,5 +299,13 @@ mod tests {
         assert!(!part.wants("three_stage"));
         assert!(only(&[]).wants("memory_flat"));
         assert!(!only(&["memory_flat"]).wants("linear_md1"));
+    }
+
+    #[test]
+    fn an_only_name_that_selects_nothing_is_refused_with_the_list() {
+        assert!(only(&["linear_md", "memory_flat"]).check().is_ok());
+        let error = only(&["linear", "nonexistent"]).check().unwrap_err();
+        assert!(error.contains("--only nonexistent"), "{error}");
+        assert!(error.contains("three_stage"), "{error}");
     }
 }

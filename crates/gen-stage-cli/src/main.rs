@@ -60,6 +60,9 @@ struct BenchArgs {
     /// (repeatable).
     #[arg(long, value_name = "NAME")]
     only: Vec<String>,
+    /// Run one side alone, to profile it (the ratio is then left out).
+    #[arg(long, value_enum, default_value_t = bench::Sides::Both)]
+    sides: bench::Sides,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +94,16 @@ async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
             .map_or(if args.quick { 3 } else { 5 }, |runs| runs as usize),
         shrink: if args.quick { 20 } else { 1 },
         only: args.only,
+        sides: args.sides,
+    };
+    plan.check()?;
+    // A path that cannot be written fails now, not after the whole suite.
+    let json_file = match &args.json {
+        Some(path) if path.as_os_str() != "-" => Some(
+            std::fs::File::create(path)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?,
+        ),
+        _ => None,
     };
     println!(
         "gen-stage benchmarks: {} runs per side, {} size, {} worker threads",
@@ -109,11 +122,14 @@ async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
     }
     if let Some(path) = args.json {
         let json = report.json();
-        if path.as_os_str() == "-" {
-            println!("{json}");
-        } else {
-            std::fs::write(&path, json + "\n")?;
-            println!("JSON written to {}", path.display());
+        match json_file {
+            Some(mut file) => {
+                use std::io::Write;
+                writeln!(file, "{json}")
+                    .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+                println!("JSON written to {}", path.display());
+            }
+            None => println!("{json}"),
         }
     }
     Ok(())

@@ -51,6 +51,31 @@ fn the_demo_processes_every_job_exactly_once_and_summarises() {
 }
 
 #[test]
+fn a_demo_with_fewer_jobs_than_processors_still_runs_every_job() {
+    // Some partitions get no job: their processors must not stop before the workers
+    // subscribe to them.
+    for (jobs, processors) in [("1", "4"), ("5", "4"), ("10", "64")] {
+        let output = gen_stage(&[
+            "demo",
+            "--jobs",
+            jobs,
+            "--processors",
+            processors,
+            "--task-ms",
+            "1",
+        ]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{jobs} jobs, {processors} processors: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let expected = format!("exactly once:     ok ({jobs} jobs, each processed once)");
+        assert!(stdout.contains(&expected), "{stdout}");
+    }
+}
+
+#[test]
 fn bad_values_are_refused_with_a_clear_error() {
     let output = gen_stage(&["demo", "--jobs", "0"]);
     assert!(!output.status.success());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gen_stage::dispatcher::{Partition, PartitionDispatcher};
 use gen_stage::{
-    BoxError, ConsumerRef, ConsumerSupervisor, ExitReason, ProducerConsumer,
+    BoxError, ConsumerRef, ConsumerSupervisor, DemandMode, ExitReason, ProducerConsumer,
     ProducerConsumerContext, ProducerConsumerRef, ProducerRef, SubscribeOptions, SubscriptionTag,
 };
 
@@ -127,6 +127,10 @@ pub(crate) async fn start(settings: Settings) -> Result<Pipeline, BoxError> {
         processors,
         move |job: &Job| (job.key % partitions) as usize,
     ))
+    // Nothing goes out until the whole pipeline has subscribed: a first processor's
+    // demand could otherwise drain a short source, which (and then the processors whose
+    // partitions got nothing) would stop before the rest subscribed.
+    .demand_mode(DemandMode::Accumulate)
     .start()
     .await?;
     let mut pool = Vec::new();
@@ -161,6 +165,7 @@ pub(crate) async fn start(settings: Settings) -> Result<Pipeline, BoxError> {
         workers = workers.subscribe_to(processor, options);
     }
     let workers = workers.start().await?;
+    source.set_demand_mode(DemandMode::Forward)?;
     Ok(Pipeline {
         source,
         processors: pool,
