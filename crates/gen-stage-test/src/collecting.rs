@@ -35,6 +35,13 @@ impl<T> fmt::Debug for CollectingConsumer<T> {
     }
 }
 
+impl<T> Drop for CollectingConsumer<T> {
+    /// The stage is gone (stopped, or killed): waits on the record stop waiting.
+    fn drop(&mut self) {
+        self.record.update(|record| record.gone = true);
+    }
+}
+
 impl<T: Send + 'static> CollectingConsumer<T> {
     /// A consumer and the record it fills.
     pub fn new() -> (Self, Watch<Record<T>>) {

@@ -11,6 +11,8 @@ use crate::record::Recorded;
 pub struct Counter {
     next: u64,
     limit: Option<u64>,
+    /// The limit was reached and the stop is on its way.
+    stopping: bool,
     demands: Recorded<usize>,
 }
 
@@ -24,6 +26,7 @@ impl Counter {
         Counter {
             next: start,
             limit: None,
+            stopping: false,
             demands: Recorded::default(),
         }
     }
@@ -56,9 +59,9 @@ impl Producer for Counter {
             None => self.next + demand as u64,
         };
         let events: Vec<u64> = (self.next..end).collect();
-        let was_done = self.limit == Some(self.next);
         self.next = end;
-        if !was_done && self.limit == Some(end) {
+        if !self.stopping && self.limit == Some(end) {
+            self.stopping = true;
             ctx.emit(events);
             let _ = ctx.stage_ref().async_info(LimitReached);
             return Ok(Vec::new());

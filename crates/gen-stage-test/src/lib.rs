@@ -2,7 +2,8 @@
 //! script, and gates that hold a stage until the test lets it go.
 //!
 //! Everything here synchronises explicitly: waiting for a condition wakes on each
-//! change of the recorded state, never on a timer.
+//! change of the recorded state, never on a timer. A wait on a collecting consumer's
+//! record fails (panics) once that consumer is gone, rather than waiting forever.
 //!
 //! ```
 //! use gen_stage::SubscribeOptions;

@@ -118,6 +118,9 @@ pub struct Record<T> {
     pub cancels: Vec<(gen_stage::SubscriptionTag, gen_stage::CancelReason)>,
     /// The reason given to `terminate`, once it ran.
     pub terminated: Option<gen_stage::ExitReason>,
+    /// Whether the consumer is gone (its stage stopped or was killed): nothing more
+    /// will be recorded, and the waits below fail rather than wait forever.
+    pub gone: bool,
 }
 
 impl<T> Default for Record<T> {
@@ -127,6 +130,7 @@ impl<T> Default for Record<T> {
             subscriptions: Vec::new(),
             cancels: Vec::new(),
             terminated: None,
+            gone: false,
         }
     }
 }
@@ -161,27 +165,56 @@ impl<T> Watch<Record<T>> {
         self.read(|record| record.batches.iter().map(|(_, batch)| batch.len()).sum())
     }
 
+    /// Waits until `condition` holds.
+    ///
+    /// # Panics
+    ///
+    /// If the consumer is gone first: it will record nothing more.
+    pub async fn wait_for(&self, what: &str, mut condition: impl FnMut(&Record<T>) -> bool) {
+        self.wait_until(|record| condition(record) || record.gone)
+            .await;
+        if !self.read(&mut condition) {
+            let reason = self.read(|record| record.terminated.clone());
+            panic!("the consumer is gone ({reason:?}) before {what}");
+        }
+    }
+
     /// Waits until at least `count` events were received.
+    ///
+    /// # Panics
+    ///
+    /// If the consumer is gone first.
     pub async fn wait_for_events(&self, count: usize) {
-        self.wait_until(|record| {
+        let what = format!("{count} events");
+        self.wait_for(&what, |record| {
             record.batches.iter().map(|(_, b)| b.len()).sum::<usize>() >= count
         })
         .await;
     }
 
     /// Waits until at least `count` subscriptions were made, and returns their tags.
+    ///
+    /// # Panics
+    ///
+    /// If the consumer is gone first.
     pub async fn wait_for_subscriptions(&self, count: usize) -> Vec<gen_stage::SubscriptionTag> {
-        self.wait_until(|record| record.subscriptions.len() >= count)
+        let what = format!("{count} subscriptions");
+        self.wait_for(&what, |record| record.subscriptions.len() >= count)
             .await;
         self.read(|record| record.subscriptions.clone())
     }
 
     /// Waits until at least `count` cancellations were handled.
+    ///
+    /// # Panics
+    ///
+    /// If the consumer is gone first.
     pub async fn wait_for_cancels(
         &self,
         count: usize,
     ) -> Vec<(gen_stage::SubscriptionTag, gen_stage::CancelReason)> {
-        self.wait_until(|record| record.cancels.len() >= count)
+        let what = format!("{count} cancellations");
+        self.wait_for(&what, |record| record.cancels.len() >= count)
             .await;
         self.read(|record| record.cancels.clone())
     }

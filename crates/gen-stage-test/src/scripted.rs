@@ -14,7 +14,8 @@ use crate::record::Watch;
 pub enum Script<T> {
     /// Events to hand out as demand allows (demand it could not meet is remembered).
     Queue(Vec<T>),
-    /// Events to emit now, whatever the demand (beyond demand they are buffered).
+    /// Events to emit now, whatever the demand (beyond demand they are buffered). They
+    /// do not count against the demand owed, which only `Queue` serves.
     Emit(Vec<T>),
     /// Emit these events, then reply (events reach consumers before the reply).
     EmitThenReply(Vec<T>, ReplyTo<()>),

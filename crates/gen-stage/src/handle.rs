@@ -248,6 +248,10 @@ impl<K: StageKind> StageRef<K> {
     /// Stops the stage with `reason` and waits until it has stopped: its `terminate`
     /// hook ran (its peers are told right after).
     ///
+    /// Not from the stage's own hooks: the stage would wait for itself. A hook stops
+    /// its stage by returning an error or with its context's `stop`; the same goes
+    /// for [`StageRef::call`] on the stage itself, which would time out.
+    ///
     /// # Errors
     ///
     /// [`NotAlive`] if the stage had already stopped.

@@ -15,6 +15,11 @@
 //! asks `B` for events, `B` asks `A` only as fast as `C` asks `B`, and `A` produces only
 //! what was asked.
 //!
+//! Stages run on a tokio runtime with its time driver enabled (`#[tokio::main]`, or a
+//! runtime built with `enable_time` or `enable_all`): calls, subscriptions and queries to
+//! a stage wait with a timeout, and panic without a time driver, as every tokio timer
+//! does.
+//!
 //! # Stages
 //!
 //! Implement one trait per kind of stage. The hook that defines the kind is required;

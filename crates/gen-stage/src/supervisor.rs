@@ -86,12 +86,19 @@ pub enum Strategy {
 
 /// A supervisor to start; see the [module docs](self).
 #[must_use = "a supervisor does nothing until started"]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Supervisor {
     children: Vec<ChildSpec>,
     strategy: Strategy,
     max_restarts: usize,
     max_seconds: Duration,
+}
+
+/// The same as [`Supervisor::new`]: one-for-one, at most 3 restarts in 5 seconds.
+impl Default for Supervisor {
+    fn default() -> Self {
+        Supervisor::new()
+    }
 }
 
 /// A child of a running supervisor, as [`SupervisorRef::which_children`] reports it.

@@ -71,6 +71,15 @@ async fn one_for_one_restarts_only_the_crashed_child() {
 }
 
 #[tokio::test]
+async fn the_default_supervisor_is_the_new_one_and_restarts_a_crashed_child() {
+    let log = Log::default();
+    let sup = supervise(Supervisor::default(), vec![spec(log.worker("a"))]).await;
+    assert_eq!(log.crash("a").await, panicked("a"));
+    log.wait_starts(2).await;
+    assert_children(&sup, &[("a", true, 1)]).await;
+}
+
+#[tokio::test]
 async fn a_permanent_child_is_restarted_after_a_normal_stop_too() {
     let log = Log::default();
     let sup = workers(&log, &["a"]).await;
