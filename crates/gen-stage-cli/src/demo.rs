@@ -124,7 +124,8 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
         }
     };
     tokio::pin!(processors_done);
-    let mut interval = tokio::time::interval(tick);
+    // The first tick would come at once, measuring rates over a moment: it is skipped.
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
     loop {
         let finished = tokio::select! {
             _ = &mut processors_done => true,
