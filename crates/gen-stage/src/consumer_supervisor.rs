@@ -418,6 +418,9 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
                 let found = task.is_some();
                 if let Some(task) = task {
                     task.handle.abort();
+                    // Its slot is free only once it has ended: never more than
+                    // max_demand tasks at once.
+                    let _ = task.handle.await;
                     self.counts.terminated += 1;
                     self.counts.running = self.tasks.len();
                     self.free_slot(task.slot, ctx);
@@ -435,32 +438,55 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
     }
 
     async fn terminate(&mut self, _reason: &ExitReason) {
-        let tasks: Vec<JoinHandle<()>> = self.tasks.drain().map(|(_, task)| task.handle).collect();
-        match self.shutdown {
-            Shutdown::Kill => tasks.iter().for_each(JoinHandle::abort),
-            Shutdown::Wait => {
-                for task in tasks {
-                    let _ = task.await;
+        let tasks = self.tasks.drain().map(|(_, task)| Some(task.handle));
+        let mut running = RunningTasks(tasks.collect());
+        let deadline = match self.shutdown {
+            Shutdown::Kill => Some(Instant::now()),
+            Shutdown::Wait => None,
+            // A limit too long to add to now is no limit.
+            Shutdown::Graceful(limit) => Instant::now().checked_add(limit),
+        };
+        running.wait_until(deadline).await;
+        // What still runs is aborted, and waited for: no task runs on after the stop.
+        running.abort_all();
+        running.wait_until(None).await;
+    }
+}
+
+/// A stopping supervisor's tasks, each until it has ended. Dropped early (the
+/// supervisor killed while it waits for them), it aborts those still running.
+struct RunningTasks(Vec<Option<JoinHandle<()>>>);
+
+impl RunningTasks {
+    /// Waits for each task in turn until `deadline` (`None`: as long as it takes).
+    async fn wait_until(&mut self, deadline: Option<Instant>) {
+        for slot in &mut self.0 {
+            let Some(task) = slot else {
+                continue;
+            };
+            let ended = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, &mut *task).await.is_ok(),
+                None => {
+                    let _ = (&mut *task).await;
+                    true
                 }
-            }
-            Shutdown::Graceful(limit) => {
-                // A limit too long to add to now is no limit.
-                let deadline = Instant::now().checked_add(limit);
-                for task in tasks {
-                    let abort = task.abort_handle();
-                    match deadline {
-                        Some(deadline) => {
-                            if tokio::time::timeout_at(deadline, task).await.is_err() {
-                                abort.abort();
-                            }
-                        }
-                        None => {
-                            let _ = task.await;
-                        }
-                    }
-                }
+            };
+            if ended {
+                *slot = None;
             }
         }
+    }
+
+    fn abort_all(&self) {
+        for task in self.0.iter().flatten() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for RunningTasks {
+    fn drop(&mut self) {
+        self.abort_all();
     }
 }
 

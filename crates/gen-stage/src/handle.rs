@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -32,7 +33,15 @@ pub struct StageRef<K: StageKind> {
     mailbox: mpsc::UnboundedSender<Envelope<K>>,
     exit: watch::Receiver<Option<ExitReason>>,
     stats: Arc<StatsCell>,
-    abort: Arc<OnceLock<AbortHandle>>,
+    abort: Arc<Abort>,
+}
+
+/// How to kill a stage's task: its abort handle once spawned, and a kill asked for
+/// before that (a stage found by name while it starts), carried out when it is.
+#[derive(Default)]
+struct Abort {
+    handle: OnceLock<AbortHandle>,
+    asked: AtomicBool,
 }
 
 /// A handle to a [`Producer`](crate::Producer) stage.
@@ -79,14 +88,20 @@ impl<K: StageKind> StageRef<K> {
     }
 
     pub(crate) fn set_abort(&self, abort: AbortHandle) {
-        let _ = self.abort.set(abort);
+        let _ = self.abort.handle.set(abort);
+        // A kill asked for before the handle was set is carried out now. (Each side
+        // stores, then reads the other's: at least one of them sees both.)
+        if self.abort.asked.load(Ordering::SeqCst) {
+            self.kill();
+        }
     }
 
     /// Aborts the stage's task at its next await point, without running its
     /// `terminate` hook: its peers see it stop with [`ExitReason::Killed`]. Prefer
     /// [`StageRef::stop`]; supervisors kill only what does not stop in time.
     pub fn kill(&self) {
-        if let Some(abort) = self.abort.get() {
+        self.abort.asked.store(true, Ordering::SeqCst);
+        if let Some(abort) = self.abort.handle.get() {
             abort.abort();
         }
     }
@@ -294,7 +309,12 @@ impl<K: StageKind> StageRef<K> {
 
     /// The reason the stage stopped, or `None` while it runs.
     pub fn exit_reason(&self) -> Option<ExitReason> {
-        self.exit.borrow().clone()
+        let published = self.exit.borrow().clone();
+        // A killed stage publishes nothing: its task is gone with the sender.
+        match published {
+            None if self.exit.has_changed().is_err() => Some(ExitReason::Killed),
+            published => published,
+        }
     }
 }
 
@@ -560,5 +580,38 @@ impl<R> ReplyTo<R> {
 impl<R> fmt::Debug for ReplyTo<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplyTo").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::ProducerKind;
+
+    struct Nothing;
+
+    impl crate::Producer for Nothing {
+        type Event = ();
+        type Message = ();
+
+        async fn handle_demand(
+            &mut self,
+            _: usize,
+            _: &mut crate::ProducerContext<'_, Self>,
+        ) -> Result<Vec<()>, crate::BoxError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kill_asked_before_the_task_is_known_is_carried_out_when_it_is() {
+        let (mailbox, _receiver) = mpsc::unbounded_channel();
+        let (_exit, exit) = watch::channel(None);
+        let stage = StageRef::<ProducerKind<Nothing>>::new(mailbox, exit, Arc::default());
+        // Found by name while it starts: killed before its task is spawned.
+        stage.kill();
+        let task = tokio::spawn(std::future::pending::<()>());
+        stage.set_abort(task.abort_handle());
+        assert!(task.await.unwrap_err().is_cancelled());
     }
 }

@@ -76,7 +76,8 @@ async fn terminate_child_aborts_the_task_and_frees_its_slot() {
     jobs.wait_starts(2).await;
     let ids = children(&sup).await;
     assert!(sup.terminate_child(ids[0]).await.unwrap());
-    jobs.wait_aborted(1).await;
+    // The task has ended by the time terminate_child returns (its slot is only then
+    // free: never more than max_demand tasks at once).
     assert_eq!(jobs.aborted.snapshot(), vec![0]);
     barrier(&producer).await;
     // Its slot was asked for again.
@@ -191,9 +192,29 @@ async fn kill_stop_aborts_running_tasks_at_once() {
     let stage = jobs.supervisor().shutdown(Shutdown::Kill);
     let sup = running(stage, &jobs, vec![0, 1, 2]).await;
     assert_eq!(timed_stop(&sup).await, Duration::ZERO);
-    jobs.wait_aborted(3).await;
+    // Ended, not only told to, once the stop returns.
     assert_eq!(sorted(jobs.aborted.snapshot()), vec![0, 1, 2]);
     assert!(jobs.finished.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervisor_killed_while_it_waits_for_its_tasks_takes_them_with_it() {
+    let jobs = Jobs::gated();
+    let stage = jobs.supervisor().shutdown(Shutdown::Wait);
+    let sup = running(stage, &jobs, vec![0, 1]).await;
+    let stopping = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.stop(ExitReason::Shutdown).await }
+    });
+    // The stop waits for the gated tasks, in `terminate`; then the supervisor is killed.
+    let waiting = tokio::time::timeout(Duration::from_secs(3600), sup.stopped()).await;
+    assert!(waiting.is_err(), "the stop waits for its tasks");
+    sup.kill();
+    assert_eq!(sup.stopped().await, ExitReason::Killed);
+    jobs.wait_aborted(2).await;
+    assert_eq!(sorted(jobs.aborted.snapshot()), vec![0, 1]);
+    assert!(jobs.finished.is_empty());
+    let _ = stopping.await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -97,6 +97,8 @@ async fn kill<K: StageKind>(stage: &StageRef<K>) {
 
 async fn stops_killed<K: StageKind>(stage: &StageRef<K>) {
     assert_eq!(within("stops", stage.stopped()).await, ExitReason::Killed);
+    // A killed stage publishes no reason of its own; its handle still says why.
+    assert_eq!(stage.exit_reason(), Some(ExitReason::Killed));
 }
 
 // --- Registering and looking up --------------------------------------------------------
