@@ -228,7 +228,9 @@ impl SupervisorRef {
         Ok(())
     }
 
-    /// Waits until the supervisor has stopped, and returns why.
+    /// Waits until the supervisor has stopped, and returns why. A supervisor that is
+    /// killed kills its children, and counts as stopped once they are gone (so that
+    /// their names are free again).
     pub async fn stopped(&self) -> ExitReason {
         let mut exit = self.exit.clone();
         let waited = exit

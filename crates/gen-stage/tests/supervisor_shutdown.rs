@@ -6,7 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use gen_stage::supervisor::{ChildSpec, Shutdown, Supervisor, SupervisorError, SupervisorRef};
+use futures::future::BoxFuture;
+use gen_stage::supervisor::{
+    ChildSpec, Shutdown, Supervised, Supervisor, SupervisorError, SupervisorRef,
+};
 use gen_stage::{ExitReason, StartError};
 use gen_stage_test::{Gate, Recorded};
 use support::within;
@@ -138,6 +141,43 @@ async fn a_supervisor_killed_while_it_stops_a_child_kills_that_child() {
         within("the stuck worker stops", stuck.stopped()).await,
         ExitReason::Killed
     );
+}
+
+/// A child that takes its time to go once killed: it is gone when its gate opens.
+struct SlowToDie(Gate);
+
+impl Supervised for SlowToDie {
+    fn stopped(&self) -> BoxFuture<'static, ExitReason> {
+        let gate = self.0.clone();
+        Box::pin(async move {
+            gate.pass().await;
+            ExitReason::Killed
+        })
+    }
+
+    fn request_stop(&self, _: ExitReason) {}
+
+    fn kill(&self) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_supervisor_reports_stopped_once_its_children_are_gone() {
+    let gate = Gate::closed();
+    let child = gate.clone();
+    let slow = ChildSpec::new("slow", move || {
+        let child = child.clone();
+        async move { Ok(SlowToDie(child)) }
+    });
+    let sup = supervise(Supervisor::new(), vec![slow]).await;
+    sup.kill();
+    // Its child (holding a name, say) is still there: the supervisor is not stopped yet.
+    let early = tokio::time::timeout(Duration::from_secs(3600), sup.stopped()).await;
+    assert!(
+        early.is_err(),
+        "reported stopped while its child was still there"
+    );
+    gate.open_for_good();
+    assert_eq!(within("stopped", sup.stopped()).await, ExitReason::Killed);
 }
 
 #[tokio::test(start_paused = true)]

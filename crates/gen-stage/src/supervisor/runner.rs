@@ -32,6 +32,8 @@ struct Runner {
     period: std::time::Duration,
     restarts: VecDeque<Instant>,
     exits: FuturesUnordered<Exit>,
+    /// Where the supervisor's exit is published, once it runs; taken when it is.
+    exit: Option<watch::Sender<Option<ExitReason>>>,
 }
 
 pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, SupervisorError> {
@@ -51,6 +53,7 @@ pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, Super
         period: supervisor.max_seconds,
         restarts: VecDeque::new(),
         exits: FuturesUnordered::new(),
+        exit: None,
     };
     for index in 0..runner.children.len() {
         if let Err(error) = runner.start_child(index).await {
@@ -61,7 +64,10 @@ pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, Super
     }
     let (commands, receiver) = mpsc::unbounded_channel();
     let (exit_sender, exit) = watch::channel(None);
-    let task = tokio::spawn(runner.run(receiver, exit_sender));
+    // Held by the runner from now on, so that even a kill before its first poll
+    // publishes the stop only once the children are gone (see `Drop for Runner`).
+    runner.exit = Some(exit_sender);
+    let task = tokio::spawn(runner.run(receiver));
     Ok(SupervisorRef {
         commands,
         exit,
@@ -71,12 +77,27 @@ pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, Super
 
 impl Drop for Runner {
     /// A supervisor that goes away without stopping its children (killed) kills them:
-    /// none outlives it unsupervised.
+    /// none outlives it unsupervised. Its stop is published once they are gone, so
+    /// that whoever waits for it (a parent about to start it again, with the same
+    /// names) finds them stopped.
     fn drop(&mut self) {
+        let mut gone = Vec::new();
         for child in &mut self.children {
             if let Some(running) = child.running.take() {
                 running.kill();
+                gone.push(running.stopped());
             }
+        }
+        let Some(exit) = self.exit.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for stopped in gone {
+                    stopped.await;
+                }
+                exit.send_replace(Some(ExitReason::Killed));
+            });
         }
     }
 }
@@ -137,11 +158,7 @@ impl Runner {
         self.restarts.len() <= self.max_restarts
     }
 
-    async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        exit: watch::Sender<Option<ExitReason>>,
-    ) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let reason = loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -160,7 +177,9 @@ impl Runner {
         };
         self.stop_from(0).await;
         commands.close();
-        exit.send_replace(Some(reason));
+        if let Some(exit) = self.exit.take() {
+            exit.send_replace(Some(reason));
+        }
     }
 
     fn which_children(&self) -> Vec<ChildInfo> {
