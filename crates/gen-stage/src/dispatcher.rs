@@ -265,6 +265,11 @@ impl<T> Deliveries<T> {
         self.discarded_after_taking
     }
 
+    /// Discards of events the dispatcher did not take (they used no demand).
+    pub(crate) fn untaken_discards(&self) -> usize {
+        self.discarded - self.discarded_after_taking
+    }
+
     /// Every discard recorded, reset to 0.
     pub fn take_discarded(&mut self) -> usize {
         self.discarded_after_taking = 0;

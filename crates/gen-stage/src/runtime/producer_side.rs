@@ -219,18 +219,14 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// and the leftovers.
     fn dispatch(&mut self, events: Vec<T>, buffered: bool) -> (usize, Vec<T>) {
         let count = events.len();
-        // Discards that took no demand: the dispatcher did not take those events.
-        let untaken = |deliveries: &Deliveries<T>| {
-            deliveries.discarded() - deliveries.discarded_after_taking()
-        };
-        let discarded_before = untaken(&self.deliveries);
+        let discarded_before = self.deliveries.untaken_discards();
         let mut leftovers = if buffered {
             self.dispatcher
                 .dispatch_buffered(events, &mut self.deliveries)
         } else {
             self.dispatcher.dispatch(events, &mut self.deliveries)
         };
-        let discarded = untaken(&self.deliveries) - discarded_before;
+        let discarded = self.deliveries.untaken_discards() - discarded_before;
         self.send_deliveries(&mut leftovers);
         (count.saturating_sub(leftovers.len() + discarded), leftovers)
     }
