@@ -11,6 +11,8 @@ use tokio::time::Instant;
 
 pub(crate) use pipeline::Settings;
 
+use crate::output::print_line;
+
 /// One stage's row in the view.
 struct Row {
     name: String,
@@ -33,28 +35,31 @@ pub(crate) struct Summary {
 impl Summary {
     pub(crate) fn print(&self) {
         let seconds = self.elapsed.as_secs_f64().max(1e-9);
-        println!("summary:");
-        println!("  jobs:             {}", self.jobs);
-        println!("  elapsed:          {seconds:.2} s");
-        println!(
+        print_line("summary:");
+        print_line(format_args!("  jobs:             {}", self.jobs));
+        print_line(format_args!("  elapsed:          {seconds:.2} s"));
+        print_line(format_args!(
             "  throughput:       {:.0} jobs/s",
             self.jobs as f64 / seconds
-        );
-        println!(
+        ));
+        print_line(format_args!(
             "  peak buffered:    {} events (in any one stage)",
             self.peak_buffered
-        );
-        println!("  peak concurrency: {} tasks", self.peak_in_flight);
+        ));
+        print_line(format_args!(
+            "  peak concurrency: {} tasks",
+            self.peak_in_flight
+        ));
         if self.missing == 0 && self.duplicated == 0 {
-            println!(
+            print_line(format_args!(
                 "  exactly once:     ok ({} jobs, each processed once)",
                 self.exactly_once
-            );
+            ));
         } else {
-            println!(
+            print_line(format_args!(
                 "  exactly once:     FAILED ({} once, {} never, {} more than once)",
                 self.exactly_once, self.missing, self.duplicated
-            );
+            ));
         }
     }
 
@@ -68,13 +73,13 @@ fn counted(stats: &StageStats) -> u64 {
 }
 
 pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
-    println!(
+    print_line(format_args!(
         "gen-stage demo: {} jobs -> {} processors (by partition) -> tasks of ~{} ms, at most {} per processor",
         settings.jobs,
         settings.processors,
         settings.task.as_millis(),
         settings.max_demand
-    );
+    ));
     let started = Instant::now();
     let pipeline = pipeline::start(settings).await?;
     let live = std::io::stdout().is_terminal();
@@ -173,7 +178,7 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
             }
         }
         if !live && (finished || started.elapsed() >= tick) {
-            println!("{line}");
+            print_line(&line);
         }
         if finished {
             break;

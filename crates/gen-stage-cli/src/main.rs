@@ -2,11 +2,14 @@
 
 mod bench;
 mod demo;
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::output::print_line;
 
 /// gen-stage: stages with back-pressure for tokio.
 #[derive(Debug, Parser)]
@@ -105,20 +108,20 @@ async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
         ),
         _ => None,
     };
-    println!(
+    print_line(format_args!(
         "gen-stage benchmarks: {} runs per side, {} size, {} worker threads",
         plan.runs,
         if args.quick { "quick" } else { "full" },
         std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    println!("{}", bench::report::HEADER);
-    let report = bench::run(&plan, |row| println!("{}", row.line())).await?;
+    ));
+    print_line(bench::report::HEADER);
+    let report = bench::run(&plan, |row| print_line(row.line())).await?;
     if report
         .rows
         .iter()
         .any(|row| row.scenario.ends_with("_wide"))
     {
-        println!("{}", bench::report::WIDE_NOTE);
+        print_line(bench::report::WIDE_NOTE);
     }
     if let Some(path) = args.json {
         let json = report.json();
@@ -127,9 +130,9 @@ async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
                 use std::io::Write;
                 writeln!(file, "{json}")
                     .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-                println!("JSON written to {}", path.display());
+                print_line(format_args!("JSON written to {}", path.display()));
             }
-            None => println!("{json}"),
+            None => print_line(&json),
         }
     }
     Ok(())

@@ -100,3 +100,27 @@ fn help_lists_the_options() {
         assert!(stdout.contains(option), "{option} missing from {stdout}");
     }
 }
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_demo_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gen-stage"))
+        .args(["demo", "--jobs", "50", "--task-ms", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // Read the first line, as `gen-stage demo | head -1` would, then close the pipe:
+    // every line after it finds no reader.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut first)
+        .expect("a first line");
+    assert!(first.starts_with("gen-stage demo:"), "{first}");
+    let output = child.wait_with_output().expect("the demo ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
