@@ -47,23 +47,39 @@ where
     }
 }
 
+/// `linear` on gen-stage at `max_demand`, against `hand` given the same `max_demand`.
+fn linear_against<B>(
+    name: &'static str,
+    events: u64,
+    max_demand: usize,
+    hand: fn(u64, usize) -> B,
+) -> Scenario
+where
+    B: Future<Output = Result<Duration, BoxError>> + Send + 'static,
+{
+    scenario(
+        name,
+        events,
+        move |n| gen_stage_side::linear(n, Window::max_demand(max_demand)),
+        move |n| hand(n, max_demand),
+    )
+}
+
 /// Every scenario but `memory_flat`, at full size: the benchmark issue's, then the
-/// same topologies with their consumers subscribed at the baseline's window
+/// linear ones against the demand protocol written by hand ([`baseline::credit`]),
+/// then the same topologies with their consumers subscribed at the baseline's window
 /// ([`Window::baseline`]: batches of 1000, or of 250 for the partition baseline's
 /// parts), which show what the stages cost when the demand protocol lets as many
 /// events be in flight as the hand-written pipeline does.
 pub(crate) fn scenarios() -> Vec<Scenario> {
     use gen_stage_side as stages;
     let wide = Window::baseline(1000);
-    // A counter producer and a counting consumer, both sides at `max_demand`.
-    let linear = |name, events, max_demand| {
-        scenario(
-            name,
-            events,
-            move |n| stages::linear(n, Window::max_demand(max_demand)),
-            move |n| baseline::linear(n, max_demand),
-        )
-    };
+    // A counter producer and a counting consumer at `max_demand`, against the
+    // baseline's channels or against the demand protocol written by hand.
+    let linear =
+        |name, events, max_demand| linear_against(name, events, max_demand, baseline::linear);
+    let credit =
+        |name, events, max_demand| linear_against(name, events, max_demand, baseline::credit);
     vec![
         linear("linear_md1", 300_000, 1),
         linear("linear_md10", 3_000_000, 10),
@@ -112,6 +128,10 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             stages::consumer_supervisor,
             baseline::consumer_supervisor,
         ),
+        credit("credit_md1", 300_000, 1),
+        credit("credit_md10", 3_000_000, 10),
+        credit("credit_md100", 30_000_000, 100),
+        credit("credit_md1000", 300_000_000, 1000),
         scenario(
             "linear_wide",
             300_000_000,

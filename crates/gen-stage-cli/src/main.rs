@@ -119,6 +119,13 @@ async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
     if report
         .rows
         .iter()
+        .any(|row| row.scenario.starts_with("credit_"))
+    {
+        print_line(bench::report::CREDIT_NOTE);
+    }
+    if report
+        .rows
+        .iter()
         .any(|row| row.scenario.ends_with("_wide"))
     {
         print_line(bench::report::WIDE_NOTE);

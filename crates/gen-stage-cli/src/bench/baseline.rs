@@ -47,6 +47,42 @@ pub(crate) async fn linear(events: u64, batch: usize) -> Outcome {
     Ok(start.elapsed())
 }
 
+/// The demand protocol itself, written by hand: the consumer asks `max_demand` at
+/// first, counts what arrives in chunks of `max_demand - min_demand` (`min_demand` is
+/// half, as gen-stage's default) and asks for each chunk once counted; the producer
+/// sends exactly what was asked, one batch per ask. As many events are in flight as in
+/// a gen-stage subscription with that `max_demand`, so gen-stage against this measures
+/// what the library costs beyond the protocol.
+pub(crate) async fn credit(events: u64, max_demand: usize) -> Outcome {
+    let start = Instant::now();
+    // Unbounded, as the demand bounds what they hold.
+    let (asks, mut asked) = mpsc::unbounded_channel::<usize>();
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Vec<u64>>();
+    tokio::spawn(async move {
+        let mut next = 0u64;
+        while let Some(demand) = asked.recv().await {
+            let batch: Vec<u64> = (next..next + demand as u64).collect();
+            next += demand as u64;
+            if sender.send(batch).is_err() {
+                break;
+            }
+        }
+    });
+    let chunk = max_demand - max_demand / 2;
+    asks.send(max_demand)
+        .map_err(|_| "the producer stopped early")?;
+    let mut counted = 0;
+    while counted < events {
+        let batch = receiver.recv().await.ok_or("the producer stopped early")?;
+        for part in batch.chunks(chunk) {
+            counted += std::hint::black_box(part).len() as u64;
+            // Once the run is over the producer has stopped; the ask is not needed.
+            let _ = asks.send(part.len());
+        }
+    }
+    Ok(start.elapsed())
+}
+
 pub(crate) async fn three_stage(events: u64) -> Outcome {
     let start = Instant::now();
     let (sender, mut middle) = mpsc::channel::<Vec<u64>>(CAPACITY);

@@ -142,6 +142,11 @@ pub(crate) const WIDE_NOTE: &str = "_wide: the same topology with max_demand 4 a
      baseline's batches (4000 and 3000; 1000 and 750 for partition), as many events in flight as \
      the baseline (not one of the issue's scenarios)";
 
+/// What the `credit_` rows are, printed under the table.
+pub(crate) const CREDIT_NOTE: &str = "credit_mdN: linear_mdN against the demand protocol written by \
+     hand (asks of max_demand - min_demand, one batch per ask): the same window, so the ratio is \
+     what the library costs beyond the protocol (not one of the issue's scenarios)";
+
 impl Report {
     /// The JSON array: one object per scenario.
     pub(crate) fn json(&self) -> String {
