@@ -202,7 +202,14 @@ async fn drive<R: Runner>(
             break reason;
         }
         match mailbox.receiver.recv().await {
-            Some(envelope) => runner.handle(envelope).await,
+            // Hooks catch their own panics; this catches those of the user's code that
+            // runs outside them (a dispatcher, a selector, a partition's hash), so that
+            // they too stop the stage with the panic as its reason, through `terminate`.
+            Some(envelope) => {
+                if let Err(reason) = catch(runner.handle(envelope)).await {
+                    break reason;
+                }
+            }
             None => break ExitReason::Killed,
         }
     };

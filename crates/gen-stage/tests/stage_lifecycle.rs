@@ -269,3 +269,55 @@ async fn a_subscription_cancelled_in_handle_events_gets_no_more_of_its_batches_h
     // The second batch was received, then dropped unhandled: counted as discarded.
     assert_eq!(consumer.stats().events_discarded, 5);
 }
+
+/// A producer of `0..` that tells when its `terminate` hook runs, and with what.
+struct Numbers {
+    next: u64,
+    terminated: tokio::sync::mpsc::UnboundedSender<ExitReason>,
+}
+
+impl gen_stage::Producer for Numbers {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_demand(
+        &mut self,
+        demand: usize,
+        _ctx: &mut gen_stage::ProducerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        let events = (self.next..self.next + demand as u64).collect();
+        self.next += demand as u64;
+        Ok(events)
+    }
+
+    async fn terminate(&mut self, reason: &ExitReason) {
+        let _ = self.terminated.send(reason.clone());
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_user_code_outside_hooks_stops_the_stage_with_it_through_terminate() {
+    use gen_stage::dispatcher::{Partition, PartitionDispatcher};
+    // A partition's hash is the user's code, run by the dispatcher, not by a hook.
+    let hash = |x: &u64| -> usize {
+        assert!(*x < 3, "cannot place {x}");
+        0
+    };
+    let (terminated, mut terminations) = tokio::sync::mpsc::unbounded_channel();
+    let producer = gen_stage::producer(Numbers {
+        next: 0,
+        terminated,
+    })
+    .dispatcher(PartitionDispatcher::by_count(1, hash))
+    .start()
+    .await
+    .unwrap();
+    let (consumer, _) = start_probe(None).await;
+    subscribe(&consumer, &producer, opts().with(Partition(0usize))).await;
+
+    let reason = ExitReason::Panic("cannot place 3".into());
+    assert_eq!(producer.stopped().await, reason);
+    assert_eq!(terminations.recv().await, Some(reason.clone()));
+    // Its permanent consumer learns the same reason.
+    assert_eq!(consumer.stopped().await, reason);
+}

@@ -158,9 +158,9 @@ impl<T> BroadcastDispatcher<T> {
         for entry in &mut self.entries {
             entry.excess -= shared;
         }
-        self.waiting += shared;
+        self.waiting = self.waiting.saturating_add(shared);
         let request = self.waiting.saturating_sub(self.requested);
-        self.requested += request;
+        self.requested = self.requested.saturating_add(request);
         request
     }
 }
@@ -180,7 +180,7 @@ impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
         // becomes the others' excess again.
         let waiting = std::mem::take(&mut self.waiting);
         for entry in &mut self.entries {
-            entry.excess += waiting;
+            entry.excess = entry.excess.saturating_add(waiting);
         }
         self.entries.push(Entry {
             tag: subscriber.tag,
@@ -261,7 +261,7 @@ impl<T: Clone + Send + 'static> BroadcastDispatcher<T> {
                     let kept: Vec<T> = batch.into_iter().filter(|event| accept(event)).collect();
                     // Rejected events were paid for: ask again on the consumer's behalf.
                     let rejected = count - kept.len();
-                    entry.excess += rejected;
+                    entry.excess = entry.excess.saturating_add(rejected);
                     rejected_any |= rejected > 0;
                     kept
                 }
@@ -323,6 +323,14 @@ mod tests {
         assert_eq!(ask(&mut d, 2, 10), 6, "the first consumer caps it at 10");
         // Nothing was dispatched yet: asking again must not ask for the same events.
         assert_eq!(ask(&mut d, 1, 0), 0);
+    }
+
+    #[test]
+    fn demand_beyond_usize_saturates_instead_of_overflowing() {
+        let mut d = BroadcastDispatcher::new();
+        subscribe(&mut d, 1, 1, SubscribeOptions::new()).unwrap();
+        assert_eq!(ask(&mut d, 1, usize::MAX), usize::MAX);
+        assert_eq!(ask(&mut d, 1, 1), 0, "everything was asked already");
     }
 
     #[test]
