@@ -21,6 +21,7 @@ use crate::record::{Record, Watch};
 /// [`manual`]: CollectingConsumer::manual
 /// [`gated`]: CollectingConsumer::gated
 /// [`StageRef::ask`]: gen_stage::StageRef::ask
+#[must_use]
 pub struct CollectingConsumer<T> {
     record: Watch<Record<T>>,
     ask_mode: AskMode,

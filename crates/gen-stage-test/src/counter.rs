@@ -6,8 +6,9 @@ use crate::record::Recorded;
 
 /// Emits `start, start + 1, ...` exactly as demanded, optionally up to a limit (then
 /// it stops normally once its last events are dispatched). Records every demand it
-/// is asked for.
+/// is asked for. Without a limit it counts up to `u64::MAX - 1`, then emits nothing.
 #[derive(Debug)]
+#[must_use]
 pub struct Counter {
     next: u64,
     limit: Option<u64>,
@@ -54,10 +55,9 @@ impl Producer for Counter {
         ctx: &mut ProducerContext<'_, Self>,
     ) -> Result<Vec<u64>, BoxError> {
         self.demands.push(demand);
-        let end = match self.limit {
-            Some(limit) => (self.next + demand as u64).min(limit),
-            None => self.next + demand as u64,
-        };
+        // Saturating: a counter that reaches `u64::MAX` has nothing more to give.
+        let end = self.next.saturating_add(demand as u64);
+        let end = self.limit.map_or(end, |limit| end.min(limit));
         let events: Vec<u64> = (self.next..end).collect();
         self.next = end;
         if !self.stopping && self.limit == Some(end) {

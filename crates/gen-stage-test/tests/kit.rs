@@ -33,3 +33,21 @@ async fn waiting_for_events_a_consumer_that_is_gone_never_gets_fails() {
     // The producer stops after 3 and its permanent consumer follows it out.
     record.wait_for_events(10).await;
 }
+
+#[tokio::test]
+async fn a_counter_near_the_end_of_u64_stops_counting_instead_of_overflowing() {
+    let producer = gen_stage::producer(Counter::new(u64::MAX - 2))
+        .start()
+        .await
+        .unwrap();
+    let (consumer, record) = CollectingConsumer::<u64>::new();
+    gen_stage::consumer(consumer)
+        .subscribe_to(&producer, SubscribeOptions::new().max_demand(10))
+        .start()
+        .await
+        .unwrap();
+    record.wait_for_events(2).await;
+    assert_eq!(record.events(), vec![u64::MAX - 2, u64::MAX - 1]);
+    // It is still running: a demand past the end did not make it panic.
+    assert_eq!(producer.estimate_buffered_count().await, Ok(0));
+}

@@ -10,7 +10,7 @@ use crate::handle::{ConsumerRef, ProducerConsumerRef, ProducerRef, StageRef};
 use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
-use crate::options::{BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, DemandMode, SubscribeOptions};
+use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::registry::{PortEntryMaker, Registry, port_maker};
 use crate::runtime::{
     self, ConsumerRuntime, Naming, ProducerConsumerRuntime, ProducerRuntime, ProducerSide, Target,
@@ -42,7 +42,7 @@ use crate::stats::StatsCell;
 /// # }
 /// ```
 pub fn producer<S: Producer>(stage: S) -> ProducerBuilder<S> {
-    Builder::new(stage, BufferSize::Bounded(DEFAULT_BUFFER_SIZE))
+    Builder::new(stage, BufferSize::default())
 }
 
 /// Starts building a [`Consumer`] stage.

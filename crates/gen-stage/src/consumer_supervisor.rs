@@ -25,6 +25,12 @@ use crate::supervisor::{Restart, Shutdown};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(u64);
 
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task#{}", self.0)
+    }
+}
+
 /// How many tasks a [`ConsumerSupervisor`] runs, and has run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -152,6 +158,7 @@ type Template<E> =
 /// # Ok(())
 /// # }
 /// ```
+#[must_use]
 pub struct ConsumerSupervisor<E> {
     template: Template<E>,
     restart: Restart,

@@ -63,6 +63,16 @@ impl<K: StageKind> Clone for StageRef<K> {
     }
 }
 
+/// Handles are equal when they name the same stage. To key a map by stage, key it
+/// by [`StageRef::id`].
+impl<K: StageKind> PartialEq for StageRef<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl<K: StageKind> Eq for StageRef<K> {}
+
 impl<K: StageKind> fmt::Debug for StageRef<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StageRef")

@@ -28,6 +28,7 @@ pub const DEFAULT_BUFFER_SIZE: usize = 10_000;
 /// assert!(options.validate().is_ok());
 /// ```
 #[derive(Clone, Debug)]
+#[must_use]
 pub struct SubscribeOptions {
     max_demand: usize,
     min_demand: Option<usize>,
@@ -147,6 +148,13 @@ pub enum BufferSize {
     Bounded(usize),
     /// No limit: memory then grows with whatever the stage emits beyond demand.
     Unbounded,
+}
+
+/// [`DEFAULT_BUFFER_SIZE`] events, a producer's buffer unless its builder sets another.
+impl Default for BufferSize {
+    fn default() -> Self {
+        BufferSize::Bounded(DEFAULT_BUFFER_SIZE)
+    }
 }
 
 /// Typed values keyed by their type, carried by [`SubscribeOptions`].

@@ -13,7 +13,7 @@ use crate::stage::Producer;
 use crate::subscription::SubscriptionTag;
 
 /// What a source producer does when its last consumer cancels.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OnCancel {
     /// Keep running and wait for new consumers (the default).
     #[default]
@@ -91,6 +91,7 @@ where
 ///
 /// Made by [`from_iter`] and [`from_stream`]. A stream that is not ready holds the
 /// stage inside `handle_demand` until it is.
+#[must_use]
 pub struct SourceProducer<S> {
     source: S,
     exhausted: bool,

@@ -13,7 +13,7 @@ use crate::options::SubscribeOptions;
 use crate::subscription::SubscriptionTag;
 
 /// What `init` decided.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Init {
     /// Run the stage (the default).
     #[default]
@@ -23,7 +23,7 @@ pub enum Init {
 }
 
 /// How a consumer asks for events on a subscription.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AskMode {
     /// The stage asks `max_demand` at once and tops up after each batch (the default).
     #[default]

@@ -3,7 +3,8 @@
 //! A [`Supervisor`] starts its children in order, from [`ChildSpec`]s that can start
 //! them again. When a child stops, its [`Restart`] type decides whether it is
 //! restarted, and the [`Strategy`] decides which other children are restarted with it.
-//! If children stop more than `max_restarts` times within `max_seconds`, the supervisor
+//! If children restart more than `max_restarts` times within a `period` (both set by
+//! [`Supervisor::intensity`]), the supervisor
 //! gives up: it stops every child and stops with [`ExitReason::TooManyRestarts`], for
 //! its own supervisor to decide. Supervisors nest: a [`SupervisorRef`] is a child like
 //! any other. Stopping a supervisor stops its children in reverse start order.
@@ -68,8 +69,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::error::{NotAlive, StartError};
+use crate::error::{CallError, NotAlive, StartError};
 use crate::exit::ExitReason;
+use crate::handle::DEFAULT_CALL_TIMEOUT;
 
 /// Which children restart when one stops and is to be restarted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -124,6 +126,8 @@ pub enum SupervisorError {
         /// Why it failed.
         error: StartError,
     },
+    /// Two children have the same id; nothing was started.
+    DuplicateChildId(String),
 }
 
 impl fmt::Display for SupervisorError {
@@ -131,6 +135,9 @@ impl fmt::Display for SupervisorError {
         match self {
             SupervisorError::ChildStart { id, error } => {
                 write!(f, "child {id:?} failed to start: {error}")
+            }
+            SupervisorError::DuplicateChildId(id) => {
+                write!(f, "two children have the id {id:?}")
             }
         }
     }
@@ -140,6 +147,7 @@ impl std::error::Error for SupervisorError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SupervisorError::ChildStart { error, .. } => Some(error),
+            SupervisorError::DuplicateChildId(_) => None,
         }
     }
 }
@@ -178,8 +186,9 @@ impl Supervisor {
     ///
     /// # Errors
     ///
-    /// [`SupervisorError::ChildStart`] if a child fails to start (a child whose start
-    /// is ignored is left not running).
+    /// [`SupervisorError::DuplicateChildId`] if two children have the same id (nothing
+    /// is started), [`SupervisorError::ChildStart`] if a child fails to start (a child
+    /// whose start is ignored is left not running).
     pub async fn start(self) -> Result<SupervisorRef, SupervisorError> {
         runner::start(self).await
     }
@@ -247,13 +256,23 @@ impl SupervisorRef {
     ///
     /// # Errors
     ///
-    /// [`NotAlive`] if the supervisor has stopped.
-    pub async fn which_children(&self) -> Result<Vec<ChildInfo>, NotAlive> {
+    /// [`CallError::NotAlive`] if the supervisor has stopped, [`CallError::Timeout`] if
+    /// it did not answer within [`DEFAULT_CALL_TIMEOUT`] (it is busy restarting a child
+    /// whose start has not finished).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with its time driver enabled.
+    pub async fn which_children(&self) -> Result<Vec<ChildInfo>, CallError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::WhichChildren(reply))
-            .map_err(|_| NotAlive)?;
-        answer.await.map_err(|_| NotAlive)
+            .map_err(|_| CallError::NotAlive)?;
+        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, answer).await {
+            Ok(Ok(children)) => Ok(children),
+            Ok(Err(_)) => Err(CallError::NotAlive),
+            Err(_) => Err(CallError::Timeout),
+        }
     }
 }
 

@@ -8,7 +8,9 @@ mod support;
 use std::time::Duration;
 
 use gen_stage::supervisor::{ChildSpec, Restart, Strategy, Supervisor, SupervisorRef};
-use gen_stage::{ConsumerRef, ExitReason, NotAlive, ProducerRef, Registry, SubscribeOptions};
+use gen_stage::{
+    CallError, ConsumerRef, ExitReason, NotAlive, ProducerRef, Registry, SubscribeOptions,
+};
 use gen_stage_test::{Counter, ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
 use support::workers::{
     Crash, Log, Worker, assert_children, children_until, gives_up, panicked, rows, spec,
@@ -346,7 +348,7 @@ async fn past_the_default_intensity_the_supervisor_stops_with_every_child() {
     let last = log.terminated.snapshot().pop();
     assert_eq!(last, Some(("b", ExitReason::Shutdown)));
     assert!(!sup.is_alive());
-    assert_eq!(sup.which_children().await, Err(NotAlive));
+    assert_eq!(sup.which_children().await, Err(CallError::NotAlive));
     assert_eq!(sup.stop(ExitReason::Shutdown).await, Err(NotAlive));
 }
 

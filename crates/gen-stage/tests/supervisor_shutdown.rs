@@ -241,3 +241,53 @@ async fn a_child_that_fails_to_start_fails_the_start_and_stops_the_started_ones(
     assert_eq!(log.terminated.snapshot(), stops);
     assert!(log.starts.snapshot().iter().all(|(_, w)| !w.is_alive()));
 }
+
+// --- Bad specs and a busy supervisor ---------------------------------------------------
+
+#[tokio::test]
+async fn two_children_with_one_id_are_refused_before_anything_starts() {
+    let log = Log::default();
+    let started = Supervisor::new()
+        .child(spec(log.worker("a")))
+        .child(spec(log.worker("b")))
+        .child(spec(log.worker("a")))
+        .start()
+        .await;
+    assert!(
+        matches!(&started, Err(SupervisorError::DuplicateChildId(id)) if id == "a"),
+        "{:?}",
+        started.err()
+    );
+    assert!(log.start_ids().is_empty(), "started {:?}", log.start_ids());
+}
+
+#[tokio::test(start_paused = true)]
+async fn which_children_times_out_while_a_restart_has_not_finished_starting() {
+    use gen_stage::{CallError, ProducerRef};
+    use gen_stage_test::Counter;
+
+    let gate = Gate::closed();
+    let starts = Recorded::<ProducerRef<Counter>>::default();
+    let (opened, all) = (gate.clone(), starts.clone());
+    let child = ChildSpec::new("slow", move || {
+        let (gate, all) = (opened.clone(), all.clone());
+        async move {
+            // Every start after the first waits for the gate.
+            if !all.is_empty() {
+                gate.pass().await;
+            }
+            let producer = gen_stage::producer(Counter::new(0)).start().await?;
+            all.push(producer.clone());
+            Ok(producer)
+        }
+    });
+    let sup = supervise(Supervisor::new(), vec![child]).await;
+    let first = starts.snapshot().pop().unwrap();
+    first.stop(ExitReason::error("crash")).await.unwrap();
+
+    assert_eq!(sup.which_children().await, Err(CallError::Timeout));
+    gate.open_for_good();
+    starts.wait_for_len(2).await;
+    let children = sup.which_children().await.expect("it answers again");
+    assert_eq!((children[0].running, children[0].restarts), (true, 1));
+}

@@ -90,6 +90,7 @@ struct Entry<T> {
 /// [`BroadcastError::AlreadySubscribed`]; the first subscription stays as it was.
 ///
 /// [`DemandMode::Accumulate`]: crate::DemandMode::Accumulate
+#[must_use]
 pub struct BroadcastDispatcher<T> {
     entries: Vec<Entry<T>>,
     consumers: HashSet<StageId>,

@@ -31,6 +31,7 @@ use crate::subscription::SubscriptionTag;
 /// assert_eq!(deliveries.as_slice(), &[(a, vec!['a', 'b']), (b, vec!['c', 'd'])]);
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use]
 pub struct DemandDispatcher {
     /// `(tag, demand)`, most demand first; equal demands in arrival order.
     demands: Vec<(SubscriptionTag, usize)>,

@@ -164,6 +164,7 @@ fn numbered_partition(options: &SubscribeOptions) -> Option<usize> {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use]
 pub struct PartitionDispatcher<T, K> {
     keys: Vec<K>,
     index: HashMap<K, usize>,
@@ -209,7 +210,10 @@ impl<T: Send + 'static> PartitionDispatcher<T, usize> {
     }
 
     /// Partitions `0..count`, each event going to the partition of its hash (a fixed
-    /// hash: the same event always goes to the same partition, in every run).
+    /// hash: the same event always goes to the same partition, in every run of one
+    /// build; the standard library does not promise the same hash across Rust
+    /// releases, so a partitioning that must outlive a build should use
+    /// [`PartitionDispatcher::by_count`] with a hash of its own).
     pub fn hashed(count: usize) -> Self
     where
         T: Hash,

@@ -113,6 +113,7 @@ type StartFn =
 ///
 /// [`ConsumerBuilder::subscribe_to_name`]: crate::ConsumerBuilder::subscribe_to_name
 #[derive(Clone)]
+#[must_use]
 pub struct ChildSpec {
     pub(crate) id: String,
     pub(crate) start: StartFn,

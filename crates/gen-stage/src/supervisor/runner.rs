@@ -37,6 +37,14 @@ struct Runner {
 }
 
 pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, SupervisorError> {
+    let mut ids = std::collections::HashSet::new();
+    if let Some(spec) = supervisor
+        .children
+        .iter()
+        .find(|spec| !ids.insert(spec.id.as_str()))
+    {
+        return Err(SupervisorError::DuplicateChildId(spec.id.clone()));
+    }
     let mut runner = Runner {
         children: supervisor
             .children
