@@ -276,7 +276,9 @@
 //!   not alive is an error rather than a later exit.
 //! - `buffer_size(0)` is valid: the producer keeps nothing, and counts every discard.
 //! - A producer-consumer never drops its buffered output because its producer
-//!   finished; a finite pipeline delivers every event.
+//!   finished; a finite pipeline delivers every event. A producer that fails (or
+//!   finishes once no consumer is left to take the output) is handled at once, as in
+//!   GenStage: a crash upstream stops a permanent subscriber whatever it buffers.
 //! - Events emitted while accumulating demand are kept within the buffer's size (and
 //!   its discards are counted), not in an unbounded side list.
 //! - Buffered events go out when a cancellation frees demand for them (broadcast), and

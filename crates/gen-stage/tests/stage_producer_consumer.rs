@@ -159,3 +159,72 @@ async fn producer_consumer_delivers_its_buffered_output_before_winding_down() {
     // The buffered three must not be lost when the permanent subscription ends.
     assert_eq!(record.events(), range(0, 5));
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. Upstream failures with output buffered
+// ---------------------------------------------------------------------------------------
+
+/// A producer-consumer that turns each input event into three output events.
+struct Triple;
+
+impl gen_stage::ProducerConsumer for Triple {
+    type Input = u64;
+    type Output = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _from: gen_stage::SubscriptionTag,
+        _ctx: &mut gen_stage::ProducerConsumerContext<'_, Self>,
+    ) -> Result<Vec<u64>, gen_stage::BoxError> {
+        Ok(events.iter().flat_map(|&e| [e, e, e]).collect())
+    }
+}
+
+/// A scripted producer, a tripling producer-consumer subscribed to it permanently, and
+/// a manual consumer of the producer-consumer that took one event: two more wait in
+/// the producer-consumer's output buffer.
+async fn output_buffered() -> (
+    gen_stage::ProducerRef<gen_stage_test::ScriptedProducer<u64>>,
+    gen_stage::ProducerConsumerRef<Triple>,
+    support::Collector<u64>,
+) {
+    let (producer, _) = scripted().await;
+    let middle = gen_stage::producer_consumer(Triple)
+        .subscribe_to(&producer, opts(10, 5))
+        .start()
+        .await
+        .expect("starts");
+    let (consumer, events, tag) = manual_consumer(&middle, opts(10, 5)).await;
+    consumer.ask(tag, n(1)).expect("alive");
+    barrier(&middle).await;
+    producer.cast(Script::Queue(vec![7])).expect("alive");
+    events.wait_for_events(1).await;
+    assert_eq!(
+        within("buffered", middle.estimate_buffered_count()).await,
+        Ok(2)
+    );
+    (producer, middle, consumer)
+}
+
+#[tokio::test]
+async fn a_crash_upstream_stops_a_producer_consumer_at_once_whatever_it_buffers() {
+    let (producer, middle, _consumer) = output_buffered().await;
+    producer
+        .cast(Script::Stop(ExitReason::error("boom")))
+        .expect("alive");
+    let reason = within("the producer-consumer stops", middle.stopped()).await;
+    assert_eq!(reason, ExitReason::error("boom"));
+}
+
+#[tokio::test]
+async fn an_upstream_end_stops_a_producer_consumer_whose_consumers_are_gone() {
+    let (producer, middle, consumer) = output_buffered().await;
+    consumer.stop(ExitReason::Shutdown).await.expect("alive");
+    barrier(&middle).await;
+    producer
+        .cast(Script::Stop(ExitReason::Normal))
+        .expect("alive");
+    stops_normally(&middle).await;
+}

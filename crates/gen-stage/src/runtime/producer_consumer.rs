@@ -100,10 +100,22 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         }
     }
 
-    /// An upstream subscription ended: its cancellation waits behind the output
-    /// already buffered (see [`Held::Cancelled`]).
+    /// An upstream subscription ended. When it ended gracefully, its cancellation waits
+    /// behind the output already buffered, so that a finite pipeline delivers every
+    /// event (see [`Held::Cancelled`]). A failure is handled at once, as GenStage does
+    /// (the stage may stop with it, whatever it holds), and so is any end when no
+    /// consumer is left to take the output: waiting would never end.
     fn producer_cancelled(&mut self, tag: SubscriptionTag, reason: CancelReason) {
-        self.output.after_buffered(Held::Cancelled(tag, reason));
+        let graceful = match &reason {
+            CancelReason::Cancelled(exit) | CancelReason::Down(exit) => exit.is_graceful(),
+            CancelReason::Rejected(_) => false,
+        };
+        let held = Held::Cancelled(tag, reason);
+        if graceful && self.output.consumer_count() > 0 {
+            self.output.after_buffered(held);
+        } else {
+            self.output.ready_now(held);
+        }
     }
 
     async fn message(&mut self, message: S::Message) {

@@ -31,7 +31,8 @@ pub(crate) enum Held<M> {
     /// An info message for `handle_message`.
     Info(M),
     /// A producer-consumer's upstream subscription ended: handled once the output
-    /// that came before it has been delivered, so a finishing pipeline loses nothing.
+    /// that came before it has been delivered, so a finishing pipeline loses nothing
+    /// (a graceful end with consumers to deliver to; otherwise handled at once).
     Cancelled(SubscriptionTag, CancelReason),
 }
 
@@ -483,9 +484,14 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// Holds `item` until every event buffered now has gone out (at once if none is).
     pub(crate) fn after_buffered(&mut self, item: Held<M>) {
         if let Some(item) = self.buffer.store_info(item) {
-            self.released.push(item);
-            self.mark_released();
+            self.ready_now(item);
         }
+    }
+
+    /// Makes `item` ready at once, ahead of the events buffered.
+    pub(crate) fn ready_now(&mut self, item: Held<M>) {
+        self.released.push(item);
+        self.mark_released();
     }
 
     /// Switches the demand mode. Switching to forward replays the stash in order:
