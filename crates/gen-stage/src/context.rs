@@ -146,6 +146,7 @@ impl<K: ReceivesEvents> Context<'_, K> {
         P: EmitsEvents<Out = K::In>,
     {
         let _ = self.control.me.send(Envelope::SubscribeTo {
+            tag: SubscriptionTag::next(),
             producer: producer.port(),
             options,
             reply: None,

@@ -106,8 +106,8 @@ pub enum SubscribeError {
     Rejected(Arc<dyn Error + Send + Sync + 'static>),
     /// The consumer's own `handle_subscribe` hook failed, which stopped it.
     ConsumerStopped(ExitReason),
-    /// No answer came in time. The stage may still make the subscription: it has the
-    /// request (it is busy in a hook), as a call that times out may still be handled.
+    /// No answer came in time (the consumer or the producer is busy in a hook). The
+    /// subscription is cancelled: it never goes live, even once they catch up.
     Timeout,
     /// No running stage is registered under this name (in the registry given).
     NotRegistered(String),

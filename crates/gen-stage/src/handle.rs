@@ -423,7 +423,9 @@ impl<K: ReceivesEvents> StageRef<K> {
         options: SubscribeOptions,
     ) -> Result<SubscriptionTag, SubscribeError> {
         let (reply, receiver) = oneshot::channel();
+        let tag = SubscriptionTag::next();
         self.send(Envelope::SubscribeTo {
+            tag,
             producer,
             options,
             reply: Some(reply),
@@ -432,7 +434,15 @@ impl<K: ReceivesEvents> StageRef<K> {
         match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, receiver).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(SubscribeError::ConsumerNotAlive),
-            Err(_) => Err(SubscribeError::Timeout),
+            Err(_) => {
+                // A subscription reported as failed must not go live later: the
+                // consumer cancels it once it gets there (its mailbox is in order).
+                let _ = self.send(Envelope::Cancel {
+                    tag,
+                    reason: ExitReason::custom_shutdown("the subscription timed out"),
+                });
+                Err(SubscribeError::Timeout)
+            }
         }
     }
 
@@ -453,6 +463,7 @@ impl<K: ReceivesEvents> StageRef<K> {
     {
         options.validate()?;
         self.send(Envelope::SubscribeTo {
+            tag: SubscriptionTag::next(),
             producer: producer.port(),
             options,
             reply: None,

@@ -45,6 +45,8 @@ pub(crate) enum Envelope<K: StageKind> {
         queued: Option<oneshot::Sender<()>>,
     },
     SubscribeTo {
+        /// Chosen by the sender, so that it can cancel a subscription it gave up on.
+        tag: SubscriptionTag,
         producer: Box<dyn ProducerPort<K::In>>,
         options: SubscribeOptions,
         reply: Option<SubscribeReply>,

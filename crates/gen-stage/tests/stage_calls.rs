@@ -321,3 +321,62 @@ async fn resubscribe_moves_a_consumer_to_another_producer() {
     assert_eq!(record.read(|r| r.batches[0].0), new);
     assert!(answers(&consumer).await);
 }
+
+/// A producer that can be held busy in `handle_message` until released.
+struct Holdable;
+
+enum Hold {
+    Until(tokio::sync::oneshot::Receiver<()>),
+    Emit(Vec<u64>),
+}
+
+impl Producer for Holdable {
+    type Event = u64;
+    type Message = Hold;
+
+    async fn handle_demand(
+        &mut self,
+        _demand: usize,
+        _ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        Ok(Vec::new())
+    }
+
+    async fn handle_message(
+        &mut self,
+        message: Hold,
+        ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        match message {
+            Hold::Until(release) => {
+                let _ = release.await;
+            }
+            Hold::Emit(events) => ctx.emit(events),
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscription_that_timed_out_never_goes_live() {
+    let producer = gen_stage::producer(Holdable).start().await.unwrap();
+    let (release, held) = tokio::sync::oneshot::channel();
+    assert!(producer.cast(Hold::Until(held)).is_ok());
+    let (consumer, record) = start_probe(None).await;
+
+    let subscribed = consumer.subscribe_to(&producer, opts()).await;
+    assert!(
+        matches!(subscribed, Err(SubscribeError::Timeout)),
+        "{subscribed:?}"
+    );
+
+    // Once the consumer has taken the cancellation (its answer comes after it), the
+    // producer catches up, then has events: none may reach the consumer.
+    assert!(answers(&consumer).await);
+    release.send(()).unwrap();
+    assert!(producer.cast(Hold::Emit(vec![1, 2, 3])).is_ok());
+    assert_eq!(producer.estimate_buffered_count().await, Ok(3));
+    assert!(answers(&consumer).await);
+    assert_eq!(record.event_count(), 0);
+    assert_eq!(producer.stats().consumers, 0);
+}

@@ -230,7 +230,14 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
         for (target, options) in std::mem::take(&mut self.initial) {
             let producer = target.resolve()?;
             let (reply, receiver) = tokio::sync::oneshot::channel();
-            shared::subscribe(self, producer, options, Some(reply)).await;
+            shared::subscribe(
+                self,
+                SubscriptionTag::next(),
+                producer,
+                options,
+                Some(reply),
+            )
+            .await;
             await_subscription(receiver).await?;
         }
         Ok(())
@@ -272,10 +279,11 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 }
             }
             Envelope::SubscribeTo {
+                tag,
                 producer,
                 options,
                 reply,
-            } => shared::subscribe(self, producer, options, reply).await,
+            } => shared::subscribe(self, tag, producer, options, reply).await,
             Envelope::Cancel { tag, reason } => {
                 if let Err(error) = self.input.cancel(tag, reason) {
                     tracing::debug!("cancel ignored: {error}");

@@ -37,9 +37,11 @@ pub(crate) trait Receiving: Send {
     ) -> impl Future<Output = Result<(), ExitReason>> + Send;
 }
 
-/// Subscribes to a producer, answering `reply` (if any) once the producer decides.
+/// Subscribes to a producer as `tag`, answering `reply` (if any) once the producer
+/// decides.
 pub(crate) async fn subscribe<R: Receiving>(
     runner: &mut R,
+    tag: SubscriptionTag,
     producer: Box<dyn ProducerPort<<R::Kind as crate::kind::StageKind>::In>>,
     options: SubscribeOptions,
     reply: Option<SubscribeReply>,
@@ -48,7 +50,6 @@ pub(crate) async fn subscribe<R: Receiving>(
         tracing::error!("subscription with invalid options ignored: {error}");
         return answer(reply, Err(error.into()));
     }
-    let tag = SubscriptionTag::next();
     let mode = match runner.on_producer_subscribed(tag, &options).await {
         Ok(mode) => mode,
         Err(reason) => {
