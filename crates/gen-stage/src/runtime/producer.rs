@@ -160,7 +160,8 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
                 }
             }
             Envelope::SetDemandMode(mode) => {
-                for upstream in self.side.set_mode(mode) {
+                for item in self.side.set_mode(mode) {
+                    let upstream = self.side.replay(item);
                     self.produce(upstream).await;
                 }
             }

@@ -306,7 +306,10 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 }
             }
             Envelope::SetDemandMode(mode) => {
-                self.output.set_mode(mode);
+                // Input serves the demand left once the stash is replayed.
+                for item in self.output.set_mode(mode) {
+                    self.output.replay(item);
+                }
             }
             Envelope::DemandModeQuery(reply) => {
                 let _ = reply.send(self.output.demand_mode());

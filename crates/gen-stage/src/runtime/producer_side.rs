@@ -12,7 +12,7 @@ use crate::stats::{Side, StatsCell, SubscriptionDemand};
 use crate::subscription::{StageId, SubscriptionTag, TagMap};
 
 /// What an accumulating producer keeps until it forwards again, in order.
-enum Stashed<T> {
+pub(crate) enum Stashed<T> {
     Demand(usize),
     Events(Vec<T>),
 }
@@ -494,13 +494,13 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         self.mark_released();
     }
 
-    /// Switches the demand mode. Switching to forward replays the stash in order:
-    /// stashed events are dispatched, stashed demand is served from the buffer;
-    /// returns the demand left for the stage to produce, in order.
-    pub(crate) fn set_mode(&mut self, mode: DemandMode) -> Vec<usize> {
+    /// Switches the demand mode. Switching to forward sends the buffer and returns the
+    /// stash, for the stage to [`replay`](Self::replay) in order: each stashed demand
+    /// produces its events before the events stashed after it go out, as in GenStage.
+    pub(crate) fn set_mode(&mut self, mode: DemandMode) -> VecDeque<Stashed<T>> {
         let was = std::mem::replace(&mut self.mode, mode);
         if was != DemandMode::Accumulate || mode != DemandMode::Forward {
-            return Vec::new();
+            return Default::default();
         }
         let mut stash = std::mem::take(&mut self.stash);
         self.stashed_events = 0;
@@ -516,16 +516,19 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                 served -= cut;
             }
         }
-        let mut to_produce = Vec::new();
-        for item in stash {
-            match item {
-                Stashed::Events(events) => self.emit(events),
-                Stashed::Demand(upstream) => {
-                    to_produce.push(self.serve(self.buffer.len().max(upstream), upstream));
-                }
+        stash
+    }
+
+    /// Replays one stashed item: events are dispatched, demand is served from the
+    /// buffer. Returns the demand left for the stage to produce now.
+    pub(crate) fn replay(&mut self, item: Stashed<T>) -> usize {
+        match item {
+            Stashed::Events(events) => {
+                self.emit(events);
+                0
             }
+            Stashed::Demand(upstream) => self.serve(self.buffer.len().max(upstream), upstream),
         }
-        to_produce
     }
 }
 
