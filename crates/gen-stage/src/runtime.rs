@@ -197,22 +197,22 @@ async fn drive<R: Runner>(
     stats.set_state(StageState::Running);
     tracing::debug!("stage started");
     let _ = started.send(Ok(()));
-    let reason = loop {
-        if let Some(reason) = runner.stop_reason() {
-            break reason;
-        }
-        match mailbox.receiver.recv().await {
-            // Hooks catch their own panics; this catches those of the user's code that
-            // runs outside them (a dispatcher, a selector, a partition's hash), so that
-            // they too stop the stage with the panic as its reason, through `terminate`.
-            Some(envelope) => {
-                if let Err(reason) = catch(runner.handle(envelope)).await {
-                    break reason;
-                }
+    // Hooks catch their own panics; this catches those of the user's code that runs
+    // outside them (a dispatcher, a selector, a partition's hash), so that they too stop
+    // the stage with the panic as its reason, through `terminate`. It wraps the whole
+    // loop, not each message: a wrapper per message would move the handler's future.
+    let running = catch(async {
+        loop {
+            if let Some(reason) = runner.stop_reason() {
+                break reason;
             }
-            None => break ExitReason::Killed,
+            match mailbox.receiver.recv().await {
+                Some(envelope) => runner.handle(envelope).await,
+                None => break ExitReason::Killed,
+            }
         }
-    };
+    });
+    let reason = running.await.unwrap_or_else(|panic| panic);
     if reason.is_graceful() {
         tracing::debug!(%reason, "stage stopping");
     } else {
