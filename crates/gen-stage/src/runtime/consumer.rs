@@ -8,7 +8,7 @@ use crate::options::SubscribeOptions;
 use crate::protocol::{Envelope, ProducerPort};
 use crate::registry::Registry;
 use crate::runtime::shared::{self, Receiving};
-use crate::runtime::{ConsumerSide, Runner, await_subscription, catch, guarded, init_outcome};
+use crate::runtime::{ConsumerSide, Runner, catch, guarded, init_outcome};
 use crate::stage::{AskMode, Consumer};
 use crate::subscription::SubscriptionTag;
 
@@ -127,20 +127,8 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
     async fn start(&mut self) -> Result<(), StartError> {
         let (stage, mut ctx) = self.parts();
         init_outcome(guarded(stage.init(&mut ctx)).await)?;
-        for (target, options) in std::mem::take(&mut self.initial) {
-            let producer = target.resolve()?;
-            let (reply, receiver) = tokio::sync::oneshot::channel();
-            shared::subscribe(
-                self,
-                SubscriptionTag::next(),
-                producer,
-                options,
-                Some(reply),
-            )
-            .await;
-            await_subscription(receiver).await?;
-        }
-        Ok(())
+        let initial = std::mem::take(&mut self.initial);
+        shared::subscribe_initial(self, initial).await
     }
 
     async fn handle(&mut self, envelope: Envelope<ConsumerKind<S>>) {

@@ -12,9 +12,7 @@ use crate::protocol::Envelope;
 use crate::runtime::consumer::InitialSubscription;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting, Receiving};
-use crate::runtime::{
-    ConsumerSide, ProducerSide, Runner, await_subscription, catch, guarded, init_outcome,
-};
+use crate::runtime::{ConsumerSide, ProducerSide, Runner, catch, guarded, init_outcome};
 use crate::stage::{AskMode, ProducerConsumer};
 use crate::subscription::SubscriptionTag;
 
@@ -106,10 +104,7 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
     /// (the stage may stop with it, whatever it holds), and so is any end when no
     /// consumer is left to take the output: waiting would never end.
     fn producer_cancelled(&mut self, tag: SubscriptionTag, reason: CancelReason) {
-        let graceful = match &reason {
-            CancelReason::Cancelled(exit) | CancelReason::Down(exit) => exit.is_graceful(),
-            CancelReason::Rejected(_) => false,
-        };
+        let graceful = reason.exit_reason().is_graceful();
         let held = Held::Cancelled(tag, reason);
         if graceful && self.output.consumer_count() > 0 {
             self.output.after_buffered(held);
@@ -227,20 +222,8 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
     async fn start(&mut self) -> Result<(), StartError> {
         let (stage, mut ctx) = self.parts();
         init_outcome(guarded(stage.init(&mut ctx)).await)?;
-        for (target, options) in std::mem::take(&mut self.initial) {
-            let producer = target.resolve()?;
-            let (reply, receiver) = tokio::sync::oneshot::channel();
-            shared::subscribe(
-                self,
-                SubscriptionTag::next(),
-                producer,
-                options,
-                Some(reply),
-            )
-            .await;
-            await_subscription(receiver).await?;
-        }
-        Ok(())
+        let initial = std::mem::take(&mut self.initial);
+        shared::subscribe_initial(self, initial).await
     }
 
     async fn handle(&mut self, envelope: Envelope<ProducerConsumerKind<S>>) {

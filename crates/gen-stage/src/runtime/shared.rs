@@ -5,12 +5,12 @@
 use std::future::Future;
 
 use crate::context::Control;
-use crate::error::SubscribeError;
+use crate::error::{StartError, SubscribeError};
 use crate::exit::{BoxError, CancelMode, CancelReason, ExitReason, SharedError};
 use crate::kind::{EmitsEvents, ReceivesEvents};
 use crate::options::SubscribeOptions;
 use crate::protocol::{EventSink, ProducerPort, SubscribeReply};
-use crate::runtime::{ConsumerSide, ProducerSide, answer};
+use crate::runtime::{ConsumerSide, InitialSubscription, ProducerSide, answer, await_subscription};
 use crate::stage::AskMode;
 use crate::subscription::SubscriptionTag;
 
@@ -35,6 +35,27 @@ pub(crate) trait Receiving: Send {
         tag: SubscriptionTag,
         reason: &CancelReason,
     ) -> impl Future<Output = Result<(), ExitReason>> + Send;
+}
+
+/// Makes a stage's initial subscriptions in order, each answered before the next.
+pub(crate) async fn subscribe_initial<R: Receiving>(
+    runner: &mut R,
+    initial: Vec<InitialSubscription<<R::Kind as crate::kind::StageKind>::In>>,
+) -> Result<(), StartError> {
+    for (target, options) in initial {
+        let producer = target.resolve()?;
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        subscribe(
+            runner,
+            SubscriptionTag::next(),
+            producer,
+            options,
+            Some(reply),
+        )
+        .await;
+        await_subscription(receiver).await?;
+    }
+    Ok(())
 }
 
 /// Subscribes to a producer as `tag`, answering `reply` (if any) once the producer
