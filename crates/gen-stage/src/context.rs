@@ -9,7 +9,7 @@ use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
 use crate::options::{DemandMode, SubscribeOptions};
-use crate::protocol::Envelope;
+use crate::protocol::{Envelope, SubscribeToRequest};
 use crate::runtime::{ConsumerSide, ProducerSide};
 use crate::subscription::{StageId, SubscriptionTag};
 
@@ -145,12 +145,15 @@ impl<K: ReceivesEvents> Context<'_, K> {
     where
         P: EmitsEvents<Out = K::In>,
     {
-        let _ = self.control.me.send(Envelope::SubscribeTo {
-            tag: SubscriptionTag::next(),
-            producer: producer.port(),
-            options,
-            reply: None,
-        });
+        let _ = self
+            .control
+            .me
+            .send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
+                tag: SubscriptionTag::next(),
+                producer: producer.port(),
+                options,
+                reply: None,
+            })));
     }
 
     /// The tags of the subscriptions to producers.

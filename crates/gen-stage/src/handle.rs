@@ -15,7 +15,9 @@ use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
 use crate::options::{DemandMode, SubscribeOptions};
-use crate::protocol::{Envelope, EventSink, ProducerPort, SubscribeReply};
+use crate::protocol::{
+    Envelope, EventSink, ProducerPort, SubscribeReply, SubscribeRequest, SubscribeToRequest,
+};
 use crate::registry::Registry;
 use crate::stats::{StageStats, StatsCell};
 use crate::subscription::{StageId, SubscriptionTag};
@@ -424,12 +426,12 @@ impl<K: ReceivesEvents> StageRef<K> {
     ) -> Result<SubscriptionTag, SubscribeError> {
         let (reply, receiver) = oneshot::channel();
         let tag = SubscriptionTag::next();
-        self.send(Envelope::SubscribeTo {
+        self.send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
             tag,
             producer,
             options,
             reply: Some(reply),
-        })
+        })))
         .map_err(|_| SubscribeError::ConsumerNotAlive)?;
         match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, receiver).await {
             Ok(Ok(result)) => result,
@@ -462,12 +464,12 @@ impl<K: ReceivesEvents> StageRef<K> {
         P: EmitsEvents<Out = K::In>,
     {
         options.validate()?;
-        self.send(Envelope::SubscribeTo {
+        self.send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
             tag: SubscriptionTag::next(),
             producer: producer.port(),
             options,
             reply: None,
-        })
+        })))
         .map_err(|_| SubscribeError::ConsumerNotAlive)
     }
 
@@ -552,14 +554,14 @@ impl<K: StageKind> ProducerPort<K::Out> for StageRef<K> {
         options: SubscribeOptions,
         reply: Option<SubscribeReply>,
     ) -> Result<(), Option<SubscribeReply>> {
-        self.send(Envelope::Subscribe {
+        self.send(Envelope::Subscribe(Box::new(SubscribeRequest {
             tag,
             sink,
             options,
             reply,
-        })
+        })))
         .map_err(|envelope| match envelope {
-            Envelope::Subscribe { reply, .. } => reply,
+            Envelope::Subscribe(request) => request.reply,
             _ => unreachable!("the envelope sent is the one returned"),
         })
     }

@@ -24,12 +24,7 @@ pub(crate) enum Envelope<K: StageKind> {
         reason: CancelReason,
     },
     // From consumers, to the producer side.
-    Subscribe {
-        tag: SubscriptionTag,
-        sink: Box<dyn EventSink<K::Out>>,
-        options: SubscribeOptions,
-        reply: Option<SubscribeReply>,
-    },
+    Subscribe(Box<SubscribeRequest<K::Out>>),
     Ask {
         tag: SubscriptionTag,
         demand: usize,
@@ -44,13 +39,7 @@ pub(crate) enum Envelope<K: StageKind> {
         message: K::Message,
         queued: Option<oneshot::Sender<()>>,
     },
-    SubscribeTo {
-        /// Chosen by the sender, so that it can cancel a subscription it gave up on.
-        tag: SubscriptionTag,
-        producer: Box<dyn ProducerPort<K::In>>,
-        options: SubscribeOptions,
-        reply: Option<SubscribeReply>,
-    },
+    SubscribeTo(Box<SubscribeToRequest<K::In>>),
     Cancel {
         tag: SubscriptionTag,
         reason: ExitReason,
@@ -64,6 +53,25 @@ pub(crate) enum Envelope<K: StageKind> {
     BufferedQuery(oneshot::Sender<usize>),
     DemandSnapshot(oneshot::Sender<Vec<crate::stats::SubscriptionDemand>>),
     Stop(ExitReason),
+}
+
+/// A consumer's request to subscribe, as its producer receives it. Boxed in the
+/// envelope: subscriptions are rare, and every message pays for the envelope's size
+/// (it is copied into the mailbox and out of it).
+pub(crate) struct SubscribeRequest<T> {
+    pub(crate) tag: SubscriptionTag,
+    pub(crate) sink: Box<dyn EventSink<T>>,
+    pub(crate) options: SubscribeOptions,
+    pub(crate) reply: Option<SubscribeReply>,
+}
+
+/// A request to a consumer to subscribe to `producer`; boxed as [`SubscribeRequest`].
+pub(crate) struct SubscribeToRequest<T> {
+    /// Chosen by the sender, so that it can cancel a subscription it gave up on.
+    pub(crate) tag: SubscriptionTag,
+    pub(crate) producer: Box<dyn ProducerPort<T>>,
+    pub(crate) options: SubscribeOptions,
+    pub(crate) reply: Option<SubscribeReply>,
 }
 
 /// A consumer, as its producer sees it: where to send events and cancellations.
@@ -90,4 +98,37 @@ pub(crate) trait ProducerPort<T>: Send + Sync {
     fn ask(&self, tag: SubscriptionTag, demand: usize) -> bool;
     /// Ends the subscription.
     fn cancel(&self, tag: SubscriptionTag, reason: CancelReason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::ProducerConsumerKind;
+    use crate::{BoxError, ProducerConsumer, ProducerConsumerContext};
+
+    struct Relay;
+
+    impl ProducerConsumer for Relay {
+        type Input = u64;
+        type Output = u64;
+        type Message = ();
+
+        async fn handle_events(
+            &mut self,
+            events: Vec<u64>,
+            _: SubscriptionTag,
+            _: &mut ProducerConsumerContext<'_, Self>,
+        ) -> Result<Vec<u64>, BoxError> {
+            Ok(events)
+        }
+    }
+
+    #[test]
+    fn an_envelope_stays_small_so_that_every_message_copies_little() {
+        // Every message is copied into the mailbox and out of it: the rare, large
+        // requests (subscriptions) are boxed so that events and asks do not pay for them.
+        // Events carry a tag and a `Vec`; a cancellation's reason is the largest inline.
+        let size = std::mem::size_of::<Envelope<ProducerConsumerKind<Relay>>>();
+        assert!(size <= 48, "an envelope takes {size} bytes");
+    }
 }

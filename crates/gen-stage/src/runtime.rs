@@ -29,7 +29,7 @@ use crate::error::{StartError, SubscribeError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef};
 use crate::kind::StageKind;
-use crate::protocol::{Envelope, SubscribeReply};
+use crate::protocol::{Envelope, SubscribeReply, SubscribeRequest};
 use crate::registry::{PortEntryMaker, Registry};
 use crate::stage::Init;
 use crate::stats::{StageState, StatsCell};
@@ -256,10 +256,10 @@ impl<K: StageKind> Drop for Mailbox<K> {
     fn drop(&mut self) {
         self.receiver.close();
         while let Ok(envelope) = self.receiver.try_recv() {
-            if let Envelope::Subscribe {
-                tag, sink, reply, ..
-            } = envelope
-            {
+            if let Envelope::Subscribe(request) = envelope {
+                let SubscribeRequest {
+                    tag, sink, reply, ..
+                } = *request;
                 if reply.is_some() {
                     // The subscriber learns it from the answer: the consumer stays up.
                     let refusal = SubscribeError::ProducerNotAlive;

@@ -139,12 +139,7 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
                     shared::cancelled(self, tag, reason, mode).await;
                 }
             }
-            Envelope::SubscribeTo {
-                tag,
-                producer,
-                options,
-                reply,
-            } => shared::subscribe(self, tag, producer, options, reply).await,
+            Envelope::SubscribeTo(request) => shared::subscribe(self, *request).await,
             Envelope::Cancel { tag, reason } => {
                 if let Err(error) = self.side.cancel(tag, reason) {
                     tracing::debug!("cancel ignored: {error}");
@@ -169,7 +164,7 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
             }
             Envelope::Stop(reason) => self.fail(reason),
             // A consumer has no consumers and no buffer.
-            Envelope::Subscribe { .. }
+            Envelope::Subscribe(_)
             | Envelope::Ask { .. }
             | Envelope::ConsumerCancelled { .. }
             | Envelope::SetDemandMode(_)

@@ -135,13 +135,8 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
                 let upstream = self.side.ask(tag, demand);
                 self.produce(upstream).await;
             }
-            Envelope::Subscribe {
-                tag,
-                sink,
-                options,
-                reply,
-            } => {
-                let upstream = shared::accept_consumer(self, tag, sink, options, reply).await;
+            Envelope::Subscribe(request) => {
+                let upstream = shared::accept_consumer(self, *request).await;
                 self.produce(upstream).await;
             }
             Envelope::ConsumerCancelled { tag, reason } => {
@@ -180,7 +175,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
             // A producer has no producers: these cannot be addressed to it.
             Envelope::Events { .. }
             | Envelope::ProducerCancelled { .. }
-            | Envelope::SubscribeTo { .. }
+            | Envelope::SubscribeTo(_)
             | Envelope::Cancel { .. }
             | Envelope::AskManual { .. } => {}
         }

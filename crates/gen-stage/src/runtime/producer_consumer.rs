@@ -246,13 +246,8 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 // The output side records what is unmet; handling input serves it.
                 self.output.ask(tag, demand);
             }
-            Envelope::Subscribe {
-                tag,
-                sink,
-                options,
-                reply,
-            } => {
-                shared::accept_consumer(self, tag, sink, options, reply).await;
+            Envelope::Subscribe(request) => {
+                shared::accept_consumer(self, *request).await;
             }
             Envelope::ConsumerCancelled { tag, reason } => {
                 if self.output.remove_consumer(tag).is_some() {
@@ -261,12 +256,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                     }
                 }
             }
-            Envelope::SubscribeTo {
-                tag,
-                producer,
-                options,
-                reply,
-            } => shared::subscribe(self, tag, producer, options, reply).await,
+            Envelope::SubscribeTo(request) => shared::subscribe(self, *request).await,
             Envelope::Cancel { tag, reason } => {
                 if let Err(error) = self.input.cancel(tag, reason) {
                     tracing::debug!("cancel ignored: {error}");

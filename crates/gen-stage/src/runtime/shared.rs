@@ -9,7 +9,7 @@ use crate::error::{StartError, SubscribeError};
 use crate::exit::{BoxError, CancelMode, CancelReason, ExitReason, SharedError};
 use crate::kind::{EmitsEvents, ReceivesEvents};
 use crate::options::SubscribeOptions;
-use crate::protocol::{EventSink, ProducerPort, SubscribeReply};
+use crate::protocol::{SubscribeRequest, SubscribeToRequest};
 use crate::runtime::{ConsumerSide, InitialSubscription, ProducerSide, answer, await_subscription};
 use crate::stage::AskMode;
 use crate::subscription::SubscriptionTag;
@@ -45,14 +45,13 @@ pub(crate) async fn subscribe_initial<R: Receiving>(
     for (target, options) in initial {
         let producer = target.resolve()?;
         let (reply, receiver) = tokio::sync::oneshot::channel();
-        subscribe(
-            runner,
-            SubscriptionTag::next(),
+        let request = SubscribeToRequest {
+            tag: SubscriptionTag::next(),
             producer,
             options,
-            Some(reply),
-        )
-        .await;
+            reply: Some(reply),
+        };
+        subscribe(runner, request).await;
         await_subscription(receiver).await?;
     }
     Ok(())
@@ -62,11 +61,14 @@ pub(crate) async fn subscribe_initial<R: Receiving>(
 /// decides.
 pub(crate) async fn subscribe<R: Receiving>(
     runner: &mut R,
-    tag: SubscriptionTag,
-    producer: Box<dyn ProducerPort<<R::Kind as crate::kind::StageKind>::In>>,
-    options: SubscribeOptions,
-    reply: Option<SubscribeReply>,
+    request: SubscribeToRequest<<R::Kind as crate::kind::StageKind>::In>,
 ) {
+    let SubscribeToRequest {
+        tag,
+        producer,
+        options,
+        reply,
+    } = request;
     if let Err(error) = options.validate() {
         tracing::error!("subscription with invalid options ignored: {error}");
         return answer(reply, Err(error.into()));
@@ -176,11 +178,14 @@ pub(crate) trait Emitting: Send {
 /// upstream demand left to serve.
 pub(crate) async fn accept_consumer<E: Emitting>(
     runner: &mut E,
-    tag: SubscriptionTag,
-    sink: Box<dyn EventSink<<E::Kind as crate::kind::StageKind>::Out>>,
-    options: SubscribeOptions,
-    reply: Option<SubscribeReply>,
+    request: SubscribeRequest<<E::Kind as crate::kind::StageKind>::Out>,
 ) -> usize {
+    let SubscribeRequest {
+        tag,
+        sink,
+        options,
+        reply,
+    } = request;
     if let Err(error) = runner.output().add_consumer(tag, sink) {
         answer(reply, Err(SubscribeError::Rejected(error)));
         return 0;
