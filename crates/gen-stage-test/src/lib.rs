@@ -3,7 +3,8 @@
 //!
 //! Everything here synchronises explicitly: waiting for a condition wakes on each
 //! change of the recorded state, never on a timer. A wait on a collecting consumer's
-//! record fails (panics) once that consumer is gone, rather than waiting forever.
+//! record fails (panics) once that consumer is gone, and any wait fails after
+//! [`WAIT_LIMIT`], rather than waiting forever.
 //!
 //! ```
 //! use gen_stage::SubscribeOptions;
@@ -35,5 +36,5 @@ pub use collecting::{CollectingConsumer, Ping};
 pub use counter::Counter;
 pub use counter::LimitReached;
 pub use gate::Gate;
-pub use record::{Record, Recorded, Watch};
+pub use record::{Record, Recorded, WAIT_LIMIT, Watch};
 pub use scripted::{ProducerRecord, Script, ScriptedProducer};

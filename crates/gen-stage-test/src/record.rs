@@ -2,8 +2,12 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
+
+/// How long the waits of [`Watch`] wait before they fail the test.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// A value shared between a stage and a test, with a way to wait for it to change.
 pub struct Watch<V> {
@@ -61,17 +65,30 @@ impl<V> Watch<V> {
     }
 
     /// Waits until `condition` holds, checking after every change.
+    ///
+    /// # Panics
+    ///
+    /// If it does not hold within [`WAIT_LIMIT`] of tokio time, so that a test whose
+    /// stage is stuck or gone fails instead of hanging. With a paused clock
+    /// (`start_paused`), that is as soon as every task waits and no timer is due.
     pub async fn wait_until(&self, mut condition: impl FnMut(&V) -> bool) {
         let mut changes = self.version.subscribe();
-        loop {
-            changes.borrow_and_update();
-            if self.read(&mut condition) {
-                return;
+        let waiting = async {
+            loop {
+                changes.borrow_and_update();
+                if self.read(&mut condition) {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
             }
-            if changes.changed().await.is_err() {
-                return;
-            }
-        }
+        };
+        let waited = tokio::time::timeout(WAIT_LIMIT, waiting).await;
+        assert!(
+            waited.is_ok(),
+            "waited {WAIT_LIMIT:?} and the condition never held: what should change it is stuck or gone"
+        );
     }
 }
 

@@ -1,8 +1,9 @@
 //! The test kit's own promises: a counter limited where it starts stops, and a wait on
-//! a consumer that is gone fails instead of waiting forever.
+//! a consumer that is gone, or on anything that cannot change, fails instead of waiting
+//! forever.
 
 use gen_stage::{ExitReason, SubscribeOptions};
-use gen_stage_test::{CollectingConsumer, Counter};
+use gen_stage_test::{CollectingConsumer, Counter, Recorded};
 
 #[tokio::test]
 async fn a_counter_limited_where_it_starts_stops_on_its_first_demand() {
@@ -50,4 +51,13 @@ async fn a_counter_near_the_end_of_u64_stops_counting_instead_of_overflowing() {
     assert_eq!(record.events(), vec![u64::MAX - 2, u64::MAX - 1]);
     // It is still running: a demand past the end did not make it panic.
     assert_eq!(producer.estimate_buffered_count().await, Ok(0));
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "the condition never held")]
+async fn a_wait_nothing_can_end_fails_instead_of_hanging() {
+    // Nothing will ever push: with the clock paused, the wait gives up as soon as the
+    // runtime has nothing else to do.
+    let recorded: Recorded<u32> = Recorded::default();
+    recorded.wait_for_len(1).await;
 }
