@@ -13,10 +13,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::context::ConsumerContext;
-use crate::error::CallError;
+use crate::error::{CallError, StartChildError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
-use crate::handle::{ConsumerRef, ReplyTo};
+use crate::handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, ReplyTo};
 use crate::options::SubscribeOptions;
+use crate::protocol::Envelope;
 use crate::stage::{AskMode, Consumer, Init};
 use crate::subscription::{BuildTagHasher, SubscriptionTag, TagMap};
 use crate::supervisor::{Restart, Shutdown};
@@ -512,10 +513,26 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     ///
     /// # Errors
     ///
-    /// [`CallError`] if the supervisor is not alive or does not answer in time.
-    pub async fn start_child(&self, event: E) -> Result<TaskId, CallError> {
-        self.call(|reply| TaskMessage::StartChild(event, reply))
-            .await
+    /// [`StartChildError::NotAlive`], with the event, if the supervisor is not alive;
+    /// [`StartChildError::Stopped`] if it stopped before answering;
+    /// [`StartChildError::Timeout`] if it did not answer within
+    /// [`DEFAULT_CALL_TIMEOUT`](crate::DEFAULT_CALL_TIMEOUT).
+    pub async fn start_child(&self, event: E) -> Result<TaskId, StartChildError<E>> {
+        let (reply, answer) = ReplyTo::pair();
+        let request = Envelope::Message(TaskMessage::StartChild(event, reply));
+        if let Err(envelope) = self.send(request) {
+            return match envelope {
+                Envelope::Message(TaskMessage::StartChild(event, _)) => {
+                    Err(StartChildError::NotAlive(event))
+                }
+                _ => unreachable!("the envelope sent is the one returned"),
+            };
+        }
+        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, answer).await {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(_)) => Err(StartChildError::Stopped),
+            Err(_) => Err(StartChildError::Timeout),
+        }
     }
 
     /// Aborts the task `id`, freeing its demand slot; false if no such task runs.

@@ -241,6 +241,52 @@ impl<T> fmt::Display for SyncInfoError<T> {
 
 impl<T> Error for SyncInfoError<T> {}
 
+/// Why [`ConsumerRef::start_child`](crate::ConsumerRef::start_child) failed.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartChildError<E> {
+    /// The supervisor is not alive: the event is given back.
+    NotAlive(E),
+    /// The supervisor took the request in and stopped before answering; the event
+    /// went with it (its task, if it started, was stopped with the supervisor).
+    Stopped,
+    /// No answer within the timeout. The supervisor still has the request and may
+    /// start the task.
+    Timeout,
+}
+
+impl<E> StartChildError<E> {
+    /// The event, if it never reached the supervisor.
+    pub fn into_event(self) -> Option<E> {
+        match self {
+            StartChildError::NotAlive(event) => Some(event),
+            StartChildError::Stopped | StartChildError::Timeout => None,
+        }
+    }
+}
+
+impl<E> fmt::Debug for StartChildError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartChildError::NotAlive(_) => f.debug_tuple("NotAlive").finish_non_exhaustive(),
+            StartChildError::Stopped => f.write_str("Stopped"),
+            StartChildError::Timeout => f.write_str("Timeout"),
+        }
+    }
+}
+
+impl<E> fmt::Display for StartChildError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StartChildError::NotAlive(_) => "the supervisor is not alive",
+            StartChildError::Stopped => "the supervisor stopped before starting the task",
+            StartChildError::Timeout => "the supervisor did not answer in time",
+        })
+    }
+}
+
+impl<E> Error for StartChildError<E> {}
+
 /// The stage was not alive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotAlive;

@@ -316,8 +316,8 @@ pub use builder::{
 pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerContext};
 pub use error::{
-    CallError, NotAlive, OptionsError, SendError, StartError, SubscribeError, SyncInfoError,
-    UnknownSubscription,
+    CallError, NotAlive, OptionsError, SendError, StartChildError, StartError, SubscribeError,
+    SyncInfoError, UnknownSubscription,
 };
 pub use event_stream::{EventBatches, EventStream, stream};
 pub use exit::{BoxError, CancelMode, CancelReason, ExitReason};

@@ -40,6 +40,17 @@ async fn start_child_runs_a_task_without_any_subscription() {
 }
 
 #[tokio::test]
+async fn start_child_on_a_stopped_supervisor_gives_the_event_back() {
+    let jobs = Jobs::gated();
+    let sup = start_alone(jobs.supervisor()).await;
+    sup.stop(ExitReason::Shutdown).await.unwrap();
+    let error = sup.start_child(42).await.unwrap_err();
+    assert_eq!(error.to_string(), "the supervisor is not alive");
+    assert_eq!(error.into_event(), Some(42), "the event is not lost");
+    assert!(jobs.started.is_empty());
+}
+
+#[tokio::test]
 async fn start_child_runs_beyond_demand_and_its_end_asks_nothing() {
     let jobs = Jobs::gated();
     let (sup, producer, demands) = fed_by_counter(jobs.supervisor(), opts(2, 0)).await;
