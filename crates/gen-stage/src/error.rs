@@ -1,4 +1,5 @@
-//! One error type per operation.
+//! One error type per operation; see the crate's docs on errors: messages include
+//! what they wrap, and `source()` is empty.
 
 use std::error::Error;
 use std::fmt;
@@ -69,15 +70,7 @@ impl fmt::Display for StartError {
     }
 }
 
-impl Error for StartError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            StartError::InvalidOptions(error) => Some(error),
-            StartError::Subscribe(error) => Some(error),
-            _ => None,
-        }
-    }
-}
+impl Error for StartError {}
 
 impl From<OptionsError> for StartError {
     fn from(error: OptionsError) -> Self {
@@ -138,14 +131,7 @@ impl fmt::Display for SubscribeError {
     }
 }
 
-impl Error for SubscribeError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            SubscribeError::InvalidOptions(error) => Some(error),
-            _ => None,
-        }
-    }
-}
+impl Error for SubscribeError {}
 
 impl From<OptionsError> for SubscribeError {
     fn from(error: OptionsError) -> Self {

@@ -263,6 +263,13 @@
 //! `futures::Stream`, asking for more only as the stream is pulled, one event at a time
 //! or, with [`EventStream::batches`], a batch at a time.
 //!
+//! # Errors
+//!
+//! Each operation has its own error type, an enum to match on. An error's message
+//! includes the message of any error it wraps, so that printing it alone says what went
+//! wrong; its `source()` is empty, so that a report printing the whole chain (anyhow's
+//! `{:#}`) shows each message once. The wrapped errors are fields of the variants.
+//!
 //! # Differences from GenStage
 //!
 //! Behaviours that surprise GenStage users are chosen the way a user would expect, and

@@ -143,14 +143,8 @@ impl fmt::Display for SupervisorError {
     }
 }
 
-impl std::error::Error for SupervisorError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SupervisorError::ChildStart { error, .. } => Some(error),
-            SupervisorError::DuplicateChildId(_) => None,
-        }
-    }
-}
+/// Its message includes the child's error (see [errors](crate#errors)).
+impl std::error::Error for SupervisorError {}
 
 impl Supervisor {
     /// A one-for-one supervisor with no children, allowing 3 restarts in 5 seconds.

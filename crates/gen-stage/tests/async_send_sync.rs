@@ -4,8 +4,8 @@
 mod support;
 
 use gen_stage::{
-    CallError, ConsumerRef, EventStream, ExitReason, NotAlive, ProducerConsumerRef, ProducerRef,
-    SendError, StageStats, StartError, SubscribeError, SubscribeOptions,
+    CallError, ConsumerRef, EventStream, ExitReason, NotAlive, OptionsError, ProducerConsumerRef,
+    ProducerRef, SendError, StageStats, StartError, SubscribeError, SubscribeOptions,
 };
 use gen_stage_test::{CollectingConsumer, Counter};
 use support::Relay;
@@ -31,6 +31,18 @@ fn errors_are_errors_that_cross_threads() {
     error::<CallError>();
     error::<NotAlive>();
     error::<SendError<u64>>();
+}
+
+#[test]
+fn an_error_says_what_it_wraps_once() {
+    use std::error::Error;
+    let error = StartError::from(SubscribeError::from(OptionsError::MaxDemandZero));
+    assert_eq!(
+        error.to_string(),
+        "initial subscription failed: invalid subscription options: expected max_demand to be equal to or greater than 1, got: 0"
+    );
+    // The message has it all; a chain of sources would repeat it.
+    assert!(error.source().is_none());
 }
 
 #[test]
