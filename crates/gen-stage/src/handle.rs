@@ -369,6 +369,25 @@ impl<K: EmitsEvents> StageRef<K> {
     }
 }
 
+/// Cancels, when dropped, a subscription whose answer its caller did not wait for.
+struct AbandonedSubscription<'a, K: StageKind> {
+    consumer: &'a StageRef<K>,
+    /// `None` once the answer came.
+    tag: Option<SubscriptionTag>,
+    reason: &'static str,
+}
+
+impl<K: StageKind> Drop for AbandonedSubscription<'_, K> {
+    fn drop(&mut self) {
+        if let Some(tag) = self.tag {
+            let _ = self.consumer.send(Envelope::Cancel {
+                tag,
+                reason: ExitReason::custom_shutdown(self.reason),
+            });
+        }
+    }
+}
+
 impl<K: ReceivesEvents> StageRef<K> {
     /// Subscribes this stage to `producer` and waits for the producer to accept.
     ///
@@ -387,6 +406,13 @@ impl<K: ReceivesEvents> StageRef<K> {
     /// Invalid options, a producer or consumer that is not alive, a rejection by the
     /// producer, or no answer within [`DEFAULT_CALL_TIMEOUT`]. A failed subscription
     /// never stops the consumer, unless its own `handle_producer_subscribed` hook failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes (a `select!`, a timeout of your own)
+    /// cancels the subscription, as a timeout does: it never goes live. A subscription
+    /// the producer had already accepted then ends at once, and the consumer's
+    /// `handle_cancel` sees it go.
     pub async fn subscribe_to<P>(
         &self,
         producer: &StageRef<P>,
@@ -406,6 +432,10 @@ impl<K: ReceivesEvents> StageRef<K> {
     ///
     /// [`SubscribeError::NotRegistered`] if no running stage emitting this stage's
     /// events holds the name; otherwise as for [`StageRef::subscribe_to`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`StageRef::subscribe_to`].
     pub async fn subscribe_to_name(
         &self,
         registry: &Registry,
@@ -433,19 +463,25 @@ impl<K: ReceivesEvents> StageRef<K> {
             reply: Some(reply),
         })))
         .map_err(|_| SubscribeError::ConsumerNotAlive)?;
-        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, receiver).await {
+        // A subscription its caller gave up on (a timeout here, or the caller dropping
+        // this future) must not go live later: the consumer cancels it once it gets
+        // there (its mailbox is in order).
+        let mut abandoned = AbandonedSubscription {
+            consumer: self,
+            tag: Some(tag),
+            reason: "the caller stopped waiting for the subscription",
+        };
+        let outcome = match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, receiver).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(SubscribeError::ConsumerNotAlive),
             Err(_) => {
-                // A subscription reported as failed must not go live later: the
-                // consumer cancels it once it gets there (its mailbox is in order).
-                let _ = self.send(Envelope::Cancel {
-                    tag,
-                    reason: ExitReason::custom_shutdown("the subscription timed out"),
-                });
-                Err(SubscribeError::Timeout)
+                abandoned.reason = "the subscription timed out";
+                return Err(SubscribeError::Timeout);
             }
-        }
+        };
+        // Answered (accepted or refused): nothing to cancel.
+        abandoned.tag = None;
+        outcome
     }
 
     /// Subscribes this stage to `producer` without waiting for the outcome. A failure
@@ -480,6 +516,11 @@ impl<K: ReceivesEvents> StageRef<K> {
     /// # Errors
     ///
     /// As for [`StageRef::subscribe_to`].
+    ///
+    /// # Cancel safety
+    ///
+    /// The cancellation is sent at once; dropping the future then cancels the new
+    /// subscription, as for [`StageRef::subscribe_to`].
     pub async fn resubscribe<P>(
         &self,
         tag: SubscriptionTag,

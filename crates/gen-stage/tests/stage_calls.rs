@@ -7,14 +7,14 @@ mod support;
 use std::time::Duration;
 
 use gen_stage::{
-    BoxError, CallError, CancelMode, CancelReason, DEFAULT_CALL_TIMEOUT, ExitReason, OptionsError,
-    Producer, ProducerContext, ProducerRef, SendError, StartError, SubscribeError,
+    BoxError, CallError, CancelMode, CancelReason, ConsumerRef, DEFAULT_CALL_TIMEOUT, ExitReason,
+    OptionsError, Producer, ProducerContext, ProducerRef, SendError, StartError, SubscribeError,
     SubscribeOptions, SyncInfoError,
 };
-use gen_stage_test::{Script, ScriptedProducer};
+use gen_stage_test::{Record, Script, ScriptedProducer, Watch};
 use support::{
-    Query, Refusing, Req, Server, ServerLog, answers, build_probe, cancels, producer_cancels,
-    scripted, server, start_probe, start_server, subscribe,
+    Probe, Query, Refusing, Req, Server, ServerLog, answers, build_probe, cancels,
+    producer_cancels, scripted, server, start_probe, start_server, subscribe,
 };
 
 fn opts() -> SubscribeOptions {
@@ -357,26 +357,57 @@ impl Producer for Holdable {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_subscription_that_timed_out_never_goes_live() {
-    let producer = gen_stage::producer(Holdable).start().await.unwrap();
+/// A consumer, and a producer held in a hook so that it cannot answer a subscription.
+async fn held_producer() -> (
+    ProducerRef<Holdable>,
+    tokio::sync::oneshot::Sender<()>,
+    ConsumerRef<Probe>,
+    Watch<Record<u64>>,
+) {
+    let producer = gen_stage::producer(Holdable).start().await.expect("the producer starts");
     let (release, held) = tokio::sync::oneshot::channel();
     assert!(producer.cast(Hold::Until(held)).is_ok());
     let (consumer, record) = start_probe(None).await;
+    (producer, release, consumer, record)
+}
 
-    let subscribed = consumer.subscribe_to(&producer, opts()).await;
-    assert!(
-        matches!(subscribed, Err(SubscribeError::Timeout)),
-        "{subscribed:?}"
-    );
-
-    // Once the consumer has taken the cancellation (its answer comes after it), the
-    // producer catches up, then has events: none may reach the consumer.
+/// Once the consumer has taken the cancellation (its answer comes after it), the
+/// producer catches up, then has events: none may reach the consumer.
+async fn assert_never_live(
+    producer: ProducerRef<Holdable>,
+    release: tokio::sync::oneshot::Sender<()>,
+    consumer: ConsumerRef<Probe>,
+    record: Watch<Record<u64>>,
+) {
     assert!(answers(&consumer).await);
-    release.send(()).unwrap();
+    release.send(()).expect("the producer is held");
     assert!(producer.cast(Hold::Emit(vec![1, 2, 3])).is_ok());
     assert_eq!(producer.estimate_buffered_count().await, Ok(3));
     assert!(answers(&consumer).await);
     assert_eq!(record.event_count(), 0);
     assert_eq!(producer.stats().consumers, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscription_that_timed_out_never_goes_live() {
+    let (producer, release, consumer, record) = held_producer().await;
+    let subscribed = consumer.subscribe_to(&producer, opts()).await;
+    assert!(
+        matches!(subscribed, Err(SubscribeError::Timeout)),
+        "{subscribed:?}"
+    );
+    assert_never_live(producer, release, consumer, record).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscription_whose_caller_stopped_waiting_never_goes_live() {
+    let (producer, release, consumer, record) = held_producer().await;
+    // The caller's own timeout drops the subscribing future before any answer.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(10),
+        consumer.subscribe_to(&producer, opts()),
+    )
+    .await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    assert_never_live(producer, release, consumer, record).await;
 }
