@@ -191,6 +191,11 @@ impl<S: Producer> Builder<ProducerKind<S>> {
     /// # Errors
     ///
     /// [`StartError`] if the name is taken, or `init` failed or ignored the start.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the start completes kills the stage: none is left
+    /// running that nobody holds.
     pub async fn start(mut self) -> Result<ProducerRef<S>, StartError> {
         let stats = Arc::default();
         let side = self.output(&stats);
@@ -210,6 +215,11 @@ impl<S: Consumer> Builder<ConsumerKind<S>> {
     ///
     /// [`StartError`] if an option is invalid, the name is taken, `init` failed or
     /// ignored the start, or a subscription could not be made.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the start completes kills the stage, and with it the
+    /// subscriptions it made.
     pub async fn start(mut self) -> Result<ConsumerRef<S>, StartError> {
         self.validate()?;
         let naming = self.naming(None);
@@ -225,6 +235,10 @@ impl<S: ProducerConsumer> Builder<ProducerConsumerKind<S>> {
     /// Spawns the stage, runs its `init` hook and makes its subscriptions.
     ///
     /// # Errors
+    ///
+    /// As for [`ConsumerBuilder::start`](Builder::start).
+    ///
+    /// # Cancel safety
     ///
     /// As for [`ConsumerBuilder::start`](Builder::start).
     pub async fn start(mut self) -> Result<ProducerConsumerRef<S>, StartError> {

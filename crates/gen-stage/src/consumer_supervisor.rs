@@ -517,6 +517,11 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     /// [`StartChildError::Stopped`] if it stopped before answering;
     /// [`StartChildError::Timeout`] if it did not answer within
     /// [`DEFAULT_CALL_TIMEOUT`](crate::DEFAULT_CALL_TIMEOUT).
+    ///
+    /// # Cancel safety
+    ///
+    /// The request is sent at once: dropping the future only stops the wait, and the
+    /// task still starts.
     pub async fn start_child(&self, event: E) -> Result<TaskId, StartChildError<E>> {
         let (reply, answer) = ReplyTo::pair();
         let request = Envelope::Message(TaskMessage::StartChild(event, reply));

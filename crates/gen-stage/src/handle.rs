@@ -187,6 +187,11 @@ impl<K: StageKind> StageRef<K> {
     ///
     /// [`CallError::Timeout`] if no reply came in time; [`CallError::NotAlive`] if the
     /// stage is not alive or dropped the reply handle without replying.
+    ///
+    /// # Cancel safety
+    ///
+    /// The request is sent at once: dropping the future only stops the wait. The
+    /// stage still handles the request, and its reply goes nowhere.
     pub async fn call<R>(
         &self,
         request: impl FnOnce(ReplyTo<R>) -> K::Message,
@@ -237,6 +242,10 @@ impl<K: StageKind> StageRef<K> {
     /// [`SyncInfoError::NotAlive`], with the message, if the stage is not alive;
     /// [`SyncInfoError::Timeout`] if it did not take the message in within
     /// [`DEFAULT_CALL_TIMEOUT`] (it is busy in a hook; it still has the message).
+    ///
+    /// # Cancel safety
+    ///
+    /// The message is sent at once: dropping the future only stops the wait.
     pub async fn sync_info(&self, message: K::Message) -> Result<(), SyncInfoError<K::Message>> {
         let (queued, receiver) = oneshot::channel();
         self.send(Envelope::Info {
@@ -282,6 +291,10 @@ impl<K: StageKind> StageRef<K> {
     /// # Errors
     ///
     /// [`NotAlive`] if the stage had already stopped.
+    ///
+    /// # Cancel safety
+    ///
+    /// The stop is sent at once: dropping the future only stops the wait.
     pub async fn stop(&self, reason: ExitReason) -> Result<(), NotAlive> {
         self.send(Envelope::Stop(reason)).map_err(|_| NotAlive)?;
         self.stopped().await;

@@ -149,10 +149,32 @@ pub(crate) async fn start<R: Runner>(
     let driven = drive(runner, mailbox, started_sender, exit_sender, registered);
     let task = tokio::spawn(tracing::Instrument::instrument(driven, span));
     me.set_abort(task.abort_handle());
-    match started.await {
+    // A start its caller gave up on (it dropped this future while `init` ran) must not
+    // leave a stage running that nobody holds: it is killed.
+    let abandoned = AbortOnDrop(Some(task.abort_handle()));
+    let outcome = match started.await {
         Ok(Ok(())) => Ok(me),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(StartError::Init(ExitReason::Killed)),
+    };
+    abandoned.disarm();
+    outcome
+}
+
+/// Aborts a task when dropped, unless disarmed.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
 

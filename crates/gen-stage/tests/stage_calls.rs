@@ -364,7 +364,10 @@ async fn held_producer() -> (
     ConsumerRef<Probe>,
     Watch<Record<u64>>,
 ) {
-    let producer = gen_stage::producer(Holdable).start().await.expect("the producer starts");
+    let producer = gen_stage::producer(Holdable)
+        .start()
+        .await
+        .expect("the producer starts");
     let (release, held) = tokio::sync::oneshot::channel();
     assert!(producer.cast(Hold::Until(held)).is_ok());
     let (consumer, record) = start_probe(None).await;

@@ -3,9 +3,11 @@
 
 mod support;
 
+use std::time::Duration;
+
 use gen_stage::{
-    BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ExitReason, NotAlive,
-    StartError, SubscribeOptions, SubscriptionTag,
+    BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ExitReason, Init, NotAlive,
+    Producer, ProducerContext, StartError, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{Counter, Recorded, Script};
 use support::{
@@ -54,6 +56,40 @@ async fn init_panic_fails_start_with_the_panic_message() {
     let (error, _) = start_failing(Fault::Panic).await;
     let expected = ExitReason::Panic("init exploded".into());
     assert!(matches!(error, Some(StartError::Init(reason)) if reason == expected));
+}
+
+/// A producer whose `init` never ends; its channel closes when the stage is dropped.
+struct NeverStarts {
+    _alive: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Producer for NeverStarts {
+    type Event = u64;
+    type Message = ();
+
+    async fn init(&mut self, _: &mut ProducerContext<'_, Self>) -> Result<Init, BoxError> {
+        std::future::pending().await
+    }
+
+    async fn handle_demand(
+        &mut self,
+        _: usize,
+        _: &mut ProducerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_its_caller_gave_up_on_leaves_no_stage_running() {
+    let (alive, dropped) = tokio::sync::oneshot::channel();
+    let start = gen_stage::producer(NeverStarts { _alive: alive }).start();
+    let gave_up = tokio::time::timeout(Duration::from_millis(10), start).await;
+    assert!(gave_up.is_err(), "init never ends");
+    // The stage's task is killed: the stage is dropped (with a paused clock, the
+    // timeout below fires only if nothing else can happen).
+    let gone = tokio::time::timeout(Duration::from_secs(60), dropped).await;
+    assert!(matches!(gone, Ok(Err(_))), "the stage still runs");
 }
 
 // --- Stopping and failing ------------------------------------------------------------
