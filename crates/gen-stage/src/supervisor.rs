@@ -195,6 +195,11 @@ enum Command {
 
 /// A handle to a running supervisor; a [`Supervised`] child itself, so supervisors
 /// nest.
+///
+/// Unlike a stage's handle, it owns what it supervises: once every handle is dropped,
+/// the supervisor shuts down (its children first, as [`SupervisorRef::stop`] does),
+/// as an OTP supervisor whose parent exits. Keep a handle for as long as the tree
+/// should run; a parent supervisor keeps one for a nested supervisor.
 #[derive(Clone)]
 pub struct SupervisorRef {
     commands: mpsc::UnboundedSender<Command>,

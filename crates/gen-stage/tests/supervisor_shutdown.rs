@@ -84,6 +84,21 @@ async fn stop_stops_the_children_in_reverse_start_order() {
     assert!(log.starts.snapshot().iter().all(|(_, w)| !w.is_alive()));
 }
 
+#[tokio::test]
+async fn dropping_the_last_handle_shuts_the_supervisor_and_its_children_down() {
+    let log = Log::default();
+    let sup = workers(&log, &["a", "b"]).await;
+    let worker = log.current("a");
+    drop(sup);
+    assert_eq!(
+        within("the worker", worker.stopped()).await,
+        ExitReason::Shutdown
+    );
+    let expected = ["b", "a"].map(|id| (id, ExitReason::Shutdown));
+    log.terminated.wait_for_len(2).await;
+    assert_eq!(log.terminated.snapshot(), expected);
+}
+
 #[tokio::test(start_paused = true)]
 async fn graceful_shutdown_kills_a_child_that_does_not_stop_in_time() {
     let log = Log::default();
