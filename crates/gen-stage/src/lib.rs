@@ -336,7 +336,8 @@ pub use options::{
 };
 pub use registry::{NameTaken, Registry};
 pub use source::{
-    Exhausted, IterSource, OnCancel, Source, SourceProducer, StreamSource, from_iter, from_stream,
+    IterSource, OnCancel, Source, SourceMessage, SourceProducer, StreamSource, from_iter,
+    from_stream,
 };
 pub use stage::{AskMode, Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{Side, StageState, StageStats, SubscriptionDemand};

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use crate::builder::{ProducerBuilder, producer};
 use crate::context::ProducerContext;
@@ -27,7 +27,9 @@ pub trait Source: Send + 'static {
     /// The events.
     type Item: Send + 'static;
 
-    /// Takes up to `count` items; also says whether the source is exhausted.
+    /// Takes up to `count` items, at least one unless the source is exhausted; also says
+    /// whether it is. A source whose items come over time (a stream) returns what is
+    /// ready rather than wait for `count`: the producer pulls again for the rest.
     fn pull(&mut self, count: usize) -> impl Future<Output = (Vec<Self::Item>, bool)> + Send;
 }
 
@@ -75,11 +77,19 @@ where
     type Item = St::Item;
 
     async fn pull(&mut self, count: usize) -> (Vec<St::Item>, bool) {
-        let mut items = Vec::with_capacity(count.min(4096));
+        // Waits for the first item only, then takes what is ready: a stream fed over
+        // time (a channel, a socket) delivers its items as they come, not once `count`
+        // of them have arrived.
+        let mut items = Vec::new();
+        match self.0.next().await {
+            Some(item) => items.push(item),
+            None => return (items, true),
+        }
         while items.len() < count {
-            match self.0.next().await {
-                Some(item) => items.push(item),
-                None => return (items, true),
+            match self.0.next().now_or_never() {
+                Some(Some(item)) => items.push(item),
+                Some(None) => return (items, true),
+                None => break,
             }
         }
         (items, false)
@@ -89,14 +99,21 @@ where
 /// A producer that emits what a [`Source`] yields, as fast as demand allows, and
 /// stops normally once the source is exhausted and its last events are dispatched.
 ///
-/// Made by [`from_iter`] and [`from_stream`]. A stream that is not ready holds the
-/// stage inside `handle_demand` until it is.
+/// Made by [`from_iter`] and [`from_stream`]. It emits what a stream has ready, then
+/// pulls again for the rest of the demand after a turn through its mailbox. While a
+/// stream has nothing ready, the stage waits inside the pull for its next item and
+/// answers nothing meanwhile: to stop it then, end the stream or
+/// [`kill`](crate::StageRef::kill) the stage.
 #[must_use]
 pub struct SourceProducer<S> {
     source: S,
     exhausted: bool,
     on_cancel: OnCancel,
     consumers: usize,
+    /// Demand not yet served.
+    pending: usize,
+    /// A [`SourceMessage`] to pull again is in the mailbox.
+    pull_queued: bool,
 }
 
 impl<S> fmt::Debug for SourceProducer<S> {
@@ -105,6 +122,7 @@ impl<S> fmt::Debug for SourceProducer<S> {
             .field("exhausted", &self.exhausted)
             .field("on_cancel", &self.on_cancel)
             .field("consumers", &self.consumers)
+            .field("pending", &self.pending)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +135,8 @@ impl<S: Source> SourceProducer<S> {
             exhausted: false,
             on_cancel: OnCancel::Continue,
             consumers: 0,
+            pending: 0,
+            pull_queued: false,
         }
     }
 
@@ -127,32 +147,56 @@ impl<S: Source> SourceProducer<S> {
     }
 }
 
-/// The message a source producer sends itself once exhausted: it arrives after the
-/// last events have left the buffer.
+/// The messages a source producer sends itself: to pull again for demand a stream
+/// did not fill, and, once exhausted, to stop after the last events have left the
+/// buffer.
 #[derive(Debug)]
-pub struct Exhausted(());
+pub struct SourceMessage(SourceStep);
+
+#[derive(Debug)]
+enum SourceStep {
+    PullAgain,
+    Exhausted,
+}
+
+impl<S: Source> SourceProducer<S> {
+    /// Pulls for the pending demand and emits what came.
+    async fn pull(&mut self, ctx: &mut ProducerContext<'_, Self>) {
+        if self.exhausted || self.pending == 0 {
+            return;
+        }
+        let (items, exhausted) = self.source.pull(self.pending).await;
+        self.pending = self.pending.saturating_sub(items.len());
+        // Emitted before the messages below, so that they come after these events.
+        ctx.emit(items);
+        if exhausted {
+            self.exhausted = true;
+            let _ = ctx
+                .stage_ref()
+                .async_info(SourceMessage(SourceStep::Exhausted));
+        } else if self.pending > 0 && !self.pull_queued {
+            self.pull_queued = ctx
+                .stage_ref()
+                .cast(SourceMessage(SourceStep::PullAgain))
+                .is_ok();
+        }
+    }
+}
 
 impl<S: Source> Producer for SourceProducer<S> {
     type Event = S::Item;
-    type Message = Exhausted;
+    type Message = SourceMessage;
 
     async fn handle_demand(
         &mut self,
         demand: usize,
         ctx: &mut ProducerContext<'_, Self>,
     ) -> Result<Vec<S::Item>, BoxError> {
-        if self.exhausted {
-            return Ok(Vec::new());
+        self.pending = self.pending.saturating_add(demand);
+        if !self.pull_queued {
+            self.pull(ctx).await;
         }
-        let (items, exhausted) = self.source.pull(demand).await;
-        if exhausted {
-            self.exhausted = true;
-            // Emit first, so that the info is queued behind any event left in the buffer.
-            ctx.emit(items);
-            let _ = ctx.stage_ref().async_info(Exhausted(()));
-            return Ok(Vec::new());
-        }
-        Ok(items)
+        Ok(Vec::new())
     }
 
     async fn handle_consumer_subscribed(
@@ -180,10 +224,16 @@ impl<S: Source> Producer for SourceProducer<S> {
 
     async fn handle_message(
         &mut self,
-        _message: Exhausted,
+        message: SourceMessage,
         ctx: &mut ProducerContext<'_, Self>,
     ) -> Result<(), BoxError> {
-        ctx.stop(ExitReason::Normal);
+        match message.0 {
+            SourceStep::PullAgain => {
+                self.pull_queued = false;
+                self.pull(ctx).await;
+            }
+            SourceStep::Exhausted => ctx.stop(ExitReason::Normal),
+        }
         Ok(())
     }
 }

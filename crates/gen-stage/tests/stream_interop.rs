@@ -166,6 +166,25 @@ async fn from_stream_waits_for_a_pending_stream_and_stops_when_it_ends() {
 }
 
 #[tokio::test]
+async fn from_stream_delivers_what_is_ready_without_waiting_for_the_whole_demand() {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let source = Box::pin(futures::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+    ));
+    let producer = gen_stage::from_stream(source).start().await.unwrap();
+    // A demand of 1000; two items are ready and no more are coming yet.
+    let (_, record) = collect(&producer, opts(1000, 500)).await;
+    sender.send(1).unwrap();
+    sender.send(2).unwrap();
+    record.wait_for_events(2).await;
+    // The rest of the demand is served as items come.
+    sender.send(3).unwrap();
+    record.wait_for_events(3).await;
+    assert_eq!(record.events(), vec![1, 2, 3]);
+}
+
+#[tokio::test]
 async fn from_iter_consumed_as_a_stream_ends_the_stream_normally() {
     let producer = gen_stage::from_iter(0..25u32).start().await.unwrap();
     let mut stream = gen_stage::stream(&producer, opts(4, 1)).unwrap();
