@@ -114,6 +114,10 @@ impl<K: ReceivesEvents> Context<'_, K> {
     /// Asks the producer of a manual subscription for `demand` more events. Mixing it
     /// with automatic demand is allowed but makes the consumer's limits yours to keep.
     ///
+    /// It works from `handle_producer_subscribed` too, for the subscription the hook
+    /// is about: the demand goes out as soon as the subscription does (GenStage's
+    /// `ask` in `handle_subscribe`).
+    ///
     /// # Errors
     ///
     /// [`UnknownSubscription`] if `tag` is not one of this stage's subscriptions.

@@ -94,10 +94,10 @@ pub enum SubscribeError {
     ProducerNotAlive,
     /// The consumer was not alive.
     ConsumerNotAlive,
-    /// The producer refused the subscription: its `handle_subscribe` hook or its
+    /// The producer refused the subscription: its `handle_consumer_subscribed` hook or its
     /// dispatcher returned this error.
     Rejected(Arc<dyn Error + Send + Sync + 'static>),
-    /// The consumer's own `handle_subscribe` hook failed, which stopped it.
+    /// The consumer's own `handle_producer_subscribed` hook failed, which stopped it.
     ConsumerStopped(ExitReason),
     /// No answer came in time (the consumer or the producer is busy in a hook). The
     /// subscription is cancelled: it never goes live, even once they catch up.

@@ -140,7 +140,7 @@ pub enum CancelReason {
     Cancelled(ExitReason),
     /// The other side stopped (or was never alive) with this reason.
     Down(ExitReason),
-    /// The producer refused the subscription (its `handle_subscribe` hook or its
+    /// The producer refused the subscription (its `handle_consumer_subscribed` hook or its
     /// dispatcher rejected it). A rejected subscription never stops the consumer.
     Rejected(Arc<dyn Error + Send + Sync + 'static>),
 }

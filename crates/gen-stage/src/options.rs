@@ -72,7 +72,7 @@ impl SubscribeOptions {
         self
     }
 
-    /// Adds a typed option for the producer: its `handle_subscribe` hook and its
+    /// Adds a typed option for the producer: its `handle_consumer_subscribed` hook and its
     /// dispatcher read it with [`SubscribeOptions::extension`]. One value per type.
     pub fn with<V: Any + Send + Sync>(mut self, value: V) -> Self {
         self.extensions.insert(value);

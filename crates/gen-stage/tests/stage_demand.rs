@@ -489,3 +489,58 @@ async fn forward_serves_each_accumulated_demand_separately_in_order() {
         vec![range(0, 3), range(3, 7), range(7, 12)]
     );
 }
+
+/// Takes its subscriptions in manual mode and asks for `first` events right away, from
+/// the subscription hook, as GenStage consumers do in `handle_subscribe`.
+struct AsksWhenSubscribed {
+    first: usize,
+    received: Recorded<u64>,
+}
+
+impl Consumer for AsksWhenSubscribed {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_producer_subscribed(
+        &mut self,
+        tag: SubscriptionTag,
+        _: &SubscribeOptions,
+        ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<gen_stage::AskMode, BoxError> {
+        ctx.ask(tag, n(self.first))?;
+        Ok(gen_stage::AskMode::Manual)
+    }
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _: SubscriptionTag,
+        _: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        for event in events {
+            self.received.push(event);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_manual_consumer_can_ask_from_its_subscription_hook() {
+    let producer = gen_stage::producer(Counter::new(0)).start().await.unwrap();
+    let received = Recorded::default();
+    let consumer = AsksWhenSubscribed {
+        first: 3,
+        received: received.clone(),
+    };
+    let consumer = gen_stage::consumer(consumer)
+        .subscribe_to(&producer, opts(10, 5))
+        .start()
+        .await
+        .unwrap();
+    received.wait_for_len(3).await;
+    barrier(&producer).await;
+    let pending = consumer.demand_snapshot().await.expect("alive");
+    // Exactly what the hook asked for, and no more.
+    assert_eq!(received.snapshot(), vec![0, 1, 2]);
+    assert_eq!(pending.iter().map(|d| d.pending).sum::<usize>(), 0);
+}

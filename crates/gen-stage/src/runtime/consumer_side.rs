@@ -29,6 +29,10 @@ pub(crate) struct ConsumerSide<T> {
     pub(crate) exit_reason: ExitReason,
     /// Asked for and not yet received, over every subscription.
     demand_in: usize,
+    /// The subscription whose `handle_producer_subscribed` hook runs, and the demand
+    /// the hook asked for: sent once the subscription is (GenStage's `ask` in
+    /// `handle_subscribe`).
+    pub(crate) subscribing: Option<(SubscriptionTag, usize)>,
     stats: Arc<StatsCell>,
 }
 
@@ -39,6 +43,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             self_cancelled: Vec::new(),
             exit_reason: ExitReason::Killed,
             demand_in: 0,
+            subscribing: None,
             stats,
         }
     }
@@ -64,9 +69,15 @@ impl<T: Send + 'static> ConsumerSide<T> {
             AskMode::Manual => None,
         };
         let cancel = options.cancel_mode();
+        let asked_early = match self.subscribing.take() {
+            Some((subscribing, demand)) if subscribing == tag => demand,
+            _ => 0,
+        };
         port.subscribe(tag, sink, options, reply)?;
-        let asked = if auto.is_some() && port.ask(tag, max) {
-            max
+        let first = if auto.is_some() { max } else { 0 };
+        let first = first.saturating_add(asked_early);
+        let asked = if first > 0 && port.ask(tag, first) {
+            first
         } else {
             0
         };
@@ -168,10 +179,15 @@ impl<T: Send + 'static> ConsumerSide<T> {
         tag: SubscriptionTag,
         demand: usize,
     ) -> Result<(), UnknownSubscription> {
-        let upstream = self
-            .producers
-            .get_mut(&tag)
-            .ok_or(UnknownSubscription(tag))?;
+        let Some(upstream) = self.producers.get_mut(&tag) else {
+            return match &mut self.subscribing {
+                Some((subscribing, asked)) if *subscribing == tag => {
+                    *asked = asked.saturating_add(demand);
+                    Ok(())
+                }
+                _ => Err(UnknownSubscription(tag)),
+            };
+        };
         upstream.port.ask(tag, demand);
         upstream.asked = upstream.asked.saturating_add(demand);
         self.add_demand_in(demand, 0);

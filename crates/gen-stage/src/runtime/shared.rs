@@ -73,9 +73,12 @@ pub(crate) async fn subscribe<R: Receiving>(
         tracing::error!("subscription with invalid options ignored: {error}");
         return answer(reply, Err(error.into()));
     }
-    let mode = match runner.on_producer_subscribed(tag, &options).await {
+    runner.input().subscribing = Some((tag, 0));
+    let mode = runner.on_producer_subscribed(tag, &options).await;
+    let mode = match mode {
         Ok(mode) => mode,
         Err(reason) => {
+            runner.input().subscribing = None;
             answer(reply, Err(SubscribeError::ConsumerStopped(reason.clone())));
             runner.control().stop = Some(reason);
             return;
