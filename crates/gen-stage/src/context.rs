@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 
-use crate::error::UnknownSubscription;
+use crate::error::{OptionsError, UnknownSubscription};
 use crate::exit::ExitReason;
 use crate::handle::StageRef;
 use crate::kind::{
@@ -144,20 +144,33 @@ impl<K: ReceivesEvents> Context<'_, K> {
         self.consumer().cancel(tag, reason)
     }
 
-    /// Subscribes this stage to `producer` once the current hook returns.
-    pub fn subscribe_to<P>(&mut self, producer: &StageRef<P>, options: SubscribeOptions)
+    /// Subscribes this stage to `producer` once the current hook returns, and returns
+    /// the subscription's tag. A producer that is not alive is then reported to
+    /// `handle_cancel`, as for [`StageRef::async_subscribe_to`].
+    ///
+    /// # Errors
+    ///
+    /// [`OptionsError`] if the options are invalid: nothing is subscribed.
+    pub fn subscribe_to<P>(
+        &mut self,
+        producer: &StageRef<P>,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionTag, OptionsError>
     where
         P: EmitsEvents<Out = K::In>,
     {
+        options.validate()?;
+        let tag = SubscriptionTag::next();
         let _ = self
             .control
             .me
             .send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
-                tag: SubscriptionTag::next(),
+                tag,
                 producer: producer.port(),
                 options,
                 reply: None,
             })));
+        Ok(tag)
     }
 
     /// The tags of the subscriptions to producers.

@@ -414,3 +414,54 @@ async fn a_subscription_whose_caller_stopped_waiting_never_goes_live() {
     assert!(gave_up.is_err(), "{gave_up:?}");
     assert_never_live(producer, release, consumer, record).await;
 }
+
+/// Subscribes, from its message hook, to the producer it is sent, and records the
+/// outcome.
+struct SubscribesWhenTold {
+    options: SubscribeOptions,
+    outcomes: gen_stage_test::Recorded<Result<(), OptionsError>>,
+}
+
+impl gen_stage::Consumer for SubscribesWhenTold {
+    type Event = u64;
+    type Message = ProducerRef<gen_stage_test::Counter>;
+
+    async fn handle_events(
+        &mut self,
+        _: Vec<u64>,
+        _: gen_stage::SubscriptionTag,
+        _: &mut gen_stage::ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    async fn handle_message(
+        &mut self,
+        producer: Self::Message,
+        ctx: &mut gen_stage::ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        let outcome = ctx.subscribe_to(&producer, self.options.clone());
+        self.outcomes.push(outcome.map(|_| ()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_hook_subscribing_with_invalid_options_is_told_so() {
+    let producer = gen_stage::producer(gen_stage_test::Counter::new(0))
+        .start()
+        .await
+        .expect("the producer starts");
+    let outcomes = gen_stage_test::Recorded::default();
+    let consumer = gen_stage::consumer(SubscribesWhenTold {
+        options: SubscribeOptions::new().max_demand(0),
+        outcomes: outcomes.clone(),
+    })
+    .start()
+    .await
+    .expect("the consumer starts");
+    assert!(consumer.cast(producer.clone()).is_ok());
+    outcomes.wait_for_len(1).await;
+    assert_eq!(outcomes.snapshot(), vec![Err(OptionsError::MaxDemandZero)]);
+    assert_eq!(producer.stats().consumers, 0);
+}
