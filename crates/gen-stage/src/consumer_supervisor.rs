@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::context::ConsumerContext;
 use crate::error::{CallError, StartChildError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
-use crate::handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, ReplyTo};
+use crate::handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, ReplyTo, wait_reply};
 use crate::options::SubscribeOptions;
 use crate::protocol::Envelope;
 use crate::stage::{AskMode, Consumer, Init};
@@ -533,11 +533,12 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
                 _ => unreachable!("the envelope sent is the one returned"),
             };
         }
-        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, answer).await {
-            Ok(Ok(id)) => Ok(id),
-            Ok(Err(_)) => Err(StartChildError::Stopped),
-            Err(_) => Err(StartChildError::Timeout),
-        }
+        wait_reply(answer, DEFAULT_CALL_TIMEOUT)
+            .await
+            .map_err(|error| match error {
+                CallError::NotAlive => StartChildError::Stopped,
+                CallError::Timeout => StartChildError::Timeout,
+            })
     }
 
     /// Aborts the task `id`, freeing its demand slot; false if no such task runs.

@@ -9,7 +9,7 @@ use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
 use crate::options::{DemandMode, SubscribeOptions};
-use crate::protocol::{Envelope, SubscribeToRequest};
+use crate::protocol::Envelope;
 use crate::runtime::{ConsumerSide, ProducerSide};
 use crate::subscription::{StageId, SubscriptionTag};
 
@@ -161,15 +161,11 @@ impl<K: ReceivesEvents> Context<'_, K> {
     {
         options.validate()?;
         let tag = SubscriptionTag::next();
+        // The stage is running this hook: its mailbox is open.
         let _ = self
             .control
             .me
-            .send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
-                tag,
-                producer: producer.port(),
-                options,
-                reply: None,
-            })));
+            .request_subscription(tag, producer.port(), options, None);
         Ok(tag)
     }
 

@@ -225,11 +225,7 @@ impl<K: StageKind> StageRef<K> {
     ) -> Result<R, CallError> {
         let (sender, receiver) = oneshot::channel();
         self.send(make(sender)).map_err(|_| CallError::NotAlive)?;
-        match tokio::time::timeout(timeout, receiver).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(CallError::NotAlive),
-            Err(_) => Err(CallError::Timeout),
-        }
+        wait_reply(receiver, timeout).await
     }
 
     /// Sends a message that reaches `handle_message` only after every event the stage
@@ -382,6 +378,19 @@ impl<K: EmitsEvents> StageRef<K> {
     }
 }
 
+/// Waits up to `timeout` for a reply: [`CallError::NotAlive`] if the stage dropped the
+/// reply handle (it stopped, or would not reply).
+pub(crate) async fn wait_reply<R>(
+    receiver: oneshot::Receiver<R>,
+    timeout: Duration,
+) -> Result<R, CallError> {
+    match tokio::time::timeout(timeout, receiver).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(_)) => Err(CallError::NotAlive),
+        Err(_) => Err(CallError::Timeout),
+    }
+}
+
 /// Cancels, when dropped, a subscription whose answer its caller did not wait for.
 struct AbandonedSubscription<'a, K: StageKind> {
     consumer: &'a StageRef<K>,
@@ -469,13 +478,8 @@ impl<K: ReceivesEvents> StageRef<K> {
     ) -> Result<SubscriptionTag, SubscribeError> {
         let (reply, receiver) = oneshot::channel();
         let tag = SubscriptionTag::next();
-        self.send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
-            tag,
-            producer,
-            options,
-            reply: Some(reply),
-        })))
-        .map_err(|_| SubscribeError::ConsumerNotAlive)?;
+        self.request_subscription(tag, producer, options, Some(reply))
+            .map_err(|_| SubscribeError::ConsumerNotAlive)?;
         // A subscription its caller gave up on (a timeout here, or the caller dropping
         // this future) must not go live later: the consumer cancels it once it gets
         // there (its mailbox is in order).
@@ -513,13 +517,25 @@ impl<K: ReceivesEvents> StageRef<K> {
         P: EmitsEvents<Out = K::In>,
     {
         options.validate()?;
+        self.request_subscription(SubscriptionTag::next(), producer.port(), options, None)
+            .map_err(|_| SubscribeError::ConsumerNotAlive)
+    }
+
+    /// Sends the stage a request to subscribe to `producer` as `tag`.
+    pub(crate) fn request_subscription(
+        &self,
+        tag: SubscriptionTag,
+        producer: Box<dyn ProducerPort<K::In>>,
+        options: SubscribeOptions,
+        reply: Option<SubscribeReply>,
+    ) -> Result<(), NotAlive> {
         self.send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
-            tag: SubscriptionTag::next(),
-            producer: producer.port(),
+            tag,
+            producer,
             options,
-            reply: None,
+            reply,
         })))
-        .map_err(|_| SubscribeError::ConsumerNotAlive)
+        .map_err(|_| NotAlive)
     }
 
     /// Cancels the subscription `tag` with `reason`, then subscribes again to

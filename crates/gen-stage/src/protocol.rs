@@ -103,32 +103,16 @@ pub(crate) trait ProducerPort<T>: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kind::ProducerConsumerKind;
-    use crate::{BoxError, ProducerConsumer, ProducerConsumerContext};
-
-    struct Relay;
-
-    impl ProducerConsumer for Relay {
-        type Input = u64;
-        type Output = u64;
-        type Message = ();
-
-        async fn handle_events(
-            &mut self,
-            events: Vec<u64>,
-            _: SubscriptionTag,
-            _: &mut ProducerConsumerContext<'_, Self>,
-        ) -> Result<Vec<u64>, BoxError> {
-            Ok(events)
-        }
-    }
+    use crate::kind::ProducerKind;
+    use crate::source::{IterSource, SourceProducer};
 
     #[test]
     fn an_envelope_stays_small_so_that_every_message_copies_little() {
         // Every message is copied into the mailbox and out of it: the rare, large
         // requests (subscriptions) are boxed so that events and asks do not pay for them.
         // Events carry a tag and a `Vec`; a cancellation's reason is the largest inline.
-        let size = std::mem::size_of::<Envelope<ProducerConsumerKind<Relay>>>();
+        type Numbers = SourceProducer<IterSource<std::ops::Range<u64>>>;
+        let size = std::mem::size_of::<Envelope<ProducerKind<Numbers>>>();
         assert!(size <= 48, "an envelope takes {size} bytes");
     }
 }

@@ -19,15 +19,14 @@ pub(crate) use producer_side::ProducerSide;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::context::Control;
-use crate::error::{StartError, SubscribeError};
+use crate::error::{CallError, StartError, SubscribeError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
-use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef};
+use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef, wait_reply};
 use crate::kind::StageKind;
 use crate::protocol::{Envelope, SubscribeReply, SubscribeRequest};
 use crate::registry::{PortEntryMaker, Registry};
@@ -63,17 +62,10 @@ pub(crate) fn init_outcome(result: Result<Init, ExitReason>) -> Result<(), Start
 pub(crate) async fn await_subscription(
     receiver: oneshot::Receiver<Result<SubscriptionTag, SubscribeError>>,
 ) -> Result<SubscriptionTag, SubscribeError> {
-    wait_reply(receiver, DEFAULT_CALL_TIMEOUT).await
-}
-
-async fn wait_reply(
-    receiver: oneshot::Receiver<Result<SubscriptionTag, SubscribeError>>,
-    timeout: Duration,
-) -> Result<SubscriptionTag, SubscribeError> {
-    match tokio::time::timeout(timeout, receiver).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(SubscribeError::ProducerNotAlive),
-        Err(_) => Err(SubscribeError::Timeout),
+    match wait_reply(receiver, DEFAULT_CALL_TIMEOUT).await {
+        Ok(result) => result,
+        Err(CallError::NotAlive) => Err(SubscribeError::ProducerNotAlive),
+        Err(CallError::Timeout) => Err(SubscribeError::Timeout),
     }
 }
 
