@@ -101,6 +101,19 @@ impl<T, M> Buffer<T, M> {
         taken
     }
 
+    /// Takes out the info messages that `pick` picks, in order, whatever is buffered
+    /// before them.
+    pub(crate) fn take_infos_where(&mut self, pick: impl Fn(&M) -> bool, into: &mut Vec<M>) {
+        let infos = std::mem::take(&mut self.infos);
+        for (position, message) in infos {
+            if pick(&message) {
+                into.push(message);
+            } else {
+                self.infos.push_back((position, message));
+            }
+        }
+    }
+
     /// Puts events that could not be dispatched back at the front, in order.
     pub(crate) fn put_back(&mut self, events: Vec<T>) {
         self.removed -= events.len() as u64;

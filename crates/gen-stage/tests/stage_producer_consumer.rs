@@ -228,3 +228,18 @@ async fn an_upstream_end_stops_a_producer_consumer_whose_consumers_are_gone() {
         .expect("alive");
     stops_normally(&middle).await;
 }
+
+#[tokio::test]
+async fn a_producer_consumer_whose_upstream_ended_stops_when_its_last_consumer_leaves() {
+    let (producer, middle, consumer) = output_buffered().await;
+    // The end waits behind the two events buffered for the consumer...
+    producer
+        .cast(Script::Stop(ExitReason::Normal))
+        .expect("alive");
+    stops_normally(&producer).await;
+    barrier(&middle).await;
+    assert!(middle.is_alive());
+    // ...until no consumer is left to take them: then nothing would ever deliver them.
+    consumer.stop(ExitReason::Shutdown).await.expect("alive");
+    stops_normally(&middle).await;
+}

@@ -65,6 +65,8 @@ pub(crate) struct ProducerSide<T, M> {
     /// Released items, in order, each with a mark of the events the dispatcher held
     /// when it was released: it is ready once those have gone out.
     due: VecDeque<(HeldMark, Held<M>)>,
+    /// Items ready ahead of everything, events held included (see [`Self::ready_now`]).
+    immediate: Vec<Held<M>>,
     /// Discards not yet reported through the stage's hook.
     pub(crate) unreported_discards: usize,
     /// Upstream demand the dispatcher created outside `ask` (see
@@ -99,6 +101,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             unmet_demand: 0,
             released: Vec::new(),
             due: VecDeque::new(),
+            immediate: Vec::new(),
             unreported_discards: 0,
             extra_upstream: 0,
 
@@ -311,7 +314,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// What is ready, in order: released items whose events held before them have
     /// gone out.
     pub(crate) fn take_ready(&mut self) -> Vec<Held<M>> {
-        let mut ready = Vec::new();
+        let mut ready = std::mem::take(&mut self.immediate);
         while self.has_ready() {
             if let Some((_, item)) = self.due.pop_front() {
                 ready.push(item);
@@ -322,9 +325,11 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     /// Whether [`Self::take_ready`] would return something.
     pub(crate) fn has_ready(&self) -> bool {
-        self.due
-            .front()
-            .is_some_and(|(mark, _)| self.dispatcher.released_since(mark))
+        !self.immediate.is_empty()
+            || self
+                .due
+                .front()
+                .is_some_and(|(mark, _)| self.dispatcher.released_since(mark))
     }
 
     /// Each consumer's demand not yet sent.
@@ -438,6 +443,9 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         self.stats.set_consumers(self.consumers.len());
         let upstream = self.dispatcher.cancel(tag, &mut self.deliveries);
         self.send_side_deliveries();
+        if self.consumers.is_empty() {
+            self.release_cancellations();
+        }
         // A cancellation can free demand for events already buffered (broadcast).
         Some(self.serve(self.buffer.len().max(upstream), upstream))
     }
@@ -481,17 +489,32 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         served
     }
 
-    /// Holds `item` until every event buffered now has gone out (at once if none is).
+    /// Holds `item` until every event buffered now has gone out, those the dispatcher
+    /// holds included.
     pub(crate) fn after_buffered(&mut self, item: Held<M>) {
         if let Some(item) = self.buffer.store_info(item) {
-            self.ready_now(item);
+            self.released.push(item);
+            self.mark_released();
         }
     }
 
-    /// Makes `item` ready at once, ahead of the events buffered.
+    /// Makes `item` ready at once, ahead of every event buffered or held.
     pub(crate) fn ready_now(&mut self, item: Held<M>) {
-        self.released.push(item);
-        self.mark_released();
+        self.immediate.push(item);
+    }
+
+    /// The last consumer left: the upstream ends waiting for buffered output to go out
+    /// would wait for ever, so they are ready now, in order (infos keep waiting for a
+    /// consumer to come).
+    fn release_cancellations(&mut self) {
+        let is_cancel = |held: &Held<M>| matches!(held, Held::Cancelled(..));
+        let due = std::mem::take(&mut self.due);
+        let (cancelled, waiting): (VecDeque<_>, VecDeque<_>) =
+            due.into_iter().partition(|(_, held)| is_cancel(held));
+        self.due = waiting;
+        self.immediate
+            .extend(cancelled.into_iter().map(|(_, held)| held));
+        self.buffer.take_infos_where(is_cancel, &mut self.immediate);
     }
 
     /// Switches the demand mode. Switching to forward sends the buffer and returns the
