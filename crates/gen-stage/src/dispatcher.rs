@@ -74,7 +74,8 @@
 //! }
 //! assert!(dispatcher.dispatch(vec![1, 2], &mut out).is_empty());
 //! assert!(dispatcher.dispatch(vec![3], &mut out).is_empty());
-//! assert_eq!(out.as_slice(), &[(a, vec![1, 2]), (b, vec![3])]);
+//! let sent: Vec<_> = out.drain().collect();
+//! assert_eq!(sent, [(a, vec![1, 2]), (b, vec![3])]);
 //! ```
 //!
 //! Whatever a dispatcher does, the stage never lets a consumer receive more than it
@@ -82,14 +83,15 @@
 //! buffered, and an error is logged.
 
 mod broadcast;
+mod deliveries;
 mod demand;
 mod partition;
 
 pub use broadcast::{BroadcastDispatcher, BroadcastError, Selector};
+pub use deliveries::Deliveries;
+pub(crate) use deliveries::Parcel;
 pub use demand::DemandDispatcher;
 pub use partition::{Partition, PartitionDispatcher, PartitionError};
-
-use std::fmt;
 
 use crate::exit::BoxError;
 use crate::options::SubscribeOptions;
@@ -203,121 +205,5 @@ impl<'a> Subscriber<'a> {
             consumer,
             options,
         }
-    }
-}
-
-/// The batches a dispatcher hands out in one [`Dispatcher::dispatch`] call.
-pub struct Deliveries<T> {
-    batches: Vec<(SubscriptionTag, Vec<T>)>,
-    upstream: usize,
-    discarded: usize,
-    /// Of `discarded`, those the dispatcher had taken in (their demand is used).
-    discarded_after_taking: usize,
-}
-
-impl<T> Deliveries<T> {
-    /// No deliveries.
-    pub fn new() -> Self {
-        Deliveries {
-            batches: Vec::new(),
-            upstream: 0,
-            discarded: 0,
-            discarded_after_taking: 0,
-        }
-    }
-
-    /// Asks the stage for `demand` more events, beyond what the method returns (for
-    /// example from `dispatch`, when a consumer's filter rejected events it had
-    /// asked for).
-    pub fn demand_upstream(&mut self, demand: usize) {
-        self.upstream = self.upstream.saturating_add(demand);
-    }
-
-    /// Records that the dispatcher dropped `count` of the events it was given, taking
-    /// no demand for them (no consumer wanted them); the stage counts and reports them
-    /// with its own discards.
-    pub fn discard(&mut self, count: usize) {
-        self.discarded = self.discarded.saturating_add(count);
-    }
-
-    /// Records that the dispatcher dropped `count` events it had taken in against
-    /// demand (held for consumers, beyond a limit): counted and reported like
-    /// [`Deliveries::discard`]s, but the demand they used stays used, so that the
-    /// stage does not make up for them.
-    pub fn discard_taken(&mut self, count: usize) {
-        self.discard(count);
-        self.discarded_after_taking = self.discarded_after_taking.saturating_add(count);
-    }
-
-    /// Upstream demand recorded with [`Deliveries::demand_upstream`], reset to 0.
-    pub fn take_upstream_demand(&mut self) -> usize {
-        std::mem::take(&mut self.upstream)
-    }
-
-    /// Discards recorded with [`Deliveries::discard`] and [`Deliveries::discard_taken`]
-    /// and not yet taken.
-    pub fn discarded(&self) -> usize {
-        self.discarded
-    }
-
-    /// Of [`Deliveries::discarded`], those recorded with [`Deliveries::discard_taken`].
-    pub fn discarded_after_taking(&self) -> usize {
-        self.discarded_after_taking
-    }
-
-    /// Discards of events the dispatcher did not take (they used no demand).
-    pub(crate) fn untaken_discards(&self) -> usize {
-        self.discarded - self.discarded_after_taking
-    }
-
-    /// Every discard recorded, reset to 0.
-    pub fn take_discarded(&mut self) -> usize {
-        self.discarded_after_taking = 0;
-        std::mem::take(&mut self.discarded)
-    }
-
-    /// Sends `events` to the consumer of `tag`. Empty batches are ignored.
-    pub fn push(&mut self, tag: SubscriptionTag, events: Vec<T>) {
-        if !events.is_empty() {
-            self.batches.push((tag, events));
-        }
-    }
-
-    /// The batches pushed so far.
-    pub fn as_slice(&self) -> &[(SubscriptionTag, Vec<T>)] {
-        &self.batches
-    }
-
-    /// Whether nothing was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
-    }
-
-    /// True if there is nothing to send, no upstream demand and no discard.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.batches.is_empty() && self.upstream == 0 && self.discarded == 0
-    }
-
-    pub(crate) fn reverse_from(&mut self, first: usize) {
-        self.batches[first..].reverse();
-    }
-
-    /// Takes the batches out, leaving the allocation for reuse.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, (SubscriptionTag, Vec<T>)> {
-        self.batches.drain(..)
-    }
-}
-
-impl<T> Default for Deliveries<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T> fmt::Debug for Deliveries<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.batches.iter().map(|(tag, events)| (tag, events.len())))
-            .finish()
     }
 }

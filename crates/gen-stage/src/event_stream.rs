@@ -10,6 +10,7 @@ use futures::stream::FusedStream;
 use tokio::sync::mpsc;
 
 use crate::demand::{AutoDemand, Batch};
+use crate::dispatcher::Parcel;
 use crate::error::SubscribeError;
 use crate::exit::{CancelMode, CancelReason, ExitReason};
 use crate::handle::StageRef;
@@ -19,19 +20,19 @@ use crate::protocol::{EventSink, ProducerPort};
 use crate::subscription::{StageId, SubscriptionTag, TagMap};
 
 enum Delivery<T> {
-    Events(SubscriptionTag, Vec<T>),
+    Events(SubscriptionTag, Parcel<T>),
     Cancelled(SubscriptionTag, CancelReason),
 }
 
 struct StreamSink<T>(mpsc::UnboundedSender<Delivery<T>>, StageId);
 
 impl<T: Send + 'static> EventSink<T> for StreamSink<T> {
-    fn send_events(&self, tag: SubscriptionTag, events: Vec<T>) -> Result<(), Vec<T>> {
+    fn send_events(&self, tag: SubscriptionTag, events: Parcel<T>) -> Result<(), Parcel<T>> {
         self.0
             .send(Delivery::Events(tag, events))
             .map_err(|error| match error.0 {
                 Delivery::Events(_, events) => events,
-                Delivery::Cancelled(..) => Vec::new(),
+                Delivery::Cancelled(..) => Parcel::Owned(Vec::new()),
             })
     }
 
@@ -173,7 +174,7 @@ impl<T: Send + 'static> EventStream<T> {
         match delivery {
             Delivery::Events(tag, events) => {
                 if let Some(upstream) = self.upstreams.get_mut(&tag) {
-                    let (batches, _excess) = upstream.demand.split(events);
+                    let (batches, _excess) = upstream.demand.split(events.into_vec());
                     self.batches
                         .extend(batches.into_iter().map(|batch| (tag, batch)));
                 }

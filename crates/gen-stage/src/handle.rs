@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
+use crate::dispatcher::Parcel;
 use crate::error::{CallError, NotAlive, SendError, SubscribeError, SyncInfoError};
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::{
@@ -599,7 +600,11 @@ impl<K: ReceivesEvents> StageRef<K> {
 }
 
 impl<K: StageKind> EventSink<K::In> for StageRef<K> {
-    fn send_events(&self, tag: SubscriptionTag, events: Vec<K::In>) -> Result<(), Vec<K::In>> {
+    fn send_events(
+        &self,
+        tag: SubscriptionTag,
+        events: Parcel<K::In>,
+    ) -> Result<(), Parcel<K::In>> {
         self.send(Envelope::Events { tag, events })
             .map_err(|envelope| match envelope {
                 Envelope::Events { events, .. } => events,

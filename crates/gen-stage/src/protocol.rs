@@ -3,6 +3,7 @@
 
 use tokio::sync::oneshot;
 
+use crate::dispatcher::Parcel;
 use crate::error::SubscribeError;
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::StageKind;
@@ -17,7 +18,8 @@ pub(crate) enum Envelope<K: StageKind> {
     // From producers, to the consumer side.
     Events {
         tag: SubscriptionTag,
-        events: Vec<K::In>,
+        /// Copied here, on the consumer's task, if other consumers share it.
+        events: Parcel<K::In>,
     },
     ProducerCancelled {
         tag: SubscriptionTag,
@@ -77,7 +79,7 @@ pub(crate) struct SubscribeToRequest<T> {
 /// A consumer, as its producer sees it: where to send events and cancellations.
 pub(crate) trait EventSink<T>: Send + Sync {
     /// Sends events; gives them back if the consumer is gone.
-    fn send_events(&self, tag: SubscriptionTag, events: Vec<T>) -> Result<(), Vec<T>>;
+    fn send_events(&self, tag: SubscriptionTag, events: Parcel<T>) -> Result<(), Parcel<T>>;
     /// Tells the consumer the subscription ended.
     fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason);
     /// The consumer's identity: the same for all its subscriptions.

@@ -47,6 +47,12 @@ struct Entry<T> {
 
 /// Sends every event to every consumer (each filtered by its optional [`Selector`]).
 ///
+/// The producer does not copy a batch for each consumer: the consumers share it, and
+/// each copies it on its own task when it receives it (the last takes the batch
+/// itself), which spreads the copies over the consumers' threads. Hence the events'
+/// `Clone + Sync` bound. A consumer with a [`Selector`] gets its own batch of the
+/// events it accepts.
+///
 /// Events go out only as fast as the slowest consumer asks: the upstream demand is the
 /// minimum across consumers, and the same events are never asked for twice. When the
 /// slowest consumer cancels, the others' demand is released.
@@ -166,7 +172,7 @@ impl<T> BroadcastDispatcher<T> {
     }
 }
 
-impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
+impl<T: Clone + Send + Sync + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
     fn subscribe(
         &mut self,
         subscriber: &Subscriber<'_>,
@@ -224,7 +230,7 @@ impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
     }
 }
 
-impl<T: Clone + Send + 'static> BroadcastDispatcher<T> {
+impl<T: Clone + Send + Sync + 'static> BroadcastDispatcher<T> {
     /// Sends the first `waiting` events to every consumer; returns the rest.
     fn deal(
         &mut self,
@@ -244,31 +250,24 @@ impl<T: Clone + Send + 'static> BroadcastDispatcher<T> {
             // before a selector's rejections are asked again, below.
             self.requested = self.requested.saturating_sub(count);
         }
-        let last = self.entries.len() - 1;
         let mut rejected_any = false;
-        let mut now = Some(events);
-        for (index, entry) in self.entries.iter_mut().enumerate() {
-            // Every consumer but the last gets a copy; the last gets the batch itself.
-            let batch = if index == last {
-                now.take().unwrap_or_default()
-            } else {
-                now.as_ref()
-                    .map(|events| events.to_vec())
-                    .unwrap_or_default()
-            };
-            let batch = match &entry.selector {
-                None => batch,
-                Some(Selector(accept)) => {
-                    let kept: Vec<T> = batch.into_iter().filter(|event| accept(event)).collect();
-                    // Rejected events were paid for: ask again on the consumer's behalf.
-                    let rejected = count - kept.len();
-                    entry.excess = entry.excess.saturating_add(rejected);
-                    rejected_any |= rejected > 0;
-                    kept
-                }
-            };
-            deliveries.push(entry.tag, batch);
+        for entry in &mut self.entries {
+            if let Some(Selector(accept)) = &entry.selector {
+                let kept: Vec<T> = events
+                    .iter()
+                    .filter(|event| accept(event))
+                    .cloned()
+                    .collect();
+                // Rejected events were paid for: ask again on the consumer's behalf.
+                let rejected = count - kept.len();
+                entry.excess = entry.excess.saturating_add(rejected);
+                rejected_any |= rejected > 0;
+                deliveries.push(entry.tag, kept);
+            }
         }
+        // Consumers without a selector share the batch: each copies it on its own task.
+        let everyone = self.entries.iter().filter(|entry| entry.selector.is_none());
+        deliveries.push_to_each(everyone.map(|entry| entry.tag), events);
         if rejected_any {
             let upstream = self.sync_demands();
             deliveries.demand_upstream(upstream);

@@ -28,7 +28,8 @@ use crate::subscription::SubscriptionTag;
 /// dispatcher.dispatch(vec!['a', 'b'], &mut deliveries);
 /// dispatcher.dispatch(vec!['c', 'd'], &mut deliveries);
 /// // `a` had the most demand (ties: first subscribed), then `b` had more left.
-/// assert_eq!(deliveries.as_slice(), &[(a, vec!['a', 'b']), (b, vec!['c', 'd'])]);
+/// let sent: Vec<_> = deliveries.drain().collect();
+/// assert_eq!(sent, [(a, vec!['a', 'b']), (b, vec!['c', 'd'])]);
 /// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
@@ -160,7 +161,7 @@ impl DemandDispatcher {
         }
         let planned = events.len() - remaining;
         let leftovers = events.split_off(planned);
-        let first = deliveries.as_slice().len();
+        let first = deliveries.len();
         for (index, &(tag, count)) in self.plan.iter().enumerate().rev() {
             let batch = if index == 0 {
                 std::mem::take(&mut events)

@@ -133,7 +133,7 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
 
     async fn handle(&mut self, envelope: Envelope<ConsumerKind<S>>) {
         match envelope {
-            Envelope::Events { tag, events } => self.events(tag, events).await,
+            Envelope::Events { tag, events } => self.events(tag, events.into_vec()).await,
             Envelope::ProducerCancelled { tag, reason } => {
                 if let Some(mode) = self.side.remove(tag) {
                     shared::cancelled(self, tag, reason, mode).await;

@@ -229,6 +229,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
     async fn handle(&mut self, envelope: Envelope<ProducerConsumerKind<S>>) {
         match envelope {
             Envelope::Events { tag, events } => {
+                let events = events.into_vec();
                 if self.pending.is_empty() && self.can_process() {
                     self.events(tag, events).await;
                 } else {

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::buffer::Buffer;
-use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Subscriber};
+use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Parcel, Subscriber};
 use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::protocol::EventSink;
@@ -243,13 +243,13 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         let mut delivered = 0;
         let mut lost = 0;
         let mut excess = Vec::new();
-        for (tag, mut batch) in self.deliveries.drain() {
+        for (tag, mut batch) in self.deliveries.drain_batches() {
             let Some(consumer) = self.consumers.get_mut(&tag) else {
                 tracing::error!(
                     "dispatcher delivered {} events to unknown subscription {tag}; buffered",
                     batch.len()
                 );
-                excess.extend(batch);
+                excess.extend(batch.into_vec());
                 continue;
             };
             if batch.len() > consumer.outstanding {
@@ -258,7 +258,9 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
                     batch.len(),
                     consumer.outstanding
                 );
-                excess.extend(batch.drain(consumer.outstanding..));
+                let mut events = batch.into_vec();
+                excess.extend(events.drain(consumer.outstanding..));
+                batch = Parcel::Owned(events);
             }
             consumer.outstanding -= batch.len();
             self.demand_out = self.demand_out.saturating_sub(batch.len());

@@ -1,0 +1,263 @@
+//! What a dispatcher hands out: batches for consumers, upstream demand, discards.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::subscription::SubscriptionTag;
+
+/// The batches a dispatcher hands out in one [`Dispatcher::dispatch`] call.
+///
+/// [`Dispatcher::dispatch`]: super::Dispatcher::dispatch
+pub struct Deliveries<T> {
+    batches: Vec<(SubscriptionTag, Parcel<T>)>,
+    upstream: usize,
+    discarded: usize,
+    /// Of `discarded`, those the dispatcher had taken in (their demand is used).
+    discarded_after_taking: usize,
+}
+
+impl<T> Deliveries<T> {
+    /// No deliveries.
+    pub fn new() -> Self {
+        Deliveries {
+            batches: Vec::new(),
+            upstream: 0,
+            discarded: 0,
+            discarded_after_taking: 0,
+        }
+    }
+
+    /// Asks the stage for `demand` more events, beyond what the method returns (for
+    /// example from `dispatch`, when a consumer's filter rejected events it had
+    /// asked for).
+    pub fn demand_upstream(&mut self, demand: usize) {
+        self.upstream = self.upstream.saturating_add(demand);
+    }
+
+    /// Records that the dispatcher dropped `count` of the events it was given, taking
+    /// no demand for them (no consumer wanted them); the stage counts and reports them
+    /// with its own discards.
+    pub fn discard(&mut self, count: usize) {
+        self.discarded = self.discarded.saturating_add(count);
+    }
+
+    /// Records that the dispatcher dropped `count` events it had taken in against
+    /// demand (held for consumers, beyond a limit): counted and reported like
+    /// [`Deliveries::discard`]s, but the demand they used stays used, so that the
+    /// stage does not make up for them.
+    pub fn discard_taken(&mut self, count: usize) {
+        self.discard(count);
+        self.discarded_after_taking = self.discarded_after_taking.saturating_add(count);
+    }
+
+    /// Upstream demand recorded with [`Deliveries::demand_upstream`], reset to 0.
+    pub fn take_upstream_demand(&mut self) -> usize {
+        std::mem::take(&mut self.upstream)
+    }
+
+    /// Discards recorded with [`Deliveries::discard`] and [`Deliveries::discard_taken`]
+    /// and not yet taken.
+    pub fn discarded(&self) -> usize {
+        self.discarded
+    }
+
+    /// Of [`Deliveries::discarded`], those recorded with [`Deliveries::discard_taken`].
+    pub fn discarded_after_taking(&self) -> usize {
+        self.discarded_after_taking
+    }
+
+    /// Discards of events the dispatcher did not take (they used no demand).
+    pub(crate) fn untaken_discards(&self) -> usize {
+        self.discarded - self.discarded_after_taking
+    }
+
+    /// Every discard recorded, reset to 0.
+    pub fn take_discarded(&mut self) -> usize {
+        self.discarded_after_taking = 0;
+        std::mem::take(&mut self.discarded)
+    }
+
+    /// Sends `events` to the consumer of `tag`. Empty batches are ignored.
+    pub fn push(&mut self, tag: SubscriptionTag, events: Vec<T>) {
+        if !events.is_empty() {
+            self.batches.push((tag, Parcel::Owned(events)));
+        }
+    }
+
+    /// Sends the same `events` to the consumer of each of `tags`, without copying them
+    /// here: each consumer copies them when it receives them, on its own task, and the
+    /// last to receive them takes the batch itself. A producer feeding several
+    /// consumers thus spends no time copying, and the copies are made in parallel.
+    /// Empty batches are ignored.
+    ///
+    /// ```
+    /// use gen_stage::SubscriptionTag;
+    /// use gen_stage::dispatcher::Deliveries;
+    ///
+    /// let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
+    /// let mut deliveries = Deliveries::new();
+    /// deliveries.push_to_each([a, b], vec![1, 2, 3]);
+    /// let sent: Vec<_> = deliveries.drain().collect();
+    /// assert_eq!(sent, [(a, vec![1, 2, 3]), (b, vec![1, 2, 3])]);
+    /// ```
+    pub fn push_to_each(&mut self, tags: impl IntoIterator<Item = SubscriptionTag>, events: Vec<T>)
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        if events.is_empty() {
+            return;
+        }
+        let mut tags = tags.into_iter().peekable();
+        let Some(first) = tags.next() else {
+            return;
+        };
+        if tags.peek().is_none() {
+            // One consumer: nothing to share.
+            self.batches.push((first, Parcel::Owned(events)));
+            return;
+        }
+        let shared: Arc<dyn SharedEvents<T>> = Arc::new(events);
+        self.batches.push((first, Parcel::Shared(shared.clone())));
+        for tag in tags {
+            self.batches.push((tag, Parcel::Shared(shared.clone())));
+        }
+    }
+
+    /// How many batches were pushed so far.
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// The batches pushed so far, in order.
+    pub fn batches(&self) -> impl Iterator<Item = (SubscriptionTag, &[T])> {
+        self.batches
+            .iter()
+            .map(|(tag, batch)| (*tag, batch.as_slice()))
+    }
+
+    /// True if there is nothing to send, no upstream demand and no discard.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.batches.is_empty() && self.upstream == 0 && self.discarded == 0
+    }
+
+    pub(crate) fn reverse_from(&mut self, first: usize) {
+        self.batches[first..].reverse();
+    }
+
+    /// Takes the batches out, in order, each as its consumer would receive it (a batch
+    /// pushed to several consumers is copied for each but the last).
+    pub fn drain(&mut self) -> impl Iterator<Item = (SubscriptionTag, Vec<T>)> + '_ {
+        self.batches
+            .drain(..)
+            .map(|(tag, batch)| (tag, batch.into_vec()))
+    }
+
+    /// Takes the batches out as they are sent, leaving the allocation for reuse.
+    pub(crate) fn drain_batches(&mut self) -> std::vec::Drain<'_, (SubscriptionTag, Parcel<T>)> {
+        self.batches.drain(..)
+    }
+}
+
+impl<T> Default for Deliveries<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> fmt::Debug for Deliveries<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.batches.iter().map(|(tag, batch)| (tag, batch.len())))
+            .finish()
+    }
+}
+
+/// Events on their way to one consumer: its own, or shared with other consumers until
+/// each takes its copy (see [`Deliveries::push_to_each`]).
+pub(crate) enum Parcel<T> {
+    Owned(Vec<T>),
+    Shared(Arc<dyn SharedEvents<T>>),
+}
+
+impl<T> Parcel<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Parcel::Owned(events) => events,
+            Parcel::Shared(shared) => shared.as_slice(),
+        }
+    }
+
+    /// The consumer's own events: a shared batch is copied, unless no other consumer
+    /// holds it any more.
+    pub(crate) fn into_vec(self) -> Vec<T> {
+        match self {
+            Parcel::Owned(events) => events,
+            Parcel::Shared(shared) => shared.take(),
+        }
+    }
+}
+
+/// A batch shared by several consumers. A trait object, so that a batch of events of
+/// any type can travel in a mailbox: only events that can be shared across tasks and
+/// copied (`Clone + Send + Sync`) implement it.
+pub(crate) trait SharedEvents<T>: Send + Sync {
+    fn as_slice(&self) -> &[T];
+    /// The events, copied unless this was the last holder.
+    fn take(self: Arc<Self>) -> Vec<T>;
+}
+
+impl<T: Clone + Send + Sync> SharedEvents<T> for Vec<T> {
+    fn as_slice(&self) -> &[T] {
+        self
+    }
+
+    fn take(self: Arc<Self>) -> Vec<T> {
+        Arc::try_unwrap(self).unwrap_or_else(|shared| shared.as_slice().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_batch_is_copied_for_each_holder_but_the_last() {
+        let events = vec![String::from("a"), String::from("b")];
+        let address = events.as_ptr();
+        let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
+        let mut deliveries = Deliveries::new();
+        deliveries.push_to_each([a, b], events);
+        let batches: Vec<_> = deliveries.drain_batches().collect();
+        let mut received = batches.into_iter().map(|(_, batch)| batch.into_vec());
+        let first = received.next().expect("two batches");
+        let last = received.next().expect("two batches");
+        assert_eq!(first, ["a", "b"]);
+        assert_ne!(first.as_ptr(), address, "the first holder gets a copy");
+        assert_eq!(last, ["a", "b"]);
+        assert_eq!(
+            last.as_ptr(),
+            address,
+            "the last holder gets the batch itself"
+        );
+    }
+
+    #[test]
+    fn events_for_one_consumer_are_not_shared() {
+        let tag = SubscriptionTag::from_raw(1);
+        let mut deliveries = Deliveries::new();
+        deliveries.push_to_each([tag], vec![1]);
+        deliveries.push_to_each([tag, tag], Vec::new());
+        let batches: Vec<_> = deliveries.drain_batches().collect();
+        assert_eq!(batches.len(), 1);
+        assert!(matches!(&batches[0].1, Parcel::Owned(events) if events == &[1]));
+    }
+}
