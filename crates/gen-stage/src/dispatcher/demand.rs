@@ -64,13 +64,21 @@ impl DemandDispatcher {
         self
     }
 
-    fn insert(&mut self, tag: SubscriptionTag, demand: usize) {
-        let position = self
-            .demands
-            .iter()
-            .position(|&(_, other)| other < demand)
-            .unwrap_or(self.demands.len());
-        self.demands.insert(position, (tag, demand));
+    /// Moves the consumer at `index`, whose demand changed, to its place: after every
+    /// other consumer with at least as much demand (so equal demands stay in the order
+    /// they were reached), before those with less.
+    fn reposition(&mut self, index: usize) {
+        let demand = self.demands[index].1;
+        let others = self.demands.iter().enumerate().filter(|&(i, _)| i != index);
+        let target = others
+            .map(|(_, &(_, other))| other)
+            .position(|other| other < demand)
+            .unwrap_or(self.demands.len() - 1);
+        if target < index {
+            self.demands[target..=index].rotate_right(1);
+        } else if target > index {
+            self.demands[index..=target].rotate_left(1);
+        }
     }
 
     fn shuffle(&mut self) {
@@ -118,8 +126,9 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
         let Some(index) = self.demands.iter().position(|&(t, _)| t == tag) else {
             return 0;
         };
-        let (_, current) = self.demands.remove(index);
-        self.insert(tag, current.saturating_add(demand));
+        let current = &mut self.demands[index].1;
+        *current = current.saturating_add(demand);
+        self.reposition(index);
         let already_asked = self.owed.min(demand);
         self.owed -= already_asked;
         demand - already_asked
@@ -144,17 +153,28 @@ impl DemandDispatcher {
             self.shuffle_on_first_dispatch = false;
             self.shuffle();
         }
+        // The usual case: the consumer with the most demand takes the whole batch.
+        match self.demands.first_mut() {
+            Some((tag, demand)) if *demand >= events.len() => {
+                let tag = *tag;
+                *demand -= events.len();
+                self.reposition(0);
+                deliveries.push(tag, events);
+                return Vec::new();
+            }
+            _ => {}
+        }
         // Plan who gets how many, then cut from the back so each event moves once.
         let mut remaining = events.len();
         self.plan.clear();
         while remaining > 0 {
-            match self.demands.first() {
-                Some(&(tag, demand)) if demand > 0 => {
-                    let count = demand.min(remaining);
+            match self.demands.first_mut() {
+                Some((tag, demand)) if *demand > 0 => {
+                    let count = (*demand).min(remaining);
                     remaining -= count;
-                    self.demands.remove(0);
-                    self.insert(tag, demand - count);
-                    self.plan.push((tag, count));
+                    *demand -= count;
+                    self.plan.push((*tag, count));
+                    self.reposition(0);
                 }
                 _ => break,
             }
