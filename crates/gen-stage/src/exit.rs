@@ -112,6 +112,11 @@ impl fmt::Display for ExitReason {
     }
 }
 
+/// An exit reason is an error, so that `?` turns a stage's reason into a
+/// [`BoxError`] (or `anyhow::Error`...) in code that treats any stop as a failure. Its
+/// message includes what it wraps; [`source`](Error::source) is empty.
+impl Error for ExitReason {}
+
 impl PartialEq for ExitReason {
     /// Reasons compare by variant and content; two `Error`s are equal when they are the
     /// same error value or display the same text.

@@ -31,6 +31,16 @@ fn errors_are_errors_that_cross_threads() {
     error::<CallError>();
     error::<NotAlive>();
     error::<SendError<u64>>();
+    error::<gen_stage::ExitReason>();
+}
+
+#[test]
+fn an_exit_reason_converts_into_a_boxed_error_with_question_mark() {
+    fn stopped_with(reason: gen_stage::ExitReason) -> Result<(), gen_stage::BoxError> {
+        Err(reason)?
+    }
+    let error = stopped_with(gen_stage::ExitReason::error("disk full")).expect_err("failed");
+    assert_eq!(error.to_string(), "error: disk full");
 }
 
 #[test]
