@@ -261,7 +261,29 @@
 //! [`from_iter`] and [`from_stream`] turn an iterator or a `futures::Stream` into a
 //! producer that stops normally once exhausted; [`stream`] consumes producers as a
 //! `futures::Stream`, asking for more only as the stream is pulled, one event at a time
-//! or, with [`EventStream::batches`], a batch at a time.
+//! or, with [`EventStream::batches`], a batch at a time. A task of its own polls the
+//! stream of a [`from_stream`] producer, so that the producer keeps answering calls,
+//! subscriptions and stops while the stream has nothing ready:
+//!
+//! ```
+//! use futures::StreamExt;
+//! use gen_stage::{ExitReason, SubscribeOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), gen_stage::BoxError> {
+//! // One item, then nothing ever again.
+//! let items = futures::stream::iter([7u64]).chain(futures::stream::pending());
+//! let producer = gen_stage::from_stream(items).start().await?;
+//! let mut events = gen_stage::stream(&producer, SubscribeOptions::new())?;
+//! assert_eq!(events.next().await, Some(7));
+//! // The producer waits for the stream to serve the rest of the demand, and answers.
+//! assert_eq!(producer.estimate_buffered_count().await?, 0);
+//! producer.stop(ExitReason::Shutdown).await?;
+//! assert_eq!(events.next().await, None);
+//! assert_eq!(events.end_reason(), Some(&ExitReason::Shutdown));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Errors
 //!
@@ -336,8 +358,8 @@ pub use options::{
 };
 pub use registry::{NameTaken, Registry};
 pub use source::{
-    IterSource, OnCancel, Source, SourceMessage, SourceProducer, StreamSource, from_iter,
-    from_stream,
+    IterSource, OnCancel, Source, SourceMessage, SourceProducer, StreamMessage, StreamProducer,
+    from_iter, from_stream,
 };
 pub use stage::{AskMode, Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{Side, StageState, StageStats, SubscriptionDemand};

@@ -143,7 +143,7 @@ pub(crate) async fn start<R: Runner>(
     me.set_abort(task.abort_handle());
     // A start its caller gave up on (it dropped this future while `init` ran) must not
     // leave a stage running that nobody holds: it is killed.
-    let abandoned = AbortOnDrop(Some(task.abort_handle()));
+    let abandoned = AbortOnDrop::new(task.abort_handle());
     let outcome = match started.await {
         Ok(Ok(())) => Ok(me),
         Ok(Err(error)) => Err(error),
@@ -154,9 +154,13 @@ pub(crate) async fn start<R: Runner>(
 }
 
 /// Aborts a task when dropped, unless disarmed.
-struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+pub(crate) struct AbortOnDrop(Option<tokio::task::AbortHandle>);
 
 impl AbortOnDrop {
+    pub(crate) fn new(task: tokio::task::AbortHandle) -> Self {
+        AbortOnDrop(Some(task))
+    }
+
     fn disarm(mut self) {
         self.0 = None;
     }

@@ -1,16 +1,43 @@
 //! Producers made from iterators and streams.
 
+/// The hooks of a source producer that keep its `consumers` ([`Consumers`]) up to date,
+/// for [`OnCancel`]: the same in every source producer, written once.
+macro_rules! count_consumers {
+    () => {
+        async fn handle_consumer_subscribed(
+            &mut self,
+            _tag: $crate::SubscriptionTag,
+            _options: &$crate::SubscribeOptions,
+            _ctx: &mut $crate::ProducerContext<'_, Self>,
+        ) -> Result<(), $crate::BoxError> {
+            self.consumers.joined();
+            Ok(())
+        }
+
+        async fn handle_cancel(
+            &mut self,
+            _tag: $crate::SubscriptionTag,
+            _reason: &$crate::CancelReason,
+            ctx: &mut $crate::ProducerContext<'_, Self>,
+        ) -> Result<(), $crate::BoxError> {
+            self.consumers.left(ctx);
+            Ok(())
+        }
+    };
+}
+
+mod stream;
+
+pub use stream::{StreamMessage, StreamProducer, from_stream};
+
 use std::fmt;
 use std::future::Future;
 
-use futures::{FutureExt, Stream, StreamExt};
-
 use crate::builder::{ProducerBuilder, producer};
-use crate::context::ProducerContext;
-use crate::exit::{BoxError, CancelReason, ExitReason};
-use crate::options::SubscribeOptions;
+use crate::context::{Context, ProducerContext};
+use crate::exit::{BoxError, ExitReason};
+use crate::kind::StageKind;
 use crate::stage::Producer;
-use crate::subscription::SubscriptionTag;
 
 /// What a source producer does when its last consumer cancels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -22,14 +49,40 @@ pub enum OnCancel {
     Stop,
 }
 
+/// How many consumers a source producer has, and what it does when the last leaves.
+#[derive(Clone, Copy, Debug, Default)]
+struct Consumers {
+    on_cancel: OnCancel,
+    count: usize,
+}
+
+impl Consumers {
+    fn joined(&mut self) {
+        self.count += 1;
+    }
+
+    /// A consumer left: with [`OnCancel::Stop`], the last one stops the stage normally.
+    fn left<K: StageKind>(&mut self, ctx: &mut Context<'_, K>) {
+        self.count = self.count.saturating_sub(1);
+        if self.count == 0 && self.on_cancel == OnCancel::Stop {
+            ctx.stop(ExitReason::Normal);
+        }
+    }
+}
+
 /// Where a [`SourceProducer`] takes its events from.
 pub trait Source: Send + 'static {
     /// The events.
     type Item: Send + 'static;
 
     /// Takes up to `count` items, at least one unless the source is exhausted; also says
-    /// whether it is. A source whose items come over time (a stream) returns what is
-    /// ready rather than wait for `count`: the producer pulls again for the rest.
+    /// whether it is. A source may return fewer than `count`: the producer pulls again
+    /// for the rest after a turn through its mailbox.
+    ///
+    /// `pull` runs inside the stage's task, which answers nothing (calls,
+    /// subscriptions, [`stop`](crate::StageRef::stop)) until it returns: it must not
+    /// wait for items that come over time. Give those as a stream to [`from_stream`],
+    /// which polls it on a task of its own.
     fn pull(&mut self, count: usize) -> impl Future<Output = (Vec<Self::Item>, bool)> + Send;
 }
 
@@ -58,58 +111,33 @@ where
     }
 }
 
-/// A [`Source`] over a stream.
-#[derive(Debug)]
-pub struct StreamSource<St>(St);
-
-impl<St: Stream> StreamSource<St> {
-    /// A source over `stream`.
-    pub fn new(stream: St) -> Self {
-        StreamSource(stream)
-    }
-}
-
-impl<St> Source for StreamSource<St>
-where
-    St: Stream + Send + Unpin + 'static,
-    St::Item: Send + 'static,
-{
-    type Item = St::Item;
-
-    async fn pull(&mut self, count: usize) -> (Vec<St::Item>, bool) {
-        // Waits for the first item only, then takes what is ready: a stream fed over
-        // time (a channel, a socket) delivers its items as they come, not once `count`
-        // of them have arrived.
-        let mut items = Vec::new();
-        match self.0.next().await {
-            Some(item) => items.push(item),
-            None => return (items, true),
-        }
-        while items.len() < count {
-            match self.0.next().now_or_never() {
-                Some(Some(item)) => items.push(item),
-                Some(None) => return (items, true),
-                None => break,
-            }
-        }
-        (items, false)
-    }
-}
-
 /// A producer that emits what a [`Source`] yields, as fast as demand allows, and
 /// stops normally once the source is exhausted and its last events are dispatched.
 ///
-/// Made by [`from_iter`] and [`from_stream`]. It emits what a stream has ready, then
-/// pulls again for the rest of the demand after a turn through its mailbox. While a
-/// stream has nothing ready, the stage waits inside the pull for its next item and
-/// answers nothing meanwhile: to stop it then, end the stream or
-/// [`kill`](crate::StageRef::kill) the stage.
+/// Made by [`from_iter`]; a stream has its own producer, [`StreamProducer`]. It pulls
+/// for the demand it has, and pulls again for what a pull did not fill after a turn
+/// through its mailbox.
+///
+/// ```
+/// use futures::StreamExt;
+/// use gen_stage::{IterSource, OnCancel, SourceProducer, SubscribeOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), gen_stage::BoxError> {
+/// let letters = SourceProducer::new(IterSource::new('a'..='z')).on_cancel(OnCancel::Stop);
+/// let letters = gen_stage::producer(letters).start().await?;
+/// let events = gen_stage::stream(&letters, SubscribeOptions::new())?;
+/// assert_eq!(events.take(3).collect::<String>().await, "abc");
+/// // Its only consumer left: the producer stops.
+/// assert!(letters.stopped().await.is_normal());
+/// # Ok(())
+/// # }
+/// ```
 #[must_use]
 pub struct SourceProducer<S> {
     source: S,
     exhausted: bool,
-    on_cancel: OnCancel,
-    consumers: usize,
+    consumers: Consumers,
     /// Demand not yet served.
     pending: usize,
     /// A [`SourceMessage`] to pull again is in the mailbox.
@@ -120,7 +148,6 @@ impl<S> fmt::Debug for SourceProducer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SourceProducer")
             .field("exhausted", &self.exhausted)
-            .field("on_cancel", &self.on_cancel)
             .field("consumers", &self.consumers)
             .field("pending", &self.pending)
             .finish_non_exhaustive()
@@ -133,8 +160,7 @@ impl<S: Source> SourceProducer<S> {
         SourceProducer {
             source,
             exhausted: false,
-            on_cancel: OnCancel::Continue,
-            consumers: 0,
+            consumers: Consumers::default(),
             pending: 0,
             pull_queued: false,
         }
@@ -142,13 +168,13 @@ impl<S: Source> SourceProducer<S> {
 
     /// What to do when the last consumer cancels (default [`OnCancel::Continue`]).
     pub fn on_cancel(mut self, on_cancel: OnCancel) -> Self {
-        self.on_cancel = on_cancel;
+        self.consumers.on_cancel = on_cancel;
         self
     }
 }
 
-/// The messages a source producer sends itself: to pull again for demand a stream
-/// did not fill, and, once exhausted, to stop after the last events have left the
+/// The messages a source producer sends itself: to pull again for demand a pull did
+/// not fill, and, once exhausted, to stop after the last events have left the
 /// buffer.
 #[derive(Debug)]
 pub struct SourceMessage(SourceStep);
@@ -199,28 +225,7 @@ impl<S: Source> Producer for SourceProducer<S> {
         Ok(Vec::new())
     }
 
-    async fn handle_consumer_subscribed(
-        &mut self,
-        _tag: SubscriptionTag,
-        _options: &SubscribeOptions,
-        _ctx: &mut ProducerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        self.consumers += 1;
-        Ok(())
-    }
-
-    async fn handle_cancel(
-        &mut self,
-        _tag: SubscriptionTag,
-        _reason: &CancelReason,
-        ctx: &mut ProducerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        self.consumers = self.consumers.saturating_sub(1);
-        if self.consumers == 0 && self.on_cancel == OnCancel::Stop {
-            ctx.stop(ExitReason::Normal);
-        }
-        Ok(())
-    }
+    count_consumers!();
 
     async fn handle_message(
         &mut self,
@@ -259,14 +264,4 @@ where
     I::Item: Send + 'static,
 {
     producer(SourceProducer::new(IterSource(iter.into_iter())))
-}
-
-/// A producer of the items of `stream`; it stops normally once they are all
-/// dispatched.
-pub fn from_stream<St>(stream: St) -> ProducerBuilder<SourceProducer<StreamSource<St>>>
-where
-    St: Stream + Send + Unpin + 'static,
-    St::Item: Send + 'static,
-{
-    producer(SourceProducer::new(StreamSource(stream)))
 }

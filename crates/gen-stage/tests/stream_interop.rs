@@ -1,28 +1,58 @@
-//! Streams and iterators: `from_iter` / `from_stream` producers (exhaustion, `OnCancel`)
-//! and `gen_stage::stream` (lazy demand, cancellation on drop, several producers, how and
-//! why the stream ends, invalid options).
+//! Streams and iterators: `from_iter` / `from_stream` producers (exhaustion, `OnCancel`, a
+//! stream's producer answering and stopping while its stream waits, a stream's panic) and
+//! `gen_stage::stream` (lazy demand, cancellation on drop, several producers, how and why
+//! the stream ends, invalid options).
 
 mod support;
 
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
 use gen_stage::kind::{EmitsEvents, StageKind};
 use gen_stage::{
     CancelMode, CancelReason, EventStream, ExitReason, IterSource, OnCancel, OptionsError,
-    ProducerRef, SourceProducer, StageRef, SubscribeError, SubscribeOptions,
+    ProducerRef, SourceProducer, StageRef, StreamProducer, SubscribeError, SubscribeOptions,
 };
 use gen_stage_test::{Counter, Gate, Record, Script, ScriptedProducer, Watch};
 use support::{
-    Refusing, barrier, collect, collect_gated, manual_consumer, opts, recorded_counter, scripted,
-    scripted_with, terminated,
+    Collector, Events, Refusing, barrier, batches, collect, collect_gated, manual_consumer, opts,
+    recorded_counter, scripted, scripted_with, terminated, within,
 };
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Waits for `producer` to stop normally and for its permanent consumer, which follows
 /// it out, to run its `terminate` hook.
 async fn both_stop_normally<K: StageKind, T>(producer: &StageRef<K>, record: &Watch<Record<T>>) {
     assert_eq!(producer.stopped().await, ExitReason::Normal);
     record.wait_until(|r| r.terminated.is_some()).await;
+}
+
+/// A stream of what is sent on the returned sender: pending while nothing is, ended once
+/// the sender is dropped. The sender sees the stream dropped (`closed`).
+fn channel_stream<T: Send + 'static>() -> (UnboundedSender<T>, BoxStream<'static, T>) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<T>();
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    (sender, stream.boxed())
+}
+
+/// A `from_stream` producer over `source`, fed by `sender`, whose consumer asked for 5
+/// events, received the item 1 (sent here), and waits for 4 more.
+async fn waiting_for_more<St>(
+    sender: &UnboundedSender<u32>,
+    source: St,
+) -> (ProducerRef<StreamProducer<St>>, Collector<u32>, Events<u32>)
+where
+    St: Stream<Item = u32> + Send + 'static,
+{
+    let producer = gen_stage::from_stream(source).start().await;
+    let producer = producer.expect("the producer starts");
+    let (consumer, record) = collect(&producer, opts(5, 0)).await;
+    sender.send(1).expect("the stream is there");
+    within("the first item", record.wait_for_events(1)).await;
+    (producer, consumer, record)
 }
 
 fn transient() -> SubscribeOptions {
@@ -144,11 +174,7 @@ async fn from_stream_emits_every_item_in_order_then_stops_normally() {
 
 #[tokio::test]
 async fn from_stream_waits_for_a_pending_stream_and_stops_when_it_ends() {
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<u32>();
-    let source = Box::pin(futures::stream::unfold(
-        receiver,
-        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
-    ));
+    let (sender, source) = channel_stream::<u32>();
     let producer = gen_stage::from_stream(source).start().await.unwrap();
     let (_, record) = collect(&producer, opts(5, 0)).await;
     for item in 0..5 {
@@ -167,21 +193,88 @@ async fn from_stream_waits_for_a_pending_stream_and_stops_when_it_ends() {
 
 #[tokio::test]
 async fn from_stream_delivers_what_is_ready_without_waiting_for_the_whole_demand() {
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<u32>();
-    let source = Box::pin(futures::stream::unfold(
-        receiver,
-        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
-    ));
-    let producer = gen_stage::from_stream(source).start().await.unwrap();
-    // A demand of 1000; two items are ready and no more are coming yet.
-    let (_, record) = collect(&producer, opts(1000, 500)).await;
+    let (sender, source) = channel_stream::<u32>();
+    // Two items are ready before the demand of 1000 comes, and no more are coming yet.
     sender.send(1).unwrap();
     sender.send(2).unwrap();
+    let producer = gen_stage::from_stream(source).start().await.unwrap();
+    let (_, record) = collect(&producer, opts(1000, 500)).await;
     record.wait_for_events(2).await;
     // The rest of the demand is served as items come.
     sender.send(3).unwrap();
     record.wait_for_events(3).await;
-    assert_eq!(record.events(), vec![1, 2, 3]);
+    // What was ready went out together, as one batch.
+    assert_eq!(batches(&record), vec![vec![1, 2], vec![3]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn from_stream_answers_while_its_stream_is_pending() {
+    let (sender, source) = channel_stream::<u32>();
+    let (producer, _, record) = waiting_for_more(&sender, source).await;
+    // The consumer still wants 4 events and the stream has none: the producer waits for
+    // them, and answers meanwhile. (The clock is paused: a stage that does not answer
+    // makes these calls time out at once.)
+    assert_eq!(producer.estimate_buffered_count().await, Ok(0));
+    let demands = producer.demand_snapshot().await.expect("answers");
+    let pending: Vec<usize> = demands.iter().map(|demand| demand.pending).collect();
+    assert_eq!(pending, vec![4]);
+    // A new consumer is accepted, and shares the items that come.
+    let (_, second) = collect(&producer, opts(5, 0)).await;
+    for item in 2..11 {
+        sender.send(item).unwrap();
+    }
+    within("the items sent", async {
+        record.wait_for_events(5).await;
+        second.wait_for_events(5).await;
+    })
+    .await;
+    let mut all = [record.events(), second.events()].concat();
+    all.sort_unstable();
+    assert_eq!(all, (1..11).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn from_stream_stops_when_asked_while_its_stream_is_pending_and_drops_the_stream() {
+    let (sender, source) = channel_stream::<u32>();
+    let (producer, consumer, _record) = waiting_for_more(&sender, source).await;
+    let stopped = producer.stop(ExitReason::Shutdown);
+    within("the producer stops", stopped).await.unwrap();
+    assert_eq!(producer.exit_reason(), Some(ExitReason::Shutdown));
+    assert_eq!(consumer.stopped().await, ExitReason::Shutdown);
+    // Nothing polls the stream any more: it was dropped with the producer.
+    within("the stream is dropped", sender.closed()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_producer_with_on_cancel_stop_stops_when_its_consumer_leaves_a_pending_stream() {
+    let (sender, source) = channel_stream::<u32>();
+    let stage = StreamProducer::new(source).on_cancel(OnCancel::Stop);
+    let producer = gen_stage::producer(stage).start().await.unwrap();
+    sender.send(1).unwrap();
+    // The stream asks for 2, takes 1 and leaves while the producer waits for the next.
+    assert_eq!(take(&producer, opts(2, 0), 1).await, vec![1]);
+    let stopped = within("the producer stops", producer.stopped()).await;
+    assert_eq!(stopped, ExitReason::Normal);
+    within("the stream is dropped", sender.closed()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn from_stream_whose_stream_panics_stops_with_the_panic() {
+    let (sender, source) = channel_stream::<u32>();
+    let source = source.map(|item| match item {
+        0 => panic!("the stream broke"),
+        item => item,
+    });
+    let (producer, consumer, record) = waiting_for_more(&sender, source).await;
+    assert_eq!(producer.estimate_buffered_count().await, Ok(0));
+    sender.send(0).unwrap();
+    let broke = ExitReason::Panic("the stream broke".into());
+    assert_eq!(
+        within("the producer stops", producer.stopped()).await,
+        broke
+    );
+    assert_eq!(consumer.stopped().await, broke);
+    assert_eq!(record.events(), vec![1]);
 }
 
 #[tokio::test]
