@@ -1,31 +1,5 @@
 //! Producers made from iterators and streams.
 
-/// The hooks of a source producer that keep its `consumers` ([`Consumers`]) up to date,
-/// for [`OnCancel`]: the same in every source producer, written once.
-macro_rules! count_consumers {
-    () => {
-        async fn handle_consumer_subscribed(
-            &mut self,
-            _tag: $crate::SubscriptionTag,
-            _options: &$crate::SubscribeOptions,
-            _ctx: &mut $crate::ProducerContext<'_, Self>,
-        ) -> Result<(), $crate::BoxError> {
-            self.consumers.joined();
-            Ok(())
-        }
-
-        async fn handle_cancel(
-            &mut self,
-            _tag: $crate::SubscriptionTag,
-            _reason: &$crate::CancelReason,
-            ctx: &mut $crate::ProducerContext<'_, Self>,
-        ) -> Result<(), $crate::BoxError> {
-            self.consumers.left(ctx);
-            Ok(())
-        }
-    };
-}
-
 mod stream;
 
 pub use stream::{StreamMessage, StreamProducer, from_stream};
@@ -35,9 +9,11 @@ use std::future::Future;
 
 use crate::builder::{ProducerBuilder, producer};
 use crate::context::{Context, ProducerContext};
-use crate::exit::{BoxError, ExitReason};
+use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::kind::StageKind;
+use crate::options::SubscribeOptions;
 use crate::stage::Producer;
+use crate::subscription::SubscriptionTag;
 
 /// What a source producer does when its last consumer cancels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -225,7 +201,25 @@ impl<S: Source> Producer for SourceProducer<S> {
         Ok(Vec::new())
     }
 
-    count_consumers!();
+    async fn handle_consumer_subscribed(
+        &mut self,
+        _tag: SubscriptionTag,
+        _options: &SubscribeOptions,
+        _ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.consumers.joined();
+        Ok(())
+    }
+
+    async fn handle_cancel(
+        &mut self,
+        _tag: SubscriptionTag,
+        _reason: &CancelReason,
+        ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.consumers.left(ctx);
+        Ok(())
+    }
 
     async fn handle_message(
         &mut self,

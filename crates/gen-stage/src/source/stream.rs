@@ -10,10 +10,12 @@ use tokio::sync::mpsc;
 use super::{Consumers, OnCancel};
 use crate::builder::{ProducerBuilder, producer};
 use crate::context::ProducerContext;
-use crate::exit::{BoxError, ExitReason};
+use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::ProducerRef;
+use crate::options::SubscribeOptions;
 use crate::runtime::{AbortOnDrop, catch};
 use crate::stage::{Init, Producer};
+use crate::subscription::SubscriptionTag;
 
 /// A producer that emits the items of a stream as demand allows, and stops normally
 /// once the stream has ended and its last events are dispatched.
@@ -144,7 +146,25 @@ where
         Ok(Vec::new())
     }
 
-    count_consumers!();
+    async fn handle_consumer_subscribed(
+        &mut self,
+        _tag: SubscriptionTag,
+        _options: &SubscribeOptions,
+        _ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.consumers.joined();
+        Ok(())
+    }
+
+    async fn handle_cancel(
+        &mut self,
+        _tag: SubscriptionTag,
+        _reason: &CancelReason,
+        ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.consumers.left(ctx);
+        Ok(())
+    }
 
     async fn handle_message(
         &mut self,
