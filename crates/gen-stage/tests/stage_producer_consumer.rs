@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
+
 use gen_stage::kind::EmitsEvents;
 use gen_stage::{ExitReason, StageRef, SubscribeOptions};
 use gen_stage_test::{Counter, Gate, Script};
@@ -242,4 +244,101 @@ async fn a_producer_consumer_whose_upstream_ended_stops_when_its_last_consumer_l
     // ...until no consumer is left to take them: then nothing would ever deliver them.
     consumer.stop(ExitReason::Shutdown).await.expect("alive");
     stops_normally(&middle).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Upstream ends in order with what came before them
+// ---------------------------------------------------------------------------------------
+
+/// A pass-through producer-consumer that logs its infos and cancellations, in order.
+struct Logging(Arc<Mutex<Vec<String>>>);
+
+impl gen_stage::ProducerConsumer for Logging {
+    type Input = u64;
+    type Output = u64;
+    type Message = &'static str;
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _from: gen_stage::SubscriptionTag,
+        _ctx: &mut gen_stage::ProducerConsumerContext<'_, Self>,
+    ) -> Result<Vec<u64>, gen_stage::BoxError> {
+        Ok(events)
+    }
+
+    async fn handle_cancel(
+        &mut self,
+        _tag: gen_stage::SubscriptionTag,
+        reason: &gen_stage::CancelReason,
+        _ctx: &mut gen_stage::ProducerConsumerContext<'_, Self>,
+    ) -> Result<(), gen_stage::BoxError> {
+        self.log(format!("cancel: {reason}"));
+        Ok(())
+    }
+
+    async fn handle_message(
+        &mut self,
+        message: &'static str,
+        _ctx: &mut gen_stage::ProducerConsumerContext<'_, Self>,
+    ) -> Result<(), gen_stage::BoxError> {
+        self.log(format!("info: {message}"));
+        Ok(())
+    }
+}
+
+impl Logging {
+    fn log(&self, line: String) {
+        self.0.lock().expect("not poisoned").push(line);
+    }
+}
+
+/// A scripted producer, a logging producer-consumer subscribed to it with `upstream`
+/// options, and a manual consumer of it that has asked nothing yet: the producer's
+/// three events wait as the producer-consumer's input.
+async fn input_waiting(
+    upstream: SubscribeOptions,
+) -> (
+    gen_stage::ProducerRef<gen_stage_test::ScriptedProducer<u64>>,
+    gen_stage::ProducerConsumerRef<Logging>,
+    support::Collector<u64>,
+    gen_stage::SubscriptionTag,
+    Arc<Mutex<Vec<String>>>,
+) {
+    let (producer, _) = scripted().await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let middle = gen_stage::producer_consumer(Logging(log.clone()))
+        .subscribe_to(&producer, upstream)
+        .start()
+        .await
+        .expect("starts");
+    let (consumer, _events, tag) = manual_consumer(&middle, opts(10, 5)).await;
+    producer.cast(Script::Queue(vec![1, 2, 3])).expect("alive");
+    barrier(&producer).await;
+    barrier(&middle).await;
+    (producer, middle, consumer, tag, log)
+}
+
+#[tokio::test]
+async fn an_info_sent_before_an_upstream_failure_is_handled_before_it() {
+    let upstream = opts(10, 5).cancel(gen_stage::CancelMode::Temporary);
+    let (producer, middle, consumer, tag, log) = input_waiting(upstream).await;
+    middle.async_info("before the failure").unwrap();
+    producer
+        .cast(Script::Stop(ExitReason::error("boom")))
+        .unwrap();
+    within("the producer stops", producer.stopped()).await;
+    barrier(&middle).await;
+    assert!(log.lock().unwrap().is_empty());
+    // Demand lets the input through, then the info, then the failure, in that order.
+    consumer.ask(tag, n(10)).unwrap();
+    consumer_barrier(&consumer).await;
+    barrier(&middle).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "info: before the failure",
+            "cancel: peer down (error: boom)"
+        ]
+    );
 }

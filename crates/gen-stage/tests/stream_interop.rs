@@ -645,3 +645,43 @@ async fn stream_over_a_producer_that_is_stopping_ends() {
     );
     assert!(stream.end_reason().is_some());
 }
+
+#[tokio::test]
+async fn a_stream_that_ends_while_its_producer_accumulates_keeps_its_last_items() {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let (ended, stream_ended) = tokio::sync::oneshot::channel();
+    let source = futures::stream::unfold(
+        (receiver, Some(ended)),
+        |(mut receiver, ended)| async move {
+            match receiver.recv().await {
+                Some(item) => Some((item, (receiver, ended))),
+                None => {
+                    let _ = ended.map(|ended| ended.send(()));
+                    None
+                }
+            }
+        },
+    );
+    let producer = gen_stage::from_stream(source).start().await.unwrap();
+    let (_consumer, record) = collect(&producer, opts(10, 5)).await;
+    barrier(&producer).await; // the demand reached the stream's task
+    producer
+        .set_demand_mode(gen_stage::DemandMode::Accumulate)
+        .unwrap();
+    sender.send(1).unwrap();
+    sender.send(2).unwrap();
+    drop(sender);
+    // The stream's task hands over both items and the stream's end in the same turn.
+    within("the stream ends", stream_ended).await.unwrap();
+    barrier(&producer).await;
+    // The end waits behind the items stashed while accumulating...
+    assert!(producer.is_alive());
+    assert_eq!(producer.estimate_buffered_count().await, Ok(2));
+    // ...which go out once forwarding, before the producer stops.
+    producer
+        .set_demand_mode(gen_stage::DemandMode::Forward)
+        .unwrap();
+    within("both items", record.wait_for_events(2)).await;
+    assert_eq!(record.events(), [1, 2]);
+    assert_eq!(producer.stopped().await, ExitReason::Normal);
+}

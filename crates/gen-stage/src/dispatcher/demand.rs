@@ -155,7 +155,7 @@ impl DemandDispatcher {
         }
         // The usual case: the consumer with the most demand takes the whole batch.
         match self.demands.first_mut() {
-            Some((tag, demand)) if *demand >= events.len() => {
+            Some((tag, demand)) if *demand >= events.len() && !events.is_empty() => {
                 let tag = *tag;
                 *demand -= events.len();
                 self.reposition(0);
@@ -297,6 +297,16 @@ mod tests {
             sent,
             vec![(tag(1), vec![10]), (tag(2), vec![20]), (tag(3), vec![30])]
         );
+    }
+
+    #[test]
+    fn an_empty_dispatch_leaves_the_order_of_equal_demands_alone() {
+        let mut d = subscribed(&[1, 2]);
+        ask(&mut d, 1, 3);
+        ask(&mut d, 2, 3);
+        assert_eq!(dispatch(&mut d, Vec::new()), (Vec::new(), Vec::new()));
+        let (sent, _) = dispatch(&mut d, vec![10, 20, 30]);
+        assert_eq!(sent, vec![(tag(1), vec![10, 20, 30])]);
     }
 
     #[test]

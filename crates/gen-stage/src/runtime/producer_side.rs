@@ -12,15 +12,17 @@ use crate::stats::{Side, StatsCell, SubscriptionDemand};
 use crate::subscription::{StageId, SubscriptionTag, TagMap};
 
 /// What an accumulating producer keeps until it forwards again, in order.
-pub(crate) enum Stashed<T> {
+pub(crate) enum Stashed<T, M> {
     Demand(usize),
     Events(Vec<T>),
+    /// Held behind the events stashed before it, as behind buffered ones.
+    Held(Held<M>),
 }
 
-impl<T> Stashed<T> {
+impl<T, M> Stashed<T, M> {
     fn len(&self) -> usize {
         match self {
-            Stashed::Demand(_) => 0,
+            Stashed::Demand(_) | Stashed::Held(_) => 0,
             Stashed::Events(events) => events.len(),
         }
     }
@@ -52,7 +54,7 @@ pub(crate) struct ProducerSide<T, M> {
     buffer_keep: BufferKeep,
     mode: DemandMode,
     /// Upstream demand recorded while accumulating, in order.
-    stash: VecDeque<Stashed<T>>,
+    stash: VecDeque<Stashed<T, M>>,
     /// Events in `stash`.
     stashed_events: usize,
     /// Downstream demand not yet met: what the dispatcher asked upstream, less what
@@ -316,22 +318,26 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// What is ready, in order: released items whose events held before them have
     /// gone out.
     pub(crate) fn take_ready(&mut self) -> Vec<Held<M>> {
-        let mut ready = std::mem::take(&mut self.immediate);
-        while self.has_ready() {
+        let mut ready = Vec::new();
+        // Those already due came first; then those made ready at once.
+        while self.is_due() {
             if let Some((_, item)) = self.due.pop_front() {
                 ready.push(item);
             }
         }
+        ready.append(&mut self.immediate);
         ready
+    }
+
+    fn is_due(&self) -> bool {
+        self.due
+            .front()
+            .is_some_and(|(mark, _)| self.dispatcher.released_since(mark))
     }
 
     /// Whether [`Self::take_ready`] would return something.
     pub(crate) fn has_ready(&self) -> bool {
-        !self.immediate.is_empty()
-            || self
-                .due
-                .front()
-                .is_some_and(|(mark, _)| self.dispatcher.released_since(mark))
+        !self.immediate.is_empty() || self.is_due()
     }
 
     /// Each consumer's demand not yet sent.
@@ -494,6 +500,16 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// Holds `item` until every event buffered now has gone out, those the dispatcher
     /// holds included.
     pub(crate) fn after_buffered(&mut self, item: Held<M>) {
+        // While accumulating, what is emitted is stashed, not buffered: the item waits
+        // in the stash behind it, and is replayed in order when forwarding again.
+        let behind_stash = self
+            .stash
+            .iter()
+            .any(|stashed| !matches!(stashed, Stashed::Demand(_)));
+        if behind_stash {
+            self.stash.push_back(Stashed::Held(item));
+            return;
+        }
         if let Some(item) = self.buffer.store_info(item) {
             self.released.push(item);
             self.mark_released();
@@ -517,12 +533,19 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         self.immediate
             .extend(cancelled.into_iter().map(|(_, held)| held));
         self.buffer.take_infos_where(is_cancel, &mut self.immediate);
+        let stash = std::mem::take(&mut self.stash);
+        for stashed in stash {
+            match stashed {
+                Stashed::Held(held) if is_cancel(&held) => self.immediate.push(held),
+                other => self.stash.push_back(other),
+            }
+        }
     }
 
     /// Switches the demand mode. Switching to forward sends the buffer and returns the
     /// stash, for the stage to [`replay`](Self::replay) in order: each stashed demand
     /// produces its events before the events stashed after it go out, as in GenStage.
-    pub(crate) fn set_mode(&mut self, mode: DemandMode) -> VecDeque<Stashed<T>> {
+    pub(crate) fn set_mode(&mut self, mode: DemandMode) -> VecDeque<Stashed<T, M>> {
         let was = std::mem::replace(&mut self.mode, mode);
         if was != DemandMode::Accumulate || mode != DemandMode::Forward {
             return Default::default();
@@ -546,8 +569,12 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     /// Replays one stashed item: events are dispatched, demand is served from the
     /// buffer. Returns the demand left for the stage to produce now.
-    pub(crate) fn replay(&mut self, item: Stashed<T>) -> usize {
+    pub(crate) fn replay(&mut self, item: Stashed<T, M>) -> usize {
         match item {
+            Stashed::Held(held) => {
+                self.after_buffered(held);
+                0
+            }
             Stashed::Events(events) => {
                 self.emit(events);
                 0
