@@ -215,10 +215,12 @@ async fn drive<R: Runner>(
     stats.set_state(StageState::Running);
     tracing::debug!("stage started");
     let _ = started.send(Ok(()));
-    // Hooks catch their own panics; this catches those of the user's code that runs
-    // outside them (a dispatcher, a selector, a partition's hash), so that they too stop
-    // the stage with the panic as its reason, through `terminate`. It wraps the whole
-    // loop, not each message: a wrapper per message would move the handler's future.
+    // Most hooks catch their own panics; this catches the panics of the hot hooks
+    // (`handle_events`, `handle_demand`: a catch per call moves the hook's future, which
+    // cost 4-8 % of throughput) and of the user's code that runs outside hooks (a
+    // dispatcher, a selector, a partition's hash), so that they too stop the stage with
+    // the panic as its reason, through `terminate`. It wraps the whole loop, not each
+    // message: a wrapper per message would move the handler's future.
     let running = catch(async {
         loop {
             if let Some(reason) = runner.stop_reason() {

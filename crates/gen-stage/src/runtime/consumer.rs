@@ -72,8 +72,9 @@ impl<S: Consumer> ConsumerRuntime<S> {
         };
         while let Some(batch) = batches.next() {
             let (stage, mut ctx) = self.parts();
-            if let Err(reason) = guarded(stage.handle_events(batch.events, tag, &mut ctx)).await {
-                self.fail(reason);
+            // A hot hook: its panic unwinds to the stage loop's catch (see `drive`).
+            if let Err(error) = stage.handle_events(batch.events, tag, &mut ctx).await {
+                self.fail(ExitReason::error(error));
             }
             if self.control.stop.is_some()
                 || !self.side.after_batch(tag, batch.ask_after, &mut batches)

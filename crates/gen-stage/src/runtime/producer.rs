@@ -50,9 +50,10 @@ impl<S: Producer> ProducerRuntime<S> {
             return;
         }
         let (stage, mut ctx) = self.parts();
-        match guarded(stage.handle_demand(demand, &mut ctx)).await {
+        // A hot hook: its panic unwinds to the stage loop's catch (see `drive`).
+        match stage.handle_demand(demand, &mut ctx).await {
             Ok(events) => self.side.emit(events),
-            Err(reason) => self.fail(reason),
+            Err(error) => self.fail(ExitReason::error(error)),
         }
     }
 

@@ -86,9 +86,10 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         };
         while let Some(batch) = batches.next() {
             let (stage, mut ctx) = self.parts();
-            match guarded(stage.handle_events(batch.events, tag, &mut ctx)).await {
+            // A hot hook: its panic unwinds to the stage loop's catch (see `drive`).
+            match stage.handle_events(batch.events, tag, &mut ctx).await {
                 Ok(output) => self.output.emit(output),
-                Err(reason) => self.fail(reason),
+                Err(error) => self.fail(ExitReason::error(error)),
             }
             if self.control.stop.is_some()
                 || !self.input.after_batch(tag, batch.ask_after, &mut batches)
