@@ -129,9 +129,12 @@ type Template<E> =
 /// seconds by default; past it the stage stops with [`ExitReason::TooManyRestarts`]).
 /// [`Restart::Permanent`] is refused at start: a task that finished would run forever.
 ///
-/// Tasks outlive a producer that cancels. When the stage stops, running tasks get the
-/// shutdown policy's time to finish, then are aborted ([`Shutdown::Graceful`], 5
-/// seconds by default), or are aborted at once ([`Shutdown::Kill`]).
+/// When the stage stops, running tasks get the shutdown policy's time to finish, then
+/// are aborted ([`Shutdown::Graceful`], 5 seconds by default), or are aborted at once
+/// ([`Shutdown::Kill`]). A producer that ends does not interrupt the tasks it fed:
+/// through a temporary subscription (or a transient one, on a graceful end) the stage
+/// keeps running, and so do they; through a permanent one (the default) the stage
+/// stops, so a finite producer's last tasks have the shutdown policy's time to finish.
 ///
 /// ```
 /// use std::sync::Arc;
