@@ -293,36 +293,23 @@ impl Logging {
     }
 }
 
-/// A scripted producer, a logging producer-consumer subscribed to it with `upstream`
-/// options, and a manual consumer of it that has asked nothing yet: the producer's
-/// three events wait as the producer-consumer's input.
-async fn input_waiting(
-    upstream: SubscribeOptions,
-) -> (
-    gen_stage::ProducerRef<gen_stage_test::ScriptedProducer<u64>>,
-    gen_stage::ProducerConsumerRef<Logging>,
-    support::Collector<u64>,
-    gen_stage::SubscriptionTag,
-    Arc<Mutex<Vec<String>>>,
-) {
+#[tokio::test]
+async fn an_info_sent_before_an_upstream_failure_is_handled_before_it() {
     let (producer, _) = scripted().await;
     let log = Arc::new(Mutex::new(Vec::new()));
     let middle = gen_stage::producer_consumer(Logging(log.clone()))
-        .subscribe_to(&producer, upstream)
+        .subscribe_to(
+            &producer,
+            opts(10, 5).cancel(gen_stage::CancelMode::Temporary),
+        )
         .start()
         .await
-        .expect("starts");
+        .unwrap();
     let (consumer, _events, tag) = manual_consumer(&middle, opts(10, 5)).await;
-    producer.cast(Script::Queue(vec![1, 2, 3])).expect("alive");
+    // Nobody asked: the events wait as input, then the info behind them.
+    producer.cast(Script::Queue(vec![1, 2, 3])).unwrap();
     barrier(&producer).await;
     barrier(&middle).await;
-    (producer, middle, consumer, tag, log)
-}
-
-#[tokio::test]
-async fn an_info_sent_before_an_upstream_failure_is_handled_before_it() {
-    let upstream = opts(10, 5).cancel(gen_stage::CancelMode::Temporary);
-    let (producer, middle, consumer, tag, log) = input_waiting(upstream).await;
     middle.async_info("before the failure").unwrap();
     producer
         .cast(Script::Stop(ExitReason::error("boom")))
