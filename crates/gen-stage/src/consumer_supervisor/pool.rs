@@ -1,0 +1,302 @@
+//! The worker tasks that run a [`ConsumerSupervisor`](super::ConsumerSupervisor)'s
+//! tasks.
+//!
+//! Spawning a tokio task per event costs more than most short tasks themselves (the
+//! runtime's task list, the allocation, the join handle). The pool instead keeps
+//! worker tasks that take the tasks from a queue, one at a time each, and stay for the
+//! next. It grows to as many workers as tasks ever ran at once, so that no task waits
+//! for another to end: every queued task has a worker that is idle (and woken) or new
+//! or about to finish the task it runs.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::task::AtomicWaker;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::TaskId;
+use crate::exit::{BoxError, ExitReason};
+
+/// One task's work: the template applied to its event.
+pub(super) type Job = BoxFuture<'static, Result<(), BoxError>>;
+
+/// How one task ended.
+pub(super) type TaskOutcome = (TaskId, Result<(), ExitReason>);
+
+/// The workers, and what they share with the supervisor.
+pub(super) struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<Worker>,
+}
+
+struct Worker {
+    task: JoinHandle<()>,
+    state: Arc<WorkerState>,
+}
+
+struct Shared {
+    /// Tasks not yet taken by a worker.
+    queue: Mutex<VecDeque<(TaskId, Job)>>,
+    /// Idle workers wait here for tasks.
+    work: Notify,
+    /// Outcomes of finished tasks, gathered between two looks of the supervisor: only
+    /// the worker that finds the list empty rings, so a burst of completions costs the
+    /// supervisor one message, not one each.
+    outcomes: Mutex<Vec<TaskOutcome>>,
+    /// Tells the supervisor that outcomes wait (set once the stage has its handle).
+    ring: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Set while the supervisor waits for the tasks to end: workers then tell `drained`
+    /// each time they end one.
+    draining: AtomicBool,
+    drained: Notify,
+}
+
+/// What the supervisor sees of one worker.
+#[derive(Default)]
+struct WorkerState {
+    /// The task it runs (its id), 0 when idle. Set under the queue's lock when the
+    /// worker takes a task, so that a task is always either queued or seen here.
+    current: AtomicU64,
+    /// A task to abort: the worker drops that task's work if it is the one it runs.
+    abort: AtomicU64,
+    /// Wakes the worker's task for an abort.
+    waker: AtomicWaker,
+    /// Rung when the worker ended a task it was asked to abort.
+    ended: Notify,
+}
+
+/// Locks a pool mutex. Nothing panics while one is held (pushes, pops and scans), so a
+/// poisoned one is still consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(VecDeque::new()),
+                work: Notify::new(),
+                outcomes: Mutex::new(Vec::new()),
+                ring: OnceLock::new(),
+                draining: AtomicBool::new(false),
+                drained: Notify::new(),
+            }),
+            workers: Vec::new(),
+        }
+    }
+}
+
+impl Pool {
+    /// Sets how workers tell the supervisor that outcomes wait (once, at start).
+    pub(super) fn set_ring(&self, ring: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.ring.set(Box::new(ring));
+    }
+
+    /// Queues tasks. `running` counts the tasks that need a worker, these included:
+    /// the pool grows to that many.
+    pub(super) fn run(&mut self, jobs: impl IntoIterator<Item = (TaskId, Job)>, running: usize) {
+        let was_empty = {
+            let mut queue = lock(&self.shared.queue);
+            let was_empty = queue.is_empty();
+            queue.extend(jobs);
+            was_empty
+        };
+        let mut started = false;
+        while self.workers.len() < running {
+            // A new worker looks at the queue first.
+            let state = Arc::new(WorkerState::default());
+            let task = tokio::spawn(work(self.shared.clone(), state.clone()));
+            self.workers.push(Worker { task, state });
+            started = true;
+        }
+        if was_empty && !started {
+            // One wake per burst: the worker woken passes it on if tasks remain.
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// The outcomes of the tasks that finished since the last call.
+    pub(super) fn take_finished(&self) -> Vec<TaskOutcome> {
+        std::mem::take(&mut *lock(&self.shared.outcomes))
+    }
+
+    /// Aborts task `id` and waits until it has ended; its outcome is not reported. A
+    /// task still queued is dropped; one that already ended is left as it is.
+    pub(super) async fn terminate(&self, id: TaskId) {
+        let worker = {
+            let mut queue = lock(&self.shared.queue);
+            if let Some(at) = queue.iter().position(|(queued, _)| *queued == id) {
+                queue.remove(at);
+                return;
+            }
+            self.workers
+                .iter()
+                .find(|worker| worker.state.current.load(Ordering::SeqCst) == id.0)
+        };
+        let Some(worker) = worker else { return };
+        let state = &worker.state;
+        state.abort.store(id.0, Ordering::SeqCst);
+        state.waker.wake();
+        loop {
+            let mut ended = pin!(state.ended.notified());
+            ended.as_mut().enable();
+            if state.current.load(Ordering::SeqCst) != id.0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// Lets the tasks (queued ones included) run until they have all ended or
+    /// `deadline` passes (`None`: no limit), then aborts the workers and waits for
+    /// them: no task runs on after this returns.
+    pub(super) async fn shutdown(&mut self, deadline: Option<Instant>) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        loop {
+            let mut drained = pin!(self.shared.drained.notified());
+            drained.as_mut().enable();
+            if self.is_idle() {
+                break;
+            }
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                        break;
+                    }
+                }
+                None => drained.await,
+            }
+        }
+        for worker in &self.workers {
+            worker.task.abort();
+        }
+        for worker in &mut self.workers {
+            let _ = (&mut worker.task).await;
+        }
+        self.workers.clear();
+    }
+
+    fn is_idle(&self) -> bool {
+        let queue = lock(&self.shared.queue);
+        queue.is_empty()
+            && self
+                .workers
+                .iter()
+                .all(|worker| worker.state.current.load(Ordering::SeqCst) == 0)
+    }
+}
+
+impl Drop for Pool {
+    /// A pool that goes away without a shutdown (its supervisor was killed) takes its
+    /// tasks with it: none outlives it unsupervised.
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            worker.task.abort();
+        }
+    }
+}
+
+/// A worker's loop: take a task, run it, report how it ended; wait when none is queued.
+///
+/// Wakes go one at a time: the pool wakes one idle worker when a task arrives in an
+/// empty queue (or starts a worker), and a worker just woken (or started) wakes the
+/// next if it leaves tasks behind. So while tasks are queued, one worker is always on
+/// its way to them (or a wake is stored for the next worker to wait), and none waits
+/// for another task to end. A busy worker looks at the queue as soon as it ends its
+/// task, so a burst of short tasks is mostly run by the workers already awake, without
+/// a wake-up each.
+async fn work(shared: Arc<Shared>, state: Arc<WorkerState>) {
+    let mut woken = true;
+    loop {
+        let (next, more) = {
+            let mut queue = lock(&shared.queue);
+            let next = queue.pop_front();
+            if let Some((id, _)) = &next {
+                state.current.store(id.0, Ordering::SeqCst);
+            }
+            (next, !queue.is_empty())
+        };
+        if std::mem::take(&mut woken) && more {
+            shared.work.notify_one();
+        }
+        let Some((id, job)) = next else {
+            let mut notified = pin!(shared.work.notified());
+            notified.as_mut().enable();
+            if lock(&shared.queue).is_empty() {
+                notified.await;
+            }
+            woken = true;
+            continue;
+        };
+        let outcome = Running {
+            job,
+            state: &state,
+            id: id.0,
+        }
+        .await;
+        state.current.store(0, Ordering::SeqCst);
+        if state.abort.load(Ordering::SeqCst) == id.0 {
+            // Terminated on request: the supervisor has already counted it.
+            state.ended.notify_one();
+        } else if let Some(outcome) = outcome {
+            let first = {
+                let mut outcomes = lock(&shared.outcomes);
+                outcomes.push((id, outcome));
+                outcomes.len() == 1
+            };
+            if first && let Some(ring) = shared.ring.get() {
+                ring();
+            }
+        }
+        if shared.draining.load(Ordering::SeqCst) {
+            shared.drained.notify_one();
+        }
+    }
+}
+
+/// Runs one task's work until it ends (`Some` with its outcome, a panic caught as
+/// [`ExitReason::Panic`]) or its worker is asked to abort it (`None`).
+struct Running<'a> {
+    job: Job,
+    state: &'a WorkerState,
+    id: u64,
+}
+
+impl Future for Running<'_> {
+    type Output = Option<Result<(), ExitReason>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let aborted = |state: &WorkerState, id| state.abort.load(Ordering::SeqCst) == id;
+        if aborted(self.state, self.id) {
+            return Poll::Ready(None);
+        }
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| self.job.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Ready(Ok(()))) => Poll::Ready(Some(Ok(()))),
+            Ok(Poll::Ready(Err(error))) => Poll::Ready(Some(Err(ExitReason::error(error)))),
+            Err(panic) => Poll::Ready(Some(Err(ExitReason::from_panic(&*panic)))),
+            Ok(Poll::Pending) => {
+                // An abort asked from now on wakes this task; one asked before is seen
+                // by the check after the registration.
+                self.state.waker.register(cx.waker());
+                if aborted(self.state, self.id) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
