@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -344,13 +345,21 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
         _ctx: &mut ConsumerContext<'_, Self>,
     ) -> Result<(), BoxError> {
         // Queued together: one lock of the pool's queue, one wake.
-        let jobs: Vec<_> = events
-            .into_iter()
-            .map(|event| {
-                let id = self.next_id();
-                self.prepare(id, event, Some(from))
-            })
-            .collect();
+        let mut jobs = Vec::with_capacity(events.len());
+        for event in events {
+            let id = self.next_id();
+            let prepared =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.prepare(id, event, Some(from))));
+            match prepared {
+                Ok(job) => jobs.push(job),
+                Err(panic) => {
+                    // The template panicked: the tasks made before it still run (and
+                    // get the shutdown policy's time), then the stage stops with it.
+                    self.pool.run(jobs, self.tasks.len());
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
         self.pool.run(jobs, self.tasks.len());
         Ok(())
     }

@@ -224,3 +224,26 @@ async fn tasks_outlive_a_producer_that_stops_with_a_temporary_subscription() {
     assert!(jobs.aborted.is_empty());
     assert!(sup.is_alive());
 }
+
+#[tokio::test]
+async fn tasks_made_before_a_template_panic_still_run() {
+    let (ran, mut runs) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = gen_stage::ConsumerSupervisor::new(move |event: u64| {
+        assert_ne!(event, 2, "the template fails on event 2");
+        let ran = ran.clone();
+        async move {
+            let _ = ran.send(event);
+            Ok::<(), gen_stage::BoxError>(())
+        }
+    });
+    // One batch of five: events 0 and 1 have tasks when the template panics on 2.
+    let producer = gen_stage::from_iter(0..5u64).start().await.expect("starts");
+    let sup = start_consumer(supervisor, &producer, opts(5, 0)).await;
+    let reason = within("the stop", sup.stopped()).await;
+    assert!(matches!(reason, ExitReason::Panic(_)), "{reason}");
+    let mut seen = Vec::new();
+    while let Some(event) = within("the tasks' runs or their end", runs.recv()).await {
+        seen.push(event);
+    }
+    assert_eq!(sorted(seen), vec![0, 1]);
+}

@@ -135,7 +135,12 @@ impl Pool {
         let worker = {
             let mut queue = lock(&self.shared.queue);
             if let Some(at) = queue.iter().position(|(queued, _)| *queued == id) {
-                queue.remove(at);
+                let removed = queue.remove(at);
+                drop(queue);
+                if let Some((_, job)) = removed {
+                    // Never started: a panic in its drop is nobody's outcome.
+                    let _ = drop_caught(job);
+                }
                 return;
             }
             self.workers
@@ -183,6 +188,11 @@ impl Pool {
             let _ = (&mut worker.task).await;
         }
         self.workers.clear();
+        // Tasks still queued at the deadline never start.
+        let queued = std::mem::take(&mut *lock(&self.shared.queue));
+        for (_, job) in queued {
+            let _ = drop_caught(job);
+        }
     }
 
     fn is_idle(&self) -> bool {
@@ -238,7 +248,7 @@ async fn work(shared: Arc<Shared>, state: Arc<WorkerState>) {
             continue;
         };
         let outcome = Running {
-            job,
+            job: Some(job),
             state: &state,
             id: id.0,
         }
@@ -260,41 +270,73 @@ async fn work(shared: Arc<Shared>, state: Arc<WorkerState>) {
         if shared.draining.load(Ordering::SeqCst) {
             shared.drained.notify_one();
         }
+        // Tasks that end in their first poll never spend the worker's cooperative
+        // budget: this gives the scheduler a turn every so many of them, as a task
+        // spawned for each would.
+        tokio::task::coop::consume_budget().await;
     }
 }
 
+/// Drops a task's work; a panic in a drop (of the future's state, once it ended or was
+/// aborted) is caught as the panic it is, so that it stops neither the worker nor the
+/// supervisor.
+fn drop_caught(job: Job) -> Result<(), ExitReason> {
+    std::panic::catch_unwind(AssertUnwindSafe(move || drop(job)))
+        .map_err(|panic| ExitReason::from_panic(&*panic))
+}
+
 /// Runs one task's work until it ends (`Some` with its outcome, a panic caught as
-/// [`ExitReason::Panic`]) or its worker is asked to abort it (`None`).
+/// [`ExitReason::Panic`]) or its worker is asked to abort it (`None`). The work is
+/// dropped as it ends, a panic in that drop caught too.
 struct Running<'a> {
-    job: Job,
+    /// `None` once ended.
+    job: Option<Job>,
     state: &'a WorkerState,
     id: u64,
+}
+
+impl Running<'_> {
+    fn aborted(&self) -> bool {
+        self.state.abort.load(Ordering::SeqCst) == self.id
+    }
+
+    /// Drops the work. A success whose drop panicked is that panic.
+    fn end(&mut self, outcome: Option<Result<(), ExitReason>>) -> Option<Result<(), ExitReason>> {
+        let dropped = self.job.take().map(drop_caught);
+        match (outcome, dropped) {
+            (Some(Ok(())), Some(Err(panic))) => Some(Err(panic)),
+            (outcome, _) => outcome,
+        }
+    }
 }
 
 impl Future for Running<'_> {
     type Output = Option<Result<(), ExitReason>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let aborted = |state: &WorkerState, id| state.abort.load(Ordering::SeqCst) == id;
-        if aborted(self.state, self.id) {
-            return Poll::Ready(None);
+        let this = &mut *self;
+        if this.aborted() {
+            return Poll::Ready(this.end(None));
         }
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| self.job.as_mut().poll(cx)));
-        match polled {
-            Ok(Poll::Ready(Ok(()))) => Poll::Ready(Some(Ok(()))),
-            Ok(Poll::Ready(Err(error))) => Poll::Ready(Some(Err(ExitReason::error(error)))),
-            Err(panic) => Poll::Ready(Some(Err(ExitReason::from_panic(&*panic)))),
+        let Some(job) = this.job.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| job.as_mut().poll(cx)));
+        let outcome = match polled {
+            Ok(Poll::Ready(Ok(()))) => Ok(()),
+            Ok(Poll::Ready(Err(error))) => Err(ExitReason::error(error)),
+            Err(panic) => Err(ExitReason::from_panic(&*panic)),
             Ok(Poll::Pending) => {
                 // An abort asked from now on wakes this task; one asked before is seen
                 // by the check after the registration.
-                self.state.waker.register(cx.waker());
-                if aborted(self.state, self.id) {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Pending
+                this.state.waker.register(cx.waker());
+                if this.aborted() {
+                    return Poll::Ready(this.end(None));
                 }
+                return Poll::Pending;
             }
-        }
+        };
+        Poll::Ready(this.end(Some(outcome)))
     }
 }
 

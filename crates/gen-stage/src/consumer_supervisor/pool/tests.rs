@@ -142,10 +142,10 @@ async fn terminate_drops_a_queued_task_and_aborts_a_running_one_without_an_outco
     within("the first task's start", running_gate.started)
         .await
         .expect("started");
-    pool.terminate(TaskId(2)).await;
+    within("terminate's return", pool.terminate(TaskId(2))).await;
     assert!(queued_gate.started.try_recv().is_err(), "never started");
     let mut running_dropped = running_gate.dropped;
-    pool.terminate(TaskId(1)).await;
+    within("terminate's return", pool.terminate(TaskId(1))).await;
     assert!(
         running_dropped.try_recv().is_ok(),
         "dropped by the time terminate returns"
@@ -182,4 +182,80 @@ async fn shutdown_waits_for_the_tasks_until_the_deadline_then_aborts_them() {
     assert!(finished.try_recv().is_ok(), "ended");
     assert!(pool.workers.is_empty());
     drop(stuck_gate.release);
+}
+
+/// State whose drop panics.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("dropped badly");
+    }
+}
+
+/// A future that is ready at once and panics when dropped.
+struct ReadyThenPanics(PanicsOnDrop);
+
+impl std::future::Future for ReadyThenPanics {
+    type Output = Result<(), crate::exit::BoxError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panic_in_the_drop_of_an_ended_task_is_its_outcome_and_the_worker_runs_on() {
+    let (mut pool, mut rung) = ringing_pool();
+    let job: Job = Box::pin(ReadyThenPanics(PanicsOnDrop));
+    pool.run([(TaskId(1), job), (TaskId(2), quick())], 1);
+    within("the outcomes", rung.recv()).await;
+    let outcomes = pool.take_finished();
+    assert!(
+        matches!(&outcomes[..], [(TaskId(1), Err(ExitReason::Panic(message))), (TaskId(2), Ok(()))] if message.contains("dropped badly")),
+        "{outcomes:?}"
+    );
+    within("an unbounded shutdown", pool.shutdown(None)).await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn terminate_returns_when_the_aborted_task_panics_in_its_drop() {
+    let (mut pool, mut rung) = ringing_pool();
+    let (started_sender, started) = oneshot::channel();
+    let aborted: Job = Box::pin(async move {
+        let _state = PanicsOnDrop;
+        let _ = started_sender.send(());
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    let queued: Job = Box::pin(async {
+        let _state = PanicsOnDrop;
+        Ok(())
+    });
+    pool.run([(TaskId(1), aborted), (TaskId(2), queued)], 1);
+    within("the first task's start", started)
+        .await
+        .expect("started");
+    within("terminate's return", pool.terminate(TaskId(2))).await;
+    within("terminate's return", pool.terminate(TaskId(1))).await;
+    pool.run([(TaskId(3), quick())], 1);
+    within("the next task's end", rung.recv()).await;
+    assert_eq!(pool.take_finished(), vec![(TaskId(3), Ok(()))]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_worker_gives_the_scheduler_a_turn_within_a_long_run_of_short_tasks() {
+    let (mut pool, _rung) = ringing_pool();
+    let jobs: Vec<_> = (1..=1000).map(|id| (TaskId(id), quick())).collect();
+    pool.run(jobs, 1);
+    // The worker was spawned first: the observer runs when the worker yields.
+    let shared = pool.shared.clone();
+    let observer = tokio::spawn(async move { super::lock(&shared.outcomes).len() });
+    let ended_before = within("the observer's turn", observer)
+        .await
+        .expect("the observer runs");
+    assert!(ended_before < 1000, "{ended_before} tasks ran in one turn");
 }
