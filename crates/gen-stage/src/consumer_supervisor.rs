@@ -96,9 +96,10 @@ type Template<E> =
 /// Each task runs concurrently with the others, as a tokio task of its own would, but
 /// the supervisor keeps the tokio tasks that ran them (its workers) for the next ones
 /// instead of spawning one per event: it has as many workers as tasks ever ran at
-/// once, so a task never waits for another to end, and short tasks run at about three
+/// once, so a task never waits for another to end, and short tasks run at two to three
 /// times the rate of a spawn each (see the `consumer_supervisor` benchmark). A task
-/// that panics is caught on its worker, which runs on.
+/// that panics, or whose state panics when dropped, is caught on its worker, which runs
+/// on. The workers stay until the supervisor stops.
 ///
 /// Tasks are [`Restart::Temporary`] by default (a failed task is counted, not run
 /// again). [`Restart::Transient`] runs a task that failed (error or panic) again with
