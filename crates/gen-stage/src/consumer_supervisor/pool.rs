@@ -110,15 +110,14 @@ impl Pool {
             queue.extend(jobs);
             was_empty
         };
-        let mut started = false;
+        let grows = self.workers.len() < running;
         while self.workers.len() < running {
             // A new worker looks at the queue first.
             let state = Arc::new(WorkerState::default());
             let task = tokio::spawn(work(self.shared.clone(), state.clone()));
             self.workers.push(Worker { task, state });
-            started = true;
         }
-        if was_empty && !started {
+        if was_empty && !grows {
             // One wake per burst: the worker woken passes it on if tasks remain.
             self.shared.work.notify_one();
         }

@@ -57,6 +57,13 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
         .unwrap_or_else(|_| panic!("{what} did not happen"))
 }
 
+/// Waits for a gated task's start.
+async fn wait_started(what: &str, started: oneshot::Receiver<()>) {
+    within(what, started)
+        .await
+        .expect("the task reports its start");
+}
+
 /// A pool whose rings are counted on a channel.
 fn ringing_pool() -> (Pool, mpsc::UnboundedReceiver<()>) {
     let pool = Pool::default();
@@ -81,14 +88,10 @@ async fn a_task_queued_behind_a_new_worker_is_taken_by_an_idle_one() {
     pool.run([(TaskId(2), first)], 2);
     pool.run([(TaskId(3), second)], 2);
     assert_eq!(pool.workers.len(), 2);
-    within("the second task's start", first_gate.started)
-        .await
-        .expect("started");
+    wait_started("the second task's start", first_gate.started).await;
     // The new worker took the second task and, leaving one behind, woke the idle
     // worker: the third task does not wait for the second to end.
-    within("the third task's start", second_gate.started)
-        .await
-        .expect("started");
+    wait_started("the third task's start", second_gate.started).await;
     drop((first_gate.release, second_gate.release));
 }
 
@@ -111,9 +114,7 @@ async fn workers_are_reused_and_the_pool_grows_to_the_tasks_running_at_once() {
     pool.run(jobs, 3);
     assert_eq!(pool.workers.len(), 3);
     for gate in gates {
-        within("a task's start", gate.started)
-            .await
-            .expect("started");
+        wait_started("a task's start", gate.started).await;
     }
 }
 
@@ -139,9 +140,7 @@ async fn terminate_drops_a_queued_task_and_aborts_a_running_one_without_an_outco
     let (queued, mut queued_gate) = gated();
     // One worker for two tasks: the second stays queued.
     pool.run([(TaskId(1), running), (TaskId(2), queued)], 1);
-    within("the first task's start", running_gate.started)
-        .await
-        .expect("started");
+    wait_started("the first task's start", running_gate.started).await;
     within("terminate's return", pool.terminate(TaskId(2))).await;
     assert!(queued_gate.started.try_recv().is_err(), "never started");
     let mut running_dropped = running_gate.dropped;
@@ -163,12 +162,8 @@ async fn shutdown_waits_for_the_tasks_until_the_deadline_then_aborts_them() {
     let (finishing, finishing_gate) = gated();
     let (stuck, stuck_gate) = gated();
     pool.run([(TaskId(1), finishing), (TaskId(2), stuck)], 2);
-    within("a start", finishing_gate.started)
-        .await
-        .expect("started");
-    within("a start", stuck_gate.started)
-        .await
-        .expect("started");
+    wait_started("a start", finishing_gate.started).await;
+    wait_started("a start", stuck_gate.started).await;
     let _ = finishing_gate.release.send(());
     let (mut finished, mut stuck_dropped) = (finishing_gate.dropped, stuck_gate.dropped);
     let start = tokio::time::Instant::now();
@@ -236,9 +231,7 @@ async fn terminate_returns_when_the_aborted_task_panics_in_its_drop() {
         Ok(())
     });
     pool.run([(TaskId(1), aborted), (TaskId(2), queued)], 1);
-    within("the first task's start", started)
-        .await
-        .expect("started");
+    wait_started("the first task's start", started).await;
     within("terminate's return", pool.terminate(TaskId(2))).await;
     within("terminate's return", pool.terminate(TaskId(1))).await;
     pool.run([(TaskId(3), quick())], 1);
