@@ -225,9 +225,20 @@ async fn tasks_outlive_a_producer_that_stops_with_a_temporary_subscription() {
     assert!(sup.is_alive());
 }
 
+/// Waits until every sender of `runs` is gone (the supervisor and its tasks are), and
+/// returns what they sent, sorted.
+async fn all_runs(mut runs: tokio::sync::mpsc::UnboundedReceiver<u64>) -> Vec<u64> {
+    let mut seen = Vec::new();
+    while let Some(event) = within("the tasks' runs or their end", runs.recv()).await {
+        seen.push(event);
+    }
+    sorted(seen)
+}
+
 #[tokio::test]
-async fn tasks_made_before_a_template_panic_still_run() {
-    let (ran, mut runs) = tokio::sync::mpsc::unbounded_channel();
+async fn a_template_that_panics_fails_that_task_only() {
+    // As in GenStage, where a child that crashes as it starts is counted as an error.
+    let (ran, runs) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = gen_stage::ConsumerSupervisor::new(move |event: u64| {
         assert_ne!(event, 2, "the template fails on event 2");
         let ran = ran.clone();
@@ -236,14 +247,69 @@ async fn tasks_made_before_a_template_panic_still_run() {
             Ok::<(), gen_stage::BoxError>(())
         }
     });
-    // One batch of five: events 0 and 1 have tasks when the template panics on 2.
     let producer = gen_stage::from_iter(0..5u64).start().await.expect("starts");
     let sup = start_consumer(supervisor, &producer, opts(5, 0)).await;
     let reason = within("the stop", sup.stopped()).await;
-    assert!(matches!(reason, ExitReason::Panic(_)), "{reason}");
-    let mut seen = Vec::new();
-    while let Some(event) = within("the tasks' runs or their end", runs.recv()).await {
-        seen.push(event);
+    assert!(
+        reason.is_normal(),
+        "the producer's end, not the panic: {reason}"
+    );
+    assert_eq!(all_runs(runs).await, vec![0, 1, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_transient_task_whose_template_panicked_runs_again() {
+    let (ran, runs) = tokio::sync::mpsc::unbounded_channel();
+    let panicked = std::sync::atomic::AtomicBool::new(false);
+    let supervisor = gen_stage::ConsumerSupervisor::new(move |event: u64| {
+        let first = !panicked.swap(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            !(first && event == 2),
+            "the template fails on event 2, once"
+        );
+        let ran = ran.clone();
+        async move {
+            let _ = ran.send(event);
+            Ok::<(), gen_stage::BoxError>(())
+        }
+    })
+    .restart(gen_stage::supervisor::Restart::Transient);
+    let producer = gen_stage::from_iter(2..5u64).start().await.expect("starts");
+    let sup = start_consumer(supervisor, &producer, opts(1, 0)).await;
+    let reason = within("the stop", sup.stopped()).await;
+    assert!(reason.is_normal(), "{reason}");
+    assert_eq!(all_runs(runs).await, vec![2, 3, 4]);
+}
+
+/// An event whose clone panics for one value.
+struct CloneFails(u64);
+
+impl Clone for CloneFails {
+    fn clone(&self) -> Self {
+        assert_ne!(self.0, 2, "event 2 fails to clone");
+        CloneFails(self.0)
     }
-    assert_eq!(sorted(seen), vec![0, 1]);
+}
+
+#[tokio::test]
+async fn tasks_recorded_before_an_event_clone_panic_still_run() {
+    let (ran, runs) = tokio::sync::mpsc::unbounded_channel();
+    // Transient tasks keep a clone of their event: the clone runs on the supervisor.
+    let supervisor = gen_stage::ConsumerSupervisor::new(move |event: CloneFails| {
+        let ran = ran.clone();
+        async move {
+            let _ = ran.send(event.0);
+            Ok::<(), gen_stage::BoxError>(())
+        }
+    })
+    .restart(gen_stage::supervisor::Restart::Transient);
+    // One batch of five: events 0 and 1 have tasks when the clone of 2 panics.
+    let producer = gen_stage::from_iter((0..5u64).map(CloneFails))
+        .start()
+        .await
+        .expect("starts");
+    let sup = start_consumer(supervisor, &producer, opts(5, 0)).await;
+    let reason = within("the stop", sup.stopped()).await;
+    assert!(matches!(reason, ExitReason::Panic(_)), "{reason}");
+    assert_eq!(all_runs(runs).await, vec![0, 1]);
 }

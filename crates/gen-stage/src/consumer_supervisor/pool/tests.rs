@@ -5,8 +5,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Job, Pool, TaskId};
-use crate::exit::ExitReason;
+use futures::future::BoxFuture;
+
+use super::{Pool, TaskId};
+use crate::exit::{BoxError, ExitReason};
+
+/// The events of these pools are the tasks' futures themselves.
+type Job = BoxFuture<'static, Result<(), BoxError>>;
 
 /// Long enough for any step on a paused clock, which moves only when every task waits.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -64,9 +69,9 @@ async fn wait_started(what: &str, started: oneshot::Receiver<()>) {
         .expect("the task reports its start");
 }
 
-/// A pool whose rings are counted on a channel.
-fn ringing_pool() -> (Pool, mpsc::UnboundedReceiver<()>) {
-    let pool = Pool::default();
+/// A pool whose template runs the future it is given, its rings counted on a channel.
+fn ringing_pool() -> (Pool<Job>, mpsc::UnboundedReceiver<()>) {
+    let pool = Pool::new(|job: Job| job);
     let (rings, rung) = mpsc::unbounded_channel();
     pool.set_ring(move || {
         let _ = rings.send(());
@@ -251,4 +256,45 @@ async fn a_worker_gives_the_scheduler_a_turn_within_a_long_run_of_short_tasks() 
         .await
         .expect("the observer runs");
     assert!(ended_before < 1000, "{ended_before} tasks ran in one turn");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_worker_reports_the_outcomes_it_kept_before_a_task_that_waits() {
+    let (mut pool, mut rung) = ringing_pool();
+    let (waiting, gate) = gated();
+    pool.run(
+        [
+            (TaskId(1), quick()),
+            (TaskId(2), quick()),
+            (TaskId(3), waiting),
+        ],
+        1,
+    );
+    wait_started("the waiting task's start", gate.started).await;
+    within("the ring", rung.recv()).await;
+    assert_eq!(
+        pool.take_finished(),
+        vec![(TaskId(1), Ok(())), (TaskId(2), Ok(()))],
+        "reported while the third task runs on"
+    );
+    drop(gate.release);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_worker_reports_within_a_long_run_of_short_tasks() {
+    let (mut pool, _rung) = ringing_pool();
+    // The task after the first REPORT_EVERY sees their outcomes reported.
+    let (seen_sender, seen) = oneshot::channel();
+    let shared = pool.shared.clone();
+    let observer: Job = Box::pin(async move {
+        let _ = seen_sender.send(super::lock(&shared.outcomes).len());
+        Ok(())
+    });
+    let mut jobs: Vec<_> = (1..=super::REPORT_EVERY as u64)
+        .map(|id| (TaskId(id), quick()))
+        .collect();
+    jobs.push((TaskId(100), observer));
+    pool.run(jobs, 1);
+    let reported = within("the observer's run", seen).await;
+    assert_eq!(reported, Ok(super::REPORT_EVERY));
 }
