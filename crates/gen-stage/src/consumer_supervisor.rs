@@ -21,7 +21,7 @@ use crate::supervisor::{Restart, Shutdown};
 
 mod pool;
 
-use pool::Pool;
+use pool::{Pool, TaskFailure};
 
 /// Names one task of a [`ConsumerSupervisor`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,12 +97,17 @@ struct Slots {
 /// template runs on the worker too, and its future runs there in place, without an
 /// allocation per task. A task that panics, or whose state panics when dropped, is
 /// caught on its worker, which runs on; so is a template that panics for an event: that
-/// task failed, as GenStage counts a child that crashes as it starts. The workers stay
-/// until the supervisor stops.
+/// task failed to start, and is counted as failed and never run again, as GenStage
+/// counts a child that crashes as it starts. The workers stay until the supervisor
+/// stops. A worker reports the tasks it ran in runs (when it has nothing queued to
+/// take, when a task waits, or every 64 tasks): a task that computes for long without
+/// waiting holds back the report of the few tasks its worker ran just before it, and
+/// so their demand slots, until it waits or ends. Such work, as any blocking work in
+/// async code, belongs in [`tokio::task::spawn_blocking`].
 ///
 /// Tasks are [`Restart::Temporary`] by default (a failed task is counted, not run
-/// again). [`Restart::Transient`] runs a task that failed (error or panic) again with
-/// the same event, keeping its demand slot, within the restart intensity (3 in 5
+/// again). [`Restart::Transient`] runs a task whose future failed (error or panic)
+/// again with the same event, keeping its demand slot, within the restart intensity (3 in 5
 /// seconds by default; past it the stage stops with [`ExitReason::TooManyRestarts`]).
 /// [`Restart::Permanent`] is refused at start: a task that finished would run forever.
 ///
@@ -250,7 +255,7 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
     fn task_done(
         &mut self,
         id: TaskId,
-        outcome: Result<(), ExitReason>,
+        outcome: Result<(), TaskFailure>,
         ctx: &mut ConsumerContext<'_, Self>,
     ) -> bool {
         let Some(task) = self.tasks.remove(&id) else {
@@ -258,7 +263,13 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
         };
         match outcome {
             Ok(()) => self.counts.completed += 1,
-            Err(reason) => match task.event {
+            Err(TaskFailure::Start(reason)) => {
+                // As in GenStage: a task that failed to start is counted, never run
+                // again (it would most likely fail the same way).
+                tracing::warn!("consumer supervisor: task {id:?} failed to start ({reason})");
+                self.counts.failed += 1;
+            }
+            Err(TaskFailure::Run(reason)) => match task.event {
                 Some(event) => {
                     tracing::warn!(
                         "consumer supervisor: task {id:?} failed ({reason}); restarting"

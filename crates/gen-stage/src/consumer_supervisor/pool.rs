@@ -26,7 +26,17 @@ use super::TaskId;
 use crate::exit::{BoxError, ExitReason};
 
 /// How one task ended.
-pub(super) type TaskOutcome = (TaskId, Result<(), ExitReason>);
+pub(super) type TaskOutcome = (TaskId, Result<(), TaskFailure>);
+
+/// Why a task failed.
+#[derive(Debug, PartialEq)]
+pub(super) enum TaskFailure {
+    /// The template panicked for its event: the task never started (GenStage's start
+    /// error, which is counted and never restarted).
+    Start(ExitReason),
+    /// Its future returned an error or panicked (in a poll or in its drop).
+    Run(ExitReason),
+}
 
 /// Starts a worker; the template's own types live inside.
 type StartWorker<E> = Box<dyn Fn(Arc<Shared<E>>, Arc<WorkerState>) -> JoinHandle<()> + Send + Sync>;
@@ -234,10 +244,12 @@ impl<E> Drop for Pool<E> {
 /// a wake-up each.
 ///
 /// A worker keeps the outcomes of its tasks and reports them together: when it finds
-/// the queue empty, when a task it runs waits, and after [`REPORT_EVERY`] tasks. So a
-/// freed slot is reported late by at most that many short tasks, never by a task
-/// that waits, and a burst costs one lock of the outcomes and one ring, not one each
-/// (this took the `consumer_supervisor` benchmark from 1.7 to 3.1 M tasks/s).
+/// the queue empty, when a task it runs waits, and after [`REPORT_EVERY`] tasks. A
+/// burst of short tasks then costs one lock of the outcomes and one ring, not one each
+/// (this took the `consumer_supervisor` benchmark from 1.7 to 3.1 M tasks/s). The
+/// price: a task that runs long in one poll (computing, or blocking its thread)
+/// delays the report of the tasks its worker ran before it, up to that many, for as
+/// long as that poll lasts; a task that waits delays nothing.
 async fn work<E, F, Fut>(shared: Arc<Shared<E>>, state: Arc<WorkerState>, template: Arc<F>)
 where
     F: Fn(E) -> Fut,
@@ -291,15 +303,14 @@ where
 }
 
 /// Runs one task on its worker, in place: `Some` with how it ended, `None` if it was
-/// aborted. A template that panics for the event is the task's panic, as a task whose
-/// start crashed.
+/// aborted. A template that panics for the event is a task that failed to start.
 async fn run_task<E, F, Fut>(
     template: &F,
     event: E,
     state: &WorkerState,
     id: u64,
     before_waiting: impl FnOnce() + Unpin,
-) -> Option<Result<(), ExitReason>>
+) -> Option<Result<(), TaskFailure>>
 where
     F: Fn(E) -> Fut,
     Fut: Future<Output = Result<(), BoxError>>,
@@ -307,7 +318,7 @@ where
     let made = std::panic::catch_unwind(AssertUnwindSafe(|| template(event)));
     let job = match made {
         Ok(job) => job,
-        Err(panic) => return Some(Err(ExitReason::from_panic(&*panic))),
+        Err(panic) => return Some(Err(TaskFailure::Start(ExitReason::from_panic(&*panic)))),
     };
     let job = pin!(Some(job));
     let before_waiting = Some(before_waiting);
@@ -318,6 +329,7 @@ where
         before_waiting,
     }
     .await
+    .map(|ended| ended.map_err(TaskFailure::Run))
 }
 
 /// Outcomes a worker keeps before it reports them, at most: above the batch of a

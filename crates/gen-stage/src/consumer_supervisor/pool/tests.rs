@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use futures::future::BoxFuture;
 
-use super::{Pool, TaskId};
+use super::{Pool, TaskFailure, TaskId};
 use crate::exit::{BoxError, ExitReason};
 
 /// The events of these pools are the tasks' futures themselves.
@@ -132,7 +132,7 @@ async fn a_panic_is_the_task_outcome_and_its_worker_runs_on() {
     let outcomes = pool.take_finished();
     assert_eq!(outcomes.len(), 2, "{outcomes:?}");
     assert!(
-        matches!(&outcomes[0], (TaskId(1), Err(ExitReason::Panic(message))) if message.contains("boom")),
+        matches!(&outcomes[0], (TaskId(1), Err(TaskFailure::Run(ExitReason::Panic(message)))) if message.contains("boom")),
         "{outcomes:?}"
     );
     assert_eq!(outcomes[1], (TaskId(2), Ok(())));
@@ -215,7 +215,7 @@ async fn a_panic_in_the_drop_of_an_ended_task_is_its_outcome_and_the_worker_runs
     within("the outcomes", rung.recv()).await;
     let outcomes = pool.take_finished();
     assert!(
-        matches!(&outcomes[..], [(TaskId(1), Err(ExitReason::Panic(message))), (TaskId(2), Ok(()))] if message.contains("dropped badly")),
+        matches!(&outcomes[..], [(TaskId(1), Err(TaskFailure::Run(ExitReason::Panic(message)))), (TaskId(2), Ok(()))] if message.contains("dropped badly")),
         "{outcomes:?}"
     );
     within("an unbounded shutdown", pool.shutdown(None)).await;
