@@ -92,23 +92,27 @@ struct Slots {
 /// Each task runs concurrently with the others, as a tokio task of its own would, but
 /// the supervisor keeps the tokio tasks that ran them (its workers) for the next ones
 /// instead of spawning one per event: it has as many workers as tasks ever ran at
-/// once, so a task never waits for another to end, and short tasks run several times
-/// faster than with a spawn each (see the `consumer_supervisor` benchmark). The
-/// template runs on the worker too, and its future runs there in place, without an
-/// allocation per task. A task that panics, or whose state panics when dropped, is
-/// caught on its worker, which runs on; so is a template that panics for an event: that
-/// task failed to start, and is counted as failed and never run again, as GenStage
-/// counts a child that crashes as it starts. The workers stay until the supervisor
-/// stops. A worker reports the tasks it ran in runs (when it has nothing queued to
-/// take, when a task waits, or every 64 tasks): a task that computes for long without
-/// waiting holds back the report of the few tasks its worker ran just before it, and
-/// so their demand slots, until it waits or ends. Such work, as any blocking work in
-/// async code, belongs in [`tokio::task::spawn_blocking`].
+/// once, so a task never waits for another to end. The template runs on the worker,
+/// and its future runs there in place, without an allocation per task: short tasks run
+/// several times faster than with a spawn each (see the `consumer_supervisor`
+/// benchmark). The workers stay until the supervisor stops.
+///
+/// A task that panics, or whose state panics when dropped, is caught on its worker,
+/// which runs on. A template that panics for an event is a task that failed to start:
+/// it is counted as failed and never run again, as GenStage counts a child that
+/// crashes as it starts.
+///
+/// A worker reports the tasks it ran in runs (when it has nothing queued to take, when
+/// a task waits, or every 64 tasks). So a task that computes for long without waiting
+/// holds back the report of the few tasks its worker ran just before it, and so their
+/// demand slots, until it waits or ends. Such work, like any blocking work in async
+/// code, belongs in [`tokio::task::spawn_blocking`].
 ///
 /// Tasks are [`Restart::Temporary`] by default (a failed task is counted, not run
 /// again). [`Restart::Transient`] runs a task whose future failed (error or panic)
-/// again with the same event, keeping its demand slot, within the restart intensity (3 in 5
-/// seconds by default; past it the stage stops with [`ExitReason::TooManyRestarts`]).
+/// again with the same event, keeping its demand slot, within the restart intensity (3
+/// in 5 seconds by default; past it the stage stops with
+/// [`ExitReason::TooManyRestarts`]).
 /// [`Restart::Permanent`] is refused at start: a task that finished would run forever.
 ///
 /// When the stage stops, running tasks get the shutdown policy's time to finish, then
