@@ -235,9 +235,11 @@ async fn all_runs(mut runs: tokio::sync::mpsc::UnboundedReceiver<u64>) -> Vec<u6
     sorted(seen)
 }
 
-#[tokio::test]
-async fn a_template_that_panics_fails_that_task_only() {
-    // As in GenStage, where a child that crashes as it starts is counted as an error.
+/// A supervisor whose template panics for event 2, and the events its tasks ran.
+fn template_failing_on_2() -> (
+    gen_stage::ConsumerSupervisor<u64>,
+    tokio::sync::mpsc::UnboundedReceiver<u64>,
+) {
     let (ran, runs) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = gen_stage::ConsumerSupervisor::new(move |event: u64| {
         assert_ne!(event, 2, "the template fails on event 2");
@@ -247,6 +249,13 @@ async fn a_template_that_panics_fails_that_task_only() {
             Ok::<(), gen_stage::BoxError>(())
         }
     });
+    (supervisor, runs)
+}
+
+#[tokio::test]
+async fn a_template_that_panics_fails_that_task_only() {
+    // As in GenStage, where a child that crashes as it starts is counted as an error.
+    let (supervisor, runs) = template_failing_on_2();
     let producer = gen_stage::from_iter(0..5u64).start().await.expect("starts");
     let options = opts(5, 0).cancel(CancelMode::Temporary);
     let sup = start_consumer(supervisor, &producer, options).await;
@@ -268,17 +277,10 @@ async fn a_template_that_panics_fails_that_task_only() {
 
 #[tokio::test]
 async fn a_transient_task_whose_template_panicked_is_not_run_again() {
-    let (ran, runs) = tokio::sync::mpsc::unbounded_channel();
-    let supervisor = gen_stage::ConsumerSupervisor::new(move |event: u64| {
-        assert_ne!(event, 2, "the template fails on event 2");
-        let ran = ran.clone();
-        async move {
-            let _ = ran.send(event);
-            Ok::<(), gen_stage::BoxError>(())
-        }
-    })
-    .restart(gen_stage::supervisor::Restart::Transient)
-    .intensity(0, Duration::from_secs(5));
+    let (supervisor, runs) = template_failing_on_2();
+    let supervisor = supervisor
+        .restart(gen_stage::supervisor::Restart::Transient)
+        .intensity(0, Duration::from_secs(5));
     let producer = gen_stage::from_iter(2..5u64).start().await.expect("starts");
     let sup = start_consumer(supervisor, &producer, opts(1, 0)).await;
     // A restart would exceed the intensity of 0 and stop it with TooManyRestarts.
