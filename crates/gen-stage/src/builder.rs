@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::context::Control;
 use crate::dispatcher::{DemandDispatcher, Dispatcher};
+use crate::entry_bound::DEFAULT_MESSAGE_CAPACITY;
 use crate::error::StartError;
 use crate::handle::{ConsumerRef, ProducerConsumerRef, ProducerRef, StageRef};
 use crate::kind::{
@@ -68,6 +69,7 @@ pub struct Builder<K: StageKind> {
     demand_mode: DemandMode,
     subscriptions: Vec<runtime::InitialSubscription<K::In>>,
     name: Option<(Registry, String)>,
+    message_capacity: usize,
 }
 
 /// Builds a producer stage; see [`producer`].
@@ -87,7 +89,18 @@ impl<K: StageKind> Builder<K> {
             demand_mode: DemandMode::Forward,
             subscriptions: Vec::new(),
             name: None,
+            message_capacity: DEFAULT_MESSAGE_CAPACITY,
         }
+    }
+
+    /// How many user messages (casts, calls, infos) the stage's mailbox holds before
+    /// [`StageRef::try_cast`] refuses and [`StageRef::cast_when_room`], calls and
+    /// [`StageRef::sync_info`] wait; [`DEFAULT_MESSAGE_CAPACITY`] by default. Events,
+    /// asks and subscriptions are paced by demand and never count; [`StageRef::cast`]
+    /// and [`StageRef::async_info`] count but never wait. At least 1.
+    pub fn message_capacity(mut self, capacity: usize) -> Self {
+        self.message_capacity = capacity.max(1);
+        self
     }
 
     /// Registers the stage under `name` in `registry` while it runs.
@@ -124,7 +137,7 @@ impl<K: StageKind> Builder<K> {
 }
 
 fn control<K: StageKind>(me: StageRef<K>) -> Control<K> {
-    Control { me, stop: None }
+    Control::new(me)
 }
 
 impl<K: EmitsEvents> Builder<K> {
@@ -201,7 +214,7 @@ impl<S: Producer> Builder<ProducerKind<S>> {
         let side = self.output(&stats);
         let naming = self.naming(Some(port_maker::<ProducerKind<S>>));
         let stage = self.stage;
-        runtime::start(stats, naming, move |me| {
+        runtime::start(stats, naming, self.message_capacity, move |me| {
             ProducerRuntime::new(stage, side, control(me))
         })
         .await
@@ -224,7 +237,7 @@ impl<S: Consumer> Builder<ConsumerKind<S>> {
         self.validate()?;
         let naming = self.naming(None);
         let (stage, subscriptions) = (self.stage, self.subscriptions);
-        runtime::start(Arc::default(), naming, move |me| {
+        runtime::start(Arc::default(), naming, self.message_capacity, move |me| {
             ConsumerRuntime::new(stage, control(me), subscriptions)
         })
         .await
@@ -247,7 +260,7 @@ impl<S: ProducerConsumer> Builder<ProducerConsumerKind<S>> {
         let side = self.output(&stats);
         let naming = self.naming(Some(port_maker::<ProducerConsumerKind<S>>));
         let (stage, subscriptions) = (self.stage, self.subscriptions);
-        runtime::start(stats, naming, move |me| {
+        runtime::start(stats, naming, self.message_capacity, move |me| {
             ProducerConsumerRuntime::new(stage, side, control(me), subscriptions)
         })
         .await

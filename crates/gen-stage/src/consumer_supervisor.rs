@@ -10,11 +10,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::context::ConsumerContext;
-use crate::error::{CallError, StartChildError};
+use crate::error::{CallError, SendError, StartChildError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
-use crate::handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, ReplyTo, wait_reply};
+use crate::handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, wait_reply};
 use crate::options::SubscribeOptions;
-use crate::protocol::Envelope;
+use crate::reply::ReplyTo;
 use crate::stage::{AskMode, Consumer, Init};
 use crate::subscription::{BuildTagHasher, SubscriptionTag, TagMap};
 use crate::supervisor::{Restart, Shutdown};
@@ -468,20 +468,17 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     /// task still starts.
     pub async fn start_child(&self, event: E) -> Result<TaskId, StartChildError<E>> {
         let (reply, answer) = ReplyTo::pair();
-        let request = Envelope::Message(TaskMessage::StartChild(event, reply));
-        if let Err(envelope) = self.send(request) {
-            return match envelope {
-                Envelope::Message(TaskMessage::StartChild(event, _)) => {
-                    Err(StartChildError::NotAlive(event))
-                }
-                _ => unreachable!("the envelope sent is the one returned"),
+        if let Err(SendError(message)) = self.cast(TaskMessage::StartChild(event, reply)) {
+            return match message {
+                TaskMessage::StartChild(event, _) => Err(StartChildError::NotAlive(event)),
+                _ => unreachable!("the message sent is the one returned"),
             };
         }
         wait_reply(answer, DEFAULT_CALL_TIMEOUT)
             .await
             .map_err(|error| match error {
-                CallError::NotAlive => StartChildError::Stopped,
                 CallError::Timeout => StartChildError::Timeout,
+                CallError::NotAlive | CallError::Stopped(_) => StartChildError::Stopped,
             })
     }
 

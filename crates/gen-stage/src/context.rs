@@ -1,6 +1,7 @@
 //! What hooks can do besides returning: emit events, ask, cancel, stop.
 
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use crate::error::{OptionsError, UnknownSubscription};
 use crate::exit::ExitReason;
@@ -12,6 +13,7 @@ use crate::options::{DemandMode, SubscribeOptions};
 use crate::protocol::Envelope;
 use crate::runtime::{ConsumerSide, ProducerSide};
 use crate::subscription::{StageId, SubscriptionTag};
+use crate::timers::{Fired, TimerRef, Timers};
 
 /// The stage's view of itself inside a hook.
 ///
@@ -35,6 +37,33 @@ pub type ProducerConsumerContext<'a, S> = Context<'a, ProducerConsumerKind<S>>;
 pub(crate) struct Control<K: StageKind> {
     pub(crate) me: StageRef<K>,
     pub(crate) stop: Option<ExitReason>,
+    /// The reason to stop with once drained, while the stage drains.
+    pub(crate) draining: Option<ExitReason>,
+    pub(crate) timers: Timers<K::Message>,
+}
+
+impl<K: StageKind> Control<K> {
+    pub(crate) fn new(me: StageRef<K>) -> Self {
+        Control {
+            me,
+            stop: None,
+            draining: None,
+            timers: Timers::default(),
+        }
+    }
+
+    /// Records a stop (the first reason wins).
+    pub(crate) fn stop_with(&mut self, reason: ExitReason) {
+        self.stop.get_or_insert(reason);
+    }
+
+    /// Starts a drain that stops with `reason`, and sets its deadline.
+    pub(crate) fn start_drain(&mut self, reason: ExitReason, timeout: Duration) {
+        if self.draining.is_none() {
+            self.draining = Some(reason);
+            let _ = self.timers.add(timeout, Fired::DrainDeadline);
+        }
+    }
 }
 
 impl<K: StageKind> std::fmt::Debug for Context<'_, K> {
@@ -65,6 +94,72 @@ impl<K: StageKind> Context<'_, K> {
     /// This stage's identity.
     pub fn id(&self) -> StageId {
         self.control.me.id()
+    }
+
+    /// Sends `message` to this stage's own `handle_message` after `delay`: the
+    /// stage's timer, for rate limits, batch timeouts and retries. Returns the timer,
+    /// to cancel it with [`Context::cancel_timer`].
+    ///
+    /// Timers belong to the stage: they cost no task each (thousands are fine), none
+    /// fires after the stage has stopped, and a restarted stage starts with none. They
+    /// follow tokio's clock, so `tokio::time::pause` drives them in tests. A due
+    /// timer's message is handled between two messages of the mailbox, ahead of them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gen_stage::{BoxError, Consumer, ConsumerContext, SubscriptionTag};
+    ///
+    /// /// Counts events, and reports the count every second.
+    /// struct Meter { count: u64 }
+    ///
+    /// enum Tick { Report }
+    ///
+    /// impl Consumer for Meter {
+    ///     type Event = u64;
+    ///     type Message = Tick;
+    ///
+    ///     async fn init(&mut self, ctx: &mut ConsumerContext<'_, Self>) -> Result<gen_stage::Init, BoxError> {
+    ///         let _first = ctx.send_after(Duration::from_secs(1), Tick::Report);
+    ///         Ok(gen_stage::Init::Start)
+    ///     }
+    ///
+    ///     async fn handle_events(&mut self, events: Vec<u64>, _from: SubscriptionTag, _ctx: &mut ConsumerContext<'_, Self>) -> Result<(), BoxError> {
+    ///         self.count += events.len() as u64;
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn handle_message(&mut self, tick: Tick, ctx: &mut ConsumerContext<'_, Self>) -> Result<(), BoxError> {
+    ///         match tick {
+    ///             Tick::Report => {
+    ///                 println!("{} events", self.count);
+    ///                 let _next = ctx.send_after(Duration::from_secs(1), Tick::Report);
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// # let meter = gen_stage::consumer(Meter { count: 0 }).start().await?;
+    /// # tokio::time::sleep(Duration::from_millis(2500)).await;
+    /// # meter.stop(gen_stage::ExitReason::Normal).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_after(&mut self, delay: Duration, message: K::Message) -> TimerRef {
+        self.control.timers.add(delay, Fired::Message(message))
+    }
+
+    /// Cancels a timer set by [`Context::send_after`]: its message is never handled,
+    /// even if it was already due. Returns false if the timer had already fired (its
+    /// message was handled, or is being handled now) or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerRef) -> bool {
+        self.control.timers.cancel(timer)
+    }
+
+    /// Timers set and not yet fired or cancelled.
+    pub fn pending_timers(&self) -> usize {
+        self.control.timers.len()
     }
 }
 

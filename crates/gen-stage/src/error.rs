@@ -145,8 +145,12 @@ impl From<OptionsError> for SubscribeError {
 pub enum CallError {
     /// No reply came within the timeout. The stage may still handle the request.
     Timeout,
-    /// The stage was not alive, or stopped (or dropped the reply handle) before replying.
+    /// The stage was not alive when called, or dropped the reply handle without
+    /// replying and went on running.
     NotAlive,
+    /// The stage stopped before replying (its handler panicked or failed, or it was
+    /// stopped with the call still queued): why it stopped.
+    Stopped(ExitReason),
 }
 
 impl fmt::Display for CallError {
@@ -154,9 +158,51 @@ impl fmt::Display for CallError {
         match self {
             CallError::Timeout => f.write_str("call timed out"),
             CallError::NotAlive => f.write_str("the stage is not alive or did not reply"),
+            CallError::Stopped(reason) => {
+                write!(f, "the stage stopped before replying ({reason})")
+            }
         }
     }
 }
+
+/// Why [`StageRef::try_cast`](crate::StageRef::try_cast) gave a message back.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryCastError<T> {
+    /// The stage's mailbox holds as many user messages as its capacity allows.
+    Full(T),
+    /// The stage is not alive.
+    NotAlive(T),
+}
+
+impl<T> TryCastError<T> {
+    /// The message that was not delivered.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryCastError::Full(message) | TryCastError::NotAlive(message) => message,
+        }
+    }
+}
+
+impl<T> fmt::Debug for TryCastError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryCastError::Full(_) => f.debug_tuple("Full").finish_non_exhaustive(),
+            TryCastError::NotAlive(_) => f.debug_tuple("NotAlive").finish_non_exhaustive(),
+        }
+    }
+}
+
+impl<T> fmt::Display for TryCastError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryCastError::Full(_) => f.write_str("the stage's mailbox is full"),
+            TryCastError::NotAlive(_) => f.write_str("the stage is not alive"),
+        }
+    }
+}
+
+impl<T> Error for TryCastError<T> {}
 
 impl Error for CallError {}
 

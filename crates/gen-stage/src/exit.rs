@@ -39,6 +39,11 @@ pub enum ExitReason {
     /// A supervisor gave up: its children failed more often than its restart
     /// intensity allows.
     TooManyRestarts,
+    /// The stage was asked to stop, and the hook it was running did not return within
+    /// the shutdown's time limit: the hook's future was dropped, then `terminate` ran
+    /// (see [`StageRef::stop_within`](crate::StageRef::stop_within) and
+    /// [`Shutdown::Graceful`](crate::Shutdown::Graceful)). Not graceful: work was cut off.
+    ShutdownTimedOut,
 }
 
 impl ExitReason {
@@ -93,6 +98,7 @@ impl fmt::Debug for ExitReason {
             ExitReason::Killed => f.write_str("Killed"),
             ExitReason::NotAlive => f.write_str("NotAlive"),
             ExitReason::TooManyRestarts => f.write_str("TooManyRestarts"),
+            ExitReason::ShutdownTimedOut => f.write_str("ShutdownTimedOut"),
         }
     }
 }
@@ -108,6 +114,9 @@ impl fmt::Display for ExitReason {
             ExitReason::Killed => f.write_str("killed"),
             ExitReason::NotAlive => f.write_str("stage not alive"),
             ExitReason::TooManyRestarts => f.write_str("too many restarts"),
+            ExitReason::ShutdownTimedOut => {
+                f.write_str("shutdown timed out: the hook in hand was dropped")
+            }
         }
     }
 }
@@ -126,7 +135,8 @@ impl PartialEq for ExitReason {
             | (ExitReason::Shutdown, ExitReason::Shutdown)
             | (ExitReason::Killed, ExitReason::Killed)
             | (ExitReason::NotAlive, ExitReason::NotAlive)
-            | (ExitReason::TooManyRestarts, ExitReason::TooManyRestarts) => true,
+            | (ExitReason::TooManyRestarts, ExitReason::TooManyRestarts)
+            | (ExitReason::ShutdownTimedOut, ExitReason::ShutdownTimedOut) => true,
             (ExitReason::CustomShutdown(a), ExitReason::CustomShutdown(b)) => a == b,
             (ExitReason::Panic(a), ExitReason::Panic(b)) => a == b,
             (ExitReason::Error(a), ExitReason::Error(b)) => {
@@ -136,6 +146,10 @@ impl PartialEq for ExitReason {
         }
     }
 }
+
+/// Equality by variant and content is an equivalence: an error equals itself, by
+/// its text.
+impl Eq for ExitReason {}
 
 /// Why a subscription ended, as seen by the `handle_cancel` hooks.
 #[derive(Clone, Debug)]

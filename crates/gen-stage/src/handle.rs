@@ -2,24 +2,25 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::dispatcher::Parcel;
-use crate::error::{CallError, NotAlive, SendError, SubscribeError, SyncInfoError};
+use crate::error::{CallError, NotAlive, SendError, SubscribeError, SyncInfoError, TryCastError};
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
+use crate::lifecycle::Lifecycle;
 use crate::options::{DemandMode, SubscribeOptions};
 use crate::protocol::{
     Envelope, EventSink, ProducerPort, SubscribeReply, SubscribeRequest, SubscribeToRequest,
 };
 use crate::registry::Registry;
+use crate::reply::ReplyTo;
 use crate::stats::{StageStats, StatsCell};
 use crate::subscription::{StageId, SubscriptionTag};
 
@@ -36,15 +37,7 @@ pub struct StageRef<K: StageKind> {
     mailbox: mpsc::UnboundedSender<Envelope<K>>,
     exit: watch::Receiver<Option<ExitReason>>,
     stats: Arc<StatsCell>,
-    abort: Arc<Abort>,
-}
-
-/// How to kill a stage's task: its abort handle once spawned, and a kill asked for
-/// before that (a stage found by name while it starts), carried out when it is.
-#[derive(Default)]
-struct Abort {
-    handle: OnceLock<AbortHandle>,
-    asked: AtomicBool,
+    life: Arc<Lifecycle>,
 }
 
 /// A handle to a [`Producer`](crate::Producer) stage.
@@ -61,7 +54,7 @@ impl<K: StageKind> Clone for StageRef<K> {
             mailbox: self.mailbox.clone(),
             exit: self.exit.clone(),
             stats: self.stats.clone(),
-            abort: self.abort.clone(),
+            life: self.life.clone(),
         }
     }
 }
@@ -90,33 +83,30 @@ impl<K: StageKind> StageRef<K> {
         mailbox: mpsc::UnboundedSender<Envelope<K>>,
         exit: watch::Receiver<Option<ExitReason>>,
         stats: Arc<StatsCell>,
+        life: Arc<Lifecycle>,
     ) -> Self {
         StageRef {
             id: StageId::next(),
             mailbox,
             exit,
             stats,
-            abort: Arc::default(),
+            life,
         }
     }
 
     pub(crate) fn set_abort(&self, abort: AbortHandle) {
-        let _ = self.abort.handle.set(abort);
-        // A kill asked for before the handle was set is carried out now. (Each side
-        // stores, then reads the other's: at least one of them sees both.)
-        if self.abort.asked.load(Ordering::SeqCst) {
-            self.kill();
-        }
+        self.life.set_abort(abort);
+    }
+
+    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.life
     }
 
     /// Aborts the stage's task at its next await point, without running its
     /// `terminate` hook: its peers see it stop with [`ExitReason::Killed`]. Prefer
     /// [`StageRef::stop`]; supervisors kill only what does not stop in time.
     pub fn kill(&self) {
-        self.abort.asked.store(true, Ordering::SeqCst);
-        if let Some(abort) = self.abort.handle.get() {
-            abort.abort();
-        }
+        self.life.kill();
     }
 
     pub(crate) fn stats_cell(&self) -> &Arc<StatsCell> {
@@ -125,7 +115,9 @@ impl<K: StageKind> StageRef<K> {
 
     /// The stage's live counters, read without messaging the stage.
     pub fn stats(&self) -> StageStats {
-        self.stats.snapshot()
+        let mut stats = self.stats.snapshot();
+        stats.queued_messages = self.life.entry.len();
+        stats
     }
 
     pub(crate) fn send(&self, envelope: Envelope<K>) -> Result<(), Envelope<K>> {
@@ -142,16 +134,99 @@ impl<K: StageKind> StageRef<K> {
         !self.mailbox.is_closed()
     }
 
-    /// Sends a message to the stage's `handle_message` without waiting.
+    /// Sends a message to the stage's `handle_message` without waiting, whatever the
+    /// number of messages already queued: **unbounded**. A loop of casts at a stage
+    /// slower than the loop grows its mailbox without end; where the sender can wait,
+    /// use [`StageRef::cast_when_room`], and where it cannot, [`StageRef::try_cast`].
     ///
     /// # Errors
     ///
     /// The message is given back if the stage is not alive.
     pub fn cast(&self, message: K::Message) -> Result<(), SendError<K::Message>> {
-        self.send(Envelope::Message(message))
-            .map_err(|envelope| match envelope {
-                Envelope::Message(message) => SendError(message),
-                _ => unreachable!("the envelope sent is the one returned"),
+        self.life.entry.reserve_unbounded();
+        self.send_message(message).map_err(SendError)
+    }
+
+    /// Sends a message to the stage's `handle_message` if its mailbox has room: fewer
+    /// user messages (casts, calls, infos) queued than the capacity set on its
+    /// builder ([`DEFAULT_MESSAGE_CAPACITY`](crate::DEFAULT_MESSAGE_CAPACITY) by
+    /// default). Never waits.
+    ///
+    /// ```
+    /// # use gen_stage::{BoxError, Consumer, ConsumerContext, SubscriptionTag, TryCastError};
+    /// struct Log;
+    ///
+    /// impl Consumer for Log {
+    ///     type Event = ();
+    ///     type Message = String;
+    /// #   async fn handle_events(&mut self, _: Vec<()>, _: SubscriptionTag, _: &mut ConsumerContext<'_, Self>) -> Result<(), BoxError> { Ok(()) }
+    ///     async fn handle_message(&mut self, line: String, _ctx: &mut ConsumerContext<'_, Self>) -> Result<(), BoxError> {
+    ///         println!("{line}");
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let log = gen_stage::consumer(Log).message_capacity(2).start().await?;
+    /// // Nothing runs the stage between these lines (one thread, no await): the
+    /// // third line finds the mailbox full and comes back.
+    /// log.try_cast("one".to_owned())?;
+    /// log.try_cast("two".to_owned())?;
+    /// match log.try_cast("three".to_owned()) {
+    ///     Err(TryCastError::Full(line)) => assert_eq!(line, "three"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The message is given back: [`TryCastError::Full`] if the mailbox has no room,
+    /// [`TryCastError::NotAlive`] if the stage is not alive.
+    pub fn try_cast(&self, message: K::Message) -> Result<(), TryCastError<K::Message>> {
+        if !self.life.entry.try_reserve() {
+            return Err(if self.is_alive() {
+                TryCastError::Full(message)
+            } else {
+                TryCastError::NotAlive(message)
+            });
+        }
+        self.send_message(message).map_err(TryCastError::NotAlive)
+    }
+
+    /// Sends a message to the stage's `handle_message` once its mailbox has room (see
+    /// [`StageRef::try_cast`]): a fast sender is paced by the stage.
+    ///
+    /// # Errors
+    ///
+    /// The message is given back if the stage is not alive, or stops while the
+    /// sender waits.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes drops the message unsent (if it was
+    /// waiting for room) or leaves it sent.
+    pub async fn cast_when_room(&self, message: K::Message) -> Result<(), SendError<K::Message>> {
+        tokio::select! {
+            () = self.life.entry.reserve() => {}
+            () = self.mailbox.closed() => return Err(SendError(message)),
+        }
+        self.send_message(message).map_err(SendError)
+    }
+
+    /// Sends a user message whose place in the bound is taken; gives it back (and the
+    /// place) if the stage is not alive.
+    fn send_message(&self, message: K::Message) -> Result<(), K::Message> {
+        self.mailbox
+            .send(Envelope::Message(message))
+            .map_err(|error| {
+                self.life.entry.release();
+                match error.0 {
+                    Envelope::Message(message) => message,
+                    _ => unreachable!("the envelope sent is the one returned"),
+                }
             })
     }
 
@@ -193,7 +268,7 @@ impl<K: StageKind> StageRef<K> {
     ///
     /// The request is sent at once: dropping the future only stops the wait. The
     /// stage still handles the request, and its reply goes nowhere.
-    pub async fn call<R>(
+    pub async fn call<R: Send + 'static>(
         &self,
         request: impl FnOnce(ReplyTo<R>) -> K::Message,
     ) -> Result<R, CallError> {
@@ -205,16 +280,38 @@ impl<K: StageKind> StageRef<K> {
     /// # Errors
     ///
     /// As for [`StageRef::call`].
-    pub async fn call_timeout<R>(
+    pub async fn call_timeout<R: Send + 'static>(
         &self,
         request: impl FnOnce(ReplyTo<R>) -> K::Message,
         timeout: Duration,
     ) -> Result<R, CallError> {
-        self.query(
-            |sender| Envelope::Message(request(ReplyTo { sender })),
-            timeout,
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A call is a user message: it waits for room in the mailbox, within its
+        // timeout.
+        tokio::select! {
+            biased;
+            () = self.mailbox.closed() => return Err(CallError::NotAlive),
+            reserved = tokio::time::timeout_at(deadline, self.life.entry.reserve()) => {
+                reserved.map_err(|_| CallError::Timeout)?;
+            }
+        }
+        let (reply, receiver) = ReplyTo::for_stage(self.life.clone());
+        self.send_message(request(reply))
+            .map_err(|_| CallError::NotAlive)?;
+        match tokio::time::timeout_at(deadline, receiver).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(self.gone_error()),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Why a call got no reply from a stage that dropped it: the reason the stage
+    /// stops, if it does.
+    fn gone_error(&self) -> CallError {
+        match self.life.stopping() {
+            Some(reason) => CallError::Stopped(reason.clone()),
+            None => CallError::NotAlive,
+        }
     }
 
     /// Sends the envelope `make` builds around a reply handle, and waits up to
@@ -244,15 +341,23 @@ impl<K: StageKind> StageRef<K> {
     ///
     /// The message is sent at once: dropping the future only stops the wait.
     pub async fn sync_info(&self, message: K::Message) -> Result<(), SyncInfoError<K::Message>> {
+        let deadline = tokio::time::Instant::now() + DEFAULT_CALL_TIMEOUT;
+        // A user message: it waits for room in the mailbox, within the timeout.
+        tokio::select! {
+            biased;
+            () = self.mailbox.closed() => return Err(SyncInfoError::NotAlive(message)),
+            reserved = tokio::time::timeout_at(deadline, self.life.entry.reserve()) => {
+                if reserved.is_err() {
+                    return Err(SyncInfoError::Timeout);
+                }
+            }
+        }
         let (queued, receiver) = oneshot::channel();
-        self.send(Envelope::Info {
-            message,
-            queued: Some(queued),
-        })
-        .map_err(|envelope| SyncInfoError::NotAlive(Self::info_back(envelope).into_inner()))?;
+        self.send_info(message, Some(queued))
+            .map_err(SyncInfoError::NotAlive)?;
         // The stage acknowledges as soon as the info is queued; if it stops first the
         // message still reached it.
-        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, receiver).await {
+        match tokio::time::timeout_at(deadline, receiver).await {
             Ok(_) => Ok(()),
             Err(_) => Err(SyncInfoError::Timeout),
         }
@@ -264,22 +369,36 @@ impl<K: StageKind> StageRef<K> {
     ///
     /// The message is given back if the stage is not alive.
     pub fn async_info(&self, message: K::Message) -> Result<(), SendError<K::Message>> {
-        self.send(Envelope::Info {
-            message,
-            queued: None,
-        })
-        .map_err(Self::info_back)
+        self.life.entry.reserve_unbounded();
+        self.send_info(message, None).map_err(SendError)
     }
 
-    fn info_back(envelope: Envelope<K>) -> SendError<K::Message> {
-        match envelope {
-            Envelope::Info { message, .. } => SendError(message),
-            _ => unreachable!("the envelope sent is the one returned"),
-        }
+    /// Sends an info whose place in the bound is taken; gives it back (and the place)
+    /// if the stage is not alive.
+    fn send_info(
+        &self,
+        message: K::Message,
+        queued: Option<oneshot::Sender<()>>,
+    ) -> Result<(), K::Message> {
+        self.mailbox
+            .send(Envelope::Info { message, queued })
+            .map_err(|error| {
+                self.life.entry.release();
+                match error.0 {
+                    Envelope::Info { message, .. } => message,
+                    _ => unreachable!("the envelope sent is the one returned"),
+                }
+            })
     }
 
     /// Stops the stage with `reason` and waits until it has stopped: its `terminate`
     /// hook ran (its peers are told right after).
+    ///
+    /// The stop overtakes the mailbox: the stage finishes the batch (or message) in
+    /// hand, then stops; events still queued are not handled, and are counted in
+    /// [`StageStats::events_unhandled`]. A producer's events already sent to its
+    /// consumers are theirs to handle. To let a consumer handle what was delivered to
+    /// it first, use [`StageRef::drain_and_stop`].
     ///
     /// Not from the stage's own hooks: the stage would wait for itself. A hook stops
     /// its stage by returning an error or with its context's `stop`; the same goes
@@ -293,9 +412,83 @@ impl<K: StageKind> StageRef<K> {
     ///
     /// The stop is sent at once: dropping the future only stops the wait.
     pub async fn stop(&self, reason: ExitReason) -> Result<(), NotAlive> {
-        self.send(Envelope::Stop(reason)).map_err(|_| NotAlive)?;
+        self.request_stop(reason).map_err(|_| NotAlive)?;
         self.stopped().await;
         Ok(())
+    }
+
+    /// Like [`StageRef::stop`], bounded: if the stage has not stopped within `limit`
+    /// (a hook that does not return), the hook's future is dropped and `terminate`
+    /// runs with [`ExitReason::ShutdownTimedOut`]; if `terminate` too outlasts
+    /// `limit`, the stage is killed. Returns the reason the stage stopped with.
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the stage had already stopped.
+    ///
+    /// # Cancel safety
+    ///
+    /// The stop is sent at once: dropping the future stops the wait and the bound.
+    pub async fn stop_within(
+        &self,
+        reason: ExitReason,
+        limit: Duration,
+    ) -> Result<ExitReason, NotAlive> {
+        self.request_stop(reason).map_err(|_| NotAlive)?;
+        Ok(self.finish_stop_within(limit).await)
+    }
+
+    /// Waits `limit` for a stop asked for, then abandons the work in hand, then kills.
+    pub(crate) async fn finish_stop_within(&self, limit: Duration) -> ExitReason {
+        if let Ok(reason) = tokio::time::timeout(limit, self.stopped()).await {
+            return reason;
+        }
+        self.life.abandon();
+        if let Ok(reason) = tokio::time::timeout(limit, self.stopped()).await {
+            return reason;
+        }
+        self.kill();
+        self.stopped().await
+    }
+
+    /// Asks the stage to stop before it handles anything more.
+    pub(crate) fn request_stop(&self, reason: ExitReason) -> Result<(), NotAlive> {
+        self.life.request_stop(reason.clone());
+        // Wakes the loop if it waits for mail; it sees the request first.
+        self.send(Envelope::Stop(reason)).map_err(|_| NotAlive)
+    }
+
+    /// Stops the stage once it has handled what was delivered to it, within
+    /// `timeout`, and waits until it has stopped; returns the reason it stopped with.
+    ///
+    /// A stage that receives events first cancels its subscriptions (its producers
+    /// send nothing more, and `handle_cancel` runs for each once everything it sent
+    /// has been handled). A stage that emits stops producing (`handle_demand` is no
+    /// longer called) and stops once its buffer has gone out to its consumers, or no
+    /// consumer is left. Then the stage stops with `reason`, and its consumers learn
+    /// it after the events it sent. If that has not happened within `timeout`, the
+    /// drain ends as [`StageRef::stop`] does: what is still queued is not handled.
+    ///
+    /// Draining a pipeline's producers this way lets every stage downstream finish
+    /// its work: a finite pipeline winds down, delivering everything (with `reason`
+    /// [`ExitReason::Normal`]).
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the stage had already stopped.
+    ///
+    /// # Cancel safety
+    ///
+    /// The request is sent at once: dropping the future only stops the wait (the
+    /// drain still ends within `timeout`).
+    pub async fn drain_and_stop(
+        &self,
+        reason: ExitReason,
+        timeout: Duration,
+    ) -> Result<ExitReason, NotAlive> {
+        self.life.request_drain(reason.clone(), timeout);
+        self.send(Envelope::Wake).map_err(|_| NotAlive)?;
+        Ok(self.stopped().await)
     }
 
     /// The demand pending on each of the stage's subscriptions, both sides, sorted by
@@ -613,6 +806,13 @@ impl<K: StageKind> EventSink<K::In> for StageRef<K> {
     }
 
     fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason) {
+        // A producer that failed: the consumer may stop at once, ahead of the events
+        // still queued from it (if its cancel mode stops it).
+        if let CancelReason::Down(exit) = &reason {
+            if !exit.is_graceful() {
+                self.life.urgent_cancel(tag, reason.clone());
+            }
+        }
         let _ = self.send(Envelope::ProducerCancelled { tag, reason });
     }
 
@@ -650,37 +850,6 @@ impl<K: StageKind> ProducerPort<K::Out> for StageRef<K> {
     }
 }
 
-/// Where a stage sends the reply to a call. Send it now or keep it to reply later;
-/// dropping it without replying fails the call with [`CallError::NotAlive`].
-pub struct ReplyTo<R> {
-    sender: oneshot::Sender<R>,
-}
-
-impl<R> ReplyTo<R> {
-    /// A reply handle and the receiver of its reply, for calls made without a
-    /// [`StageRef`] (tests, custom routing).
-    pub fn pair() -> (Self, oneshot::Receiver<R>) {
-        let (sender, receiver) = oneshot::channel();
-        (ReplyTo { sender }, receiver)
-    }
-
-    /// Sends the reply. A caller that stopped waiting (timeout) is ignored.
-    pub fn send(self, reply: R) {
-        let _ = self.sender.send(reply);
-    }
-
-    /// Whether the caller stopped waiting.
-    pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
-    }
-}
-
-impl<R> fmt::Debug for ReplyTo<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReplyTo").finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,7 +874,8 @@ mod tests {
     async fn a_kill_asked_before_the_task_is_known_is_carried_out_when_it_is() {
         let (mailbox, _receiver) = mpsc::unbounded_channel();
         let (_exit, exit) = watch::channel(None);
-        let stage = StageRef::<ProducerKind<Nothing>>::new(mailbox, exit, Arc::default());
+        let life = Arc::new(Lifecycle::new(1));
+        let stage = StageRef::<ProducerKind<Nothing>>::new(mailbox, exit, Arc::default(), life);
         // Found by name while it starts: killed before its task is spawned.
         stage.kill();
         let task = tokio::spawn(std::future::pending::<()>());

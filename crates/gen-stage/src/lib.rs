@@ -323,20 +323,24 @@ mod consumer_supervisor;
 mod context;
 mod demand;
 pub mod dispatcher;
+mod entry_bound;
 mod error;
 mod event_stream;
 mod exit;
 mod handle;
 pub mod kind;
+mod lifecycle;
 mod options;
 mod protocol;
 mod registry;
+mod reply;
 mod runtime;
 mod source;
 mod stage;
 mod stats;
 mod subscription;
 pub mod supervisor;
+mod timers;
 
 pub use builder::{
     Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
@@ -344,19 +348,19 @@ pub use builder::{
 };
 pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerContext};
+pub use entry_bound::DEFAULT_MESSAGE_CAPACITY;
 pub use error::{
     CallError, NotAlive, OptionsError, SendError, StartChildError, StartError, SubscribeError,
-    SyncInfoError, UnknownSubscription,
+    SyncInfoError, TryCastError, UnknownSubscription,
 };
 pub use event_stream::{EventBatches, EventStream, stream};
 pub use exit::{BoxError, CancelMode, CancelReason, ExitReason};
-pub use handle::{
-    ConsumerRef, DEFAULT_CALL_TIMEOUT, ProducerConsumerRef, ProducerRef, ReplyTo, StageRef,
-};
+pub use handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, ProducerConsumerRef, ProducerRef, StageRef};
 pub use options::{
     BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_DEMAND, DemandMode, SubscribeOptions,
 };
 pub use registry::{NameTaken, Registry};
+pub use reply::ReplyTo;
 pub use source::{
     IterSource, OnCancel, Source, SourceMessage, SourceProducer, StreamMessage, StreamProducer,
     from_iter, from_stream,
@@ -364,6 +368,7 @@ pub use source::{
 pub use stage::{AskMode, Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{Side, StageState, StageStats, SubscriptionDemand};
 pub use subscription::{StageId, SubscriptionTag};
+pub use timers::TimerRef;
 
 /// Internal pieces exposed for the crate's own benchmarks; not part of the API.
 #[doc(hidden)]

@@ -54,7 +54,26 @@ pub(crate) enum Envelope<K: StageKind> {
     DemandModeQuery(oneshot::Sender<DemandMode>),
     BufferedQuery(oneshot::Sender<usize>),
     DemandSnapshot(oneshot::Sender<Vec<crate::stats::SubscriptionDemand>>),
+    /// A stop asked from outside; the loop has already seen it in the stage's
+    /// lifecycle requests, which overtake the mailbox: this wakes a loop waiting for mail.
     Stop(ExitReason),
+    /// Wakes a loop waiting for mail to read its lifecycle requests.
+    Wake,
+}
+
+impl<K: StageKind> Envelope<K> {
+    /// Events this envelope brings to be handled.
+    pub(crate) fn event_count(&self) -> usize {
+        match self {
+            Envelope::Events { events, .. } => events.len(),
+            _ => 0,
+        }
+    }
+
+    /// Whether it is a user message, counted in the stage's entry bound.
+    pub(crate) fn is_user_message(&self) -> bool {
+        matches!(self, Envelope::Message(_) | Envelope::Info { .. })
+    }
 }
 
 /// A consumer's request to subscribe, as its producer receives it. Boxed in the

@@ -28,11 +28,13 @@ use crate::error::{CallError, StartError, SubscribeError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef, wait_reply};
 use crate::kind::StageKind;
+use crate::lifecycle::{Lifecycle, Requests};
 use crate::protocol::{Envelope, SubscribeReply, SubscribeRequest};
 use crate::registry::{PortEntryMaker, Registry};
 use crate::stage::Init;
 use crate::stats::{StageState, StatsCell};
 use crate::subscription::SubscriptionTag;
+use crate::timers::Fired;
 
 /// Runs a hook, turning a panic into [`ExitReason::Panic`].
 pub(crate) async fn catch<T>(hook: impl Future<Output = T>) -> Result<T, ExitReason> {
@@ -64,7 +66,7 @@ pub(crate) async fn await_subscription(
 ) -> Result<SubscriptionTag, SubscribeError> {
     match wait_reply(receiver, DEFAULT_CALL_TIMEOUT).await {
         Ok(result) => result,
-        Err(CallError::NotAlive) => Err(SubscribeError::ProducerNotAlive),
+        Err(CallError::NotAlive | CallError::Stopped(_)) => Err(SubscribeError::ProducerNotAlive),
         Err(CallError::Timeout) => Err(SubscribeError::Timeout),
     }
 }
@@ -92,6 +94,26 @@ pub(crate) trait Runner: Send + 'static {
     /// The stage's own handle and stop request.
     fn control_ref(&self) -> &Control<Self::Kind>;
 
+    /// The same, to change.
+    fn control_mut(&mut self) -> &mut Control<Self::Kind>;
+
+    /// Producers whose end was abnormal (see [`Requests::urgent`]): stops the stage
+    /// now if one of its subscriptions' cancel mode says so.
+    fn urgent_cancels(
+        &mut self,
+        urgent: Vec<(SubscriptionTag, CancelReason)>,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Starts a drain: upstream subscriptions are cancelled (what they delivered is
+    /// still handled), and nothing more is produced.
+    fn begin_drain(&mut self);
+
+    /// While draining: whether nothing is left to receive or to send.
+    fn drained(&self) -> bool;
+
+    /// Counts the events the stage holds and will not handle now that it stops.
+    fn count_unhandled(&mut self) {}
+
     /// The reason to stop, once a hook or a message asked for it.
     fn stop_reason(&self) -> Option<ExitReason> {
         self.control_ref().stop.clone()
@@ -118,11 +140,13 @@ pub(crate) trait Runner: Send + 'static {
 pub(crate) async fn start<R: Runner>(
     stats: Arc<StatsCell>,
     naming: Option<Naming<R::Kind>>,
+    message_capacity: usize,
     make: impl FnOnce(StageRef<R::Kind>) -> R,
 ) -> Result<StageRef<R::Kind>, StartError> {
     let (sender, mailbox) = mpsc::unbounded_channel();
     let (exit_sender, exit) = watch::channel(None);
-    let me = StageRef::new(sender, exit, stats);
+    let life = Arc::new(Lifecycle::new(message_capacity));
+    let me = StageRef::new(sender, exit, stats, life);
     let registered = match naming {
         Some(naming) => {
             let port = naming.port.map(|make_port| make_port(&me));
@@ -189,10 +213,13 @@ async fn drive<R: Runner>(
     exit: watch::Sender<Option<ExitReason>>,
     registered: Option<(Registry, String)>,
 ) {
+    let stats = runner.stats().clone();
     let mut mailbox = Mailbox {
         receiver: mailbox,
         reason: ExitReason::Killed,
+        stats: stats.clone(),
     };
+    let life = runner.control_ref().me.lifecycle().clone();
     let unregister = |id| {
         if let Some((registry, name)) = &registered {
             registry.unregister(name, id);
@@ -206,12 +233,12 @@ async fn drive<R: Runner>(
                 ExitReason::Shutdown
             }
         };
+        life.set_stopping(&reason);
         unregister(runner.stage_id());
         finish(runner, mailbox, &exit, reason);
         let _ = started.send(Err(error));
         return;
     }
-    let stats = runner.stats().clone();
     stats.set_state(StageState::Running);
     tracing::debug!("stage started");
     let _ = started.send(Ok(()));
@@ -220,28 +247,127 @@ async fn drive<R: Runner>(
     // cost 4-8 % of throughput) and of the user's code that runs outside hooks (a
     // dispatcher, a selector, a partition's hash), so that they too stop the stage with
     // the panic as its reason, through `terminate`. It wraps the whole loop, not each
-    // message: a wrapper per message would move the handler's future.
-    let running = catch(async {
-        loop {
-            if let Some(reason) = runner.stop_reason() {
-                break reason;
-            }
-            match mailbox.receiver.recv().await {
-                Some(envelope) => runner.handle(envelope).await,
-                None => break ExitReason::Killed,
-            }
-        }
-    });
-    let reason = running.await.unwrap_or_else(|panic| panic);
+    // message: a wrapper per message would move the handler's future. So does the race
+    // with a stop that timed out, which drops the loop, and the hook it runs.
+    let running = catch(run(&mut runner, &mut mailbox, &life));
+    let reason = tokio::select! {
+        biased;
+        reason = running => reason.unwrap_or_else(|panic| panic),
+        () = life.abandoned() => ExitReason::ShutdownTimedOut,
+    };
     if reason.is_graceful() {
         tracing::debug!(%reason, "stage stopping");
     } else {
         tracing::warn!(%reason, "stage stopping");
     }
+    // Callers whose replies the stage dropped learn why, from now on.
+    life.set_stopping(&reason);
+    drop(life.take_requests());
+    runner.count_unhandled();
     stats.set_state(StageState::Stopping);
     runner.terminate(&reason).await;
     unregister(runner.stage_id());
     finish(runner, mailbox, &exit, reason);
+}
+
+/// What the loop takes next.
+enum Next<K: StageKind> {
+    Mail(Option<Envelope<K>>),
+    Timer(Fired<K::Message>),
+}
+
+/// The stage's loop: lifecycle requests first, then due timers, then the mailbox, one
+/// message at a time, until the stage is to stop.
+async fn run<R: Runner>(
+    runner: &mut R,
+    mailbox: &mut Mailbox<R::Kind>,
+    life: &Lifecycle,
+) -> ExitReason {
+    loop {
+        if life.has_requests() {
+            apply_requests(runner, life.take_requests()).await;
+        }
+        let control = runner.control_ref();
+        if control.stop.is_none() && control.draining.is_some() && runner.drained() {
+            let control = runner.control_mut();
+            let reason = control.draining.clone().unwrap_or(ExitReason::Shutdown);
+            control.stop_with(reason);
+        }
+        if let Some(reason) = runner.stop_reason() {
+            return reason;
+        }
+        let next = if runner.control_ref().timers.is_empty() {
+            Next::Mail(mailbox.receiver.recv().await)
+        } else {
+            tokio::select! {
+                biased;
+                fired = runner.control_mut().timers.next_due() => Next::Timer(fired),
+                envelope = mailbox.receiver.recv() => Next::Mail(envelope),
+            }
+        };
+        let envelope = match next {
+            Next::Mail(Some(envelope)) => {
+                if envelope.is_user_message() {
+                    life.entry.release();
+                }
+                mailbox.stats.set_mailbox_len(mailbox.receiver.len());
+                envelope
+            }
+            Next::Mail(None) => return ExitReason::Killed,
+            Next::Timer(Fired::Message(message)) => Envelope::Message(message),
+            Next::Timer(Fired::DrainDeadline) => {
+                let control = runner.control_mut();
+                let reason = control.draining.clone().unwrap_or(ExitReason::Shutdown);
+                control.stop_with(reason);
+                continue;
+            }
+        };
+        if life.has_requests() {
+            apply_requests(runner, life.take_requests()).await;
+            if runner.control_ref().stop.is_some() {
+                runner.stats().add_unhandled(envelope.event_count());
+                continue;
+            }
+        }
+        runner.handle(envelope).await;
+    }
+}
+
+/// Carries out what was asked of the stage ahead of its mailbox.
+pub(crate) async fn apply_requests<R: Runner>(runner: &mut R, requests: Requests) {
+    let Requests {
+        stop,
+        drain,
+        urgent,
+        replies,
+    } = requests;
+    if let Some(reason) = stop {
+        runner.control_mut().stop_with(reason);
+    }
+    if !urgent.is_empty() && runner.control_ref().stop.is_none() {
+        runner.urgent_cancels(urgent).await;
+    }
+    if let Some((reason, timeout)) = drain {
+        if runner.control_ref().draining.is_none() && runner.control_ref().stop.is_none() {
+            runner.control_mut().start_drain(reason, timeout);
+            runner.begin_drain();
+        }
+    }
+    // Reply handles the stage's code dropped: their callers learn whether it stops.
+    if let Some(reason) = &runner.control_ref().stop {
+        runner.control_ref().me.lifecycle().set_stopping(reason);
+    }
+    drop(replies);
+}
+
+/// Between two batches of a delivery: carries out what was asked ahead of the
+/// mailbox; true if the stage is to stop (the caller counts the rest as unhandled).
+pub(crate) async fn stops_between_batches<R: Runner>(runner: &mut R) -> bool {
+    if runner.control_ref().me.lifecycle().has_requests() {
+        let requests = runner.control_ref().me.lifecycle().take_requests();
+        apply_requests(runner, requests).await;
+    }
+    runner.control_ref().stop.is_some()
 }
 
 /// Tells the peers, closes the mailbox (pending calls fail), publishes the reason.
@@ -270,12 +396,15 @@ struct Mailbox<K: StageKind> {
     receiver: mpsc::UnboundedReceiver<Envelope<K>>,
     /// Why the stage stopped, told to the subscriptions refused.
     reason: ExitReason,
+    /// Where the events left in it are counted as unhandled.
+    stats: Arc<StatsCell>,
 }
 
 impl<K: StageKind> Drop for Mailbox<K> {
     fn drop(&mut self) {
         self.receiver.close();
         while let Ok(envelope) = self.receiver.try_recv() {
+            self.stats.add_unhandled(envelope.event_count());
             if let Envelope::Subscribe(request) = envelope {
                 let SubscribeRequest {
                     tag, sink, reply, ..

@@ -31,6 +31,10 @@ pub struct StageStats {
     /// Events discarded: by the buffer, or sent to consumers that had gone, or received
     /// for subscriptions the stage had cancelled.
     pub events_discarded: u64,
+    /// Events received and never handed to a hook because the stage stopped first:
+    /// queued in its mailbox, or in the rest of a delivery, when a stop overtook them
+    /// (see [`StageRef::stop`](crate::StageRef::stop)).
+    pub events_unhandled: u64,
     /// Events waiting in the buffer.
     pub buffered: usize,
     /// Consumers subscribed to the stage.
@@ -41,6 +45,12 @@ pub struct StageStats {
     pub demand_in: usize,
     /// Events this stage's consumers have asked for and not yet been sent.
     pub demand_out: usize,
+    /// User messages (casts, calls, infos) queued in the mailbox now: what the
+    /// mailbox's capacity bounds.
+    pub queued_messages: usize,
+    /// Everything queued in the mailbox (events, protocol and user messages), as the
+    /// stage last saw it when it took a message.
+    pub mailbox_len: usize,
     /// Where the stage is in its life.
     pub state: StageState,
 }
@@ -74,7 +84,9 @@ pub(crate) struct StatsCell {
     received: AtomicU64,
     emitted: AtomicU64,
     discarded: AtomicU64,
+    unhandled: AtomicU64,
     buffered: AtomicUsize,
+    mailbox_len: AtomicUsize,
     consumers: AtomicUsize,
     producers: AtomicUsize,
     demand_in: AtomicUsize,
@@ -97,6 +109,16 @@ impl StatsCell {
         if count > 0 {
             self.discarded.fetch_add(count as u64, Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn add_unhandled(&self, count: usize) {
+        if count > 0 {
+            self.unhandled.fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn set_mailbox_len(&self, len: usize) {
+        self.mailbox_len.store(len, Ordering::Relaxed);
     }
 
     pub(crate) fn set_buffered(&self, count: usize) {
@@ -140,11 +162,14 @@ impl StatsCell {
             events_received: self.received.load(Ordering::Relaxed),
             events_emitted: self.emitted.load(Ordering::Relaxed),
             events_discarded: self.discarded.load(Ordering::Relaxed),
+            events_unhandled: self.unhandled.load(Ordering::Relaxed),
             buffered: self.buffered.load(Ordering::Relaxed),
             consumers: self.consumers.load(Ordering::Relaxed),
             producers: self.producers.load(Ordering::Relaxed),
             demand_in: self.demand_in.load(Ordering::Relaxed),
             demand_out: self.demand_out.load(Ordering::Relaxed),
+            queued_messages: 0,
+            mailbox_len: self.mailbox_len.load(Ordering::Relaxed),
             state,
         }
     }

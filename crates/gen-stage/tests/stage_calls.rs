@@ -150,12 +150,15 @@ async fn queries_to_a_stage_busy_in_a_hook_time_out() {
 }
 
 #[tokio::test]
-async fn pending_calls_fail_with_not_alive_when_the_stage_stops() {
+async fn pending_calls_fail_with_the_reason_when_the_stage_stops() {
     let (stage, log) = server();
     let stage = start_server(stage).await;
     let caller = held_call(&stage, &log).await;
     stage.stop(ExitReason::Shutdown).await.unwrap();
-    assert_eq!(caller.await.unwrap(), Err(CallError::NotAlive));
+    assert_eq!(
+        caller.await.unwrap(),
+        Err(CallError::Stopped(ExitReason::Shutdown))
+    );
 }
 
 #[tokio::test]

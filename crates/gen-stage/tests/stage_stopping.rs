@@ -10,7 +10,7 @@ use gen_stage::{
     SubscribeError, SubscribeOptions,
 };
 use gen_stage_test::{Counter, Gate, Record, Watch};
-use support::{Collector, collect, collector, identity, opts, relay, within};
+use support::{Collector, Relay, collect, collector, identity, opts, within};
 
 /// A producer whose `terminate` hook waits for a gate, so that the test can send it
 /// messages while it stops.
@@ -142,7 +142,12 @@ async fn a_finite_pipeline_winds_down_without_losing_buffered_output() {
         .start()
         .await
         .expect("starts");
-    let (middle, _) = relay(&producer, opts(40, 10), identity).await;
+    // Both consumers subscribe before the relay does: otherwise the first one could
+    // drain the whole finite pipeline, which then stops, before the second subscribes.
+    let middle = gen_stage::producer_consumer(Relay::new(identity))
+        .start()
+        .await
+        .expect("the relay starts");
     let mut records = Vec::new();
     let mut consumers = Vec::new();
     for max in [15, 8] {
@@ -150,6 +155,10 @@ async fn a_finite_pipeline_winds_down_without_losing_buffered_output() {
         records.push(record);
         consumers.push(consumer);
     }
+    middle
+        .subscribe_to(&producer, opts(40, 10))
+        .await
+        .expect("the relay subscribes");
     for consumer in &consumers {
         assert_eq!(consumer.stopped().await, ExitReason::Normal);
     }

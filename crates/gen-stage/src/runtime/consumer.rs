@@ -8,7 +8,7 @@ use crate::options::SubscribeOptions;
 use crate::protocol::{Envelope, ProducerPort};
 use crate::registry::Registry;
 use crate::runtime::shared::{self, Receiving};
-use crate::runtime::{ConsumerSide, Runner, catch, guarded, init_outcome};
+use crate::runtime::{ConsumerSide, Runner, catch, guarded, init_outcome, stops_between_batches};
 use crate::stage::{AskMode, Consumer};
 use crate::subscription::SubscriptionTag;
 
@@ -79,8 +79,16 @@ impl<S: Consumer> ConsumerRuntime<S> {
             if self.control.stop.is_some()
                 || !self.side.after_batch(tag, batch.ask_after, &mut batches)
             {
-                return;
+                break;
             }
+            // A stop asked meanwhile overtakes the rest of the delivery.
+            if stops_between_batches(self).await {
+                break;
+            }
+        }
+        if self.control.stop.is_some() {
+            let rest: usize = batches.map(|batch| batch.events.len()).sum();
+            self.side.count_unhandled(rest);
         }
     }
 
@@ -164,6 +172,7 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
                 let _ = reply.send(demands);
             }
             Envelope::Stop(reason) => self.fail(reason),
+            Envelope::Wake => {}
             // A consumer has no consumers and no buffer.
             Envelope::Subscribe(_)
             | Envelope::Ask { .. }
@@ -179,6 +188,24 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
 
     fn control_ref(&self) -> &Control<Self::Kind> {
         &self.control
+    }
+
+    fn control_mut(&mut self) -> &mut Control<Self::Kind> {
+        &mut self.control
+    }
+
+    async fn urgent_cancels(&mut self, urgent: Vec<(SubscriptionTag, CancelReason)>) {
+        shared::urgent_cancels(self, urgent).await;
+    }
+
+    fn begin_drain(&mut self) {
+        if let Some(reason) = &self.control.draining {
+            self.side.begin_drain(reason);
+        }
+    }
+
+    fn drained(&self) -> bool {
+        self.side.is_empty()
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {

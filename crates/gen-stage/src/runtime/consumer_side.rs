@@ -18,6 +18,9 @@ struct Upstream<T> {
     auto: Option<AutoDemand>,
     /// Asked for and not yet received.
     asked: usize,
+    /// Cancelled by a drain: what the producer sent before it learned of it is still
+    /// handled, nothing more is asked, and the producer's acknowledgement ends it.
+    closing: bool,
 }
 
 pub(crate) struct ConsumerSide<T> {
@@ -88,6 +91,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
                 cancel,
                 auto,
                 asked,
+                closing: false,
             },
         );
         self.add_demand_in(asked, 0);
@@ -145,11 +149,16 @@ impl<T: Send + 'static> ConsumerSide<T> {
         true
     }
 
+    /// Counts events the stage will not handle: it stops.
+    pub(crate) fn count_unhandled(&self, count: usize) {
+        self.stats.add_unhandled(count);
+    }
+
     pub(crate) fn ask_after(&mut self, tag: SubscriptionTag, demand: usize) {
         if demand == 0 {
             return;
         }
-        if let Some(upstream) = self.producers.get_mut(&tag) {
+        if let Some(upstream) = self.producers.get_mut(&tag).filter(|up| !up.closing) {
             upstream.port.ask(tag, demand);
             upstream.asked = upstream.asked.saturating_add(demand);
             self.add_demand_in(demand, 0);
@@ -188,10 +197,40 @@ impl<T: Send + 'static> ConsumerSide<T> {
                 _ => Err(UnknownSubscription(tag)),
             };
         };
+        if upstream.closing {
+            // Draining: nothing more is asked.
+            return Ok(());
+        }
         upstream.port.ask(tag, demand);
         upstream.asked = upstream.asked.saturating_add(demand);
         self.add_demand_in(demand, 0);
         Ok(())
+    }
+
+    /// Whether the end of `tag` with `reason` stops the stage (its cancel mode says
+    /// so); false for a subscription it does not have, or one it is draining.
+    pub(crate) fn stops_at(&self, tag: SubscriptionTag, reason: &CancelReason) -> bool {
+        self.producers
+            .get(&tag)
+            .is_some_and(|upstream| !upstream.closing && upstream.cancel.stops_consumer(reason))
+    }
+
+    /// Starts a drain: every subscription is cancelled and closes once its producer
+    /// acknowledges (after the events it sent before).
+    pub(crate) fn begin_drain(&mut self, reason: &ExitReason) {
+        for (&tag, upstream) in self.producers.iter_mut() {
+            if !upstream.closing {
+                upstream.closing = true;
+                upstream
+                    .port
+                    .cancel(tag, CancelReason::Cancelled(reason.clone()));
+            }
+        }
+    }
+
+    /// Whether no subscription is left.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.producers.is_empty()
     }
 
     /// Cancels a subscription on the stage's own initiative.
@@ -214,12 +253,17 @@ impl<T: Send + 'static> ConsumerSide<T> {
     }
 
     /// The producer ended the subscription: forget it. Returns its cancel mode, or
-    /// `None` if it was unknown.
+    /// `None` if it was unknown. A subscription closed by a drain never stops the
+    /// stage: its mode is then temporary.
     pub(crate) fn remove(&mut self, tag: SubscriptionTag) -> Option<CancelMode> {
         let upstream = self.producers.remove(&tag)?;
         self.stats.set_producers(self.producers.len());
         self.add_demand_in(0, upstream.asked);
-        Some(upstream.cancel)
+        Some(if upstream.closing {
+            CancelMode::Temporary
+        } else {
+            upstream.cancel
+        })
     }
 }
 

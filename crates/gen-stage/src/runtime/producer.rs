@@ -46,7 +46,8 @@ impl<S: Producer> ProducerRuntime<S> {
 
     /// Calls `handle_demand` for demand the buffer could not serve.
     async fn produce(&mut self, demand: usize) {
-        if demand == 0 || self.control.stop.is_some() {
+        // A draining producer produces nothing more: its buffer goes out, then it stops.
+        if demand == 0 || self.control.stop.is_some() || self.control.draining.is_some() {
             return;
         }
         let (stage, mut ctx) = self.parts();
@@ -141,7 +142,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
                 self.produce(upstream).await;
             }
             Envelope::ConsumerCancelled { tag, reason } => {
-                if let Some(upstream) = self.side.remove_consumer(tag) {
+                if let Some(upstream) = self.side.remove_consumer(tag, &reason) {
                     if let Err(failure) = self.on_consumer_cancelled(tag, &reason).await {
                         self.fail(failure);
                     }
@@ -173,6 +174,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
                 let _ = reply.send(self.side.buffered_count());
             }
             Envelope::Stop(reason) => self.fail(reason),
+            Envelope::Wake => {}
             // A producer has no producers: these cannot be addressed to it.
             Envelope::Events { .. }
             | Envelope::ProducerCancelled { .. }
@@ -185,6 +187,20 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
 
     fn control_ref(&self) -> &Control<Self::Kind> {
         &self.control
+    }
+
+    fn control_mut(&mut self) -> &mut Control<Self::Kind> {
+        &mut self.control
+    }
+
+    /// A producer subscribes to nothing: no producer of its can end.
+    async fn urgent_cancels(&mut self, _urgent: Vec<(SubscriptionTag, CancelReason)>) {}
+
+    /// Nothing to cancel: `produce` stops calling `handle_demand` while draining.
+    fn begin_drain(&mut self) {}
+
+    fn drained(&self) -> bool {
+        self.side.buffered_count() == 0 || self.side.consumer_count() == 0
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {

@@ -12,7 +12,9 @@ use crate::protocol::Envelope;
 use crate::runtime::consumer::InitialSubscription;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting, Receiving};
-use crate::runtime::{ConsumerSide, ProducerSide, Runner, catch, guarded, init_outcome};
+use crate::runtime::{
+    ConsumerSide, ProducerSide, Runner, catch, guarded, init_outcome, stops_between_batches,
+};
 use crate::stage::{AskMode, ProducerConsumer};
 use crate::subscription::SubscriptionTag;
 
@@ -94,8 +96,16 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
             if self.control.stop.is_some()
                 || !self.input.after_batch(tag, batch.ask_after, &mut batches)
             {
-                return;
+                break;
             }
+            // A stop asked meanwhile overtakes the rest of the delivery.
+            if stops_between_batches(self).await {
+                break;
+            }
+        }
+        if self.control.stop.is_some() {
+            let rest: usize = batches.map(|batch| batch.events.len()).sum();
+            self.input.count_unhandled(rest);
         }
     }
 
@@ -252,7 +262,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 shared::accept_consumer(self, *request).await;
             }
             Envelope::ConsumerCancelled { tag, reason } => {
-                if self.output.remove_consumer(tag).is_some() {
+                if self.output.remove_consumer(tag, &reason).is_some() {
                     if let Err(failure) = self.on_consumer_cancelled(tag, &reason).await {
                         self.fail(failure);
                     }
@@ -299,12 +309,47 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
                 let _ = reply.send(self.output.buffered_count());
             }
             Envelope::Stop(reason) => self.fail(reason),
+            Envelope::Wake => {}
         }
         self.flush().await;
     }
 
     fn control_ref(&self) -> &Control<Self::Kind> {
         &self.control
+    }
+
+    fn control_mut(&mut self) -> &mut Control<Self::Kind> {
+        &mut self.control
+    }
+
+    async fn urgent_cancels(&mut self, urgent: Vec<(SubscriptionTag, CancelReason)>) {
+        shared::urgent_cancels(self, urgent).await;
+    }
+
+    fn begin_drain(&mut self) {
+        if let Some(reason) = &self.control.draining {
+            self.input.begin_drain(reason);
+        }
+    }
+
+    /// Nothing left to receive, and the output has gone out (or no consumer is left
+    /// to take it).
+    fn drained(&self) -> bool {
+        self.input.is_empty()
+            && self.pending.is_empty()
+            && (self.output.buffered_count() == 0 || self.output.consumer_count() == 0)
+    }
+
+    fn count_unhandled(&mut self) {
+        let pending: usize = self
+            .pending
+            .iter()
+            .map(|pending| match pending {
+                Pending::Events(_, events) => events.len(),
+                Pending::Cancelled(..) | Pending::Info(_) => 0,
+            })
+            .sum();
+        self.input.count_unhandled(pending);
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {

@@ -443,9 +443,15 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     /// A consumer left. Returns the upstream demand left to serve, or `None` if the
-    /// subscription was unknown.
-    pub(crate) fn remove_consumer(&mut self, tag: SubscriptionTag) -> Option<usize> {
+    /// subscription was unknown. The consumer gets `reason` back, after every event
+    /// sent to it: a consumer that drains learns that nothing more will come.
+    pub(crate) fn remove_consumer(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: &CancelReason,
+    ) -> Option<usize> {
         let consumer = self.consumers.remove(&tag)?;
+        consumer.sink.send_cancel(tag, reason.clone());
         self.demand_out = self.demand_out.saturating_sub(consumer.outstanding);
         self.stats.set_demand_out(self.demand_out);
         self.stats.set_consumers(self.consumers.len());

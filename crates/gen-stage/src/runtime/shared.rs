@@ -135,6 +135,26 @@ pub(crate) async fn cancelled<R: Receiving>(
     }
 }
 
+/// Ends at once the subscriptions whose producer ended abnormally, when their cancel
+/// mode stops the stage: it then stops before handling the events still queued from
+/// them. The others wait for their turn in the mailbox, behind those events.
+pub(crate) async fn urgent_cancels<R: Receiving>(
+    runner: &mut R,
+    urgent: Vec<(SubscriptionTag, CancelReason)>,
+) {
+    for (tag, reason) in urgent {
+        if runner.control().stop.is_some() {
+            return;
+        }
+        if !runner.input().stops_at(tag, &reason) {
+            continue;
+        }
+        if let Some(mode) = runner.input().remove(tag) {
+            cancelled(runner, tag, reason, mode).await;
+        }
+    }
+}
+
 /// Runs `handle_cancel` for the subscriptions the stage cancelled itself; it never
 /// stops the stage by itself.
 pub(crate) async fn self_cancelled<R: Receiving>(runner: &mut R) {

@@ -11,7 +11,6 @@ use crate::error::StartError;
 use crate::exit::ExitReason;
 use crate::handle::StageRef;
 use crate::kind::StageKind;
-use crate::protocol::Envelope;
 
 /// Something a supervisor can watch and stop: any stage handle, or another
 /// supervisor.
@@ -20,6 +19,12 @@ pub trait Supervised: Send + Sync + 'static {
     fn stopped(&self) -> BoxFuture<'static, ExitReason>;
     /// Asks the child to stop with `reason`, without waiting.
     fn request_stop(&self, reason: ExitReason);
+    /// The child did not stop within its shutdown's time: drop the work in hand and
+    /// stop with [`ExitReason::ShutdownTimedOut`], still running its cleanup. By
+    /// default, [`Supervised::kill`].
+    fn abandon_work(&self) {
+        self.kill();
+    }
     /// Aborts the child at once.
     fn kill(&self);
 }
@@ -31,7 +36,11 @@ impl<K: StageKind> Supervised for StageRef<K> {
     }
 
     fn request_stop(&self, reason: ExitReason) {
-        let _ = self.send(Envelope::Stop(reason));
+        let _ = StageRef::request_stop(self, reason);
+    }
+
+    fn abandon_work(&self) {
+        self.lifecycle().abandon();
     }
 
     fn kill(&self) {
@@ -64,8 +73,11 @@ impl Restart {
 /// How a supervisor stops a child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shutdown {
-    /// Ask it to stop with [`ExitReason::Shutdown`], and abort it if it has not stopped
-    /// within the duration (default: 5 seconds).
+    /// Ask it to stop with [`ExitReason::Shutdown`]: a stage finishes the batch in
+    /// hand, runs `terminate` and stops, without handling what is still queued. If it
+    /// has not stopped within the duration (default: 5 seconds), the hook in hand is
+    /// dropped and `terminate` runs with [`ExitReason::ShutdownTimedOut`]; if that too
+    /// outlasts the duration, the child is aborted.
     Graceful(Duration),
     /// Ask it to stop, and wait as long as it takes (for children that are supervisors).
     Wait,
@@ -82,20 +94,20 @@ impl Default for Shutdown {
 impl Shutdown {
     /// Stops `child` by this policy and waits until it has stopped.
     pub(crate) async fn stop(self, child: &dyn Supervised) -> ExitReason {
-        let stopped = child.stopped();
+        let mut stopped = child.stopped();
         match self {
             Shutdown::Kill => child.kill(),
             Shutdown::Wait => child.request_stop(ExitReason::Shutdown),
             Shutdown::Graceful(limit) => {
                 child.request_stop(ExitReason::Shutdown);
-                let mut stopped = stopped;
-                return match tokio::time::timeout(limit, &mut stopped).await {
-                    Ok(reason) => reason,
-                    Err(_) => {
-                        child.kill();
-                        stopped.await
-                    }
-                };
+                if let Ok(reason) = tokio::time::timeout(limit, &mut stopped).await {
+                    return reason;
+                }
+                child.abandon_work();
+                if let Ok(reason) = tokio::time::timeout(limit, &mut stopped).await {
+                    return reason;
+                }
+                child.kill();
             }
         }
         stopped.await
