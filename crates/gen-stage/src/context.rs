@@ -39,6 +39,9 @@ pub(crate) struct Control<K: StageKind> {
     pub(crate) stop: Option<ExitReason>,
     /// The reason to stop with once drained, while the stage drains.
     pub(crate) draining: Option<ExitReason>,
+    /// When a drain ends as a stop does. Its timer wakes an idle loop; this is read
+    /// between the batches of a delivery.
+    drain_deadline: Option<tokio::time::Instant>,
     pub(crate) timers: Timers<K::Message>,
 }
 
@@ -48,6 +51,7 @@ impl<K: StageKind> Control<K> {
             me,
             stop: None,
             draining: None,
+            drain_deadline: None,
             timers: Timers::default(),
         }
     }
@@ -58,10 +62,23 @@ impl<K: StageKind> Control<K> {
     }
 
     /// Starts a drain that stops with `reason`, and sets its deadline.
-    pub(crate) fn start_drain(&mut self, reason: ExitReason, timeout: Duration) {
+    pub(crate) fn start_drain(&mut self, reason: ExitReason, deadline: tokio::time::Instant) {
         if self.draining.is_none() {
             self.draining = Some(reason);
-            let _ = self.timers.add(timeout, Fired::DrainDeadline);
+            self.drain_deadline = Some(deadline);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = self.timers.add(left, Fired::DrainDeadline);
+        }
+    }
+
+    /// Ends a drain whose time is up as a stop.
+    pub(crate) fn check_drain_deadline(&mut self) {
+        if self
+            .drain_deadline
+            .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+        {
+            let reason = self.draining.clone().unwrap_or(ExitReason::Shutdown);
+            self.stop_with(reason);
         }
     }
 }

@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// A time limit beyond any a stage will see.
+const FAR: Duration = Duration::from_secs(86400 * 365 * 30);
 
 use crate::entry_bound::EntryBound;
 use crate::exit::{CancelReason, ExitReason};
@@ -39,7 +43,8 @@ pub(crate) struct Lifecycle {
 #[derive(Default)]
 pub(crate) struct Requests {
     pub(crate) stop: Option<ExitReason>,
-    pub(crate) drain: Option<(ExitReason, Duration)>,
+    /// A drain, and when it ends as a stop does (counted from the request).
+    pub(crate) drain: Option<(ExitReason, Instant)>,
     /// Subscriptions whose producer ended abnormally: the consumer stops at once if
     /// its cancel mode says so; otherwise the cancellation waits its turn in the
     /// mailbox, behind the events sent before it.
@@ -90,10 +95,12 @@ impl Lifecycle {
         });
     }
 
-    /// Asks the stage to drain, then stop, within `timeout`.
+    /// Asks the stage to drain, then stop, within `timeout` from now.
     pub(crate) fn request_drain(&self, reason: ExitReason, timeout: Duration) {
+        let now = Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now + FAR);
         self.request(|requests| {
-            requests.drain.get_or_insert((reason, timeout));
+            requests.drain.get_or_insert((reason, deadline));
         });
     }
 

@@ -316,9 +316,7 @@ async fn run<R: Runner>(
             Next::Mail(None) => return ExitReason::Killed,
             Next::Timer(Fired::Message(message)) => Envelope::Message(message),
             Next::Timer(Fired::DrainDeadline) => {
-                let control = runner.control_mut();
-                let reason = control.draining.clone().unwrap_or(ExitReason::Shutdown);
-                control.stop_with(reason);
+                runner.control_mut().check_drain_deadline();
                 continue;
             }
         };
@@ -347,9 +345,10 @@ pub(crate) async fn apply_requests<R: Runner>(runner: &mut R, requests: Requests
     if !urgent.is_empty() && runner.control_ref().stop.is_none() {
         runner.urgent_cancels(urgent).await;
     }
-    if let Some((reason, timeout)) = drain {
+    if let Some((reason, deadline)) = drain {
         if runner.control_ref().draining.is_none() && runner.control_ref().stop.is_none() {
-            runner.control_mut().start_drain(reason, timeout);
+            runner.control_mut().start_drain(reason, deadline);
+            runner.control_mut().check_drain_deadline();
             runner.begin_drain();
         }
     }
@@ -367,7 +366,11 @@ pub(crate) async fn stops_between_batches<R: Runner>(runner: &mut R) -> bool {
         let requests = runner.control_ref().me.lifecycle().take_requests();
         apply_requests(runner, requests).await;
     }
-    runner.control_ref().stop.is_some()
+    let control = runner.control_mut();
+    if control.draining.is_some() {
+        control.check_drain_deadline();
+    }
+    control.stop.is_some()
 }
 
 /// Tells the peers, closes the mailbox (pending calls fail), publishes the reason.
