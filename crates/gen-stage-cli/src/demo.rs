@@ -1,24 +1,30 @@
 //! `gen-stage demo`: a pipeline that shows back-pressure and concurrency at work.
 
 mod pipeline;
+mod source;
+mod view;
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use gen_stage::{BoxError, ExitReason, StageStats};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use gen_stage::{BoxError, ExitReason};
 use tokio::time::Instant;
 
 pub(crate) use pipeline::Settings;
 
+use self::pipeline::Pipeline;
+use self::view::{Frame, View};
 use crate::output::print_line;
 
-/// One stage's row in the view.
-struct Row {
-    name: String,
-    last_count: u64,
-    bar: Option<ProgressBar>,
-}
+/// How to read the view; printed above it, and by `gen-stage demo --help`.
+pub(crate) const LEGEND: &str = "\
+How to read the view (one row per stage):
+  asked      events the stage has asked its producers for and not yet received
+  owed       events its consumers have asked it for and not yet been sent
+  buffered   events it holds that no consumer has asked for yet
+  in flight  the workers' tasks running now, one per job
+  waits      the share of its time the source had no demand to serve: near 100%,
+             the workers set the pace and back-pressure holds the source back";
 
 /// What the demo measured.
 #[derive(Debug, Default)]
@@ -27,6 +33,12 @@ pub(crate) struct Summary {
     pub(crate) elapsed: Duration,
     pub(crate) peak_buffered: usize,
     pub(crate) peak_in_flight: usize,
+    /// Tasks completed and running when the last job had left the processors and
+    /// the last task had ended.
+    pub(crate) completed: usize,
+    pub(crate) in_flight_at_end: usize,
+    /// The share of its time the source waited for demand.
+    pub(crate) source_wait: Option<f64>,
     pub(crate) exactly_once: usize,
     pub(crate) missing: usize,
     pub(crate) duplicated: usize,
@@ -50,6 +62,16 @@ impl Summary {
             "  peak concurrency: {} tasks",
             self.peak_in_flight
         ));
+        print_line(format_args!(
+            "  at the end:       {} tasks in flight, {} completed",
+            self.in_flight_at_end, self.completed
+        ));
+        if let Some(wait) = self.source_wait {
+            print_line(format_args!(
+                "  source waiting:   {:.1}% of its time (no demand: back-pressure)",
+                wait * 100.0
+            ));
+        }
         if self.missing == 0 && self.duplicated == 0 {
             print_line(format_args!(
                 "  exactly once:     ok ({} jobs, each processed once)",
@@ -68,9 +90,10 @@ impl Summary {
     }
 }
 
-fn counted(stats: &StageStats) -> u64 {
-    stats.events_emitted.max(stats.events_received)
-}
+/// How often the view looks at the pipeline; more often once the jobs have all left
+/// the processors, so that the last frame comes as soon as the last task ends.
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+const DRAIN_LOOK_EVERY: Duration = Duration::from_millis(10);
 
 pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
     print_line(format_args!(
@@ -80,124 +103,70 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
         settings.task.as_millis(),
         settings.max_demand
     ));
+    print_line(LEGEND);
     let started = Instant::now();
     let pipeline = pipeline::start(settings).await?;
     let live = std::io::stdout().is_terminal();
-    let multi = MultiProgress::with_draw_target(if live {
-        ProgressDrawTarget::stdout()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let style = ProgressStyle::with_template("{prefix:>13} {msg}")?;
-    let progress = multi.add(ProgressBar::new(settings.jobs));
-    progress.set_style(
-        ProgressStyle::with_template("{prefix:>13} [{bar:40}] {pos}/{len} jobs done, {elapsed}")?
-            .progress_chars("=> "),
-    );
-    progress.set_prefix("progress");
-    let mut rows: Vec<Row> = std::iter::once("source".to_string())
-        .chain((0..settings.processors).map(|i| format!("processor {i}")))
-        .chain(std::iter::once("workers".to_string()))
-        .map(|name| {
-            let bar = live.then(|| {
-                let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(style.clone());
-                bar.set_prefix(name.clone());
-                bar
-            });
-            Row {
-                name,
-                last_count: 0,
-                bar,
-            }
-        })
-        .collect();
-
+    let mut view = View::new(live, settings.jobs, settings.processors, started)?;
     let mut summary = Summary {
         jobs: settings.jobs,
         ..Summary::default()
     };
-    let tick = if live {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(1)
-    };
-    let mut last = Instant::now();
     let processors_done = async {
         for processor in &pipeline.processors {
             processor.stopped().await;
         }
     };
     tokio::pin!(processors_done);
+    let mut draining = false;
     // The first tick would come at once, measuring rates over a moment: it is skipped.
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    let mut interval = tokio::time::interval_at(Instant::now() + LOOK_EVERY, LOOK_EVERY);
     loop {
-        let finished = tokio::select! {
-            _ = &mut processors_done => true,
-            _ = interval.tick() => false,
-        };
-        let now = Instant::now();
-        let dt = now.duration_since(last).as_secs_f64().max(1e-3);
-        last = now;
-        let counts = pipeline.workers.count_children().await.unwrap_or_default();
-        summary.peak_in_flight = summary.peak_in_flight.max(counts.high_water_mark);
-        progress.set_position(counts.completed as u64);
-        let mut stats: Vec<StageStats> = vec![pipeline.source.stats()];
-        stats.extend(pipeline.processors.iter().map(|p| p.stats()));
-        stats.push(pipeline.workers.stats());
-        let mut line = format!(
-            "t={:>5.1}s done {:>6}/{}",
-            started.elapsed().as_secs_f64(),
-            counts.completed,
-            settings.jobs
-        );
-        for (row, stats) in rows.iter_mut().zip(&stats) {
-            let count = counted(stats);
-            let rate = (count - row.last_count.min(count)) as f64 / dt;
-            row.last_count = count;
-            summary.peak_buffered = summary.peak_buffered.max(stats.buffered);
-            let in_flight = if row.name == "workers" {
-                format!(" in flight {:>4}", counts.running)
-            } else {
-                String::new()
-            };
-            let text = format!(
-                "{rate:>9.0}/s  asked {:>5}  owed {:>5}  buffered {:>5}{in_flight}",
-                stats.demand_in, stats.demand_out, stats.buffered
-            );
-            if let Some(bar) = &row.bar {
-                bar.set_message(text);
-            } else if row.name == "source" || row.name == "workers" {
-                line.push_str(&format!(
-                    " | {}: {:.0}/s buf {}",
-                    row.name, rate, stats.buffered
-                ));
+        tokio::select! {
+            () = &mut processors_done, if !draining => {
+                // Every job has reached the workers: what remains is their tasks.
+                draining = true;
+                interval = tokio::time::interval(DRAIN_LOOK_EVERY);
             }
-            if row.name == "workers" && !live {
-                line.push_str(&format!(" in-flight {}", counts.running));
-            }
+            _ = interval.tick() => {}
         }
-        if !live && (finished || started.elapsed() >= tick) {
-            print_line(&line);
-        }
-        if finished {
+        let frame = look(&pipeline).await;
+        summary.peak_in_flight = summary.peak_in_flight.max(frame.tasks.high_water_mark);
+        let buffered = frame.stats.iter().map(|stats| stats.buffered);
+        summary.peak_buffered = summary.peak_buffered.max(buffered.max().unwrap_or(0));
+        // The workers' mailbox holds the processors' last jobs ahead of the question
+        // `look` asked: no task running now means none is left to start.
+        let last = draining && frame.tasks.running == 0;
+        view.show(&frame, last);
+        if last {
+            summary.completed = frame.tasks.completed;
+            summary.in_flight_at_end = frame.tasks.running;
+            summary.source_wait = frame.source_wait;
             break;
         }
     }
-    // Every job has reached the workers: let the running tasks finish.
+    summary.elapsed = started.elapsed();
     pipeline.workers.stop(ExitReason::Normal).await?;
     pipeline.stop().await;
-    progress.set_position(settings.jobs.min(pipeline.ledger.check().0 as u64));
-    for row in &rows {
-        if let Some(bar) = &row.bar {
-            bar.finish();
-        }
-    }
-    progress.finish();
-    summary.elapsed = started.elapsed();
+    view.finish();
     let (once, never, more) = pipeline.ledger.check();
     summary.exactly_once = once;
     summary.missing = never;
     summary.duplicated = more;
     Ok(summary)
+}
+
+/// The pipeline's state now.
+async fn look(pipeline: &Pipeline) -> Frame {
+    let tasks = pipeline.workers.count_children().await.unwrap_or_default();
+    let stats = std::iter::once(pipeline.source.stats())
+        .chain(pipeline.processors.iter().map(|p| p.stats()))
+        .chain(std::iter::once(pipeline.workers.stats()))
+        .collect();
+    Frame {
+        at: Instant::now(),
+        tasks,
+        stats,
+        source_wait: pipeline.source_wait.fraction(),
+    }
 }

@@ -30,6 +30,7 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = demo::LEGEND)]
 struct DemoArgs {
     /// How many jobs to run.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]

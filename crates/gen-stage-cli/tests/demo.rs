@@ -9,40 +9,53 @@ fn gen_stage(args: &[&str]) -> std::process::Output {
         .expect("the binary runs")
 }
 
-#[test]
-fn the_demo_processes_every_job_exactly_once_and_summarises() {
-    let output = gen_stage(&[
-        "demo",
-        "--jobs",
-        "300",
-        "--processors",
-        "3",
-        "--max-demand",
-        "5",
-        "--task-ms",
-        "2",
-        "--seed",
-        "7",
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+/// Runs the demo, checks that it succeeded, and returns what it printed.
+fn demo(args: &[&str]) -> String {
+    let output = gen_stage(&[&["demo"], args].concat());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "{stdout}\n{}",
+        "{args:?}: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+/// 300 jobs, 3 processors, at most 5 tasks each, of about 2 ms.
+const SMALL: [&str; 10] = [
+    "--jobs",
+    "300",
+    "--processors",
+    "3",
+    "--max-demand",
+    "5",
+    "--task-ms",
+    "2",
+    "--seed",
+    "7",
+];
+
+/// The number after `label` on the summary line that starts with it.
+fn summary_number(stdout: &str, label: &str) -> f64 {
+    stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} line in {stdout}"))
+}
+
+#[test]
+fn the_demo_processes_every_job_exactly_once_and_summarises() {
+    let stdout = demo(&SMALL);
     assert!(stdout.contains("jobs:             300"), "{stdout}");
     assert!(
         stdout.contains("exactly once:     ok (300 jobs, each processed once)"),
         "{stdout}"
     );
     // 3 processors with 5 tasks each at most.
-    let peak: usize = stdout
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("peak concurrency:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("a peak concurrency line");
-    assert!((1..=15).contains(&peak), "peak concurrency {peak}");
+    let peak = summary_number(&stdout, "peak concurrency:");
+    assert!((1.0..=15.0).contains(&peak), "peak concurrency {peak}");
     // Without a terminal the view prints lines instead of redrawing.
     assert!(
         stdout.lines().any(|line| line.starts_with("t=")),
@@ -55,24 +68,40 @@ fn a_demo_with_fewer_jobs_than_processors_still_runs_every_job() {
     // Some partitions get no job: their processors must not stop before the workers
     // subscribe to them.
     for (jobs, processors) in [("1", "4"), ("5", "4"), ("10", "64")] {
-        let output = gen_stage(&[
-            "demo",
-            "--jobs",
-            jobs,
-            "--processors",
-            processors,
-            "--task-ms",
-            "1",
-        ]);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{jobs} jobs, {processors} processors: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let stdout = demo(&["--jobs", jobs, "--processors", processors, "--task-ms", "1"]);
         let expected = format!("exactly once:     ok ({jobs} jobs, each processed once)");
         assert!(stdout.contains(&expected), "{stdout}");
     }
+}
+
+#[test]
+fn the_last_frame_is_drawn_once_every_task_has_ended() {
+    let stdout = demo(&SMALL);
+    // Not the state when the last job left the processors, with tasks still running.
+    let last_frame = stdout
+        .lines()
+        .rfind(|line| line.starts_with("t="))
+        .expect("a frame");
+    assert!(last_frame.contains(" done    300/300 "), "{last_frame}");
+    assert!(last_frame.ends_with(" in-flight 0"), "{last_frame}");
+    assert!(
+        stdout.contains("at the end:       0 tasks in flight, 300 completed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_view_and_the_summary_show_how_long_the_source_waited_for_demand() {
+    let stdout = demo(&SMALL);
+    let waited = summary_number(&stdout, "source waiting:");
+    assert!((0.0..=100.0).contains(&waited), "source waiting {waited}%");
+    assert!(
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("t="))
+            .all(|line| line.contains(" waits ")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -98,6 +127,15 @@ fn help_lists_the_options() {
         "--seed",
     ] {
         assert!(stdout.contains(option), "{option} missing from {stdout}");
+    }
+    // What the view's columns mean.
+    for column in ["asked ", "owed ", "buffered ", "in flight ", "waits "] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.trim_start().starts_with(column)),
+            "{column:?} not explained in {stdout}"
+        );
     }
 }
 

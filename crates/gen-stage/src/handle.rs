@@ -611,10 +611,22 @@ impl<K: ReceivesEvents> StageRef<K> {
     /// another stage does not compile.
     ///
     /// ```compile_fail,E0599
-    /// # use gen_stage::SubscribeOptions;
-    /// # async fn wrong(a: gen_stage::ProducerRef<gen_stage_test::Counter>, b: gen_stage::ProducerRef<gen_stage_test::Counter>) {
-    /// a.subscribe_to(&b, SubscribeOptions::new()).await; // a producer has no input
-    /// # }
+    /// use gen_stage::{BoxError, Producer, ProducerContext, ProducerRef, SubscribeOptions};
+    ///
+    /// struct Numbers;
+    ///
+    /// impl Producer for Numbers {
+    ///     type Event = u64;
+    ///     type Message = ();
+    ///
+    ///     async fn handle_demand(&mut self, _: usize, _: &mut ProducerContext<'_, Self>) -> Result<Vec<u64>, BoxError> {
+    ///         Ok(Vec::new())
+    ///     }
+    /// }
+    ///
+    /// async fn wrong(a: ProducerRef<Numbers>, b: ProducerRef<Numbers>) {
+    ///     a.subscribe_to(&b, SubscribeOptions::new()).await; // a producer has no input
+    /// }
     /// ```
     ///
     /// # Errors

@@ -35,13 +35,28 @@ struct Entry {
 /// Registries are values, not global state: give each pipeline (or each test) its own.
 ///
 /// ```
-/// use gen_stage::{ProducerRef, Registry};
-/// use gen_stage_test::Counter;
+/// use gen_stage::{BoxError, Producer, ProducerContext, ProducerRef, Registry};
+///
+/// /// 0, 1, 2, ... on demand.
+/// struct Counter(u64);
+///
+/// impl Producer for Counter {
+///     type Event = u64;
+///     type Message = ();
+///
+///     async fn handle_demand(&mut self, demand: usize, _: &mut ProducerContext<'_, Self>) -> Result<Vec<u64>, BoxError> {
+///         let events = (self.0..self.0 + demand as u64).collect();
+///         self.0 += demand as u64;
+///         Ok(events)
+///     }
+/// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), gen_stage::BoxError> {
+/// # async fn main() -> Result<(), BoxError> {
 /// let registry = Registry::new();
-/// let counter = gen_stage::producer(Counter::new(0)).name(&registry, "counter").start().await?;
+/// let counter = gen_stage::producer(Counter(0)).name(&registry, "counter").start().await?;
+/// // The lookup names the stage's type: a name registered to another kind of stage is
+/// // not found.
 /// let found: ProducerRef<Counter> = registry.lookup("counter").expect("registered");
 /// assert_eq!(found.id(), counter.id());
 /// # Ok(())

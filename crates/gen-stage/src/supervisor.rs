@@ -20,23 +20,52 @@
 //! use std::time::Duration;
 //!
 //! use gen_stage::supervisor::{ChildSpec, Strategy, Supervisor};
-//! use gen_stage::{Registry, SubscribeOptions};
-//! use gen_stage_test::{CollectingConsumer, Counter};
+//! use gen_stage::{
+//!     BoxError, Consumer, ConsumerContext, Producer, ProducerContext, Registry,
+//!     SubscribeOptions, SubscriptionTag,
+//! };
+//!
+//! /// 0, 1, 2, ... on demand.
+//! struct Counter(u64);
+//!
+//! impl Producer for Counter {
+//!     type Event = u64;
+//!     type Message = ();
+//!
+//!     async fn handle_demand(&mut self, demand: usize, _: &mut ProducerContext<'_, Self>) -> Result<Vec<u64>, BoxError> {
+//!         let events = (self.0..self.0 + demand as u64).collect();
+//!         self.0 += demand as u64;
+//!         Ok(events)
+//!     }
+//! }
+//!
+//! /// Adds up what it receives.
+//! struct Sum(u64);
+//!
+//! impl Consumer for Sum {
+//!     type Event = u64;
+//!     type Message = ();
+//!
+//!     async fn handle_events(&mut self, events: Vec<u64>, _: SubscriptionTag, _: &mut ConsumerContext<'_, Self>) -> Result<(), BoxError> {
+//!         self.0 += events.iter().sum::<u64>();
+//!         Ok(())
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), gen_stage::BoxError> {
+//! # async fn main() -> Result<(), BoxError> {
 //! let registry = Registry::new();
-//! let (names, records) = (registry.clone(), registry.clone());
+//! // Each child's start function owns what it uses: it runs again at every restart.
+//! let (names, lookups) = (registry.clone(), registry.clone());
 //! let supervisor = Supervisor::new()
 //!     .strategy(Strategy::RestForOne)
 //!     .intensity(3, Duration::from_secs(5))
 //!     .child(ChildSpec::new("producer", move || {
-//!         gen_stage::producer(Counter::new(0)).name(&names, "numbers").start()
+//!         gen_stage::producer(Counter(0)).name(&names, "numbers").start()
 //!     }))
 //!     .child(ChildSpec::new("consumer", move || {
-//!         let (consumer, _record) = CollectingConsumer::<u64>::new();
-//!         gen_stage::consumer(consumer)
-//!             .subscribe_to_name(&records, "numbers", SubscribeOptions::new())
+//!         gen_stage::consumer(Sum(0))
+//!             .subscribe_to_name(&lookups, "numbers", SubscribeOptions::new())
 //!             .start()
 //!     }))
 //!     .start()

@@ -8,8 +8,11 @@ use std::time::Duration;
 use gen_stage::dispatcher::{Partition, PartitionDispatcher};
 use gen_stage::{
     BoxError, ConsumerRef, ConsumerSupervisor, DemandMode, ExitReason, ProducerConsumer,
-    ProducerConsumerContext, ProducerConsumerRef, ProducerRef, SubscribeOptions, SubscriptionTag,
+    ProducerConsumerContext, ProducerConsumerRef, ProducerRef, SourceProducer, SubscribeOptions,
+    SubscriptionTag,
 };
+
+use super::source::{JobSource, SourceWait};
 
 /// One unit of work.
 #[derive(Clone, Copy, Debug)]
@@ -91,9 +94,9 @@ impl Ledger {
 
 /// The running pipeline.
 pub(crate) struct Pipeline {
-    pub(crate) source: ProducerRef<
-        gen_stage::SourceProducer<gen_stage::IterSource<Box<dyn Iterator<Item = Job> + Send>>>,
-    >,
+    pub(crate) source: ProducerRef<SourceProducer<JobSource>>,
+    /// How long the source has waited for demand.
+    pub(crate) source_wait: SourceWait,
     pub(crate) processors: Vec<ProducerConsumerRef<Processor>>,
     pub(crate) workers: ConsumerRef<ConsumerSupervisor<Job>>,
     pub(crate) ledger: Ledger,
@@ -118,10 +121,11 @@ pub(crate) async fn start(settings: Settings) -> Result<Pipeline, BoxError> {
         seed,
     } = settings;
     let ledger = Ledger::new(count);
-    let iter: Box<dyn Iterator<Item = Job> + Send> = Box::new(jobs(count, task, seed));
+    let source_wait = SourceWait::default();
     let partitions = processors as u64;
-    let source = gen_stage::producer(gen_stage::SourceProducer::new(gen_stage::IterSource::new(
-        iter,
+    let source = gen_stage::producer(SourceProducer::new(JobSource::new(
+        jobs(count, task, seed),
+        source_wait.clone(),
     )))
     .dispatcher(PartitionDispatcher::by_count(
         processors,
@@ -168,6 +172,7 @@ pub(crate) async fn start(settings: Settings) -> Result<Pipeline, BoxError> {
     source.set_demand_mode(DemandMode::Forward)?;
     Ok(Pipeline {
         source,
+        source_wait,
         processors: pool,
         workers,
         ledger,

@@ -63,30 +63,46 @@ struct Entry<T> {
 /// them all, then switch it to forward:
 ///
 /// ```
+/// use std::sync::{Arc, Mutex};
+///
 /// use gen_stage::dispatcher::BroadcastDispatcher;
-/// use gen_stage::{DemandMode, SubscribeOptions};
-/// use gen_stage_test::{CollectingConsumer, Counter};
+/// use gen_stage::{BoxError, Consumer, ConsumerContext, DemandMode, SubscribeOptions, SubscriptionTag};
+///
+/// /// Keeps every event it receives where the caller can read them.
+/// struct Collect(Arc<Mutex<Vec<u64>>>);
+///
+/// impl Consumer for Collect {
+///     type Event = u64;
+///     type Message = ();
+///
+///     async fn handle_events(&mut self, events: Vec<u64>, _: SubscriptionTag, _: &mut ConsumerContext<'_, Self>) -> Result<(), BoxError> {
+///         self.0.lock().expect("not poisoned").extend(events);
+///         Ok(())
+///     }
+/// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), gen_stage::BoxError> {
-/// let producer = gen_stage::producer(Counter::new(0).limit(100))
+/// # async fn main() -> Result<(), BoxError> {
+/// // 0..100, then the producer stops normally.
+/// let producer = gen_stage::from_iter(0..100u64)
 ///     .dispatcher(BroadcastDispatcher::new())
 ///     .demand_mode(DemandMode::Accumulate)
 ///     .start()
 ///     .await?;
-/// let mut records = Vec::new();
+/// let mut consumers = Vec::new();
 /// for _ in 0..3 {
-///     let (consumer, record) = CollectingConsumer::new();
-///     gen_stage::consumer(consumer)
+///     let received = Arc::new(Mutex::new(Vec::new()));
+///     let consumer = gen_stage::consumer(Collect(received.clone()))
 ///         .subscribe_to(&producer, SubscribeOptions::new().max_demand(10))
 ///         .start()
 ///         .await?;
-///     records.push(record);
+///     consumers.push((consumer, received));
 /// }
 /// producer.set_demand_mode(DemandMode::Forward)?;
-/// for record in &records {
-///     record.wait_for_events(100).await;
-///     assert_eq!(record.events(), (0..100).collect::<Vec<u64>>());
+/// for (consumer, received) in consumers {
+///     // Each consumer stops when the producer does, after its last events.
+///     assert!(consumer.stopped().await.is_normal());
+///     assert_eq!(*received.lock().expect("not poisoned"), (0..100).collect::<Vec<u64>>());
 /// }
 /// # Ok(())
 /// # }

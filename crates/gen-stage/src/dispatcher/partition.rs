@@ -138,29 +138,49 @@ fn numbered_partition(options: &SubscribeOptions) -> Option<usize> {
 /// share its events by demand, as a pool (order then holds per consumer only).
 ///
 /// ```
+/// use std::sync::{Arc, Mutex};
+///
 /// use gen_stage::dispatcher::{Partition, PartitionDispatcher};
-/// use gen_stage::SubscribeOptions;
-/// use gen_stage_test::{CollectingConsumer, Counter};
+/// use gen_stage::{BoxError, Consumer, ConsumerContext, DemandMode, SubscribeOptions, SubscriptionTag};
+///
+/// /// Keeps every event it receives where the caller can read them.
+/// struct Collect(Arc<Mutex<Vec<u64>>>);
+///
+/// impl Consumer for Collect {
+///     type Event = u64;
+///     type Message = ();
+///
+///     async fn handle_events(&mut self, events: Vec<u64>, _: SubscriptionTag, _: &mut ConsumerContext<'_, Self>) -> Result<(), BoxError> {
+///         self.0.lock().expect("not poisoned").extend(events);
+///         Ok(())
+///     }
+/// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), gen_stage::BoxError> {
-/// let producer = gen_stage::producer(Counter::new(0).limit(20))
+/// # async fn main() -> Result<(), BoxError> {
+/// // Even numbers to partition 0, odd ones to partition 1.
+/// let producer = gen_stage::from_iter(0..20u64)
 ///     .dispatcher(PartitionDispatcher::by_count(2, |x: &u64| (*x % 2) as usize))
+///     // Hold the events until both partitions have their consumer: a short source
+///     // could otherwise run dry, and stop, before the second one subscribes.
+///     .demand_mode(DemandMode::Accumulate)
 ///     .start()
 ///     .await?;
-/// let mut records = Vec::new();
+/// let mut consumers = Vec::new();
 /// for partition in 0..2 {
-///     let (consumer, record) = CollectingConsumer::new();
-///     gen_stage::consumer(consumer)
+///     let received = Arc::new(Mutex::new(Vec::new()));
+///     let consumer = gen_stage::consumer(Collect(received.clone()))
 ///         .subscribe_to(&producer, SubscribeOptions::new().with(Partition(partition)))
 ///         .start()
 ///         .await?;
-///     records.push(record);
+///     consumers.push((consumer, received));
 /// }
-/// records[0].wait_for_events(10).await;
-/// records[1].wait_for_events(10).await;
-/// assert_eq!(records[0].events(), vec![0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
-/// assert_eq!(records[1].events(), vec![1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+/// producer.set_demand_mode(DemandMode::Forward)?;
+/// for (consumer, _) in &consumers {
+///     assert!(consumer.stopped().await.is_normal());
+/// }
+/// assert_eq!(*consumers[0].1.lock().expect("not poisoned"), vec![0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
+/// assert_eq!(*consumers[1].1.lock().expect("not poisoned"), vec![1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
 /// # Ok(())
 /// # }
 /// ```

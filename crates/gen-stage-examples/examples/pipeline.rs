@@ -1,6 +1,10 @@
 //! The classic `[A] -> [B] -> [C]` pipeline: a counter producer, a multiplier and a
 //! slow printing consumer. The consumer's small demand holds the producer back: the
 //! producer only ever runs as far ahead as the consumer asked.
+//!
+//! ```sh
+//! cargo run --release -p gen-stage-examples --example pipeline
+//! ```
 
 use std::time::Duration;
 
