@@ -226,6 +226,29 @@
 //! Events a hook emits with `ctx.emit` are dispatched at once, so they reach consumers
 //! before any reply the hook sends after emitting them.
 //!
+//! ## What is bounded, and what is not
+//!
+//! - **Events** are bounded by demand: a consumer never holds more than it asked
+//!   for, and a producer's buffer has a size (see Buffering).
+//! - **User messages** (casts, calls, infos) are counted against the mailbox's
+//!   capacity ([`ProducerBuilder::message_capacity`], [`DEFAULT_MESSAGE_CAPACITY`] by
+//!   default). [`StageRef::try_cast`] gives the message back when the mailbox is full;
+//!   [`StageRef::cast_when_room`], [`StageRef::call`] and [`StageRef::sync_info`]
+//!   wait for room (calls and `sync_info` within their timeout).
+//! - [`StageRef::cast`] and [`StageRef::async_info`] are **unbounded**: they never
+//!   wait and never refuse. A loop of casts at a slower stage grows its mailbox
+//!   without end; [`StageStats::queued_messages`] shows it.
+//! - Protocol traffic (asks, subscriptions, stops, timer firings) is never refused and
+//!   never waits.
+//!
+//! ## Timers
+//!
+//! [`Context::send_after`] hands a message to the stage's own `handle_message` after a
+//! delay, and returns a [`TimerRef`] that [`Context::cancel_timer`] cancels: a
+//! cancelled timer's message is never handled, even if it was due. Timers belong to the
+//! stage: thousands cost no task, they never outlive it, and they follow tokio's clock
+//! (`tokio::time::pause` drives them in tests).
+//!
 //! # Stopping and cancellation
 //!
 //! A stage stops when [`StageRef::stop`] is called, when a hook calls
@@ -242,6 +265,25 @@
 //! A producer-consumer whose producer ends first still delivers the output it had
 //! buffered: the cancellation waits behind it, as info messages do. Otherwise, events
 //! inside a stage when it stops (being handled, or buffered) are lost.
+//!
+//! ## Stops do not wait behind queued events
+//!
+//! A stop asked from outside ([`StageRef::stop`], a supervisor's shutdown) and the
+//! abnormal end of a producer (for the consumers it stops) overtake the mailbox: the
+//! stage finishes the batch in hand, runs `terminate` and stops. Events still queued,
+//! or left in the delivery in hand, are not handed to `handle_events`; they are counted
+//! in [`StageStats::events_unhandled`]. A producer's *normal* end is different: it
+//! waits behind every event it sent, so a finite pipeline delivers every event.
+//!
+//! - [`StageRef::drain_and_stop`] stops gracefully: a stage cancels its subscriptions,
+//!   handles what was delivered to it, lets its buffer go out, then stops; after its
+//!   timeout it acts as `stop`.
+//! - [`StageRef::stop_within`] and [`Shutdown::Graceful`](supervisor::Shutdown) bound
+//!   a stop: a hook that outlasts the limit is dropped, and `terminate` still runs,
+//!   with [`ExitReason::ShutdownTimedOut`]. (OTP runs `terminate` only for processes
+//!   that trap exits.)
+//! - A call whose stage stops before replying fails with
+//!   [`CallError::Stopped`], which carries the reason.
 //!
 //! # Names and supervision
 //!
