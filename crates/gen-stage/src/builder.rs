@@ -179,8 +179,10 @@ impl<K: ReceivesEvents> Builder<K> {
     where
         P: EmitsEvents<Out = K::In>,
     {
-        self.subscriptions
-            .push((Target::Port(producer.port()), options));
+        self.subscriptions.push((
+            Target::Port(producer.port(), Box::new(producer.clone())),
+            options,
+        ));
         self
     }
 

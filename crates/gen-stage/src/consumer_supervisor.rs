@@ -326,7 +326,7 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
             )
             .into());
         }
-        let me = ctx.stage_ref().clone();
+        let me = ctx.stage_ref().uncounted();
         self.pool.set_ring(move || {
             let _ = me.cast(TaskMessage::Finished);
         });

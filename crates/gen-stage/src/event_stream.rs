@@ -117,7 +117,7 @@ impl<T: Send + 'static> EventStream<T> {
     {
         options.validate()?;
         self.waiting
-            .push((SubscriptionTag::next(), producer.port(), options));
+            .push((SubscriptionTag::next(), producer.held_port(), options));
         Ok(())
     }
 

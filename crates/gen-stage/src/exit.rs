@@ -44,6 +44,10 @@ pub enum ExitReason {
     /// (see [`StageRef::stop_within`](crate::StageRef::stop_within) and
     /// [`Shutdown::Graceful`](crate::supervisor::Shutdown::Graceful)). Not graceful: work was cut off.
     ShutdownTimedOut,
+    /// No user code could reach the stage any more: no handle, registered name,
+    /// supervisor or stream reached it or any stage joined to it by subscriptions (see
+    /// the crate guide, "Unreachable pipelines stop"). Graceful.
+    Unreachable,
 }
 
 impl ExitReason {
@@ -57,14 +61,18 @@ impl ExitReason {
         ExitReason::CustomShutdown(label.into())
     }
 
-    /// Whether the reason is graceful: `Normal`, `Shutdown` or `CustomShutdown`.
+    /// Whether the reason is graceful: `Normal`, `Shutdown`, `CustomShutdown` or
+    /// `Unreachable`.
     ///
     /// Transient subscriptions only make their consumer stop on reasons that are not
     /// graceful.
     pub fn is_graceful(&self) -> bool {
         matches!(
             self,
-            ExitReason::Normal | ExitReason::Shutdown | ExitReason::CustomShutdown(_)
+            ExitReason::Normal
+                | ExitReason::Shutdown
+                | ExitReason::CustomShutdown(_)
+                | ExitReason::Unreachable
         )
     }
 
@@ -99,6 +107,7 @@ impl fmt::Debug for ExitReason {
             ExitReason::NotAlive => f.write_str("NotAlive"),
             ExitReason::TooManyRestarts => f.write_str("TooManyRestarts"),
             ExitReason::ShutdownTimedOut => f.write_str("ShutdownTimedOut"),
+            ExitReason::Unreachable => f.write_str("Unreachable"),
         }
     }
 }
@@ -116,6 +125,9 @@ impl fmt::Display for ExitReason {
             ExitReason::TooManyRestarts => f.write_str("too many restarts"),
             ExitReason::ShutdownTimedOut => {
                 f.write_str("shutdown timed out: the hook in hand was dropped")
+            }
+            ExitReason::Unreachable => {
+                f.write_str("unreachable: no handle, name or supervisor reached its pipeline")
             }
         }
     }
@@ -136,7 +148,8 @@ impl PartialEq for ExitReason {
             | (ExitReason::Killed, ExitReason::Killed)
             | (ExitReason::NotAlive, ExitReason::NotAlive)
             | (ExitReason::TooManyRestarts, ExitReason::TooManyRestarts)
-            | (ExitReason::ShutdownTimedOut, ExitReason::ShutdownTimedOut) => true,
+            | (ExitReason::ShutdownTimedOut, ExitReason::ShutdownTimedOut)
+            | (ExitReason::Unreachable, ExitReason::Unreachable) => true,
             (ExitReason::CustomShutdown(a), ExitReason::CustomShutdown(b)) => a == b,
             (ExitReason::Panic(a), ExitReason::Panic(b)) => a == b,
             (ExitReason::Error(a), ExitReason::Error(b)) => {

@@ -38,6 +38,9 @@ pub struct StageRef<K: StageKind> {
     exit: watch::Receiver<Option<ExitReason>>,
     stats: Arc<StatsCell>,
     life: Arc<Lifecycle>,
+    /// Whether this handle is user code's, counted to keep its pipeline running (see
+    /// [`crate::reachability`]); the stage's own and its peers' are not.
+    counted: bool,
 }
 
 /// A handle to a [`Producer`](crate::Producer) stage.
@@ -47,14 +50,21 @@ pub type ConsumerRef<S> = StageRef<ConsumerKind<S>>;
 /// A handle to a [`ProducerConsumer`](crate::ProducerConsumer) stage.
 pub type ProducerConsumerRef<S> = StageRef<ProducerConsumerKind<S>>;
 
+/// A clone is a handle of its own: it keeps the stage's pipeline reachable while it
+/// lives (whatever the handle it was cloned from).
 impl<K: StageKind> Clone for StageRef<K> {
     fn clone(&self) -> Self {
-        StageRef {
-            id: self.id,
-            mailbox: self.mailbox.clone(),
-            exit: self.exit.clone(),
-            stats: self.stats.clone(),
-            life: self.life.clone(),
+        let mut clone = self.uncounted();
+        clone.counted = true;
+        self.life.add_handle();
+        clone
+    }
+}
+
+impl<K: StageKind> Drop for StageRef<K> {
+    fn drop(&mut self) {
+        if self.counted && self.life.remove_handle() {
+            crate::reachability::last_handle_dropped(self.id);
         }
     }
 }
@@ -91,6 +101,20 @@ impl<K: StageKind> StageRef<K> {
             exit,
             stats,
             life,
+            counted: false,
+        }
+    }
+
+    /// A handle that does not keep the stage reachable: the stage's own, and those in
+    /// its peers' tables.
+    pub(crate) fn uncounted(&self) -> Self {
+        StageRef {
+            id: self.id,
+            mailbox: self.mailbox.clone(),
+            exit: self.exit.clone(),
+            stats: self.stats.clone(),
+            life: self.life.clone(),
+            counted: false,
         }
     }
 
@@ -567,7 +591,13 @@ impl<K: EmitsEvents> StageRef<K> {
             .await
     }
 
+    /// A port for a consumer's table: it does not keep this stage reachable.
     pub(crate) fn port(&self) -> Box<dyn ProducerPort<K::Out>> {
+        Box::new(self.uncounted())
+    }
+
+    /// A port for user code (a stream): it keeps this stage reachable.
+    pub(crate) fn held_port(&self) -> Box<dyn ProducerPort<K::Out>> {
         Box::new(self.clone())
     }
 }
@@ -735,6 +765,8 @@ impl<K: ReceivesEvents> StageRef<K> {
         options: SubscribeOptions,
         reply: Option<SubscribeReply>,
     ) -> Result<(), NotAlive> {
+        // Joined from now: dropping the producer's last handle meanwhile does not stop it.
+        crate::reachability::link(tag, self.id, producer.stage_id());
         self.send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
             tag,
             producer,
@@ -800,7 +832,7 @@ impl<K: ReceivesEvents> StageRef<K> {
     }
 
     pub(crate) fn sink(&self) -> Box<dyn EventSink<K::In>> {
-        Box::new(self.clone())
+        Box::new(self.uncounted())
     }
 }
 
@@ -859,6 +891,10 @@ impl<K: StageKind> ProducerPort<K::Out> for StageRef<K> {
 
     fn cancel(&self, tag: SubscriptionTag, reason: CancelReason) {
         let _ = self.send(Envelope::ConsumerCancelled { tag, reason });
+    }
+
+    fn stage_id(&self) -> StageId {
+        self.id
     }
 }
 

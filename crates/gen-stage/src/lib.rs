@@ -374,6 +374,7 @@ pub mod kind;
 mod lifecycle;
 mod options;
 mod protocol;
+mod reachability;
 mod registry;
 mod reply;
 mod runtime;

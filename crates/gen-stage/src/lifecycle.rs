@@ -7,7 +7,7 @@
 //! delivery. Requests are put here instead, and a flag tells the loop, which reads it
 //! between two messages and between two batches of a delivery.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ pub(crate) struct Lifecycle {
     stopping: OnceLock<ExitReason>,
     /// The bound on user messages queued in the mailbox.
     pub(crate) entry: EntryBound,
+    /// Handles user code holds (see [`crate::reachability`]).
+    handles: AtomicUsize,
 }
 
 /// What the loop is asked to do ahead of its mailbox.
@@ -52,6 +54,8 @@ pub(crate) struct Requests {
     /// Reply handles the stage's code dropped without replying, held until the loop
     /// knows whether the stage stops, so that the callers learn why.
     pub(crate) replies: Vec<Box<dyn Send>>,
+    /// The stage may be unreachable: it checks, and stops if it is.
+    pub(crate) reachability: bool,
 }
 
 /// How to kill a stage's task: its abort handle once spawned, and a kill asked for
@@ -73,7 +77,27 @@ impl Lifecycle {
             task: OnceLock::new(),
             stopping: OnceLock::new(),
             entry: EntryBound::new(entry_capacity),
+            handles: AtomicUsize::new(0),
         }
+    }
+
+    /// Handles user code holds now.
+    pub(crate) fn handles(&self) -> usize {
+        self.handles.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// True if it was the last.
+    pub(crate) fn remove_handle(&self) -> bool {
+        self.handles.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Asks the stage to check whether user code can still reach it.
+    pub(crate) fn request_reachability_check(&self) {
+        self.request(|requests| requests.reachability = true);
     }
 
     fn lock(&self) -> MutexGuard<'_, Requests> {

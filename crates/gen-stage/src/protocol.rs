@@ -119,6 +119,8 @@ pub(crate) trait ProducerPort<T>: Send + Sync {
     fn ask(&self, tag: SubscriptionTag, demand: usize) -> bool;
     /// Ends the subscription.
     fn cancel(&self, tag: SubscriptionTag, reason: CancelReason);
+    /// The producer's identity.
+    fn stage_id(&self) -> StageId;
 }
 
 #[cfg(test)]

@@ -146,7 +146,10 @@ pub(crate) async fn start<R: Runner>(
     let (sender, mailbox) = mpsc::unbounded_channel();
     let (exit_sender, exit) = watch::channel(None);
     let life = Arc::new(Lifecycle::new(message_capacity));
-    let me = StageRef::new(sender, exit, stats, life);
+    let me = StageRef::new(sender, exit, stats.clone(), life.clone());
+    // The caller's handle, counted from the start: the stage may check whether it is
+    // reachable before the caller has it.
+    let handle = me.clone();
     let registered = match naming {
         Some(naming) => {
             let port = naming.port.map(|make_port| make_port(&me));
@@ -158,7 +161,24 @@ pub(crate) async fn start<R: Runner>(
         }
         None => None,
     };
-    let runner = make(me.clone());
+    let poked = me.uncounted();
+    crate::reachability::add_stage(
+        me.id(),
+        life,
+        Box::new(move || {
+            poked.lifecycle().request_reachability_check();
+            let _ = poked.send(Envelope::Wake);
+        }),
+    );
+    // Made here, not in the task: a task dropped before it ran still drops it, and
+    // so forgets the stage.
+    let mailbox = Mailbox {
+        receiver: mailbox,
+        reason: ExitReason::Killed,
+        stats,
+        stage: me.id(),
+    };
+    let runner = make(me.uncounted());
     let (started_sender, started) = oneshot::channel();
     let span =
         tracing::debug_span!("stage", id = %me.id(), kind = std::any::type_name::<R::Kind>());
@@ -169,7 +189,7 @@ pub(crate) async fn start<R: Runner>(
     // leave a stage running that nobody holds: it is killed.
     let abandoned = AbortOnDrop::new(task.abort_handle());
     let outcome = match started.await {
-        Ok(Ok(())) => Ok(me),
+        Ok(Ok(())) => Ok(handle),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(StartError::Init(ExitReason::Killed)),
     };
@@ -208,17 +228,12 @@ pub(crate) struct Naming<K: StageKind> {
 
 async fn drive<R: Runner>(
     mut runner: R,
-    mailbox: mpsc::UnboundedReceiver<Envelope<R::Kind>>,
+    mut mailbox: Mailbox<R::Kind>,
     started: oneshot::Sender<Result<(), StartError>>,
     exit: watch::Sender<Option<ExitReason>>,
     registered: Option<(Registry, String)>,
 ) {
     let stats = runner.stats().clone();
-    let mut mailbox = Mailbox {
-        receiver: mailbox,
-        reason: ExitReason::Killed,
-        stats: stats.clone(),
-    };
     let life = runner.control_ref().me.lifecycle().clone();
     let unregister = |id| {
         if let Some((registry, name)) = &registered {
@@ -338,9 +353,14 @@ pub(crate) async fn apply_requests<R: Runner>(runner: &mut R, requests: Requests
         drain,
         urgent,
         replies,
+        reachability,
     } = requests;
     if let Some(reason) = stop {
         runner.control_mut().stop_with(reason);
+    }
+    if reachability && crate::reachability::is_unreachable(runner.stage_id()) {
+        tracing::info!("stage {} stopping: unreachable", runner.stage_id());
+        runner.control_mut().stop_with(ExitReason::Unreachable);
     }
     if !urgent.is_empty() && runner.control_ref().stop.is_none() {
         runner.urgent_cancels(urgent).await;
@@ -401,10 +421,13 @@ struct Mailbox<K: StageKind> {
     reason: ExitReason,
     /// Where the events left in it are counted as unhandled.
     stats: Arc<StatsCell>,
+    stage: crate::StageId,
 }
 
 impl<K: StageKind> Drop for Mailbox<K> {
     fn drop(&mut self) {
+        // The stage is gone, stopped or killed: it no longer joins anything.
+        crate::reachability::remove_stage(self.stage);
         self.receiver.close();
         while let Ok(envelope) = self.receiver.try_recv() {
             self.stats.add_unhandled(envelope.event_count());

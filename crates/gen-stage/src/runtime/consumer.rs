@@ -14,16 +14,22 @@ use crate::subscription::SubscriptionTag;
 
 /// A producer to subscribe to: a handle, or a name resolved when subscribing.
 pub(crate) enum Target<T> {
-    Port(Box<dyn ProducerPort<T>>),
+    /// The port for the consumer's table, and a handle that keeps the producer
+    /// reachable until the subscription is made (the builder is user code's).
+    Port(Box<dyn ProducerPort<T>>, Box<dyn Send + Sync>),
     Name(Registry, String),
 }
 
+/// A resolved target: the port, and what keeps the producer reachable meanwhile.
+pub(crate) type Resolved<T> = (Box<dyn ProducerPort<T>>, Option<Box<dyn Send + Sync>>);
+
 impl<T: Send + 'static> Target<T> {
-    pub(crate) fn resolve(self) -> Result<Box<dyn ProducerPort<T>>, SubscribeError> {
+    pub(crate) fn resolve(self) -> Result<Resolved<T>, SubscribeError> {
         match self {
-            Target::Port(port) => Ok(port),
+            Target::Port(port, held) => Ok((port, Some(held))),
             Target::Name(registry, name) => registry
                 .producer_port(&name)
+                .map(|port| (port, None))
                 .ok_or(SubscribeError::NotRegistered(name)),
         }
     }
@@ -47,7 +53,7 @@ impl<S: Consumer> ConsumerRuntime<S> {
     ) -> Self {
         ConsumerRuntime {
             stage,
-            side: ConsumerSide::new(control.me.stats_cell().clone()),
+            side: ConsumerSide::new(control.me.stats_cell().clone(), control.me.id()),
             control,
             initial,
         }

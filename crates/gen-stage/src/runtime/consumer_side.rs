@@ -32,6 +32,8 @@ pub(crate) struct ConsumerSide<T> {
     pub(crate) exit_reason: ExitReason,
     /// Asked for and not yet received, over every subscription.
     demand_in: usize,
+    /// The stage this side belongs to (see [`crate::reachability`]).
+    me: crate::StageId,
     /// The subscription whose `handle_producer_subscribed` hook runs, and the demand
     /// the hook asked for: sent once the subscription is (GenStage's `ask` in
     /// `handle_subscribe`).
@@ -40,8 +42,9 @@ pub(crate) struct ConsumerSide<T> {
 }
 
 impl<T: Send + 'static> ConsumerSide<T> {
-    pub(crate) fn new(stats: Arc<StatsCell>) -> Self {
+    pub(crate) fn new(stats: Arc<StatsCell>, me: crate::StageId) -> Self {
         ConsumerSide {
+            me,
             producers: TagMap::default(),
             self_cancelled: Vec::new(),
             exit_reason: ExitReason::Killed,
@@ -243,6 +246,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             .producers
             .remove(&tag)
             .ok_or(UnknownSubscription(tag))?;
+        crate::reachability::unlink(tag, self.me);
         self.stats.set_producers(self.producers.len());
         self.add_demand_in(0, upstream.asked);
         upstream
@@ -257,6 +261,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
     /// stage: its mode is then temporary.
     pub(crate) fn remove(&mut self, tag: SubscriptionTag) -> Option<CancelMode> {
         let upstream = self.producers.remove(&tag)?;
+        crate::reachability::unlink(tag, self.me);
         self.stats.set_producers(self.producers.len());
         self.add_demand_in(0, upstream.asked);
         Some(if upstream.closing {
@@ -270,6 +275,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
 impl<T> Drop for ConsumerSide<T> {
     fn drop(&mut self) {
         for (tag, upstream) in self.producers.drain() {
+            crate::reachability::unlink(tag, self.me);
             upstream
                 .port
                 .cancel(tag, CancelReason::Down(self.exit_reason.clone()));

@@ -44,7 +44,7 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         ProducerConsumerRuntime {
             stage,
             output,
-            input: ConsumerSide::new(control.me.stats_cell().clone()),
+            input: ConsumerSide::new(control.me.stats_cell().clone(), control.me.id()),
             control,
             pending: VecDeque::new(),
             initial,

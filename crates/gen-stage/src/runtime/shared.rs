@@ -43,7 +43,8 @@ pub(crate) async fn subscribe_initial<R: Receiving>(
     initial: Vec<InitialSubscription<<R::Kind as crate::kind::StageKind>::In>>,
 ) -> Result<(), StartError> {
     for (target, options) in initial {
-        let producer = target.resolve()?;
+        // `_held` keeps the producer reachable until it is joined to this stage.
+        let (producer, _held) = target.resolve()?;
         let (reply, receiver) = tokio::sync::oneshot::channel();
         let request = SubscribeToRequest {
             tag: SubscriptionTag::next(),
@@ -73,11 +74,14 @@ pub(crate) async fn subscribe<R: Receiving>(
         tracing::error!("subscription with invalid options ignored: {error}");
         return answer(reply, Err(error.into()));
     }
+    let me = runner.control().me.id();
+    crate::reachability::link(tag, me, producer.stage_id());
     runner.input().subscribing = Some((tag, 0));
     let mode = runner.on_producer_subscribed(tag, &options).await;
     let mode = match mode {
         Ok(mode) => mode,
         Err(reason) => {
+            crate::reachability::unlink(tag, me);
             runner.input().subscribing = None;
             answer(reply, Err(SubscribeError::ConsumerStopped(reason.clone())));
             runner.control().stop = Some(reason);
@@ -91,6 +95,7 @@ pub(crate) async fn subscribe<R: Receiving>(
         .input()
         .subscribe(tag, producer, sink, options, mode, reply)
     {
+        crate::reachability::unlink(tag, me);
         match reply {
             Some(reply) => {
                 // `handle_producer_subscribed` took it in: `handle_cancel` sees it go,

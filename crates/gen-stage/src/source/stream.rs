@@ -124,7 +124,7 @@ where
     async fn init(&mut self, ctx: &mut ProducerContext<'_, Self>) -> Result<Init, BoxError> {
         if let Some(stream) = self.stream.take() {
             let (credit, owed) = mpsc::unbounded_channel();
-            let task = tokio::spawn(feed(stream, owed, ctx.stage_ref().clone()));
+            let task = tokio::spawn(feed(stream, owed, ctx.stage_ref().uncounted()));
             self.feeder = Some(Feeder {
                 credit,
                 _task: AbortOnDrop::new(task.abort_handle()),
