@@ -337,6 +337,7 @@ mod stage;
 mod stats;
 mod subscription;
 pub mod supervisor;
+mod sync;
 
 pub use builder::{
     Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
