@@ -8,6 +8,9 @@
 //! next. It grows to as many workers as tasks ever ran at once, so that no task waits
 //! for another to end: every queued task has a worker that is idle (and woken) or new
 //! or about to finish the task it runs.
+//!
+//! The workers and the supervisor coordinate through a lock, atomics and wakes written
+//! by hand; `pool/loom_tests.rs` model-checks them with loom (see the README).
 
 use std::collections::VecDeque;
 use std::future::Future;

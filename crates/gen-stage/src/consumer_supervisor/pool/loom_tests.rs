@@ -6,8 +6,9 @@
 //! assertion.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p gen-stage
-//! --release --lib consumer_supervisor::pool::loom_tests` (a target folder of its own
-//! saves rebuilding the ordinary one).
+//! --release --lib consumer_supervisor::pool::loom_tests` (a target folder of its own,
+//! `CARGO_TARGET_DIR=target/loom`, saves rebuilding the ordinary one): about half a
+//! minute once built.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -130,6 +131,15 @@ async fn run_job(job: Job) -> Result<(), BoxError> {
     }
 }
 
+/// Runs `scenario` in every interleaving up to `LOOM_MAX_PREEMPTIONS` forced switches, 2
+/// when unset: unbounded, the scenarios with two workers would run far too long (with
+/// 3, over ten minutes here).
+fn model(scenario: impl Fn() + Send + Sync + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound.get_or_insert(2);
+    builder.check(scenario);
+}
+
 /// A pool of jobs whose rings wake the returned waker.
 fn pool() -> (Pool<Job>, Arc<AtomicWaker>) {
     let pool = Pool::new(run_job);
@@ -171,7 +181,7 @@ fn wait_outcomes(pool: &Pool<Job>, bell: &AtomicWaker, count: usize) -> Vec<Task
 /// task arrives. Either it sees the task, or the pool's wake reaches it.
 #[test]
 fn a_task_queued_as_the_worker_goes_idle_is_run() {
-    loom::model(|| {
+    model(|| {
         let (mut pool, bell) = pool();
         pool.run([(TaskId(1), Job::Quick)], 1);
         assert_eq!(wait_outcomes(&pool, &bell, 1), vec![(TaskId(1), Ok(()))]);
@@ -186,7 +196,7 @@ fn a_task_queued_as_the_worker_goes_idle_is_run() {
 /// dropping the pool aborts them.)
 #[test]
 fn tasks_queued_together_each_get_an_idle_worker() {
-    loom::model(|| {
+    model(|| {
         let (mut pool, _bell) = pool();
         pool.run([], 2);
         let starts = Arc::new(Starts::default());
@@ -203,7 +213,7 @@ fn tasks_queued_together_each_get_an_idle_worker() {
 /// new worker looks at the queue itself.
 #[test]
 fn tasks_queued_with_new_workers_each_get_one() {
-    loom::model(|| {
+    model(|| {
         let (mut pool, _bell) = pool();
         let starts = Arc::new(Starts::default());
         pool.run([(TaskId(1), Job::Hold(starts.clone()))], 1);
@@ -216,7 +226,7 @@ fn tasks_queued_with_new_workers_each_get_one() {
 /// supervisor.
 #[test]
 fn outcomes_of_two_workers_all_reach_the_supervisor() {
-    loom::model(|| {
+    model(|| {
         let (mut pool, bell) = pool();
         pool.run([(TaskId(1), Job::Quick), (TaskId(2), Job::Fail)], 2);
         let outcomes = wait_outcomes(&pool, &bell, 2);
@@ -232,11 +242,26 @@ fn outcomes_of_two_workers_all_reach_the_supervisor() {
 /// outcome for it, and leaves the worker free for the next task.
 #[test]
 fn terminate_ends_a_running_task() {
-    loom::model(|| {
+    terminate_a_gated_task(true);
+}
+
+/// Terminating a task as its worker takes it from the queue: the task is found either
+/// queued or running, and never runs on after `terminate` returns.
+#[test]
+fn terminate_ends_a_task_being_taken() {
+    terminate_a_gated_task(false);
+}
+
+/// Queues a task that waits, terminates it (once it started, if `once_started`), and
+/// checks that it no longer runs and that its worker then runs the next task.
+fn terminate_a_gated_task(once_started: bool) {
+    model(move || {
         let (mut pool, bell) = pool();
         let gate = Gate::closed();
         pool.run([(TaskId(1), Job::Gated(gate.clone()))], 1);
-        gate.wait_started();
+        if once_started {
+            gate.wait_started();
+        }
         block_on(pool.terminate(TaskId(1)));
         assert!(!gate.is_alive(), "the terminated task still runs");
         pool.run([(TaskId(2), Job::Quick)], 1);
@@ -245,31 +270,11 @@ fn terminate_ends_a_running_task() {
     });
 }
 
-/// Terminating a task as its worker takes it from the queue: the task is found either
-/// queued or running, and never runs on after `terminate` returns.
-#[test]
-fn terminate_ends_a_task_being_taken() {
-    loom::model(|| {
-        let (mut pool, bell) = pool();
-        let gate = Gate::closed();
-        pool.run([(TaskId(1), Job::Gated(gate.clone()))], 1);
-        block_on(pool.terminate(TaskId(1)));
-        assert!(!gate.is_alive(), "the terminated task still runs");
-        pool.run([(TaskId(2), Job::Fail)], 1);
-        let outcomes = wait_outcomes(&pool, &bell, 1);
-        assert!(matches!(
-            outcomes.as_slice(),
-            [(TaskId(2), Err(TaskFailure::Run(_)))]
-        ));
-        block_on(pool.shutdown(None));
-    });
-}
-
 /// A shutdown without a deadline lets the running task end (here woken from another
 /// thread while the shutdown starts) and the queued one run, then stops the workers.
 #[test]
 fn shutdown_waits_for_running_and_queued_tasks() {
-    loom::model(|| {
+    model(|| {
         let (mut pool, _bell) = pool();
         let (running, queued) = (Gate::closed(), Gate::opened());
         let tasks = [
