@@ -383,6 +383,7 @@ mod stage;
 mod stats;
 mod subscription;
 pub mod supervisor;
+mod sync;
 mod timers;
 
 pub use builder::{

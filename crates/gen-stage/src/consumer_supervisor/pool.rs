@@ -8,22 +8,23 @@
 //! next. It grows to as many workers as tasks ever ran at once, so that no task waits
 //! for another to end: every queued task has a worker that is idle (and woken) or new
 //! or about to finish the task it runs.
+//!
+//! The workers and the supervisor coordinate through a lock, atomics and wakes written
+//! by hand; `pool/loom_tests.rs` model-checks them with loom (see the README).
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
-use futures::task::AtomicWaker;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::TaskId;
 use crate::exit::{BoxError, ExitReason};
+use crate::sync::task::{self, JoinHandle};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicWaker, Mutex, MutexGuard, Notify, Ordering};
 
 /// How one task ended.
 pub(super) type TaskOutcome = (TaskId, Result<(), TaskFailure>);
@@ -110,7 +111,7 @@ impl<E: Send + 'static> Pool<E> {
             }),
             workers: Vec::new(),
             start_worker: Box::new(move |shared, state| {
-                tokio::spawn(work(shared, state, template.clone()))
+                task::spawn(work(shared, state, template.clone()))
             }),
         }
     }
@@ -298,7 +299,7 @@ where
         // Tasks that end in their first poll never spend the worker's cooperative
         // budget: this gives the scheduler a turn every so many of them, as a task
         // spawned for each would.
-        tokio::task::coop::consume_budget().await;
+        task::consume_budget().await;
     }
 }
 
@@ -427,5 +428,8 @@ where
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
