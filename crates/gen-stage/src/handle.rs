@@ -30,8 +30,11 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A handle to a running stage: cheap to clone, typed by the stage's kind.
 ///
 /// Write it with the aliases [`ProducerRef`], [`ConsumerRef`] and
-/// [`ProducerConsumerRef`]. Dropping every handle does not stop the stage: stop it with
-/// [`StageRef::stop`], or let its subscriptions end it.
+/// [`ProducerConsumerRef`]. A stage runs while user code can reach it or a stage
+/// joined to it by subscriptions: once every handle of such a set is gone (and no
+/// registry, supervisor or stream reaches it), the set stops with
+/// [`ExitReason::Unreachable`]. Stop it yourself with [`StageRef::stop`], or let its
+/// subscriptions end it.
 pub struct StageRef<K: StageKind> {
     id: StageId,
     mailbox: mpsc::UnboundedSender<Envelope<K>>,

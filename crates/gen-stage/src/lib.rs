@@ -285,6 +285,23 @@
 //! - A call whose stage stops before replying fails with
 //!   [`CallError::Stopped`], which carries the reason.
 //!
+//! ## Unreachable pipelines stop
+//!
+//! Stages joined by subscriptions keep running while user code can reach any one of
+//! them: through a [`StageRef`] it holds (every clone counts), a name in a
+//! [`Registry`] it holds, a [`Supervisor`](supervisor::Supervisor), or an
+//! [`EventStream`] that consumes one of them. Once none of them can be reached, every
+//! stage of that set stops with [`ExitReason::Unreachable`] (a graceful reason), after
+//! the messages already queued to it. So a pipeline whose handles were lost (an early
+//! return, a `?`) does not run on unseen:
+//!
+//! - keep any one handle of `A -> B -> C` and the whole chain runs: keeping `C`'s, a
+//!   finite `A` runs to completion; keeping `A`'s, `C` goes on consuming;
+//! - drop every handle, and every stage of the chain stops;
+//! - a stage's own handle ([`Context::stage_ref`]) does not count, but a clone of it
+//!   does: a task of yours that holds a clone keeps the pipeline running, as it can
+//!   still send it messages.
+//!
 //! # Names and supervision
 //!
 //! A [`Registry`] names running stages: builders register a stage with `name` and

@@ -54,8 +54,6 @@ pub(crate) struct Requests {
     /// Reply handles the stage's code dropped without replying, held until the loop
     /// knows whether the stage stops, so that the callers learn why.
     pub(crate) replies: Vec<Box<dyn Send>>,
-    /// The stage may be unreachable: it checks, and stops if it is.
-    pub(crate) reachability: bool,
 }
 
 /// How to kill a stage's task: its abort handle once spawned, and a kill asked for
@@ -93,11 +91,6 @@ impl Lifecycle {
     /// True if it was the last.
     pub(crate) fn remove_handle(&self) -> bool {
         self.handles.fetch_sub(1, Ordering::AcqRel) == 1
-    }
-
-    /// Asks the stage to check whether user code can still reach it.
-    pub(crate) fn request_reachability_check(&self) {
-        self.request(|requests| requests.reachability = true);
     }
 
     fn lock(&self) -> MutexGuard<'_, Requests> {

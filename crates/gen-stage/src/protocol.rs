@@ -59,6 +59,9 @@ pub(crate) enum Envelope<K: StageKind> {
     Stop(ExitReason),
     /// Wakes a loop waiting for mail to read its lifecycle requests.
     Wake,
+    /// The stage may be unreachable (see [`crate::reachability`]): it checks, and
+    /// stops if it is.
+    CheckReachable,
 }
 
 impl<K: StageKind> Envelope<K> {

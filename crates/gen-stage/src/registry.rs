@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::handle::StageRef;
 use crate::kind::{EmitsEvents, StageKind};
@@ -92,10 +92,27 @@ impl fmt::Display for NameTaken {
 
 impl std::error::Error for NameTaken {}
 
+/// A registry as a stage that registered in it holds it: it does not keep the
+/// registry (and so the stages it names) alive.
+pub(crate) struct WeakRegistry(Weak<Mutex<HashMap<String, Entry>>>);
+
+impl WeakRegistry {
+    /// Frees `name` if `id` still holds it, if the registry is still there.
+    pub(crate) fn unregister(&self, name: &str, id: StageId) {
+        if let Some(entries) = self.0.upgrade() {
+            Registry { entries }.unregister(name, id);
+        }
+    }
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakRegistry {
+        WeakRegistry(Arc::downgrade(&self.entries))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {

@@ -30,7 +30,7 @@ use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef, wait_reply};
 use crate::kind::StageKind;
 use crate::lifecycle::{Lifecycle, Requests};
 use crate::protocol::{Envelope, SubscribeReply, SubscribeRequest};
-use crate::registry::{PortEntryMaker, Registry};
+use crate::registry::{PortEntryMaker, Registry, WeakRegistry};
 use crate::stage::Init;
 use crate::stats::{StageState, StatsCell};
 use crate::subscription::SubscriptionTag;
@@ -157,7 +157,7 @@ pub(crate) async fn start<R: Runner>(
                 .registry
                 .register(&naming.name, &me, port)
                 .map_err(StartError::NameTaken)?;
-            Some((naming.registry, naming.name))
+            Some((naming.registry.downgrade(), naming.name))
         }
         None => None,
     };
@@ -165,9 +165,10 @@ pub(crate) async fn start<R: Runner>(
     crate::reachability::add_stage(
         me.id(),
         life,
+        // In the mailbox's order, behind what is already queued: a stage that learns
+        // that its producer ended stops for that reason, not as unreachable.
         Box::new(move || {
-            poked.lifecycle().request_reachability_check();
-            let _ = poked.send(Envelope::Wake);
+            let _ = poked.send(Envelope::CheckReachable);
         }),
     );
     // Made here, not in the task: a task dropped before it ran still drops it, and
@@ -231,7 +232,7 @@ async fn drive<R: Runner>(
     mut mailbox: Mailbox<R::Kind>,
     started: oneshot::Sender<Result<(), StartError>>,
     exit: watch::Sender<Option<ExitReason>>,
-    registered: Option<(Registry, String)>,
+    registered: Option<(WeakRegistry, String)>,
 ) {
     let stats = runner.stats().clone();
     let life = runner.control_ref().me.lifecycle().clone();
@@ -353,14 +354,9 @@ pub(crate) async fn apply_requests<R: Runner>(runner: &mut R, requests: Requests
         drain,
         urgent,
         replies,
-        reachability,
     } = requests;
     if let Some(reason) = stop {
         runner.control_mut().stop_with(reason);
-    }
-    if reachability && crate::reachability::is_unreachable(runner.stage_id()) {
-        tracing::info!("stage {} stopping: unreachable", runner.stage_id());
-        runner.control_mut().stop_with(ExitReason::Unreachable);
     }
     if !urgent.is_empty() && runner.control_ref().stop.is_none() {
         runner.urgent_cancels(urgent).await;
@@ -377,6 +373,14 @@ pub(crate) async fn apply_requests<R: Runner>(runner: &mut R, requests: Requests
         runner.control_ref().me.lifecycle().set_stopping(reason);
     }
     drop(replies);
+}
+
+/// Stops the stage if no user code can reach it or a stage joined to it.
+pub(crate) fn check_reachable<K: StageKind>(control: &mut Control<K>) {
+    if crate::reachability::is_unreachable(control.me.id()) {
+        tracing::info!("stage {} stopping: unreachable", control.me.id());
+        control.stop_with(ExitReason::Unreachable);
+    }
 }
 
 /// Between two batches of a delivery: carries out what was asked ahead of the

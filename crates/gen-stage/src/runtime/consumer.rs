@@ -8,7 +8,9 @@ use crate::options::SubscribeOptions;
 use crate::protocol::{Envelope, ProducerPort};
 use crate::registry::Registry;
 use crate::runtime::shared::{self, Receiving};
-use crate::runtime::{ConsumerSide, Runner, catch, guarded, init_outcome, stops_between_batches};
+use crate::runtime::{
+    ConsumerSide, Runner, catch, check_reachable, guarded, init_outcome, stops_between_batches,
+};
 use crate::stage::{AskMode, Consumer};
 use crate::subscription::SubscriptionTag;
 
@@ -179,6 +181,7 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
             }
             Envelope::Stop(reason) => self.fail(reason),
             Envelope::Wake => {}
+            Envelope::CheckReachable => check_reachable(&mut self.control),
             // A consumer has no consumers and no buffer.
             Envelope::Subscribe(_)
             | Envelope::Ask { .. }

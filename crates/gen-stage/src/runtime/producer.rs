@@ -8,7 +8,7 @@ use crate::options::SubscribeOptions;
 use crate::protocol::Envelope;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting};
-use crate::runtime::{ProducerSide, Runner, catch, guarded, init_outcome};
+use crate::runtime::{ProducerSide, Runner, catch, check_reachable, guarded, init_outcome};
 use crate::stage::Producer;
 use crate::subscription::SubscriptionTag;
 
@@ -175,6 +175,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
             }
             Envelope::Stop(reason) => self.fail(reason),
             Envelope::Wake => {}
+            Envelope::CheckReachable => check_reachable(&mut self.control),
             // A producer has no producers: these cannot be addressed to it.
             Envelope::Events { .. }
             | Envelope::ProducerCancelled { .. }

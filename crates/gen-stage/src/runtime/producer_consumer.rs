@@ -13,7 +13,8 @@ use crate::runtime::consumer::InitialSubscription;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting, Receiving};
 use crate::runtime::{
-    ConsumerSide, ProducerSide, Runner, catch, guarded, init_outcome, stops_between_batches,
+    ConsumerSide, ProducerSide, Runner, catch, check_reachable, guarded, init_outcome,
+    stops_between_batches,
 };
 use crate::stage::{AskMode, ProducerConsumer};
 use crate::subscription::SubscriptionTag;
@@ -310,6 +311,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             }
             Envelope::Stop(reason) => self.fail(reason),
             Envelope::Wake => {}
+            Envelope::CheckReachable => check_reachable(&mut self.control),
         }
         self.flush().await;
     }
