@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use std::task::Poll;
+
+use futures::task::AtomicWaker;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -28,7 +30,9 @@ pub(crate) struct Lifecycle {
     requests: Mutex<Requests>,
     /// Set once the work in hand is to be dropped (a stop that timed out).
     abandoned: AtomicBool,
-    abandon: Notify,
+    /// The stage's task, polled by the race with [`Lifecycle::abandoned`] at each of
+    /// its wake-ups: an atomic register, no lock.
+    abandon: AtomicWaker,
     abort: Abort,
     /// The stage's task, to tell a reply handle dropped by the stage's own code from
     /// one dropped elsewhere.
@@ -70,7 +74,7 @@ impl Lifecycle {
             pending: AtomicBool::new(false),
             requests: Mutex::default(),
             abandoned: AtomicBool::new(false),
-            abandon: Notify::new(),
+            abandon: AtomicWaker::new(),
             abort: Abort::default(),
             task: OnceLock::new(),
             stopping: OnceLock::new(),
@@ -141,20 +145,24 @@ impl Lifecycle {
     /// Asks the stage to drop the work in hand (its stop timed out).
     pub(crate) fn abandon(&self) {
         self.abandoned.store(true, Ordering::Release);
-        self.abandon.notify_waiters();
+        self.abandon.wake();
     }
 
     /// Resolves once [`Self::abandon`] was called.
     pub(crate) async fn abandoned(&self) {
-        loop {
-            let notified = self.abandon.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
+        std::future::poll_fn(|cx| {
             if self.abandoned.load(Ordering::Acquire) {
-                return;
+                return Poll::Ready(());
             }
-            notified.await;
-        }
+            self.abandon.register(cx.waker());
+            // Set between the load and the register: its wake may have found no waker.
+            if self.abandoned.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     pub(crate) fn set_abort(&self, abort: AbortHandle) {
