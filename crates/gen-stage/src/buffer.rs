@@ -223,6 +223,52 @@ mod tests {
     }
 
     #[test]
+    fn an_info_after_a_keep_first_overflow_follows_the_last_kept_event() {
+        let mut b = buffer(3, BufferKeep::First);
+        let mut released = Vec::new();
+        b.store(vec!['a', 'b'], &mut released);
+        // 'd' and 'e' do not fit: the info follows 'c', the last event kept.
+        assert_eq!(b.store("cde".chars().collect(), &mut released), 2);
+        assert_eq!(b.store_info("after c"), None);
+        assert_eq!(take(&mut b, 2, &mut released), vec!['a', 'b']);
+        assert!(released.is_empty(), "'c' is still buffered");
+        b.store(vec!['f'], &mut released);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['c']);
+        assert_eq!(released, vec!["after c"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['f']);
+    }
+
+    #[test]
+    fn an_info_after_a_keep_last_eviction_follows_the_newest_event() {
+        let mut b = buffer(3, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a', 'b'], &mut released);
+        assert_eq!(b.store("cde".chars().collect(), &mut released), 2);
+        assert_eq!(b.store_info("after e"), None);
+        // 'f' evicts 'c'; the info still waits for 'd' and 'e'.
+        assert_eq!(b.store(vec!['f'], &mut released), 1);
+        assert!(released.is_empty());
+        assert_eq!(take(&mut b, 5, &mut released), vec!['d', 'e']);
+        assert_eq!(released, vec!["after e"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['f']);
+    }
+
+    #[test]
+    fn an_info_after_new_events_were_evicted_follows_the_newest_event() {
+        let mut b = buffer(2, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a'], &mut released);
+        // 'a' and 'b', the oldest of the new events, make room.
+        assert_eq!(b.store("bcd".chars().collect(), &mut released), 2);
+        assert_eq!(b.store_info("after d"), None);
+        assert_eq!(b.store(vec!['e'], &mut released), 1);
+        assert!(released.is_empty());
+        assert_eq!(take(&mut b, 5, &mut released), vec!['d']);
+        assert_eq!(released, vec!["after d"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['e']);
+    }
+
+    #[test]
     fn put_back_restores_order_and_positions() {
         let mut b = buffer(10, BufferKeep::Last);
         let mut released = Vec::new();
