@@ -31,6 +31,11 @@ pub struct StageStats {
     /// Events discarded: by the buffer, or sent to consumers that had gone, or received
     /// for subscriptions the stage had cancelled.
     pub events_discarded: u64,
+    /// Events received beyond the automatic demand of their subscription (each such
+    /// delivery is also logged as an error); counted in `events_received` too. Only a
+    /// producer that breaks the protocol, or asks added by hand to an automatic
+    /// subscription ([`StageRef::ask`](crate::StageRef::ask)), make it grow.
+    pub events_in_excess: u64,
     /// Events waiting in the buffer.
     pub buffered: usize,
     /// Consumers subscribed to the stage.
@@ -74,6 +79,7 @@ pub(crate) struct StatsCell {
     received: AtomicU64,
     emitted: AtomicU64,
     discarded: AtomicU64,
+    in_excess: AtomicU64,
     buffered: AtomicUsize,
     consumers: AtomicUsize,
     producers: AtomicUsize,
@@ -97,6 +103,10 @@ impl StatsCell {
         if count > 0 {
             self.discarded.fetch_add(count as u64, Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn add_in_excess(&self, count: usize) {
+        self.in_excess.fetch_add(count as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn set_buffered(&self, count: usize) {
@@ -140,6 +150,7 @@ impl StatsCell {
             events_received: self.received.load(Ordering::Relaxed),
             events_emitted: self.emitted.load(Ordering::Relaxed),
             events_discarded: self.discarded.load(Ordering::Relaxed),
+            events_in_excess: self.in_excess.load(Ordering::Relaxed),
             buffered: self.buffered.load(Ordering::Relaxed),
             consumers: self.consumers.load(Ordering::Relaxed),
             producers: self.producers.load(Ordering::Relaxed),
