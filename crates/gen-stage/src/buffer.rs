@@ -269,6 +269,38 @@ mod tests {
     }
 
     #[test]
+    fn an_unbounded_buffer_releases_infos_after_their_events() {
+        let mut b: Buffer<char, &'static str> =
+            Buffer::new(BufferSize::Unbounded, BufferKeep::Last);
+        let mut released = Vec::new();
+        assert_eq!(b.store(vec!['a', 'b'], &mut released), 0);
+        assert_eq!(b.store_info("after b"), None);
+        assert_eq!(b.store(vec!['c'], &mut released), 0);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['a', 'b']);
+        assert_eq!(released, vec!["after b"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['c']);
+    }
+
+    #[test]
+    fn infos_taken_out_by_pick_leave_the_others_in_place() {
+        let mut b = buffer(10, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a'], &mut released);
+        b.store_info("keep 1");
+        b.store_info("pick 1");
+        b.store(vec!['b'], &mut released);
+        b.store_info("pick 2");
+        b.store_info("keep 2");
+        let mut picked = Vec::new();
+        b.take_infos_where(|info| info.starts_with("pick"), &mut picked);
+        assert_eq!(picked, vec!["pick 1", "pick 2"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['a']);
+        assert_eq!(released, vec!["keep 1"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['b']);
+        assert_eq!(released, vec!["keep 1", "keep 2"]);
+    }
+
+    #[test]
     fn put_back_restores_order_and_positions() {
         let mut b = buffer(10, BufferKeep::Last);
         let mut released = Vec::new();

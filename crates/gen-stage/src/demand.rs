@@ -190,6 +190,18 @@ mod tests {
     }
 
     #[test]
+    fn batches_know_how_many_are_left() {
+        let mut one = Batches::one(vec![1], 0);
+        assert_eq!(one.size_hint(), (1, Some(1)));
+        one.next();
+        assert_eq!(one.size_hint(), (0, Some(0)));
+        let (mut many, _) = AutoDemand::new(0, 2).split(vec![1, 2, 3]);
+        assert_eq!(many.size_hint(), (2, Some(2)));
+        many.next();
+        assert_eq!(many.size_hint(), (1, Some(1)));
+    }
+
+    #[test]
     fn excess_is_reported() {
         let mut demand = AutoDemand::new(0, 2);
         let (batches, excess) = demand.split(vec![1, 2, 3]);
