@@ -455,10 +455,10 @@ async fn drain_one_by_one(
     count: usize,
 ) {
     for received in events.event_count() + 1..=count {
-        consumer.ask(tag, n(1)).unwrap();
+        consumer.ask(tag, n(1)).expect("alive");
         events.wait_for_events(received).await;
     }
-    producer.call(Cmd::Ping).await.unwrap();
+    producer.call(Cmd::Ping).await.expect("alive");
 }
 
 #[tokio::test]
