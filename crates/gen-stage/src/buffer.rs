@@ -159,7 +159,9 @@ mod tests {
         let mut released = Vec::new();
         assert_eq!(b.store("abcde".chars().collect(), &mut released), 0);
         assert_eq!(b.store("fgh".chars().collect(), &mut released), 3);
+        assert_eq!(b.len(), 5);
         assert_eq!(take(&mut b, 4, &mut released), vec!['a', 'b', 'c', 'd']);
+        assert_eq!(b.len(), 1);
         assert_eq!(take(&mut b, 4, &mut released), vec!['e']);
     }
 
@@ -314,6 +316,21 @@ mod tests {
             "the info waits for the events put back"
         );
         assert_eq!(take(&mut b, 5, &mut released), vec!['b', 'c']);
+        assert_eq!(released, vec!["end"]);
+    }
+
+    #[test]
+    fn putting_back_one_event_or_none_keeps_the_info_waiting_for_it() {
+        let mut b = buffer(10, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a', 'b', 'c'], &mut released);
+        b.store_info("end");
+        let mut taken = b.take(3);
+        b.put_back(taken.split_off(2));
+        b.put_back(Vec::new());
+        b.release_due(&mut released);
+        assert!(released.is_empty(), "the info waits for 'c'");
+        assert_eq!(take(&mut b, 5, &mut released), vec!['c']);
         assert_eq!(released, vec!["end"]);
     }
 }
