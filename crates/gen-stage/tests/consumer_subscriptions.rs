@@ -6,8 +6,8 @@ mod support;
 
 use gen_stage::dispatcher::{Deliveries, DemandDispatcher, Dispatcher, Subscriber};
 use gen_stage::{
-    AskMode, BoxError, CancelMode, Consumer, ConsumerContext, ConsumerRef, ExitReason, ReplyTo,
-    SubscribeOptions, SubscriptionTag, UnknownSubscription,
+    AskMode, BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ConsumerRef,
+    ExitReason, ReplyTo, SubscribeOptions, SubscriptionTag, UnknownSubscription,
 };
 use gen_stage_test::{Recorded, Script};
 use support::{barrier, n, scripted, scripted_by};
@@ -28,6 +28,8 @@ type AsksInHandshake = (
 #[derive(Default)]
 struct Lister {
     asks_in_handshake: Recorded<AsksInHandshake>,
+    /// The subscriptions `handle_cancel` saw go.
+    cancelled: Recorded<SubscriptionTag>,
 }
 
 enum Cmd {
@@ -60,6 +62,16 @@ impl Consumer for Lister {
         Ok(())
     }
 
+    async fn handle_cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        _reason: &CancelReason,
+        _ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.cancelled.push(tag);
+        Ok(())
+    }
+
     async fn handle_message(
         &mut self,
         message: Cmd,
@@ -77,11 +89,14 @@ impl Consumer for Lister {
     }
 }
 
-async fn start_lister() -> (ConsumerRef<Lister>, Recorded<AsksInHandshake>) {
+async fn start_lister() -> (ConsumerRef<Lister>, Lister) {
     let lister = Lister::default();
-    let asks = lister.asks_in_handshake.clone();
+    let records = Lister {
+        asks_in_handshake: lister.asks_in_handshake.clone(),
+        cancelled: lister.cancelled.clone(),
+    };
     let started = gen_stage::consumer(lister).start().await;
-    (started.expect("the consumer starts"), asks)
+    (started.expect("the consumer starts"), records)
 }
 
 async fn list(consumer: &ConsumerRef<Lister>) -> Vec<SubscriptionTag> {
@@ -95,7 +110,7 @@ fn sorted(mut tags: Vec<SubscriptionTag>) -> Vec<SubscriptionTag> {
 
 #[tokio::test]
 async fn subscriptions_lists_exactly_the_live_subscriptions() {
-    let (consumer, _) = start_lister().await;
+    let (consumer, records) = start_lister().await;
     assert_eq!(list(&consumer).await, vec![]);
     let (first, _) = scripted::<u64>().await;
     let (second, _) = scripted::<u64>().await;
@@ -116,13 +131,15 @@ async fn subscriptions_lists_exactly_the_live_subscriptions() {
 
     // Ended by the producer: gone once the consumer has handled the cancellation.
     second.cast(Script::Stop(ExitReason::Normal)).unwrap();
-    second.stopped().await;
+    records.cancelled.wait_for_len(2).await;
+    assert_eq!(records.cancelled.snapshot(), vec![a, b]);
     assert_eq!(list(&consumer).await, vec![]);
 }
 
 #[tokio::test]
 async fn an_ask_on_an_unknown_tag_during_a_handshake_is_refused_and_adds_no_demand() {
-    let (consumer, asks) = start_lister().await;
+    let (consumer, records) = start_lister().await;
+    let asks = records.asks_in_handshake;
     let (producer, record) = scripted::<u64>().await;
     let tag = consumer
         .subscribe_to(&producer, SubscribeOptions::new())
