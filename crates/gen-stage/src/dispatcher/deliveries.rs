@@ -293,5 +293,17 @@ mod tests {
         assert_eq!(deliveries.len(), 1);
         let seen: Vec<_> = deliveries.batches().collect();
         assert_eq!(seen, [(tag, &[7, 8][..])]);
+        assert_eq!(format!("{deliveries:?}"), format!("[({tag:?}, 2)]"));
+    }
+
+    #[test]
+    fn a_shared_batch_shows_its_events_to_each_holder() {
+        let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
+        let mut deliveries = Deliveries::new();
+        deliveries.push_to_each([a, b], vec![1, 2, 3]);
+        let seen: Vec<_> = deliveries.batches().collect();
+        assert_eq!(seen, [(a, &[1, 2, 3][..]), (b, &[1, 2, 3][..])]);
+        let lengths: Vec<usize> = deliveries.drain_batches().map(|(_, p)| p.len()).collect();
+        assert_eq!(lengths, [3, 3]);
     }
 }
