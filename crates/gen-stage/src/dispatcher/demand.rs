@@ -287,6 +287,24 @@ mod tests {
     }
 
     #[test]
+    fn buffered_events_left_over_do_not_pay_back_owed_demand() {
+        let mut d = subscribed(&[1, 2]);
+        ask(&mut d, 1, 3);
+        cancel(&mut d, 1);
+        ask(&mut d, 2, 1);
+        // 2 of the cancelled 3 are still owed; buffered events left over were already
+        // counted when they arrived, so they pay back nothing.
+        let mut deliveries = Deliveries::new();
+        let left = d.dispatch_buffered(vec![1, 2, 3], &mut deliveries);
+        assert_eq!(left, vec![2, 3]);
+        assert_eq!(
+            deliveries.drain().collect::<Vec<_>>(),
+            vec![(tag(2), vec![1])]
+        );
+        assert_eq!(ask(&mut d, 2, 5), 3);
+    }
+
+    #[test]
     fn ties_go_to_the_longest_waiting_consumer() {
         let mut d = subscribed(&[1, 2, 3]);
         for t in [1, 2, 3] {
