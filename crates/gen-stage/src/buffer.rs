@@ -159,7 +159,9 @@ mod tests {
         let mut released = Vec::new();
         assert_eq!(b.store("abcde".chars().collect(), &mut released), 0);
         assert_eq!(b.store("fgh".chars().collect(), &mut released), 3);
+        assert_eq!(b.len(), 5);
         assert_eq!(take(&mut b, 4, &mut released), vec!['a', 'b', 'c', 'd']);
+        assert_eq!(b.len(), 1);
         assert_eq!(take(&mut b, 4, &mut released), vec!['e']);
     }
 
@@ -223,6 +225,84 @@ mod tests {
     }
 
     #[test]
+    fn an_info_after_a_keep_first_overflow_follows_the_last_kept_event() {
+        let mut b = buffer(3, BufferKeep::First);
+        let mut released = Vec::new();
+        b.store(vec!['a', 'b'], &mut released);
+        // 'd' and 'e' do not fit: the info follows 'c', the last event kept.
+        assert_eq!(b.store("cde".chars().collect(), &mut released), 2);
+        assert_eq!(b.store_info("after c"), None);
+        assert_eq!(take(&mut b, 2, &mut released), vec!['a', 'b']);
+        assert!(released.is_empty(), "'c' is still buffered");
+        b.store(vec!['f'], &mut released);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['c']);
+        assert_eq!(released, vec!["after c"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['f']);
+    }
+
+    #[test]
+    fn an_info_after_a_keep_last_eviction_follows_the_newest_event() {
+        let mut b = buffer(3, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a', 'b'], &mut released);
+        assert_eq!(b.store("cde".chars().collect(), &mut released), 2);
+        assert_eq!(b.store_info("after e"), None);
+        // 'f' evicts 'c'; the info still waits for 'd' and 'e'.
+        assert_eq!(b.store(vec!['f'], &mut released), 1);
+        assert!(released.is_empty());
+        assert_eq!(take(&mut b, 5, &mut released), vec!['d', 'e']);
+        assert_eq!(released, vec!["after e"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['f']);
+    }
+
+    #[test]
+    fn an_info_after_new_events_were_evicted_follows_the_newest_event() {
+        let mut b = buffer(2, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a'], &mut released);
+        // 'a' and 'b', the oldest of the new events, make room.
+        assert_eq!(b.store("bcd".chars().collect(), &mut released), 2);
+        assert_eq!(b.store_info("after d"), None);
+        assert_eq!(b.store(vec!['e'], &mut released), 1);
+        assert!(released.is_empty());
+        assert_eq!(take(&mut b, 5, &mut released), vec!['d']);
+        assert_eq!(released, vec!["after d"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['e']);
+    }
+
+    #[test]
+    fn an_unbounded_buffer_releases_infos_after_their_events() {
+        let mut b: Buffer<char, &'static str> =
+            Buffer::new(BufferSize::Unbounded, BufferKeep::Last);
+        let mut released = Vec::new();
+        assert_eq!(b.store(vec!['a', 'b'], &mut released), 0);
+        assert_eq!(b.store_info("after b"), None);
+        assert_eq!(b.store(vec!['c'], &mut released), 0);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['a', 'b']);
+        assert_eq!(released, vec!["after b"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['c']);
+    }
+
+    #[test]
+    fn infos_taken_out_by_pick_leave_the_others_in_place() {
+        let mut b = buffer(10, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a'], &mut released);
+        b.store_info("keep 1");
+        b.store_info("pick 1");
+        b.store(vec!['b'], &mut released);
+        b.store_info("pick 2");
+        b.store_info("keep 2");
+        let mut picked = Vec::new();
+        b.take_infos_where(|info| info.starts_with("pick"), &mut picked);
+        assert_eq!(picked, vec!["pick 1", "pick 2"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['a']);
+        assert_eq!(released, vec!["keep 1"]);
+        assert_eq!(take(&mut b, 5, &mut released), vec!['b']);
+        assert_eq!(released, vec!["keep 1", "keep 2"]);
+    }
+
+    #[test]
     fn put_back_restores_order_and_positions() {
         let mut b = buffer(10, BufferKeep::Last);
         let mut released = Vec::new();
@@ -236,6 +316,21 @@ mod tests {
             "the info waits for the events put back"
         );
         assert_eq!(take(&mut b, 5, &mut released), vec!['b', 'c']);
+        assert_eq!(released, vec!["end"]);
+    }
+
+    #[test]
+    fn putting_back_one_event_or_none_keeps_the_info_waiting_for_it() {
+        let mut b = buffer(10, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a', 'b', 'c'], &mut released);
+        b.store_info("end");
+        let mut taken = b.take(3);
+        b.put_back(taken.split_off(2));
+        b.put_back(Vec::new());
+        b.release_due(&mut released);
+        assert!(released.is_empty(), "the info waits for 'c'");
+        assert_eq!(take(&mut b, 5, &mut released), vec!['c']);
         assert_eq!(released, vec!["end"]);
     }
 }

@@ -190,10 +190,48 @@ mod tests {
     }
 
     #[test]
+    fn batches_know_how_many_are_left() {
+        let mut one = Batches::one(vec![1], 0);
+        assert_eq!(one.size_hint(), (1, Some(1)));
+        one.next();
+        assert_eq!(one.size_hint(), (0, Some(0)));
+        let (mut many, _) = AutoDemand::new(0, 2).split(vec![1, 2, 3]);
+        assert_eq!(many.size_hint(), (2, Some(2)));
+        many.next();
+        assert_eq!(many.size_hint(), (1, Some(1)));
+    }
+
+    #[test]
     fn excess_is_reported() {
         let mut demand = AutoDemand::new(0, 2);
         let (batches, excess) = demand.split(vec![1, 2, 3]);
         assert_eq!(excess, 1);
         assert_eq!(batches.map(|b| b.events.len()).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn a_partial_over_delivery_counts_only_the_events_beyond_demand() {
+        let mut demand = AutoDemand::new(0, 10);
+        assert_eq!(shape(&mut demand, 0..6), vec![(0, 5, 0)]);
+        // 4 asked, 7 received in one batch: 3 in excess, and the subscription is topped
+        // back up to max.
+        let (batches, excess) = demand.split((6..13).collect::<Vec<u32>>());
+        assert_eq!(excess, 3);
+        let batches: Vec<_> = batches.map(|b| (b.events.len(), b.ask_after)).collect();
+        assert_eq!(batches, vec![(7, 10)]);
+        assert_eq!(demand.pending(), 10);
+    }
+
+    #[test]
+    fn the_excess_of_a_delivery_cut_in_batches_is_counted_once() {
+        let mut demand = AutoDemand::new(2, 4);
+        assert_eq!(shape(&mut demand, 0..1), vec![(0, 0, 0)]);
+        // 3 asked, 7 received in batches of 2: the 4 beyond the 3 are in excess.
+        let (batches, excess) = demand.split((1..8).collect::<Vec<u32>>());
+        assert_eq!(excess, 4);
+        assert_eq!(
+            batches.map(|b| b.events.len()).collect::<Vec<_>>(),
+            vec![2, 2, 2, 1]
+        );
     }
 }

@@ -35,6 +35,11 @@ pub struct StageStats {
     /// queued in its mailbox, or in the rest of a delivery, when a stop overtook them
     /// (see [`StageRef::stop`](crate::StageRef::stop)).
     pub events_unhandled: u64,
+    /// Events received beyond the automatic demand of their subscription (each such
+    /// delivery is also logged as an error); counted in `events_received` too. Only a
+    /// producer that breaks the protocol, or asks added by hand to an automatic
+    /// subscription ([`StageRef::ask`](crate::StageRef::ask)), make it grow.
+    pub events_in_excess: u64,
     /// Events waiting in the buffer.
     pub buffered: usize,
     /// Consumers subscribed to the stage.
@@ -85,6 +90,7 @@ pub(crate) struct StatsCell {
     emitted: AtomicU64,
     discarded: AtomicU64,
     unhandled: AtomicU64,
+    in_excess: AtomicU64,
     buffered: AtomicUsize,
     mailbox_len: AtomicUsize,
     consumers: AtomicUsize,
@@ -119,6 +125,10 @@ impl StatsCell {
 
     pub(crate) fn set_mailbox_len(&self, len: usize) {
         self.mailbox_len.store(len, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_in_excess(&self, count: usize) {
+        self.in_excess.fetch_add(count as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn set_buffered(&self, count: usize) {
@@ -163,6 +173,7 @@ impl StatsCell {
             events_emitted: self.emitted.load(Ordering::Relaxed),
             events_discarded: self.discarded.load(Ordering::Relaxed),
             events_unhandled: self.unhandled.load(Ordering::Relaxed),
+            events_in_excess: self.in_excess.load(Ordering::Relaxed),
             buffered: self.buffered.load(Ordering::Relaxed),
             consumers: self.consumers.load(Ordering::Relaxed),
             producers: self.producers.load(Ordering::Relaxed),

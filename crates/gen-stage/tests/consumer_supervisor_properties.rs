@@ -13,7 +13,7 @@ use std::time::Duration;
 use gen_stage::supervisor::Restart;
 use gen_stage::{BoxError, CancelMode, ConsumerSupervisor, ExitReason};
 use proptest::prelude::*;
-use support::{opts, start_consumer};
+use support::{opts, proptest_config, run_case, start_consumer};
 
 /// Generous guard against a stall; a passing case never comes near it.
 const STALL: Duration = Duration::from_secs(20);
@@ -166,7 +166,7 @@ fn runtime(threaded: bool) -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(proptest_config(48))]
 
     #[test]
     fn every_task_runs_to_its_end_as_often_as_it_should_within_max_demand(
@@ -176,6 +176,6 @@ proptest! {
         threaded in any::<bool>(),
     ) {
         let min = max * min_share / 100;
-        runtime(threaded).block_on(run(kinds, max, min))?;
+        run_case(runtime(threaded), run(kinds, max, min))?;
     }
 }

@@ -16,7 +16,10 @@ use gen_stage::{
 };
 use gen_stage_test::{Counter, Script, Watch};
 use proptest::prelude::*;
-use support::{Relay, barrier, collect, manual_consumer, n, opts, recorded_counter, scripted};
+use support::{
+    Relay, barrier, collect, manual_consumer, n, opts, proptest_config, recorded_counter, run_case,
+    scripted,
+};
 
 /// `(producer index, sequence number)`: distinct across a topology.
 type Event = (usize, u32);
@@ -359,7 +362,7 @@ async fn run_topology(topology: Topology) -> Result<(), TestCaseError> {
 // ---------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(proptest_config(32))]
 
     /// No consumer receives more than it asked for on a subscription, automatic batches
     /// stay within max - min, every event arrives exactly once (minus the filtered ones),
@@ -370,7 +373,7 @@ proptest! {
         threaded in any::<bool>(),
     ) {
         let runtime = if threaded { threaded_runtime() } else { runtime() };
-        runtime.block_on(run_topology(topology))?;
+        run_case(runtime, run_topology(topology))?;
     }
 
     /// Deliveries of any size reach a consumer in batches of at most max - min, all of
@@ -381,7 +384,7 @@ proptest! {
         (max, min) in (1..50usize).prop_flat_map(|max| (Just(max), 0..max)),
         deliveries in prop::collection::vec(1..60usize, 1..8),
     ) {
-        runtime().block_on(async move {
+        run_case(runtime(), async move {
             let (producer, producer_record) = scripted::<usize>().await;
             let (_, record) = collect(&producer, opts(max, min)).await;
             let mut next = 0;
@@ -420,7 +423,7 @@ proptest! {
         (max, min) in (1..50usize).prop_flat_map(|max| (Just(max), 0..max)),
         pulls in prop::collection::vec(1..40usize, 1..8),
     ) {
-        runtime().block_on(async move {
+        run_case(runtime(), async move {
             let (producer, demands) = recorded_counter(Counter::new(0)).await;
             let mut stream = gen_stage::stream(&producer, opts(max, min)).unwrap();
             let mut pulled = 0u64;
@@ -453,7 +456,7 @@ proptest! {
         (max, min) in (1..50usize).prop_flat_map(|max| (Just(max), 0..max)),
         size in 0..200u32,
     ) {
-        runtime().block_on(async move {
+        run_case(runtime(), async move {
             let producer = gen_stage::from_iter(0..size).start().await.unwrap();
             let mut stream = gen_stage::stream(&producer, opts(max, min)).unwrap();
             let items = tokio::time::timeout(STALL, stream.by_ref().collect::<Vec<_>>()).await;
@@ -468,7 +471,7 @@ proptest! {
     /// asked size from a producer that meets demand at once, and nothing more.
     #[test]
     fn manual_asks_are_served_exactly(asks in prop::collection::vec(1..100usize, 1..10)) {
-        runtime().block_on(async move {
+        run_case(runtime(), async move {
             let (producer, demands) = recorded_counter(Counter::new(0)).await;
             let (consumer, record, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
             let mut total = 0;

@@ -7,10 +7,10 @@ mod support;
 
 use gen_stage::{
     BoxError, BufferKeep, DEFAULT_BUFFER_SIZE, DemandMode, Producer, ProducerContext, ProducerRef,
-    ReplyTo, SubscribeOptions,
+    ReplyTo, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
-use support::{Relay, batches, collect, manual_consumer, n, scripted, settle};
+use support::{Collector, Events, Relay, batches, collect, manual_consumer, n, scripted, settle};
 
 fn chars(text: &str) -> Vec<char> {
     text.chars().collect()
@@ -443,4 +443,66 @@ async fn an_info_behind_events_kept_by_keep_first_still_waits() {
     consumer.ask(tag, n(5)).unwrap();
     events.wait_for_events(2).await;
     assert_eq!(events.events(), chars("ab"));
+}
+
+// --- Info messages queued after an overflow ------------------------------------------
+
+/// Asks `tag` for one event at a time until `count` have arrived, then returns once the
+/// producer has handled whatever those asks released.
+async fn drain_one_by_one(
+    producer: &ProducerRef<Noting>,
+    (consumer, events, tag): (&Collector<char>, &Events<char>, SubscriptionTag),
+    count: usize,
+) {
+    for received in events.event_count() + 1..=count {
+        consumer.ask(tag, n(1)).expect("alive");
+        events.wait_for_events(received).await;
+    }
+    producer.call(Cmd::Ping).await.expect("alive");
+}
+
+#[tokio::test]
+async fn an_info_after_a_keep_first_overflow_is_handled_right_after_the_last_kept_event() {
+    let (producer, notes) = noting(Some((3, BufferKeep::First))).await;
+    // 'd' and 'e' do not fit: the info follows 'c'.
+    producer.cast(Cmd::Emit(chars("abcde"))).unwrap();
+    producer.sync_info(Cmd::Note("after c")).await.unwrap();
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
+    drain_one_by_one(&producer, (&consumer, &events, tag), 2).await;
+    assert!(notes.is_empty(), "'c' is still buffered");
+
+    producer.cast(Cmd::Emit(chars("f"))).unwrap();
+    drain_one_by_one(&producer, (&consumer, &events, tag), 3).await;
+    assert_eq!(notes.snapshot(), vec!["after c"]);
+    assert_eq!(
+        producer.estimate_buffered_count().await.unwrap(),
+        1,
+        "'f' waits"
+    );
+    drain_one_by_one(&producer, (&consumer, &events, tag), 4).await;
+    assert_eq!(events.events(), chars("abcf"));
+}
+
+#[tokio::test]
+async fn an_info_after_a_keep_last_eviction_is_handled_right_after_the_newest_event() {
+    let (producer, notes) = noting(Some((3, BufferKeep::Last))).await;
+    // 'a' and 'b' make room; the info follows 'e'.
+    producer.cast(Cmd::Emit(chars("abcde"))).unwrap();
+    producer.async_info(Cmd::Note("after e")).unwrap();
+    // 'f' evicts 'c': the info still waits for 'd' and 'e'.
+    producer.cast(Cmd::Emit(chars("f"))).unwrap();
+    producer.call(Cmd::Ping).await.unwrap();
+    let (consumer, events, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
+    drain_one_by_one(&producer, (&consumer, &events, tag), 1).await;
+    assert!(notes.is_empty(), "'e' is still buffered");
+
+    drain_one_by_one(&producer, (&consumer, &events, tag), 2).await;
+    assert_eq!(notes.snapshot(), vec!["after e"]);
+    assert_eq!(
+        producer.estimate_buffered_count().await.unwrap(),
+        1,
+        "'f' waits"
+    );
+    drain_one_by_one(&producer, (&consumer, &events, tag), 3).await;
+    assert_eq!(events.events(), chars("def"));
 }

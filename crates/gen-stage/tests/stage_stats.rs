@@ -153,3 +153,24 @@ async fn events_sent_to_a_consumer_that_is_gone_count_as_discarded_not_emitted()
     let stats = producer.stats();
     assert_eq!((stats.events_emitted, stats.events_discarded), (0, 5));
 }
+
+#[tokio::test]
+async fn events_beyond_automatic_demand_are_counted_in_excess() {
+    let (producer, demands) = support::scripted::<u64>().await;
+    let (consumer, record) = support::collect(&producer, support::opts(10, 0)).await;
+    let tag = record.wait_for_subscriptions(1).await[0];
+    producer.cast(Script::Queue(support::range(0, 6))).unwrap();
+    record.wait_for_events(6).await;
+    assert_eq!(consumer.stats().events_in_excess, 0, "within demand");
+
+    // An ask by hand on the automatic subscription: its automatic demand (4 left) does
+    // not know of it, so 3 of the next 7 events arrive beyond it.
+    consumer.ask(tag, support::n(3)).unwrap();
+    demands.wait_until(|r| r.demands == vec![10, 3]).await;
+    producer.cast(Script::Queue(support::range(6, 13))).unwrap();
+    record.wait_for_events(13).await;
+    consumer.call(Ping).await.unwrap();
+    let stats = consumer.stats();
+    assert_eq!((stats.events_received, stats.events_in_excess), (13, 3));
+    assert_eq!(record.batch_sizes(), vec![6, 7]);
+}

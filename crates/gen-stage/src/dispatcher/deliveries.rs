@@ -260,4 +260,50 @@ mod tests {
         assert_eq!(batches.len(), 1);
         assert!(matches!(&batches[0].1, Parcel::Owned(events) if events == &[1]));
     }
+
+    #[test]
+    fn discards_are_counted_apart_from_those_taken_in_until_taken_out() {
+        let mut deliveries = Deliveries::<u32>::new();
+        deliveries.discard(2);
+        deliveries.discard_taken(3);
+        assert_eq!(deliveries.discarded(), 5);
+        assert_eq!(deliveries.discarded_after_taking(), 3);
+        assert_eq!(deliveries.untaken_discards(), 2);
+        assert!(!deliveries.is_idle());
+        assert_eq!(deliveries.take_discarded(), 5);
+        assert_eq!(
+            (deliveries.discarded(), deliveries.discarded_after_taking()),
+            (0, 0)
+        );
+        assert!(deliveries.is_idle());
+    }
+
+    #[test]
+    fn upstream_demand_or_a_batch_makes_deliveries_busy() {
+        let mut deliveries = Deliveries::new();
+        assert!(deliveries.is_idle() && deliveries.is_empty());
+        deliveries.demand_upstream(4);
+        deliveries.demand_upstream(1);
+        assert!(!deliveries.is_idle());
+        assert_eq!(deliveries.take_upstream_demand(), 5);
+        assert!(deliveries.is_idle());
+        let tag = SubscriptionTag::from_raw(1);
+        deliveries.push(tag, vec![7, 8]);
+        assert!(!deliveries.is_idle() && !deliveries.is_empty());
+        assert_eq!(deliveries.len(), 1);
+        let seen: Vec<_> = deliveries.batches().collect();
+        assert_eq!(seen, [(tag, &[7, 8][..])]);
+        assert_eq!(format!("{deliveries:?}"), format!("[({tag:?}, 2)]"));
+    }
+
+    #[test]
+    fn a_shared_batch_shows_its_events_to_each_holder() {
+        let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
+        let mut deliveries = Deliveries::new();
+        deliveries.push_to_each([a, b], vec![1, 2, 3]);
+        let seen: Vec<_> = deliveries.batches().collect();
+        assert_eq!(seen, [(a, &[1, 2, 3][..]), (b, &[1, 2, 3][..])]);
+        let lengths: Vec<usize> = deliveries.drain_batches().map(|(_, p)| p.len()).collect();
+        assert_eq!(lengths, [3, 3]);
+    }
 }

@@ -287,6 +287,24 @@ mod tests {
     }
 
     #[test]
+    fn buffered_events_left_over_do_not_pay_back_owed_demand() {
+        let mut d = subscribed(&[1, 2]);
+        ask(&mut d, 1, 3);
+        cancel(&mut d, 1);
+        ask(&mut d, 2, 1);
+        // 2 of the cancelled 3 are still owed; buffered events left over were already
+        // counted when they arrived, so they pay back nothing.
+        let mut deliveries = Deliveries::new();
+        let left = d.dispatch_buffered(vec![1, 2, 3], &mut deliveries);
+        assert_eq!(left, vec![2, 3]);
+        assert_eq!(
+            deliveries.drain().collect::<Vec<_>>(),
+            vec![(tag(2), vec![1])]
+        );
+        assert_eq!(ask(&mut d, 2, 5), 3);
+    }
+
+    #[test]
     fn ties_go_to_the_longest_waiting_consumer() {
         let mut d = subscribed(&[1, 2, 3]);
         for t in [1, 2, 3] {
@@ -326,5 +344,111 @@ mod tests {
         tags.sort();
         assert_eq!(tags, vec![1, 2, 3, 4]);
         assert!(left.is_empty());
+    }
+
+    /// Who receives the one event dispatched first by a fresh dispatcher that shuffles,
+    /// its consumers `1..=consumers` having asked one each.
+    fn first_taker(consumers: u64) -> (DemandDispatcher, u64) {
+        let tags: Vec<u64> = (1..=consumers).collect();
+        let mut d = subscribed(&tags).shuffle_demands_on_first_dispatch(true);
+        for &t in &tags {
+            ask(&mut d, t, 1);
+        }
+        let (sent, _) = dispatch(&mut d, vec![0]);
+        assert_eq!(sent.len(), 1);
+        (d, sent[0].0.as_u64())
+    }
+
+    #[test]
+    fn shuffling_gives_the_first_batch_to_any_consumer_the_first_subscriber_included() {
+        let mut takers: Vec<u64> = (0..200).map(|_| first_taker(4).1).collect();
+        takers.sort();
+        takers.dedup();
+        // Each consumer misses 200 fair draws with a probability of (3/4)^200 < 1e-24.
+        assert_eq!(takers, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn only_the_first_dispatch_is_shuffled() {
+        for _ in 0..64 {
+            let (mut d, first) = first_taker(2);
+            let other = 3 - first;
+            // Equal demand again: the tie goes to the consumer that waited longest.
+            ask(&mut d, first, 1);
+            let (sent, _) = dispatch(&mut d, vec![1]);
+            assert_eq!(sent, vec![(tag(other), vec![1])]);
+        }
+    }
+
+    #[test]
+    fn shuffling_keeps_the_consumer_with_most_demand_first() {
+        for _ in 0..64 {
+            let mut d = subscribed(&[1, 2, 3]).shuffle_demands_on_first_dispatch(true);
+            ask(&mut d, 3, 3);
+            let (sent, left) = dispatch(&mut d, vec![1, 2, 3]);
+            assert_eq!(sent, vec![(tag(3), vec![1, 2, 3])]);
+            assert!(left.is_empty());
+        }
+    }
+
+    /// How many warnings `run` logs on this thread.
+    fn warnings_during(run: impl FnOnce()) -> usize {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing::span::{Attributes, Id, Record};
+
+        struct CountWarnings(Arc<AtomicUsize>);
+
+        impl tracing::Subscriber for CountWarnings {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &Attributes<'_>) -> Id {
+                Id::from_u64(1)
+            }
+            fn record(&self, _: &Id, _: &Record<'_>) {}
+            fn record_follows_from(&self, _: &Id, _: &Id) {}
+            fn event(&self, event: &tracing::Event<'_>) {
+                if *event.metadata().level() == tracing::Level::WARN {
+                    self.0.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            fn enter(&self, _: &Id) {}
+            fn exit(&self, _: &Id) {}
+        }
+
+        let count = Arc::new(AtomicUsize::new(0));
+        tracing::subscriber::with_default(CountWarnings(count.clone()), run);
+        count.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn an_ask_above_max_demand_logs_a_warning_and_is_still_served() {
+        let mut d = subscribed(&[1]).max_demand(5);
+        assert_eq!(warnings_during(|| assert_eq!(ask(&mut d, 1, 5), 5)), 0);
+        assert_eq!(warnings_during(|| assert_eq!(ask(&mut d, 1, 6), 6)), 1);
+        let (sent, _) = dispatch(&mut d, (0..11).collect());
+        assert_eq!(sent, vec![(tag(1), (0..11).collect())]);
+    }
+
+    #[test]
+    fn max_demand_given_is_not_replaced_by_the_first_ask() {
+        let mut d = subscribed(&[1]).max_demand(10);
+        let warnings = warnings_during(|| {
+            ask(&mut d, 1, 3);
+            ask(&mut d, 1, 10);
+        });
+        assert_eq!(warnings, 0);
+    }
+
+    #[test]
+    fn without_max_demand_the_first_ask_sets_it() {
+        let mut d = subscribed(&[1, 2]);
+        let warnings = warnings_during(|| {
+            ask(&mut d, 1, 3);
+            ask(&mut d, 2, 3);
+        });
+        assert_eq!(warnings, 0);
+        assert_eq!(warnings_during(|| assert_eq!(ask(&mut d, 2, 4), 4)), 1);
     }
 }

@@ -122,6 +122,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             Some(auto) => {
                 let (batches, excess) = auto.split(events);
                 if excess > 0 {
+                    self.stats.add_in_excess(excess);
                     tracing::error!("received {excess} events in excess from {tag}");
                 }
                 Some(batches)

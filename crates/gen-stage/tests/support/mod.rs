@@ -31,6 +31,7 @@ use gen_stage::{
 use gen_stage_test::{
     CollectingConsumer, Counter, Gate, ProducerRecord, Record, Recorded, ScriptedProducer, Watch,
 };
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 
 // ---------------------------------------------------------------------------------------
 // Small values
@@ -171,6 +172,36 @@ pub(crate) fn paused_runtime() -> tokio::runtime::Runtime {
 /// Runs one property-test case on a fresh [`paused_runtime`], failing if it stalls.
 pub(crate) fn run_paused<F: Future>(case: F) -> F::Output {
     paused_runtime().block_on(within("the case to finish", case))
+}
+
+/// The most one property-test case may run on a real clock: a passing case stays far
+/// below it even on a loaded machine, so reaching it means the case stalled.
+pub(crate) const CASE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs one property-test case on `runtime`, failing it with a message (instead of
+/// hanging the test run) if it has not finished within [`CASE_LIMIT`].
+pub(crate) fn run_case<F>(runtime: tokio::runtime::Runtime, case: F) -> Result<(), TestCaseError>
+where
+    F: Future<Output = Result<(), TestCaseError>>,
+{
+    runtime.block_on(async {
+        match tokio::time::timeout(CASE_LIMIT, case).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(TestCaseError::fail(format!(
+                "the case stalled: not finished within {CASE_LIMIT:?}"
+            ))),
+        }
+    })
+}
+
+/// Property-test settings: `cases` cases, and shrinking bounded in time, so that a
+/// failure found by stalling (each shrinking step may wait [`CASE_LIMIT`]) still ends.
+pub(crate) fn proptest_config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        max_shrink_time: 120_000,
+        ..ProptestConfig::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
