@@ -254,6 +254,12 @@ mod tests {
     }
 
     #[test]
+    fn a_mark_gives_back_its_positions() {
+        assert_eq!(HeldMark::new(vec![3, 5]).positions(), [3, 5]);
+        assert_eq!(HeldMark::default().positions(), [] as [u64; 0]);
+    }
+
+    #[test]
     fn a_dispatcher_holds_nothing_by_default() {
         let dispatcher = DemandDispatcher::new();
         assert_eq!(Dispatcher::<u32>::held(&dispatcher), 0);
