@@ -207,3 +207,65 @@ impl<'a> Subscriber<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dispatcher that holds `held` events and keeps the default marks.
+    struct Holding {
+        held: usize,
+    }
+
+    impl Dispatcher<u32> for Holding {
+        fn subscribe(
+            &mut self,
+            _: &Subscriber<'_>,
+            _: &mut Deliveries<u32>,
+        ) -> Result<usize, BoxError> {
+            Ok(0)
+        }
+
+        fn cancel(&mut self, _: SubscriptionTag, _: &mut Deliveries<u32>) -> usize {
+            0
+        }
+
+        fn ask(&mut self, _: SubscriptionTag, demand: usize, _: &mut Deliveries<u32>) -> usize {
+            demand
+        }
+
+        fn dispatch(&mut self, events: Vec<u32>, _: &mut Deliveries<u32>) -> Vec<u32> {
+            events
+        }
+
+        fn held(&self) -> usize {
+            self.held
+        }
+    }
+
+    #[test]
+    fn by_default_a_mark_is_released_once_nothing_is_held() {
+        let mut dispatcher = Holding { held: 2 };
+        let mark = dispatcher.held_mark();
+        assert_eq!(mark, HeldMark::default());
+        assert!(!dispatcher.released_since(&mark));
+        dispatcher.held = 0;
+        assert!(dispatcher.released_since(&mark));
+    }
+
+    #[test]
+    fn a_mark_gives_back_its_positions() {
+        assert_eq!(HeldMark::new(vec![3, 5]).positions(), [3, 5]);
+        assert_eq!(HeldMark::default().positions(), [] as [u64; 0]);
+    }
+
+    #[test]
+    fn a_dispatcher_holds_nothing_by_default() {
+        let dispatcher = DemandDispatcher::new();
+        assert_eq!(Dispatcher::<u32>::held(&dispatcher), 0);
+        assert!(Dispatcher::<u32>::released_since(
+            &dispatcher,
+            &HeldMark::default()
+        ));
+    }
+}

@@ -301,6 +301,18 @@ mod tests {
         SubscriptionTag::from_raw(n)
     }
 
+    #[test]
+    fn debug_shows_the_counts_not_the_selectors() {
+        let mut d = BroadcastDispatcher::new();
+        subscribe(&mut d, 1, 1, SubscribeOptions::new()).unwrap();
+        assert_eq!(
+            format!("{d:?}"),
+            "BroadcastDispatcher { consumers: 1, waiting: 0, requested: 0 }"
+        );
+        let selector = Selector::new(|event: &u32| *event > 2);
+        assert_eq!(format!("{selector:?}"), "Selector(..)");
+    }
+
     fn subscribe(
         d: &mut BroadcastDispatcher<u32>,
         t: u64,
