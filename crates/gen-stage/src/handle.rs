@@ -108,6 +108,12 @@ impl<K: StageKind> StageRef<K> {
         }
     }
 
+    /// A handle that does not keep the stage's pipeline running: for a stage's own
+    /// state (see [`WeakStageRef`](crate::WeakStageRef)).
+    pub fn downgrade(&self) -> crate::WeakStageRef<K> {
+        crate::WeakStageRef::new(self.uncounted())
+    }
+
     /// A handle that does not keep the stage reachable: the stage's own, and those in
     /// its peers' tables.
     pub(crate) fn uncounted(&self) -> Self {
@@ -856,7 +862,7 @@ impl<K: StageKind> EventSink<K::In> for StageRef<K> {
         // A producer that failed: the consumer may stop at once, ahead of the events
         // still queued from it (if its cancel mode stops it).
         if let CancelReason::Down(exit) = &reason {
-            if !exit.is_graceful() {
+            if !exit.is_graceful() && !self.mailbox.is_closed() {
                 self.life.urgent_cancel(tag, reason.clone());
             }
         }

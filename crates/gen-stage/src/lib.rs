@@ -300,7 +300,9 @@
 //! - drop every handle, and every stage of the chain stops;
 //! - a stage's own handle ([`Context::stage_ref`]) does not count, but a clone of it
 //!   does: a task of yours that holds a clone keeps the pipeline running, as it can
-//!   still send it messages.
+//!   still send it messages; so does a handle kept in a stage's state (a consumer
+//!   that keeps its producer's handle). Keep a [`WeakStageRef`]
+//!   ([`StageRef::downgrade`]) there instead, and upgrade it when needed.
 //!
 //! # Names and supervision
 //!
@@ -402,6 +404,7 @@ mod subscription;
 pub mod supervisor;
 mod sync;
 mod timers;
+mod weak_handle;
 
 pub use builder::{
     Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
@@ -430,6 +433,7 @@ pub use stage::{AskMode, Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{Side, StageState, StageStats, SubscriptionDemand};
 pub use subscription::{StageId, SubscriptionTag};
 pub use timers::TimerRef;
+pub use weak_handle::WeakStageRef;
 
 /// Internal pieces exposed for the crate's own benchmarks; not part of the API.
 #[doc(hidden)]

@@ -178,6 +178,7 @@ pub(crate) async fn start<R: Runner>(
         reason: ExitReason::Killed,
         stats,
         stage: me.id(),
+        life: me.lifecycle().clone(),
     };
     let runner = make(me.uncounted());
     let (started_sender, started) = oneshot::channel();
@@ -299,6 +300,9 @@ async fn run<R: Runner>(
     mailbox: &mut Mailbox<R::Kind>,
     life: &Lifecycle,
 ) -> ExitReason {
+    // After a timer, the mailbox goes first: timers that are always due never
+    // starve it.
+    let mut mail_first = false;
     loop {
         if life.has_requests() {
             apply_requests(runner, life.take_requests()).await;
@@ -314,6 +318,12 @@ async fn run<R: Runner>(
         }
         let next = if runner.control_ref().timers.is_empty() {
             Next::Mail(mailbox.receiver.recv().await)
+        } else if mail_first {
+            tokio::select! {
+                biased;
+                envelope = mailbox.receiver.recv() => Next::Mail(envelope),
+                fired = runner.control_mut().timers.next_due() => Next::Timer(fired),
+            }
         } else {
             tokio::select! {
                 biased;
@@ -321,6 +331,7 @@ async fn run<R: Runner>(
                 envelope = mailbox.receiver.recv() => Next::Mail(envelope),
             }
         };
+        mail_first = matches!(next, Next::Timer(_));
         let envelope = match next {
             Next::Mail(Some(envelope)) => {
                 if envelope.is_user_message() {
@@ -339,7 +350,7 @@ async fn run<R: Runner>(
         if life.has_requests() {
             apply_requests(runner, life.take_requests()).await;
             if runner.control_ref().stop.is_some() {
-                runner.stats().add_unhandled(envelope.event_count());
+                mailbox.refuse(envelope);
                 continue;
             }
         }
@@ -426,10 +437,39 @@ struct Mailbox<K: StageKind> {
     /// Where the events left in it are counted as unhandled.
     stats: Arc<StatsCell>,
     stage: crate::StageId,
+    life: Arc<Lifecycle>,
+}
+
+impl<K: StageKind> Mailbox<K> {
+    /// Refuses a subscription request the stage will not handle; drops anything else.
+    fn refuse(&self, envelope: Envelope<K>) {
+        self.stats.add_unhandled(envelope.event_count());
+        if let Envelope::Subscribe(request) = envelope {
+            let SubscribeRequest {
+                tag, sink, reply, ..
+            } = *request;
+            if reply.is_some() {
+                let refusal = SubscribeError::ProducerNotAlive;
+                sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
+                answer(reply, Err(refusal));
+            } else {
+                let reason = self
+                    .life
+                    .stopping()
+                    .cloned()
+                    .unwrap_or_else(|| self.reason.clone());
+                sink.send_cancel(tag, CancelReason::Down(reason));
+            }
+        }
+    }
 }
 
 impl<K: StageKind> Drop for Mailbox<K> {
     fn drop(&mut self) {
+        // Killed: reply handles dropped from now on fail their calls at once, and those
+        // already deferred go now.
+        self.life.set_stopping(&self.reason);
+        drop(self.life.take_requests());
         // The stage is gone, stopped or killed: it no longer joins anything.
         crate::reachability::remove_stage(self.stage);
         self.receiver.close();

@@ -79,6 +79,12 @@ impl<M> Timers<M> {
         if self.pending.is_empty() {
             self.deadlines.clear();
             self.sleep = None;
+        } else if self.deadlines.len() > 2 * self.pending.len() + 64 {
+            // Cancelled timers leave their deadline behind: a timeout re-armed per
+            // event would pile them up. Keep the heap within twice what is pending.
+            let pending = &self.pending;
+            self.deadlines
+                .retain(|Reverse((_, number))| pending.contains_key(number));
         }
         cancelled
     }
@@ -175,6 +181,22 @@ mod tests {
         assert!(!timers.cancel(first), "cancelled once");
         assert_eq!(fired(timers.next_due().await), 2);
         assert!(timers.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_timers_do_not_pile_up_in_the_heap() {
+        let mut timers = Timers::<u32>::default();
+        let _periodic = timers.add(Duration::from_secs(1), Fired::Message(0));
+        for i in 0..100_000 {
+            let timeout = timers.add(Duration::from_secs(3600), Fired::Message(i));
+            assert!(timers.cancel(timeout));
+        }
+        assert_eq!(timers.len(), 1);
+        assert!(
+            timers.deadlines.len() < 1000,
+            "{} heap entries for 1 pending timer",
+            timers.deadlines.len()
+        );
     }
 
     #[tokio::test(start_paused = true)]

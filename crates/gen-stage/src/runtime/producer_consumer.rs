@@ -69,13 +69,22 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         self.output.unmet_demand > 0 && self.control.stop.is_none()
     }
 
-    /// Handles queued input while there is downstream demand.
+    /// Handles queued input while there is downstream demand. A drain with no
+    /// consumer left lets the input go: its events are counted as unhandled, and the
+    /// producers' acknowledgements are taken.
     async fn process(&mut self) {
-        while self.can_process() {
+        loop {
+            let let_go = self.control.draining.is_some()
+                && self.control.stop.is_none()
+                && self.output.consumer_count() == 0;
+            if !self.can_process() && !let_go {
+                return;
+            }
             let Some(next) = self.pending.pop_front() else {
                 return;
             };
             match next {
+                Pending::Events(_, events) if let_go => self.input.count_unhandled(events.len()),
                 Pending::Events(tag, events) => self.events(tag, events).await,
                 Pending::Cancelled(tag, reason) => self.producer_cancelled(tag, reason),
                 Pending::Info(message) => self.output.after_buffered(Held::Info(message)),

@@ -91,10 +91,16 @@ pub(crate) async fn subscribe<R: Receiving>(
     tracing::debug!(%tag, "subscribing to a producer");
     let cancel = options.cancel_mode();
     let sink = runner.control().me.sink();
-    if let Err(reply) = runner
+    let subscribed = runner
         .input()
-        .subscribe(tag, producer, sink, options, mode, reply)
-    {
+        .subscribe(tag, producer, sink, options, mode, reply);
+    if subscribed.is_ok() {
+        // A subscription made while the stage drains is drained too.
+        if let Some(reason) = runner.control().draining.clone() {
+            runner.input().begin_drain(&reason);
+        }
+    }
+    if let Err(reply) = subscribed {
         crate::reachability::unlink(tag, me);
         match reply {
             Some(reply) => {
