@@ -213,3 +213,23 @@ async fn a_manual_subscription_sends_no_ask_until_told() {
     assert_eq!(asks.snapshot(), vec![3]);
     assert_eq!(record.event_count(), 0);
 }
+
+/// The clock is paused: a producer that is never told makes `within` fail at once.
+#[tokio::test(start_paused = true)]
+async fn a_stopped_consumer_tells_each_producer_why() {
+    let (consumer, _) = support::collector::<u64>().await;
+    let (first, first_record) = scripted::<u64>().await;
+    let (second, second_record) = scripted::<u64>().await;
+    let a = consumer.subscribe_to(&first, SubscribeOptions::new()).await;
+    let b = consumer
+        .subscribe_to(&second, SubscribeOptions::new())
+        .await;
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let reason = ExitReason::custom_shutdown("done");
+    consumer.stop(reason.clone()).await.unwrap();
+    let down = CancelReason::Down(reason);
+    for (tag, record) in [(a, &first_record), (b, &second_record)] {
+        let seen = support::within("the producer is told", support::producer_cancels(record));
+        assert_eq!(seen.await, vec![(tag, down.clone())]);
+    }
+}

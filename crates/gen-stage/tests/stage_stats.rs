@@ -2,6 +2,9 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use gen_stage::{BoxError, ExitReason, Producer, ProducerContext, StageState, SubscribeOptions};
 use gen_stage_test::{CollectingConsumer, Gate, Ping, Script, ScriptedProducer};
 
@@ -154,14 +157,44 @@ async fn events_sent_to_a_consumer_that_is_gone_count_as_discarded_not_emitted()
     assert_eq!((stats.events_emitted, stats.events_discarded), (0, 5));
 }
 
+/// Counts the error events logged on the thread that installed it (`#[tokio::test]`
+/// runs every stage on that one thread).
+struct CountErrors(Arc<AtomicUsize>);
+
+impl tracing::Subscriber for CountErrors {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 #[tokio::test]
 async fn events_beyond_automatic_demand_are_counted_in_excess() {
+    let errors = Arc::new(AtomicUsize::new(0));
+    let _logging = tracing::subscriber::set_default(CountErrors(errors.clone()));
     let (producer, demands) = support::scripted::<u64>().await;
     let (consumer, record) = support::collect(&producer, support::opts(10, 0)).await;
     let tag = record.wait_for_subscriptions(1).await[0];
     producer.cast(Script::Queue(support::range(0, 6))).unwrap();
     record.wait_for_events(6).await;
+    consumer.call(Ping).await.unwrap();
     assert_eq!(consumer.stats().events_in_excess, 0, "within demand");
+    assert_eq!(
+        errors.load(Ordering::Relaxed),
+        0,
+        "nothing in excess, no error"
+    );
 
     // An ask by hand on the automatic subscription: its automatic demand (4 left) does
     // not know of it, so 3 of the next 7 events arrive beyond it.
@@ -172,5 +205,10 @@ async fn events_beyond_automatic_demand_are_counted_in_excess() {
     consumer.call(Ping).await.unwrap();
     let stats = consumer.stats();
     assert_eq!((stats.events_received, stats.events_in_excess), (13, 3));
+    assert_eq!(
+        errors.load(Ordering::Relaxed),
+        1,
+        "the excess is logged once"
+    );
     assert_eq!(record.batch_sizes(), vec![6, 7]);
 }

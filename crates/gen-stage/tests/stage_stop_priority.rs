@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use gen_stage::supervisor::{ChildSpec, Shutdown, Strategy, Supervisor};
 use gen_stage::{
-    BoxError, Consumer, ConsumerContext, ConsumerRef, ExitReason, ProducerRef, Registry,
-    SubscribeOptions, SubscriptionTag,
+    BoxError, CancelMode, Consumer, ConsumerContext, ConsumerRef, ExitReason, ProducerRef,
+    Registry, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{Gate, Recorded, Script, ScriptedProducer};
 use support::{range, scripted_with, within};
@@ -134,6 +134,37 @@ async fn a_producers_failure_stops_its_permanent_consumer_before_what_is_queued(
 }
 
 #[tokio::test]
+async fn a_producers_failure_lets_its_temporary_consumer_handle_everything_sent() {
+    let (producer, _) = scripted_with(range(0, 100)).await;
+    let (log, gate) = (SlowLog::default(), Gate::closed());
+    let temporary = one_per_batch().cancel(CancelMode::Temporary);
+    let consumer = gen_stage::consumer(log.consumer(&gate))
+        .subscribe_to(&producer, temporary)
+        .start()
+        .await
+        .expect("the consumer starts");
+    log.entered.wait_for_len(1).await;
+    let failure = ExitReason::error("the producer failed");
+    producer.cast(Script::Stop(failure)).expect("alive");
+    within("the producer stops", producer.stopped()).await;
+    gate.open_for_good();
+    // Taken in after the delivery and the producer's cancellation queued before it.
+    consumer
+        .sync_info(())
+        .await
+        .expect("a temporary consumer keeps running");
+    // The failure does not overtake the delivery: its mode does not stop the stage.
+    let handled: Vec<u64> = log.handled.snapshot().into_iter().flatten().collect();
+    assert_eq!(
+        handled,
+        range(0, 100),
+        "every event sent before the failure"
+    );
+    let stats = consumer.stats();
+    assert_eq!((stats.events_discarded, stats.producers), (0, 0));
+}
+
+#[tokio::test]
 async fn a_producers_normal_end_lets_its_consumer_handle_everything_sent() {
     let (producer, consumer, log, gate) = consumer_in_first_batch(100).await;
     producer
@@ -175,6 +206,40 @@ async fn a_drain_handles_what_was_delivered_then_stops() {
         producer.is_alive(),
         "a drain cancels, it does not stop upstream"
     );
+}
+
+#[tokio::test]
+async fn a_drain_handles_the_deliveries_queued_before_the_producer_learns_of_it() {
+    let (producer, _) = scripted_with(range(0, 5)).await;
+    let (log, gate) = (SlowLog::default(), Gate::closed());
+    // Asks 10, handles batches of 5: the first delivery is one batch, held.
+    let consumer = gen_stage::consumer(log.consumer(&gate))
+        .subscribe_to(
+            &producer,
+            SubscribeOptions::new().max_demand(10).min_demand(5),
+        )
+        .start()
+        .await
+        .expect("the consumer starts");
+    log.entered.wait_for_len(1).await;
+    // A second delivery, queued in the consumer's mailbox behind the one in hand.
+    producer.cast(Script::Queue(range(5, 10))).expect("alive");
+    support::barrier(&producer).await;
+    assert_eq!(producer.stats().events_emitted, 10);
+    let mut draining =
+        Box::pin(consumer.drain_and_stop(ExitReason::Shutdown, Duration::from_secs(60)));
+    assert!(
+        (&mut draining).now_or_never().is_none(),
+        "the drain is asked"
+    );
+    gate.open_for_good();
+    let reason = within("the drain", draining).await;
+    assert_eq!(reason, Ok(ExitReason::Shutdown));
+    // The subscription closes on the producer's acknowledgement, behind the second
+    // delivery: both were handled.
+    let handled: Vec<u64> = log.handled.snapshot().into_iter().flatten().collect();
+    assert_eq!(handled, range(0, 10));
+    assert_eq!(consumer.stats().events_unhandled, 0);
 }
 
 #[tokio::test(start_paused = true)]
