@@ -449,6 +449,7 @@ impl<K: StageKind> Mailbox<K> {
                 tag, sink, reply, ..
             } = *request;
             if reply.is_some() {
+                // The subscriber learns it from the answer: the consumer stays up.
                 let refusal = SubscribeError::ProducerNotAlive;
                 sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
                 answer(reply, Err(refusal));
@@ -474,20 +475,7 @@ impl<K: StageKind> Drop for Mailbox<K> {
         crate::reachability::remove_stage(self.stage);
         self.receiver.close();
         while let Ok(envelope) = self.receiver.try_recv() {
-            self.stats.add_unhandled(envelope.event_count());
-            if let Envelope::Subscribe(request) = envelope {
-                let SubscribeRequest {
-                    tag, sink, reply, ..
-                } = *request;
-                if reply.is_some() {
-                    // The subscriber learns it from the answer: the consumer stays up.
-                    let refusal = SubscribeError::ProducerNotAlive;
-                    sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
-                    answer(reply, Err(refusal));
-                } else {
-                    sink.send_cancel(tag, CancelReason::Down(self.reason.clone()));
-                }
-            }
+            self.refuse(envelope);
         }
     }
 }
