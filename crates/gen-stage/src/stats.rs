@@ -54,7 +54,9 @@ pub struct StageStats {
     /// mailbox's capacity bounds.
     pub queued_messages: usize,
     /// Everything queued in the mailbox (events, protocol and user messages), as the
-    /// stage last saw it when it took a message.
+    /// stage last sampled it: every 64 messages it takes (reading it at every message
+    /// cost the event path a cache miss). A trend, not an exact count; see
+    /// `queued_messages` for the exact count of user messages.
     pub mailbox_len: usize,
     /// Where the stage is in its life.
     pub state: StageState,
