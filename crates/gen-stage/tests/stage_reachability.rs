@@ -6,9 +6,9 @@
 mod support;
 
 use futures::StreamExt;
-use gen_stage::{ExitReason, Registry, SubscribeOptions};
-use gen_stage_test::Counter;
-use support::{Relay, collect, identity, opts, range, within};
+use gen_stage::{ExitReason, ProducerConsumerRef, ProducerRef, Registry, SubscribeOptions};
+use gen_stage_test::{Counter, Record, Watch};
+use support::{Collector, Relay, collect, identity, opts, range, within};
 
 /// Live tasks of the current runtime.
 fn alive_tasks() -> usize {
@@ -27,19 +27,29 @@ async fn tasks_back_to(count: usize) {
     .await;
 }
 
-#[tokio::test]
-async fn keeping_only_the_consumers_handle_the_chain_runs_to_completion() {
-    let before = alive_tasks();
-    let producer = gen_stage::producer(Counter::new(0).limit(1000))
-        .start()
-        .await
-        .expect("starts");
+/// The chain `counter -> relay -> collector`, and what the collector records.
+async fn chain(
+    counter: Counter,
+) -> (
+    ProducerRef<Counter>,
+    ProducerConsumerRef<Relay<u64>>,
+    Collector<u64>,
+    Watch<Record<u64>>,
+) {
+    let producer = gen_stage::producer(counter).start().await.expect("starts");
     let middle = gen_stage::producer_consumer(Relay::new(identity))
         .subscribe_to(&producer, opts(40, 10))
         .start()
         .await
         .expect("starts");
     let (consumer, record) = collect(&middle, SubscribeOptions::new().max_demand(15)).await;
+    (producer, middle, consumer, record)
+}
+
+#[tokio::test]
+async fn keeping_only_the_consumers_handle_the_chain_runs_to_completion() {
+    let before = alive_tasks();
+    let (producer, middle, consumer, record) = chain(Counter::new(0).limit(1000)).await;
     drop((producer, middle));
     assert_eq!(
         within("the consumer stops", consumer.stopped()).await,
@@ -75,16 +85,7 @@ async fn keeping_only_the_producers_handle_the_consumer_still_runs() {
 #[tokio::test]
 async fn dropping_every_handle_of_a_busy_pipeline_ends_every_task() {
     let before = alive_tasks();
-    let producer = gen_stage::producer(Counter::new(0))
-        .start()
-        .await
-        .expect("starts");
-    let middle = gen_stage::producer_consumer(Relay::new(identity))
-        .subscribe_to(&producer, opts(40, 10))
-        .start()
-        .await
-        .expect("starts");
-    let (consumer, record) = collect(&middle, SubscribeOptions::new().max_demand(15)).await;
+    let (producer, middle, consumer, record) = chain(Counter::new(0)).await;
     record.wait_for_events(1000).await;
     drop((producer, middle, consumer));
     tasks_back_to(before).await;
