@@ -15,8 +15,8 @@ use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, wait_reply};
 use crate::options::SubscribeOptions;
 use crate::reply::ReplyTo;
-use crate::stage::{AskMode, Consumer, Init};
-use crate::subscription::{BuildTagHasher, SubscriptionTag, TagMap};
+use crate::stage::{Consumer, Init};
+use crate::subscription::{AskMode, BuildTagHasher, SubscriptionTag, TagMap};
 use crate::supervisor::{Restart, Shutdown};
 
 mod pool;

@@ -10,10 +10,11 @@ use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
 use crate::options::{DemandMode, SubscribeOptions};
-use crate::protocol::Envelope;
-use crate::runtime::{ConsumerSide, ProducerSide};
+use crate::runtime::consumer_side::ConsumerSide;
+use crate::runtime::producer_side::ProducerSide;
 use crate::subscription::{StageId, SubscriptionTag};
 use crate::timers::{Fired, TimerRef, Timers};
+use crate::wire::Envelope;
 
 /// The stage's view of itself inside a hook.
 ///

@@ -89,7 +89,6 @@ mod partition;
 
 pub use broadcast::{BroadcastDispatcher, BroadcastError, Selector};
 pub use deliveries::Deliveries;
-pub(crate) use deliveries::Parcel;
 pub use demand::DemandDispatcher;
 pub use partition::{Partition, PartitionDispatcher, PartitionError};
 

@@ -55,7 +55,7 @@ pub enum StartError {
     /// A subscription given to the builder could not be made.
     Subscribe(SubscribeError),
     /// The name given to the builder is held by another running stage.
-    NameTaken(crate::registry::NameTaken),
+    NameTaken(NameTaken),
 }
 
 impl fmt::Display for StartError {
@@ -342,3 +342,19 @@ impl fmt::Display for UnknownSubscription {
 }
 
 impl Error for UnknownSubscription {}
+
+/// The name is held by another running stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameTaken(pub String);
+
+impl fmt::Display for NameTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the name {:?} is already registered to a running stage",
+            self.0
+        )
+    }
+}
+
+impl Error for NameTaken {}

@@ -10,14 +10,14 @@ use futures::stream::FusedStream;
 use tokio::sync::mpsc;
 
 use crate::demand::{AutoDemand, Batch};
-use crate::dispatcher::Parcel;
 use crate::error::SubscribeError;
 use crate::exit::{CancelMode, CancelReason, ExitReason};
 use crate::handle::StageRef;
 use crate::kind::EmitsEvents;
 use crate::options::SubscribeOptions;
-use crate::protocol::{EventSink, ProducerPort};
 use crate::subscription::{StageId, SubscriptionTag, TagMap};
+use crate::wire::Parcel;
+use crate::wire::{EventSink, ProducerPort};
 
 enum Delivery<T> {
     Events(SubscriptionTag, Parcel<T>),

@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::dispatcher::Parcel;
 use crate::error::{CallError, NotAlive, SendError, SubscribeError, SyncInfoError, TryCastError};
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::{
@@ -16,13 +15,13 @@ use crate::kind::{
 };
 use crate::lifecycle::Lifecycle;
 use crate::options::{DemandMode, SubscribeOptions};
-use crate::protocol::{
-    Envelope, EventSink, ProducerPort, SubscribeReply, SubscribeRequest, SubscribeToRequest,
-};
-use crate::registry::Registry;
 use crate::reply::ReplyTo;
 use crate::stats::{StageStats, StatsCell};
 use crate::subscription::{StageId, SubscriptionTag};
+use crate::wire::Parcel;
+use crate::wire::{
+    Envelope, EventSink, ProducerPort, SubscribeReply, SubscribeRequest, SubscribeToRequest,
+};
 
 /// How long [`StageRef::call`] and [`StageRef::subscribe_to`] wait by default.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -692,31 +691,7 @@ impl<K: ReceivesEvents> StageRef<K> {
         self.subscribe_port(producer.port(), options).await
     }
 
-    /// Subscribes this stage to the stage registered as `name` in `registry`, resolved
-    /// now, and waits for it to accept.
-    ///
-    /// # Errors
-    ///
-    /// [`SubscribeError::NotRegistered`] if no running stage emitting this stage's
-    /// events holds the name; otherwise as for [`StageRef::subscribe_to`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As for [`StageRef::subscribe_to`].
-    pub async fn subscribe_to_name(
-        &self,
-        registry: &Registry,
-        name: &str,
-        options: SubscribeOptions,
-    ) -> Result<SubscriptionTag, SubscribeError> {
-        options.validate()?;
-        let producer = registry
-            .producer_port(name)
-            .ok_or_else(|| SubscribeError::NotRegistered(name.to_owned()))?;
-        self.subscribe_port(producer, options).await
-    }
-
-    async fn subscribe_port(
+    pub(crate) async fn subscribe_port(
         &self,
         producer: Box<dyn ProducerPort<K::In>>,
         options: SubscribeOptions,

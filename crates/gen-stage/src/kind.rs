@@ -1,6 +1,6 @@
 //! The three kinds of stage, as type-level markers.
 //!
-//! Users implement [`Producer`], [`Consumer`] or [`ProducerConsumer`] on their own type;
+//! Users implement [`Producer`](crate::Producer), [`Consumer`](crate::Consumer) or [`ProducerConsumer`](crate::ProducerConsumer) on their own type;
 //! handles and contexts are generic over a marker that names the kind, so that the
 //! methods shared by every kind are written once. The aliases ([`ProducerRef`],
 //! [`ConsumerContext`], ...) are what users write.
@@ -8,11 +8,8 @@
 //! [`ProducerRef`]: crate::ProducerRef
 //! [`ConsumerContext`]: crate::ConsumerContext
 
-use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
-
-use crate::stage::{Consumer, Producer, ProducerConsumer};
 
 mod sealed {
     pub trait Sealed {}
@@ -39,42 +36,16 @@ pub trait EmitsEvents: StageKind {}
 /// Kinds that receive events: consumers and producer-consumers.
 pub trait ReceivesEvents: StageKind {}
 
-/// The kind of a [`Producer`] `S`.
+/// The kind of a [`Producer`](crate::Producer) `S`.
 pub struct ProducerKind<S>(PhantomData<fn() -> S>);
-/// The kind of a [`Consumer`] `S`.
+/// The kind of a [`Consumer`](crate::Consumer) `S`.
 pub struct ConsumerKind<S>(PhantomData<fn() -> S>);
-/// The kind of a [`ProducerConsumer`] `S`.
+/// The kind of a [`ProducerConsumer`](crate::ProducerConsumer) `S`.
 pub struct ProducerConsumerKind<S>(PhantomData<fn() -> S>);
 
 impl<S> sealed::Sealed for ProducerKind<S> {}
 impl<S> sealed::Sealed for ConsumerKind<S> {}
 impl<S> sealed::Sealed for ProducerConsumerKind<S> {}
-
-impl<S: Producer> StageKind for ProducerKind<S> {
-    type Stage = S;
-    type In = Infallible;
-    type Out = S::Event;
-    type Message = S::Message;
-}
-
-impl<S: Consumer> StageKind for ConsumerKind<S> {
-    type Stage = S;
-    type In = S::Event;
-    type Out = Infallible;
-    type Message = S::Message;
-}
-
-impl<S: ProducerConsumer> StageKind for ProducerConsumerKind<S> {
-    type Stage = S;
-    type In = S::Input;
-    type Out = S::Output;
-    type Message = S::Message;
-}
-
-impl<S: Producer> EmitsEvents for ProducerKind<S> {}
-impl<S: ProducerConsumer> EmitsEvents for ProducerConsumerKind<S> {}
-impl<S: Consumer> ReceivesEvents for ConsumerKind<S> {}
-impl<S: ProducerConsumer> ReceivesEvents for ProducerConsumerKind<S> {}
 
 impl<S> fmt::Debug for ProducerKind<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

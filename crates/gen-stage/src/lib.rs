@@ -378,6 +378,18 @@
 //! - Subscribing a producer-only stage to another is a compile error.
 #![doc(test(attr(deny(warnings))))]
 
+// The modules, in layers: each imports only from the layers below it (a folder's own
+// file may also name its children). `tests/module_layers.rs` fails on any cycle.
+//   ground   subscription, exit, kind, demand, stats, timers, entry_bound, sync
+//   1        error, lifecycle
+//   2        options, reachability, reply
+//   3        wire (envelopes, parcels, ports), buffer, dispatcher
+//   4        handle, runtime::{producer_side, consumer_side}, dispatcher's children
+//   5        context, registry, weak_handle, event_stream, supervisor
+//   6        stage, supervisor's children
+//   7        runtime (the loops), consumer_supervisor
+//   8        builder, then source
+
 mod buffer;
 mod builder;
 mod consumer_supervisor;
@@ -392,7 +404,6 @@ mod handle;
 pub mod kind;
 mod lifecycle;
 mod options;
-mod protocol;
 mod reachability;
 mod registry;
 mod reply;
@@ -405,6 +416,7 @@ pub mod supervisor;
 mod sync;
 mod timers;
 mod weak_handle;
+mod wire;
 
 pub use builder::{
     Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
@@ -414,8 +426,8 @@ pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessag
 pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerContext};
 pub use entry_bound::DEFAULT_MESSAGE_CAPACITY;
 pub use error::{
-    CallError, NotAlive, OptionsError, SendError, StartChildError, StartError, SubscribeError,
-    SyncInfoError, TryCastError, UnknownSubscription,
+    CallError, NameTaken, NotAlive, OptionsError, SendError, StartChildError, StartError,
+    SubscribeError, SyncInfoError, TryCastError, UnknownSubscription,
 };
 pub use event_stream::{EventBatches, EventStream, stream};
 pub use exit::{BoxError, CancelMode, CancelReason, ExitReason};
@@ -423,15 +435,15 @@ pub use handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, ProducerConsumerRef, Produce
 pub use options::{
     BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_DEMAND, DemandMode, SubscribeOptions,
 };
-pub use registry::{NameTaken, Registry};
+pub use registry::Registry;
 pub use reply::ReplyTo;
 pub use source::{
     IterSource, OnCancel, Source, SourceMessage, SourceProducer, StreamMessage, StreamProducer,
     from_iter, from_stream,
 };
-pub use stage::{AskMode, Consumer, Init, Producer, ProducerConsumer};
+pub use stage::{Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{Side, StageState, StageStats, SubscriptionDemand};
-pub use subscription::{StageId, SubscriptionTag};
+pub use subscription::{AskMode, StageId, SubscriptionTag};
 pub use timers::TimerRef;
 pub use weak_handle::WeakStageRef;
 

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use crate::error::{NameTaken, SubscribeError};
 use crate::handle::StageRef;
-use crate::kind::{EmitsEvents, StageKind};
-use crate::protocol::ProducerPort;
-use crate::subscription::StageId;
+use crate::kind::{EmitsEvents, ReceivesEvents, StageKind};
+use crate::options::SubscribeOptions;
+use crate::subscription::{StageId, SubscriptionTag};
+use crate::wire::ProducerPort;
 
 /// Makes the registry entry through which a stage that emits is subscribed to by name.
 pub(crate) type PortEntryMaker<K> = fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>;
@@ -75,22 +77,6 @@ impl fmt::Debug for Registry {
             .finish()
     }
 }
-
-/// The name is held by another running stage.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NameTaken(pub String);
-
-impl fmt::Display for NameTaken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the name {:?} is already registered to a running stage",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for NameTaken {}
 
 /// A registry as a stage that registered in it holds it: it does not keep the
 /// registry (and so the stages it names) alive.
@@ -200,4 +186,31 @@ pub(crate) fn port_maker<K: EmitsEvents>(stage: &StageRef<K>) -> Box<dyn Any + S
     let stage = stage.clone();
     let maker: PortMaker<K::Out> = Arc::new(move || stage.port());
     Box::new(maker)
+}
+
+/// Subscribing by name: a consumer's handle resolves a producer in a registry.
+impl<K: ReceivesEvents> StageRef<K> {
+    /// Subscribes this stage to the stage registered as `name` in `registry`, resolved
+    /// now, and waits for it to accept.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::NotRegistered`] if no running stage emitting this stage's
+    /// events holds the name; otherwise as for [`StageRef::subscribe_to`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`StageRef::subscribe_to`].
+    pub async fn subscribe_to_name(
+        &self,
+        registry: &Registry,
+        name: &str,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionTag, SubscribeError> {
+        options.validate()?;
+        let producer = registry
+            .producer_port(name)
+            .ok_or_else(|| SubscribeError::NotRegistered(name.to_owned()))?;
+        self.subscribe_port(producer, options).await
+    }
 }

@@ -2,10 +2,10 @@
 //! (producer side, consumer side) and the driver below.
 
 mod consumer;
-mod consumer_side;
+pub(crate) mod consumer_side;
 mod producer;
 mod producer_consumer;
-mod producer_side;
+pub(crate) mod producer_side;
 mod shared;
 
 pub(crate) use consumer::{InitialSubscription, Target};
@@ -29,12 +29,12 @@ use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef, wait_reply};
 use crate::kind::StageKind;
 use crate::lifecycle::{Lifecycle, Requests};
-use crate::protocol::{Envelope, SubscribeReply, SubscribeRequest};
 use crate::registry::{PortEntryMaker, Registry, WeakRegistry};
 use crate::stage::Init;
 use crate::stats::{StageState, StatsCell};
 use crate::subscription::SubscriptionTag;
 use crate::timers::Fired;
+use crate::wire::{Envelope, SubscribeReply, SubscribeRequest};
 
 /// Runs a hook, turning a panic into [`ExitReason::Panic`].
 pub(crate) async fn catch<T>(hook: impl Future<Output = T>) -> Result<T, ExitReason> {

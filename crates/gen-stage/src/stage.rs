@@ -5,12 +5,16 @@
 //! [`ExitReason::Error`]; a hook that panics stops it with [`ExitReason::Panic`]; to stop
 //! without an error, call [`Context::stop`](crate::Context::stop).
 
+use std::convert::Infallible;
 use std::future::Future;
 
 use crate::context::{ConsumerContext, ProducerConsumerContext, ProducerContext};
 use crate::exit::{BoxError, CancelReason, ExitReason};
+use crate::kind::{
+    ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
+};
 use crate::options::SubscribeOptions;
-use crate::subscription::SubscriptionTag;
+use crate::subscription::{AskMode, SubscriptionTag};
 
 /// What `init` decided.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -20,18 +24,6 @@ pub enum Init {
     Start,
     /// Do not run it: `start` returns [`StartError::Ignored`](crate::StartError::Ignored).
     Ignore,
-}
-
-/// How a consumer asks for events on a subscription.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum AskMode {
-    /// The stage asks `max_demand` at once and tops up after each batch (the default).
-    #[default]
-    Automatic,
-    /// The stage asks nothing by itself: call [`ConsumerContext::ask`] or
-    /// [`ConsumerRef::ask`](crate::StageRef::ask). Each delivery then reaches
-    /// `handle_events` as one batch.
-    Manual,
 }
 
 /// A stage that emits events when consumers ask for them.
@@ -377,3 +369,29 @@ pub trait ProducerConsumer: Send + Sized + 'static {
         async {}
     }
 }
+
+impl<S: Producer> StageKind for ProducerKind<S> {
+    type Stage = S;
+    type In = Infallible;
+    type Out = S::Event;
+    type Message = S::Message;
+}
+
+impl<S: Consumer> StageKind for ConsumerKind<S> {
+    type Stage = S;
+    type In = S::Event;
+    type Out = Infallible;
+    type Message = S::Message;
+}
+
+impl<S: ProducerConsumer> StageKind for ProducerConsumerKind<S> {
+    type Stage = S;
+    type In = S::Input;
+    type Out = S::Output;
+    type Message = S::Message;
+}
+
+impl<S: Producer> EmitsEvents for ProducerKind<S> {}
+impl<S: ProducerConsumer> EmitsEvents for ProducerConsumerKind<S> {}
+impl<S: Consumer> ReceivesEvents for ConsumerKind<S> {}
+impl<S: ProducerConsumer> ReceivesEvents for ProducerConsumerKind<S> {}

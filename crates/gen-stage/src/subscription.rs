@@ -101,3 +101,15 @@ impl std::hash::Hasher for TagHasher {
         self.0 = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
+
+/// How a consumer asks for events on a subscription.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AskMode {
+    /// The stage asks `max_demand` at once and tops up after each batch (the default).
+    #[default]
+    Automatic,
+    /// The stage asks nothing by itself: call [`ConsumerContext::ask`](crate::ConsumerContext::ask) or
+    /// [`ConsumerRef::ask`](crate::StageRef::ask). Each delivery then reaches
+    /// `handle_events` as one batch.
+    Manual,
+}

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::subscription::SubscriptionTag;
+use crate::wire::{Parcel, SharedEvents};
 
 /// The batches a dispatcher hands out in one [`Dispatcher::dispatch`] call.
 ///
@@ -174,54 +175,6 @@ impl<T> fmt::Debug for Deliveries<T> {
         f.debug_list()
             .entries(self.batches.iter().map(|(tag, batch)| (tag, batch.len())))
             .finish()
-    }
-}
-
-/// Events on their way to one consumer: its own, or shared with other consumers until
-/// each takes its copy (see [`Deliveries::push_to_each`]).
-pub(crate) enum Parcel<T> {
-    Owned(Vec<T>),
-    Shared(Arc<dyn SharedEvents<T>>),
-}
-
-impl<T> Parcel<T> {
-    pub(crate) fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-
-    fn as_slice(&self) -> &[T] {
-        match self {
-            Parcel::Owned(events) => events,
-            Parcel::Shared(shared) => shared.as_slice(),
-        }
-    }
-
-    /// The consumer's own events: a shared batch is copied, unless no other consumer
-    /// holds it any more.
-    pub(crate) fn into_vec(self) -> Vec<T> {
-        match self {
-            Parcel::Owned(events) => events,
-            Parcel::Shared(shared) => shared.take(),
-        }
-    }
-}
-
-/// A batch shared by several consumers. A trait object, so that a batch of events of
-/// any type can travel in a mailbox: only events that can be shared across tasks and
-/// copied (`Clone + Send + Sync`) implement it.
-pub(crate) trait SharedEvents<T>: Send + Sync {
-    fn as_slice(&self) -> &[T];
-    /// The events, copied unless this was the last holder.
-    fn take(self: Arc<Self>) -> Vec<T>;
-}
-
-impl<T: Clone + Send + Sync> SharedEvents<T> for Vec<T> {
-    fn as_slice(&self) -> &[T] {
-        self
-    }
-
-    fn take(self: Arc<Self>) -> Vec<T> {
-        Arc::try_unwrap(self).unwrap_or_else(|shared| shared.as_slice().to_vec())
     }
 }
 

@@ -5,14 +5,14 @@ use crate::error::{StartError, SubscribeError};
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::ConsumerKind;
 use crate::options::SubscribeOptions;
-use crate::protocol::{Envelope, ProducerPort};
 use crate::registry::Registry;
 use crate::runtime::shared::{self, Receiving};
 use crate::runtime::{
     ConsumerSide, Runner, catch, check_reachable, guarded, init_outcome, stops_between_batches,
 };
-use crate::stage::{AskMode, Consumer};
-use crate::subscription::SubscriptionTag;
+use crate::stage::Consumer;
+use crate::subscription::{AskMode, SubscriptionTag};
+use crate::wire::{Envelope, ProducerPort};
 
 /// A producer to subscribe to: a handle, or a name resolved when subscribing.
 pub(crate) enum Target<T> {

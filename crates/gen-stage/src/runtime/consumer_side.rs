@@ -6,10 +6,10 @@ use crate::demand::{AutoDemand, Batches};
 use crate::error::UnknownSubscription;
 use crate::exit::{CancelMode, CancelReason, ExitReason};
 use crate::options::SubscribeOptions;
-use crate::protocol::{EventSink, ProducerPort, SubscribeReply};
-use crate::stage::AskMode;
 use crate::stats::{Side, StatsCell, SubscriptionDemand};
+use crate::subscription::AskMode;
 use crate::subscription::{SubscriptionTag, TagMap};
+use crate::wire::{EventSink, ProducerPort, SubscribeReply};
 
 struct Upstream<T> {
     port: Box<dyn ProducerPort<T>>,

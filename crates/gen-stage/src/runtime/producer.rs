@@ -5,12 +5,12 @@ use crate::error::StartError;
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::kind::ProducerKind;
 use crate::options::SubscribeOptions;
-use crate::protocol::Envelope;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting};
 use crate::runtime::{ProducerSide, Runner, catch, check_reachable, guarded, init_outcome};
 use crate::stage::Producer;
 use crate::subscription::SubscriptionTag;
+use crate::wire::Envelope;
 
 pub(crate) struct ProducerRuntime<S: Producer> {
     stage: S,

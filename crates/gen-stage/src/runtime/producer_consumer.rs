@@ -8,7 +8,6 @@ use crate::error::StartError;
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::kind::ProducerConsumerKind;
 use crate::options::SubscribeOptions;
-use crate::protocol::Envelope;
 use crate::runtime::consumer::InitialSubscription;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting, Receiving};
@@ -16,8 +15,9 @@ use crate::runtime::{
     ConsumerSide, ProducerSide, Runner, catch, check_reachable, guarded, init_outcome,
     stops_between_batches,
 };
-use crate::stage::{AskMode, ProducerConsumer};
-use crate::subscription::SubscriptionTag;
+use crate::stage::ProducerConsumer;
+use crate::subscription::{AskMode, SubscriptionTag};
+use crate::wire::Envelope;
 
 /// Input waiting for downstream demand, in arrival order.
 enum Pending<I, M> {

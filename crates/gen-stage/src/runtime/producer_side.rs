@@ -4,12 +4,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::buffer::Buffer;
-use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Parcel, Subscriber};
+use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Subscriber};
 use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
-use crate::protocol::EventSink;
 use crate::stats::{Side, StatsCell, SubscriptionDemand};
 use crate::subscription::{StageId, SubscriptionTag, TagMap};
+use crate::wire::EventSink;
+use crate::wire::Parcel;
 
 /// What an accumulating producer keeps until it forwards again, in order.
 pub(crate) enum Stashed<T, M> {

@@ -9,10 +9,10 @@ use crate::error::{StartError, SubscribeError};
 use crate::exit::{BoxError, CancelMode, CancelReason, ExitReason, SharedError};
 use crate::kind::{EmitsEvents, ReceivesEvents};
 use crate::options::SubscribeOptions;
-use crate::protocol::{SubscribeRequest, SubscribeToRequest};
 use crate::runtime::{ConsumerSide, InitialSubscription, ProducerSide, answer, await_subscription};
-use crate::stage::AskMode;
+use crate::subscription::AskMode;
 use crate::subscription::SubscriptionTag;
+use crate::wire::{SubscribeRequest, SubscribeToRequest};
 
 /// A loop that subscribes to producers.
 pub(crate) trait Receiving: Send {
