@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::context::Control;
 use crate::dispatcher::{DemandDispatcher, Dispatcher};
 use crate::entry_bound::DEFAULT_MESSAGE_CAPACITY;
 use crate::error::StartError;
@@ -13,6 +12,7 @@ use crate::kind::{
 };
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::registry::{PortEntryMaker, Registry, port_maker};
+use crate::runtime::control::Control;
 use crate::runtime::{
     self, ConsumerRuntime, Naming, ProducerConsumerRuntime, ProducerRuntime, ProducerSide, Target,
 };

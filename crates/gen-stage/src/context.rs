@@ -1,5 +1,6 @@
 //! What hooks can do besides returning: emit events, ask, cancel, stop.
 
+use std::convert::Infallible;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -10,10 +11,8 @@ use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
 use crate::options::{DemandMode, SubscribeOptions};
-use crate::runtime::consumer_side::ConsumerSide;
-use crate::runtime::producer_side::ProducerSide;
 use crate::subscription::{StageId, SubscriptionTag};
-use crate::timers::{Fired, TimerRef, Timers};
+use crate::timers::TimerRef;
 use crate::wire::Envelope;
 
 /// The stage's view of itself inside a hook.
@@ -22,9 +21,9 @@ use crate::wire::Envelope;
 /// [`ProducerConsumerContext`]. Methods that emit exist only on stages that emit, and
 /// methods that ask or cancel only on stages that receive.
 pub struct Context<'a, K: StageKind> {
-    pub(crate) producer: Option<&'a mut ProducerSide<K::Out, K::Message>>,
-    pub(crate) consumer: Option<&'a mut ConsumerSide<K::In>>,
-    pub(crate) control: &'a mut Control<K>,
+    control: &'a mut dyn StageControl<K>,
+    outlet: &'a mut dyn Outlet<K::Out>,
+    inlet: &'a mut dyn Inlet<K::In>,
 }
 
 /// The context of a [`Producer`](crate::Producer)'s hooks.
@@ -34,84 +33,128 @@ pub type ConsumerContext<'a, S> = Context<'a, ConsumerKind<S>>;
 /// The context of a [`ProducerConsumer`](crate::ProducerConsumer)'s hooks.
 pub type ProducerConsumerContext<'a, S> = Context<'a, ProducerConsumerKind<S>>;
 
-/// Stage-wide state the hooks can change.
-pub(crate) struct Control<K: StageKind> {
-    pub(crate) me: StageRef<K>,
-    pub(crate) stop: Option<ExitReason>,
-    /// The reason to stop with once drained, while the stage drains.
-    pub(crate) draining: Option<ExitReason>,
-    /// When a drain ends as a stop does. Its timer wakes an idle loop; this is read
-    /// between the batches of a delivery.
-    drain_deadline: Option<tokio::time::Instant>,
-    pub(crate) timers: Timers<K::Message>,
+/// What a context does to the stage as a whole. The stage's loop implements it on its
+/// own state; a [`Delegate`](crate::Delegate) implements it over its wrapper's.
+pub(crate) trait StageControl<K: StageKind>: Send {
+    /// The stage's handle, as its hooks see it.
+    fn me(&self) -> &StageRef<K>;
+    /// Records a stop asked by a hook (the last reason asked wins).
+    fn stop(&mut self, reason: ExitReason);
+    fn is_stopping(&self) -> bool;
+    fn send_after(&mut self, delay: Duration, message: K::Message) -> TimerRef;
+    fn cancel_timer(&mut self, timer: TimerRef) -> bool;
+    fn pending_timers(&self) -> usize;
 }
 
-impl<K: StageKind> Control<K> {
-    pub(crate) fn new(me: StageRef<K>) -> Self {
-        Control {
-            me,
-            stop: None,
-            draining: None,
-            drain_deadline: None,
-            timers: Timers::default(),
+/// Where a context's emitted events go: the stage's producer side, or a delegate's
+/// collection.
+pub(crate) trait Outlet<T>: Send {
+    fn emit(&mut self, events: Vec<T>);
+    fn demand_mode(&self) -> DemandMode;
+    fn buffered_count(&self) -> usize;
+    fn consumer_count(&self) -> usize;
+}
+
+/// The subscriptions a context asks and cancels: the stage's consumer side.
+pub(crate) trait Inlet<T>: Send {
+    fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> Result<(), UnknownSubscription>;
+    fn cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+    ) -> Result<(), UnknownSubscription>;
+    fn tags(&self) -> Vec<SubscriptionTag>;
+}
+
+/// The outlet of a stage that emits nothing: a consumer's (its events are
+/// `Infallible`, so nothing can reach it).
+pub(crate) struct NoOutlet;
+
+impl Outlet<Infallible> for NoOutlet {
+    fn emit(&mut self, events: Vec<Infallible>) {
+        match events.into_iter().next() {
+            None => {}
+            Some(never) => match never {},
         }
     }
 
-    /// Records a stop (the first reason wins).
-    pub(crate) fn stop_with(&mut self, reason: ExitReason) {
-        self.stop.get_or_insert(reason);
+    fn demand_mode(&self) -> DemandMode {
+        DemandMode::Forward
     }
 
-    /// Starts a drain that stops with `reason`, and sets its deadline.
-    pub(crate) fn start_drain(&mut self, reason: ExitReason, deadline: tokio::time::Instant) {
-        if self.draining.is_none() {
-            self.draining = Some(reason);
-            self.drain_deadline = Some(deadline);
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let _ = self.timers.add(left, Fired::DrainDeadline);
-        }
+    fn buffered_count(&self) -> usize {
+        0
     }
 
-    /// Ends a drain whose time is up as a stop.
-    pub(crate) fn check_drain_deadline(&mut self) {
-        if self
-            .drain_deadline
-            .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
-        {
-            let reason = self.draining.clone().unwrap_or(ExitReason::Shutdown);
-            self.stop_with(reason);
-        }
+    fn consumer_count(&self) -> usize {
+        0
+    }
+}
+
+/// The inlet of a stage that receives nothing: a producer's. It has no
+/// subscriptions.
+pub(crate) struct NoInlet;
+
+impl Inlet<Infallible> for NoInlet {
+    fn ask(&mut self, tag: SubscriptionTag, _: usize) -> Result<(), UnknownSubscription> {
+        Err(UnknownSubscription(tag))
+    }
+
+    fn cancel(&mut self, tag: SubscriptionTag, _: ExitReason) -> Result<(), UnknownSubscription> {
+        Err(UnknownSubscription(tag))
+    }
+
+    fn tags(&self) -> Vec<SubscriptionTag> {
+        Vec::new()
     }
 }
 
 impl<K: StageKind> std::fmt::Debug for Context<'_, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("stage", &self.control.me.id())
+            .field("stage", &self.control.me().id())
             .finish_non_exhaustive()
     }
 }
 
-impl<K: StageKind> Context<'_, K> {
+impl<'a, K: StageKind> Context<'a, K> {
+    /// A context over the stage's halves.
+    pub(crate) fn new(
+        control: &'a mut dyn StageControl<K>,
+        outlet: &'a mut dyn Outlet<K::Out>,
+        inlet: &'a mut dyn Inlet<K::In>,
+    ) -> Self {
+        Context {
+            control,
+            outlet,
+            inlet,
+        }
+    }
+
+    /// The stage-wide half, for a delegate to build its inner context on.
+    pub(crate) fn control_mut(&mut self) -> &mut dyn StageControl<K> {
+        &mut *self.control
+    }
+
     /// Stops the stage with `reason` once the current hook returns. Events already
     /// emitted are dispatched first; events still in the buffer are dropped.
     pub fn stop(&mut self, reason: ExitReason) {
-        self.control.stop = Some(reason);
+        self.control.stop(reason);
     }
 
     /// Whether [`Context::stop`] was called.
     pub fn is_stopping(&self) -> bool {
-        self.control.stop.is_some()
+        self.control.is_stopping()
     }
 
     /// A handle to this stage, to give to others or to send it messages later.
     pub fn stage_ref(&self) -> &StageRef<K> {
-        &self.control.me
+        self.control.me()
     }
 
     /// This stage's identity.
     pub fn id(&self) -> StageId {
-        self.control.me.id()
+        self.control.me().id()
     }
 
     /// Sends `message` to this stage's own `handle_message` after `delay`: the
@@ -165,65 +208,53 @@ impl<K: StageKind> Context<'_, K> {
     /// # }
     /// ```
     pub fn send_after(&mut self, delay: Duration, message: K::Message) -> TimerRef {
-        self.control.timers.add(delay, Fired::Message(message))
+        self.control.send_after(delay, message)
     }
 
     /// Cancels a timer set by [`Context::send_after`]: its message is never handled,
     /// even if it was already due. Returns false if the timer had already fired (its
     /// message was handled, or is being handled now) or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerRef) -> bool {
-        self.control.timers.cancel(timer)
+        self.control.cancel_timer(timer)
     }
 
     /// Timers set and not yet fired or cancelled.
     pub fn pending_timers(&self) -> usize {
-        self.control.timers.len()
+        self.control.pending_timers()
     }
 }
 
 impl<K: EmitsEvents> Context<'_, K> {
-    fn producer(&mut self) -> &mut ProducerSide<K::Out, K::Message> {
-        self.producer
-            .as_deref_mut()
-            .expect("stages that emit events always have a producer side")
-    }
-
     /// Dispatches `events` now, to consumers with demand; the rest is buffered.
     /// Events reach consumers in the order they are emitted, and before any reply the
     /// hook sends afterwards.
     pub fn emit(&mut self, events: Vec<K::Out>) {
-        self.producer().emit(events);
+        self.outlet.emit(events);
     }
 
     /// The current demand mode.
-    pub fn demand_mode(&mut self) -> DemandMode {
-        self.producer().demand_mode()
+    pub fn demand_mode(&self) -> DemandMode {
+        self.outlet.demand_mode()
     }
 
     /// Switches the demand mode once the current hook returns (see
     /// [`StageRef::set_demand_mode`]).
     pub fn set_demand_mode(&mut self, mode: DemandMode) {
-        let _ = self.control.me.send(Envelope::SetDemandMode(mode));
+        let _ = self.control.me().send(Envelope::SetDemandMode(mode));
     }
 
     /// Events waiting in the buffer.
-    pub fn buffered_count(&mut self) -> usize {
-        self.producer().buffered_count()
+    pub fn buffered_count(&self) -> usize {
+        self.outlet.buffered_count()
     }
 
     /// How many consumers are subscribed.
-    pub fn consumer_count(&mut self) -> usize {
-        self.producer().consumer_count()
+    pub fn consumer_count(&self) -> usize {
+        self.outlet.consumer_count()
     }
 }
 
 impl<K: ReceivesEvents> Context<'_, K> {
-    fn consumer(&mut self) -> &mut ConsumerSide<K::In> {
-        self.consumer
-            .as_deref_mut()
-            .expect("stages that receive events always have a consumer side")
-    }
-
     /// Asks the producer of a manual subscription for `demand` more events. Mixing it
     /// with automatic demand is allowed but makes the consumer's limits yours to keep.
     ///
@@ -239,7 +270,7 @@ impl<K: ReceivesEvents> Context<'_, K> {
         tag: SubscriptionTag,
         demand: NonZeroUsize,
     ) -> Result<(), UnknownSubscription> {
-        self.consumer().ask(tag, demand.get())
+        self.inlet.ask(tag, demand.get())
     }
 
     /// Cancels the subscription `tag` now: no more events from it are handled, the
@@ -254,7 +285,7 @@ impl<K: ReceivesEvents> Context<'_, K> {
         tag: SubscriptionTag,
         reason: ExitReason,
     ) -> Result<(), UnknownSubscription> {
-        self.consumer().cancel(tag, reason)
+        self.inlet.cancel(tag, reason)
     }
 
     /// Subscribes this stage to `producer` once the current hook returns, and returns
@@ -277,13 +308,13 @@ impl<K: ReceivesEvents> Context<'_, K> {
         // The stage is running this hook: its mailbox is open.
         let _ = self
             .control
-            .me
+            .me()
             .request_subscription(tag, producer.port(), options, None);
         Ok(tag)
     }
 
     /// The tags of the subscriptions to producers.
-    pub fn subscriptions(&mut self) -> Vec<SubscriptionTag> {
-        self.consumer().tags()
+    pub fn subscriptions(&self) -> Vec<SubscriptionTag> {
+        self.inlet.tags()
     }
 }

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::error::{CallError, NotAlive, SendError, SubscribeError, SyncInfoError, TryCastError};
@@ -18,9 +18,9 @@ use crate::options::{DemandMode, SubscribeOptions};
 use crate::reply::ReplyTo;
 use crate::stats::{StageStats, StatsCell};
 use crate::subscription::{StageId, SubscriptionTag};
-use crate::wire::Parcel;
 use crate::wire::{
-    Envelope, EventSink, ProducerPort, SubscribeReply, SubscribeRequest, SubscribeToRequest,
+    Address, Envelope, EventSink, Forward, Parcel, ProducerPort, SubscribeReply, SubscribeRequest,
+    SubscribeToRequest,
 };
 
 /// How long [`StageRef::call`] and [`StageRef::subscribe_to`] wait by default.
@@ -36,7 +36,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// subscriptions end it.
 pub struct StageRef<K: StageKind> {
     id: StageId,
-    mailbox: mpsc::UnboundedSender<Envelope<K>>,
+    mailbox: Address<K>,
     exit: watch::Receiver<Option<ExitReason>>,
     stats: Arc<StatsCell>,
     life: Arc<Lifecycle>,
@@ -92,7 +92,7 @@ impl<K: StageKind> fmt::Debug for StageRef<K> {
 
 impl<K: StageKind> StageRef<K> {
     pub(crate) fn new(
-        mailbox: mpsc::UnboundedSender<Envelope<K>>,
+        mailbox: Address<K>,
         exit: watch::Receiver<Option<ExitReason>>,
         stats: Arc<StatsCell>,
         life: Arc<Lifecycle>,
@@ -119,6 +119,22 @@ impl<K: StageKind> StageRef<K> {
         StageRef {
             id: self.id,
             mailbox: self.mailbox.clone(),
+            exit: self.exit.clone(),
+            stats: self.stats.clone(),
+            life: self.life.clone(),
+            counted: false,
+        }
+    }
+
+    /// An uncounted handle of another type on this very stage, whose envelopes go
+    /// through `forward` (built on this handle's mailbox): a delegate's view.
+    pub(crate) fn view<J: StageKind>(
+        &self,
+        forward: impl FnOnce(Address<K>) -> Arc<dyn Forward<J>>,
+    ) -> StageRef<J> {
+        StageRef {
+            id: self.id,
+            mailbox: Address::Forwarded(forward(self.mailbox.clone())),
             exit: self.exit.clone(),
             stats: self.stats.clone(),
             life: self.life.clone(),
@@ -153,7 +169,7 @@ impl<K: StageKind> StageRef<K> {
     }
 
     pub(crate) fn send(&self, envelope: Envelope<K>) -> Result<(), Envelope<K>> {
-        self.mailbox.send(envelope).map_err(|error| error.0)
+        self.mailbox.send(envelope)
     }
 
     /// The stage's identity.
@@ -253,9 +269,9 @@ impl<K: StageKind> StageRef<K> {
     fn send_message(&self, message: K::Message) -> Result<(), K::Message> {
         self.mailbox
             .send(Envelope::Message(message))
-            .map_err(|error| {
+            .map_err(|envelope| {
                 self.life.entry.release();
-                match error.0 {
+                match envelope {
                     Envelope::Message(message) => message,
                     _ => unreachable!("the envelope sent is the one returned"),
                 }
@@ -414,9 +430,9 @@ impl<K: StageKind> StageRef<K> {
     ) -> Result<(), K::Message> {
         self.mailbox
             .send(Envelope::Info { message, queued })
-            .map_err(|error| {
+            .map_err(|envelope| {
                 self.life.entry.release();
-                match error.0 {
+                match envelope {
                     Envelope::Info { message, .. } => message,
                     _ => unreachable!("the envelope sent is the one returned"),
                 }
@@ -904,10 +920,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_kill_asked_before_the_task_is_known_is_carried_out_when_it_is() {
-        let (mailbox, _receiver) = mpsc::unbounded_channel();
+        let (mailbox, _receiver) = tokio::sync::mpsc::unbounded_channel();
         let (_exit, exit) = watch::channel(None);
         let life = Arc::new(Lifecycle::new(1));
-        let stage = StageRef::<ProducerKind<Nothing>>::new(mailbox, exit, Arc::default(), life);
+        let stage = StageRef::<ProducerKind<Nothing>>::new(
+            Address::Mailbox(mailbox),
+            exit,
+            Arc::default(),
+            life,
+        );
         // Found by name while it starts: killed before its task is spawned.
         stage.kill();
         let task = tokio::spawn(std::future::pending::<()>());

@@ -394,6 +394,7 @@ mod buffer;
 mod builder;
 mod consumer_supervisor;
 mod context;
+mod delegate;
 mod demand;
 pub mod dispatcher;
 mod entry_bound;
@@ -424,6 +425,7 @@ pub use builder::{
 };
 pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerContext};
+pub use delegate::Delegate;
 pub use entry_bound::DEFAULT_MESSAGE_CAPACITY;
 pub use error::{
     CallError, NameTaken, NotAlive, OptionsError, SendError, StartChildError, StartError,

@@ -3,6 +3,7 @@
 
 mod consumer;
 pub(crate) mod consumer_side;
+pub(crate) mod control;
 mod producer;
 mod producer_consumer;
 pub(crate) mod producer_side;
@@ -23,18 +24,18 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::context::Control;
 use crate::error::{CallError, StartError, SubscribeError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef, wait_reply};
 use crate::kind::StageKind;
 use crate::lifecycle::{Lifecycle, Requests};
 use crate::registry::{PortEntryMaker, Registry, WeakRegistry};
+use crate::runtime::control::Control;
 use crate::stage::Init;
 use crate::stats::{StageState, StatsCell};
 use crate::subscription::SubscriptionTag;
 use crate::timers::Fired;
-use crate::wire::{Envelope, SubscribeReply, SubscribeRequest};
+use crate::wire::{Address, Envelope, SubscribeReply, SubscribeRequest};
 
 /// Runs a hook, turning a panic into [`ExitReason::Panic`].
 pub(crate) async fn catch<T>(hook: impl Future<Output = T>) -> Result<T, ExitReason> {
@@ -146,7 +147,7 @@ pub(crate) async fn start<R: Runner>(
     let (sender, mailbox) = mpsc::unbounded_channel();
     let (exit_sender, exit) = watch::channel(None);
     let life = Arc::new(Lifecycle::new(message_capacity));
-    let me = StageRef::new(sender, exit, stats.clone(), life.clone());
+    let me = StageRef::new(Address::Mailbox(sender), exit, stats.clone(), life.clone());
     // The caller's handle, counted from the start: the stage may check whether it is
     // reachable before the caller has it.
     let handle = me.clone();

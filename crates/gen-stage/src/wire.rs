@@ -1,9 +1,11 @@
 //! The messages stages exchange, and the type-erased ports through which a producer
 //! reaches its consumers and a consumer its producers.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SubscribeError;
 use crate::exit::{CancelReason, ExitReason};
@@ -172,6 +174,55 @@ impl<T: Clone + Send + Sync> SharedEvents<T> for Vec<T> {
 
     fn take(self: Arc<Self>) -> Vec<T> {
         Arc::try_unwrap(self).unwrap_or_else(|shared| shared.as_slice().to_vec())
+    }
+}
+
+/// Where a handle sends its envelopes: the stage's mailbox, or a view of another
+/// stage's mailbox (a [`Delegate`](crate::Delegate)'s inner producer sees its wrapper
+/// through one).
+pub(crate) enum Address<K: StageKind> {
+    Mailbox(mpsc::UnboundedSender<Envelope<K>>),
+    Forwarded(Arc<dyn Forward<K>>),
+}
+
+/// A view of a mailbox of another type, translating what it can.
+pub(crate) trait Forward<K: StageKind>: Send + Sync {
+    /// Sends `envelope` translated; gives it back if it cannot be delivered.
+    fn send(&self, envelope: Envelope<K>) -> Result<(), Envelope<K>>;
+    fn is_closed(&self) -> bool;
+    /// Completes once the mailbox behind the view has closed.
+    fn closed(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+impl<K: StageKind> Address<K> {
+    pub(crate) fn send(&self, envelope: Envelope<K>) -> Result<(), Envelope<K>> {
+        match self {
+            Address::Mailbox(sender) => sender.send(envelope).map_err(|error| error.0),
+            Address::Forwarded(view) => view.send(envelope),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Address::Mailbox(sender) => sender.is_closed(),
+            Address::Forwarded(view) => view.is_closed(),
+        }
+    }
+
+    pub(crate) async fn closed(&self) {
+        match self {
+            Address::Mailbox(sender) => sender.closed().await,
+            Address::Forwarded(view) => view.closed().await,
+        }
+    }
+}
+
+impl<K: StageKind> Clone for Address<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Address::Mailbox(sender) => Address::Mailbox(sender.clone()),
+            Address::Forwarded(view) => Address::Forwarded(view.clone()),
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! The loop of a [`Consumer`] stage.
 
-use crate::context::{Context, Control};
+use crate::context::{Context, NoOutlet};
 use crate::error::{StartError, SubscribeError};
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::ConsumerKind;
 use crate::options::SubscribeOptions;
 use crate::registry::Registry;
+use crate::runtime::control::Control;
 use crate::runtime::shared::{self, Receiving};
 use crate::runtime::{
     ConsumerSide, Runner, catch, check_reachable, guarded, init_outcome, stops_between_batches,
@@ -45,6 +46,8 @@ pub(crate) struct ConsumerRuntime<S: Consumer> {
     side: ConsumerSide<S::Event>,
     control: Control<ConsumerKind<S>>,
     initial: Vec<InitialSubscription<S::Event>>,
+    /// A consumer emits nothing: its context's outlet.
+    no_outlet: NoOutlet,
 }
 
 impl<S: Consumer> ConsumerRuntime<S> {
@@ -58,15 +61,12 @@ impl<S: Consumer> ConsumerRuntime<S> {
             side: ConsumerSide::new(control.me.stats_cell().clone(), control.me.id()),
             control,
             initial,
+            no_outlet: NoOutlet,
         }
     }
 
     fn parts(&mut self) -> (&mut S, Context<'_, ConsumerKind<S>>) {
-        let context = Context {
-            producer: None,
-            consumer: Some(&mut self.side),
-            control: &mut self.control,
-        };
+        let context = Context::new(&mut self.control, &mut self.no_outlet, &mut self.side);
         (&mut self.stage, context)
     }
 

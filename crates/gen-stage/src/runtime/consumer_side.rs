@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::context::Inlet;
 use crate::demand::{AutoDemand, Batches};
 use crate::error::UnknownSubscription;
 use crate::exit::{CancelMode, CancelReason, ExitReason};
@@ -281,5 +282,22 @@ impl<T> Drop for ConsumerSide<T> {
                 .port
                 .cancel(tag, CancelReason::Down(self.exit_reason.clone()));
         }
+    }
+}
+impl<T: Send + 'static> Inlet<T> for ConsumerSide<T> {
+    fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> Result<(), UnknownSubscription> {
+        ConsumerSide::ask(self, tag, demand)
+    }
+
+    fn cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+    ) -> Result<(), UnknownSubscription> {
+        ConsumerSide::cancel(self, tag, reason)
+    }
+
+    fn tags(&self) -> Vec<SubscriptionTag> {
+        ConsumerSide::tags(self)
     }
 }

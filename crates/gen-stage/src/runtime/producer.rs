@@ -1,10 +1,11 @@
 //! The loop of a [`Producer`] stage.
 
-use crate::context::{Context, Control};
+use crate::context::{Context, NoInlet};
 use crate::error::StartError;
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::kind::ProducerKind;
 use crate::options::SubscribeOptions;
+use crate::runtime::control::Control;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting};
 use crate::runtime::{ProducerSide, Runner, catch, check_reachable, guarded, init_outcome};
@@ -16,6 +17,8 @@ pub(crate) struct ProducerRuntime<S: Producer> {
     stage: S,
     side: ProducerSide<S::Event, S::Message>,
     control: Control<ProducerKind<S>>,
+    /// A producer receives nothing: its context's inlet.
+    no_inlet: NoInlet,
 }
 
 impl<S: Producer> ProducerRuntime<S> {
@@ -28,15 +31,12 @@ impl<S: Producer> ProducerRuntime<S> {
             stage,
             side,
             control,
+            no_inlet: NoInlet,
         }
     }
 
     fn parts(&mut self) -> (&mut S, Context<'_, ProducerKind<S>>) {
-        let context = Context {
-            producer: Some(&mut self.side),
-            consumer: None,
-            control: &mut self.control,
-        };
+        let context = Context::new(&mut self.control, &mut self.side, &mut self.no_inlet);
         (&mut self.stage, context)
     }
 

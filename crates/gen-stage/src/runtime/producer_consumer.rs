@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 
-use crate::context::{Context, Control};
+use crate::context::Context;
 use crate::error::StartError;
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::kind::ProducerConsumerKind;
 use crate::options::SubscribeOptions;
 use crate::runtime::consumer::InitialSubscription;
+use crate::runtime::control::Control;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting, Receiving};
 use crate::runtime::{
@@ -53,11 +54,7 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
     }
 
     fn parts(&mut self) -> (&mut S, Context<'_, ProducerConsumerKind<S>>) {
-        let context = Context {
-            producer: Some(&mut self.output),
-            consumer: Some(&mut self.input),
-            control: &mut self.control,
-        };
+        let context = Context::new(&mut self.control, &mut self.output, &mut self.input);
         (&mut self.stage, context)
     }
 

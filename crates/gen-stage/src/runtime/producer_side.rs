@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::buffer::Buffer;
+use crate::context::Outlet;
 use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Subscriber};
 use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
@@ -598,5 +599,22 @@ impl<T, M> Drop for ProducerSide<T, M> {
                 .sink
                 .send_cancel(tag, CancelReason::Down(self.exit_reason.clone()));
         }
+    }
+}
+impl<T: Send + 'static, M: Send + 'static> Outlet<T> for ProducerSide<T, M> {
+    fn emit(&mut self, events: Vec<T>) {
+        ProducerSide::emit(self, events);
+    }
+
+    fn demand_mode(&self) -> DemandMode {
+        ProducerSide::demand_mode(self)
+    }
+
+    fn buffered_count(&self) -> usize {
+        ProducerSide::buffered_count(self)
+    }
+
+    fn consumer_count(&self) -> usize {
+        ProducerSide::consumer_count(self)
     }
 }

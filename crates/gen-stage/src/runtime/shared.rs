@@ -4,11 +4,11 @@
 
 use std::future::Future;
 
-use crate::context::Control;
 use crate::error::{StartError, SubscribeError};
 use crate::exit::{BoxError, CancelMode, CancelReason, ExitReason, SharedError};
 use crate::kind::{EmitsEvents, ReceivesEvents};
 use crate::options::SubscribeOptions;
+use crate::runtime::control::Control;
 use crate::runtime::{ConsumerSide, InitialSubscription, ProducerSide, answer, await_subscription};
 use crate::subscription::AskMode;
 use crate::subscription::SubscriptionTag;
