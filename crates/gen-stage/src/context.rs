@@ -48,11 +48,25 @@ pub(crate) trait StageControl<K: StageKind>: Send {
 
 /// Where a context's emitted events go: the stage's producer side, or a delegate's
 /// collection.
-pub(crate) trait Outlet<T>: Send {
+pub(crate) trait Outlet<T>: Downstream {
     fn emit(&mut self, events: Vec<T>);
+    /// The rest of the outlet, whatever its events' type.
+    fn downstream(&mut self) -> &mut dyn Downstream;
+}
+
+/// What a stage that emits knows and decides about its consumers.
+pub(crate) trait Downstream: Send {
     fn demand_mode(&self) -> DemandMode;
     fn buffered_count(&self) -> usize;
     fn consumer_count(&self) -> usize;
+    fn consumers(&self) -> Vec<SubscriptionTag>;
+    /// Cancels consumer `tag` now, or once the events buffered now have gone out.
+    fn cancel_consumer(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+        after_buffered: bool,
+    ) -> Result<(), UnknownSubscription>;
 }
 
 /// The subscriptions a context asks and cancels: the stage's consumer side.
@@ -78,6 +92,12 @@ impl Outlet<Infallible> for NoOutlet {
         }
     }
 
+    fn downstream(&mut self) -> &mut dyn Downstream {
+        self
+    }
+}
+
+impl Downstream for NoOutlet {
     fn demand_mode(&self) -> DemandMode {
         DemandMode::Forward
     }
@@ -88,6 +108,19 @@ impl Outlet<Infallible> for NoOutlet {
 
     fn consumer_count(&self) -> usize {
         0
+    }
+
+    fn consumers(&self) -> Vec<SubscriptionTag> {
+        Vec::new()
+    }
+
+    fn cancel_consumer(
+        &mut self,
+        tag: SubscriptionTag,
+        _: ExitReason,
+        _: bool,
+    ) -> Result<(), UnknownSubscription> {
+        Err(UnknownSubscription(tag))
     }
 }
 
@@ -131,9 +164,10 @@ impl<'a, K: StageKind> Context<'a, K> {
         }
     }
 
-    /// The stage-wide half, for a delegate to build its inner context on.
-    pub(crate) fn control_mut(&mut self) -> &mut dyn StageControl<K> {
-        &mut *self.control
+    /// The stage-wide half and what the stage knows of its consumers, for a delegate
+    /// to build its inner context on.
+    pub(crate) fn halves_mut(&mut self) -> (&mut dyn StageControl<K>, &mut dyn Downstream) {
+        (&mut *self.control, self.outlet.downstream())
     }
 
     /// Stops the stage with `reason` once the current hook returns. Events already
@@ -251,6 +285,96 @@ impl<K: EmitsEvents> Context<'_, K> {
     /// How many consumers are subscribed.
     pub fn consumer_count(&self) -> usize {
         self.outlet.consumer_count()
+    }
+
+    /// The subscriptions of the consumers subscribed now, as this stage's
+    /// `handle_consumer_subscribed` saw them.
+    pub fn consumers(&self) -> Vec<SubscriptionTag> {
+        self.outlet.consumers()
+    }
+
+    /// Cancels consumer `tag`'s subscription now: no event goes to it any more (what
+    /// the buffer holds goes to the others), it receives the cancellation after the
+    /// events already sent to it, and this stage's `handle_cancel` runs once the
+    /// current hook returns. The consumer's [`CancelMode`](crate::CancelMode) decides
+    /// whether it stops.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownSubscription`] if `tag` is not a consumer of this stage.
+    pub fn cancel_consumer(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+    ) -> Result<(), UnknownSubscription> {
+        self.outlet.cancel_consumer(tag, reason, false)
+    }
+
+    /// Cancels consumer `tag`'s subscription once every event emitted before this
+    /// call has gone out (those the buffer or the dispatcher hold included), as an
+    /// info message waits for them: how a draining stage lets each consumer take what
+    /// was meant for it, then lets it go (Broadway's drain). Until then the consumer
+    /// is served as before; if it leaves first, nothing more happens. As with an info
+    /// message, events emitted after this call may go out in the same dispatch as
+    /// the last ones before it: a drain stops emitting first (see
+    /// [`DemandMode::Accumulate`]).
+    ///
+    /// ```
+    /// use gen_stage::{BoxError, ExitReason, Producer, ProducerContext};
+    ///
+    /// /// Emits what it is sent; `Finish` lets every consumer go once served.
+    /// struct Relay;
+    ///
+    /// enum Command { Send(Vec<u32>), Finish }
+    ///
+    /// impl Producer for Relay {
+    ///     type Event = u32;
+    ///     type Message = Command;
+    ///
+    ///     async fn handle_demand(&mut self, _demand: usize, _ctx: &mut ProducerContext<'_, Self>) -> Result<Vec<u32>, BoxError> {
+    ///         Ok(Vec::new())
+    ///     }
+    ///
+    ///     async fn handle_message(&mut self, command: Command, ctx: &mut ProducerContext<'_, Self>) -> Result<(), BoxError> {
+    ///         match command {
+    ///             Command::Send(events) => ctx.emit(events),
+    ///             Command::Finish => {
+    ///                 for tag in ctx.consumers() {
+    ///                     ctx.cancel_consumer_after_buffered(tag, ExitReason::Normal)?;
+    ///                 }
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// use futures::StreamExt;
+    ///
+    /// let relay = gen_stage::producer(Relay).start().await?;
+    /// // A stream subscribes when first polled.
+    /// let mut stream = gen_stage::stream(&relay, Default::default())?;
+    /// relay.cast(Command::Send(vec![1, 2, 3]))?;
+    /// assert_eq!(stream.next().await, Some(1));
+    /// relay.cast(Command::Send(vec![4, 5]))?;
+    /// relay.cast(Command::Finish)?;
+    /// // The stream ends once it has had everything sent before `Finish`.
+    /// let rest: Vec<u32> = stream.collect().await;
+    /// assert_eq!(rest, [2, 3, 4, 5]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownSubscription`] if `tag` is not a consumer of this stage.
+    pub fn cancel_consumer_after_buffered(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+    ) -> Result<(), UnknownSubscription> {
+        self.outlet.cancel_consumer(tag, reason, true)
     }
 }
 

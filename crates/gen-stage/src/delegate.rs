@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::context::{Context, NoInlet, Outlet, StageControl};
+use crate::context::{Context, Downstream, NoInlet, Outlet, StageControl};
+use crate::error::UnknownSubscription;
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::StageRef;
 use crate::kind::{EmitsEvents, ProducerKind, StageKind};
@@ -261,24 +262,22 @@ impl<P: Producer, K: EmitsEvents> Delegate<P, K> {
     /// The inner producer and the halves of its context, over the wrapper's.
     fn inner<'a>(&'a mut self, ctx: &'a mut Context<'_, K>) -> Inner<'a, P, K> {
         let wrap = self.wrap;
-        let outlet = Collected {
-            events: &mut self.emitted,
-            demand_mode: ctx.demand_mode(),
-            buffered: ctx.buffered_count(),
-            consumers: ctx.consumer_count(),
-        };
         let view = self.view.get_or_insert_with(|| {
             ctx.stage_ref()
                 .view(|outer| Arc::new(Through { outer, wrap }))
         });
+        let (control, downstream) = ctx.halves_mut();
         Inner {
             producer: &mut self.producer,
             control: InnerControl {
-                outer: ctx.control_mut(),
+                outer: control,
                 view,
                 wrap,
             },
-            outlet,
+            outlet: Collected {
+                events: &mut self.emitted,
+                outer: downstream,
+            },
             inlet: NoInlet,
         }
     }
@@ -332,13 +331,11 @@ impl<P: Producer, K: StageKind> StageControl<ProducerKind<P>> for InnerControl<'
     }
 }
 
-/// The inner producer's outlet: its events are collected for the wrapper; the
-/// figures it reads are the wrapper's.
+/// The inner producer's outlet: its events are collected for the wrapper; what it
+/// reads and decides about consumers is the wrapper's.
 struct Collected<'a, T> {
     events: &'a mut Vec<T>,
-    demand_mode: DemandMode,
-    buffered: usize,
-    consumers: usize,
+    outer: &'a mut dyn Downstream,
 }
 
 impl<T: Send> Outlet<T> for Collected<'_, T> {
@@ -350,16 +347,35 @@ impl<T: Send> Outlet<T> for Collected<'_, T> {
         }
     }
 
+    fn downstream(&mut self) -> &mut dyn Downstream {
+        self
+    }
+}
+
+impl<T: Send> Downstream for Collected<'_, T> {
     fn demand_mode(&self) -> DemandMode {
-        self.demand_mode
+        self.outer.demand_mode()
     }
 
     fn buffered_count(&self) -> usize {
-        self.buffered + self.events.len()
+        self.outer.buffered_count() + self.events.len()
     }
 
     fn consumer_count(&self) -> usize {
-        self.consumers
+        self.outer.consumer_count()
+    }
+
+    fn consumers(&self) -> Vec<SubscriptionTag> {
+        self.outer.consumers()
+    }
+
+    fn cancel_consumer(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+        after_buffered: bool,
+    ) -> Result<(), UnknownSubscription> {
+        self.outer.cancel_consumer(tag, reason, after_buffered)
     }
 }
 

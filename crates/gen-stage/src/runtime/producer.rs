@@ -65,6 +65,20 @@ impl<S: Producer> ProducerRuntime<S> {
         }
     }
 
+    /// A consumer left (or was cancelled): `handle_cancel` runs, then the demand its
+    /// leaving freed upstream is produced.
+    async fn consumer_gone(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: &CancelReason,
+        upstream: usize,
+    ) {
+        if let Err(failure) = self.on_consumer_cancelled(tag, reason).await {
+            self.fail(failure);
+        }
+        self.produce(upstream).await;
+    }
+
     /// Delivers ready info messages and reports discards.
     async fn flush(&mut self) {
         while self.control.stop.is_none() {
@@ -78,6 +92,14 @@ impl<S: Producer> ProducerRuntime<S> {
                         Held::Info(message) => self.message(message).await,
                         // A producer subscribes to nothing: nothing of it is cancelled.
                         Held::Cancelled(..) => {}
+                        Held::CancelConsumer(tag, reason) => {
+                            if let Some(upstream) = self.side.remove_consumer(tag, &reason) {
+                                self.consumer_gone(tag, &reason, upstream).await;
+                            }
+                        }
+                        Held::ConsumerRemoved(tag, reason, upstream) => {
+                            self.consumer_gone(tag, &reason, upstream).await;
+                        }
                     }
                 }
             } else {
@@ -143,10 +165,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
             }
             Envelope::ConsumerCancelled { tag, reason } => {
                 if let Some(upstream) = self.side.remove_consumer(tag, &reason) {
-                    if let Err(failure) = self.on_consumer_cancelled(tag, &reason).await {
-                        self.fail(failure);
-                    }
-                    self.produce(upstream).await;
+                    self.consumer_gone(tag, &reason, upstream).await;
                 }
             }
             Envelope::Message(message) => self.message(message).await,

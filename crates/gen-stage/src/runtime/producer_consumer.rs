@@ -131,6 +131,13 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         }
     }
 
+    /// A consumer left (or was cancelled): `handle_cancel` runs.
+    async fn consumer_gone(&mut self, tag: SubscriptionTag, reason: &CancelReason) {
+        if let Err(failure) = self.on_consumer_cancelled(tag, reason).await {
+            self.fail(failure);
+        }
+    }
+
     async fn message(&mut self, message: S::Message) {
         let (stage, mut ctx) = self.parts();
         if let Err(reason) = guarded(stage.handle_message(message, &mut ctx)).await {
@@ -157,6 +164,15 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
                             if let Some(mode) = self.input.remove(tag) {
                                 shared::cancelled(self, tag, reason, mode).await;
                             }
+                        }
+                        // The demand a consumer's leaving frees is served by input.
+                        Held::CancelConsumer(tag, reason) => {
+                            if self.output.remove_consumer(tag, &reason).is_some() {
+                                self.consumer_gone(tag, &reason).await;
+                            }
+                        }
+                        Held::ConsumerRemoved(tag, reason, _) => {
+                            self.consumer_gone(tag, &reason).await;
                         }
                     }
                 }
@@ -270,9 +286,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             }
             Envelope::ConsumerCancelled { tag, reason } => {
                 if self.output.remove_consumer(tag, &reason).is_some() {
-                    if let Err(failure) = self.on_consumer_cancelled(tag, &reason).await {
-                        self.fail(failure);
-                    }
+                    self.consumer_gone(tag, &reason).await;
                 }
             }
             Envelope::SubscribeTo(request) => shared::subscribe(self, *request).await,

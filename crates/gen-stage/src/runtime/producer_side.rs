@@ -4,8 +4,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::buffer::Buffer;
-use crate::context::Outlet;
+use crate::context::{Downstream, Outlet};
 use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Subscriber};
+use crate::error::UnknownSubscription;
 use crate::exit::{BoxError, CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
 use crate::stats::{Side, StatsCell, SubscriptionDemand};
@@ -38,9 +39,15 @@ pub(crate) enum Held<M> {
     /// that came before it has been delivered, so a finishing pipeline loses nothing
     /// (a graceful end with consumers to deliver to; otherwise handled at once).
     Cancelled(SubscriptionTag, CancelReason),
+    /// The stage cancels one of its consumers, once the events buffered before this
+    /// have gone out.
+    CancelConsumer(SubscriptionTag, CancelReason),
+    /// The stage cancelled one of its consumers: its `handle_cancel` runs, and the
+    /// demand upstream the cancellation freed is produced.
+    ConsumerRemoved(SubscriptionTag, CancelReason, usize),
 }
 
-struct Downstream<T> {
+struct ConsumerEntry<T> {
     sink: Box<dyn EventSink<T>>,
     consumer: StageId,
     /// Events asked for and not yet sent.
@@ -50,7 +57,7 @@ struct Downstream<T> {
 pub(crate) struct ProducerSide<T, M> {
     dispatcher: Box<dyn Dispatcher<T>>,
     deliveries: Deliveries<T>,
-    consumers: TagMap<Downstream<T>>,
+    consumers: TagMap<ConsumerEntry<T>>,
     buffer: Buffer<T, Held<M>>,
     buffer_size: BufferSize,
     buffer_keep: BufferKeep,
@@ -389,7 +396,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         let consumer = sink.consumer_id();
         self.consumers.insert(
             tag,
-            Downstream {
+            ConsumerEntry {
                 sink,
                 consumer,
                 outstanding: 0,
@@ -606,6 +613,12 @@ impl<T: Send + 'static, M: Send + 'static> Outlet<T> for ProducerSide<T, M> {
         ProducerSide::emit(self, events);
     }
 
+    fn downstream(&mut self) -> &mut dyn Downstream {
+        self
+    }
+}
+
+impl<T: Send + 'static, M: Send + 'static> Downstream for ProducerSide<T, M> {
     fn demand_mode(&self) -> DemandMode {
         ProducerSide::demand_mode(self)
     }
@@ -616,5 +629,29 @@ impl<T: Send + 'static, M: Send + 'static> Outlet<T> for ProducerSide<T, M> {
 
     fn consumer_count(&self) -> usize {
         ProducerSide::consumer_count(self)
+    }
+
+    fn consumers(&self) -> Vec<SubscriptionTag> {
+        self.consumers.keys().copied().collect()
+    }
+
+    fn cancel_consumer(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+        after_buffered: bool,
+    ) -> Result<(), UnknownSubscription> {
+        if !self.consumers.contains_key(&tag) {
+            return Err(UnknownSubscription(tag));
+        }
+        let reason = CancelReason::Cancelled(reason);
+        if after_buffered {
+            self.after_buffered(Held::CancelConsumer(tag, reason));
+        } else {
+            // Gone from the dispatcher now: nothing more is sent to it.
+            let upstream = self.remove_consumer(tag, &reason).unwrap_or(0);
+            self.ready_now(Held::ConsumerRemoved(tag, reason, upstream));
+        }
+        Ok(())
     }
 }
