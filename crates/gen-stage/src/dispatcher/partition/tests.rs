@@ -168,3 +168,113 @@ fn partition_numbers_may_be_any_integer_type() {
     let mut d = by_parity();
     assert!(subscribe(&mut d, 3, SubscribeOptions::new().with(Partition(1i8))).is_ok());
 }
+
+#[test]
+fn the_debug_text_names_the_partitions_and_what_is_held() {
+    let mut d = by_parity();
+    subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
+    let mut out = Deliveries::new();
+    d.ask(tag(1), 5, &mut out);
+    // 1 and 3 are held for partition 1, which has no consumer; 2 upstream demand waits.
+    assert!(d.dispatch(vec![1, 2, 3], &mut out).is_empty());
+    assert_eq!(
+        format!("{d:?}"),
+        "PartitionDispatcher { partitions: [0, 1], shared: false, held: 2, waiting: 2, .. }"
+    );
+}
+
+#[test]
+fn queued_events_go_in_order_to_the_consumers_with_demand_most_demand_first() {
+    let mut partition = PartitionState {
+        consumers: vec![(tag(1), 2), (tag(2), 1), (tag(3), 0)],
+        queue: VecDeque::from([1, 2, 3, 4]),
+        left_queue: 5,
+        batch: Vec::new(),
+    };
+    let mut out = Deliveries::new();
+    partition.deliver(&mut out);
+    assert_eq!(
+        take(&mut out),
+        vec![(tag(1), vec![1, 2]), (tag(2), vec![3])]
+    );
+    // 4 waits for demand; the three sent have left the queue.
+    assert_eq!(partition.queue, [4]);
+    assert_eq!(partition.left_queue, 8);
+}
+
+#[test]
+fn a_mark_is_released_once_the_events_held_before_it_have_gone_not_those_held_after() {
+    let mut d = by_parity();
+    subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
+    let mut out = Deliveries::new();
+    d.ask(tag(1), 3, &mut out);
+    // 2 goes out at once, 1 and 3 are held for partition 1.
+    assert!(d.dispatch(vec![1, 3, 2], &mut out).is_empty());
+    assert_eq!(take(&mut out), vec![(tag(1), vec![2])]);
+    let mark = d.held_mark();
+    assert!(!d.released_since(&mark));
+    subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(1))).unwrap();
+    d.ask(tag(2), 1, &mut out);
+    assert_eq!(take(&mut out), vec![(tag(2), vec![1])]);
+    assert!(!d.released_since(&mark), "3 is still held");
+    // 5 is held after the mark.
+    assert!(d.dispatch(vec![5], &mut out).is_empty());
+    d.ask(tag(2), 1, &mut out);
+    assert_eq!(take(&mut out), vec![(tag(2), vec![3])]);
+    assert_eq!(Dispatcher::<u32>::held(&d), 1);
+    assert!(d.released_since(&mark), "the mark does not wait for 5");
+    // A mark taken when nothing else waits is released at once.
+    d.ask(tag(2), 1, &mut out);
+    assert!(d.released_since(&d.held_mark()));
+}
+
+#[test]
+fn events_dropped_from_the_front_at_the_hold_limit_release_a_mark_waiting_for_them() {
+    let mut d = by_parity().hold_limit(2, BufferKeep::Last);
+    subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
+    let mut out = Deliveries::new();
+    d.ask(tag(1), 4, &mut out);
+    // Partition 1 has no consumer: 1 and 3 are held.
+    assert!(d.dispatch(vec![1, 3], &mut out).is_empty());
+    let mark = d.held_mark();
+    assert!(!d.released_since(&mark));
+    // 5 and 7 push 1 and 3 out: what the mark waited for has gone.
+    assert!(d.dispatch(vec![5, 7], &mut out).is_empty());
+    assert_eq!(out.take_discarded(), 2);
+    assert_eq!(Dispatcher::<u32>::held(&d), 2);
+    assert!(d.released_since(&mark));
+}
+
+#[test]
+fn demand_a_cancelled_consumer_had_asked_is_counted_against_new_asks_only_once() {
+    let mut d = by_parity();
+    subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
+    let mut out = Deliveries::new();
+    assert_eq!(d.ask(tag(1), 3, &mut out), 3);
+    // The 3 asked upstream for tag 1 will still come.
+    d.cancel(tag(1), &mut out);
+    subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(0))).unwrap();
+    assert_eq!(d.ask(tag(2), 2, &mut out), 0);
+    assert_eq!(d.ask(tag(2), 2, &mut out), 1);
+    assert_eq!(d.ask(tag(2), 2, &mut out), 2);
+}
+
+#[test]
+fn a_dispatch_with_nothing_for_a_shared_partition_keeps_its_consumers_turns() {
+    let mut d = by_parity().shared();
+    subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
+    subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(0))).unwrap();
+    subscribe(&mut d, 3, SubscribeOptions::new().with(Partition(1))).unwrap();
+    let mut out = Deliveries::new();
+    d.ask(tag(1), 2, &mut out);
+    d.ask(tag(2), 2, &mut out);
+    d.ask(tag(3), 1, &mut out);
+    // Only an odd event: tags 1 and 2 are not served and keep their order.
+    assert!(d.dispatch(vec![1], &mut out).is_empty());
+    assert_eq!(take(&mut out), vec![(tag(3), vec![1])]);
+    assert!(d.dispatch(vec![2, 4, 6, 8], &mut out).is_empty());
+    assert_eq!(
+        take(&mut out),
+        vec![(tag(1), vec![2, 4]), (tag(2), vec![6, 8])]
+    );
+}
