@@ -41,6 +41,7 @@ pub(crate) trait StageControl<K: StageKind>: Send {
     /// Records a stop asked by a hook (the last reason asked wins).
     fn stop(&mut self, reason: ExitReason);
     fn is_stopping(&self) -> bool;
+    fn is_draining(&self) -> bool;
     fn send_after(&mut self, delay: Duration, message: K::Message) -> TimerRef;
     fn cancel_timer(&mut self, timer: TimerRef) -> bool;
     fn pending_timers(&self) -> usize;
@@ -179,6 +180,14 @@ impl<'a, K: StageKind> Context<'a, K> {
     /// Whether [`Context::stop`] was called.
     pub fn is_stopping(&self) -> bool {
         self.control.is_stopping()
+    }
+
+    /// Whether the stage drains (see [`StageRef::drain_and_stop`]): it has cancelled its
+    /// subscriptions, produces nothing more on demand, and stops once what it holds has
+    /// gone out. A producer that fetches on its own uses it to stop fetching and give
+    /// back what it fetched instead of emitting it.
+    pub fn is_draining(&self) -> bool {
+        self.control.is_draining()
     }
 
     /// A handle to this stage, to give to others or to send it messages later.

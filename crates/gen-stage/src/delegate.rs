@@ -318,6 +318,10 @@ impl<P: Producer, K: StageKind> StageControl<ProducerKind<P>> for InnerControl<'
         self.outer.is_stopping()
     }
 
+    fn is_draining(&self) -> bool {
+        self.outer.is_draining()
+    }
+
     fn send_after(&mut self, delay: Duration, message: P::Message) -> TimerRef {
         self.outer.send_after(delay, (self.wrap)(message))
     }

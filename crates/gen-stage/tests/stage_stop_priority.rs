@@ -358,3 +358,70 @@ async fn a_supervisors_shutdown_drops_a_hook_that_outlasts_it_and_terminates() {
         vec![ExitReason::ShutdownTimedOut]
     );
 }
+
+/// A producer that emits what it is sent and says whether it drains.
+struct Watchful;
+
+enum Ask {
+    Emit(Vec<u64>),
+    IsDraining(gen_stage::ReplyTo<bool>),
+}
+
+impl gen_stage::Producer for Watchful {
+    type Event = u64;
+    type Message = Ask;
+
+    async fn handle_demand(
+        &mut self,
+        _demand: usize,
+        _ctx: &mut gen_stage::ProducerContext<'_, Self>,
+    ) -> Result<Vec<u64>, BoxError> {
+        Ok(Vec::new())
+    }
+
+    async fn handle_message(
+        &mut self,
+        ask: Ask,
+        ctx: &mut gen_stage::ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        match ask {
+            Ask::Emit(events) => ctx.emit(events),
+            Ask::IsDraining(reply) => reply.send(ctx.is_draining()),
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_draining_producer_knows_it_while_its_buffer_goes_out() {
+    let producer = gen_stage::producer(Watchful).start().await.expect("starts");
+    let (consumer, record) = gen_stage_test::CollectingConsumer::<u64>::new();
+    let consumer = gen_stage::consumer(consumer.manual())
+        .start()
+        .await
+        .expect("starts");
+    let tag = consumer
+        .subscribe_to(&producer, SubscribeOptions::new())
+        .await
+        .expect("subscribes");
+    // No demand: the events wait in the producer's buffer.
+    producer.cast(Ask::Emit(range(0, 3))).expect("alive");
+    let is_draining = || producer.call(Ask::IsDraining);
+    assert_eq!(is_draining().await, Ok(false));
+
+    let mut draining =
+        Box::pin(producer.drain_and_stop(ExitReason::Shutdown, Duration::from_secs(60)));
+    assert!(
+        (&mut draining).now_or_never().is_none(),
+        "the drain is asked"
+    );
+    assert_eq!(is_draining().await, Ok(true));
+
+    consumer
+        .ask(tag, std::num::NonZeroUsize::new(3).expect("not zero"))
+        .expect("alive");
+    let reason = within("the drain", draining).await;
+    assert_eq!(reason, Ok(ExitReason::Shutdown));
+    within("the buffered events", record.wait_for_events(3)).await;
+    assert_eq!(record.events(), range(0, 3));
+}

@@ -72,6 +72,10 @@ impl<K: StageKind> StageControl<K> for Control<K> {
         self.stop.is_some()
     }
 
+    fn is_draining(&self) -> bool {
+        self.draining.is_some()
+    }
+
     fn send_after(&mut self, delay: Duration, message: K::Message) -> TimerRef {
         self.timers.add(delay, Fired::Message(message))
     }
