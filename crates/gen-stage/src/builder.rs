@@ -80,6 +80,11 @@ pub type ConsumerBuilder<S> = Builder<ConsumerKind<S>>;
 pub type ProducerConsumerBuilder<S> = Builder<ProducerConsumerKind<S>>;
 
 impl<K: StageKind> Builder<K> {
+    /// The stage to start, for the crate's own builders to set its options.
+    pub(crate) fn stage_mut(&mut self) -> &mut K::Stage {
+        &mut self.stage
+    }
+
     fn new(stage: K::Stage, buffer_size: BufferSize) -> Self {
         Builder {
             stage,

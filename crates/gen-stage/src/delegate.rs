@@ -406,6 +406,7 @@ impl<P: Producer, K: StageKind> Forward<ProducerKind<P>> for Through<P, K> {
             Envelope::DemandSnapshot(reply) => Envelope::DemandSnapshot(reply),
             Envelope::Stop(reason) => Envelope::Stop(reason),
             Envelope::Wake => Envelope::Wake,
+            Envelope::Barrier(reached) => Envelope::Barrier(reached),
             Envelope::CheckReachable => Envelope::CheckReachable,
             // Subscriptions are the wrapper's: through the inner producer's handle
             // none is made (and so none is asked or cancelled).

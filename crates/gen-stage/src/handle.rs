@@ -539,6 +539,35 @@ impl<K: StageKind> StageRef<K> {
         Ok(self.stopped().await)
     }
 
+    /// Returns once the stage has dealt with everything sent to it before this call:
+    /// events, asks, subscriptions and messages queued in its mailbox. A consumer has
+    /// handled the events queued before (a producer-consumer may still hold some for
+    /// want of demand downstream); a producer has answered the asks (and emitted). For
+    /// tests and drains, instead of polling [`StageRef::demand_snapshot`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// use gen_stage::SubscribeOptions;
+    ///
+    /// let numbers = gen_stage::from_iter(0_u32..).start().await?;
+    /// let mut stream = gen_stage::stream(&numbers, SubscribeOptions::new().max_demand(10))?;
+    /// assert_eq!(futures::StreamExt::next(&mut stream).await, Some(0));
+    /// numbers.barrier().await?;
+    /// // The stream's ask (10 events) has been answered.
+    /// assert_eq!(numbers.stats().events_emitted, 10);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::NotAlive`] if the stage stopped first, [`CallError::Timeout`] after
+    /// [`DEFAULT_CALL_TIMEOUT`].
+    pub async fn barrier(&self) -> Result<(), CallError> {
+        self.query(Envelope::Barrier, DEFAULT_CALL_TIMEOUT).await
+    }
+
     /// The demand pending on each of the stage's subscriptions, both sides, sorted by
     /// tag: a snapshot the stage answers between two messages (the totals are in
     /// [`StageRef::stats`], which does not wait for the stage).

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use crate::context::Context;
 use crate::error::{NameTaken, SubscribeError};
 use crate::handle::StageRef;
 use crate::kind::{EmitsEvents, ReceivesEvents, StageKind};
@@ -212,5 +213,35 @@ impl<K: ReceivesEvents> StageRef<K> {
             .producer_port(name)
             .ok_or_else(|| SubscribeError::NotRegistered(name.to_owned()))?;
         self.subscribe_port(producer, options).await
+    }
+}
+/// Subscribing by name from a hook: the stage resolves a producer in a registry.
+impl<K: ReceivesEvents> Context<'_, K> {
+    /// Subscribes this stage to the stage registered as `name` in `registry` (resolved
+    /// now) once the current hook returns, and returns the subscription's tag. As for
+    /// [`Context::subscribe_to`], a producer that stops before it accepts is reported
+    /// to `handle_cancel`.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::NotRegistered`] if no running stage emitting this stage's
+    /// events holds the name, [`SubscribeError::InvalidOptions`] if the options are
+    /// invalid: nothing is subscribed.
+    pub fn subscribe_to_name(
+        &mut self,
+        registry: &Registry,
+        name: &str,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionTag, SubscribeError> {
+        options.validate()?;
+        let producer = registry
+            .producer_port(name)
+            .ok_or_else(|| SubscribeError::NotRegistered(name.to_owned()))?;
+        let tag = SubscriptionTag::next();
+        // The stage is running this hook: its mailbox is open.
+        let _ = self
+            .stage_ref()
+            .request_subscription(tag, producer, options, None);
+        Ok(tag)
     }
 }

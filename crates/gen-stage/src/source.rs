@@ -149,6 +149,30 @@ impl<S: Source> SourceProducer<S> {
     }
 }
 
+impl<S: Source> ProducerBuilder<SourceProducer<S>> {
+    /// What the producer does when its last consumer cancels (default
+    /// [`OnCancel::Continue`]), on the builder that [`from_iter`] returns:
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use gen_stage::{OnCancel, SubscribeOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let numbers = gen_stage::from_iter(0_u64..).on_cancel(OnCancel::Stop).start().await?;
+    /// let stream = gen_stage::stream(&numbers, SubscribeOptions::new().max_demand(10))?;
+    /// assert_eq!(stream.take(3).collect::<Vec<_>>().await, [0, 1, 2]);
+    /// // The stream let go of its subscription: the producer stopped.
+    /// assert!(numbers.stopped().await.is_normal());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_cancel(mut self, on_cancel: OnCancel) -> Self {
+        self.stage_mut().consumers.on_cancel = on_cancel;
+        self
+    }
+}
+
 /// The messages a source producer sends itself: to pull again for demand a pull did
 /// not fill, and, once exhausted, to stop after the last events have left the
 /// buffer.

@@ -62,6 +62,8 @@ pub(crate) enum Envelope<K: StageKind> {
     Stop(ExitReason),
     /// Wakes a loop waiting for mail to read its lifecycle requests.
     Wake,
+    /// Answered when the loop takes it: everything queued before has been dealt with.
+    Barrier(oneshot::Sender<()>),
     /// The stage may be unreachable (see [`crate::reachability`]): it checks, and
     /// stops if it is.
     CheckReachable,

@@ -399,3 +399,80 @@ async fn a_killed_consumer_frees_its_name_and_its_producer_sees_killed() {
     assert_eq!(cancels[0].1, CancelReason::Down(ExitReason::Killed));
     assert!(producer.is_alive());
 }
+
+/// A consumer that, in `init`, subscribes by name from its context and records what
+/// the call answered.
+struct Follower {
+    registry: Registry,
+    name: &'static str,
+    answered: gen_stage_test::Recorded<Result<SubscriptionTag, SubscribeError>>,
+    events: gen_stage_test::Recorded<u64>,
+}
+
+impl gen_stage::Consumer for Follower {
+    type Event = u64;
+    type Message = ();
+
+    async fn init(
+        &mut self,
+        ctx: &mut gen_stage::ConsumerContext<'_, Self>,
+    ) -> Result<gen_stage::Init, gen_stage::BoxError> {
+        let options = SubscribeOptions::new().cancel(CancelMode::Temporary);
+        self.answered
+            .push(ctx.subscribe_to_name(&self.registry, self.name, options));
+        Ok(gen_stage::Init::Start)
+    }
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<u64>,
+        _from: SubscriptionTag,
+        _ctx: &mut gen_stage::ConsumerContext<'_, Self>,
+    ) -> Result<(), gen_stage::BoxError> {
+        for event in events {
+            self.events.push(event);
+        }
+        Ok(())
+    }
+}
+
+async fn follower(
+    registry: &Registry,
+    name: &'static str,
+) -> (
+    gen_stage_test::Recorded<Result<SubscriptionTag, SubscribeError>>,
+    gen_stage_test::Recorded<u64>,
+) {
+    let answered = gen_stage_test::Recorded::default();
+    let events = gen_stage_test::Recorded::default();
+    let follower = Follower {
+        registry: registry.clone(),
+        name,
+        answered: answered.clone(),
+        events: events.clone(),
+    };
+    let _started = gen_stage::consumer(follower).start().await.expect("starts");
+    (answered, events)
+}
+
+#[tokio::test]
+async fn a_hook_subscribes_by_name_through_its_context() {
+    let registry = Registry::new();
+    let (producer, _) = named_scripted(&registry, "source").await;
+    let (answered, events) = follower(&registry, "source").await;
+    assert!(answered.snapshot()[0].is_ok(), "{:?}", answered.snapshot());
+    producer.cast(Script::Emit(range(0, 3))).expect("alive");
+    within("the events", events.wait_for_len(3)).await;
+    assert_eq!(events.snapshot(), range(0, 3));
+}
+
+#[tokio::test]
+async fn a_hook_subscribing_to_an_unknown_name_is_told_at_once() {
+    let registry = Registry::new();
+    let (answered, _) = follower(&registry, "nobody").await;
+    let answered = answered.snapshot();
+    assert!(
+        matches!(&answered[..], [Err(SubscribeError::NotRegistered(name))] if name == "nobody"),
+        "{answered:?}"
+    );
+}

@@ -6,15 +6,17 @@ mod support;
 
 use std::time::Duration;
 
+use futures::FutureExt;
 use gen_stage::{
     BoxError, CallError, CancelMode, CancelReason, ConsumerRef, DEFAULT_CALL_TIMEOUT, ExitReason,
     OptionsError, Producer, ProducerContext, ProducerRef, SendError, StartError, SubscribeError,
     SubscribeOptions, SyncInfoError,
 };
-use gen_stage_test::{Record, Script, ScriptedProducer, Watch};
+use gen_stage_test::{Gate, Record, Script, ScriptedProducer, Watch};
 use support::{
-    Probe, Query, Refusing, Req, Server, ServerLog, answers, build_probe, cancels,
-    producer_cancels, scripted, server, start_probe, start_server, subscribe,
+    Probe, Query, Refusing, Req, Server, ServerLog, answers, build_probe, cancels, collect_gated,
+    producer_cancels, range, scripted, scripted_with, server, start_probe, start_server, subscribe,
+    within,
 };
 
 fn opts() -> SubscribeOptions {
@@ -467,4 +469,33 @@ async fn a_hook_subscribing_with_invalid_options_is_told_so() {
     outcomes.wait_for_len(1).await;
     assert_eq!(outcomes.snapshot(), vec![Err(OptionsError::MaxDemandZero)]);
     assert_eq!(producer.stats().consumers, 0);
+}
+
+#[tokio::test]
+async fn a_barrier_returns_once_the_events_queued_before_it_are_handled() {
+    let (producer, _) = scripted_with(range(0, 6)).await;
+    let gate = Gate::closed();
+    // One delivery of 6, handled in three batches of 2, each held at the gate.
+    let options = opts().max_demand(6).min_demand(4);
+    let (consumer, record) = collect_gated(&producer, options, &gate).await;
+    // The producer has answered the ask: the delivery is in the consumer's mailbox.
+    support::barrier(&producer).await;
+    let mut barrier = Box::pin(consumer.barrier());
+    assert!(
+        (&mut barrier).now_or_never().is_none(),
+        "the barrier waits behind the held batches"
+    );
+    gate.open_for_good();
+    within("the barrier", barrier).await.expect("alive");
+    assert_eq!(
+        record.batch_sizes(),
+        [2, 2, 2],
+        "handled before the barrier returned"
+    );
+}
+
+#[tokio::test]
+async fn a_barrier_on_a_stopped_stage_says_so() {
+    let producer = dead_producer().await;
+    assert_eq!(producer.barrier().await, Err(CallError::NotAlive));
 }

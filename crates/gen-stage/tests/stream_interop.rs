@@ -685,3 +685,18 @@ async fn a_stream_that_ends_while_its_producer_accumulates_keeps_its_last_items(
     assert_eq!(record.events(), [1, 2]);
     assert_eq!(producer.stopped().await, ExitReason::Normal);
 }
+
+#[tokio::test]
+async fn a_stream_producers_cancel_option_is_set_on_its_builder() {
+    let counting = gen_stage::from_stream(futures::stream::iter(0_u64..))
+        .on_cancel(gen_stage::OnCancel::Stop)
+        .start()
+        .await
+        .expect("starts");
+    let events = gen_stage::stream(&counting, gen_stage::SubscribeOptions::new().max_demand(10))
+        .expect("subscribes");
+    assert_eq!(events.take(3).collect::<Vec<_>>().await, [0, 1, 2]);
+    // Its only consumer left: it stops (by default it would keep running).
+    let reason = support::within("the producer stops", counting.stopped()).await;
+    assert!(reason.is_normal(), "{reason:?}");
+}

@@ -181,6 +181,9 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
             }
             Envelope::Stop(reason) => self.fail(reason),
             Envelope::Wake => {}
+            Envelope::Barrier(reached) => {
+                let _ = reached.send(());
+            }
             Envelope::CheckReachable => check_reachable(&mut self.control),
             // A consumer has no consumers and no buffer.
             Envelope::Subscribe(_)

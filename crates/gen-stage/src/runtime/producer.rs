@@ -194,6 +194,9 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
             }
             Envelope::Stop(reason) => self.fail(reason),
             Envelope::Wake => {}
+            Envelope::Barrier(reached) => {
+                let _ = reached.send(());
+            }
             Envelope::CheckReachable => check_reachable(&mut self.control),
             // A producer has no producers: these cannot be addressed to it.
             Envelope::Events { .. }

@@ -331,6 +331,9 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             }
             Envelope::Stop(reason) => self.fail(reason),
             Envelope::Wake => {}
+            Envelope::Barrier(reached) => {
+                let _ = reached.send(());
+            }
             Envelope::CheckReachable => check_reachable(&mut self.control),
         }
         self.flush().await;

@@ -92,6 +92,19 @@ where
     }
 }
 
+impl<St> ProducerBuilder<StreamProducer<St>>
+where
+    St: Stream + Send + 'static,
+    St::Item: Send + 'static,
+{
+    /// What the producer does when its last consumer cancels (default
+    /// [`OnCancel::Continue`]), on the builder that [`from_stream`] returns.
+    pub fn on_cancel(mut self, on_cancel: OnCancel) -> Self {
+        self.stage_mut().consumers.on_cancel = on_cancel;
+        self
+    }
+}
+
 /// The messages a [`StreamProducer`]'s feeder sends its stage: a batch of the stream's
 /// items, the stream's panic, and, once the stream has ended, the info that stops the
 /// stage after the last events have left the buffer. Only the feeder makes them.

@@ -133,14 +133,14 @@ pub(crate) async fn stops_having_received<T>(
     assert_eq!(record.events(), expected);
 }
 
-/// Returns once the stage has handled every message sent to it before.
-pub(crate) async fn barrier<K: EmitsEvents>(stage: &StageRef<K>) {
-    stage.estimate_buffered_count().await.expect("alive");
+/// Returns once `stage` has dealt with everything sent to it before.
+pub(crate) async fn barrier<K: StageKind>(stage: &StageRef<K>) {
+    stage.barrier().await.expect("alive");
 }
 
 /// Returns once a `CollectingConsumer` has handled every message sent to it before.
 pub(crate) async fn consumer_barrier<T: Send + 'static>(consumer: &Collector<T>) {
-    consumer.call(gen_stage_test::Ping).await.expect("alive");
+    barrier(consumer).await;
 }
 
 /// Returns once what was sent before has gone through: each consumer forwarded its asks
