@@ -94,8 +94,8 @@ struct Slots {
 /// instead of spawning one per event: it has as many workers as tasks ever ran at
 /// once, so a task never waits for another to end. The template runs on the worker,
 /// and its future runs there in place, without an allocation per task: short tasks run
-/// several times faster than with a spawn each (see the `consumer_supervisor`
-/// benchmark). The workers stay until the supervisor stops.
+/// faster than with a spawn each (`BENCHMARKS.md` in the repository has the figures).
+/// The workers stay until the supervisor stops.
 ///
 /// A task that panics, or whose state panics when dropped, is caught on its worker,
 /// which runs on. A template that panics for an event is a task that failed to start:

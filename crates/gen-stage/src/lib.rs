@@ -120,14 +120,11 @@
 //! followed by an ask of 500.
 //!
 //! The window is also what sets the speed of stages whose work per event is small:
-//! each round trip (a delivery out, an ask back) moves at most `max_demand` events.
-//! In this project's benchmarks (two cores, trivial work), two stages at the defaults
-//! move about 0.4 times what hand-written tokio channels do with batches of 1000 and
-//! room for two of them; at `max_demand` 4000 and `min_demand` 3000, as many events
-//! in flight as those channels hold, about 0.8 times (`BENCHMARKS.md` in the
-//! repository has the figures). Raise `max_demand` for cheap events, keep it low to
-//! bound what each consumer holds; when `handle_events` does real work (I/O, parsing)
-//! that work dominates and the defaults serve.
+//! each round trip (a delivery out, an ask back) moves at most `max_demand` events, so
+//! a wider window moves cheap events faster (`BENCHMARKS.md` in the repository has the
+//! figures, against hand-written tokio channels). Raise `max_demand` for cheap events,
+//! keep it low to bound what each consumer holds; when `handle_events` does real work
+//! (I/O, parsing) that work dominates and the defaults serve.
 //!
 //! A consumer can take control instead: return [`AskMode::Manual`] from
 //! `handle_producer_subscribed`, then ask with [`ConsumerContext::ask`] or
