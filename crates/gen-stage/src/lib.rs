@@ -380,7 +380,7 @@
 
 // The modules, in layers: each imports only from the layers below it (a folder's own
 // file may also name its children). `tests/module_layers.rs` fails on any cycle.
-//   ground   subscription, exit, kind, demand, stats, timers, entry_bound, sync
+//   ground   subscription, exit, exit_watch, kind, demand, stats, timers, entry_bound, sync
 //   1        error, lifecycle
 //   2        options, reachability, reply
 //   3        wire (envelopes, parcels, ports), buffer, dispatcher
@@ -400,6 +400,7 @@ mod entry_bound;
 mod error;
 mod event_stream;
 mod exit;
+mod exit_watch;
 mod handle;
 pub mod kind;
 mod lifecycle;

@@ -96,10 +96,11 @@ use std::fmt;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{CallError, NotAlive, StartError};
 use crate::exit::ExitReason;
+use crate::exit_watch::ExitWatch;
 use crate::handle::DEFAULT_CALL_TIMEOUT;
 
 /// Which children restart when one stops and is to be restarted.
@@ -232,7 +233,7 @@ enum Command {
 #[derive(Clone)]
 pub struct SupervisorRef {
     commands: mpsc::UnboundedSender<Command>,
-    exit: watch::Receiver<Option<ExitReason>>,
+    exit: ExitWatch,
     abort: tokio::task::AbortHandle,
 }
 
@@ -269,15 +270,7 @@ impl SupervisorRef {
     /// killed kills its children, and counts as stopped once they are gone (so that
     /// their names are free again).
     pub async fn stopped(&self) -> ExitReason {
-        let mut exit = self.exit.clone();
-        let waited = exit
-            .wait_for(Option::is_some)
-            .await
-            .map(|reason| reason.clone());
-        match waited {
-            Ok(reason) => reason.unwrap_or(ExitReason::Killed),
-            Err(_) => exit.borrow().clone().unwrap_or(ExitReason::Killed),
-        }
+        self.exit.stopped().await
     }
 
     /// The children, in start order.

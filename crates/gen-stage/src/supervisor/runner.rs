@@ -5,11 +5,12 @@ use std::collections::VecDeque;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::error::StartError;
 use crate::exit::ExitReason;
+use crate::exit_watch::ExitSender;
 use crate::supervisor::{
     ChildInfo, ChildSpec, Command, Restart, Strategy, Supervised, Supervisor, SupervisorError,
     SupervisorRef,
@@ -33,7 +34,7 @@ struct Runner {
     restarts: VecDeque<Instant>,
     exits: FuturesUnordered<Exit>,
     /// Where the supervisor's exit is published, once it runs; taken when it is.
-    exit: Option<watch::Sender<Option<ExitReason>>>,
+    exit: Option<ExitSender>,
 }
 
 pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, SupervisorError> {
@@ -71,7 +72,7 @@ pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, Super
         }
     }
     let (commands, receiver) = mpsc::unbounded_channel();
-    let (exit_sender, exit) = watch::channel(None);
+    let (exit_sender, exit) = crate::exit_watch::channel();
     // Held by the runner from now on, so that even a kill before its first poll
     // publishes the stop only once the children are gone (see `Drop for Runner`).
     runner.exit = Some(exit_sender);
