@@ -101,7 +101,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{CallError, NotAlive, StartError};
 use crate::exit::ExitReason;
 use crate::exit_watch::ExitWatch;
-use crate::handle::DEFAULT_CALL_TIMEOUT;
+use crate::handle::{DEFAULT_CALL_TIMEOUT, wait_reply};
 
 /// Which children restart when one stops and is to be restarted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -289,11 +289,7 @@ impl SupervisorRef {
         self.commands
             .send(Command::WhichChildren(reply))
             .map_err(|_| CallError::NotAlive)?;
-        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, answer).await {
-            Ok(Ok(children)) => Ok(children),
-            Ok(Err(_)) => Err(CallError::NotAlive),
-            Err(_) => Err(CallError::Timeout),
-        }
+        wait_reply(answer, DEFAULT_CALL_TIMEOUT).await
     }
 }
 
