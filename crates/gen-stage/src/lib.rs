@@ -385,14 +385,13 @@
 //   2        options, reachability, reply
 //   3        wire (envelopes, parcels, ports), buffer, dispatcher
 //   4        handle, runtime::{producer_side, consumer_side}, dispatcher's children
-//   5        context, registry, weak_handle, event_stream, supervisor
-//   6        stage, supervisor's children
-//   7        runtime (the loops), consumer_supervisor
+//   5        context, registry, weak_handle, event_stream, supervision::child
+//   6        stage, supervision::supervisor (then its runner)
+//   7        runtime (the loops), supervision::consumer_supervisor (then its pool)
 //   8        builder, then source
 
 mod buffer;
 mod builder;
-mod consumer_supervisor;
 mod context;
 mod demand;
 pub mod dispatcher;
@@ -413,7 +412,7 @@ mod source;
 mod stage;
 mod stats;
 mod subscription;
-pub mod supervisor;
+mod supervision;
 mod sync;
 mod timers;
 mod weak_handle;
@@ -423,7 +422,6 @@ pub use builder::{
     Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
     producer_consumer,
 };
-pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerContext};
 pub use entry_bound::DEFAULT_MESSAGE_CAPACITY;
 pub use error::{
@@ -445,6 +443,8 @@ pub use source::{
 pub use stage::{Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{Side, StageState, StageStats, SubscriptionDemand};
 pub use subscription::{AskMode, StageId, SubscriptionTag};
+pub use supervision::supervisor;
+pub use supervision::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use timers::TimerRef;
 pub use weak_handle::WeakStageRef;
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::error::StartError;
 use crate::exit::ExitReason;
 use crate::exit_watch::ExitSender;
-use crate::supervisor::{
+use crate::supervision::supervisor::{
     ChildInfo, ChildSpec, Command, Restart, Strategy, Supervised, Supervisor, SupervisorError,
     SupervisorRef,
 };

@@ -87,10 +87,9 @@
 //! ones. Events a consumer was handling when it crashed are lost (they were in its
 //! hands); the producer does not resend them.
 
-mod child;
 mod runner;
 
-pub use child::{ChildSpec, Restart, Shutdown, Supervised};
+pub use super::child::{ChildSpec, Restart, Shutdown, Supervised};
 
 use std::fmt;
 use std::time::Duration;
@@ -215,6 +214,27 @@ impl Supervisor {
     /// whose start is ignored is left not running).
     pub async fn start(self) -> Result<SupervisorRef, SupervisorError> {
         runner::start(self).await
+    }
+}
+
+impl ChildSpec {
+    /// A child that is itself a supervisor, built by `make` at every (re)start. It is
+    /// stopped with [`Shutdown::Wait`]: a supervisor takes the time its own children
+    /// take.
+    pub fn supervisor<F>(id: impl Into<String>, make: F) -> Self
+    where
+        F: Fn() -> Supervisor + Send + Sync + 'static,
+    {
+        ChildSpec::new(id, move || {
+            let supervisor = make();
+            async move {
+                supervisor
+                    .start()
+                    .await
+                    .map_err(|error| StartError::Init(ExitReason::error(error)))
+            }
+        })
+        .shutdown(Shutdown::Wait)
     }
 }
 

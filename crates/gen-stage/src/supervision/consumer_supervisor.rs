@@ -17,7 +17,7 @@ use crate::options::SubscribeOptions;
 use crate::reply::ReplyTo;
 use crate::stage::{Consumer, Init};
 use crate::subscription::{AskMode, BuildTagHasher, SubscriptionTag, TagMap};
-use crate::supervisor::{Restart, Shutdown};
+use crate::supervision::child::{Restart, Shutdown};
 
 mod pool;
 
