@@ -4,6 +4,7 @@
 
 mod child;
 mod consumer_supervisor;
+mod intensity;
 pub mod supervisor;
 
 pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};

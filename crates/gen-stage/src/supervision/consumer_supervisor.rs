@@ -1,6 +1,6 @@
 //! A consumer that runs one task per event, with demand as the limit on tasks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -18,6 +18,7 @@ use crate::reply::ReplyTo;
 use crate::stage::{Consumer, Init};
 use crate::subscription::{AskMode, BuildTagHasher, SubscriptionTag, TagMap};
 use crate::supervision::child::{Restart, Shutdown};
+use crate::supervision::intensity::RestartIntensity;
 
 mod pool;
 
@@ -153,12 +154,10 @@ pub struct ConsumerSupervisor<E> {
     restart: Restart,
     clone_event: Option<fn(&E) -> E>,
     shutdown: Shutdown,
-    max_restarts: usize,
-    period: Duration,
+    intensity: RestartIntensity,
     tasks: HashMap<TaskId, Task<E>, BuildTagHasher>,
     pool: Pool<E>,
     slots: TagMap<Slots>,
-    restarts: VecDeque<Instant>,
     counts: TaskCounts,
     next_id: u64,
 }
@@ -183,12 +182,10 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
             restart: Restart::Temporary,
             clone_event: None,
             shutdown: Shutdown::default(),
-            max_restarts: 3,
-            period: Duration::from_secs(5),
+            intensity: RestartIntensity::new(3, Duration::from_secs(5)),
             tasks: HashMap::default(),
             pool: Pool::new(template),
             slots: TagMap::default(),
-            restarts: VecDeque::new(),
             counts: TaskCounts::default(),
             next_id: 0,
         }
@@ -213,8 +210,7 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
 
     /// At most `max_restarts` task restarts within any `period` (default 3 in 5 s).
     pub fn intensity(mut self, max_restarts: usize, period: Duration) -> Self {
-        self.max_restarts = max_restarts;
-        self.period = period;
+        self.intensity = RestartIntensity::new(max_restarts, period);
         self
     }
 
@@ -241,19 +237,6 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
         TaskId(self.next_id)
     }
 
-    fn allow_restart(&mut self) -> bool {
-        let now = Instant::now();
-        while self
-            .restarts
-            .front()
-            .is_some_and(|&at| now.duration_since(at) > self.period)
-        {
-            self.restarts.pop_front();
-        }
-        self.restarts.push_back(now);
-        self.restarts.len() <= self.max_restarts
-    }
-
     /// A task ended: run it again, or free its slot and ask again in chunks. False once
     /// the supervisor is stopping.
     fn task_done(
@@ -278,7 +261,7 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
                     tracing::warn!(
                         "consumer supervisor: task {id:?} failed ({reason}); restarting"
                     );
-                    if !self.allow_restart() {
+                    if !self.intensity.allow_restart() {
                         ctx.stop(ExitReason::TooManyRestarts);
                         return false;
                     }

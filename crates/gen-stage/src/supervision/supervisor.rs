@@ -91,6 +91,8 @@ mod runner;
 
 pub use super::child::{ChildSpec, Restart, Shutdown, Supervised};
 
+use super::intensity::RestartIntensity;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -121,8 +123,7 @@ pub enum Strategy {
 pub struct Supervisor {
     children: Vec<ChildSpec>,
     strategy: Strategy,
-    max_restarts: usize,
-    max_seconds: Duration,
+    intensity: RestartIntensity,
 }
 
 /// The same as [`Supervisor::new`]: one-for-one, at most 3 restarts in 5 seconds.
@@ -181,8 +182,7 @@ impl Supervisor {
         Supervisor {
             children: Vec::new(),
             strategy: Strategy::OneForOne,
-            max_restarts: 3,
-            max_seconds: Duration::from_secs(5),
+            intensity: RestartIntensity::new(3, Duration::from_secs(5)),
         }
     }
 
@@ -194,8 +194,7 @@ impl Supervisor {
 
     /// At most `max_restarts` restarts within any `period` (default 3 in 5 seconds).
     pub fn intensity(mut self, max_restarts: usize, period: Duration) -> Self {
-        self.max_restarts = max_restarts;
-        self.max_seconds = period;
+        self.intensity = RestartIntensity::new(max_restarts, period);
         self
     }
 

@@ -1,16 +1,14 @@
 //! The supervisor's task.
 
-use std::collections::VecDeque;
-
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::error::StartError;
 use crate::exit::ExitReason;
 use crate::exit_watch::ExitSender;
+use crate::supervision::intensity::RestartIntensity;
 use crate::supervision::supervisor::{
     ChildInfo, ChildSpec, Command, Restart, Strategy, Supervised, Supervisor, SupervisorError,
     SupervisorRef,
@@ -29,9 +27,7 @@ type Exit = BoxFuture<'static, (usize, u64, ExitReason)>;
 struct Runner {
     children: Vec<Child>,
     strategy: Strategy,
-    max_restarts: usize,
-    period: std::time::Duration,
-    restarts: VecDeque<Instant>,
+    intensity: RestartIntensity,
     exits: FuturesUnordered<Exit>,
     /// Where the supervisor's exit is published, once it runs; taken when it is.
     exit: Option<ExitSender>,
@@ -58,9 +54,7 @@ pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, Super
             })
             .collect(),
         strategy: supervisor.strategy,
-        max_restarts: supervisor.max_restarts,
-        period: supervisor.max_seconds,
-        restarts: VecDeque::new(),
+        intensity: supervisor.intensity,
         exits: FuturesUnordered::new(),
         exit: None,
     };
@@ -153,20 +147,6 @@ impl Runner {
         }
     }
 
-    /// Records a restart; false once the intensity is exceeded.
-    fn allow_restart(&mut self) -> bool {
-        let now = Instant::now();
-        while self
-            .restarts
-            .front()
-            .is_some_and(|&at| now.duration_since(at) > self.period)
-        {
-            self.restarts.pop_front();
-        }
-        self.restarts.push_back(now);
-        self.restarts.len() <= self.max_restarts
-    }
-
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let reason = loop {
             tokio::select! {
@@ -252,7 +232,7 @@ impl Runner {
         }
         restart.sort_unstable();
         loop {
-            if !self.allow_restart() {
+            if !self.intensity.allow_restart() {
                 tracing::error!("supervisor: restart intensity reached; stopping");
                 return Err(ExitReason::TooManyRestarts);
             }
