@@ -4,6 +4,7 @@
 
 mod child;
 mod consumer_supervisor;
+mod events;
 mod intensity;
 pub mod supervisor;
 

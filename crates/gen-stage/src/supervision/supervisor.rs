@@ -90,10 +90,10 @@
 mod runner;
 
 pub use super::child::{ChildSpec, Restart, Shutdown, Supervised};
-
-use super::intensity::RestartIntensity;
+pub use super::events::{ChildEvent, ChildEvents, Missed};
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -103,6 +103,8 @@ use crate::error::{CallError, NotAlive, StartError};
 use crate::exit::ExitReason;
 use crate::exit_watch::ExitWatch;
 use crate::handle::{DEFAULT_CALL_TIMEOUT, wait_reply};
+use crate::supervision::events::Announcer;
+use crate::supervision::intensity::RestartIntensity;
 
 /// Which children restart when one stops and is to be restarted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -124,6 +126,7 @@ pub struct Supervisor {
     children: Vec<ChildSpec>,
     strategy: Strategy,
     intensity: RestartIntensity,
+    events: Arc<Announcer<String>>,
 }
 
 /// The same as [`Supervisor::new`]: one-for-one, at most 3 restarts in 5 seconds.
@@ -183,6 +186,7 @@ impl Supervisor {
             children: Vec::new(),
             strategy: Strategy::OneForOne,
             intensity: RestartIntensity::new(3, Duration::from_secs(5)),
+            events: Arc::default(),
         }
     }
 
@@ -202,6 +206,22 @@ impl Supervisor {
     pub fn child(mut self, spec: ChildSpec) -> Self {
         self.children.push(spec);
         self
+    }
+
+    /// How many events the supervisor keeps for its watchers that have not read them
+    /// yet (default 256, rounded up to a power of two; at least 1, at most 65 536):
+    /// a watcher further behind misses the oldest (see [`ChildEvents`]). Set it
+    /// before the first [`watch`](Supervisor::watch).
+    pub fn watch_capacity(self, capacity: usize) -> Self {
+        self.events.set_capacity(capacity);
+        self
+    }
+
+    /// Watches the children from before the start: the first events are the starts
+    /// of the children (see [`ChildEvents`] for an example). Once started, watch with
+    /// [`SupervisorRef::watch`].
+    pub fn watch(&self) -> ChildEvents {
+        self.events.watch()
     }
 
     /// Starts the children in order and the supervisor's task.
@@ -254,6 +274,7 @@ pub struct SupervisorRef {
     commands: mpsc::UnboundedSender<Command>,
     exit: ExitWatch,
     abort: tokio::task::AbortHandle,
+    events: Arc<Announcer<String>>,
 }
 
 impl fmt::Debug for SupervisorRef {
@@ -290,6 +311,34 @@ impl SupervisorRef {
     /// their names are free again).
     pub async fn stopped(&self) -> ExitReason {
         self.exit.stopped().await
+    }
+
+    /// Watches the children from now on: each start, exit and restart, then the
+    /// supervisor's own stop, and the end (see [`ChildEvents`]). A watcher made after
+    /// the supervisor has stopped ends at once.
+    ///
+    /// Watching costs the supervisor nothing while nobody watches; a watcher never
+    /// holds it back (one that falls behind misses events, and is told).
+    ///
+    /// ```
+    /// use gen_stage::supervisor::{ChildEvent, Supervisor};
+    /// use gen_stage::ExitReason;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let supervisor = Supervisor::new().start().await?;
+    /// let mut events = supervisor.watch();
+    /// supervisor.stop(ExitReason::Shutdown).await?;
+    /// assert_eq!(
+    ///     events.next().await,
+    ///     Some(Ok(ChildEvent::SupervisorStopped { reason: ExitReason::Shutdown }))
+    /// );
+    /// assert_eq!(events.next().await, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn watch(&self) -> ChildEvents {
+        self.events.watch()
     }
 
     /// The children, in start order.
