@@ -111,6 +111,9 @@ struct Slots {
 /// demand slots, until it waits or ends. Such work, like any blocking work in async
 /// code, belongs in [`tokio::task::spawn_blocking`].
 ///
+/// [`ConsumerRef::watch`] tells each task's start and end (and restart) as the
+/// supervisor learns it, where [`ConsumerRef::count_children`] answers only when asked.
+///
 /// Tasks are [`Restart::Temporary`] by default (a failed task is counted, not run
 /// again). [`Restart::Transient`] runs a task whose future failed (error or panic)
 /// again with the same event, keeping its demand slot, within the restart intensity (3

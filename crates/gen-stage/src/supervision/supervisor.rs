@@ -86,6 +86,15 @@
 //! its own, and the producer's demand dispatcher balances the events between the live
 //! ones. Events a consumer was handling when it crashed are lost (they were in its
 //! hands); the producer does not resend them.
+//!
+//! # Watching the children
+//!
+//! [`SupervisorRef::watch`] (or [`Supervisor::watch`], before the start) returns
+//! [`ChildEvents`]: each child's start, exit (with its reason) and restart, as the
+//! supervisor handles them, then the supervisor's own stop. A test or a topology awaits
+//! "restarted" with it instead of polling [`SupervisorRef::which_children`]. A
+//! [`ConsumerSupervisor`](crate::ConsumerSupervisor)'s tasks are watched the same way,
+//! through [`ConsumerRef::watch`](crate::ConsumerRef::watch).
 
 mod runner;
 
