@@ -584,8 +584,8 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), BoxError> {
     /// let workers = gen_stage::consumer(ConsumerSupervisor::new(|job: u64| async move {
-    ///     if job == 0 { Err("nothing to do")? }
-    ///     Ok(())
+    ///     println!("job {job}"); // stands for real work
+    ///     Ok::<(), BoxError>(())
     /// }))
     /// .start()
     /// .await?;
