@@ -228,7 +228,8 @@ impl Supervisor {
 
     /// Watches the children from before the start: the first events are the starts
     /// of the children (see [`ChildEvents`] for an example). Once started, watch with
-    /// [`SupervisorRef::watch`].
+    /// [`SupervisorRef::watch`]. If the start fails, the stream ends after the exits of
+    /// the children stopped for it.
     pub fn watch(&self) -> ChildEvents {
         self.events.watch()
     }
