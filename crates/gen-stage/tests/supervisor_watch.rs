@@ -187,3 +187,18 @@ async fn a_lagging_watcher_is_told_what_it_missed_and_never_holds_the_supervisor
     ]);
     assert_eq!(rest(&mut idle).await, kept);
 }
+
+#[tokio::test]
+async fn a_failed_start_ends_the_stream_after_the_exits_of_the_children_started() {
+    let log = Log::default();
+    let broken = log.worker("b").with(|w| w.fail_from = Some(0));
+    let supervisor = Supervisor::new()
+        .child(spec(log.worker("a")))
+        .child(spec(broken));
+    let mut events = supervisor.watch();
+    assert!(supervisor.start().await.is_err());
+    assert_eq!(
+        rest(&mut events).await,
+        vec![Ok(started("a")), Ok(exited("a", ExitReason::Shutdown))]
+    );
+}
