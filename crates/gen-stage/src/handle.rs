@@ -5,11 +5,12 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use crate::error::{CallError, NotAlive, SendError, SubscribeError, SyncInfoError, TryCastError};
 use crate::exit::{CancelReason, ExitReason};
+use crate::exit_watch::ExitWatch;
 use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
@@ -37,7 +38,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct StageRef<K: StageKind> {
     id: StageId,
     mailbox: Address<K>,
-    exit: watch::Receiver<Option<ExitReason>>,
+    exit: ExitWatch,
     stats: Arc<StatsCell>,
     life: Arc<Lifecycle>,
     /// Whether this handle is user code's, counted to keep its pipeline running (see
@@ -93,7 +94,7 @@ impl<K: StageKind> fmt::Debug for StageRef<K> {
 impl<K: StageKind> StageRef<K> {
     pub(crate) fn new(
         mailbox: Address<K>,
-        exit: watch::Receiver<Option<ExitReason>>,
+        exit: ExitWatch,
         stats: Arc<StatsCell>,
         life: Arc<Lifecycle>,
     ) -> Self {
@@ -588,25 +589,13 @@ impl<K: StageKind> StageRef<K> {
 
     /// Waits until the stage has stopped, and returns why.
     pub async fn stopped(&self) -> ExitReason {
-        let mut exit = self.exit.clone();
-        let waited = exit
-            .wait_for(Option::is_some)
-            .await
-            .map(|reason| reason.clone());
-        match waited {
-            Ok(reason) => reason.unwrap_or(ExitReason::Killed),
-            Err(_) => exit.borrow().clone().unwrap_or(ExitReason::Killed),
-        }
+        self.exit.stopped().await
     }
 
     /// The reason the stage stopped, or `None` while it runs.
     pub fn exit_reason(&self) -> Option<ExitReason> {
-        let published = self.exit.borrow().clone();
         // A killed stage publishes nothing: its task is gone with the sender.
-        match published {
-            None if self.exit.has_changed().is_err() => Some(ExitReason::Killed),
-            published => published,
-        }
+        self.exit.reason()
     }
 }
 
@@ -950,7 +939,7 @@ mod tests {
     #[tokio::test]
     async fn a_kill_asked_before_the_task_is_known_is_carried_out_when_it_is() {
         let (mailbox, _receiver) = tokio::sync::mpsc::unbounded_channel();
-        let (_exit, exit) = watch::channel(None);
+        let (_exit, exit) = crate::exit_watch::channel();
         let life = Arc::new(Lifecycle::new(1));
         let stage = StageRef::<ProducerKind<Nothing>>::new(
             Address::Mailbox(mailbox),

@@ -377,19 +377,18 @@
 
 // The modules, in layers: each imports only from the layers below it (a folder's own
 // file may also name its children). `tests/module_layers.rs` fails on any cycle.
-//   ground   subscription, exit, kind, demand, stats, timers, entry_bound, sync
+//   ground   subscription, exit, exit_watch, kind, demand, stats, timers, entry_bound, sync
 //   1        error, lifecycle
 //   2        options, reachability, reply
 //   3        wire (envelopes, parcels, ports), buffer, dispatcher
 //   4        handle, runtime::{producer_side, consumer_side}, dispatcher's children
-//   5        context, registry, weak_handle, event_stream, supervisor
-//   6        stage, supervisor's children
-//   7        runtime (the loops), consumer_supervisor
+//   5        context, registry, weak_handle, event_stream, supervision::child
+//   6        stage, supervision::supervisor (then its runner)
+//   7        runtime (the loops), supervision::consumer_supervisor (then its pool)
 //   8        builder, then source
 
 mod buffer;
 mod builder;
-mod consumer_supervisor;
 mod context;
 mod delegate;
 mod demand;
@@ -398,6 +397,7 @@ mod entry_bound;
 mod error;
 mod event_stream;
 mod exit;
+mod exit_watch;
 mod handle;
 pub mod kind;
 mod lifecycle;
@@ -410,7 +410,7 @@ mod source;
 mod stage;
 mod stats;
 mod subscription;
-pub mod supervisor;
+mod supervision;
 mod sync;
 mod timers;
 mod weak_handle;
@@ -420,7 +420,6 @@ pub use builder::{
     Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
     producer_consumer,
 };
-pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerContext};
 pub use delegate::Delegate;
 pub use entry_bound::DEFAULT_MESSAGE_CAPACITY;
@@ -443,6 +442,8 @@ pub use source::{
 pub use stage::{Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{Side, StageState, StageStats, SubscriptionDemand};
 pub use subscription::{AskMode, StageId, SubscriptionTag};
+pub use supervision::supervisor;
+pub use supervision::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use timers::TimerRef;
 pub use weak_handle::WeakStageRef;
 

@@ -22,10 +22,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{CallError, StartError, SubscribeError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
+use crate::exit_watch::ExitSender;
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef, wait_reply};
 use crate::kind::StageKind;
 use crate::lifecycle::{Lifecycle, Requests};
@@ -145,7 +146,7 @@ pub(crate) async fn start<R: Runner>(
     make: impl FnOnce(StageRef<R::Kind>) -> R,
 ) -> Result<StageRef<R::Kind>, StartError> {
     let (sender, mailbox) = mpsc::unbounded_channel();
-    let (exit_sender, exit) = watch::channel(None);
+    let (exit_sender, exit) = crate::exit_watch::channel();
     let life = Arc::new(Lifecycle::new(message_capacity));
     let me = StageRef::new(Address::Mailbox(sender), exit, stats.clone(), life.clone());
     // The caller's handle, counted from the start: the stage may check whether it is
@@ -233,7 +234,7 @@ async fn drive<R: Runner>(
     mut runner: R,
     mut mailbox: Mailbox<R::Kind>,
     started: oneshot::Sender<Result<(), StartError>>,
-    exit: watch::Sender<Option<ExitReason>>,
+    exit: ExitSender,
     registered: Option<(WeakRegistry, String)>,
 ) {
     let stats = runner.stats().clone();
@@ -423,7 +424,7 @@ pub(crate) async fn stops_between_batches<R: Runner>(runner: &mut R) -> bool {
 fn finish<R: Runner>(
     mut runner: R,
     mut mailbox: Mailbox<R::Kind>,
-    exit: &watch::Sender<Option<ExitReason>>,
+    exit: &ExitSender,
     reason: ExitReason,
 ) {
     // The stop is published before the peers are told, so that whoever watches this

@@ -5,7 +5,7 @@
 //! the pool pays nothing for the check. Under `RUSTFLAGS="--cfg loom"` the pool's unit
 //! tests instead see loom's models (threads, atomics, locks, wakers) and the small
 //! models in `sync/model` of what loom lacks (tokio's `Notify`, task spawn and
-//! abort), and `consumer_supervisor/pool/loom_tests.rs` explores their interleavings,
+//! abort), and `supervision/consumer_supervisor/pool/loom_tests.rs` explores their interleavings,
 //! as tokio's own `src/loom` module lets tokio's tests do.
 
 #[cfg(not(all(test, loom)))]

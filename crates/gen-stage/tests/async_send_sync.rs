@@ -22,6 +22,9 @@ fn handles_are_send_and_sync() {
     send_sync::<SubscribeOptions>();
     send_sync::<ExitReason>();
     send_sync::<StageStats>();
+    send_sync::<gen_stage::supervisor::SupervisorRef>();
+    send_sync::<gen_stage::supervisor::ChildEvent>();
+    send_sync::<gen_stage::supervisor::ChildEvent<gen_stage::TaskId>>();
 }
 
 #[test]
@@ -32,6 +35,7 @@ fn errors_are_errors_that_cross_threads() {
     error::<NotAlive>();
     error::<SendError<u64>>();
     error::<gen_stage::ExitReason>();
+    error::<gen_stage::supervisor::Missed>();
 }
 
 #[test]
@@ -62,6 +66,8 @@ fn builders_and_streams_can_move_to_other_tasks() {
     send::<gen_stage::ProducerConsumerBuilder<Relay<u64>>>();
     send::<EventStream<u64>>();
     send::<gen_stage::EventBatches<u64>>();
+    send_sync::<gen_stage::supervisor::ChildEvents>();
+    send_sync::<gen_stage::supervisor::ChildEvents<gen_stage::TaskId>>();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ mod support;
 
 use std::time::Duration;
 
+use gen_stage::supervisor::ChildEvent;
 use gen_stage::{CancelMode, ExitReason, StageState};
 use gen_stage_test::Counter;
 use support::tasks::{
@@ -256,19 +257,24 @@ fn template_failing_on_2() -> (
 async fn a_template_that_panics_fails_that_task_only() {
     // As in GenStage, where a child that crashes as it starts is counted as an error.
     let (supervisor, runs) = template_failing_on_2();
+    let mut events = supervisor.watch();
     let producer = gen_stage::from_iter(0..5u64).start().await.expect("starts");
     let options = opts(5, 0).cancel(CancelMode::Temporary);
     let sup = start_consumer(supervisor, &producer, options).await;
-    // Each call lets the workers and the supervisor run; the counts settle.
-    let counted = within("every task counted", async {
-        loop {
-            let counts = counts(&sup).await;
-            if counts.failed + counts.completed == 5 {
-                break counts;
+    // Every task's end, as the supervisor learns it.
+    let mut failed = Vec::new();
+    let mut exits = 0;
+    while exits < 5 {
+        let event = within("every task's end", events.next()).await;
+        if let Some(Ok(ChildEvent::Exited { reason, .. })) = event {
+            exits += 1;
+            if !reason.is_normal() {
+                failed.push(reason);
             }
         }
-    })
-    .await;
+    }
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let counted = counts(&sup).await;
     assert_eq!((counted.failed, counted.completed), (1, 4));
     assert!(sup.is_alive());
     sup.stop(ExitReason::Shutdown).await.expect("stops");

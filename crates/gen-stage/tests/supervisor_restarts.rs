@@ -7,14 +7,14 @@ mod support;
 
 use std::time::Duration;
 
-use gen_stage::supervisor::{ChildSpec, Restart, Strategy, Supervisor, SupervisorRef};
+use gen_stage::supervisor::{ChildEvent, ChildSpec, Restart, Strategy, Supervisor, SupervisorRef};
 use gen_stage::{
     CallError, ConsumerRef, ExitReason, NotAlive, ProducerRef, Registry, SubscribeOptions,
 };
 use gen_stage_test::{Counter, ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
 use support::workers::{
-    Crash, Log, Worker, assert_children, children_until, gives_up, panicked, rows, spec,
-    subscriber, supervise, workers,
+    Crash, Log, Worker, assert_children, gives_up, next_event, panicked, spec, subscriber,
+    supervise, until_ended_gracefully, workers,
 };
 use support::{opts, range, stops_normally, within};
 
@@ -103,9 +103,20 @@ async fn a_transient_child_is_not_restarted_after_a_graceful_stop() {
     for reason in [ExitReason::Normal, ExitReason::Shutdown, maintenance] {
         let log = Log::default();
         let (sup, t) = transient(&log).await;
+        let mut events = sup.watch();
         t.stop(reason.clone()).await.unwrap();
-        let now = children_until(&sup, |c| !c[0].1).await;
-        assert_eq!(now, rows(&[("t", false, 0)]), "after {reason:?}");
+        let exit = ChildEvent::Exited {
+            id: "t".into(),
+            reason: reason.clone(),
+        };
+        assert_eq!(next_event(&mut events).await, exit);
+        assert_children(&sup, &[("t", false, 0)]).await;
+        // Nothing followed the exit: no restart before the supervisor's own stop.
+        sup.stop(ExitReason::Shutdown).await.unwrap();
+        let stopped = ChildEvent::SupervisorStopped {
+            reason: ExitReason::Shutdown,
+        };
+        assert_eq!(next_event(&mut events).await, stopped, "after {reason:?}");
         assert_eq!(log.start_count("t"), 1, "after {reason:?}");
     }
 }
@@ -140,15 +151,25 @@ async fn a_temporary_child_is_never_restarted() {
         spec(log.worker("stays")),
     ];
     let sup = supervise(Supervisor::new(), specs).await;
+    let mut events = sup.watch();
     log.crash("crashes").await;
     log.current("ends").stop(ExitReason::Normal).await.unwrap();
-    let now = children_until(&sup, |c| !c[0].1 && !c[1].1).await;
+    let crashed = ChildEvent::Exited {
+        id: "crashes".into(),
+        reason: panicked("crashes"),
+    };
+    let ended = ChildEvent::Exited {
+        id: "ends".into(),
+        reason: ExitReason::Normal,
+    };
+    assert_eq!(next_event(&mut events).await, crashed);
+    assert_eq!(next_event(&mut events).await, ended);
     let expected = [
         ("crashes", false, 0),
         ("ends", false, 0),
         ("stays", true, 0),
     ];
-    assert_eq!(now, rows(&expected));
+    assert_children(&sup, &expected).await;
     assert_eq!(log.start_ids(), ["crashes", "ends", "stays"]);
 }
 
@@ -275,19 +296,20 @@ async fn run_pipeline(
     let registry = Registry::new();
     let sink = log.worker("sink").with(|w| w.poison = poison.to_vec());
     let sink = subscriber(sink, &registry, options).restart(Restart::Transient);
-    let specs = vec![counter(&registry, limit), sink];
-    let sup = supervise(Supervisor::new().strategy(strategy), specs).await;
+    let supervisor = Supervisor::new()
+        .strategy(strategy)
+        .child(counter(&registry, limit))
+        .child(sink);
+    let mut events = supervisor.watch();
+    let sup = supervisor.start().await.expect("the children start");
     let producer: ProducerRef<Counter> = registry.lookup("numbers").expect("registered");
 
     stops_normally(&producer).await;
     log.wait_starts(poison.len() + 1).await;
     stops_normally(&log.current("sink")).await;
-    let done = children_until(&sup, |c| !c[0].1 && !c[1].1).await;
+    until_ended_gracefully(&mut events, &["producer", "sink"]).await;
     let restarts = poison.len();
-    assert_eq!(
-        done,
-        rows(&[("producer", false, 0), ("sink", false, restarts)])
-    );
+    assert_children(&sup, &[("producer", false, 0), ("sink", false, restarts)]).await;
     producer
 }
 

@@ -1,7 +1,7 @@
 //! Logging workers for the `Supervisor` tests: a consumer child that reports every start
 //! and stop, child specs for it, and helpers that read a supervisor's children.
 
-use gen_stage::supervisor::{ChildSpec, Supervisor, SupervisorRef};
+use gen_stage::supervisor::{ChildEvent, ChildEvents, ChildSpec, Supervisor, SupervisorRef};
 use gen_stage::{
     BoxError, Consumer, ConsumerContext, ConsumerRef, ExitReason, Init, Registry, SubscribeOptions,
     SubscriptionTag,
@@ -206,22 +206,23 @@ pub(crate) async fn children(supervisor: &SupervisorRef) -> Vec<Row> {
         .collect()
 }
 
-/// Asks the supervisor for its children until `done` holds: a stop the test caused is
-/// handled once the supervisor gets to it.
-pub(crate) async fn children_until(
-    supervisor: &SupervisorRef,
-    done: impl Fn(&[Row]) -> bool,
-) -> Vec<Row> {
-    within("the supervisor's children", async {
-        loop {
-            let rows = children(supervisor).await;
-            if done(&rows) {
-                return rows;
-            }
-            tokio::task::yield_now().await;
+/// The watcher's next event, which must come, none missed.
+pub(crate) async fn next_event(events: &mut ChildEvents) -> ChildEvent {
+    let next = within("the next child event", events.next()).await;
+    next.expect("the supervisor runs").expect("no event missed")
+}
+
+/// Reads the watcher's events until each child in `ids` has exited gracefully, which
+/// for a transient child is for good (it is not restarted).
+pub(crate) async fn until_ended_gracefully(events: &mut ChildEvents, ids: &[&str]) {
+    let mut ended = Vec::new();
+    while !ids.iter().all(|id| ended.iter().any(|e: &String| e == id)) {
+        match next_event(events).await {
+            ChildEvent::Exited { id, reason } if reason.is_graceful() => ended.push(id),
+            ChildEvent::Restarted { id } => ended.retain(|e| *e != id),
+            _ => {}
         }
-    })
-    .await
+    }
 }
 
 pub(crate) async fn assert_children(supervisor: &SupervisorRef, expected: &[(&str, bool, usize)]) {

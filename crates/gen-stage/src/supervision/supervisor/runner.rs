@@ -1,16 +1,18 @@
 //! The supervisor's task.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 
 use crate::error::StartError;
 use crate::exit::ExitReason;
-use crate::supervisor::{
+use crate::exit_watch::ExitSender;
+use crate::supervision::events::{Announcer, ChildEvent};
+use crate::supervision::intensity::RestartIntensity;
+use crate::supervision::supervisor::{
     ChildInfo, ChildSpec, Command, Restart, Strategy, Supervised, Supervisor, SupervisorError,
     SupervisorRef,
 };
@@ -28,12 +30,12 @@ type Exit = BoxFuture<'static, (usize, u64, ExitReason)>;
 struct Runner {
     children: Vec<Child>,
     strategy: Strategy,
-    max_restarts: usize,
-    period: std::time::Duration,
-    restarts: VecDeque<Instant>,
+    intensity: RestartIntensity,
     exits: FuturesUnordered<Exit>,
     /// Where the supervisor's exit is published, once it runs; taken when it is.
-    exit: Option<watch::Sender<Option<ExitReason>>>,
+    exit: Option<ExitSender>,
+    /// Tells the watchers; closed once the supervisor's end is announced.
+    events: Arc<Announcer<String>>,
 }
 
 pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, SupervisorError> {
@@ -57,29 +59,30 @@ pub(super) async fn start(supervisor: Supervisor) -> Result<SupervisorRef, Super
             })
             .collect(),
         strategy: supervisor.strategy,
-        max_restarts: supervisor.max_restarts,
-        period: supervisor.max_seconds,
-        restarts: VecDeque::new(),
+        intensity: supervisor.intensity,
         exits: FuturesUnordered::new(),
         exit: None,
+        events: supervisor.events,
     };
     for index in 0..runner.children.len() {
-        if let Err(error) = runner.start_child(index).await {
+        if let Err(error) = runner.start_child(index, false).await {
             let id = runner.children[index].spec.id.clone();
             runner.stop_from(0).await;
             return Err(SupervisorError::ChildStart { id, error });
         }
     }
     let (commands, receiver) = mpsc::unbounded_channel();
-    let (exit_sender, exit) = watch::channel(None);
+    let (exit_sender, exit) = crate::exit_watch::channel();
     // Held by the runner from now on, so that even a kill before its first poll
     // publishes the stop only once the children are gone (see `Drop for Runner`).
     runner.exit = Some(exit_sender);
+    let events = runner.events.clone();
     let task = tokio::spawn(runner.run(receiver));
     Ok(SupervisorRef {
         commands,
         exit,
         abort: task.abort_handle(),
+        events,
     })
 }
 
@@ -88,47 +91,64 @@ impl Drop for Runner {
     /// none outlives it unsupervised. Its stop is published once they are gone, so
     /// that whoever waits for it (a parent about to start it again, with the same
     /// names) finds them stopped.
+    ///
+    /// Its watchers learn the children's exits, then its own, before the stop is
+    /// published; then their stream ends.
     fn drop(&mut self) {
         let mut gone = Vec::new();
         for child in &mut self.children {
             if let Some(running) = child.running.take() {
                 running.kill();
-                gone.push(running.stopped());
+                gone.push((child.spec.id.clone(), running.stopped()));
             }
         }
-        let Some(exit) = self.exit.take() else {
+        let exit = self.exit.take();
+        if gone.is_empty() && exit.is_none() {
+            // Ended (or never started) with nothing left running.
+            self.events.close();
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.events.close();
             return;
         };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                for stopped in gone {
-                    stopped.await;
-                }
+        let events = self.events.clone();
+        runtime.spawn(async move {
+            for (id, stopped) in gone {
+                let reason = stopped.await;
+                events.announce_shared(|| ChildEvent::Exited { id, reason });
+            }
+            if let Some(exit) = exit {
+                events.announce_shared(|| ChildEvent::SupervisorStopped {
+                    reason: ExitReason::Killed,
+                });
+                events.close();
                 exit.send_replace(Some(ExitReason::Killed));
-            });
-        }
+            } else {
+                events.close();
+            }
+        });
     }
 }
 
 impl Child {
-    /// Stops the child if it runs, as its shutdown says; false if it did not run. It
-    /// stays the supervisor's until it has stopped, so that a supervisor killed
-    /// meanwhile kills it too (see `Drop for Runner`).
-    async fn stop(&mut self) -> bool {
-        let Some(running) = self.running.as_deref() else {
-            return false;
-        };
+    /// Stops the child if it runs, as its shutdown says, and returns how it stopped;
+    /// `None` if it did not run. It stays the supervisor's until it has stopped, so
+    /// that a supervisor killed meanwhile kills it too (see `Drop for Runner`).
+    async fn stop(&mut self) -> Option<ExitReason> {
+        let running = self.running.as_deref()?;
         // The exit of this run is expected: it is not a crash to handle.
         self.generation += 1;
-        self.spec.shutdown.stop(running).await;
+        let reason = self.spec.shutdown.stop(running).await;
         self.running = None;
-        true
+        Some(reason)
     }
 }
 
 impl Runner {
-    /// Starts child `index`; an ignored start leaves it not running.
-    async fn start_child(&mut self, index: usize) -> Result<(), StartError> {
+    /// Starts child `index` (again, if `restart`); an ignored start leaves it not
+    /// running.
+    async fn start_child(&mut self, index: usize, restart: bool) -> Result<(), StartError> {
         let child = &mut self.children[index];
         child.generation += 1;
         match (child.spec.start)().await {
@@ -138,6 +158,15 @@ impl Runner {
                 self.exits
                     .push(Box::pin(async move { (index, generation, stopped.await) }));
                 child.running = Some(running);
+                let id = &child.spec.id;
+                self.events.announce_shared(|| {
+                    let id = id.clone();
+                    if restart {
+                        ChildEvent::Restarted { id }
+                    } else {
+                        ChildEvent::Started { id }
+                    }
+                });
                 Ok(())
             }
             Err(StartError::Ignored) => Ok(()),
@@ -145,25 +174,26 @@ impl Runner {
         }
     }
 
-    /// Stops the running children from `first` on, last first.
-    async fn stop_from(&mut self, first: usize) {
-        for child in self.children[first..].iter_mut().rev() {
-            child.stop().await;
-        }
+    /// Stops child `index` if it runs (see [`Child::stop`]) and tells the watchers;
+    /// false if it did not run.
+    async fn stop_child(&mut self, index: usize) -> bool {
+        let child = &mut self.children[index];
+        let Some(reason) = child.stop().await else {
+            return false;
+        };
+        let id = &child.spec.id;
+        self.events.announce_shared(|| ChildEvent::Exited {
+            id: id.clone(),
+            reason,
+        });
+        true
     }
 
-    /// Records a restart; false once the intensity is exceeded.
-    fn allow_restart(&mut self) -> bool {
-        let now = Instant::now();
-        while self
-            .restarts
-            .front()
-            .is_some_and(|&at| now.duration_since(at) > self.period)
-        {
-            self.restarts.pop_front();
+    /// Stops the running children from `first` on, last first.
+    async fn stop_from(&mut self, first: usize) {
+        for index in (first..self.children.len()).rev() {
+            self.stop_child(index).await;
         }
-        self.restarts.push_back(now);
-        self.restarts.len() <= self.max_restarts
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -185,6 +215,11 @@ impl Runner {
         };
         self.stop_from(0).await;
         commands.close();
+        self.events
+            .announce_shared(|| ChildEvent::SupervisorStopped {
+                reason: reason.clone(),
+            });
+        self.events.close();
         if let Some(exit) = self.exit.take() {
             exit.send_replace(Some(reason));
         }
@@ -221,6 +256,10 @@ impl Runner {
     async fn child_stopped(&mut self, index: usize, reason: ExitReason) -> Result<(), ExitReason> {
         let child = &mut self.children[index];
         child.running = None;
+        self.events.announce_shared(|| ChildEvent::Exited {
+            id: child.spec.id.clone(),
+            reason: reason.clone(),
+        });
         if !child.spec.restart.restarts_after(&reason) {
             tracing::debug!(
                 "supervisor: child {:?} stopped ({reason}); not restarted",
@@ -241,17 +280,18 @@ impl Runner {
         // order; temporary children are never restarted.
         let mut restart = vec![index];
         for position in range.rev() {
-            let child = &mut self.children[position];
             if position == index {
                 continue;
             }
-            if child.stop().await && child.spec.restart != Restart::Temporary {
+            if self.stop_child(position).await
+                && self.children[position].spec.restart != Restart::Temporary
+            {
                 restart.push(position);
             }
         }
         restart.sort_unstable();
         loop {
-            if !self.allow_restart() {
+            if !self.intensity.allow_restart() {
                 tracing::error!("supervisor: restart intensity reached; stopping");
                 return Err(ExitReason::TooManyRestarts);
             }
@@ -270,7 +310,7 @@ impl Runner {
             }
             self.children[position].restarts += 1;
             // On failure the rest stay stopped; the caller retries within the intensity.
-            self.start_child(position).await?;
+            self.start_child(position, true).await?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! A consumer that runs one task per event, with demand as the limit on tasks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -17,7 +17,9 @@ use crate::options::SubscribeOptions;
 use crate::reply::ReplyTo;
 use crate::stage::{Consumer, Init};
 use crate::subscription::{AskMode, BuildTagHasher, SubscriptionTag, TagMap};
-use crate::supervisor::{Restart, Shutdown};
+use crate::supervision::child::{Restart, Shutdown};
+use crate::supervision::events::{Announcer, ChildEvent, ChildEvents};
+use crate::supervision::intensity::RestartIntensity;
 
 mod pool;
 
@@ -62,6 +64,7 @@ pub enum TaskMessage<E> {
     TerminateChild(TaskId, ReplyTo<bool>),
     WhichChildren(ReplyTo<Vec<TaskId>>),
     CountChildren(ReplyTo<TaskCounts>),
+    Watch(ReplyTo<ChildEvents<TaskId>>),
 }
 
 impl<E> fmt::Debug for TaskMessage<E> {
@@ -108,6 +111,9 @@ struct Slots {
 /// demand slots, until it waits or ends. Such work, like any blocking work in async
 /// code, belongs in [`tokio::task::spawn_blocking`].
 ///
+/// [`ConsumerRef::watch`] tells each task's start and end (and restart) as the
+/// supervisor learns it, where [`ConsumerRef::count_children`] answers only when asked.
+///
 /// Tasks are [`Restart::Temporary`] by default (a failed task is counted, not run
 /// again). [`Restart::Transient`] runs a task whose future failed (error or panic)
 /// again with the same event, keeping its demand slot, within the restart intensity (3
@@ -153,14 +159,13 @@ pub struct ConsumerSupervisor<E> {
     restart: Restart,
     clone_event: Option<fn(&E) -> E>,
     shutdown: Shutdown,
-    max_restarts: usize,
-    period: Duration,
+    intensity: RestartIntensity,
     tasks: HashMap<TaskId, Task<E>, BuildTagHasher>,
     pool: Pool<E>,
     slots: TagMap<Slots>,
-    restarts: VecDeque<Instant>,
     counts: TaskCounts,
     next_id: u64,
+    events: Announcer<TaskId>,
 }
 
 impl<E> fmt::Debug for ConsumerSupervisor<E> {
@@ -183,14 +188,13 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
             restart: Restart::Temporary,
             clone_event: None,
             shutdown: Shutdown::default(),
-            max_restarts: 3,
-            period: Duration::from_secs(5),
+            intensity: RestartIntensity::new(3, Duration::from_secs(5)),
             tasks: HashMap::default(),
             pool: Pool::new(template),
             slots: TagMap::default(),
-            restarts: VecDeque::new(),
             counts: TaskCounts::default(),
             next_id: 0,
+            events: Announcer::default(),
         }
     }
 
@@ -213,9 +217,25 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
 
     /// At most `max_restarts` task restarts within any `period` (default 3 in 5 s).
     pub fn intensity(mut self, max_restarts: usize, period: Duration) -> Self {
-        self.max_restarts = max_restarts;
-        self.period = period;
+        self.intensity = RestartIntensity::new(max_restarts, period);
         self
+    }
+
+    /// How many events the supervisor keeps for its watchers that have not read them
+    /// yet (default 256, rounded up to a power of two; at least 1, at most 65 536):
+    /// a watcher further behind misses the oldest (see [`ChildEvents`]). Every event
+    /// a batch of `max_demand` events starts is announced at once: make room for it.
+    /// Set it before the first [`watch`](ConsumerSupervisor::watch).
+    pub fn watch_capacity(self, capacity: usize) -> Self {
+        self.events.set_capacity(capacity);
+        self
+    }
+
+    /// Watches the tasks from before the start, so that no task is missed (see
+    /// [`ConsumerRef::watch`] for an example). Once started, watch with
+    /// [`ConsumerRef::watch`].
+    pub fn watch(&self) -> ChildEvents<TaskId> {
+        self.events.watch()
     }
 
     /// Starts one task.
@@ -241,19 +261,6 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
         TaskId(self.next_id)
     }
 
-    fn allow_restart(&mut self) -> bool {
-        let now = Instant::now();
-        while self
-            .restarts
-            .front()
-            .is_some_and(|&at| now.duration_since(at) > self.period)
-        {
-            self.restarts.pop_front();
-        }
-        self.restarts.push_back(now);
-        self.restarts.len() <= self.max_restarts
-    }
-
     /// A task ended: run it again, or free its slot and ask again in chunks. False once
     /// the supervisor is stopping.
     fn task_done(
@@ -266,29 +273,39 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
             return true; // terminated on request
         };
         match outcome {
-            Ok(()) => self.counts.completed += 1,
+            Ok(()) => {
+                self.counts.completed += 1;
+                self.events.announce(|| ChildEvent::Exited {
+                    id,
+                    reason: ExitReason::Normal,
+                });
+            }
             Err(TaskFailure::Start(reason)) => {
                 // As in GenStage: a task that failed to start is counted, never run
                 // again (it would most likely fail the same way).
                 tracing::warn!("consumer supervisor: task {id:?} failed to start ({reason})");
                 self.counts.failed += 1;
+                self.events.announce(|| ChildEvent::Exited { id, reason });
             }
             Err(TaskFailure::Run(reason)) => match task.event {
                 Some(event) => {
                     tracing::warn!(
                         "consumer supervisor: task {id:?} failed ({reason}); restarting"
                     );
-                    if !self.allow_restart() {
+                    self.events.announce(|| ChildEvent::Exited { id, reason });
+                    if !self.intensity.allow_restart() {
                         ctx.stop(ExitReason::TooManyRestarts);
                         return false;
                     }
                     self.counts.restarts += 1;
+                    self.events.announce(|| ChildEvent::Restarted { id });
                     self.spawn(id, event, task.slot);
                     return true;
                 }
                 None => {
                     tracing::warn!("consumer supervisor: task {id:?} failed ({reason})");
                     self.counts.failed += 1;
+                    self.events.announce(|| ChildEvent::Exited { id, reason });
                 }
             },
         }
@@ -310,6 +327,32 @@ impl<E: Send + 'static> ConsumerSupervisor<E> {
                 let _ = ctx.ask(tag, demand);
             }
         }
+    }
+
+    /// Tells the watchers how the tasks that ran at the stop ended (those that
+    /// finished within the shutdown's time, then those aborted, by id), and the
+    /// supervisor's own end.
+    fn announce_last_exits(&mut self, reason: &ExitReason) {
+        for (id, outcome) in self.pool.take_finished() {
+            if self.tasks.remove(&id).is_some() {
+                let reason = match outcome {
+                    Ok(()) => ExitReason::Normal,
+                    Err(TaskFailure::Start(reason) | TaskFailure::Run(reason)) => reason,
+                };
+                self.events.announce(|| ChildEvent::Exited { id, reason });
+            }
+        }
+        let mut aborted: Vec<TaskId> = self.tasks.keys().copied().collect();
+        aborted.sort_unstable();
+        for id in aborted {
+            self.events.announce(|| ChildEvent::Exited {
+                id,
+                reason: ExitReason::Killed,
+            });
+        }
+        self.events.announce(|| ChildEvent::SupervisorStopped {
+            reason: reason.clone(),
+        });
     }
 }
 
@@ -363,7 +406,10 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
             let prepared =
                 std::panic::catch_unwind(AssertUnwindSafe(|| self.prepare(id, event, Some(from))));
             match prepared {
-                Ok(task) => tasks.push(task),
+                Ok(task) => {
+                    self.events.announce(|| ChildEvent::Started { id });
+                    tasks.push(task);
+                }
                 Err(panic) => {
                     // The event's `Clone` panicked (kept for restarts): the tasks
                     // recorded before it still run (and get the shutdown policy's
@@ -411,6 +457,7 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
             }
             TaskMessage::StartChild(event, reply) => {
                 let id = self.next_id();
+                self.events.announce(|| ChildEvent::Started { id });
                 self.spawn(id, event, None);
                 reply.send(id);
             }
@@ -422,6 +469,10 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
                     // max_demand tasks at once.
                     self.pool.terminate(id).await;
                     self.counts.terminated += 1;
+                    self.events.announce(|| ChildEvent::Exited {
+                        id,
+                        reason: ExitReason::Killed,
+                    });
                     self.counts.running = self.tasks.len();
                     self.free_slot(task.slot, ctx);
                 }
@@ -433,11 +484,12 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
                 reply.send(ids);
             }
             TaskMessage::CountChildren(reply) => reply.send(self.counts),
+            TaskMessage::Watch(reply) => reply.send(self.events.watch()),
         }
         Ok(())
     }
 
-    async fn terminate(&mut self, _reason: &ExitReason) {
+    async fn terminate(&mut self, reason: &ExitReason) {
         let deadline = match self.shutdown {
             Shutdown::Kill => Some(Instant::now()),
             Shutdown::Wait => None,
@@ -448,6 +500,10 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
         // after the stop. A supervisor killed meanwhile drops its pool, which aborts
         // the tasks.
         self.pool.shutdown(deadline).await;
+        if self.events.is_watched() {
+            self.announce_last_exits(reason);
+        }
+        self.events.close();
         self.tasks.clear();
     }
 }
@@ -508,5 +564,53 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     /// [`CallError`] if the supervisor is not alive or does not answer in time.
     pub async fn count_children(&self) -> Result<TaskCounts, CallError> {
         self.call(TaskMessage::CountChildren).await
+    }
+
+    /// Watches the tasks from now on: each task's start, its exit (with
+    /// [`ExitReason::Normal`] when it succeeded) and its restart, then the
+    /// supervisor's own stop (after the exits of the tasks that ran then), and the end
+    /// (see [`ChildEvents`]). Where [`count_children`](Self::count_children) answers
+    /// only when asked, this tells each task's end as the supervisor learns it. To see
+    /// the tasks of the first events too, watch before the start with
+    /// [`ConsumerSupervisor::watch`].
+    ///
+    /// Watching costs the supervisor nothing while nobody watches; a watcher never
+    /// holds it back (one that falls behind misses events, and is told).
+    ///
+    /// ```
+    /// use gen_stage::supervisor::ChildEvent;
+    /// use gen_stage::{BoxError, ConsumerSupervisor, ExitReason};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let workers = gen_stage::consumer(ConsumerSupervisor::new(|job: u64| async move {
+    ///     println!("job {job}"); // stands for real work
+    ///     Ok::<(), BoxError>(())
+    /// }))
+    /// .start()
+    /// .await?;
+    /// let mut events = workers.watch().await?;
+    /// let task = workers.start_child(7).await?;
+    /// assert_eq!(events.next().await, Some(Ok(ChildEvent::Started { id: task })));
+    /// // Awaited, not polled: the task's end as soon as the supervisor learns it.
+    /// assert_eq!(
+    ///     events.next().await,
+    ///     Some(Ok(ChildEvent::Exited { id: task, reason: ExitReason::Normal }))
+    /// );
+    /// workers.stop(ExitReason::Shutdown).await?;
+    /// assert_eq!(
+    ///     events.next().await,
+    ///     Some(Ok(ChildEvent::SupervisorStopped { reason: ExitReason::Shutdown }))
+    /// );
+    /// assert_eq!(events.next().await, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CallError`] if the supervisor is not alive or does not answer in time.
+    pub async fn watch(&self) -> Result<ChildEvents<TaskId>, CallError> {
+        self.call(TaskMessage::Watch).await
     }
 }

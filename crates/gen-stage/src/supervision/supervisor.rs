@@ -86,21 +86,34 @@
 //! its own, and the producer's demand dispatcher balances the events between the live
 //! ones. Events a consumer was handling when it crashed are lost (they were in its
 //! hands); the producer does not resend them.
+//!
+//! # Watching the children
+//!
+//! [`SupervisorRef::watch`] (or [`Supervisor::watch`], before the start) returns
+//! [`ChildEvents`]: each child's start, exit (with its reason) and restart, as the
+//! supervisor handles them, then the supervisor's own stop. A test or a topology awaits
+//! "restarted" with it instead of polling [`SupervisorRef::which_children`]. A
+//! [`ConsumerSupervisor`](crate::ConsumerSupervisor)'s tasks are watched the same way,
+//! through [`ConsumerRef::watch`](crate::ConsumerRef::watch).
 
-mod child;
 mod runner;
 
-pub use child::{ChildSpec, Restart, Shutdown, Supervised};
+pub use super::child::{ChildSpec, Restart, Shutdown, Supervised};
+pub use super::events::{ChildEvent, ChildEvents, Missed};
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{CallError, NotAlive, StartError};
 use crate::exit::ExitReason;
-use crate::handle::DEFAULT_CALL_TIMEOUT;
+use crate::exit_watch::ExitWatch;
+use crate::handle::{DEFAULT_CALL_TIMEOUT, wait_reply};
+use crate::supervision::events::Announcer;
+use crate::supervision::intensity::RestartIntensity;
 
 /// Which children restart when one stops and is to be restarted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -121,8 +134,8 @@ pub enum Strategy {
 pub struct Supervisor {
     children: Vec<ChildSpec>,
     strategy: Strategy,
-    max_restarts: usize,
-    max_seconds: Duration,
+    intensity: RestartIntensity,
+    events: Arc<Announcer<String>>,
 }
 
 /// The same as [`Supervisor::new`]: one-for-one, at most 3 restarts in 5 seconds.
@@ -181,8 +194,8 @@ impl Supervisor {
         Supervisor {
             children: Vec::new(),
             strategy: Strategy::OneForOne,
-            max_restarts: 3,
-            max_seconds: Duration::from_secs(5),
+            intensity: RestartIntensity::new(3, Duration::from_secs(5)),
+            events: Arc::default(),
         }
     }
 
@@ -194,8 +207,7 @@ impl Supervisor {
 
     /// At most `max_restarts` restarts within any `period` (default 3 in 5 seconds).
     pub fn intensity(mut self, max_restarts: usize, period: Duration) -> Self {
-        self.max_restarts = max_restarts;
-        self.max_seconds = period;
+        self.intensity = RestartIntensity::new(max_restarts, period);
         self
     }
 
@@ -203,6 +215,23 @@ impl Supervisor {
     pub fn child(mut self, spec: ChildSpec) -> Self {
         self.children.push(spec);
         self
+    }
+
+    /// How many events the supervisor keeps for its watchers that have not read them
+    /// yet (default 256, rounded up to a power of two; at least 1, at most 65 536):
+    /// a watcher further behind misses the oldest (see [`ChildEvents`]). Set it
+    /// before the first [`watch`](Supervisor::watch).
+    pub fn watch_capacity(self, capacity: usize) -> Self {
+        self.events.set_capacity(capacity);
+        self
+    }
+
+    /// Watches the children from before the start: the first events are the starts
+    /// of the children (see [`ChildEvents`] for an example). Once started, watch with
+    /// [`SupervisorRef::watch`]. If the start fails, the stream ends after the exits of
+    /// the children stopped for it.
+    pub fn watch(&self) -> ChildEvents {
+        self.events.watch()
     }
 
     /// Starts the children in order and the supervisor's task.
@@ -214,6 +243,27 @@ impl Supervisor {
     /// whose start is ignored is left not running).
     pub async fn start(self) -> Result<SupervisorRef, SupervisorError> {
         runner::start(self).await
+    }
+}
+
+impl ChildSpec {
+    /// A child that is itself a supervisor, built by `make` at every (re)start. It is
+    /// stopped with [`Shutdown::Wait`]: a supervisor takes the time its own children
+    /// take.
+    pub fn supervisor<F>(id: impl Into<String>, make: F) -> Self
+    where
+        F: Fn() -> Supervisor + Send + Sync + 'static,
+    {
+        ChildSpec::new(id, move || {
+            let supervisor = make();
+            async move {
+                supervisor
+                    .start()
+                    .await
+                    .map_err(|error| StartError::Init(ExitReason::error(error)))
+            }
+        })
+        .shutdown(Shutdown::Wait)
     }
 }
 
@@ -232,8 +282,9 @@ enum Command {
 #[derive(Clone)]
 pub struct SupervisorRef {
     commands: mpsc::UnboundedSender<Command>,
-    exit: watch::Receiver<Option<ExitReason>>,
+    exit: ExitWatch,
     abort: tokio::task::AbortHandle,
+    events: Arc<Announcer<String>>,
 }
 
 impl fmt::Debug for SupervisorRef {
@@ -269,15 +320,35 @@ impl SupervisorRef {
     /// killed kills its children, and counts as stopped once they are gone (so that
     /// their names are free again).
     pub async fn stopped(&self) -> ExitReason {
-        let mut exit = self.exit.clone();
-        let waited = exit
-            .wait_for(Option::is_some)
-            .await
-            .map(|reason| reason.clone());
-        match waited {
-            Ok(reason) => reason.unwrap_or(ExitReason::Killed),
-            Err(_) => exit.borrow().clone().unwrap_or(ExitReason::Killed),
-        }
+        self.exit.stopped().await
+    }
+
+    /// Watches the children from now on: each start, exit and restart, then the
+    /// supervisor's own stop, and the end (see [`ChildEvents`]). A watcher made after
+    /// the supervisor has stopped ends at once.
+    ///
+    /// Watching costs the supervisor nothing while nobody watches; a watcher never
+    /// holds it back (one that falls behind misses events, and is told).
+    ///
+    /// ```
+    /// use gen_stage::supervisor::{ChildEvent, Supervisor};
+    /// use gen_stage::ExitReason;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let supervisor = Supervisor::new().start().await?;
+    /// let mut events = supervisor.watch();
+    /// supervisor.stop(ExitReason::Shutdown).await?;
+    /// assert_eq!(
+    ///     events.next().await,
+    ///     Some(Ok(ChildEvent::SupervisorStopped { reason: ExitReason::Shutdown }))
+    /// );
+    /// assert_eq!(events.next().await, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn watch(&self) -> ChildEvents {
+        self.events.watch()
     }
 
     /// The children, in start order.
@@ -296,11 +367,7 @@ impl SupervisorRef {
         self.commands
             .send(Command::WhichChildren(reply))
             .map_err(|_| CallError::NotAlive)?;
-        match tokio::time::timeout(DEFAULT_CALL_TIMEOUT, answer).await {
-            Ok(Ok(children)) => Ok(children),
-            Ok(Err(_)) => Err(CallError::NotAlive),
-            Err(_) => Err(CallError::Timeout),
-        }
+        wait_reply(answer, DEFAULT_CALL_TIMEOUT).await
     }
 }
 

@@ -167,30 +167,6 @@ impl ChildSpec {
         }
     }
 
-    /// A child that is itself a supervisor, built by `make` at every (re)start. It is
-    /// stopped with [`Shutdown::Wait`]: a supervisor takes the time its own children
-    /// take.
-    pub fn supervisor<F>(id: impl Into<String>, make: F) -> Self
-    where
-        F: Fn() -> crate::supervisor::Supervisor + Send + Sync + 'static,
-    {
-        let start: StartFn = Arc::new(move || {
-            let supervisor = make();
-            Box::pin(async move {
-                match supervisor.start().await {
-                    Ok(running) => Ok(Box::new(running) as Box<dyn Supervised>),
-                    Err(error) => Err(StartError::Init(ExitReason::error(error))),
-                }
-            })
-        });
-        ChildSpec {
-            id: id.into(),
-            start,
-            restart: Restart::Permanent,
-            shutdown: Shutdown::Wait,
-        }
-    }
-
     /// When to restart it (default [`Restart::Permanent`]).
     pub fn restart(mut self, restart: Restart) -> Self {
         self.restart = restart;

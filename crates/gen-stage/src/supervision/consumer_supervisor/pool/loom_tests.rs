@@ -6,7 +6,7 @@
 //! assertion.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p gen-stage
-//! --release --lib consumer_supervisor::pool::loom_tests` (a target folder of its own,
+//! --release --lib supervision::consumer_supervisor::pool::loom_tests` (a target folder of its own,
 //! `CARGO_TARGET_DIR=target/loom`, saves rebuilding the ordinary one): about half a
 //! minute once built.
 
