@@ -18,6 +18,8 @@ use crate::runtime::{
 };
 use crate::stage::{Consumer, Producer, ProducerConsumer};
 use crate::stats::StatsCell;
+use crate::upstream::Upstream;
+use crate::upstream::sealed::Ports;
 
 /// Starts building a [`Producer`] stage.
 ///
@@ -180,12 +182,16 @@ impl<K: EmitsEvents> Builder<K> {
 
 impl<K: ReceivesEvents> Builder<K> {
     /// Subscribes to `producer` when the stage starts; `start` fails if it cannot.
-    pub fn subscribe_to<P>(mut self, producer: &StageRef<P>, options: SubscribeOptions) -> Self
-    where
-        P: EmitsEvents<Out = K::In>,
-    {
+    pub fn subscribe_to(
+        mut self,
+        producer: &impl Upstream<K::In>,
+        options: SubscribeOptions,
+    ) -> Self {
         self.subscriptions.push((
-            Target::Port(producer.port(), Box::new(producer.clone())),
+            Target::Port(
+                Ports::port(producer).into_inner(),
+                Box::new(Ports::held_port(producer).into_inner()),
+            ),
             options,
         ));
         self

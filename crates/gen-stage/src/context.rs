@@ -13,6 +13,8 @@ use crate::kind::{
 use crate::options::{DemandMode, SubscribeOptions};
 use crate::subscription::{StageId, SubscriptionTag};
 use crate::timers::TimerRef;
+use crate::upstream::Upstream;
+use crate::upstream::sealed::Ports;
 use crate::wire::Envelope;
 
 /// The stage's view of itself inside a hook.
@@ -428,21 +430,20 @@ impl<K: ReceivesEvents> Context<'_, K> {
     /// # Errors
     ///
     /// [`OptionsError`] if the options are invalid: nothing is subscribed.
-    pub fn subscribe_to<P>(
+    pub fn subscribe_to(
         &mut self,
-        producer: &StageRef<P>,
+        producer: &impl Upstream<K::In>,
         options: SubscribeOptions,
-    ) -> Result<SubscriptionTag, OptionsError>
-    where
-        P: EmitsEvents<Out = K::In>,
-    {
+    ) -> Result<SubscriptionTag, OptionsError> {
         options.validate()?;
         let tag = SubscriptionTag::next();
         // The stage is running this hook: its mailbox is open.
-        let _ = self
-            .control
-            .me()
-            .request_subscription(tag, producer.port(), options, None);
+        let _ = self.control.me().request_subscription(
+            tag,
+            Ports::port(producer).into_inner(),
+            options,
+            None,
+        );
         Ok(tag)
     }
 

@@ -12,10 +12,10 @@ use tokio::sync::mpsc;
 use crate::demand::{AutoDemand, Batch};
 use crate::error::SubscribeError;
 use crate::exit::{CancelMode, CancelReason, ExitReason};
-use crate::handle::StageRef;
-use crate::kind::EmitsEvents;
 use crate::options::SubscribeOptions;
 use crate::subscription::{StageId, SubscriptionTag, TagMap};
+use crate::upstream::Upstream;
+use crate::upstream::sealed::Ports;
 use crate::wire::Parcel;
 use crate::wire::{EventSink, ProducerPort};
 
@@ -45,7 +45,7 @@ impl<T: Send + 'static> EventSink<T> for StreamSink<T> {
     }
 }
 
-struct Upstream<T> {
+struct Subscribed<T> {
     port: Box<dyn ProducerPort<T>>,
     cancel: CancelMode,
     demand: AutoDemand,
@@ -68,7 +68,7 @@ pub struct EventStream<T> {
     sender: mpsc::UnboundedSender<Delivery<T>>,
     receiver: mpsc::UnboundedReceiver<Delivery<T>>,
     waiting: Vec<(SubscriptionTag, Box<dyn ProducerPort<T>>, SubscribeOptions)>,
-    upstreams: TagMap<Upstream<T>>,
+    upstreams: TagMap<Subscribed<T>>,
     batches: VecDeque<(SubscriptionTag, Batch<T>)>,
     current: std::vec::IntoIter<T>,
     ask_when_done: Option<(SubscriptionTag, usize)>,
@@ -80,10 +80,10 @@ pub struct EventStream<T> {
 /// # Errors
 ///
 /// [`SubscribeError::InvalidOptions`] if the options are invalid.
-pub fn stream<P: EmitsEvents>(
-    producer: &StageRef<P>,
+pub fn stream<T: Send + 'static>(
+    producer: &impl Upstream<T>,
     options: SubscribeOptions,
-) -> Result<EventStream<P::Out>, SubscribeError> {
+) -> Result<EventStream<T>, SubscribeError> {
     let (sender, receiver) = mpsc::unbounded_channel();
     let mut stream = EventStream {
         id: StageId::next(),
@@ -107,17 +107,17 @@ impl<T: Send + 'static> EventStream<T> {
     /// # Errors
     ///
     /// [`SubscribeError::InvalidOptions`] if the options are invalid.
-    pub fn subscribe_to<P>(
+    pub fn subscribe_to(
         &mut self,
-        producer: &StageRef<P>,
+        producer: &impl Upstream<T>,
         options: SubscribeOptions,
-    ) -> Result<(), SubscribeError>
-    where
-        P: EmitsEvents<Out = T>,
-    {
+    ) -> Result<(), SubscribeError> {
         options.validate()?;
-        self.waiting
-            .push((SubscriptionTag::next(), producer.held_port(), options));
+        self.waiting.push((
+            SubscriptionTag::next(),
+            Ports::held_port(producer).into_inner(),
+            options,
+        ));
         Ok(())
     }
 
@@ -145,7 +145,7 @@ impl<T: Send + 'static> EventStream<T> {
             port.ask(tag, max);
             self.upstreams.insert(
                 tag,
-                Upstream {
+                Subscribed {
                     port,
                     cancel,
                     demand,
@@ -314,14 +314,11 @@ impl<T: Send + 'static> EventBatches<T> {
     /// # Errors
     ///
     /// [`SubscribeError::InvalidOptions`] if the options are invalid.
-    pub fn subscribe_to<P>(
+    pub fn subscribe_to(
         &mut self,
-        producer: &StageRef<P>,
+        producer: &impl Upstream<T>,
         options: SubscribeOptions,
-    ) -> Result<(), SubscribeError>
-    where
-        P: EmitsEvents<Out = T>,
-    {
+    ) -> Result<(), SubscribeError> {
         self.stream.subscribe_to(producer, options)
     }
 

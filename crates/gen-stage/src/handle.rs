@@ -19,6 +19,8 @@ use crate::options::{DemandMode, SubscribeOptions};
 use crate::reply::ReplyTo;
 use crate::stats::{StageStats, StatsCell};
 use crate::subscription::{StageId, SubscriptionTag};
+use crate::upstream::Upstream;
+use crate::upstream::sealed::{Port, Ports};
 use crate::wire::{
     Address, Envelope, EventSink, Forward, Parcel, ProducerPort, SubscribeReply, SubscribeRequest,
     SubscribeToRequest,
@@ -644,6 +646,18 @@ impl<K: EmitsEvents> StageRef<K> {
     }
 }
 
+impl<K: EmitsEvents> Upstream<K::Out> for StageRef<K> {}
+
+impl<K: EmitsEvents> Ports<K::Out> for StageRef<K> {
+    fn port(&self) -> Port<K::Out> {
+        Port(StageRef::port(self))
+    }
+
+    fn held_port(&self) -> Port<K::Out> {
+        Port(StageRef::held_port(self))
+    }
+}
+
 /// Waits up to `timeout` for a reply: [`CallError::NotAlive`] if the stage dropped the
 /// reply handle (it stopped, or would not reply).
 pub(crate) async fn wait_reply<R>(
@@ -713,16 +727,14 @@ impl<K: ReceivesEvents> StageRef<K> {
     /// cancels the subscription, as a timeout does: it never goes live. A subscription
     /// the producer had already accepted then ends at once, and the consumer's
     /// `handle_cancel` sees it go.
-    pub async fn subscribe_to<P>(
+    pub async fn subscribe_to(
         &self,
-        producer: &StageRef<P>,
+        producer: &impl Upstream<K::In>,
         options: SubscribeOptions,
-    ) -> Result<SubscriptionTag, SubscribeError>
-    where
-        P: EmitsEvents<Out = K::In>,
-    {
+    ) -> Result<SubscriptionTag, SubscribeError> {
         options.validate()?;
-        self.subscribe_port(producer.port(), options).await
+        self.subscribe_port(Ports::port(producer).into_inner(), options)
+            .await
     }
 
     pub(crate) async fn subscribe_port(
@@ -762,17 +774,19 @@ impl<K: ReceivesEvents> StageRef<K> {
     /// # Errors
     ///
     /// Invalid options, or a consumer that is not alive.
-    pub fn async_subscribe_to<P>(
+    pub fn async_subscribe_to(
         &self,
-        producer: &StageRef<P>,
+        producer: &impl Upstream<K::In>,
         options: SubscribeOptions,
-    ) -> Result<(), SubscribeError>
-    where
-        P: EmitsEvents<Out = K::In>,
-    {
+    ) -> Result<(), SubscribeError> {
         options.validate()?;
-        self.request_subscription(SubscriptionTag::next(), producer.port(), options, None)
-            .map_err(|_| SubscribeError::ConsumerNotAlive)
+        self.request_subscription(
+            SubscriptionTag::next(),
+            Ports::port(producer).into_inner(),
+            options,
+            None,
+        )
+        .map_err(|_| SubscribeError::ConsumerNotAlive)
     }
 
     /// Sends the stage a request to subscribe to `producer` as `tag`.
@@ -806,16 +820,13 @@ impl<K: ReceivesEvents> StageRef<K> {
     ///
     /// The cancellation is sent at once; dropping the future then cancels the new
     /// subscription, as for [`StageRef::subscribe_to`].
-    pub async fn resubscribe<P>(
+    pub async fn resubscribe(
         &self,
         tag: SubscriptionTag,
         reason: ExitReason,
-        producer: &StageRef<P>,
+        producer: &impl Upstream<K::In>,
         options: SubscribeOptions,
-    ) -> Result<SubscriptionTag, SubscribeError>
-    where
-        P: EmitsEvents<Out = K::In>,
-    {
+    ) -> Result<SubscriptionTag, SubscribeError> {
         options.validate()?;
         self.cancel(tag, reason)
             .map_err(|_| SubscribeError::ConsumerNotAlive)?;

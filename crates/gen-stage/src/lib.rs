@@ -387,6 +387,7 @@
 //   7        runtime (the loops), supervision::consumer_supervisor (then its pool)
 //   8        builder, then source
 
+mod any_producer;
 mod buffer;
 mod builder;
 mod context;
@@ -413,9 +414,11 @@ mod subscription;
 mod supervision;
 mod sync;
 mod timers;
+mod upstream;
 mod weak_handle;
 mod wire;
 
+pub use any_producer::AnyProducer;
 pub use builder::{
     Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
     producer_consumer,
@@ -445,6 +448,7 @@ pub use subscription::{AskMode, StageId, SubscriptionTag};
 pub use supervision::supervisor;
 pub use supervision::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use timers::TimerRef;
+pub use upstream::Upstream;
 pub use weak_handle::WeakStageRef;
 
 /// Internal pieces exposed for the crate's own benchmarks; not part of the API.

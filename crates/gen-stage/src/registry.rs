@@ -5,18 +5,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use crate::any_producer::AnyProducer;
 use crate::context::Context;
 use crate::error::{NameTaken, SubscribeError};
 use crate::handle::StageRef;
 use crate::kind::{EmitsEvents, ReceivesEvents, StageKind};
 use crate::options::SubscribeOptions;
 use crate::subscription::{StageId, SubscriptionTag};
+use crate::upstream::sealed::Ports;
 use crate::wire::ProducerPort;
 
 /// Makes the registry entry through which a stage that emits is subscribed to by name.
 pub(crate) type PortEntryMaker<K> = fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>;
-
-type PortMaker<T> = Arc<dyn Fn() -> Box<dyn ProducerPort<T>> + Send + Sync>;
 
 struct Entry {
     id: StageId,
@@ -171,22 +171,45 @@ impl Registry {
     }
 
     /// A port to the running stage under `name` that emits `T`.
+    /// The stage registered as `name`, if it is running and emits events of type
+    /// `T`, as an event-typed handle: no need to name the stage's own type.
+    ///
+    /// ```
+    /// use gen_stage::{AnyProducer, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let registry = Registry::new();
+    /// let _numbers = gen_stage::from_iter(0_u64..).name(&registry, "numbers").start().await?;
+    /// let numbers: AnyProducer<u64> = registry.lookup_producer("numbers").expect("registered");
+    /// assert!(numbers.is_alive());
+    /// assert!(registry.lookup_producer::<String>("numbers").is_none(), "it emits u64");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn lookup_producer<T: Send + 'static>(&self, name: &str) -> Option<AnyProducer<T>> {
+        let entries = self.lock();
+        let entry = entries.get(name).filter(|entry| (entry.alive)())?;
+        entry
+            .port
+            .as_ref()?
+            .downcast_ref::<AnyProducer<T>>()
+            .cloned()
+    }
+
+    /// A port to the producer registered as `name`, for a subscription.
     pub(crate) fn producer_port<T: Send + 'static>(
         &self,
         name: &str,
     ) -> Option<Box<dyn ProducerPort<T>>> {
-        let entries = self.lock();
-        let entry = entries.get(name).filter(|entry| (entry.alive)())?;
-        let maker = entry.port.as_ref()?.downcast_ref::<PortMaker<T>>()?;
-        Some(maker())
+        let producer = self.lookup_producer::<T>(name)?;
+        Some(Ports::port(&producer).into_inner())
     }
 }
 
-/// What to register for a stage that emits events: how to make ports to it.
+/// What to register for a stage that emits events: its event-typed handle.
 pub(crate) fn port_maker<K: EmitsEvents>(stage: &StageRef<K>) -> Box<dyn Any + Send + Sync> {
-    let stage = stage.clone();
-    let maker: PortMaker<K::Out> = Arc::new(move || stage.port());
-    Box::new(maker)
+    Box::new(AnyProducer::from(stage))
 }
 
 /// Subscribing by name: a consumer's handle resolves a producer in a registry.
