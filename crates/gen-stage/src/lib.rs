@@ -377,15 +377,16 @@
 
 // The modules, in layers: each imports only from the layers below it (a folder's own
 // file may also name its children). `tests/module_layers.rs` fails on any cycle.
-//   ground   subscription, exit, exit_watch, kind, demand, stats, timers, entry_bound, sync
-//   1        error, lifecycle
+//   ground   subscription, exit, kind, demand, stats, timers, entry_bound, sync
+//   1        error, lifecycle, exit_watch
 //   2        options, reachability, reply
-//   3        wire (envelopes, parcels, ports), buffer, dispatcher
-//   4        handle, runtime::{producer_side, consumer_side}, dispatcher's children
-//   5        context, registry, weak_handle, event_stream, supervision::child
-//   6        stage, supervision::supervisor (then its runner)
-//   7        runtime (the loops), supervision::consumer_supervisor (then its pool)
-//   8        builder, then source
+//   3        wire (envelopes, addresses, parcels, ports), buffer, dispatcher
+//   4        upstream, the dispatchers
+//   5        handle, event_stream
+//   6        context, any_producer, weak_handle
+//   7        stage, registry, runtime::{producer_side, consumer_side, control}
+//   8        runtime (the loops), delegate, supervision
+//   9        builder, then source
 
 mod any_producer;
 mod buffer;
