@@ -22,6 +22,8 @@ fn handles_are_send_and_sync() {
     send_sync::<SubscribeOptions>();
     send_sync::<ExitReason>();
     send_sync::<StageStats>();
+    // A queue that tasks on other threads push into.
+    send_sync::<gen_stage::MemorySource<u64>>();
 }
 
 #[test]
@@ -62,6 +64,7 @@ fn builders_and_streams_can_move_to_other_tasks() {
     send::<gen_stage::ProducerConsumerBuilder<Relay<u64>>>();
     send::<EventStream<u64>>();
     send::<gen_stage::EventBatches<u64>>();
+    send::<gen_stage::ProducerBuilder<gen_stage::FetchProducer<gen_stage::MemorySource<u64>>>>();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
