@@ -343,6 +343,12 @@
 //! # }
 //! ```
 //!
+//! A source that waits for its items, such as a broker client (a long poll, a claim of
+//! rows), implements [`Fetch`]; [`from_fetch`] fetches from it on a task of its own, for
+//! no more than the demand plus a prefetch, and gives back to the source what it
+//! fetched and did not emit when it stops or drains. [`MemorySource`] is an in-memory
+//! queue to fetch from, for tests.
+//!
 //! # Errors
 //!
 //! Each operation has its own error type, an enum to match on. An error's message
@@ -440,8 +446,9 @@ pub use options::{
 pub use registry::Registry;
 pub use reply::ReplyTo;
 pub use source::{
-    IterSource, OnCancel, Source, SourceMessage, SourceProducer, StreamMessage, StreamProducer,
-    from_iter, from_stream,
+    Fetch, FetchMessage, FetchProducer, Fetched, IterSource, MemorySource, OnCancel, OnFetchError,
+    Source, SourceMessage, SourceProducer, StreamMessage, StreamProducer, from_fetch, from_iter,
+    from_stream,
 };
 pub use stage::{Consumer, Init, Producer, ProducerConsumer};
 pub use stats::{Side, StageState, StageStats, SubscriptionDemand};

@@ -1,7 +1,11 @@
-//! Producers made from iterators and streams.
+//! Producers made from iterators, streams, and sources that fetch.
 
+mod fetch;
 mod stream;
 
+pub use fetch::{
+    Fetch, FetchMessage, FetchProducer, Fetched, MemorySource, OnFetchError, from_fetch,
+};
 pub use stream::{StreamMessage, StreamProducer, from_stream};
 
 use std::fmt;
@@ -58,7 +62,8 @@ pub trait Source: Send + 'static {
     /// `pull` runs inside the stage's task, which answers nothing (calls,
     /// subscriptions, [`stop`](crate::StageRef::stop)) until it returns: it must not
     /// wait for items that come over time. Give those as a stream to [`from_stream`],
-    /// which polls it on a task of its own.
+    /// which polls it on a task of its own, or implement [`Fetch`] for a source that
+    /// waits (a broker client), which [`from_fetch`] fetches from on a task of its own.
     fn pull(&mut self, count: usize) -> impl Future<Output = (Vec<Self::Item>, bool)> + Send;
 }
 

@@ -25,6 +25,8 @@ fn handles_are_send_and_sync() {
     send_sync::<gen_stage::supervisor::SupervisorRef>();
     send_sync::<gen_stage::supervisor::ChildEvent>();
     send_sync::<gen_stage::supervisor::ChildEvent<gen_stage::TaskId>>();
+    // A queue that tasks on other threads push into.
+    send_sync::<gen_stage::MemorySource<u64>>();
 }
 
 #[test]
@@ -68,6 +70,7 @@ fn builders_and_streams_can_move_to_other_tasks() {
     send::<gen_stage::EventBatches<u64>>();
     send_sync::<gen_stage::supervisor::ChildEvents>();
     send_sync::<gen_stage::supervisor::ChildEvents<gen_stage::TaskId>>();
+    send::<gen_stage::ProducerBuilder<gen_stage::FetchProducer<gen_stage::MemorySource<u64>>>>();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@
 // rest would otherwise be reported as dead code.
 #![allow(dead_code)]
 
+pub(crate) mod fetch;
 pub(crate) mod tasks;
 pub(crate) mod workers;
 
