@@ -249,6 +249,21 @@ impl<P: Producer, K: EmitsEvents> Delegate<P, K> {
         Ok(self.take_emitted())
     }
 
+    /// Runs the inner producer's `prepare_for_draining`; returns what it emitted.
+    ///
+    /// # Errors
+    ///
+    /// The inner hook's error (what it emitted is kept: [`Delegate::take_emitted`]).
+    pub async fn prepare_for_draining(
+        &mut self,
+        ctx: &mut Context<'_, K>,
+    ) -> Result<Vec<P::Event>, BoxError> {
+        let mut inner = self.inner(ctx);
+        let (producer, mut inner_ctx) = inner.parts();
+        producer.prepare_for_draining(&mut inner_ctx).await?;
+        Ok(self.take_emitted())
+    }
+
     /// Runs the inner producer's `handle_discarded`.
     pub fn handle_discarded(&mut self, count: usize) -> bool {
         self.producer.handle_discarded(count)

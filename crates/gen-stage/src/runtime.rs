@@ -108,7 +108,7 @@ pub(crate) trait Runner: Send + 'static {
 
     /// Starts a drain: upstream subscriptions are cancelled (what they delivered is
     /// still handled), and nothing more is produced.
-    fn begin_drain(&mut self);
+    fn begin_drain(&mut self) -> impl Future<Output = ()> + Send;
 
     /// While draining: whether nothing is left to receive or to send.
     fn drained(&self) -> bool;
@@ -388,7 +388,7 @@ pub(crate) async fn apply_requests<R: Runner>(runner: &mut R, requests: Requests
         if runner.control_ref().draining.is_none() && runner.control_ref().stop.is_none() {
             runner.control_mut().start_drain(reason, deadline);
             runner.control_mut().check_drain_deadline();
-            runner.begin_drain();
+            runner.begin_drain().await;
         }
     }
     // Reply handles the stage's code dropped: their callers learn whether it stops.

@@ -125,6 +125,20 @@ pub trait Producer: Send + Sized + 'static {
         }
     }
 
+    /// The stage begins to drain ([`StageRef::drain_and_stop`](crate::StageRef::drain_and_stop)):
+    /// from now on it produces nothing on demand, and it stops once its buffer has
+    /// gone out. Runs once, before that wait: a producer that holds events of its own
+    /// emits them here (they go out before the stage stops), one that fetches stops
+    /// fetching and gives back what it holds (Broadway's `prepare_for_draining`).
+    /// Returning `Err` stops the stage with the error.
+    fn prepare_for_draining(
+        &mut self,
+        ctx: &mut ProducerContext<'_, Self>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
     /// The buffer discarded `count` events. Return `false` to silence the default
     /// warning; the count is kept in the stage's statistics either way.
     fn handle_discarded(&mut self, count: usize) -> bool {

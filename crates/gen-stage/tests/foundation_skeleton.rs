@@ -1,8 +1,9 @@
 //! The skeleton the pipeline crate needs, built on the public API alone: a stage that
 //! wraps a user's producer (here one that fetches asynchronously from a queue), holds
 //! its events to a rate (a window on the stage's timer), cancels each consumer once
-//! its events have gone out when it drains, is held through a handle typed by event,
-//! and is supervised, its restart awaited through the supervisor's child events.
+//! its events have gone out when it drains (`prepare_for_draining`), is held through a
+//! handle typed by event, and is supervised, its restart awaited through the
+//! supervisor's child events.
 
 mod support;
 
@@ -14,7 +15,7 @@ use gen_stage::kind::ProducerKind;
 use gen_stage::supervisor::{ChildEvent, ChildSpec, Restart, Supervisor};
 use gen_stage::{
     AnyProducer, BoxError, CancelMode, CancelReason, Delegate, ExitReason, FetchProducer, Init,
-    MemorySource, Producer, ProducerContext, Registry, ReplyTo, SubscribeOptions, SubscriptionTag,
+    MemorySource, Producer, ProducerContext, Registry, SubscribeOptions, SubscriptionTag,
 };
 use support::within;
 
@@ -23,9 +24,6 @@ enum Control<M> {
     Inner(M),
     /// A rate-limit window ends.
     Window,
-    /// Stop taking events from the inner producer; let every consumer go once what
-    /// was held for it has gone out, then stop.
-    Drain(ReplyTo<()>),
 }
 
 /// Lets at most `per_window` events out per `window`; holds the rest.
@@ -100,19 +98,23 @@ impl<P: Producer<Event = u64>> Producer for RateLimited<P> {
                 ctx.emit(out);
                 let _next = ctx.send_after(self.window, Control::Window);
             }
-            Control::Drain(reply) => {
-                self.draining = true;
-                // What was held goes out at once; each consumer leaves after it.
-                let held: Vec<u64> = self.held.drain(..).collect();
-                ctx.emit(held);
-                for tag in ctx.consumers() {
-                    ctx.cancel_consumer_after_buffered(tag, ExitReason::Shutdown)?;
-                }
-                if ctx.consumer_count() == 0 {
-                    ctx.stop(ExitReason::Shutdown);
-                }
-                reply.send(());
-            }
+        }
+        Ok(())
+    }
+
+    /// The stage drains: the inner producer stops fetching (and gives back what it
+    /// holds), what was held goes out at once, and each consumer leaves after it.
+    async fn prepare_for_draining(
+        &mut self,
+        ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.draining = true;
+        let events = self.inner.prepare_for_draining(ctx).await?;
+        self.held.extend(events);
+        let held: Vec<u64> = self.held.drain(..).collect();
+        ctx.emit(held);
+        for tag in ctx.consumers() {
+            ctx.cancel_consumer_after_buffered(tag, ExitReason::Shutdown)?;
         }
         Ok(())
     }
@@ -126,9 +128,6 @@ impl<P: Producer<Event = u64>> Producer for RateLimited<P> {
         let events = self.inner.handle_cancel(tag, reason, ctx).await?;
         let out = self.admit(events);
         ctx.emit(out);
-        if self.draining && ctx.consumer_count() == 0 {
-            ctx.stop(ExitReason::Shutdown);
-        }
         Ok(())
     }
 
@@ -137,8 +136,6 @@ impl<P: Producer<Event = u64>> Producer for RateLimited<P> {
         self.inner.terminate(reason).await;
     }
 }
-
-type Limited = RateLimited<FetchProducer<MemorySource<u64>>>;
 
 const PER_WINDOW: usize = 4;
 const WINDOW: Duration = Duration::from_millis(100);
@@ -209,18 +206,20 @@ async fn a_rate_limited_wrapper_of_a_fetching_producer_is_supervised_and_drains(
     let limited: AnyProducer<u64> = registry.lookup_producer("limited").expect("restarted");
     assert!(limited.is_alive());
 
-    // A drain: the consumer gets what was held for it, then is let go; the wrapper
-    // stops, and its inner producer gives back what it fetched and did not emit.
+    // A drain, through the event-typed handle: the consumer gets what was held for
+    // it, then is let go; the wrapper stops, and its inner producer gives back what
+    // it fetched and did not emit.
     let mut stream = gen_stage::stream(&limited, temporary(10)).expect("valid");
     let first = within("the restarted wrapper's first event", stream.next()).await;
     assert!(first.is_some());
-    let typed = registry
-        .lookup::<ProducerKind<Limited>>("limited")
-        .expect("running");
-    typed.call(Control::Drain).await.expect("drains");
-    let rest: Vec<u64> = within("the stream ends", stream.collect()).await;
-    let reason = within("the wrapper stops", limited.stopped()).await;
-    assert_eq!(reason, ExitReason::Shutdown);
+    let (rest, drained) = within("the drain", async {
+        tokio::join!(
+            stream.collect::<Vec<u64>>(),
+            limited.drain_and_stop(ExitReason::Shutdown, Duration::from_secs(10)),
+        )
+    })
+    .await;
+    assert_eq!(drained, Ok(ExitReason::Shutdown));
     assert_eq!(limited.stats().events_emitted as usize, 1 + rest.len());
     assert!(queue.given_back() > 0, "the prefetched items went back");
     // A shutdown is not restarted: the transient child is done.

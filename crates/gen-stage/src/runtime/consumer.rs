@@ -210,7 +210,7 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
         shared::urgent_cancels(self, urgent).await;
     }
 
-    fn begin_drain(&mut self) {
+    async fn begin_drain(&mut self) {
         if let Some(reason) = &self.control.draining {
             self.side.begin_drain(reason);
         }

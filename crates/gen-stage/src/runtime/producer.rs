@@ -220,7 +220,15 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
     async fn urgent_cancels(&mut self, _urgent: Vec<(SubscriptionTag, CancelReason)>) {}
 
     /// Nothing to cancel: `produce` stops calling `handle_demand` while draining.
-    fn begin_drain(&mut self) {}
+    /// The stage's `prepare_for_draining` runs; what it emits goes out as the buffer
+    /// does.
+    async fn begin_drain(&mut self) {
+        let (stage, mut ctx) = self.parts();
+        if let Err(reason) = guarded(stage.prepare_for_draining(&mut ctx)).await {
+            self.fail(reason);
+        }
+        self.flush().await;
+    }
 
     fn drained(&self) -> bool {
         self.side.buffered_count() == 0 || self.side.consumer_count() == 0

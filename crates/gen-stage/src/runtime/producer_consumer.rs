@@ -351,7 +351,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
         shared::urgent_cancels(self, urgent).await;
     }
 
-    fn begin_drain(&mut self) {
+    async fn begin_drain(&mut self) {
         if let Some(reason) = &self.control.draining {
             self.input.begin_drain(reason);
         }

@@ -509,6 +509,16 @@ impl<S: Fetch> Producer for FetchProducer<S> {
         Ok(())
     }
 
+    /// A drain stops the fetching at once: the fetch in progress is cancelled, and
+    /// what was fetched and not emitted goes back to the source.
+    async fn prepare_for_draining(
+        &mut self,
+        _ctx: &mut ProducerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        self.finish();
+        Ok(())
+    }
+
     async fn handle_cancel(
         &mut self,
         _tag: SubscriptionTag,
