@@ -75,14 +75,18 @@ async fn trapped(
     Watch<ProducerRecord>,
 ) {
     let (script, producer_record) = ScriptedProducer::new();
-    let producer = gen_stage::producer(script).start().await.unwrap();
+    let producer = gen_stage::producer(script)
+        .start()
+        .await
+        .expect("the producer starts");
     let consumer = gen_stage::consumer(consumer)
         .subscribe_to(&producer, SubscribeOptions::new())
         .start()
         .await
-        .unwrap();
+        .expect("the consumer starts");
     for batch in batches {
-        producer.cast(Script::Emit(batch)).unwrap();
+        let cast = producer.cast(Script::Emit(batch));
+        cast.expect("the producer is alive");
     }
     (consumer, producer, producer_record)
 }
