@@ -2,8 +2,10 @@
 //! a consumer that is gone, or on anything that cannot change, fails instead of waiting
 //! forever.
 
-use gen_stage::{ExitReason, SubscribeOptions};
-use gen_stage_test::{CollectingConsumer, Counter, Recorded};
+use gen_stage::{CancelReason, ExitReason, SubscribeOptions};
+use gen_stage_test::{
+    CollectingConsumer, Counter, Ping, ProducerRecord, Recorded, Script, ScriptedProducer, Watch,
+};
 
 #[tokio::test]
 async fn a_counter_limited_where_it_starts_stops_on_its_first_demand() {
@@ -60,4 +62,93 @@ async fn a_wait_nothing_can_end_fails_instead_of_hanging() {
     // runtime has nothing else to do.
     let recorded: Recorded<u32> = Recorded::default();
     recorded.wait_for_len(1).await;
+}
+
+/// A producer with nothing queued, the trapped `consumer` subscribed to it, and the
+/// producer's record; the producer emits each of `batches` once the consumer is subscribed.
+async fn trapped(
+    consumer: CollectingConsumer<u64>,
+    batches: Vec<Vec<u64>>,
+) -> (
+    gen_stage::ConsumerRef<CollectingConsumer<u64>>,
+    gen_stage::ProducerRef<ScriptedProducer<u64>>,
+    Watch<ProducerRecord>,
+) {
+    let (script, producer_record) = ScriptedProducer::new();
+    let producer = gen_stage::producer(script)
+        .start()
+        .await
+        .expect("the producer starts");
+    let consumer = gen_stage::consumer(consumer)
+        .subscribe_to(&producer, SubscribeOptions::new())
+        .start()
+        .await
+        .expect("the consumer starts");
+    for batch in batches {
+        let cast = producer.cast(Script::Emit(batch));
+        cast.expect("the producer is alive");
+    }
+    (consumer, producer, producer_record)
+}
+
+#[tokio::test]
+async fn a_consumer_that_panics_on_an_event_stops_without_recording_its_batch() {
+    let (consumer, record) = CollectingConsumer::new();
+    let consumer = consumer.panics_on(|&event| event == 13);
+    let (consumer, producer, producer_record) =
+        trapped(consumer, vec![vec![1, 2], vec![12, 13, 14], vec![15]]).await;
+    let reason = ExitReason::Panic("panics on event 13".into());
+    assert_eq!(consumer.stopped().await, reason);
+    assert_eq!(record.events(), vec![1, 2]);
+    assert_eq!(record.read(|r| r.terminated.clone()), Some(reason.clone()));
+    producer_record.wait_until(|r| !r.cancels.is_empty()).await;
+    let cancels = producer_record.read(|r| r.cancels.clone());
+    assert_eq!(
+        cancels,
+        vec![(
+            record.read(|r| r.subscriptions[0]),
+            CancelReason::Down(reason)
+        )]
+    );
+    assert!(producer.is_alive());
+}
+
+#[tokio::test]
+async fn a_consumer_that_fails_on_an_event_stops_with_an_error() {
+    let (consumer, record) = CollectingConsumer::new();
+    let consumer = consumer.fails_on(|&event| event % 2 == 1);
+    let (consumer, _producer, _) = trapped(consumer, vec![vec![2, 4], vec![6, 7, 9]]).await;
+    let reason = ExitReason::error("fails on event 7");
+    assert_eq!(consumer.stopped().await, reason);
+    assert_eq!(record.events(), vec![2, 4]);
+    assert_eq!(record.read(|r| r.terminated.clone()), Some(reason));
+}
+
+#[tokio::test]
+async fn a_consumer_that_stops_on_an_event_records_its_batch_first() {
+    let reason = ExitReason::custom_shutdown("stop event");
+    let (consumer, record) = CollectingConsumer::new();
+    let consumer = consumer.stops_on(|&event| event == 13, reason.clone());
+    let (consumer, _producer, _) = trapped(consumer, vec![vec![1], vec![13, 14], vec![15]]).await;
+    assert_eq!(consumer.stopped().await, reason);
+    assert_eq!(record.events(), vec![1, 13, 14]);
+    assert_eq!(record.read(|r| r.terminated.clone()), Some(reason));
+}
+
+#[tokio::test]
+async fn the_first_trap_that_matches_springs_and_an_untrapped_consumer_keeps_going() {
+    let (consumer, record) = CollectingConsumer::new();
+    let consumer = consumer
+        .stops_on(|&event| event == 5, ExitReason::Shutdown)
+        .panics_on(|&event| event >= 5);
+    let (consumer, _producer, _) = trapped(consumer, vec![vec![1, 5, 6]]).await;
+    assert_eq!(consumer.stopped().await, ExitReason::Shutdown);
+    assert_eq!(record.events(), vec![1, 5, 6]);
+
+    let (consumer, record) = CollectingConsumer::new();
+    let consumer = consumer.panics_on(|&event| event > 100);
+    let (consumer, _producer, _) = trapped(consumer, vec![vec![1, 2], vec![3]]).await;
+    record.wait_for_events(3).await;
+    consumer.call(Ping).await.unwrap();
+    assert!(consumer.is_alive());
 }

@@ -8,7 +8,7 @@ use gen_stage::{
     ProducerRef, SendError, StageStats, StartError, SubscribeError, SubscribeOptions,
 };
 use gen_stage_test::{CollectingConsumer, Counter};
-use support::Relay;
+use support::relay::Relay;
 
 fn send_sync<T: Send + Sync>() {}
 fn send<T: Send>() {}

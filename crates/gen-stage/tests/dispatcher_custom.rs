@@ -15,9 +15,21 @@ use gen_stage_test::{Counter, Recorded, Script, ScriptedProducer};
 use proptest::prelude::*;
 use support::{
     Collector, ask_then_queue, collect, collector, consumer_barrier, dispatching, manual_consumer,
-    n, opts, range, rejection, run_paused, settle, shared_exactly_once, start_is_rejected,
-    stops_normally,
+    n, opts, range, rejection, settle, shared_exactly_once, start_is_rejected, stops_normally,
+    within,
 };
+
+/// Runs one property-test case on a fresh current-thread runtime with the clock paused,
+/// failing if it stalls: a case with nothing left to run reaches `within`'s deadline at
+/// once.
+fn run_paused<F: std::future::Future>(case: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    runtime.block_on(within("the case to finish", case))
+}
 
 type Scripted = ProducerRef<ScriptedProducer<u64>>;
 

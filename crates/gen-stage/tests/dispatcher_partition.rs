@@ -15,10 +15,11 @@ use gen_stage::{
 use gen_stage_test::{
     CollectingConsumer, Counter, ProducerRecord, Script, ScriptedProducer, Watch,
 };
+use support::relay::Relay;
 use support::{
-    Collector, Events, Relay, ask_then_queue, collector, dispatching, manual_consumer, n, opts,
-    range, recorded_counter, rejection, scripted_by, settle, shared_exactly_once,
-    start_is_rejected, stops_having_received, stops_normally,
+    Collector, Events, ask_then_queue, collector, dispatching, manual_consumer, n, opts, range,
+    recorded_counter, rejection, scripted_by, settle, shared_exactly_once, start_is_rejected,
+    stops_having_received, stops_normally,
 };
 
 type Scripted = ProducerRef<ScriptedProducer<u64>>;

@@ -16,8 +16,9 @@ use gen_stage::{
 };
 use gen_stage_test::{Counter, Script, Watch};
 use proptest::prelude::*;
+use support::relay::Relay;
 use support::{
-    Relay, barrier, collect, manual_consumer, n, opts, proptest_config, recorded_counter, run_case,
+    barrier, collect, manual_consumer, n, opts, proptest_config, recorded_counter, run_case,
     scripted,
 };
 

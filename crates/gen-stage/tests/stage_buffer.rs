@@ -10,7 +10,8 @@ use gen_stage::{
     ReplyTo, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
-use support::{Collector, Events, Relay, batches, collect, manual_consumer, n, scripted, settle};
+use support::relay::Relay;
+use support::{Collector, Events, batches, collect, manual_consumer, n, scripted, settle};
 
 fn chars(text: &str) -> Vec<char> {
     text.chars().collect()

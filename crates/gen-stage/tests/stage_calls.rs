@@ -7,20 +7,32 @@ mod support;
 use std::time::Duration;
 
 use futures::FutureExt;
+use gen_stage::kind::EmitsEvents;
 use gen_stage::{
-    BoxError, CallError, CancelMode, CancelReason, ConsumerRef, DEFAULT_CALL_TIMEOUT, ExitReason,
-    OptionsError, Producer, ProducerContext, ProducerRef, SendError, StartError, SubscribeError,
+    BoxError, CallError, CancelMode, CancelReason, DEFAULT_CALL_TIMEOUT, ExitReason, OptionsError,
+    Producer, ProducerContext, ProducerRef, SendError, StageRef, StartError, SubscribeError,
     SubscribeOptions, SyncInfoError,
 };
-use gen_stage_test::{Gate, Record, Script, ScriptedProducer, Watch};
+use gen_stage_test::{CollectingConsumer, Gate, Ping, Record, Script, ScriptedProducer, Watch};
+use support::refusing::Refusing;
+use support::server::{Req, Server, ServerLog, server, start_server};
 use support::{
-    Probe, Query, Refusing, Req, Server, ServerLog, answers, build_probe, cancels, collect_gated,
-    producer_cancels, range, scripted, scripted_with, server, start_probe, start_server, subscribe,
-    within,
+    Collector, answers, cancels, collect_gated, collector, producer_cancels, range, scripted,
+    scripted_with, subscribe, within,
 };
 
 fn opts() -> SubscribeOptions {
     SubscribeOptions::new()
+}
+
+/// Starts a `CollectingConsumer` through the builder, subscribed to `producer`.
+async fn build_collector<K: EmitsEvents<Out = u64>>(
+    producer: &StageRef<K>,
+    options: SubscribeOptions,
+) -> Result<Collector<u64>, StartError> {
+    let (consumer, _) = CollectingConsumer::new();
+    let builder = gen_stage::consumer(consumer).subscribe_to(producer, options);
+    builder.start().await
 }
 
 /// Calls the server with a request it keeps the reply handle of, from another task;
@@ -131,7 +143,7 @@ async fn queries_to_a_stage_busy_in_a_hook_time_out() {
         .start()
         .await
         .unwrap();
-    let (consumer, _) = start_probe(None).await;
+    let (consumer, _) = collector().await;
     subscribe(&consumer, &producer, opts()).await;
     inside.await.unwrap();
 
@@ -181,7 +193,7 @@ async fn messages_to_a_stopped_stage_fail_and_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_emitted_before_a_reply_reach_the_consumer_first() {
     let (producer, record) = scripted().await;
-    let (consumer, _) = start_probe(None).await;
+    let (consumer, seen) = collector().await;
     subscribe(&consumer, &producer, opts().max_demand(100)).await;
     // The consumer's demand has reached the producer: emitted events go straight out.
     record.wait_until(|r| r.demands == vec![100]).await;
@@ -192,8 +204,8 @@ async fn events_emitted_before_a_reply_reach_the_consumer_first() {
         call.await.unwrap();
         // The events were in the consumer's mailbox before the reply was sent, so a
         // call made after the reply is handled after them.
-        let seen = consumer.call(Query::Seen).await.unwrap();
-        assert_eq!(seen, (0..round * 3 + 3).collect::<Vec<_>>());
+        consumer.call(Ping).await.unwrap();
+        assert_eq!(seen.events(), (0..round * 3 + 3).collect::<Vec<_>>());
     }
 }
 
@@ -202,7 +214,7 @@ async fn events_emitted_before_a_reply_reach_the_consumer_first() {
 #[tokio::test]
 async fn subscribe_to_rejects_invalid_options_and_the_consumer_keeps_running() {
     let (producer, _) = scripted::<u64>().await;
-    let (consumer, _) = start_probe(None).await;
+    let (consumer, _) = collector().await;
 
     let zero = consumer.subscribe_to(&producer, opts().max_demand(0)).await;
     assert_eq!(invalid(zero), Some(OptionsError::MaxDemandZero));
@@ -231,7 +243,7 @@ async fn the_builder_rejects_invalid_subscription_options() {
             },
         ),
     ] {
-        let outcome = build_probe(&producer, options).await;
+        let outcome = build_collector(&producer, options).await;
         assert!(matches!(outcome, Err(StartError::InvalidOptions(e)) if e == expected));
     }
 }
@@ -239,7 +251,7 @@ async fn the_builder_rejects_invalid_subscription_options() {
 #[tokio::test]
 async fn subscribing_to_a_stopped_producer_fails_and_the_consumer_keeps_running() {
     let producer = dead_producer().await;
-    let (consumer, record) = start_probe(None).await;
+    let (consumer, record) = collector().await;
     let outcome = consumer.subscribe_to(&producer, opts()).await;
     assert!(matches!(outcome, Err(SubscribeError::ProducerNotAlive)));
     assert!(answers(&consumer).await);
@@ -248,7 +260,7 @@ async fn subscribing_to_a_stopped_producer_fails_and_the_consumer_keeps_running(
     let not_alive = CancelReason::Down(ExitReason::NotAlive);
     assert!(matches!(&cancels(&record)[..], [(_, reason)] if *reason == not_alive));
 
-    let outcome = build_probe(&producer, opts()).await;
+    let outcome = build_collector(&producer, opts()).await;
     let not_alive = matches!(
         outcome,
         Err(StartError::Subscribe(SubscribeError::ProducerNotAlive))
@@ -261,7 +273,7 @@ async fn async_subscribe_to_a_dead_producer_stops_the_consumer_unless_temporary(
     let producer = dead_producer().await;
     let not_alive = CancelReason::Down(ExitReason::NotAlive);
     for mode in [CancelMode::Permanent, CancelMode::Transient] {
-        let (consumer, record) = start_probe(None).await;
+        let (consumer, record) = collector().await;
         consumer
             .async_subscribe_to(&producer, opts().cancel(mode))
             .unwrap();
@@ -269,7 +281,7 @@ async fn async_subscribe_to_a_dead_producer_stops_the_consumer_unless_temporary(
         assert!(matches!(&cancels(&record)[..], [(_, reason)] if *reason == not_alive));
     }
 
-    let (consumer, record) = start_probe(None).await;
+    let (consumer, record) = collector().await;
     consumer
         .async_subscribe_to(&producer, opts().cancel(CancelMode::Temporary))
         .unwrap();
@@ -283,7 +295,7 @@ async fn a_rejected_subscription_reports_the_error_and_the_consumer_survives() {
         .start()
         .await
         .unwrap();
-    let (consumer, record) = start_probe(None).await;
+    let (consumer, record) = collector().await;
     let outcome = consumer.subscribe_to(&producer, opts()).await;
     assert!(matches!(&outcome, Err(SubscribeError::Rejected(e)) if e.to_string() == "no room"));
     let cancels = record.wait_for_cancels(1).await;
@@ -291,7 +303,7 @@ async fn a_rejected_subscription_reports_the_error_and_the_consumer_survives() {
     assert!(answers(&consumer).await);
     assert!(producer.is_alive());
 
-    let outcome = build_probe(&producer, opts()).await;
+    let outcome = build_collector(&producer, opts()).await;
     assert!(
         matches!(outcome, Err(StartError::Subscribe(SubscribeError::Rejected(e))) if e.to_string() == "no room")
     );
@@ -301,7 +313,7 @@ async fn a_rejected_subscription_reports_the_error_and_the_consumer_survives() {
 async fn resubscribe_moves_a_consumer_to_another_producer() {
     let (first, first_record) = scripted().await;
     let (second, _) = scripted().await;
-    let (consumer, record) = start_probe(None).await;
+    let (consumer, record) = collector().await;
     let old = subscribe(&consumer, &first, opts()).await;
 
     let new = consumer
@@ -366,7 +378,7 @@ impl Producer for Holdable {
 async fn held_producer() -> (
     ProducerRef<Holdable>,
     tokio::sync::oneshot::Sender<()>,
-    ConsumerRef<Probe>,
+    Collector<u64>,
     Watch<Record<u64>>,
 ) {
     let producer = gen_stage::producer(Holdable)
@@ -375,7 +387,7 @@ async fn held_producer() -> (
         .expect("the producer starts");
     let (release, held) = tokio::sync::oneshot::channel();
     assert!(producer.cast(Hold::Until(held)).is_ok());
-    let (consumer, record) = start_probe(None).await;
+    let (consumer, record) = collector().await;
     (producer, release, consumer, record)
 }
 
@@ -384,7 +396,7 @@ async fn held_producer() -> (
 async fn assert_never_live(
     producer: ProducerRef<Holdable>,
     release: tokio::sync::oneshot::Sender<()>,
-    consumer: ConsumerRef<Probe>,
+    consumer: Collector<u64>,
     record: Watch<Record<u64>>,
 ) {
     assert!(answers(&consumer).await);

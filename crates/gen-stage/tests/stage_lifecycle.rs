@@ -9,10 +9,10 @@ use gen_stage::{
     BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ExitReason, Init, NotAlive,
     Producer, ProducerContext, StartError, SubscribeOptions, SubscriptionTag,
 };
-use gen_stage_test::{Counter, Recorded, Script};
+use gen_stage_test::{CollectingConsumer, Counter, Recorded, Script};
+use support::server::{Fault, Req, ServerLog, server, start_server};
 use support::{
-    Fault, OnEvent, Query, Req, ServerLog, answers, cancels, collect, producer_cancels, scripted,
-    server, start_probe, start_server, subscribe, terminated,
+    answers, cancels, collect, collector, producer_cancels, scripted, subscribe, terminated,
 };
 
 fn opts() -> SubscribeOptions {
@@ -134,7 +134,7 @@ async fn a_hook_that_stops_errs_or_panics_ends_the_stage_with_that_reason() {
 async fn a_panic_in_handle_demand_stops_only_the_producer() {
     let (stage, log) = server();
     let producer = start_server(stage.on_demand(Fault::Panic)).await;
-    let (consumer, record) = start_probe(None).await;
+    let (consumer, record) = collector().await;
     let tag = subscribe(&consumer, &producer, opts().cancel(CancelMode::Temporary)).await;
 
     let reason = ExitReason::Panic("demand exploded".into());
@@ -157,7 +157,7 @@ async fn a_panic_in_handle_demand_stops_only_the_producer() {
 async fn an_error_in_handle_demand_stops_the_producer_and_its_permanent_consumer() {
     let (stage, _) = server();
     let producer = start_server(stage.on_demand(Fault::Error)).await;
-    let (consumer, _) = start_probe(None).await;
+    let (consumer, _) = collector().await;
     subscribe(&consumer, &producer, opts()).await;
     let reason = ExitReason::error("no more demand");
     assert_eq!(producer.stopped().await, reason);
@@ -166,17 +166,33 @@ async fn an_error_in_handle_demand_stops_the_producer_and_its_permanent_consumer
 
 #[tokio::test]
 async fn a_failure_in_handle_events_stops_only_the_consumer() {
-    let cases = [
-        (OnEvent::Panic, ExitReason::Panic("bad event 13".into())),
-        (OnEvent::Fail, ExitReason::error("cannot handle 13")),
-        (OnEvent::Stop, ExitReason::custom_shutdown("stop event")),
+    type Trap = fn(CollectingConsumer<u64>) -> CollectingConsumer<u64>;
+    let cases: [(Trap, ExitReason); 3] = [
+        (
+            |c| c.panics_on(|&event| event == 13),
+            ExitReason::Panic("panics on event 13".into()),
+        ),
+        (
+            |c| c.fails_on(|&event| event == 13),
+            ExitReason::error("fails on event 13"),
+        ),
+        (
+            |c| {
+                c.stops_on(
+                    |&event| event == 13,
+                    ExitReason::custom_shutdown("stop event"),
+                )
+            },
+            ExitReason::custom_shutdown("stop event"),
+        ),
     ];
-    for (action, expected) in cases {
+    for (trap, expected) in cases {
         let (producer, producer_record) = scripted().await;
-        let (fragile, fragile_record) = start_probe(Some((13, action))).await;
+        let (fragile, fragile_record) = CollectingConsumer::new();
+        let fragile = gen_stage::consumer(trap(fragile)).start().await.unwrap();
         let tag = subscribe(&fragile, &producer, opts()).await;
         producer.cast(Script::Emit(vec![13])).unwrap();
-        assert_eq!(fragile.stopped().await, expected, "{action:?}");
+        assert_eq!(fragile.stopped().await, expected, "{expected:?}");
         assert_eq!(terminated(&fragile_record), Some(expected.clone()));
         assert_eq!(
             producer_cancels(&producer_record).await,
@@ -184,7 +200,7 @@ async fn a_failure_in_handle_events_stops_only_the_consumer() {
         );
 
         // The producer still serves others.
-        let (healthy, events) = start_probe(None).await;
+        let (healthy, events) = collector().await;
         subscribe(&healthy, &producer, opts()).await;
         producer.cast(Script::Emit(vec![1, 2])).unwrap();
         events.wait_for_events(2).await;
@@ -195,13 +211,13 @@ async fn a_failure_in_handle_events_stops_only_the_consumer() {
 
 // --- Peers watch each other ----------------------------------------------------------
 
-/// For each of [`reasons`], stops a fresh producer with it while a probe with `mode` is
-/// subscribed, and checks whether the probe stopped too. Once `stop` returns, the
-/// producer's cancellation is in the probe's mailbox, so a call to it orders after.
+/// For each of [`reasons`], stops a fresh producer with it while a consumer with `mode` is
+/// subscribed, and checks whether the consumer stopped too. Once `stop` returns, the
+/// producer's cancellation is in the consumer's mailbox, so a call to it orders after.
 async fn check_cancel_mode(mode: CancelMode, stops: [bool; 5]) {
     for (reason, stops) in reasons().into_iter().zip(stops) {
-        let (producer, _) = scripted().await;
-        let (consumer, record) = start_probe(None).await;
+        let (producer, _) = scripted::<u64>().await;
+        let (consumer, record) = collector().await;
         let tag = subscribe(&consumer, &producer, opts().cancel(mode)).await;
         let stopped = producer.stop(reason.clone()).await;
         stopped.expect("it was alive");
@@ -234,9 +250,9 @@ async fn a_temporary_consumer_keeps_running_whatever_the_reason() {
 #[tokio::test]
 async fn a_stopped_consumer_is_seen_by_the_producer_which_serves_the_others() {
     let (producer, record) = scripted().await;
-    let (leaving, _) = start_probe(None).await;
+    let (leaving, _) = collector().await;
     let leaving_tag = subscribe(&leaving, &producer, opts()).await;
-    let (staying, events) = start_probe(None).await;
+    let (staying, events) = collector().await;
     subscribe(&staying, &producer, opts()).await;
 
     leaving.stop(ExitReason::Shutdown).await.unwrap();
@@ -254,7 +270,7 @@ async fn a_stopped_consumer_is_seen_by_the_producer_which_serves_the_others() {
 #[tokio::test]
 async fn a_consumer_cancelling_its_own_subscription_keeps_running() {
     let (producer, producer_record) = scripted().await;
-    let (consumer, record) = start_probe(None).await;
+    let (consumer, record) = collector().await;
     let tag = subscribe(&consumer, &producer, opts()).await;
 
     let reason = ExitReason::error("changed my mind");
@@ -266,7 +282,8 @@ async fn a_consumer_cancelling_its_own_subscription_keeps_running() {
     // The producer no longer sends anything there.
     producer.cast(Script::Emit(vec![1, 2])).unwrap();
     assert_eq!(producer.estimate_buffered_count().await, Ok(2));
-    assert_eq!(consumer.call(Query::Seen).await, Ok(Vec::new()));
+    assert!(answers(&consumer).await);
+    assert_eq!(record.events(), Vec::<u64>::new());
 }
 
 /// Cancels its subscription from inside the first `handle_events` it gets.
@@ -348,7 +365,7 @@ async fn a_panic_in_user_code_outside_hooks_stops_the_stage_with_it_through_term
     .start()
     .await
     .unwrap();
-    let (consumer, _) = start_probe(None).await;
+    let (consumer, _) = collector().await;
     subscribe(&consumer, &producer, opts().with(Partition(0usize))).await;
 
     let reason = ExitReason::Panic("cannot place 3".into());

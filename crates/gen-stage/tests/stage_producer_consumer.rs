@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use gen_stage::kind::EmitsEvents;
 use gen_stage::{ExitReason, StageRef, SubscribeOptions};
 use gen_stage_test::{Counter, Gate, Script};
+use support::relay::{identity, relay};
 use support::{
-    ask_in_steps, barrier, collect, collect_gated, consumer_barrier, identity, manual_consumer, n,
-    opts, range, recorded_counter, relay, scripted, scripted_with, stops_normally, terminated,
-    within,
+    ask_in_steps, barrier, collect, collect_gated, consumer_barrier, manual_consumer, n, opts,
+    range, recorded_counter, scripted, scripted_with, stops_normally, terminated, within,
 };
 
 /// Lets messages go back and forth a few times between two stages.

@@ -8,7 +8,8 @@ mod support;
 use futures::StreamExt;
 use gen_stage::{ExitReason, ProducerConsumerRef, ProducerRef, Registry, SubscribeOptions};
 use gen_stage_test::{Counter, Record, Watch};
-use support::{Collector, Relay, collect, identity, opts, range, within};
+use support::relay::{Relay, identity};
+use support::{Collector, collect, opts, range, within};
 
 /// Live tasks of the current runtime.
 fn alive_tasks() -> usize {

@@ -10,7 +10,8 @@ use gen_stage::{
     SubscribeError, SubscribeOptions,
 };
 use gen_stage_test::{Counter, Gate, Record, Watch};
-use support::{Collector, Relay, collect, collector, identity, opts, within};
+use support::relay::{Relay, identity};
+use support::{Collector, collect, collector, opts, within};
 
 /// A producer whose `terminate` hook waits for a gate, so that the test can send it
 /// messages while it stops.

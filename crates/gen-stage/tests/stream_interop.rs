@@ -15,8 +15,9 @@ use gen_stage::{
     ProducerRef, SourceProducer, StageRef, StreamProducer, SubscribeError, SubscribeOptions,
 };
 use gen_stage_test::{Counter, Gate, Record, Script, ScriptedProducer, Watch};
+use support::refusing::Refusing;
 use support::{
-    Collector, Events, Refusing, barrier, batches, collect, collect_gated, manual_consumer, opts,
+    Collector, Events, barrier, batches, collect, collect_gated, manual_consumer, opts,
     recorded_counter, scripted, scripted_with, terminated, within,
 };
 use tokio::sync::mpsc::UnboundedSender;

@@ -1,9 +1,10 @@
-//! Helpers shared by the integration tests: small local stages (a relay, a probe, a
-//! request server, a producer that refuses subscriptions), consumer set-up, barriers
-//! that return once a stage has handled what was sent to it before, and a paused-clock
-//! runtime for property tests. The submodules hold the harnesses of the supervision
-//! tests: controllable tasks for `ConsumerSupervisor` (`tasks`) and logging workers
-//! for `Supervisor` (`workers`).
+//! Helpers shared by the integration tests: small values, consumer set-up (through the
+//! kit's `CollectingConsumer`), barriers that return once a stage has handled what was
+//! sent to it before, and the limits of property-test cases. The submodules hold local
+//! stages used by several suites: a relay (`relay`), a request server (`server`) and a
+//! producer that refuses subscriptions (`refusing`); and the harnesses of the
+//! supervision tests: controllable tasks for `ConsumerSupervisor` (`tasks`), logging
+//! workers for `Supervisor` (`workers`) and fetch sources (`fetch`).
 //!
 //! Each test file includes this module with `mod support;`.
 
@@ -12,12 +13,14 @@
 #![allow(dead_code)]
 
 pub(crate) mod fetch;
+pub(crate) mod refusing;
+pub(crate) mod relay;
+pub(crate) mod server;
 pub(crate) mod tasks;
 pub(crate) mod workers;
 
 use std::error::Error;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +28,12 @@ use std::time::Duration;
 use gen_stage::dispatcher::Dispatcher;
 use gen_stage::kind::{EmitsEvents, StageKind};
 use gen_stage::{
-    BoxError, CancelReason, Consumer, ConsumerContext, ConsumerRef, ExitReason, Init, Producer,
-    ProducerConsumer, ProducerConsumerContext, ProducerConsumerRef, ProducerContext, ProducerRef,
-    ReplyTo, StageRef, StartError, SubscribeError, SubscribeOptions, SubscriptionTag,
+    CancelReason, Consumer, ConsumerRef, ExitReason, Producer, ProducerRef, StageRef, StartError,
+    SubscribeError, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{
-    CollectingConsumer, Counter, Gate, ProducerRecord, Record, Recorded, ScriptedProducer, Watch,
+    CollectingConsumer, Counter, Gate, Ping, ProducerRecord, Record, Recorded, ScriptedProducer,
+    Watch,
 };
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 
@@ -158,21 +161,6 @@ pub(crate) async fn settle<K: EmitsEvents, T: Send + 'static>(
     for consumer in consumers {
         consumer_barrier(consumer).await;
     }
-}
-
-/// A current-thread runtime with the clock paused, for property tests: a case that
-/// stalls (nothing left to run) reaches `within`'s deadline at once.
-pub(crate) fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("runtime")
-}
-
-/// Runs one property-test case on a fresh [`paused_runtime`], failing if it stalls.
-pub(crate) fn run_paused<F: Future>(case: F) -> F::Output {
-    paused_runtime().block_on(within("the case to finish", case))
 }
 
 /// The most one property-test case may run on a real clock: a passing case stays far
@@ -335,6 +323,26 @@ where
     (consumer, record, tag.expect("the producer accepts"))
 }
 
+/// Subscribes a started `CollectingConsumer` to `producer`; the producer must accept.
+pub(crate) async fn subscribe<K, T>(
+    consumer: &Collector<T>,
+    producer: &StageRef<K>,
+    options: SubscribeOptions,
+) -> SubscriptionTag
+where
+    K: EmitsEvents<Out = T>,
+    T: Send + 'static,
+{
+    let subscribed = consumer.subscribe_to(producer, options).await;
+    subscribed.expect("the producer accepts")
+}
+
+/// Whether a `CollectingConsumer` still answers calls (a call queued behind anything
+/// already in its mailbox).
+pub(crate) async fn answers<T: Send + 'static>(consumer: &Collector<T>) -> bool {
+    consumer.call(Ping).await.is_ok()
+}
+
 /// Each `(consumer, tag, amount)` asks `amount`; once the scripted `producer` has that
 /// demand, `events` are queued on it; returns when the consumers handled what it sent.
 pub(crate) async fn ask_then_queue<T: Send + 'static>(
@@ -369,367 +377,5 @@ pub(crate) async fn ask_in_steps<K: EmitsEvents>(
         consumer_barrier(consumer).await;
         expected.push(range((total - ask) as u64, total as u64));
         assert_eq!(batches(record), expected);
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Relay: a producer-consumer
-// ---------------------------------------------------------------------------------------
-
-/// A producer-consumer that maps each input to any number of outputs (by default it
-/// passes events on unchanged) and records the batches it handled; a message emits its
-/// events at once, and the buffer's discards are recorded.
-pub(crate) struct Relay<T> {
-    pub(crate) handled: Recorded<Vec<T>>,
-    pub(crate) discards: Recorded<usize>,
-    map: fn(T) -> Vec<T>,
-}
-
-impl<T: Clone + Send + 'static> Relay<T> {
-    pub(crate) fn new(map: fn(T) -> Vec<T>) -> Self {
-        Relay {
-            handled: Recorded::default(),
-            discards: Recorded::default(),
-            map,
-        }
-    }
-
-    pub(crate) fn pass_through() -> Self {
-        Self::new(|event| vec![event])
-    }
-}
-
-impl<T: Clone + Send + 'static> ProducerConsumer for Relay<T> {
-    type Input = T;
-    type Output = T;
-    /// Events to emit now (beyond demand they are buffered).
-    type Message = Vec<T>;
-
-    async fn handle_events(
-        &mut self,
-        events: Vec<T>,
-        _from: SubscriptionTag,
-        _ctx: &mut ProducerConsumerContext<'_, Self>,
-    ) -> Result<Vec<T>, BoxError> {
-        let output = events.iter().cloned().flat_map(self.map).collect();
-        self.handled.push(events);
-        Ok(output)
-    }
-
-    async fn handle_message(
-        &mut self,
-        events: Vec<T>,
-        ctx: &mut ProducerConsumerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        ctx.emit(events);
-        Ok(())
-    }
-
-    fn handle_discarded(&mut self, count: usize) -> bool {
-        self.discards.push(count);
-        false
-    }
-}
-
-/// Starts a `Relay` with `map` subscribed to `producer`; returns its handled batches.
-pub(crate) async fn relay<K, T>(
-    producer: &StageRef<K>,
-    options: SubscribeOptions,
-    map: fn(T) -> Vec<T>,
-) -> (ProducerConsumerRef<Relay<T>>, Recorded<Vec<T>>)
-where
-    K: EmitsEvents<Out = T>,
-    T: Clone + Send + 'static,
-{
-    let stage = Relay::new(map);
-    let handled = stage.handled.clone();
-    let middle = gen_stage::producer_consumer(stage)
-        .subscribe_to(producer, options)
-        .start()
-        .await
-        .expect("the relay starts");
-    (middle, handled)
-}
-
-pub(crate) fn identity(x: u64) -> Vec<u64> {
-    vec![x]
-}
-
-// ---------------------------------------------------------------------------------------
-// Refusing: a producer that turns every consumer away
-// ---------------------------------------------------------------------------------------
-
-/// A producer that emits nothing and refuses every subscription with `reason`.
-pub(crate) struct Refusing<T> {
-    reason: &'static str,
-    events: PhantomData<fn() -> T>,
-}
-
-impl<T> Refusing<T> {
-    pub(crate) fn new(reason: &'static str) -> Self {
-        Refusing {
-            reason,
-            events: PhantomData,
-        }
-    }
-}
-
-impl<T: Send + 'static> Producer for Refusing<T> {
-    type Event = T;
-    type Message = ();
-
-    async fn handle_demand(
-        &mut self,
-        _demand: usize,
-        _ctx: &mut ProducerContext<'_, Self>,
-    ) -> Result<Vec<T>, BoxError> {
-        Ok(Vec::new())
-    }
-
-    async fn handle_consumer_subscribed(
-        &mut self,
-        _tag: SubscriptionTag,
-        _options: &SubscribeOptions,
-        _ctx: &mut ProducerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        Err(self.reason.into())
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Server: a producer that answers requests
-// ---------------------------------------------------------------------------------------
-
-#[derive(Clone, Copy)]
-pub(crate) enum Fault {
-    Panic,
-    Error,
-    /// Only for `init`: return `Init::Ignore`.
-    Ignore,
-}
-
-/// A producer that answers requests; it emits nothing on demand.
-#[derive(Default)]
-pub(crate) struct Server {
-    value: u64,
-    held: Vec<ReplyTo<u64>>,
-    log: ServerLog,
-    on_init: Option<Fault>,
-    on_demand: Option<Fault>,
-}
-
-#[derive(Clone, Default)]
-pub(crate) struct ServerLog {
-    /// One entry per reply handle the server kept for later.
-    pub(crate) held: Recorded<()>,
-    pub(crate) terminated: Recorded<ExitReason>,
-}
-
-pub(crate) enum Req {
-    Get(ReplyTo<u64>),
-    Add(u64),
-    /// Keep the reply handle; `Release` answers it.
-    Later(ReplyTo<u64>),
-    Release,
-    /// Drop the reply handle without replying.
-    Forget(ReplyTo<u64>),
-    StopWith(ExitReason),
-    Panic,
-    Fail,
-}
-
-pub(crate) fn server() -> (Server, ServerLog) {
-    let server = Server::default();
-    let log = server.log.clone();
-    (server, log)
-}
-
-impl Server {
-    /// `init` fails with `fault`.
-    pub(crate) fn on_init(self, fault: Fault) -> Self {
-        let on_init = Some(fault);
-        Server { on_init, ..self }
-    }
-
-    /// `handle_demand` fails with `fault`.
-    pub(crate) fn on_demand(self, fault: Fault) -> Self {
-        let on_demand = Some(fault);
-        Server { on_demand, ..self }
-    }
-}
-
-pub(crate) async fn start_server(server: Server) -> ProducerRef<Server> {
-    let started = gen_stage::producer(server).start().await;
-    started.expect("the server starts")
-}
-
-impl Producer for Server {
-    type Event = u64;
-    type Message = Req;
-
-    async fn init(&mut self, _ctx: &mut ProducerContext<'_, Self>) -> Result<Init, BoxError> {
-        match self.on_init {
-            None => Ok(Init::Start),
-            Some(Fault::Ignore) => Ok(Init::Ignore),
-            Some(Fault::Error) => Err("no config".into()),
-            Some(Fault::Panic) => panic!("init exploded"),
-        }
-    }
-
-    async fn handle_demand(
-        &mut self,
-        _demand: usize,
-        _ctx: &mut ProducerContext<'_, Self>,
-    ) -> Result<Vec<u64>, BoxError> {
-        match self.on_demand {
-            Some(Fault::Panic) => panic!("demand exploded"),
-            Some(_) => Err("no more demand".into()),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    async fn handle_message(
-        &mut self,
-        message: Req,
-        ctx: &mut ProducerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        match message {
-            Req::Get(reply) => reply.send(self.value),
-            Req::Add(amount) => self.value += amount,
-            Req::Later(reply) => {
-                self.held.push(reply);
-                self.log.held.push(());
-            }
-            Req::Release => self.held.drain(..).for_each(|reply| reply.send(self.value)),
-            Req::Forget(reply) => drop(reply),
-            Req::StopWith(reason) => ctx.stop(reason),
-            Req::Panic => panic!("message exploded"),
-            Req::Fail => return Err("request failed".into()),
-        }
-        Ok(())
-    }
-
-    async fn terminate(&mut self, reason: &ExitReason) {
-        self.log.terminated.push(reason.clone());
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Probe: a consumer that records and answers
-// ---------------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum OnEvent {
-    Panic,
-    Fail,
-    Stop,
-}
-
-/// A consumer that records what it sees and answers `Seen` with the events so far; with
-/// a trap, it panics, fails or stops on a batch that holds the given event.
-pub(crate) struct Probe {
-    record: Watch<Record<u64>>,
-    trap: Option<(u64, OnEvent)>,
-}
-
-pub(crate) enum Query {
-    Seen(ReplyTo<Vec<u64>>),
-}
-
-fn probe() -> (Probe, Watch<Record<u64>>) {
-    let record = Watch::default();
-    (
-        Probe {
-            record: record.clone(),
-            trap: None,
-        },
-        record,
-    )
-}
-
-/// A probe with no subscription yet.
-pub(crate) async fn start_probe(
-    trap: Option<(u64, OnEvent)>,
-) -> (ConsumerRef<Probe>, Watch<Record<u64>>) {
-    let (probe, record) = probe();
-    let consumer = gen_stage::consumer(Probe { trap, ..probe }).start().await;
-    (consumer.expect("the probe starts"), record)
-}
-
-/// Starts a probe through the builder, subscribed to `producer`.
-pub(crate) async fn build_probe<P: EmitsEvents<Out = u64>>(
-    producer: &StageRef<P>,
-    options: SubscribeOptions,
-) -> Result<ConsumerRef<Probe>, StartError> {
-    let (probe, _) = probe();
-    gen_stage::consumer(probe)
-        .subscribe_to(producer, options)
-        .start()
-        .await
-}
-
-pub(crate) async fn subscribe<P: EmitsEvents<Out = u64>>(
-    consumer: &ConsumerRef<Probe>,
-    producer: &StageRef<P>,
-    options: SubscribeOptions,
-) -> SubscriptionTag {
-    let subscribed = consumer.subscribe_to(producer, options).await;
-    subscribed.expect("the producer accepts")
-}
-
-/// Whether the probe still answers calls (a call queued behind anything already in its
-/// mailbox).
-pub(crate) async fn answers(probe: &ConsumerRef<Probe>) -> bool {
-    probe.call(Query::Seen).await.is_ok()
-}
-
-impl Consumer for Probe {
-    type Event = u64;
-    type Message = Query;
-
-    async fn handle_events(
-        &mut self,
-        events: Vec<u64>,
-        from: SubscriptionTag,
-        ctx: &mut ConsumerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        match self.trap {
-            Some((at, OnEvent::Panic)) if events.contains(&at) => panic!("bad event {at}"),
-            Some((at, OnEvent::Fail)) if events.contains(&at) => {
-                return Err(format!("cannot handle {at}").into());
-            }
-            Some((at, OnEvent::Stop)) if events.contains(&at) => {
-                ctx.stop(ExitReason::custom_shutdown("stop event"));
-            }
-            _ => {}
-        }
-        self.record.update(|r| r.batches.push((from, events)));
-        Ok(())
-    }
-
-    async fn handle_cancel(
-        &mut self,
-        tag: SubscriptionTag,
-        reason: &CancelReason,
-        _ctx: &mut ConsumerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        let reason = reason.clone();
-        self.record.update(|r| r.cancels.push((tag, reason)));
-        Ok(())
-    }
-
-    async fn handle_message(
-        &mut self,
-        message: Query,
-        _ctx: &mut ConsumerContext<'_, Self>,
-    ) -> Result<(), BoxError> {
-        let Query::Seen(reply) = message;
-        reply.send(self.record.events());
-        Ok(())
-    }
-
-    async fn terminate(&mut self, reason: &ExitReason) {
-        let reason = reason.clone();
-        self.record.update(|r| r.terminated = Some(reason));
     }
 }
