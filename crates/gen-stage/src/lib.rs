@@ -349,6 +349,23 @@
 //! fetched and did not emit when it stops or drains. [`MemorySource`] is an in-memory
 //! queue to fetch from, for tests.
 //!
+//! # Building on stages
+//!
+//! Layers above the core (a pipeline that acknowledges messages, a broker connector)
+//! are written with the same public API as any user's code:
+//! - [`Delegate`] runs another producer's hooks inside a stage of your own, which
+//!   decides what becomes of the events (transform them, hold them to a rate, count
+//!   them). The inner producer's timers, casts and stop reach the wrapper.
+//! - [`AnyProducer`] holds a producer by the type of the events it emits, not by its
+//!   own type, so that producers of different types live in one collection;
+//!   [`Registry::lookup_producer`] finds one by name that way.
+//! - A producer lets its consumers go with [`Context::cancel_consumer`], or once what
+//!   it emitted before has gone out with [`Context::cancel_consumer_after_buffered`];
+//!   [`Producer::prepare_for_draining`] tells it at once that its stage drains.
+//! - [`StageRef::barrier`] returns once a stage has dealt with everything sent to it
+//!   before, and [`supervisor::SupervisorRef::watch`] streams a supervisor's child
+//!   events: tests and drains wait for them instead of polling.
+//!
 //! # Errors
 //!
 //! Each operation has its own error type, an enum to match on. An error's message
