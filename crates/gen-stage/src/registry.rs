@@ -198,12 +198,18 @@ impl Registry {
     }
 
     /// A port to the producer registered as `name`, for a subscription.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::NotRegistered`] if no running stage emitting `T` holds it.
     pub(crate) fn producer_port<T: Send + 'static>(
         &self,
         name: &str,
-    ) -> Option<Box<dyn ProducerPort<T>>> {
-        let producer = self.lookup_producer::<T>(name)?;
-        Some(Ports::port(&producer).into_inner())
+    ) -> Result<Box<dyn ProducerPort<T>>, SubscribeError> {
+        let producer = self
+            .lookup_producer::<T>(name)
+            .ok_or_else(|| SubscribeError::NotRegistered(name.to_owned()))?;
+        Ok(Ports::port(&producer).into_inner())
     }
 }
 
@@ -232,12 +238,11 @@ impl<K: ReceivesEvents> StageRef<K> {
         options: SubscribeOptions,
     ) -> Result<SubscriptionTag, SubscribeError> {
         options.validate()?;
-        let producer = registry
-            .producer_port(name)
-            .ok_or_else(|| SubscribeError::NotRegistered(name.to_owned()))?;
+        let producer = registry.producer_port(name)?;
         self.subscribe_port(producer, options).await
     }
 }
+
 /// Subscribing by name from a hook: the stage resolves a producer in a registry.
 impl<K: ReceivesEvents> Context<'_, K> {
     /// Subscribes this stage to the stage registered as `name` in `registry` (resolved
@@ -257,9 +262,7 @@ impl<K: ReceivesEvents> Context<'_, K> {
         options: SubscribeOptions,
     ) -> Result<SubscriptionTag, SubscribeError> {
         options.validate()?;
-        let producer = registry
-            .producer_port(name)
-            .ok_or_else(|| SubscribeError::NotRegistered(name.to_owned()))?;
+        let producer = registry.producer_port(name)?;
         let tag = SubscriptionTag::next();
         // The stage is running this hook: its mailbox is open.
         let _ = self

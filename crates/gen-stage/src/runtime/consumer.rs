@@ -30,10 +30,7 @@ impl<T: Send + 'static> Target<T> {
     pub(crate) fn resolve(self) -> Result<Resolved<T>, SubscribeError> {
         match self {
             Target::Port(port, held) => Ok((port, Some(held))),
-            Target::Name(registry, name) => registry
-                .producer_port(&name)
-                .map(|port| (port, None))
-                .ok_or(SubscribeError::NotRegistered(name)),
+            Target::Name(registry, name) => registry.producer_port(&name).map(|port| (port, None)),
         }
     }
 }
