@@ -12,6 +12,7 @@ use crate::handle::StageRef;
 use crate::kind::EmitsEvents;
 use crate::stats::StageStats;
 use crate::subscription::StageId;
+use crate::supervision::child::Supervised;
 use crate::upstream::Upstream;
 use crate::upstream::sealed::{Port, Ports};
 use crate::wire::ProducerPort;
@@ -192,6 +193,7 @@ trait ErasedProducer<T>: Send + Sync {
     fn port(&self) -> Box<dyn ProducerPort<T>>;
     fn held_port(&self) -> Box<dyn ProducerPort<T>>;
     fn clone_box(&self) -> Box<dyn ErasedProducer<T>>;
+    fn supervised(&self) -> &dyn Supervised;
 }
 
 impl<K: EmitsEvents> ErasedProducer<K::Out> for StageRef<K> {
@@ -253,6 +255,30 @@ impl<K: EmitsEvents> ErasedProducer<K::Out> for StageRef<K> {
 
     fn clone_box(&self) -> Box<dyn ErasedProducer<K::Out>> {
         Box::new(self.clone())
+    }
+
+    fn supervised(&self) -> &dyn Supervised {
+        self
+    }
+}
+
+/// A supervisor's child can be started as an `AnyProducer`: a topology keeps the
+/// handle it is given, whatever the producer's type.
+impl<T: Send + 'static> Supervised for AnyProducer<T> {
+    fn stopped(&self) -> BoxFuture<'static, ExitReason> {
+        self.stage.supervised().stopped()
+    }
+
+    fn request_stop(&self, reason: ExitReason) {
+        self.stage.supervised().request_stop(reason);
+    }
+
+    fn abandon_work(&self) {
+        self.stage.supervised().abandon_work();
+    }
+
+    fn kill(&self) {
+        self.stage.supervised().kill();
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`ConsumerSupervisor`] of tasks, and what they share (children's specs and
 //! shutdown policies).
 
-mod child;
+pub(crate) mod child;
 mod consumer_supervisor;
 mod events;
 mod intensity;

@@ -106,3 +106,39 @@ async fn a_registry_finds_a_producer_by_name_and_event_type_alone() {
     producer.stop(ExitReason::Normal).await.expect("alive");
     assert!(registry.lookup_producer::<u64>("counter").is_none());
 }
+
+#[tokio::test]
+async fn a_supervisor_watches_and_restarts_a_child_started_as_a_handle_typed_by_event() {
+    use gen_stage::supervisor::{ChildEvent, ChildSpec, Supervisor};
+    let registry = Registry::new();
+    let spec = {
+        let registry = registry.clone();
+        ChildSpec::new("counter", move || {
+            let started = gen_stage::producer(Counter::new(0))
+                .name(&registry, "counter")
+                .start();
+            async move { started.await.map(AnyProducer::from) }
+        })
+    };
+    let supervisor = Supervisor::new().child(spec).start().await.expect("starts");
+    let mut events = supervisor.watch();
+    let first: AnyProducer<u64> = registry.lookup_producer("counter").expect("running");
+    first.kill();
+    within("the restart", async {
+        while let Some(event) = events.next().await {
+            if matches!(event, Ok(ChildEvent::Restarted { .. })) {
+                return;
+            }
+        }
+        panic!("the supervisor stopped");
+    })
+    .await;
+    let second: AnyProducer<u64> = registry.lookup_producer("counter").expect("restarted");
+    assert_ne!(second.id(), first.id());
+    // Stopping the supervisor stops the child through the handle it was given.
+    supervisor.stop(ExitReason::Shutdown).await.expect("alive");
+    assert_eq!(
+        within("the child stops", second.stopped()).await,
+        ExitReason::Shutdown
+    );
+}
