@@ -11,7 +11,7 @@ use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
-use crate::registry::{PortEntryMaker, Registry, port_maker};
+use crate::registry::{ProducerEntryMaker, Registry, producer_entry};
 use crate::runtime::control::Control;
 use crate::runtime::{
     self, ConsumerRuntime, Naming, ProducerConsumerRuntime, ProducerRuntime, ProducerSide, Target,
@@ -116,11 +116,11 @@ impl<K: StageKind> Builder<K> {
         self
     }
 
-    fn naming(&mut self, port: Option<PortEntryMaker<K>>) -> Option<Naming<K>> {
+    fn naming(&mut self, producer: Option<ProducerEntryMaker<K>>) -> Option<Naming<K>> {
         self.name.take().map(|(registry, name)| Naming {
             registry,
             name,
-            port,
+            producer,
         })
     }
 
@@ -225,7 +225,7 @@ impl<S: Producer> Builder<ProducerKind<S>> {
     pub async fn start(mut self) -> Result<ProducerRef<S>, StartError> {
         let stats = Arc::default();
         let side = self.output(&stats);
-        let naming = self.naming(Some(port_maker::<ProducerKind<S>>));
+        let naming = self.naming(Some(producer_entry::<ProducerKind<S>>));
         let stage = self.stage;
         runtime::start(stats, naming, self.message_capacity, move |me| {
             ProducerRuntime::new(stage, side, control(me))
@@ -271,7 +271,7 @@ impl<S: ProducerConsumer> Builder<ProducerConsumerKind<S>> {
         self.validate()?;
         let stats = Arc::default();
         let side = self.output(&stats);
-        let naming = self.naming(Some(port_maker::<ProducerConsumerKind<S>>));
+        let naming = self.naming(Some(producer_entry::<ProducerConsumerKind<S>>));
         let (stage, subscriptions) = (self.stage, self.subscriptions);
         runtime::start(stats, naming, self.message_capacity, move |me| {
             ProducerConsumerRuntime::new(stage, side, control(me), subscriptions)

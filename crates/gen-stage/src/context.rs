@@ -15,7 +15,7 @@ use crate::subscription::{StageId, SubscriptionTag};
 use crate::timers::TimerRef;
 use crate::upstream::Upstream;
 use crate::upstream::sealed::Ports;
-use crate::wire::Envelope;
+use crate::wire::{Envelope, ProducerPort};
 
 /// The stage's view of itself inside a hook.
 ///
@@ -436,15 +436,23 @@ impl<K: ReceivesEvents> Context<'_, K> {
         options: SubscribeOptions,
     ) -> Result<SubscriptionTag, OptionsError> {
         options.validate()?;
+        Ok(self.subscribe_port(Ports::port(producer).into_inner(), options))
+    }
+
+    /// Subscribes to the producer behind `producer` once the current hook returns
+    /// (the options are valid); returns the subscription's tag.
+    pub(crate) fn subscribe_port(
+        &mut self,
+        producer: Box<dyn ProducerPort<K::In>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionTag {
         let tag = SubscriptionTag::next();
         // The stage is running this hook: its mailbox is open.
-        let _ = self.control.me().request_subscription(
-            tag,
-            Ports::port(producer).into_inner(),
-            options,
-            None,
-        );
-        Ok(tag)
+        let _ = self
+            .control
+            .me()
+            .request_subscription(tag, producer, options, None);
+        tag
     }
 
     /// The tags of the subscriptions to producers.

@@ -16,14 +16,14 @@ use crate::upstream::sealed::Ports;
 use crate::wire::ProducerPort;
 
 /// Makes the registry entry through which a stage that emits is subscribed to by name.
-pub(crate) type PortEntryMaker<K> = fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>;
+pub(crate) type ProducerEntryMaker<K> = fn(&StageRef<K>) -> Box<dyn Any + Send + Sync>;
 
 struct Entry {
     id: StageId,
     /// The `StageRef<K>`, for typed lookups.
     stage: Box<dyn Any + Send + Sync>,
     /// For stages that emit: a `PortMaker<Out>`, to subscribe by event type.
-    port: Option<Box<dyn Any + Send + Sync>>,
+    producer: Option<Box<dyn Any + Send + Sync>>,
     alive: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
@@ -119,7 +119,7 @@ impl Registry {
         &self,
         name: &str,
         stage: &StageRef<K>,
-        port: Option<Box<dyn Any + Send + Sync>>,
+        producer: Option<Box<dyn Any + Send + Sync>>,
     ) -> Result<(), NameTaken> {
         let mut entries = self.lock();
         if entries.get(name).is_some_and(|entry| (entry.alive)()) {
@@ -131,7 +131,7 @@ impl Registry {
             Entry {
                 id: stage.id(),
                 stage: Box::new(stage.clone()),
-                port,
+                producer,
                 alive: Box::new(move || alive.is_alive()),
             },
         );
@@ -170,7 +170,6 @@ impl Registry {
         names
     }
 
-    /// A port to the running stage under `name` that emits `T`.
     /// The stage registered as `name`, if it is running and emits events of type
     /// `T`, as an event-typed handle: no need to name the stage's own type.
     ///
@@ -191,7 +190,7 @@ impl Registry {
         let entries = self.lock();
         let entry = entries.get(name).filter(|entry| (entry.alive)())?;
         entry
-            .port
+            .producer
             .as_ref()?
             .downcast_ref::<AnyProducer<T>>()
             .cloned()
@@ -214,7 +213,7 @@ impl Registry {
 }
 
 /// What to register for a stage that emits events: its event-typed handle.
-pub(crate) fn port_maker<K: EmitsEvents>(stage: &StageRef<K>) -> Box<dyn Any + Send + Sync> {
+pub(crate) fn producer_entry<K: EmitsEvents>(stage: &StageRef<K>) -> Box<dyn Any + Send + Sync> {
     Box::new(AnyProducer::from(stage))
 }
 
@@ -263,11 +262,6 @@ impl<K: ReceivesEvents> Context<'_, K> {
     ) -> Result<SubscriptionTag, SubscribeError> {
         options.validate()?;
         let producer = registry.producer_port(name)?;
-        let tag = SubscriptionTag::next();
-        // The stage is running this hook: its mailbox is open.
-        let _ = self
-            .stage_ref()
-            .request_subscription(tag, producer, options, None);
-        Ok(tag)
+        Ok(self.subscribe_port(producer, options))
     }
 }

@@ -30,7 +30,7 @@ use crate::exit_watch::ExitSender;
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef, wait_reply};
 use crate::kind::StageKind;
 use crate::lifecycle::{Lifecycle, Requests};
-use crate::registry::{PortEntryMaker, Registry, WeakRegistry};
+use crate::registry::{ProducerEntryMaker, Registry, WeakRegistry};
 use crate::runtime::control::Control;
 use crate::stage::Init;
 use crate::stats::{StageState, StatsCell};
@@ -154,10 +154,10 @@ pub(crate) async fn start<R: Runner>(
     let handle = me.clone();
     let registered = match naming {
         Some(naming) => {
-            let port = naming.port.map(|make_port| make_port(&me));
+            let producer = naming.producer.map(|make| make(&me));
             naming
                 .registry
-                .register(&naming.name, &me, port)
+                .register(&naming.name, &me, producer)
                 .map_err(StartError::NameTaken)?;
             Some((naming.registry.downgrade(), naming.name))
         }
@@ -227,7 +227,7 @@ pub(crate) struct Naming<K: StageKind> {
     pub(crate) registry: Registry,
     pub(crate) name: String,
     /// For stages that emit: how to make the registry entry that subscribes by name.
-    pub(crate) port: Option<PortEntryMaker<K>>,
+    pub(crate) producer: Option<ProducerEntryMaker<K>>,
 }
 
 async fn drive<R: Runner>(

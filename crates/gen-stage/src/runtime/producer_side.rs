@@ -641,15 +641,17 @@ impl<T: Send + 'static, M: Send + 'static> Downstream for ProducerSide<T, M> {
         reason: ExitReason,
         after_buffered: bool,
     ) -> Result<(), UnknownSubscription> {
-        if !self.consumers.contains_key(&tag) {
-            return Err(UnknownSubscription(tag));
-        }
         let reason = CancelReason::Cancelled(reason);
         if after_buffered {
+            if !self.consumers.contains_key(&tag) {
+                return Err(UnknownSubscription(tag));
+            }
             self.after_buffered(Held::CancelConsumer(tag, reason));
         } else {
             // Gone from the dispatcher now: nothing more is sent to it.
-            let upstream = self.remove_consumer(tag, &reason).unwrap_or(0);
+            let upstream = self
+                .remove_consumer(tag, &reason)
+                .ok_or(UnknownSubscription(tag))?;
             self.ready_now(Held::ConsumerRemoved(tag, reason, upstream));
         }
         Ok(())
