@@ -15,7 +15,7 @@ use crate::subscription::{StageId, SubscriptionTag};
 use crate::timers::TimerRef;
 use crate::upstream::Upstream;
 use crate::upstream::sealed::Ports;
-use crate::wire::{Envelope, ProducerPort};
+use crate::wire::{Envelope, ProducerPort, ProducerRequest};
 
 /// The stage's view of itself inside a hook.
 ///
@@ -285,7 +285,12 @@ impl<K: EmitsEvents> Context<'_, K> {
     /// Switches the demand mode once the current hook returns (see
     /// [`StageRef::set_demand_mode`]).
     pub fn set_demand_mode(&mut self, mode: DemandMode) {
-        let _ = self.control.me().send(Envelope::SetDemandMode(mode));
+        let _ = self
+            .control
+            .me()
+            .send(Envelope::producer_request(ProducerRequest::SetDemandMode(
+                mode,
+            )));
     }
 
     /// Events waiting in the buffer.

@@ -16,7 +16,7 @@ use crate::options::{DemandMode, SubscribeOptions};
 use crate::stage::{Init, Producer};
 use crate::subscription::SubscriptionTag;
 use crate::timers::TimerRef;
-use crate::wire::{Address, Envelope, Forward};
+use crate::wire::{Address, Envelope, ForProducer, ForStage, Forward};
 
 /// A producer whose hooks another stage runs: the wrapper calls the delegate's hooks
 /// from its own, with its own context, and decides what becomes of the events they
@@ -399,43 +399,35 @@ impl<T: Send> Downstream for Collected<'_, T> {
 }
 
 /// The inner producer's mailbox: the wrapper's, with its messages wrapped.
-struct Through<P: Producer, K: StageKind> {
+struct Through<P: Producer, K: EmitsEvents> {
     outer: Address<K>,
     wrap: fn(P::Message) -> K::Message,
 }
 
-impl<P: Producer, K: StageKind> Forward<ProducerKind<P>> for Through<P, K> {
+impl<P: Producer, K: EmitsEvents> Forward<ProducerKind<P>> for Through<P, K> {
     fn send(&self, envelope: Envelope<ProducerKind<P>>) -> Result<(), Envelope<ProducerKind<P>>> {
-        if self.outer.is_closed() {
-            return Err(envelope);
-        }
         let translated = match envelope {
-            Envelope::Message(message) => Envelope::Message((self.wrap)(message)),
-            Envelope::Info { message, queued } => Envelope::Info {
-                message: (self.wrap)(message),
-                queued,
-            },
-            Envelope::SetDemandMode(mode) => Envelope::SetDemandMode(mode),
-            Envelope::DemandModeQuery(reply) => Envelope::DemandModeQuery(reply),
-            Envelope::BufferedQuery(reply) => Envelope::BufferedQuery(reply),
-            Envelope::DemandSnapshot(reply) => Envelope::DemandSnapshot(reply),
-            Envelope::Stop(reason) => Envelope::Stop(reason),
-            Envelope::Wake => Envelope::Wake,
-            Envelope::Barrier(reached) => Envelope::Barrier(reached),
-            Envelope::CheckReachable => Envelope::CheckReachable,
+            Envelope::Stage(mail) => Envelope::Stage(match mail {
+                ForStage::Message(message) => ForStage::Message((self.wrap)(message)),
+                ForStage::Info { message, queued } => ForStage::Info {
+                    message: (self.wrap)(message),
+                    queued,
+                },
+                ForStage::DemandSnapshot(reply) => ForStage::DemandSnapshot(reply),
+                ForStage::Stop(reason) => ForStage::Stop(reason),
+                ForStage::Wake => ForStage::Wake,
+                ForStage::Barrier(reached) => ForStage::Barrier(reached),
+                ForStage::CheckReachable => ForStage::CheckReachable,
+            }),
+            Envelope::Producer(ForProducer::Request(request), ()) => {
+                Envelope::producer_request(request)
+            }
             // Subscriptions are the wrapper's: through the inner producer's handle
             // none is made (and so none is asked or cancelled).
-            refused @ (Envelope::Subscribe(_)
-            | Envelope::Ask { .. }
-            | Envelope::ConsumerCancelled { .. }
-            | Envelope::Events { .. }
-            | Envelope::ProducerCancelled { .. }
-            | Envelope::SubscribeTo(_)
-            | Envelope::Cancel { .. }
-            | Envelope::AskManual { .. }) => return Err(refused),
+            refused @ Envelope::Producer(..) => return Err(refused),
         };
-        // Should the wrapper stop between the check and now, the envelope is lost as
-        // it would be in its mailbox.
+        // Should the wrapper stop between its handle's check and now, the mail is lost
+        // as it would be in its mailbox (it holds no subscription: those are refused).
         let _ = self.outer.send(translated);
         Ok(())
     }

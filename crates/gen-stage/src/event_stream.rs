@@ -27,13 +27,11 @@ enum Delivery<T> {
 struct StreamSink<T>(mpsc::UnboundedSender<Delivery<T>>, StageId);
 
 impl<T: Send + 'static> EventSink<T> for StreamSink<T> {
-    fn send_events(&self, tag: SubscriptionTag, events: Parcel<T>) -> Result<(), Parcel<T>> {
+    fn send_events(&self, tag: SubscriptionTag, events: Parcel<T>) -> Result<(), usize> {
+        let count = events.len();
         self.0
             .send(Delivery::Events(tag, events))
-            .map_err(|error| match error.0 {
-                Delivery::Events(_, events) => events,
-                Delivery::Cancelled(..) => Parcel::Owned(Vec::new()),
-            })
+            .map_err(|_| count)
     }
 
     fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason) {

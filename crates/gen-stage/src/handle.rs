@@ -22,8 +22,8 @@ use crate::subscription::{StageId, SubscriptionTag};
 use crate::upstream::Upstream;
 use crate::upstream::sealed::{Port, Ports};
 use crate::wire::{
-    Address, Envelope, EventSink, Forward, Parcel, ProducerPort, SubscribeReply, SubscribeRequest,
-    SubscribeToRequest,
+    Address, ConsumerRequest, Envelope, EventSink, ForConsumer, ForProducer, ForStage, Forward,
+    Parcel, ProducerPort, ProducerRequest, SubscribeReply, SubscribeRequest, SubscribeToRequest,
 };
 
 /// How long [`StageRef::call`] and [`StageRef::subscribe_to`] wait by default.
@@ -270,15 +270,49 @@ impl<K: StageKind> StageRef<K> {
     /// Sends a user message whose place in the bound is taken; gives it back (and the
     /// place) if the stage is not alive.
     fn send_message(&self, message: K::Message) -> Result<(), K::Message> {
-        self.mailbox
-            .send(Envelope::Message(message))
-            .map_err(|envelope| {
+        self.send_message_of(message, |message| message)
+    }
+
+    /// Casts the message `build` makes of `payload`; gives `payload` back if the stage
+    /// is not alive.
+    pub(crate) fn cast_of<P>(
+        &self,
+        payload: P,
+        build: impl FnOnce(P) -> K::Message,
+    ) -> Result<(), P> {
+        self.life.entry.reserve_unbounded();
+        self.send_message_of(payload, build)
+    }
+
+    /// Sends the message `build` makes of `payload`, its place in the bound taken;
+    /// gives `payload` back (and the place) if the stage is not alive.
+    fn send_message_of<P>(&self, payload: P, build: impl FnOnce(P) -> K::Message) -> Result<(), P> {
+        self.post(payload, |payload| {
+            Envelope::Stage(ForStage::Message(build(payload)))
+        })
+        .inspect_err(|_| self.life.entry.release())
+    }
+
+    /// Sends what `wrap` makes of `payload`, or gives `payload` back if the stage's
+    /// mailbox is closed. Mail that loses the race with the closing, or that a view
+    /// does not take, is disposed of as a stopped stage disposes of its mailbox.
+    pub(crate) fn post<P>(&self, payload: P, wrap: impl FnOnce(P) -> Envelope<K>) -> Result<(), P> {
+        if self.mailbox.is_closed() {
+            return Err(payload);
+        }
+        if let Err(envelope) = self.mailbox.send(wrap(payload)) {
+            if envelope.is_user_message() {
                 self.life.entry.release();
-                match envelope {
-                    Envelope::Message(message) => message,
-                    _ => unreachable!("the envelope sent is the one returned"),
-                }
-            })
+            }
+            self.stats.add_unhandled(envelope.event_count());
+            envelope.refuse(|| {
+                self.life
+                    .stopping()
+                    .cloned()
+                    .unwrap_or(ExitReason::NotAlive)
+            });
+        }
+        Ok(())
     }
 
     /// Sends a request built around a [`ReplyTo`] and waits up to
@@ -431,15 +465,10 @@ impl<K: StageKind> StageRef<K> {
         message: K::Message,
         queued: Option<oneshot::Sender<()>>,
     ) -> Result<(), K::Message> {
-        self.mailbox
-            .send(Envelope::Info { message, queued })
-            .map_err(|envelope| {
-                self.life.entry.release();
-                match envelope {
-                    Envelope::Info { message, .. } => message,
-                    _ => unreachable!("the envelope sent is the one returned"),
-                }
-            })
+        self.post(message, |message| {
+            Envelope::Stage(ForStage::Info { message, queued })
+        })
+        .inspect_err(|_| self.life.entry.release())
     }
 
     /// Stops the stage with `reason` and waits until it has stopped: its `terminate`
@@ -506,7 +535,8 @@ impl<K: StageKind> StageRef<K> {
     pub(crate) fn request_stop(&self, reason: ExitReason) -> Result<(), NotAlive> {
         self.life.request_stop(reason.clone());
         // Wakes the loop if it waits for mail; it sees the request first.
-        self.send(Envelope::Stop(reason)).map_err(|_| NotAlive)
+        self.send(Envelope::Stage(ForStage::Stop(reason)))
+            .map_err(|_| NotAlive)
     }
 
     /// Stops the stage once it has handled what was delivered to it, within
@@ -538,7 +568,8 @@ impl<K: StageKind> StageRef<K> {
         timeout: Duration,
     ) -> Result<ExitReason, NotAlive> {
         self.life.request_drain(reason.clone(), timeout);
-        self.send(Envelope::Wake).map_err(|_| NotAlive)?;
+        self.send(Envelope::Stage(ForStage::Wake))
+            .map_err(|_| NotAlive)?;
         Ok(self.stopped().await)
     }
 
@@ -568,7 +599,11 @@ impl<K: StageKind> StageRef<K> {
     /// [`CallError::NotAlive`] if the stage stopped first, [`CallError::Timeout`] after
     /// [`DEFAULT_CALL_TIMEOUT`].
     pub async fn barrier(&self) -> Result<(), CallError> {
-        self.query(Envelope::Barrier, DEFAULT_CALL_TIMEOUT).await
+        self.query(
+            |reached| Envelope::Stage(ForStage::Barrier(reached)),
+            DEFAULT_CALL_TIMEOUT,
+        )
+        .await
     }
 
     /// The demand pending on each of the stage's subscriptions, both sides, sorted by
@@ -583,7 +618,10 @@ impl<K: StageKind> StageRef<K> {
         &self,
     ) -> Result<Vec<crate::stats::SubscriptionDemand>, CallError> {
         let mut demands = self
-            .query(Envelope::DemandSnapshot, DEFAULT_CALL_TIMEOUT)
+            .query(
+                |reply| Envelope::Stage(ForStage::DemandSnapshot(reply)),
+                DEFAULT_CALL_TIMEOUT,
+            )
             .await?;
         demands.sort_by_key(|demand| demand.tag);
         Ok(demands)
@@ -609,8 +647,11 @@ impl<K: EmitsEvents> StageRef<K> {
     /// [`CallError::NotAlive`] if the stage is not alive; [`CallError::Timeout`] if it
     /// did not answer within [`DEFAULT_CALL_TIMEOUT`].
     pub async fn demand_mode(&self) -> Result<DemandMode, CallError> {
-        self.query(Envelope::DemandModeQuery, DEFAULT_CALL_TIMEOUT)
-            .await
+        self.query(
+            |reply| Envelope::producer_request(ProducerRequest::DemandModeQuery(reply)),
+            DEFAULT_CALL_TIMEOUT,
+        )
+        .await
     }
 
     /// Switches the demand mode. Switching to [`DemandMode::Forward`] serves the demand
@@ -620,8 +661,10 @@ impl<K: EmitsEvents> StageRef<K> {
     ///
     /// [`NotAlive`] if the stage is not alive.
     pub fn set_demand_mode(&self, mode: DemandMode) -> Result<(), NotAlive> {
-        self.send(Envelope::SetDemandMode(mode))
-            .map_err(|_| NotAlive)
+        self.send(Envelope::producer_request(ProducerRequest::SetDemandMode(
+            mode,
+        )))
+        .map_err(|_| NotAlive)
     }
 
     /// How many events wait in the stage's buffer (info messages not counted).
@@ -631,8 +674,11 @@ impl<K: EmitsEvents> StageRef<K> {
     /// [`CallError::NotAlive`] if the stage is not alive; [`CallError::Timeout`] if it
     /// did not answer within [`DEFAULT_CALL_TIMEOUT`].
     pub async fn estimate_buffered_count(&self) -> Result<usize, CallError> {
-        self.query(Envelope::BufferedQuery, DEFAULT_CALL_TIMEOUT)
-            .await
+        self.query(
+            |reply| Envelope::producer_request(ProducerRequest::BufferedQuery(reply)),
+            DEFAULT_CALL_TIMEOUT,
+        )
+        .await
     }
 
     /// A port for a consumer's table: it does not keep this stage reachable.
@@ -672,20 +718,22 @@ pub(crate) async fn wait_reply<R>(
 }
 
 /// Cancels, when dropped, a subscription whose answer its caller did not wait for.
-struct AbandonedSubscription<'a, K: StageKind> {
+struct AbandonedSubscription<'a, K: ReceivesEvents> {
     consumer: &'a StageRef<K>,
     /// `None` once the answer came.
     tag: Option<SubscriptionTag>,
     reason: &'static str,
 }
 
-impl<K: StageKind> Drop for AbandonedSubscription<'_, K> {
+impl<K: ReceivesEvents> Drop for AbandonedSubscription<'_, K> {
     fn drop(&mut self) {
         if let Some(tag) = self.tag {
-            let _ = self.consumer.send(Envelope::Cancel {
-                tag,
-                reason: ExitReason::custom_shutdown(self.reason),
-            });
+            let _ = self
+                .consumer
+                .send(Envelope::consumer_request(ConsumerRequest::Cancel {
+                    tag,
+                    reason: ExitReason::custom_shutdown(self.reason),
+                }));
         }
     }
 }
@@ -799,12 +847,14 @@ impl<K: ReceivesEvents> StageRef<K> {
     ) -> Result<(), NotAlive> {
         // Joined from now: dropping the producer's last handle meanwhile does not stop it.
         crate::reachability::link(tag, self.id, producer.stage_id());
-        self.send(Envelope::SubscribeTo(Box::new(SubscribeToRequest {
-            tag,
-            producer,
-            options,
-            reply,
-        })))
+        self.send(Envelope::consumer_request(ConsumerRequest::SubscribeTo(
+            Box::new(SubscribeToRequest {
+                tag,
+                producer,
+                options,
+                reply,
+            }),
+        )))
         .map_err(|_| NotAlive)
     }
 
@@ -841,8 +891,11 @@ impl<K: ReceivesEvents> StageRef<K> {
     ///
     /// [`NotAlive`] if the consumer is not alive.
     pub fn cancel(&self, tag: SubscriptionTag, reason: ExitReason) -> Result<(), NotAlive> {
-        self.send(Envelope::Cancel { tag, reason })
-            .map_err(|_| NotAlive)
+        self.send(Envelope::consumer_request(ConsumerRequest::Cancel {
+            tag,
+            reason,
+        }))
+        .map_err(|_| NotAlive)
     }
 
     /// Asks the producer of a manual subscription for `demand` more events. The events
@@ -853,10 +906,10 @@ impl<K: ReceivesEvents> StageRef<K> {
     ///
     /// [`NotAlive`] if the consumer is not alive.
     pub fn ask(&self, tag: SubscriptionTag, demand: NonZeroUsize) -> Result<(), NotAlive> {
-        self.send(Envelope::AskManual {
+        self.send(Envelope::consumer_request(ConsumerRequest::Ask {
             tag,
             demand: demand.get(),
-        })
+        }))
         .map_err(|_| NotAlive)
     }
 
@@ -865,17 +918,10 @@ impl<K: ReceivesEvents> StageRef<K> {
     }
 }
 
-impl<K: StageKind> EventSink<K::In> for StageRef<K> {
-    fn send_events(
-        &self,
-        tag: SubscriptionTag,
-        events: Parcel<K::In>,
-    ) -> Result<(), Parcel<K::In>> {
-        self.send(Envelope::Events { tag, events })
-            .map_err(|envelope| match envelope {
-                Envelope::Events { events, .. } => events,
-                _ => unreachable!("the envelope sent is the one returned"),
-            })
+impl<K: ReceivesEvents> EventSink<K::In> for StageRef<K> {
+    fn send_events(&self, tag: SubscriptionTag, events: Parcel<K::In>) -> Result<(), usize> {
+        self.send(Envelope::consumer(ForConsumer::Events { tag, events }))
+            .map_err(|envelope| envelope.event_count())
     }
 
     fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason) {
@@ -886,7 +932,10 @@ impl<K: StageKind> EventSink<K::In> for StageRef<K> {
                 self.life.urgent_cancel(tag, reason.clone());
             }
         }
-        let _ = self.send(Envelope::ProducerCancelled { tag, reason });
+        let _ = self.send(Envelope::consumer(ForConsumer::ProducerCancelled {
+            tag,
+            reason,
+        }));
     }
 
     fn consumer_id(&self) -> StageId {
@@ -894,7 +943,7 @@ impl<K: StageKind> EventSink<K::In> for StageRef<K> {
     }
 }
 
-impl<K: StageKind> ProducerPort<K::Out> for StageRef<K> {
+impl<K: EmitsEvents> ProducerPort<K::Out> for StageRef<K> {
     fn subscribe(
         &self,
         tag: SubscriptionTag,
@@ -902,24 +951,28 @@ impl<K: StageKind> ProducerPort<K::Out> for StageRef<K> {
         options: SubscribeOptions,
         reply: Option<SubscribeReply>,
     ) -> Result<(), Option<SubscribeReply>> {
-        self.send(Envelope::Subscribe(Box::new(SubscribeRequest {
+        let request = SubscribeRequest {
             tag,
             sink,
             options,
             reply,
-        })))
-        .map_err(|envelope| match envelope {
-            Envelope::Subscribe(request) => request.reply,
-            _ => unreachable!("the envelope sent is the one returned"),
+        };
+        self.post(request, |request| {
+            Envelope::producer(ForProducer::Subscribe(Box::new(request)))
         })
+        .map_err(|request| request.reply)
     }
 
     fn ask(&self, tag: SubscriptionTag, demand: usize) -> bool {
-        self.send(Envelope::Ask { tag, demand }).is_ok()
+        self.send(Envelope::producer(ForProducer::Ask { tag, demand }))
+            .is_ok()
     }
 
     fn cancel(&self, tag: SubscriptionTag, reason: CancelReason) {
-        let _ = self.send(Envelope::ConsumerCancelled { tag, reason });
+        let _ = self.send(Envelope::producer(ForProducer::ConsumerCancelled {
+            tag,
+            reason,
+        }));
     }
 
     fn stage_id(&self) -> StageId {

@@ -33,10 +33,10 @@ use crate::lifecycle::{Lifecycle, Requests};
 use crate::registry::{ProducerEntryMaker, Registry, WeakRegistry};
 use crate::runtime::control::Control;
 use crate::stage::Init;
-use crate::stats::{StageState, StatsCell};
+use crate::stats::{StageState, StatsCell, SubscriptionDemand};
 use crate::subscription::SubscriptionTag;
 use crate::timers::Fired;
-use crate::wire::{Address, Envelope, SubscribeReply, SubscribeRequest};
+use crate::wire::{Address, Envelope, ForStage, SubscribeReply};
 
 /// Runs a hook, turning a panic into [`ExitReason::Panic`].
 pub(crate) async fn catch<T>(hook: impl Future<Output = T>) -> Result<T, ExitReason> {
@@ -92,6 +92,22 @@ pub(crate) trait Runner: Send + 'static {
 
     /// Handles one message, and whatever it made ready.
     fn handle(&mut self, envelope: Envelope<Self::Kind>) -> impl Future<Output = ()> + Send;
+
+    /// Runs `handle_message`; its error or panic stops the stage.
+    fn on_message(
+        &mut self,
+        message: <Self::Kind as StageKind>::Message,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Takes an info in: a stage that emits sends it on behind the events it buffered,
+    /// one that only receives handles it at once.
+    fn on_info(
+        &mut self,
+        message: <Self::Kind as StageKind>::Message,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// The demand pending on each of the stage's subscriptions.
+    fn demands(&self, into: &mut Vec<SubscriptionDemand>);
 
     /// The stage's own handle and stop request.
     fn control_ref(&self) -> &Control<Self::Kind>;
@@ -170,7 +186,7 @@ pub(crate) async fn start<R: Runner>(
         // In the mailbox's order, behind what is already queued: a stage that learns
         // that its producer ended stops for that reason, not as unreachable.
         Box::new(move || {
-            let _ = poked.send(Envelope::CheckReachable);
+            let _ = poked.send(Envelope::Stage(ForStage::CheckReachable));
         }),
     );
     // Made here, not in the task: a task dropped before it ran still drops it, and
@@ -353,7 +369,7 @@ async fn run<R: Runner>(
                 envelope
             }
             Next::Mail(None) => return ExitReason::Killed,
-            Next::Timer(Fired::Message(message)) => Envelope::Message(message),
+            Next::Timer(Fired::Message(message)) => Envelope::Stage(ForStage::Message(message)),
             Next::Timer(Fired::DrainDeadline) => {
                 runner.control_mut().check_drain_deadline();
                 continue;
@@ -367,6 +383,33 @@ async fn run<R: Runner>(
             }
         }
         runner.handle(envelope).await;
+    }
+}
+
+/// Handles mail for the stage as a whole, the same for every kind.
+pub(crate) async fn stage_mail<R: Runner>(
+    runner: &mut R,
+    mail: ForStage<<R::Kind as StageKind>::Message>,
+) {
+    match mail {
+        ForStage::Message(message) => runner.on_message(message).await,
+        ForStage::Info { message, queued } => {
+            if let Some(queued) = queued {
+                let _ = queued.send(());
+            }
+            runner.on_info(message).await;
+        }
+        ForStage::DemandSnapshot(reply) => {
+            let mut demands = Vec::new();
+            runner.demands(&mut demands);
+            let _ = reply.send(demands);
+        }
+        ForStage::Stop(reason) => runner.control_mut().stop_with(reason),
+        ForStage::Wake => {}
+        ForStage::Barrier(reached) => {
+            let _ = reached.send(());
+        }
+        ForStage::CheckReachable => check_reachable(runner.control_mut()),
     }
 }
 
@@ -453,27 +496,16 @@ struct Mailbox<K: StageKind> {
 }
 
 impl<K: StageKind> Mailbox<K> {
-    /// Refuses a subscription request the stage will not handle; drops anything else.
+    /// Disposes of mail the stage will not handle: its events are counted as
+    /// unhandled, a subscription is refused.
     fn refuse(&self, envelope: Envelope<K>) {
         self.stats.add_unhandled(envelope.event_count());
-        if let Envelope::Subscribe(request) = envelope {
-            let SubscribeRequest {
-                tag, sink, reply, ..
-            } = *request;
-            if reply.is_some() {
-                // The subscriber learns it from the answer: the consumer stays up.
-                let refusal = SubscribeError::ProducerNotAlive;
-                sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
-                answer(reply, Err(refusal));
-            } else {
-                let reason = self
-                    .life
-                    .stopping()
-                    .cloned()
-                    .unwrap_or_else(|| self.reason.clone());
-                sink.send_cancel(tag, CancelReason::Down(reason));
-            }
-        }
+        envelope.refuse(|| {
+            self.life
+                .stopping()
+                .cloned()
+                .unwrap_or_else(|| self.reason.clone())
+        });
     }
 }
 

@@ -9,27 +9,63 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SubscribeError;
 use crate::exit::{CancelReason, ExitReason};
-use crate::kind::StageKind;
+use crate::kind::sealed::Halves;
+use crate::kind::{EmitsEvents, ReceivesEvents, StageKind};
 use crate::options::{DemandMode, SubscribeOptions};
+use crate::stats::SubscriptionDemand;
 use crate::subscription::{StageId, SubscriptionTag};
 
 /// Where a sync subscriber waits for the producer's answer.
 pub(crate) type SubscribeReply = oneshot::Sender<Result<SubscriptionTag, SubscribeError>>;
 
-/// Everything a stage's mailbox carries.
+/// Everything a stage's mailbox carries, sorted by the half of the stage it is for.
+///
+/// The mail of a half carries the kind's proof that it has that half: `()` if it
+/// has, `Infallible` if not (see [`Halves`]). A producer's loop therefore has no arm
+/// for consumer mail, and a consumer's none for producer mail: nobody can build it.
 pub(crate) enum Envelope<K: StageKind> {
-    // From producers, to the consumer side.
+    /// For the consumer half: from its producers, and the subscriptions its user asks.
+    Consumer(ForConsumer<K::In>, <K as Halves>::Receives),
+    /// For the producer half: from its consumers, and the demand mode its user sets.
+    Producer(ForProducer<K::Out>, <K as Halves>::Emits),
+    /// For the stage as a whole.
+    Stage(ForStage<K::Message>),
+}
+
+/// Mail for a stage's consumer half.
+pub(crate) enum ForConsumer<T> {
+    // From producers.
     Events {
         tag: SubscriptionTag,
         /// Copied here, on the consumer's task, if other consumers share it.
-        events: Parcel<K::In>,
+        events: Parcel<T>,
     },
     ProducerCancelled {
         tag: SubscriptionTag,
         reason: CancelReason,
     },
-    // From consumers, to the producer side.
-    Subscribe(Box<SubscribeRequest<K::Out>>),
+    /// From the stage's user.
+    Request(ConsumerRequest<T>),
+}
+
+/// What a stage's user asks of its consumer half.
+pub(crate) enum ConsumerRequest<T> {
+    SubscribeTo(Box<SubscribeToRequest<T>>),
+    Cancel {
+        tag: SubscriptionTag,
+        reason: ExitReason,
+    },
+    /// A manual ask.
+    Ask {
+        tag: SubscriptionTag,
+        demand: usize,
+    },
+}
+
+/// Mail for a stage's producer half.
+pub(crate) enum ForProducer<T> {
+    // From consumers.
+    Subscribe(Box<SubscribeRequest<T>>),
     Ask {
         tag: SubscriptionTag,
         demand: usize,
@@ -38,25 +74,25 @@ pub(crate) enum Envelope<K: StageKind> {
         tag: SubscriptionTag,
         reason: CancelReason,
     },
-    // From users.
-    Message(K::Message),
-    Info {
-        message: K::Message,
-        queued: Option<oneshot::Sender<()>>,
-    },
-    SubscribeTo(Box<SubscribeToRequest<K::In>>),
-    Cancel {
-        tag: SubscriptionTag,
-        reason: ExitReason,
-    },
-    AskManual {
-        tag: SubscriptionTag,
-        demand: usize,
-    },
+    /// From the stage's user.
+    Request(ProducerRequest),
+}
+
+/// What a stage's user asks of its producer half.
+pub(crate) enum ProducerRequest {
     SetDemandMode(DemandMode),
     DemandModeQuery(oneshot::Sender<DemandMode>),
     BufferedQuery(oneshot::Sender<usize>),
-    DemandSnapshot(oneshot::Sender<Vec<crate::stats::SubscriptionDemand>>),
+}
+
+/// Mail for the stage as a whole.
+pub(crate) enum ForStage<M> {
+    Message(M),
+    Info {
+        message: M,
+        queued: Option<oneshot::Sender<()>>,
+    },
+    DemandSnapshot(oneshot::Sender<Vec<SubscriptionDemand>>),
     /// A stop asked from outside; the loop has already seen it in the stage's
     /// lifecycle requests, which overtake the mailbox: this wakes a loop waiting for mail.
     Stop(ExitReason),
@@ -69,18 +105,54 @@ pub(crate) enum Envelope<K: StageKind> {
     CheckReachable,
 }
 
+impl<K: ReceivesEvents> Envelope<K> {
+    /// Mail for the consumer half of a stage that has one.
+    pub(crate) fn consumer(mail: ForConsumer<K::In>) -> Self {
+        Envelope::Consumer(mail, ())
+    }
+
+    /// A request from the user to the consumer half.
+    pub(crate) fn consumer_request(request: ConsumerRequest<K::In>) -> Self {
+        Envelope::Consumer(ForConsumer::Request(request), ())
+    }
+}
+
+impl<K: EmitsEvents> Envelope<K> {
+    /// Mail for the producer half of a stage that has one.
+    pub(crate) fn producer(mail: ForProducer<K::Out>) -> Self {
+        Envelope::Producer(mail, ())
+    }
+
+    /// A request from the user to the producer half.
+    pub(crate) fn producer_request(request: ProducerRequest) -> Self {
+        Envelope::Producer(ForProducer::Request(request), ())
+    }
+}
+
 impl<K: StageKind> Envelope<K> {
     /// Events this envelope brings to be handled.
     pub(crate) fn event_count(&self) -> usize {
         match self {
-            Envelope::Events { events, .. } => events.len(),
+            Envelope::Consumer(ForConsumer::Events { events, .. }, _) => events.len(),
             _ => 0,
         }
     }
 
     /// Whether it is a user message, counted in the stage's entry bound.
     pub(crate) fn is_user_message(&self) -> bool {
-        matches!(self, Envelope::Message(_) | Envelope::Info { .. })
+        matches!(
+            self,
+            Envelope::Stage(ForStage::Message(_) | ForStage::Info { .. })
+        )
+    }
+
+    /// Disposes of mail the stage will not handle (it stopped, or its mailbox is a view
+    /// that does not take it): a subscription is refused (see
+    /// [`SubscribeRequest::refuse`]), anything else is dropped; calls waiting on it fail.
+    pub(crate) fn refuse(self, stopped: impl FnOnce() -> ExitReason) {
+        if let Envelope::Producer(ForProducer::Subscribe(request), _) = self {
+            request.refuse(stopped);
+        }
     }
 }
 
@@ -94,6 +166,25 @@ pub(crate) struct SubscribeRequest<T> {
     pub(crate) reply: Option<SubscribeReply>,
 }
 
+impl<T> SubscribeRequest<T> {
+    /// Refuses the subscription of a stage that will not handle it. A sync subscriber
+    /// learns it from the answer (its consumer stays up); an async one is told the
+    /// producer went down with `stopped()`.
+    pub(crate) fn refuse(self, stopped: impl FnOnce() -> ExitReason) {
+        let SubscribeRequest {
+            tag, sink, reply, ..
+        } = self;
+        match reply {
+            Some(reply) => {
+                let refusal = SubscribeError::ProducerNotAlive;
+                sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
+                let _ = reply.send(Err(refusal));
+            }
+            None => sink.send_cancel(tag, CancelReason::Down(stopped())),
+        }
+    }
+}
+
 /// A request to a consumer to subscribe to `producer`; boxed as [`SubscribeRequest`].
 pub(crate) struct SubscribeToRequest<T> {
     /// Chosen by the sender, so that it can cancel a subscription it gave up on.
@@ -105,8 +196,8 @@ pub(crate) struct SubscribeToRequest<T> {
 
 /// A consumer, as its producer sees it: where to send events and cancellations.
 pub(crate) trait EventSink<T>: Send + Sync {
-    /// Sends events; gives them back if the consumer is gone.
-    fn send_events(&self, tag: SubscriptionTag, events: Parcel<T>) -> Result<(), Parcel<T>>;
+    /// Sends events; if the consumer is gone, says how many were lost.
+    fn send_events(&self, tag: SubscriptionTag, events: Parcel<T>) -> Result<(), usize>;
     /// Tells the consumer the subscription ended.
     fn send_cancel(&self, tag: SubscriptionTag, reason: CancelReason);
     /// The consumer's identity: the same for all its subscriptions.
@@ -115,7 +206,9 @@ pub(crate) trait EventSink<T>: Send + Sync {
 
 /// A producer, as its consumer sees it.
 pub(crate) trait ProducerPort<T>: Send + Sync {
-    /// Asks the producer to accept a subscription; `false` if it is gone.
+    /// Asks the producer to accept a subscription; gives the reply back if it is gone.
+    /// A request the producer will not handle after all is refused (see
+    /// [`SubscribeRequest::refuse`]).
     fn subscribe(
         &self,
         tag: SubscriptionTag,

@@ -9,11 +9,12 @@ use crate::registry::Registry;
 use crate::runtime::control::Control;
 use crate::runtime::shared::{self, Receiving};
 use crate::runtime::{
-    ConsumerSide, Runner, catch, check_reachable, guarded, init_outcome, stops_between_batches,
+    ConsumerSide, Runner, catch, guarded, init_outcome, stage_mail, stops_between_batches,
 };
 use crate::stage::Consumer;
+use crate::stats::SubscriptionDemand;
 use crate::subscription::{AskMode, SubscriptionTag};
-use crate::wire::{Envelope, ProducerPort};
+use crate::wire::{Envelope, ForConsumer, ProducerPort};
 
 /// A producer to subscribe to: a handle, or a name resolved when subscribing.
 pub(crate) enum Target<T> {
@@ -96,13 +97,6 @@ impl<S: Consumer> ConsumerRuntime<S> {
             self.side.count_unhandled(rest);
         }
     }
-
-    async fn message(&mut self, message: S::Message) {
-        let (stage, mut ctx) = self.parts();
-        if let Err(reason) = guarded(stage.handle_message(message, &mut ctx)).await {
-            self.fail(reason);
-        }
-    }
 }
 
 impl<S: Consumer> Receiving for ConsumerRuntime<S> {
@@ -146,53 +140,38 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
     }
 
     async fn handle(&mut self, envelope: Envelope<ConsumerKind<S>>) {
+        // A consumer has no producer half: no mail can be addressed to one.
         match envelope {
-            Envelope::Events { tag, events } => self.events(tag, events.into_vec()).await,
-            Envelope::ProducerCancelled { tag, reason } => {
-                if let Some(mode) = self.side.remove(tag) {
-                    shared::cancelled(self, tag, reason, mode).await;
+            Envelope::Consumer(mail, ()) => match mail {
+                ForConsumer::Events { tag, events } => self.events(tag, events.into_vec()).await,
+                ForConsumer::ProducerCancelled { tag, reason } => {
+                    if let Some(mode) = self.side.remove(tag) {
+                        shared::cancelled(self, tag, reason, mode).await;
+                    }
                 }
-            }
-            Envelope::SubscribeTo(request) => shared::subscribe(self, *request).await,
-            Envelope::Cancel { tag, reason } => {
-                if let Err(error) = self.side.cancel(tag, reason) {
-                    tracing::debug!("cancel ignored: {error}");
-                }
-            }
-            Envelope::AskManual { tag, demand } => {
-                if let Err(error) = self.side.ask(tag, demand) {
-                    tracing::warn!("ask ignored: {error}");
-                }
-            }
-            Envelope::Message(message) => self.message(message).await,
-            Envelope::Info { message, queued } => {
-                if let Some(queued) = queued {
-                    let _ = queued.send(());
-                }
-                self.message(message).await;
-            }
-            Envelope::DemandSnapshot(reply) => {
-                let mut demands = Vec::new();
-                self.side.demands(&mut demands);
-                let _ = reply.send(demands);
-            }
-            Envelope::Stop(reason) => self.fail(reason),
-            Envelope::Wake => {}
-            Envelope::Barrier(reached) => {
-                let _ = reached.send(());
-            }
-            Envelope::CheckReachable => check_reachable(&mut self.control),
-            // A consumer has no consumers and no buffer.
-            Envelope::Subscribe(_)
-            | Envelope::Ask { .. }
-            | Envelope::ConsumerCancelled { .. }
-            | Envelope::SetDemandMode(_)
-            | Envelope::DemandModeQuery(_)
-            | Envelope::BufferedQuery(_) => {}
+                ForConsumer::Request(request) => shared::consumer_request(self, request).await,
+            },
+            Envelope::Stage(mail) => stage_mail(self, mail).await,
         }
         while !self.side.self_cancelled.is_empty() && self.control.stop.is_none() {
             shared::self_cancelled(self).await;
         }
+    }
+
+    async fn on_message(&mut self, message: S::Message) {
+        let (stage, mut ctx) = self.parts();
+        if let Err(reason) = guarded(stage.handle_message(message, &mut ctx)).await {
+            self.fail(reason);
+        }
+    }
+
+    /// A consumer holds no events: an info is handled at once.
+    async fn on_info(&mut self, message: S::Message) {
+        self.on_message(message).await;
+    }
+
+    fn demands(&self, into: &mut Vec<SubscriptionDemand>) {
+        self.side.demands(into);
     }
 
     fn control_ref(&self) -> &Control<Self::Kind> {

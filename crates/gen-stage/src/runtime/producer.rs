@@ -8,10 +8,11 @@ use crate::options::SubscribeOptions;
 use crate::runtime::control::Control;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting};
-use crate::runtime::{ProducerSide, Runner, catch, check_reachable, guarded, init_outcome};
+use crate::runtime::{ProducerSide, Runner, catch, guarded, init_outcome, stage_mail};
 use crate::stage::Producer;
+use crate::stats::SubscriptionDemand;
 use crate::subscription::SubscriptionTag;
-use crate::wire::Envelope;
+use crate::wire::{Envelope, ForProducer, ProducerRequest};
 
 pub(crate) struct ProducerRuntime<S: Producer> {
     stage: S,
@@ -58,13 +59,6 @@ impl<S: Producer> ProducerRuntime<S> {
         }
     }
 
-    async fn message(&mut self, message: S::Message) {
-        let (stage, mut ctx) = self.parts();
-        if let Err(reason) = guarded(stage.handle_message(message, &mut ctx)).await {
-            self.fail(reason);
-        }
-    }
-
     /// A consumer left (or was cancelled): `handle_cancel` runs, then the demand its
     /// leaving freed upstream is produced.
     async fn consumer_gone(
@@ -89,7 +83,7 @@ impl<S: Producer> ProducerRuntime<S> {
             } else if self.side.has_ready() {
                 for held in self.side.take_ready() {
                     match held {
-                        Held::Info(message) => self.message(message).await,
+                        Held::Info(message) => self.on_message(message).await,
                         // A producer subscribes to nothing: nothing of it is cancelled.
                         Held::Cancelled(..) => {}
                         Held::CancelConsumer(tag, reason) => {
@@ -145,6 +139,38 @@ impl<S: Producer> Emitting for ProducerRuntime<S> {
     }
 }
 
+impl<S: Producer> ProducerRuntime<S> {
+    async fn producer_mail(&mut self, mail: ForProducer<S::Event>) {
+        match mail {
+            ForProducer::Ask { tag, demand } => {
+                let upstream = self.side.ask(tag, demand);
+                self.produce(upstream).await;
+            }
+            ForProducer::Subscribe(request) => {
+                let upstream = shared::accept_consumer(self, *request).await;
+                self.produce(upstream).await;
+            }
+            ForProducer::ConsumerCancelled { tag, reason } => {
+                if let Some(upstream) = self.side.remove_consumer(tag, &reason) {
+                    self.consumer_gone(tag, &reason, upstream).await;
+                }
+            }
+            ForProducer::Request(ProducerRequest::SetDemandMode(mode)) => {
+                for item in self.side.set_mode(mode) {
+                    let upstream = self.side.replay(item);
+                    self.produce(upstream).await;
+                }
+            }
+            ForProducer::Request(ProducerRequest::DemandModeQuery(reply)) => {
+                let _ = reply.send(self.side.demand_mode());
+            }
+            ForProducer::Request(ProducerRequest::BufferedQuery(reply)) => {
+                let _ = reply.send(self.side.buffered_count());
+            }
+        }
+    }
+}
+
 impl<S: Producer> Runner for ProducerRuntime<S> {
     type Kind = ProducerKind<S>;
 
@@ -154,58 +180,27 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
     }
 
     async fn handle(&mut self, envelope: Envelope<ProducerKind<S>>) {
+        // A producer has no consumer half: no mail can be addressed to one.
         match envelope {
-            Envelope::Ask { tag, demand } => {
-                let upstream = self.side.ask(tag, demand);
-                self.produce(upstream).await;
-            }
-            Envelope::Subscribe(request) => {
-                let upstream = shared::accept_consumer(self, *request).await;
-                self.produce(upstream).await;
-            }
-            Envelope::ConsumerCancelled { tag, reason } => {
-                if let Some(upstream) = self.side.remove_consumer(tag, &reason) {
-                    self.consumer_gone(tag, &reason, upstream).await;
-                }
-            }
-            Envelope::Message(message) => self.message(message).await,
-            Envelope::Info { message, queued } => {
-                self.side.after_buffered(Held::Info(message));
-                if let Some(queued) = queued {
-                    let _ = queued.send(());
-                }
-            }
-            Envelope::SetDemandMode(mode) => {
-                for item in self.side.set_mode(mode) {
-                    let upstream = self.side.replay(item);
-                    self.produce(upstream).await;
-                }
-            }
-            Envelope::DemandModeQuery(reply) => {
-                let _ = reply.send(self.side.demand_mode());
-            }
-            Envelope::DemandSnapshot(reply) => {
-                let mut demands = Vec::new();
-                self.side.demands(&mut demands);
-                let _ = reply.send(demands);
-            }
-            Envelope::BufferedQuery(reply) => {
-                let _ = reply.send(self.side.buffered_count());
-            }
-            Envelope::Stop(reason) => self.fail(reason),
-            Envelope::Wake => {}
-            Envelope::Barrier(reached) => {
-                let _ = reached.send(());
-            }
-            Envelope::CheckReachable => check_reachable(&mut self.control),
-            // A producer has no producers: these cannot be addressed to it.
-            Envelope::Events { .. }
-            | Envelope::ProducerCancelled { .. }
-            | Envelope::SubscribeTo(_)
-            | Envelope::Cancel { .. }
-            | Envelope::AskManual { .. } => {}
+            Envelope::Producer(mail, ()) => self.producer_mail(mail).await,
+            Envelope::Stage(mail) => stage_mail(self, mail).await,
         }
         self.flush().await;
+    }
+
+    async fn on_message(&mut self, message: S::Message) {
+        let (stage, mut ctx) = self.parts();
+        if let Err(reason) = guarded(stage.handle_message(message, &mut ctx)).await {
+            self.fail(reason);
+        }
+    }
+
+    async fn on_info(&mut self, message: S::Message) {
+        self.side.after_buffered(Held::Info(message));
+    }
+
+    fn demands(&self, into: &mut Vec<SubscriptionDemand>) {
+        self.side.demands(into);
     }
 
     fn control_ref(&self) -> &Control<Self::Kind> {

@@ -13,12 +13,13 @@ use crate::runtime::control::Control;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting, Receiving};
 use crate::runtime::{
-    ConsumerSide, ProducerSide, Runner, catch, check_reachable, guarded, init_outcome,
+    ConsumerSide, ProducerSide, Runner, catch, guarded, init_outcome, stage_mail,
     stops_between_batches,
 };
 use crate::stage::ProducerConsumer;
+use crate::stats::SubscriptionDemand;
 use crate::subscription::{AskMode, SubscriptionTag};
-use crate::wire::Envelope;
+use crate::wire::{Envelope, ForConsumer, ForProducer, ProducerRequest};
 
 /// Input waiting for downstream demand, in arrival order.
 enum Pending<I, M> {
@@ -138,13 +139,6 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
         }
     }
 
-    async fn message(&mut self, message: S::Message) {
-        let (stage, mut ctx) = self.parts();
-        if let Err(reason) = guarded(stage.handle_message(message, &mut ctx)).await {
-            self.fail(reason);
-        }
-    }
-
     /// Handles input while there is demand, then ready infos and self-cancellations,
     /// until nothing is left to do.
     async fn flush(&mut self) {
@@ -159,7 +153,7 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
             if self.output.has_ready() {
                 for held in self.output.take_ready() {
                     match held {
-                        Held::Info(message) => self.message(message).await,
+                        Held::Info(message) => self.on_message(message).await,
                         Held::Cancelled(tag, reason) => {
                             if let Some(mode) = self.input.remove(tag) {
                                 shared::cancelled(self, tag, reason, mode).await;
@@ -262,81 +256,73 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
 
     async fn handle(&mut self, envelope: Envelope<ProducerConsumerKind<S>>) {
         match envelope {
-            Envelope::Events { tag, events } => {
-                let events = events.into_vec();
-                if self.pending.is_empty() && self.can_process() {
-                    self.events(tag, events).await;
-                } else {
-                    self.pending.push_back(Pending::Events(tag, events));
+            Envelope::Consumer(mail, ()) => match mail {
+                ForConsumer::Events { tag, events } => {
+                    let events = events.into_vec();
+                    if self.pending.is_empty() && self.can_process() {
+                        self.events(tag, events).await;
+                    } else {
+                        self.pending.push_back(Pending::Events(tag, events));
+                    }
                 }
-            }
-            Envelope::ProducerCancelled { tag, reason } => {
-                if self.pending.is_empty() {
-                    self.producer_cancelled(tag, reason);
-                } else {
-                    self.pending.push_back(Pending::Cancelled(tag, reason));
+                ForConsumer::ProducerCancelled { tag, reason } => {
+                    if self.pending.is_empty() {
+                        self.producer_cancelled(tag, reason);
+                    } else {
+                        self.pending.push_back(Pending::Cancelled(tag, reason));
+                    }
                 }
-            }
-            Envelope::Ask { tag, demand } => {
-                // The output side records what is unmet; handling input serves it.
-                self.output.ask(tag, demand);
-            }
-            Envelope::Subscribe(request) => {
-                shared::accept_consumer(self, *request).await;
-            }
-            Envelope::ConsumerCancelled { tag, reason } => {
-                if self.output.remove_consumer(tag, &reason).is_some() {
-                    self.consumer_gone(tag, &reason).await;
+                ForConsumer::Request(request) => shared::consumer_request(self, request).await,
+            },
+            Envelope::Producer(mail, ()) => match mail {
+                ForProducer::Ask { tag, demand } => {
+                    // The output side records what is unmet; handling input serves it.
+                    self.output.ask(tag, demand);
                 }
-            }
-            Envelope::SubscribeTo(request) => shared::subscribe(self, *request).await,
-            Envelope::Cancel { tag, reason } => {
-                if let Err(error) = self.input.cancel(tag, reason) {
-                    tracing::debug!("cancel ignored: {error}");
+                ForProducer::Subscribe(request) => {
+                    shared::accept_consumer(self, *request).await;
                 }
-            }
-            Envelope::AskManual { tag, demand } => {
-                if let Err(error) = self.input.ask(tag, demand) {
-                    tracing::warn!("ask ignored: {error}");
+                ForProducer::ConsumerCancelled { tag, reason } => {
+                    if self.output.remove_consumer(tag, &reason).is_some() {
+                        self.consumer_gone(tag, &reason).await;
+                    }
                 }
-            }
-            Envelope::Message(message) => self.message(message).await,
-            Envelope::Info { message, queued } => {
-                if self.pending.is_empty() {
-                    self.output.after_buffered(Held::Info(message));
-                } else {
-                    self.pending.push_back(Pending::Info(message));
+                ForProducer::Request(ProducerRequest::SetDemandMode(mode)) => {
+                    // Input serves the demand left once the stash is replayed.
+                    for item in self.output.set_mode(mode) {
+                        self.output.replay(item);
+                    }
                 }
-                if let Some(queued) = queued {
-                    let _ = queued.send(());
+                ForProducer::Request(ProducerRequest::DemandModeQuery(reply)) => {
+                    let _ = reply.send(self.output.demand_mode());
                 }
-            }
-            Envelope::SetDemandMode(mode) => {
-                // Input serves the demand left once the stash is replayed.
-                for item in self.output.set_mode(mode) {
-                    self.output.replay(item);
+                ForProducer::Request(ProducerRequest::BufferedQuery(reply)) => {
+                    let _ = reply.send(self.output.buffered_count());
                 }
-            }
-            Envelope::DemandModeQuery(reply) => {
-                let _ = reply.send(self.output.demand_mode());
-            }
-            Envelope::DemandSnapshot(reply) => {
-                let mut demands = Vec::new();
-                self.input.demands(&mut demands);
-                self.output.demands(&mut demands);
-                let _ = reply.send(demands);
-            }
-            Envelope::BufferedQuery(reply) => {
-                let _ = reply.send(self.output.buffered_count());
-            }
-            Envelope::Stop(reason) => self.fail(reason),
-            Envelope::Wake => {}
-            Envelope::Barrier(reached) => {
-                let _ = reached.send(());
-            }
-            Envelope::CheckReachable => check_reachable(&mut self.control),
+            },
+            Envelope::Stage(mail) => stage_mail(self, mail).await,
         }
         self.flush().await;
+    }
+
+    async fn on_message(&mut self, message: S::Message) {
+        let (stage, mut ctx) = self.parts();
+        if let Err(reason) = guarded(stage.handle_message(message, &mut ctx)).await {
+            self.fail(reason);
+        }
+    }
+
+    async fn on_info(&mut self, message: S::Message) {
+        if self.pending.is_empty() {
+            self.output.after_buffered(Held::Info(message));
+        } else {
+            self.pending.push_back(Pending::Info(message));
+        }
+    }
+
+    fn demands(&self, into: &mut Vec<SubscriptionDemand>) {
+        self.input.demands(into);
+        self.output.demands(into);
     }
 
     fn control_ref(&self) -> &Control<Self::Kind> {

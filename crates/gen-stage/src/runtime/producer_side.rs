@@ -279,7 +279,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             match consumer.sink.send_events(tag, batch) {
                 Ok(()) => delivered += count,
                 // The consumer is gone; its cancellation is on its way.
-                Err(events) => lost += events.len(),
+                Err(count) => lost += count,
             }
         }
         if !excess.is_empty() {

@@ -12,7 +12,7 @@ use crate::runtime::control::Control;
 use crate::runtime::{ConsumerSide, InitialSubscription, ProducerSide, answer, await_subscription};
 use crate::subscription::AskMode;
 use crate::subscription::SubscriptionTag;
-use crate::wire::{SubscribeRequest, SubscribeToRequest};
+use crate::wire::{ConsumerRequest, SubscribeRequest, SubscribeToRequest};
 
 /// A loop that subscribes to producers.
 pub(crate) trait Receiving: Send {
@@ -119,6 +119,26 @@ pub(crate) async fn subscribe<R: Receiving>(
                     cancel,
                 )
                 .await
+            }
+        }
+    }
+}
+
+/// Carries out what the stage's user asks of its consumer half.
+pub(crate) async fn consumer_request<R: Receiving>(
+    runner: &mut R,
+    request: ConsumerRequest<<R::Kind as crate::kind::StageKind>::In>,
+) {
+    match request {
+        ConsumerRequest::SubscribeTo(request) => subscribe(runner, *request).await,
+        ConsumerRequest::Cancel { tag, reason } => {
+            if let Err(error) = runner.input().cancel(tag, reason) {
+                tracing::debug!("cancel ignored: {error}");
+            }
+        }
+        ConsumerRequest::Ask { tag, demand } => {
+            if let Err(error) = runner.input().ask(tag, demand) {
+                tracing::warn!("ask ignored: {error}");
             }
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::context::ConsumerContext;
-use crate::error::{CallError, SendError, StartChildError};
+use crate::error::{CallError, StartChildError};
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, wait_reply};
 use crate::options::SubscribeOptions;
@@ -524,11 +524,9 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     /// task still starts.
     pub async fn start_child(&self, event: E) -> Result<TaskId, StartChildError<E>> {
         let (reply, answer) = ReplyTo::pair();
-        if let Err(SendError(message)) = self.cast(TaskMessage::StartChild(event, reply)) {
-            return match message {
-                TaskMessage::StartChild(event, _) => Err(StartChildError::NotAlive(event)),
-                _ => unreachable!("the message sent is the one returned"),
-            };
+        let start = |event| TaskMessage::StartChild(event, reply);
+        if let Err(event) = self.cast_of(event, start) {
+            return Err(StartChildError::NotAlive(event));
         }
         wait_reply(answer, DEFAULT_CALL_TIMEOUT)
             .await
