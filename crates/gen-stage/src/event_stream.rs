@@ -3,17 +3,20 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
 use futures::stream::FusedStream;
 use tokio::sync::mpsc;
 
-use crate::demand::{AutoDemand, Batch};
+use crate::demand::Batch;
 use crate::error::SubscribeError;
 use crate::exit::{CancelMode, CancelReason, ExitReason};
 use crate::options::SubscribeOptions;
-use crate::subscription::{StageId, SubscriptionTag, TagMap};
+use crate::runtime::consumer_side::ConsumerSide;
+use crate::stats::StatsCell;
+use crate::subscription::{AskMode, StageId, SubscriptionTag};
 use crate::upstream::Upstream;
 use crate::upstream::sealed::Ports;
 use crate::wire::Parcel;
@@ -43,12 +46,6 @@ impl<T: Send + 'static> EventSink<T> for StreamSink<T> {
     }
 }
 
-struct Subscribed<T> {
-    port: Box<dyn ProducerPort<T>>,
-    cancel: CancelMode,
-    demand: AutoDemand,
-}
-
 /// Events of one or more producers as a [`Stream`], with back-pressure.
 ///
 /// Made by [`stream`]. Nothing is asked until the stream is first polled; then each
@@ -66,7 +63,8 @@ pub struct EventStream<T> {
     sender: mpsc::UnboundedSender<Delivery<T>>,
     receiver: mpsc::UnboundedReceiver<Delivery<T>>,
     waiting: Vec<(SubscriptionTag, Box<dyn ProducerPort<T>>, SubscribeOptions)>,
-    upstreams: TagMap<Subscribed<T>>,
+    /// Its subscriptions and their demand, kept as a consumer stage keeps them.
+    side: ConsumerSide<T>,
     batches: VecDeque<(SubscriptionTag, Batch<T>)>,
     current: std::vec::IntoIter<T>,
     ask_when_done: Option<(SubscriptionTag, usize)>,
@@ -83,12 +81,13 @@ pub fn stream<T: Send + 'static>(
     options: SubscribeOptions,
 ) -> Result<EventStream<T>, SubscribeError> {
     let (sender, receiver) = mpsc::unbounded_channel();
+    let id = StageId::next();
     let mut stream = EventStream {
-        id: StageId::next(),
+        id,
         sender,
         receiver,
         waiting: Vec::new(),
-        upstreams: TagMap::default(),
+        side: ConsumerSide::new(Arc::new(StatsCell::default()), id),
         batches: VecDeque::new(),
         current: Vec::new().into_iter(),
         ask_when_done: None,
@@ -128,27 +127,16 @@ impl<T: Send + 'static> EventStream<T> {
 
     fn start_subscriptions(&mut self) {
         for (tag, port, options) in std::mem::take(&mut self.waiting) {
-            let max = options.max_demand_value();
-            let demand = AutoDemand::new(options.min_demand_value(), max);
             let cancel = options.cancel_mode();
             let sink = Box::new(StreamSink(self.sender.clone(), self.id));
-            if port.subscribe(tag, sink, options, None).is_err() {
-                if cancel != CancelMode::Temporary {
-                    // The rest of the waiting subscriptions are never made.
-                    self.end(ExitReason::NotAlive);
-                    return;
-                }
-                continue;
+            let subscribed =
+                self.side
+                    .subscribe(tag, port, sink, options, AskMode::Automatic, None);
+            if subscribed.is_err() && cancel != CancelMode::Temporary {
+                // The rest of the waiting subscriptions are never made.
+                self.end(ExitReason::NotAlive);
+                return;
             }
-            port.ask(tag, max);
-            self.upstreams.insert(
-                tag,
-                Subscribed {
-                    port,
-                    cancel,
-                    demand,
-                },
-            );
         }
     }
 
@@ -161,35 +149,29 @@ impl<T: Send + 'static> EventStream<T> {
     }
 
     fn cancel_all(&mut self) {
-        for (tag, upstream) in self.upstreams.drain() {
-            upstream
-                .port
-                .cancel(tag, CancelReason::Cancelled(ExitReason::Normal));
-        }
+        self.side
+            .leave_all(&CancelReason::Cancelled(ExitReason::Normal));
     }
 
     fn receive(&mut self, delivery: Delivery<T>) {
         match delivery {
             Delivery::Events(tag, events) => {
-                if let Some(upstream) = self.upstreams.get_mut(&tag) {
-                    let (batches, _excess) = upstream.demand.split(events.into_vec());
-                    self.batches
-                        .extend(batches.into_iter().map(|batch| (tag, batch)));
+                if let Some(batches) = self.side.batches(tag, events.into_vec()) {
+                    self.batches.extend(batches.map(|batch| (tag, batch)));
                 }
             }
             Delivery::Cancelled(tag, CancelReason::Rejected(error)) => {
                 // A refused subscription drops out; if it was the last, the stream ends
                 // and says why.
-                if self.upstreams.remove(&tag).is_some() && self.upstreams.is_empty() {
+                if self.side.remove(tag).is_some() && self.side.is_empty() {
                     self.end_reason = Some(ExitReason::Error(error));
                 }
             }
             Delivery::Cancelled(tag, reason) => {
-                if let Some(upstream) = self.upstreams.remove(&tag) {
-                    if upstream.cancel.stops_consumer(&reason) && !reason.exit_reason().is_normal()
-                    {
+                if let Some(cancel) = self.side.remove(tag) {
+                    if cancel.stops_consumer(&reason) && !reason.exit_reason().is_normal() {
                         self.end(reason.exit_reason());
-                    } else if upstream.cancel == CancelMode::Permanent {
+                    } else if cancel == CancelMode::Permanent {
                         // A permanent subscription that ended normally ends the stream
                         // once what it delivered has been pulled.
                         self.cancel_all();
@@ -259,9 +241,7 @@ impl<T: Send + 'static> EventStream<T> {
         }
         loop {
             if let Some((tag, demand)) = self.ask_when_done.take() {
-                if let Some(upstream) = self.upstreams.get(&tag) {
-                    upstream.port.ask(tag, demand);
-                }
+                self.side.ask_after(tag, demand);
             }
             if let Some((tag, batch)) = self.batches.pop_front() {
                 if batch.ask_after > 0 {
@@ -272,7 +252,7 @@ impl<T: Send + 'static> EventStream<T> {
                 }
                 return Poll::Ready(Some(batch.events));
             }
-            if self.upstreams.is_empty() {
+            if self.side.is_empty() {
                 return Poll::Ready(None);
             }
             match self.receiver.poll_recv(cx) {
@@ -359,7 +339,7 @@ impl<T: Send + 'static> FusedStream for EventStream<T> {
     /// every event received has been pulled.
     fn is_terminated(&self) -> bool {
         self.waiting.is_empty()
-            && self.upstreams.is_empty()
+            && self.side.is_empty()
             && self.batches.is_empty()
             && self.current.len() == 0
     }
@@ -370,18 +350,15 @@ impl<T> Unpin for EventStream<T> {}
 
 impl<T> Drop for EventStream<T> {
     fn drop(&mut self) {
-        for (tag, upstream) in self.upstreams.drain() {
-            upstream
-                .port
-                .cancel(tag, CancelReason::Cancelled(ExitReason::Normal));
-        }
+        self.side
+            .leave_all(&CancelReason::Cancelled(ExitReason::Normal));
     }
 }
 
 impl<T> fmt::Debug for EventStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventStream")
-            .field("subscriptions", &self.upstreams.len())
+            .field("subscriptions", &self.side.len())
             .field("end_reason", &self.end_reason)
             .finish_non_exhaustive()
     }

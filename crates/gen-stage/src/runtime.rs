@@ -24,7 +24,8 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::{CallError, StartError, SubscribeError};
+use crate::context::Inlet;
+use crate::error::{CallError, StartError, SubscribeError, UnknownSubscription};
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::exit_watch::ExitSender;
 use crate::handle::{DEFAULT_CALL_TIMEOUT, StageRef, wait_reply};
@@ -521,5 +522,25 @@ impl<K: StageKind> Drop for Mailbox<K> {
         while let Ok(envelope) = self.receiver.try_recv() {
             self.refuse(envelope);
         }
+    }
+}
+
+/// The consumer half, as a hook's context sees it. Here rather than with the half, so
+/// that the half, which streams use too, stays below the contexts.
+impl<T: Send + 'static> Inlet<T> for ConsumerSide<T> {
+    fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> Result<(), UnknownSubscription> {
+        ConsumerSide::ask(self, tag, demand)
+    }
+
+    fn cancel(
+        &mut self,
+        tag: SubscriptionTag,
+        reason: ExitReason,
+    ) -> Result<(), UnknownSubscription> {
+        ConsumerSide::cancel(self, tag, reason)
+    }
+
+    fn tags(&self) -> Vec<SubscriptionTag> {
+        ConsumerSide::tags(self)
     }
 }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use crate::context::Inlet;
 use crate::demand::{AutoDemand, Batches};
 use crate::error::UnknownSubscription;
 use crate::exit::{CancelMode, CancelReason, ExitReason};
@@ -274,30 +273,27 @@ impl<T: Send + 'static> ConsumerSide<T> {
     }
 }
 
-impl<T> Drop for ConsumerSide<T> {
-    fn drop(&mut self) {
+impl<T> ConsumerSide<T> {
+    /// Leaves every subscription at once, telling each producer `reason`.
+    pub(crate) fn leave_all(&mut self, reason: &CancelReason) {
         for (tag, upstream) in self.producers.drain() {
             crate::reachability::unlink(tag, self.me);
-            upstream
-                .port
-                .cancel(tag, CancelReason::Down(self.exit_reason.clone()));
+            upstream.port.cancel(tag, reason.clone());
         }
+        self.demand_in = 0;
+        self.stats.set_demand_in(0);
+        self.stats.set_producers(0);
+    }
+
+    /// How many subscriptions it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.producers.len()
     }
 }
-impl<T: Send + 'static> Inlet<T> for ConsumerSide<T> {
-    fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> Result<(), UnknownSubscription> {
-        ConsumerSide::ask(self, tag, demand)
-    }
 
-    fn cancel(
-        &mut self,
-        tag: SubscriptionTag,
-        reason: ExitReason,
-    ) -> Result<(), UnknownSubscription> {
-        ConsumerSide::cancel(self, tag, reason)
-    }
-
-    fn tags(&self) -> Vec<SubscriptionTag> {
-        ConsumerSide::tags(self)
+impl<T> Drop for ConsumerSide<T> {
+    fn drop(&mut self) {
+        let reason = CancelReason::Down(self.exit_reason.clone());
+        self.leave_all(&reason);
     }
 }
