@@ -403,11 +403,12 @@
 //   ground   subscription, exit, kind, demand, stats, timers, entry_bound, sync
 //   1        error, lifecycle, exit_watch
 //   2        options, reachability, reply
-//   3        wire (envelopes, addresses, parcels, ports), buffer, dispatcher
-//   4        upstream, the dispatchers
+//   3        wire (envelopes by the half they are for, addresses, parcels, ports),
+//            buffer, dispatcher
+//   4        upstream, the dispatchers, runtime::consumer_side (streams use it too)
 //   5        handle, event_stream
 //   6        context, any_producer, weak_handle
-//   7        stage, registry, runtime::{producer_side, consumer_side, control}
+//   7        stage, registry, runtime::{producer_side, control}
 //   8        runtime (the loops), delegate, supervision
 //   9        builder, then source
 

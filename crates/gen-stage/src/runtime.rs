@@ -54,6 +54,13 @@ pub(crate) async fn guarded<T>(
     catch(hook).await?.map_err(ExitReason::error)
 }
 
+/// Runs the `terminate` hook; its panic is logged (the stage stops anyway).
+pub(crate) async fn run_terminate(hook: impl Future<Output = ()>) {
+    if let Err(panic) = catch(hook).await {
+        tracing::error!("terminate hook panicked: {panic}");
+    }
+}
+
 /// Maps what `init` returned to the start outcome.
 pub(crate) fn init_outcome(result: Result<Init, ExitReason>) -> Result<(), StartError> {
     match result {

@@ -9,7 +9,7 @@ use crate::registry::Registry;
 use crate::runtime::control::Control;
 use crate::runtime::shared::{self, Receiving};
 use crate::runtime::{
-    ConsumerSide, Runner, catch, guarded, init_outcome, stage_mail, stops_between_batches,
+    ConsumerSide, Runner, guarded, init_outcome, run_terminate, stage_mail, stops_between_batches,
 };
 use crate::stage::Consumer;
 use crate::stats::SubscriptionDemand;
@@ -100,14 +100,8 @@ impl<S: Consumer> ConsumerRuntime<S> {
 }
 
 impl<S: Consumer> Receiving for ConsumerRuntime<S> {
-    type Kind = ConsumerKind<S>;
-
     fn input(&mut self) -> &mut ConsumerSide<S::Event> {
         &mut self.side
-    }
-
-    fn control(&mut self) -> &mut Control<ConsumerKind<S>> {
-        &mut self.control
     }
 
     async fn on_producer_subscribed(
@@ -197,9 +191,7 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {
-        if let Err(panic) = catch(self.stage.terminate(reason)).await {
-            tracing::error!("terminate hook panicked: {panic}");
-        }
+        run_terminate(self.stage.terminate(reason)).await;
     }
 
     fn set_exit_reason(&mut self, reason: &ExitReason) {

@@ -8,7 +8,9 @@ use crate::options::SubscribeOptions;
 use crate::runtime::control::Control;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting};
-use crate::runtime::{ProducerSide, Runner, catch, guarded, init_outcome, stage_mail};
+use crate::runtime::{
+    ProducerSide, Runner, catch, guarded, init_outcome, run_terminate, stage_mail,
+};
 use crate::stage::Producer;
 use crate::stats::SubscriptionDemand;
 use crate::subscription::SubscriptionTag;
@@ -110,14 +112,8 @@ impl<S: Producer> ProducerRuntime<S> {
 }
 
 impl<S: Producer> Emitting for ProducerRuntime<S> {
-    type Kind = ProducerKind<S>;
-
     fn output(&mut self) -> &mut ProducerSide<S::Event, S::Message> {
         &mut self.side
-    }
-
-    fn control(&mut self) -> &mut Control<ProducerKind<S>> {
-        &mut self.control
     }
 
     async fn on_consumer_subscribed(
@@ -230,9 +226,7 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {
-        if let Err(panic) = catch(self.stage.terminate(reason)).await {
-            tracing::error!("terminate hook panicked: {panic}");
-        }
+        run_terminate(self.stage.terminate(reason)).await;
     }
 
     fn set_exit_reason(&mut self, reason: &ExitReason) {

@@ -13,7 +13,7 @@ use crate::runtime::control::Control;
 use crate::runtime::producer_side::Held;
 use crate::runtime::shared::{self, Emitting, Receiving};
 use crate::runtime::{
-    ConsumerSide, ProducerSide, Runner, catch, guarded, init_outcome, stage_mail,
+    ConsumerSide, ProducerSide, Runner, catch, guarded, init_outcome, run_terminate, stage_mail,
     stops_between_batches,
 };
 use crate::stage::ProducerConsumer;
@@ -186,14 +186,8 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
 }
 
 impl<S: ProducerConsumer> Receiving for ProducerConsumerRuntime<S> {
-    type Kind = ProducerConsumerKind<S>;
-
     fn input(&mut self) -> &mut ConsumerSide<S::Input> {
         &mut self.input
-    }
-
-    fn control(&mut self) -> &mut Control<ProducerConsumerKind<S>> {
-        &mut self.control
     }
 
     async fn on_producer_subscribed(
@@ -216,14 +210,8 @@ impl<S: ProducerConsumer> Receiving for ProducerConsumerRuntime<S> {
 }
 
 impl<S: ProducerConsumer> Emitting for ProducerConsumerRuntime<S> {
-    type Kind = ProducerConsumerKind<S>;
-
     fn output(&mut self) -> &mut ProducerSide<S::Output, S::Message> {
         &mut self.output
-    }
-
-    fn control(&mut self) -> &mut Control<ProducerConsumerKind<S>> {
-        &mut self.control
     }
 
     async fn on_consumer_subscribed(
@@ -364,9 +352,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
     }
 
     async fn terminate(&mut self, reason: &ExitReason) {
-        if let Err(panic) = catch(self.stage.terminate(reason)).await {
-            tracing::error!("terminate hook panicked: {panic}");
-        }
+        run_terminate(self.stage.terminate(reason)).await;
     }
 
     fn set_exit_reason(&mut self, reason: &ExitReason) {

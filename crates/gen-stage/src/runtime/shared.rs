@@ -8,19 +8,16 @@ use crate::error::{StartError, SubscribeError};
 use crate::exit::{BoxError, CancelMode, CancelReason, ExitReason, SharedError};
 use crate::kind::{EmitsEvents, ReceivesEvents};
 use crate::options::SubscribeOptions;
-use crate::runtime::control::Control;
-use crate::runtime::{ConsumerSide, InitialSubscription, ProducerSide, answer, await_subscription};
+use crate::runtime::{
+    ConsumerSide, InitialSubscription, ProducerSide, Runner, answer, await_subscription,
+};
 use crate::subscription::AskMode;
 use crate::subscription::SubscriptionTag;
 use crate::wire::{ConsumerRequest, SubscribeRequest, SubscribeToRequest};
 
 /// A loop that subscribes to producers.
-pub(crate) trait Receiving: Send {
-    type Kind: ReceivesEvents;
-
+pub(crate) trait Receiving: Runner<Kind: ReceivesEvents> {
     fn input(&mut self) -> &mut ConsumerSide<<Self::Kind as crate::kind::StageKind>::In>;
-
-    fn control(&mut self) -> &mut Control<Self::Kind>;
 
     /// Runs `handle_producer_subscribed`; an error or panic stops the stage.
     fn on_producer_subscribed(
@@ -74,7 +71,7 @@ pub(crate) async fn subscribe<R: Receiving>(
         tracing::error!("subscription with invalid options ignored: {error}");
         return answer(reply, Err(error.into()));
     }
-    let me = runner.control().me.id();
+    let me = runner.control_mut().me.id();
     crate::reachability::link(tag, me, producer.stage_id());
     runner.input().subscribing = Some((tag, 0));
     let mode = runner.on_producer_subscribed(tag, &options).await;
@@ -84,19 +81,19 @@ pub(crate) async fn subscribe<R: Receiving>(
             crate::reachability::unlink(tag, me);
             runner.input().subscribing = None;
             answer(reply, Err(SubscribeError::ConsumerStopped(reason.clone())));
-            runner.control().stop = Some(reason);
+            runner.control_mut().stop = Some(reason);
             return;
         }
     };
     tracing::debug!(%tag, "subscribing to a producer");
     let cancel = options.cancel_mode();
-    let sink = runner.control().me.sink();
+    let sink = runner.control_mut().me.sink();
     let subscribed = runner
         .input()
         .subscribe(tag, producer, sink, options, mode, reply);
     if subscribed.is_ok() {
         // A subscription made while the stage drains is drained too.
-        if let Some(reason) = runner.control().draining.clone() {
+        if let Some(reason) = runner.control_mut().draining.clone() {
             runner.input().begin_drain(&reason);
         }
     }
@@ -153,10 +150,10 @@ pub(crate) async fn cancelled<R: Receiving>(
 ) {
     tracing::debug!(%tag, %reason, "subscription to a producer ended");
     if let Err(failure) = runner.on_cancel(tag, &reason).await {
-        runner.control().stop = Some(failure);
+        runner.control_mut().stop = Some(failure);
         return;
     }
-    let control = runner.control();
+    let control = runner.control_mut();
     if mode.stops_consumer(&reason) && control.stop.is_none() {
         tracing::info!(
             "stage {} stopping: subscription {tag} {reason}",
@@ -174,7 +171,7 @@ pub(crate) async fn urgent_cancels<R: Receiving>(
     urgent: Vec<(SubscriptionTag, CancelReason)>,
 ) {
     for (tag, reason) in urgent {
-        if runner.control().stop.is_some() {
+        if runner.control_mut().stop.is_some() {
             return;
         }
         if !runner.input().stops_at(tag, &reason) {
@@ -201,17 +198,13 @@ pub(crate) async fn self_cancelled<R: Receiving>(runner: &mut R) {
 }
 
 /// A loop that accepts consumers.
-pub(crate) trait Emitting: Send {
-    type Kind: EmitsEvents;
-
+pub(crate) trait Emitting: Runner<Kind: EmitsEvents> {
     fn output(
         &mut self,
     ) -> &mut ProducerSide<
         <Self::Kind as crate::kind::StageKind>::Out,
         <Self::Kind as crate::kind::StageKind>::Message,
     >;
-
-    fn control(&mut self) -> &mut Control<Self::Kind>;
 
     /// Runs `handle_consumer_subscribed`: `Ok(Err)` rejects, `Err` is a panic.
     fn on_consumer_subscribed(
@@ -250,7 +243,7 @@ pub(crate) async fn accept_consumer<E: Emitting>(
                 .output()
                 .reject(tag, CancelReason::Down(panic.clone()));
             answer(reply, Err(SubscribeError::ProducerNotAlive));
-            Emitting::control(runner).stop = Some(panic);
+            runner.control_mut().stop = Some(panic);
             0
         }
         Ok(Err(error)) => {
@@ -273,7 +266,7 @@ pub(crate) async fn accept_consumer<E: Emitting>(
                 // before the subscriber hears of the refusal.
                 let reason = CancelReason::Rejected(error.clone());
                 if let Err(failure) = runner.on_consumer_cancelled(tag, &reason).await {
-                    Emitting::control(runner).stop = Some(failure);
+                    runner.control_mut().stop = Some(failure);
                 }
                 answer(reply, Err(SubscribeError::Rejected(error)));
                 0
