@@ -442,6 +442,9 @@ mod upstream;
 mod weak_handle;
 mod wire;
 
+#[cfg(feature = "bench-internals")]
+pub mod bench_support;
+
 pub use any_producer::AnyProducer;
 pub use builder::{
     Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
@@ -475,20 +478,6 @@ pub use supervision::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use timers::TimerRef;
 pub use upstream::Upstream;
 pub use weak_handle::WeakStageRef;
-
-/// Internal pieces exposed for the crate's own benchmarks; not part of the API.
-#[doc(hidden)]
-pub mod bench_support {
-    /// Cuts `events` as a consumer with automatic demand (`min`, `max`) cuts a
-    /// delivery it has asked for; returns the batch sizes.
-    pub fn split_batches<T>(events: Vec<T>, min: usize, max: usize) -> Vec<usize> {
-        let (batches, _) = crate::demand::AutoDemand::new(min, max).split(events);
-        batches
-            .into_iter()
-            .map(|batch| batch.events.len())
-            .collect()
-    }
-}
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]
