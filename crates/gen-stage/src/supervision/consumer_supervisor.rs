@@ -134,13 +134,14 @@ struct Slots {
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicU64, Ordering};
 ///
-/// use gen_stage::{BoxError, ConsumerSupervisor, SubscribeOptions};
+/// use gen_stage::supervision::ConsumerSupervisor;
+/// use gen_stage::{BoxError, SubscribeOptions};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), BoxError> {
 /// let sum = Arc::new(AtomicU64::new(0));
 /// let total = sum.clone();
-/// let jobs = gen_stage::from_iter(1..=100u64).start().await?;
+/// let jobs = gen_stage::source::from_iter(1..=100u64).start().await?;
 /// let workers = gen_stage::consumer(ConsumerSupervisor::new(move |job: u64| {
 ///     let sum = sum.clone();
 ///     async move {
@@ -580,8 +581,8 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     /// holds it back (one that falls behind misses events, and is told).
     ///
     /// ```
-    /// use gen_stage::supervisor::ChildEvent;
-    /// use gen_stage::{BoxError, ConsumerSupervisor, ExitReason};
+    /// use gen_stage::supervision::{ChildEvent, ConsumerSupervisor};
+    /// use gen_stage::{BoxError, ExitReason};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), BoxError> {
