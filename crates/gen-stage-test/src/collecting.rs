@@ -31,7 +31,7 @@ use crate::record::{Record, Watch};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
-/// let producer = gen_stage::from_iter(0..10u64).start().await?;
+/// let producer = gen_stage::source::from_iter(0..10u64).start().await?;
 /// let (consumer, record) = CollectingConsumer::new();
 /// let consumer = consumer.fails_on(|&event| event == 3);
 /// let consumer = gen_stage::consumer(consumer)
@@ -120,7 +120,7 @@ impl<T: Send + 'static> CollectingConsumer<T> {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), gen_stage::BoxError> {
-    /// let producer = gen_stage::from_iter(0..10u64).start().await?;
+    /// let producer = gen_stage::source::from_iter(0..10u64).start().await?;
     /// let reason = ExitReason::custom_shutdown("enough");
     /// let (consumer, record) = CollectingConsumer::new();
     /// let consumer = consumer.stops_on(|&event| event == 4, reason.clone());
@@ -155,7 +155,7 @@ impl<T: fmt::Debug + Send + 'static> CollectingConsumer<T> {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), gen_stage::BoxError> {
-    /// let producer = gen_stage::from_iter(0..10u64).start().await?;
+    /// let producer = gen_stage::source::from_iter(0..10u64).start().await?;
     /// let (consumer, _record) = CollectingConsumer::new();
     /// let consumer = gen_stage::consumer(consumer.panics_on(|&event| event == 7))
     ///     .subscribe_to(&producer, SubscribeOptions::new())

@@ -26,7 +26,7 @@ async fn a_counter_limited_where_it_starts_stops_on_its_first_demand() {
 #[tokio::test]
 #[should_panic(expected = "the consumer is gone")]
 async fn waiting_for_events_a_consumer_that_is_gone_never_gets_fails() {
-    let producer = gen_stage::from_iter(0..3u64).start().await.unwrap();
+    let producer = gen_stage::source::from_iter(0..3u64).start().await.unwrap();
     let (consumer, record) = CollectingConsumer::<u64>::new();
     gen_stage::consumer(consumer)
         .subscribe_to(&producer, SubscribeOptions::new())

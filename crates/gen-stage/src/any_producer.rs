@@ -32,13 +32,14 @@ use crate::wire::ProducerPort;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
 /// // Two producers of different types, both of numbers.
-/// let small = gen_stage::from_iter(vec![1_u64, 2]).start().await?;
-/// let large = gen_stage::from_stream(futures::stream::iter(vec![100_u64, 200])).start().await?;
+/// let small = gen_stage::source::from_iter(vec![1_u64, 2]).start().await?;
+/// let large = futures::stream::iter(vec![100_u64, 200]);
+/// let large = gen_stage::source::from_stream(large).start().await?;
 /// let sources: Vec<AnyProducer<u64>> = vec![small.into(), large.into()];
 ///
 /// // Temporary: the stream ends once both have ended, not with the first.
 /// let options = || SubscribeOptions::new().cancel(CancelMode::Temporary);
-/// let mut stream = gen_stage::stream(&sources[0], options())?;
+/// let mut stream = gen_stage::stream::subscribe(&sources[0], options())?;
 /// stream.subscribe_to(&sources[1], options())?;
 /// let mut events: Vec<u64> = stream.collect().await;
 /// events.sort_unstable();

@@ -1,16 +1,59 @@
-//! Starting stages: one builder per kind.
+//! Starting stages: one builder per kind, and the settings of a producer's buffer.
+//!
+//! [`producer`], [`consumer`] and [`producer_consumer`] (also at the crate's root)
+//! take your stage and return its builder: a [`ProducerBuilder`], [`ConsumerBuilder`]
+//! or [`ProducerConsumerBuilder`], three names of one [`Builder`] type. Set options,
+//! then `start` spawns the stage on the current tokio runtime and returns its handle
+//! once `init` and the subscriptions given to `subscribe_to` have succeeded.
+//!
+//! Options exist only where they apply, checked by the compiler: a dispatcher and a
+//! buffer for stages that emit, subscriptions for stages that receive; a name in a
+//! [`Registry`] and the mailbox's capacity for every stage.
+//!
+//! | setting | default | set with |
+//! | --- | --- | --- |
+//! | events kept without demand | [`DEFAULT_BUFFER_SIZE`] for producers, unbounded for producer-consumers | [`Builder::buffer_size`], [`Builder::unbounded_buffer`] ([`BufferSize`] names both) |
+//! | which events a full buffer keeps | [`BufferKeep::Last`] | [`Builder::buffer_keep`] |
+//! | user messages the mailbox holds | [`DEFAULT_MESSAGE_CAPACITY`] | [`Builder::message_capacity`] |
+//!
+//! ```
+//! # use gen_stage::{BoxError, Producer, ProducerContext};
+//! use gen_stage::builder::{BufferKeep, DEFAULT_BUFFER_SIZE};
+//!
+//! # struct Ticks;
+//! # impl Producer for Ticks {
+//! #     type Event = u64;
+//! #     type Message = ();
+//! #     async fn handle_demand(&mut self, _: usize, _: &mut ProducerContext<'_, Self>) -> Result<Vec<u64>, BoxError> {
+//! #         Ok(Vec::new())
+//! #     }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! // Keeps the first events when no consumer keeps up, and twice as many as by default.
+//! let ticks = gen_stage::producer(Ticks)
+//!     .buffer_size(2 * DEFAULT_BUFFER_SIZE)
+//!     .buffer_keep(BufferKeep::First)
+//!     .start()
+//!     .await?;
+//! assert!(ticks.is_alive());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
 
+pub use crate::entry_bound::DEFAULT_MESSAGE_CAPACITY;
+pub use crate::options::{BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE};
+
 use crate::dispatcher::{DemandDispatcher, Dispatcher};
-use crate::entry_bound::DEFAULT_MESSAGE_CAPACITY;
 use crate::error::StartError;
 use crate::handle::{ConsumerRef, ProducerConsumerRef, ProducerRef, StageRef};
 use crate::kind::{
     ConsumerKind, EmitsEvents, ProducerConsumerKind, ProducerKind, ReceivesEvents, StageKind,
 };
-use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
+use crate::options::{DemandMode, SubscribeOptions};
 use crate::registry::{ProducerEntryMaker, Registry, producer_entry};
 use crate::runtime::control::Control;
 use crate::runtime::{
@@ -24,7 +67,9 @@ use crate::upstream::sealed::Ports;
 /// Starts building a [`Producer`] stage.
 ///
 /// ```
-/// # use gen_stage::{BoxError, BufferKeep, Producer, ProducerContext};
+/// # use gen_stage::{BoxError, Producer, ProducerContext};
+/// use gen_stage::builder::BufferKeep;
+///
 /// # struct Counter(u64);
 /// # impl Producer for Counter {
 /// #     type Event = u64;
@@ -34,7 +79,7 @@ use crate::upstream::sealed::Ports;
 /// #     }
 /// # }
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), gen_stage::StartError> {
+/// # async fn main() -> Result<(), gen_stage::error::StartError> {
 /// let producer = gen_stage::producer(Counter(0))
 ///     .buffer_size(500)
 ///     .buffer_keep(BufferKeep::First)

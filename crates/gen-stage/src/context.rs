@@ -370,7 +370,7 @@ impl<K: EmitsEvents> Context<'_, K> {
     ///
     /// let relay = gen_stage::producer(Relay).start().await?;
     /// // A stream subscribes when first polled.
-    /// let mut stream = gen_stage::stream(&relay, Default::default())?;
+    /// let mut stream = gen_stage::stream::subscribe(&relay, Default::default())?;
     /// relay.cast(Command::Send(vec![1, 2, 3]))?;
     /// assert_eq!(stream.next().await, Some(1));
     /// relay.cast(Command::Send(vec![4, 5]))?;

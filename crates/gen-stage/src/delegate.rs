@@ -102,7 +102,8 @@ use crate::wire::{Address, Envelope, ForProducer, ForStage, Forward};
 /// # async fn main() -> Result<(), BoxError> {
 /// let doubled = Doubled { inner: Delegate::new(Numbers { next: 1 }, |message| message), seen: 0 };
 /// let stage = gen_stage::producer(doubled).start().await?;
-/// let events: Vec<u64> = gen_stage::stream(&stage, Default::default())?.take(3).collect().await;
+/// let events = gen_stage::stream::subscribe(&stage, Default::default())?;
+/// let events: Vec<u64> = events.take(3).collect().await;
 /// assert_eq!(events, [2, 4, 6]);
 /// # Ok(())
 /// # }

@@ -1,5 +1,42 @@
-//! One error type per operation; see the crate's docs on errors: messages include
-//! what they wrap, and `source()` is empty.
+//! The errors of the core: one type per operation, an enum to match on.
+//!
+//! | operation | error |
+//! | --- | --- |
+//! | a builder's `start` | [`StartError`], which wraps [`OptionsError`], [`SubscribeError`] or [`NameTaken`] (the name given to `name` is held) |
+//! | [`StageRef::subscribe_to`], [`stream::subscribe`] | [`SubscribeError`] |
+//! | [`SubscribeOptions::validate`] | [`OptionsError`] |
+//! | [`StageRef::call`], queries ([`StageRef::barrier`], ...), the supervisors' calls | [`CallError`] |
+//! | [`StageRef::cast`], [`StageRef::cast_when_room`], [`StageRef::async_info`] | [`SendError`], with the message |
+//! | [`StageRef::try_cast`] | [`TryCastError`], with the message |
+//! | [`StageRef::sync_info`] | [`SyncInfoError`], with the message |
+//! | [`StageRef::stop`] and the other stops | [`NotAlive`] |
+//! | [`Context::ask`], [`Context::cancel`] (a tag that is not the stage's) | [`UnknownSubscription`] |
+//! | starting a task of a [`ConsumerSupervisor`] | [`StartChildError`], with the event |
+//!
+//! An error's message includes the message of any error it wraps, so that printing it
+//! alone says what went wrong; its `source()` is empty, so that a report printing the
+//! whole chain (anyhow's `{:#}`) shows each message once. Errors that give a value back
+//! (the message not sent, the event not started) have `into_inner` (or `into_event`).
+//!
+//! The errors of the other namespaces live there:
+//! [`SupervisorError`](crate::supervision::SupervisorError) in `supervision`,
+//! [`BroadcastError`](crate::dispatcher::BroadcastError) and
+//! [`PartitionError`](crate::dispatcher::PartitionError) in `dispatcher`.
+//!
+//! [`StageRef::subscribe_to`]: crate::StageRef::subscribe_to
+//! [`stream::subscribe`]: crate::stream::subscribe
+//! [`SubscribeOptions::validate`]: crate::SubscribeOptions::validate
+//! [`StageRef::call`]: crate::StageRef::call
+//! [`StageRef::barrier`]: crate::StageRef::barrier
+//! [`StageRef::cast`]: crate::StageRef::cast
+//! [`StageRef::cast_when_room`]: crate::StageRef::cast_when_room
+//! [`StageRef::async_info`]: crate::StageRef::async_info
+//! [`StageRef::try_cast`]: crate::StageRef::try_cast
+//! [`StageRef::sync_info`]: crate::StageRef::sync_info
+//! [`StageRef::stop`]: crate::StageRef::stop
+//! [`Context::ask`]: crate::Context::ask
+//! [`Context::cancel`]: crate::Context::cancel
+//! [`ConsumerSupervisor`]: crate::supervision::ConsumerSupervisor
 
 use std::error::Error;
 use std::fmt;

@@ -48,7 +48,7 @@ impl<T: Send + 'static> EventSink<T> for StreamSink<T> {
 
 /// Events of one or more producers as a [`Stream`], with back-pressure.
 ///
-/// Made by [`stream`]. Nothing is asked until the stream is first polled; then each
+/// Made by [`subscribe`]. Nothing is asked until the stream is first polled; then each
 /// subscription asks `max_demand`, and asks again only as the events are pulled out,
 /// so an unpolled stream holds its producers back. It ends once every subscription has
 /// ended; a subscription whose cancel mode says so (a permanent one, or a transient one
@@ -71,12 +71,13 @@ pub struct EventStream<T> {
     end_reason: Option<ExitReason>,
 }
 
-/// Consumes `producer` as a [`Stream`] of its events.
+/// Consumes `producer` as a [`Stream`] of its events: subscribes a new [`EventStream`]
+/// to it with `options`. Add producers with [`EventStream::subscribe_to`].
 ///
 /// # Errors
 ///
 /// [`SubscribeError::InvalidOptions`] if the options are invalid.
-pub fn stream<T: Send + 'static>(
+pub fn subscribe<T: Send + 'static>(
     producer: &impl Upstream<T>,
     options: SubscribeOptions,
 ) -> Result<EventStream<T>, SubscribeError> {
@@ -219,9 +220,10 @@ impl<T: Send + 'static> EventStream<T> {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), gen_stage::BoxError> {
-    /// let producer = gen_stage::from_iter(0..10u32).start().await?;
+    /// let producer = gen_stage::source::from_iter(0..10u32).start().await?;
     /// let options = SubscribeOptions::new().max_demand(4).min_demand(1);
-    /// let batches: Vec<Vec<u32>> = gen_stage::stream(&producer, options)?.batches().collect().await;
+    /// let batches = gen_stage::stream::subscribe(&producer, options)?.batches();
+    /// let batches: Vec<Vec<u32>> = batches.collect().await;
     /// // Never more than max_demand - min_demand = 3 events in a batch, all in order.
     /// assert!(batches.iter().all(|batch| !batch.is_empty() && batch.len() <= 3));
     /// assert_eq!(batches.concat(), (0..10).collect::<Vec<_>>());

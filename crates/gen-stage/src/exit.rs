@@ -42,7 +42,8 @@ pub enum ExitReason {
     /// The stage was asked to stop, and the hook it was running did not return within
     /// the shutdown's time limit: the hook's future was dropped, then `terminate` ran
     /// (see [`StageRef::stop_within`](crate::StageRef::stop_within) and
-    /// [`Shutdown::Graceful`](crate::supervisor::Shutdown::Graceful)). Not graceful: work was cut off.
+    /// [`Shutdown::Graceful`](crate::supervision::Shutdown::Graceful)). Not graceful:
+    /// work was cut off.
     ShutdownTimedOut,
     /// No user code could reach the stage any more: no handle, registered name,
     /// supervisor or stream reached it or any stage joined to it by subscriptions (see

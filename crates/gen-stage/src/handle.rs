@@ -200,11 +200,12 @@ impl<K: StageKind> StageRef<K> {
 
     /// Sends a message to the stage's `handle_message` if its mailbox has room: fewer
     /// user messages (casts, calls, infos) queued than the capacity set on its
-    /// builder ([`DEFAULT_MESSAGE_CAPACITY`](crate::DEFAULT_MESSAGE_CAPACITY) by
+    /// builder ([`DEFAULT_MESSAGE_CAPACITY`](crate::builder::DEFAULT_MESSAGE_CAPACITY) by
     /// default). Never waits.
     ///
     /// ```
-    /// # use gen_stage::{BoxError, Consumer, ConsumerContext, SubscriptionTag, TryCastError};
+    /// # use gen_stage::error::TryCastError;
+    /// # use gen_stage::{BoxError, Consumer, ConsumerContext, SubscriptionTag};
     /// struct Log;
     ///
     /// impl Consumer for Log {
@@ -584,8 +585,9 @@ impl<K: StageKind> StageRef<K> {
     /// # async fn main() -> Result<(), gen_stage::BoxError> {
     /// use gen_stage::SubscribeOptions;
     ///
-    /// let numbers = gen_stage::from_iter(0_u32..).start().await?;
-    /// let mut stream = gen_stage::stream(&numbers, SubscribeOptions::new().max_demand(10))?;
+    /// let numbers = gen_stage::source::from_iter(0_u32..).start().await?;
+    /// let options = SubscribeOptions::new().max_demand(10);
+    /// let mut stream = gen_stage::stream::subscribe(&numbers, options)?;
     /// assert_eq!(futures::StreamExt::next(&mut stream).await, Some(0));
     /// numbers.barrier().await?;
     /// // The stream's ask (10 events) has been answered.

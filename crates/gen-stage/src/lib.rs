@@ -105,6 +105,23 @@
 //! program that run at different speeds. They are not a way to organise code: a chain
 //! of plain function calls inside one stage is faster than a chain of stages.
 //!
+//! # Where things are
+//!
+//! The root holds what every program names: the stage traits and their contexts, the
+//! functions that start stages, the handles, subscription options, exit reasons, the
+//! [`Registry`], [`ReplyTo`] and [`TimerRef`]. The rest is in namespaces:
+//!
+//! | module | what is in it |
+//! | --- | --- |
+//! | [`builder`] | the builders that [`producer`], [`consumer`] and [`producer_consumer`] return; the buffer's settings and defaults |
+//! | [`dispatcher`] | who gets which events: [`DemandDispatcher`](dispatcher::DemandDispatcher), [`BroadcastDispatcher`](dispatcher::BroadcastDispatcher), [`PartitionDispatcher`](dispatcher::PartitionDispatcher), and the trait to write your own |
+//! | [`error`] | the error of each operation |
+//! | [`kind`] | the markers that handles and contexts are generic over, for code generic over stages |
+//! | [`source`] | producers made from an iterator, a `futures::Stream`, or a source that waits ([`Fetch`](source::Fetch)) |
+//! | [`stats`] | what a stage reports about itself: counters, state, pending demand |
+//! | [`stream`] | producers consumed as a `futures::Stream` |
+//! | [`supervision`] | supervisors that restart stages, and the consumer that runs a task per event |
+//!
 //! # Demand
 //!
 //! Each subscription has a `max_demand` (default 1000) and a `min_demand` (default half
@@ -275,8 +292,8 @@
 //! - [`StageRef::drain_and_stop`] stops gracefully: a stage cancels its subscriptions,
 //!   handles what was delivered to it, lets its buffer go out, then stops; after its
 //!   timeout it acts as `stop`.
-//! - [`StageRef::stop_within`] and [`Shutdown::Graceful`](supervisor::Shutdown) bound
-//!   a stop: a hook that outlasts the limit is dropped, and `terminate` still runs,
+//! - [`StageRef::stop_within`] and [`Shutdown::Graceful`] bound a stop: a hook that
+//!   outlasts the limit is dropped, and `terminate` still runs,
 //!   with [`ExitReason::ShutdownTimedOut`]. (OTP runs `terminate` only for processes
 //!   that trap exits.)
 //! - A call whose stage stops before replying fails with
@@ -286,11 +303,11 @@
 //!
 //! Stages joined by subscriptions keep running while user code can reach any one of
 //! them: through a [`StageRef`] it holds (every clone counts), a name in a
-//! [`Registry`] it holds, a [`Supervisor`](supervisor::Supervisor), or an
-//! [`EventStream`] that consumes one of them. Once none of them can be reached, every
-//! stage of that set stops with [`ExitReason::Unreachable`] (a graceful reason), after
-//! the messages already queued to it. So a pipeline whose handles were lost (an early
-//! return, a `?`) does not run on unseen:
+//! [`Registry`] it holds, a [`Supervisor`], or an [`EventStream`] that consumes one
+//! of them. Once none of them can be reached, every stage of that set stops with
+//! [`ExitReason::Unreachable`] (a graceful reason), after the messages already queued
+//! to it. So a pipeline whose handles were lost (an early return, a `?`) does not run
+//! on unseen:
 //!
 //! - keep any one handle of `A -> B -> C` and the whole chain runs: keeping `C`'s, a
 //!   finite `A` runs to completion; keeping `A`'s, `C` goes on consuming;
@@ -305,10 +322,10 @@
 //!
 //! A [`Registry`] names running stages: builders register a stage with `name` and
 //! subscribe to one with `subscribe_to_name`, resolved each time the subscription is
-//! made. A [`Supervisor`](supervisor::Supervisor) starts stages from
-//! [`ChildSpec`](supervisor::ChildSpec)s and restarts them when they stop, one for
-//! one, rest for one (pipelines) or all for one, within a restart intensity; restarted
-//! consumers find restarted producers by name. See the [`supervisor`] module.
+//! made. A [`Supervisor`] starts stages from [`ChildSpec`]s and restarts them when
+//! they stop, one for one, rest for one (pipelines) or all for one, within a restart
+//! intensity; restarted consumers find restarted producers by name. See the
+//! [`supervision`] module.
 //!
 //! [`ConsumerSupervisor`] is a consumer that runs one task per event, with
 //! `max_demand` as the limit on tasks running at once, so that slow tasks hold the
@@ -316,12 +333,13 @@
 //!
 //! # Streams
 //!
-//! [`from_iter`] and [`from_stream`] turn an iterator or a `futures::Stream` into a
-//! producer that stops normally once exhausted; [`stream`] consumes producers as a
-//! `futures::Stream`, asking for more only as the stream is pulled, one event at a time
-//! or, with [`EventStream::batches`], a batch at a time. A task of its own polls the
-//! stream of a [`from_stream`] producer, so that the producer keeps answering calls,
-//! subscriptions and stops while the stream has nothing ready:
+//! [`source::from_iter`] and [`source::from_stream`] turn an iterator or a
+//! `futures::Stream` into a producer that stops normally once exhausted;
+//! [`stream::subscribe`] consumes producers as a `futures::Stream`, asking for more
+//! only as the stream is pulled, one event at a time or, with [`EventStream::batches`],
+//! a batch at a time. A task of its own polls the stream of a `from_stream` producer,
+//! so that the producer keeps answering calls, subscriptions and stops while the
+//! stream has nothing ready:
 //!
 //! ```
 //! use futures::StreamExt;
@@ -331,8 +349,8 @@
 //! # async fn main() -> Result<(), gen_stage::BoxError> {
 //! // One item, then nothing ever again.
 //! let items = futures::stream::iter([7u64]).chain(futures::stream::pending());
-//! let producer = gen_stage::from_stream(items).start().await?;
-//! let mut events = gen_stage::stream(&producer, SubscribeOptions::new())?;
+//! let producer = gen_stage::source::from_stream(items).start().await?;
+//! let mut events = gen_stage::stream::subscribe(&producer, SubscribeOptions::new())?;
 //! assert_eq!(events.next().await, Some(7));
 //! // The producer waits for the stream to serve the rest of the demand, and answers.
 //! assert_eq!(producer.estimate_buffered_count().await?, 0);
@@ -344,10 +362,10 @@
 //! ```
 //!
 //! A source that waits for its items, such as a broker client (a long poll, a claim of
-//! rows), implements [`Fetch`]; [`from_fetch`] fetches from it on a task of its own, for
-//! no more than the demand plus a prefetch, and gives back to the source what it
-//! fetched and did not emit when it stops or drains. [`MemorySource`] is an in-memory
-//! queue to fetch from, for tests.
+//! rows), implements [`Fetch`]; [`source::from_fetch`] fetches from it on a task of its
+//! own, for no more than the demand plus a prefetch, and gives back to the source what
+//! it fetched and did not emit when it stops or drains. [`MemorySource`] is an
+//! in-memory queue to fetch from, for tests.
 //!
 //! # Building on stages
 //!
@@ -363,7 +381,7 @@
 //!   it emitted before has gone out with [`Context::cancel_consumer_after_buffered`];
 //!   [`Producer::prepare_for_draining`] tells it at once that its stage drains.
 //! - [`StageRef::barrier`] returns once a stage has dealt with everything sent to it
-//!   before, and [`supervisor::SupervisorRef::watch`] streams a supervisor's child
+//!   before, and [`supervision::SupervisorRef::watch`] streams a supervisor's child
 //!   events: tests and drains wait for them instead of polling.
 //!
 //! # Errors
@@ -396,6 +414,24 @@
 //!   already holds, so a broadcast with uneven consumers never stalls.
 //! - Consumers cannot emit events: their context has no `emit`.
 //! - Subscribing a producer-only stage to another is a compile error.
+//!
+//! [`BufferKeep::First`]: builder::BufferKeep::First
+//! [`BufferKeep::Last`]: builder::BufferKeep::Last
+//! [`CallError::Stopped`]: error::CallError::Stopped
+//! [`ChildSpec`]: supervision::ChildSpec
+//! [`ConsumerSupervisor`]: supervision::ConsumerSupervisor
+//! [`DEFAULT_MESSAGE_CAPACITY`]: builder::DEFAULT_MESSAGE_CAPACITY
+//! [`EventStream`]: stream::EventStream
+//! [`EventStream::batches`]: stream::EventStream::batches
+//! [`Fetch`]: source::Fetch
+//! [`MemorySource`]: source::MemorySource
+//! [`ProducerBuilder::buffer_size`]: builder::Builder::buffer_size
+//! [`ProducerBuilder::message_capacity`]: builder::Builder::message_capacity
+//! [`Shutdown::Graceful`]: supervision::Shutdown::Graceful
+//! [`StageStats::events_unhandled`]: stats::StageStats::events_unhandled
+//! [`StageStats::queued_messages`]: stats::StageStats::queued_messages
+//! [`SubscribeError::Rejected`]: error::SubscribeError::Rejected
+//! [`Supervisor`]: supervision::Supervisor
 #![doc(test(attr(deny(warnings))))]
 
 // The modules, in layers: each imports only from the layers below it (a folder's own
@@ -411,16 +447,21 @@
 //   7        stage, registry, runtime::{producer_side, control}
 //   8        runtime (the loops), delegate, supervision
 //   9        builder, then source
+//   10       stream, bench_support (re-exports and wrappers; nothing imports them)
+//
+// The public namespaces (`pub mod`) are `builder`, `dispatcher`, `error`, `kind`,
+// `source`, `stats`, `stream` and `supervision`; every other module is private, and
+// what users need of it is re-exported below or from a namespace.
 
 mod any_producer;
 mod buffer;
-mod builder;
+pub mod builder;
 mod context;
 mod delegate;
 mod demand;
 pub mod dispatcher;
 mod entry_bound;
-mod error;
+pub mod error;
 mod event_stream;
 mod exit;
 mod exit_watch;
@@ -432,64 +473,43 @@ mod reachability;
 mod registry;
 mod reply;
 mod runtime;
-mod source;
+pub mod source;
 mod stage;
-mod stats;
+pub mod stats;
+pub mod stream;
 mod subscription;
-mod supervision;
+pub mod supervision;
 mod sync;
 mod timers;
 mod upstream;
 mod weak_handle;
 mod wire;
 
-pub use any_producer::AnyProducer;
-pub use builder::{
-    Builder, ConsumerBuilder, ProducerBuilder, ProducerConsumerBuilder, consumer, producer,
-    producer_consumer,
-};
+#[cfg(feature = "bench-internals")]
+pub mod bench_support;
+
+// The root: 32 names. The stages and their contexts,
 pub use context::{ConsumerContext, Context, ProducerConsumerContext, ProducerContext};
-pub use delegate::Delegate;
-pub use entry_bound::DEFAULT_MESSAGE_CAPACITY;
-pub use error::{
-    CallError, NameTaken, NotAlive, OptionsError, SendError, StartChildError, StartError,
-    SubscribeError, SyncInfoError, TryCastError, UnknownSubscription,
-};
-pub use event_stream::{EventBatches, EventStream, stream};
-pub use exit::{BoxError, CancelMode, CancelReason, ExitReason};
-pub use handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, ProducerConsumerRef, ProducerRef, StageRef};
-pub use options::{
-    BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_DEMAND, DemandMode, SubscribeOptions,
-};
-pub use registry::Registry;
-pub use reply::ReplyTo;
-pub use source::{
-    Fetch, FetchMessage, FetchProducer, Fetched, IterSource, MemorySource, OnCancel, OnFetchError,
-    Source, SourceMessage, SourceProducer, StreamMessage, StreamProducer, from_fetch, from_iter,
-    from_stream,
-};
 pub use stage::{Consumer, Init, Producer, ProducerConsumer};
-pub use stats::{Side, StageState, StageStats, SubscriptionDemand};
-pub use subscription::{AskMode, StageId, SubscriptionTag};
-pub use supervision::supervisor;
-pub use supervision::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
-pub use timers::TimerRef;
+// how to start them (defined in `builder`, and shown here too),
+#[doc(inline)]
+pub use builder::{consumer, producer, producer_consumer};
+// the handles to them, and what they wait for at most by default,
+pub use any_producer::AnyProducer;
+pub use handle::{ConsumerRef, DEFAULT_CALL_TIMEOUT, ProducerConsumerRef, ProducerRef, StageRef};
 pub use upstream::Upstream;
 pub use weak_handle::WeakStageRef;
-
-/// Internal pieces exposed for the crate's own benchmarks; not part of the API.
-#[doc(hidden)]
-pub mod bench_support {
-    /// Cuts `events` as a consumer with automatic demand (`min`, `max`) cuts a
-    /// delivery it has asked for; returns the batch sizes.
-    pub fn split_batches<T>(events: Vec<T>, min: usize, max: usize) -> Vec<usize> {
-        let (batches, _) = crate::demand::AutoDemand::new(min, max).split(events);
-        batches
-            .into_iter()
-            .map(|batch| batch.events.len())
-            .collect()
-    }
-}
+// a stage that runs another's hooks,
+pub use delegate::Delegate;
+// subscriptions and demand,
+pub use options::{DemandMode, SubscribeOptions};
+pub use subscription::{AskMode, StageId, SubscriptionTag};
+// exits and cancellations,
+pub use exit::{BoxError, CancelMode, CancelReason, ExitReason};
+// and names, replies and timers.
+pub use registry::Registry;
+pub use reply::ReplyTo;
+pub use timers::TimerRef;
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

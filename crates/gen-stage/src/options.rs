@@ -8,10 +8,8 @@ use std::sync::Arc;
 use crate::error::OptionsError;
 use crate::exit::CancelMode;
 
-/// The default `max_demand` of a subscription.
-pub const DEFAULT_MAX_DEMAND: usize = 1000;
-
-/// The default buffer size of a producer.
+/// The default buffer size of a producer: how many events it keeps while no consumer
+/// has demand for them.
 pub const DEFAULT_BUFFER_SIZE: usize = 10_000;
 
 /// How a consumer subscribes to a producer.
@@ -43,10 +41,14 @@ impl Default for SubscribeOptions {
 }
 
 impl SubscribeOptions {
-    /// Options with the defaults: `max_demand` 1000, `min_demand` half of it, permanent.
+    /// The default `max_demand` of a subscription.
+    pub const DEFAULT_MAX_DEMAND: usize = 1000;
+
+    /// Options with the defaults: `max_demand` [`DEFAULT_MAX_DEMAND`](Self::DEFAULT_MAX_DEMAND)
+    /// (1000), `min_demand` half of it, permanent.
     pub fn new() -> Self {
         SubscribeOptions {
-            max_demand: DEFAULT_MAX_DEMAND,
+            max_demand: Self::DEFAULT_MAX_DEMAND,
             min_demand: None,
             cancel: CancelMode::Permanent,
             extensions: Extensions::default(),

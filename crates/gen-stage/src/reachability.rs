@@ -3,7 +3,7 @@
 //! The rule: stages joined by subscriptions keep running while user code can reach
 //! any one of them, through a handle ([`StageRef`](crate::StageRef) clones a user
 //! holds, a registry's entry, a supervisor's child, a builder or an
-//! [`EventStream`](crate::EventStream) that subscribes to it); once none of them can
+//! [`EventStream`](crate::stream::EventStream) that subscribes to it); once none of them can
 //! be reached, every stage of that set stops with [`ExitReason::Unreachable`]. A
 //! pipeline whose handles were all lost (an early return, a `?`) does not run on
 //! for ever.

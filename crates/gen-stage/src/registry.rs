@@ -179,7 +179,8 @@ impl Registry {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), gen_stage::BoxError> {
     /// let registry = Registry::new();
-    /// let _numbers = gen_stage::from_iter(0_u64..).name(&registry, "numbers").start().await?;
+    /// let numbers = gen_stage::source::from_iter(0_u64..).name(&registry, "numbers");
+    /// let _numbers = numbers.start().await?;
     /// let numbers: AnyProducer<u64> = registry.lookup_producer("numbers").expect("registered");
     /// assert!(numbers.is_alive());
     /// assert!(registry.lookup_producer::<String>("numbers").is_none(), "it emits u64");

@@ -9,9 +9,9 @@ use crate::lifecycle::Lifecycle;
 
 /// Where a stage sends the reply to a call. Send it now or keep it to reply later;
 /// dropping it without replying fails the call: with
-/// [`CallError::Stopped`](crate::CallError::Stopped) and the reason, if the stage
+/// [`CallError::Stopped`](crate::error::CallError::Stopped) and the reason, if the stage
 /// stops because of the hook that dropped it (a panic, an error), otherwise with
-/// [`CallError::NotAlive`](crate::CallError::NotAlive).
+/// [`CallError::NotAlive`](crate::error::CallError::NotAlive).
 pub struct ReplyTo<R> {
     sender: Option<oneshot::Sender<R>>,
     /// The stage that was called, and how to hand it the sender if the stage's own

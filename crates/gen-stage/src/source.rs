@@ -1,4 +1,37 @@
-//! Producers made from iterators, streams, and sources that fetch.
+//! Producers made from data that comes from outside the pipeline: an iterator, a
+//! `futures::Stream`, or a source that waits for its items (a broker client).
+//!
+//! Each kind of source has a function that returns the producer's builder, a producer
+//! stage that serves demand from the source, and the messages the stage sends itself
+//! (opaque: its [`Producer::Message`]):
+//!
+//! | source | function | producer | use it for |
+//! | --- | --- | --- | --- |
+//! | an iterator | [`from_iter`] | [`SourceProducer`] over an [`IterSource`] | data at hand; a finite one stops the producer normally once out |
+//! | a [`Source`] of your own | [`SourceProducer::new`] | [`SourceProducer`] | items taken on demand, without waiting (`pull` runs in the stage's task) |
+//! | a `futures::Stream` | [`from_stream`] | [`StreamProducer`] | items that come over time; a task of its own polls the stream |
+//! | a [`Fetch`] source | [`from_fetch`] | [`FetchProducer`] | a source that waits (long polls, claims of rows), with a prefetch and a way to give back what was fetched and not emitted |
+//!
+//! A source producer is a [`Producer`] like any other: give it a
+//! dispatcher, a name, subscribers. [`OnCancel`] says whether it stops when its last
+//! consumer leaves; [`OnFetchError`] what a [`Fetch`] source does after a failed fetch.
+//! [`MemorySource`] is an in-memory queue to fetch from, the test double of a broker.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use gen_stage::SubscribeOptions;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), gen_stage::BoxError> {
+//! let words = gen_stage::source::from_iter(["back", "pressure"]).start().await?;
+//! let events = gen_stage::stream::subscribe(&words, SubscribeOptions::new())?;
+//! assert_eq!(events.collect::<Vec<_>>().await, ["back", "pressure"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The other way round, producers consumed as a `futures::Stream`, is
+//! [`stream::subscribe`](crate::stream::subscribe).
 
 mod fetch;
 mod stream;
@@ -101,13 +134,14 @@ where
 ///
 /// ```
 /// use futures::StreamExt;
-/// use gen_stage::{IterSource, OnCancel, SourceProducer, SubscribeOptions};
+/// use gen_stage::source::{IterSource, OnCancel, SourceProducer};
+/// use gen_stage::SubscribeOptions;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
 /// let letters = SourceProducer::new(IterSource::new('a'..='z')).on_cancel(OnCancel::Stop);
 /// let letters = gen_stage::producer(letters).start().await?;
-/// let events = gen_stage::stream(&letters, SubscribeOptions::new())?;
+/// let events = gen_stage::stream::subscribe(&letters, SubscribeOptions::new())?;
 /// assert_eq!(events.take(3).collect::<String>().await, "abc");
 /// // Its only consumer left: the producer stops.
 /// assert!(letters.stopped().await.is_normal());
@@ -160,12 +194,15 @@ impl<S: Source> ProducerBuilder<SourceProducer<S>> {
     ///
     /// ```
     /// use futures::StreamExt;
-    /// use gen_stage::{OnCancel, SubscribeOptions};
+    /// use gen_stage::source::OnCancel;
+    /// use gen_stage::SubscribeOptions;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), gen_stage::BoxError> {
-    /// let numbers = gen_stage::from_iter(0_u64..).on_cancel(OnCancel::Stop).start().await?;
-    /// let stream = gen_stage::stream(&numbers, SubscribeOptions::new().max_demand(10))?;
+    /// let numbers = gen_stage::source::from_iter(0_u64..).on_cancel(OnCancel::Stop);
+    /// let numbers = numbers.start().await?;
+    /// let options = SubscribeOptions::new().max_demand(10);
+    /// let stream = gen_stage::stream::subscribe(&numbers, options)?;
     /// assert_eq!(stream.take(3).collect::<Vec<_>>().await, [0, 1, 2]);
     /// // The stream let go of its subscription: the producer stopped.
     /// assert!(numbers.stopped().await.is_normal());
@@ -274,8 +311,8 @@ impl<S: Source> Producer for SourceProducer<S> {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
-/// let numbers = gen_stage::from_iter(1..=5).start().await?;
-/// let stream = gen_stage::stream(&numbers, SubscribeOptions::new().max_demand(2))?;
+/// let numbers = gen_stage::source::from_iter(1..=5).start().await?;
+/// let stream = gen_stage::stream::subscribe(&numbers, SubscribeOptions::new().max_demand(2))?;
 /// assert_eq!(stream.collect::<Vec<_>>().await, vec![1, 2, 3, 4, 5]);
 /// # Ok(())
 /// # }

@@ -22,7 +22,7 @@ pub enum Init {
     /// Run the stage (the default).
     #[default]
     Start,
-    /// Do not run it: `start` returns [`StartError::Ignored`](crate::StartError::Ignored).
+    /// Do not run it: `start` returns [`StartError::Ignored`](crate::error::StartError::Ignored).
     Ignore,
 }
 
@@ -54,7 +54,8 @@ pub enum Init {
 /// use futures::StreamExt;
 ///
 /// let counter = gen_stage::producer(Counter(0)).start().await?;
-/// let first: Vec<u64> = gen_stage::stream(&counter, Default::default())?.take(3).collect().await;
+/// let events = gen_stage::stream::subscribe(&counter, Default::default())?;
+/// let first: Vec<u64> = events.take(3).collect().await;
 /// assert_eq!(first, vec![0, 1, 2]);
 /// # Ok(())
 /// # }
@@ -177,7 +178,7 @@ pub trait Producer: Send + Sized + 'static {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), BoxError> {
-/// let numbers = gen_stage::from_iter(0..10u64).start().await?;
+/// let numbers = gen_stage::source::from_iter(0..10u64).start().await?;
 /// let printer = gen_stage::consumer(Printer)
 ///     .subscribe_to(&numbers, Default::default())
 ///     .start()
@@ -287,12 +288,13 @@ pub trait Consumer: Send + Sized + 'static {
 /// # async fn main() -> Result<(), BoxError> {
 /// use futures::StreamExt;
 ///
-/// let numbers = gen_stage::from_iter(1..=3u64).start().await?;
+/// let numbers = gen_stage::source::from_iter(1..=3u64).start().await?;
 /// let doubler = gen_stage::producer_consumer(Doubler)
 ///     .subscribe_to(&numbers, Default::default())
 ///     .start()
 ///     .await?;
-/// let doubled: Vec<u64> = gen_stage::stream(&doubler, Default::default())?.collect().await;
+/// let events = gen_stage::stream::subscribe(&doubler, Default::default())?;
+/// let doubled: Vec<u64> = events.collect().await;
 /// assert_eq!(doubled, vec![2, 4, 6]);
 /// # Ok(())
 /// # }

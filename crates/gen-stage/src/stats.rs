@@ -1,4 +1,15 @@
-//! Live statistics of a stage, readable from its handle without disturbing it.
+//! What a stage reports about itself, read from its handle without disturbing it.
+//!
+//! - [`StageRef::stats`] returns a [`StageStats`]: counters of events received,
+//!   emitted, discarded and left unhandled, what is buffered and queued, the demand in
+//!   and out, and where the stage is in its life (a [`StageState`]). Reading them never
+//!   waits for the stage: use them for dashboards and for tests that watch a counter.
+//! - [`StageRef::demand_snapshot`] asks the stage for the demand pending on each of its
+//!   subscriptions, one [`SubscriptionDemand`] each, on either [`Side`]: what it asked
+//!   of its producers, and what its consumers asked of it.
+//!
+//! [`StageRef::stats`]: crate::StageRef::stats
+//! [`StageRef::demand_snapshot`]: crate::StageRef::demand_snapshot
 
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 

@@ -50,7 +50,8 @@ async fn a_handle_typed_by_event_reads_statistics_and_stops_its_stage() {
     let any = AnyProducer::from(&producer);
     assert_eq!(any.id(), producer.id());
     assert_eq!(any, any.clone());
-    let stream = gen_stage::stream(&any, SubscribeOptions::new().max_demand(5)).expect("valid");
+    let stream =
+        gen_stage::stream::subscribe(&any, SubscribeOptions::new().max_demand(5)).expect("valid");
     let events: Vec<u64> = within(
         "five events",
         futures::StreamExt::collect(futures::StreamExt::take(stream, 5)),
@@ -109,7 +110,7 @@ async fn a_registry_finds_a_producer_by_name_and_event_type_alone() {
 
 #[tokio::test]
 async fn a_supervisor_watches_and_restarts_a_child_started_as_a_handle_typed_by_event() {
-    use gen_stage::supervisor::{ChildEvent, ChildSpec, Supervisor};
+    use gen_stage::supervision::{ChildEvent, ChildSpec, Supervisor};
     let registry = Registry::new();
     let spec = {
         let registry = registry.clone();

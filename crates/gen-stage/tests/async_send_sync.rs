@@ -3,10 +3,10 @@
 
 mod support;
 
-use gen_stage::{
-    CallError, ConsumerRef, EventStream, ExitReason, NotAlive, OptionsError, ProducerConsumerRef,
-    ProducerRef, SendError, StageStats, StartError, SubscribeError, SubscribeOptions,
-};
+use gen_stage::error::{CallError, NotAlive, OptionsError, SendError, StartError, SubscribeError};
+use gen_stage::stats::StageStats;
+use gen_stage::stream::EventStream;
+use gen_stage::{ConsumerRef, ExitReason, ProducerConsumerRef, ProducerRef, SubscribeOptions};
 use gen_stage_test::{CollectingConsumer, Counter};
 use support::relay::Relay;
 
@@ -22,11 +22,11 @@ fn handles_are_send_and_sync() {
     send_sync::<SubscribeOptions>();
     send_sync::<ExitReason>();
     send_sync::<StageStats>();
-    send_sync::<gen_stage::supervisor::SupervisorRef>();
-    send_sync::<gen_stage::supervisor::ChildEvent>();
-    send_sync::<gen_stage::supervisor::ChildEvent<gen_stage::TaskId>>();
+    send_sync::<gen_stage::supervision::SupervisorRef>();
+    send_sync::<gen_stage::supervision::ChildEvent>();
+    send_sync::<gen_stage::supervision::ChildEvent<gen_stage::supervision::TaskId>>();
     // A queue that tasks on other threads push into.
-    send_sync::<gen_stage::MemorySource<u64>>();
+    send_sync::<gen_stage::source::MemorySource<u64>>();
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn errors_are_errors_that_cross_threads() {
     error::<NotAlive>();
     error::<SendError<u64>>();
     error::<gen_stage::ExitReason>();
-    error::<gen_stage::supervisor::Missed>();
+    error::<gen_stage::supervision::Missed>();
 }
 
 #[test]
@@ -63,14 +63,18 @@ fn an_error_says_what_it_wraps_once() {
 
 #[test]
 fn builders_and_streams_can_move_to_other_tasks() {
-    send::<gen_stage::ProducerBuilder<Counter>>();
-    send::<gen_stage::ConsumerBuilder<CollectingConsumer<u64>>>();
-    send::<gen_stage::ProducerConsumerBuilder<Relay<u64>>>();
+    send::<gen_stage::builder::ProducerBuilder<Counter>>();
+    send::<gen_stage::builder::ConsumerBuilder<CollectingConsumer<u64>>>();
+    send::<gen_stage::builder::ProducerConsumerBuilder<Relay<u64>>>();
     send::<EventStream<u64>>();
-    send::<gen_stage::EventBatches<u64>>();
-    send_sync::<gen_stage::supervisor::ChildEvents>();
-    send_sync::<gen_stage::supervisor::ChildEvents<gen_stage::TaskId>>();
-    send::<gen_stage::ProducerBuilder<gen_stage::FetchProducer<gen_stage::MemorySource<u64>>>>();
+    send::<gen_stage::stream::EventBatches<u64>>();
+    send_sync::<gen_stage::supervision::ChildEvents>();
+    send_sync::<gen_stage::supervision::ChildEvents<gen_stage::supervision::TaskId>>();
+    send::<
+        gen_stage::builder::ProducerBuilder<
+            gen_stage::source::FetchProducer<gen_stage::source::MemorySource<u64>>,
+        >,
+    >();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

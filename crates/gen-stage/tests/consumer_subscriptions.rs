@@ -5,9 +5,10 @@
 mod support;
 
 use gen_stage::dispatcher::{Deliveries, DemandDispatcher, Dispatcher, Subscriber};
+use gen_stage::error::UnknownSubscription;
 use gen_stage::{
     AskMode, BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ConsumerRef,
-    ExitReason, ReplyTo, SubscribeOptions, SubscriptionTag, UnknownSubscription,
+    ExitReason, ReplyTo, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{Recorded, Script};
 use support::{barrier, n, scripted, scripted_by};

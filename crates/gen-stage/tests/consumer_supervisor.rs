@@ -11,8 +11,9 @@ mod support;
 
 use std::time::Duration;
 
-use gen_stage::supervisor::ChildEvent;
-use gen_stage::{CancelMode, ExitReason, StageState};
+use gen_stage::stats::StageState;
+use gen_stage::supervision::ChildEvent;
+use gen_stage::{CancelMode, ExitReason};
 use gen_stage_test::Counter;
 use support::tasks::{
     Jobs, Outcome, children, counts, fed_by_counter, settle, sorted, start_alone, tally,
@@ -50,7 +51,10 @@ async fn max_demand_one_runs_tasks_one_at_a_time_and_failures_free_the_slot() {
     let jobs = Jobs::free()
         .script(3, &[Outcome::Fail])
         .script(6, &[Outcome::Panic]);
-    let producer = gen_stage::from_iter(0..10u64).start().await.unwrap();
+    let producer = gen_stage::source::from_iter(0..10u64)
+        .start()
+        .await
+        .unwrap();
     let sup = start_consumer(jobs.supervisor(), &producer, opts(1, 0)).await;
     let reason = within("the supervisor stops", sup.stopped()).await;
     assert!(reason.is_normal(), "{reason:?}");
@@ -238,11 +242,11 @@ async fn all_runs(mut runs: tokio::sync::mpsc::UnboundedReceiver<u64>) -> Vec<u6
 
 /// A supervisor whose template panics for event 2, and the events its tasks ran.
 fn template_failing_on_2() -> (
-    gen_stage::ConsumerSupervisor<u64>,
+    gen_stage::supervision::ConsumerSupervisor<u64>,
     tokio::sync::mpsc::UnboundedReceiver<u64>,
 ) {
     let (ran, runs) = tokio::sync::mpsc::unbounded_channel();
-    let supervisor = gen_stage::ConsumerSupervisor::new(move |event: u64| {
+    let supervisor = gen_stage::supervision::ConsumerSupervisor::new(move |event: u64| {
         assert_ne!(event, 2, "the template fails on event 2");
         let ran = ran.clone();
         async move {
@@ -258,7 +262,10 @@ async fn a_template_that_panics_fails_that_task_only() {
     // As in GenStage, where a child that crashes as it starts is counted as an error.
     let (supervisor, runs) = template_failing_on_2();
     let mut events = supervisor.watch();
-    let producer = gen_stage::from_iter(0..5u64).start().await.expect("starts");
+    let producer = gen_stage::source::from_iter(0..5u64)
+        .start()
+        .await
+        .expect("starts");
     let options = opts(5, 0).cancel(CancelMode::Temporary);
     let sup = start_consumer(supervisor, &producer, options).await;
     // Every task's end, as the supervisor learns it.
@@ -285,9 +292,12 @@ async fn a_template_that_panics_fails_that_task_only() {
 async fn a_transient_task_whose_template_panicked_is_not_run_again() {
     let (supervisor, runs) = template_failing_on_2();
     let supervisor = supervisor
-        .restart(gen_stage::supervisor::Restart::Transient)
+        .restart(gen_stage::supervision::Restart::Transient)
         .intensity(0, Duration::from_secs(5));
-    let producer = gen_stage::from_iter(2..5u64).start().await.expect("starts");
+    let producer = gen_stage::source::from_iter(2..5u64)
+        .start()
+        .await
+        .expect("starts");
     let sup = start_consumer(supervisor, &producer, opts(1, 0)).await;
     // A restart would exceed the intensity of 0 and stop it with TooManyRestarts.
     let reason = within("the stop", sup.stopped()).await;
@@ -309,16 +319,16 @@ impl Clone for CloneFails {
 async fn tasks_recorded_before_an_event_clone_panic_still_run() {
     let (ran, runs) = tokio::sync::mpsc::unbounded_channel();
     // Transient tasks keep a clone of their event: the clone runs on the supervisor.
-    let supervisor = gen_stage::ConsumerSupervisor::new(move |event: CloneFails| {
+    let supervisor = gen_stage::supervision::ConsumerSupervisor::new(move |event: CloneFails| {
         let ran = ran.clone();
         async move {
             let _ = ran.send(event.0);
             Ok::<(), gen_stage::BoxError>(())
         }
     })
-    .restart(gen_stage::supervisor::Restart::Transient);
+    .restart(gen_stage::supervision::Restart::Transient);
     // One batch of five: events 0 and 1 have tasks when the clone of 2 panics.
-    let producer = gen_stage::from_iter((0..5u64).map(CloneFails))
+    let producer = gen_stage::source::from_iter((0..5u64).map(CloneFails))
         .start()
         .await
         .expect("starts");

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use gen_stage::supervisor::Restart;
-use gen_stage::{BoxError, CancelMode, ConsumerSupervisor, ExitReason};
+use gen_stage::supervision::{ConsumerSupervisor, Restart};
+use gen_stage::{BoxError, CancelMode, ExitReason};
 use proptest::prelude::*;
 use support::{opts, proptest_config, run_case, start_consumer};
 
@@ -95,7 +95,7 @@ async fn run(kinds: Vec<Kind>, max: usize, min: usize) -> Result<(), TestCaseErr
         ..Record::default()
     });
     let kinds = Arc::new(kinds);
-    let producer = gen_stage::from_iter(0..count as u64)
+    let producer = gen_stage::source::from_iter(0..count as u64)
         .start()
         .await
         .expect("starts");

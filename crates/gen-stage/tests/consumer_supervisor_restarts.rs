@@ -8,8 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use gen_stage::supervisor::{Restart, Shutdown};
-use gen_stage::{ExitReason, StartError};
+use gen_stage::ExitReason;
+use gen_stage::error::StartError;
+use gen_stage::supervision::{Restart, Shutdown};
 use support::tasks::{Jobs, Outcome, Sup, children, fed_by_counter, settle, sorted, tally};
 use support::{barrier, opts, scripted_with, start_consumer, within};
 

@@ -8,8 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use gen_stage::supervisor::{Restart, Shutdown};
-use gen_stage::{ConsumerSupervisor, ExitReason};
+use gen_stage::ExitReason;
+use gen_stage::supervision::{ConsumerSupervisor, Restart, Shutdown};
 use support::tasks::{
     Jobs, Sup, children, counts, fed_by_counter, settle, sorted, start_alone, tally,
 };

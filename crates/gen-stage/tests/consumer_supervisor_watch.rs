@@ -7,8 +7,9 @@
 
 mod support;
 
-use gen_stage::supervisor::{ChildEvent, ChildEvents, Missed, Restart, Shutdown};
-use gen_stage::{CallError, ExitReason, TaskId};
+use gen_stage::ExitReason;
+use gen_stage::error::CallError;
+use gen_stage::supervision::{ChildEvent, ChildEvents, Missed, Restart, Shutdown, TaskId};
 use support::tasks::{Jobs, Outcome, start_alone};
 use support::{opts, start_consumer, within};
 
@@ -80,7 +81,10 @@ async fn watching_from_before_the_start_sees_the_first_tasks_and_the_end() {
     let jobs = Jobs::free();
     let stage = jobs.supervisor();
     let mut events = stage.watch();
-    let producer = gen_stage::from_iter(0..3u64).start().await.expect("starts");
+    let producer = gen_stage::source::from_iter(0..3u64)
+        .start()
+        .await
+        .expect("starts");
     // Permanent subscription: the producer's end stops the supervisor.
     let sup = start_consumer(stage, &producer, opts(3, 0)).await;
     let reason = within("the supervisor stops", sup.stopped()).await;

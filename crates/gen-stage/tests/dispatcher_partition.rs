@@ -6,12 +6,11 @@
 
 mod support;
 
+use gen_stage::builder::BufferKeep;
 use gen_stage::dispatcher::{Partition, PartitionDispatcher, PartitionError};
+use gen_stage::error::SubscribeError;
 use gen_stage::kind::EmitsEvents;
-use gen_stage::{
-    BufferKeep, ExitReason, ProducerRef, ReplyTo, StageRef, SubscribeError, SubscribeOptions,
-    SubscriptionTag,
-};
+use gen_stage::{ExitReason, ProducerRef, ReplyTo, StageRef, SubscribeOptions, SubscriptionTag};
 use gen_stage_test::{
     CollectingConsumer, Counter, ProducerRecord, Script, ScriptedProducer, Watch,
 };

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gen_stage::kind::ProducerKind;
-use gen_stage::supervisor::{ChildEvent, ChildSpec, Restart, Supervisor};
+use gen_stage::source::{FetchProducer, MemorySource};
+use gen_stage::supervision::{ChildEvent, ChildSpec, Restart, Supervisor};
 use gen_stage::{
-    AnyProducer, BoxError, CancelMode, CancelReason, Delegate, ExitReason, FetchProducer, Init,
-    MemorySource, Producer, ProducerContext, Registry, SubscribeOptions, SubscriptionTag,
+    AnyProducer, BoxError, CancelMode, CancelReason, Delegate, ExitReason, Init, Producer,
+    ProducerContext, Registry, SubscribeOptions, SubscriptionTag,
 };
 use support::within;
 
@@ -172,7 +173,7 @@ async fn a_rate_limited_wrapper_of_a_fetching_producer_is_supervised_and_drains(
     // Held by event type alone: no need to name the wrapper's type.
     let limited: AnyProducer<u64> = registry.lookup_producer("limited").expect("running");
     let started = tokio::time::Instant::now();
-    let mut stream = gen_stage::stream(&limited, temporary(10)).expect("valid");
+    let mut stream = gen_stage::stream::subscribe(&limited, temporary(10)).expect("valid");
     let mut arrivals = Vec::new();
     for _ in 0..(3 * PER_WINDOW) {
         let event = within("an event", stream.next()).await.expect("running");
@@ -209,7 +210,7 @@ async fn a_rate_limited_wrapper_of_a_fetching_producer_is_supervised_and_drains(
     // A drain, through the event-typed handle: the consumer gets what was held for
     // it, then is let go; the wrapper stops, and its inner producer gives back what
     // it fetched and did not emit.
-    let mut stream = gen_stage::stream(&limited, temporary(10)).expect("valid");
+    let mut stream = gen_stage::stream::subscribe(&limited, temporary(10)).expect("valid");
     let first = within("the restarted wrapper's first event", stream.next()).await;
     assert!(first.is_some());
     let (rest, drained) = within("the drain", async {

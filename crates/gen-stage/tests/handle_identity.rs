@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use gen_stage::{BufferSize, DEFAULT_BUFFER_SIZE, ProducerRef, StageId};
+use gen_stage::builder::{BufferSize, DEFAULT_BUFFER_SIZE};
+use gen_stage::{ProducerRef, StageId};
 use gen_stage_test::Counter;
 
 async fn counter() -> ProducerRef<Counter> {
@@ -23,7 +24,8 @@ async fn handles_are_equal_when_they_name_the_same_stage() {
 
 #[tokio::test]
 async fn task_ids_print_like_stage_ids() {
-    use gen_stage::{BoxError, ConsumerSupervisor};
+    use gen_stage::BoxError;
+    use gen_stage::supervision::ConsumerSupervisor;
     let supervisor = gen_stage::consumer(ConsumerSupervisor::new(|_: u64| async {
         std::future::pending::<()>().await;
         Ok::<(), BoxError>(())

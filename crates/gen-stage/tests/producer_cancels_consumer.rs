@@ -7,9 +7,10 @@ mod support;
 
 use std::num::NonZeroUsize;
 
+use gen_stage::error::UnknownSubscription;
 use gen_stage::{
     BoxError, CancelMode, CancelReason, ExitReason, Producer, ProducerContext, ProducerRef,
-    ReplyTo, SubscribeOptions, SubscriptionTag, UnknownSubscription,
+    ReplyTo, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{CollectingConsumer, Recorded};
 use support::within;

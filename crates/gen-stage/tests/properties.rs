@@ -259,7 +259,8 @@ impl Consumer for Checker {
     }
 }
 
-type Source = gen_stage::SourceProducer<gen_stage::IterSource<std::vec::IntoIter<Event>>>;
+type Source =
+    gen_stage::source::SourceProducer<gen_stage::source::IterSource<std::vec::IntoIter<Event>>>;
 
 /// Builds the topology, runs it to the end, and checks it.
 async fn run_topology(topology: Topology) -> Result<(), TestCaseError> {
@@ -268,7 +269,7 @@ async fn run_topology(topology: Topology) -> Result<(), TestCaseError> {
         let events: Vec<Event> = (0..size).map(|seq| (index, seq)).collect();
         // Accumulate until every stage is subscribed, so that no producer can finish
         // before its last subscriber arrives.
-        let producer = gen_stage::from_iter(events)
+        let producer = gen_stage::source::from_iter(events)
             .demand_mode(DemandMode::Accumulate)
             .start()
             .await
@@ -426,7 +427,7 @@ proptest! {
     ) {
         run_case(runtime(), async move {
             let (producer, demands) = recorded_counter(Counter::new(0)).await;
-            let mut stream = gen_stage::stream(&producer, opts(max, min)).unwrap();
+            let mut stream = gen_stage::stream::subscribe(&producer, opts(max, min)).unwrap();
             let mut pulled = 0u64;
             for chunk in pulls {
                 for _ in 0..chunk {
@@ -458,8 +459,8 @@ proptest! {
         size in 0..200u32,
     ) {
         run_case(runtime(), async move {
-            let producer = gen_stage::from_iter(0..size).start().await.unwrap();
-            let mut stream = gen_stage::stream(&producer, opts(max, min)).unwrap();
+            let producer = gen_stage::source::from_iter(0..size).start().await.unwrap();
+            let mut stream = gen_stage::stream::subscribe(&producer, opts(max, min)).unwrap();
             let items = tokio::time::timeout(STALL, stream.by_ref().collect::<Vec<_>>()).await;
             prop_assert_eq!(items.ok(), Some((0..size).collect::<Vec<_>>()));
             prop_assert_eq!(stream.end_reason(), None);

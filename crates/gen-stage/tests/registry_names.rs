@@ -3,10 +3,11 @@
 
 mod support;
 
+use gen_stage::error::{NameTaken, StartError, SubscribeError};
 use gen_stage::kind::{ConsumerKind, ProducerKind, StageKind};
 use gen_stage::{
-    CancelMode, CancelReason, ExitReason, NameTaken, Producer, ProducerRef, Registry, StageRef,
-    StartError, SubscribeError, SubscribeOptions, SubscriptionTag,
+    CancelMode, CancelReason, ExitReason, Producer, ProducerRef, Registry, StageRef,
+    SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{
     CollectingConsumer, Counter, Ping, ProducerRecord, Script, ScriptedProducer, Watch,
@@ -320,7 +321,7 @@ async fn an_unknown_name_at_run_time_is_not_registered_and_the_consumer_keeps_ru
 async fn a_name_held_by_no_producer_of_these_events_is_not_registered() {
     let registry = Registry::new();
     let _sink = named_collector(&registry, "sink").await;
-    let words = gen_stage::from_iter(vec![String::from("a")]).name(&registry, "words");
+    let words = gen_stage::source::from_iter(vec![String::from("a")]).name(&registry, "words");
     let _words = words.start().await.expect("the words producer starts");
 
     let (consumer, _) = named_collector(&registry, "other").await;

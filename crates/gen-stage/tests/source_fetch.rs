@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use gen_stage::{
-    ExitReason, Fetch, FetchProducer, Fetched, MemorySource, ProducerRef, SubscribeOptions,
-};
+use gen_stage::source::{Fetch, FetchProducer, Fetched, MemorySource};
+use gen_stage::{ExitReason, ProducerRef, SubscribeOptions};
 use support::fetch::{ScriptedSource, Turn};
 use support::{
     barrier, collect, consumer_barrier, manual_consumer, n, opts, range, stops_having_received,
@@ -104,7 +103,7 @@ async fn prefetched_items_wait_in_the_producer_and_not_in_its_buffer() {
 async fn a_closed_source_ends_the_producer_once_its_last_events_are_out() {
     let queue = queue_of(50);
     queue.close();
-    let producer = gen_stage::from_fetch(queue.clone()).start().await;
+    let producer = gen_stage::source::from_fetch(queue.clone()).start().await;
     let producer = producer.expect("the producer starts");
     // Many fetches of a few each: the events keep their order across them.
     let (consumer, record) = collect(&producer, opts(7, 2)).await;

@@ -9,10 +9,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use futures::FutureExt;
-use gen_stage::{
-    ExitReason, Fetch, FetchProducer, Fetched, MemorySource, OnCancel, ProducerRef,
-    SubscribeOptions,
-};
+use gen_stage::source::{Fetch, FetchProducer, Fetched, MemorySource, OnCancel};
+use gen_stage::{ExitReason, ProducerRef, SubscribeOptions};
 use gen_stage_test::Gate;
 use support::fetch::{Failure, FetchLog, ScriptedSource, Turn};
 use support::{barrier, batches, manual_consumer, n, range, settle, within};

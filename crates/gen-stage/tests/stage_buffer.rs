@@ -5,9 +5,10 @@
 
 mod support;
 
+use gen_stage::builder::{BufferKeep, DEFAULT_BUFFER_SIZE};
 use gen_stage::{
-    BoxError, BufferKeep, DEFAULT_BUFFER_SIZE, DemandMode, Producer, ProducerContext, ProducerRef,
-    ReplyTo, SubscribeOptions, SubscriptionTag,
+    BoxError, DemandMode, Producer, ProducerContext, ProducerRef, ReplyTo, SubscribeOptions,
+    SubscriptionTag,
 };
 use gen_stage_test::{ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
 use support::relay::Relay;

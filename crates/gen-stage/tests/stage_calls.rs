@@ -7,11 +7,13 @@ mod support;
 use std::time::Duration;
 
 use futures::FutureExt;
+use gen_stage::error::{
+    CallError, OptionsError, SendError, StartError, SubscribeError, SyncInfoError,
+};
 use gen_stage::kind::EmitsEvents;
 use gen_stage::{
-    BoxError, CallError, CancelMode, CancelReason, DEFAULT_CALL_TIMEOUT, ExitReason, OptionsError,
-    Producer, ProducerContext, ProducerRef, SendError, StageRef, StartError, SubscribeError,
-    SubscribeOptions, SyncInfoError,
+    BoxError, CancelMode, CancelReason, DEFAULT_CALL_TIMEOUT, ExitReason, Producer,
+    ProducerContext, ProducerRef, StageRef, SubscribeOptions,
 };
 use gen_stage_test::{CollectingConsumer, Gate, Ping, Record, Script, ScriptedProducer, Watch};
 use support::refusing::Refusing;

@@ -149,7 +149,7 @@ fn one_at_a_time() -> SubscribeOptions {
 async fn what_the_inner_producer_emits_comes_before_what_it_returns() {
     let (wrapper, _) = Wrapper::new(Inner::default());
     let stage = gen_stage::producer(wrapper).start().await.expect("starts");
-    let stream = gen_stage::stream(&stage, SubscribeOptions::new()).expect("subscribes");
+    let stream = gen_stage::stream::subscribe(&stage, SubscribeOptions::new()).expect("subscribes");
     let events: Vec<_> = within("two events", stream.take(2).collect()).await;
     assert_eq!(events, ["emitted", "returned"]);
 }
@@ -162,7 +162,7 @@ async fn the_inner_producers_timer_and_casts_reach_it_through_the_wrapper() {
     };
     let (wrapper, messages) = Wrapper::new(inner);
     let stage = gen_stage::producer(wrapper).start().await.expect("starts");
-    let stream = gen_stage::stream(&stage, one_at_a_time()).expect("subscribes");
+    let stream = gen_stage::stream::subscribe(&stage, one_at_a_time()).expect("subscribes");
     // Demand first ("emitted", "returned"), then the timer, then the cast it made.
     let events: Vec<_> = within("four events", stream.take(4).collect()).await;
     assert_eq!(events, ["emitted", "returned", "tick", "cast"]);
@@ -201,7 +201,7 @@ async fn the_inner_producers_handle_is_the_wrapper_and_cannot_be_subscribed_to()
     // A message sent through the view reaches the wrapper, wrapped.
     view.cast(Step::Emit("through the view"))
         .expect("the wrapper runs");
-    let stream = gen_stage::stream(&stage, one_at_a_time()).expect("subscribes");
+    let stream = gen_stage::stream::subscribe(&stage, one_at_a_time()).expect("subscribes");
     let events: Vec<_> = within("three events", stream.take(3).collect()).await;
     assert!(events.contains(&"through the view"), "{events:?}");
     assert_eq!(*messages.lock().expect("not poisoned"), 1);
@@ -228,7 +228,7 @@ async fn a_failing_inner_hook_keeps_what_it_emitted_for_the_wrapper() {
     stage
         .cast(Outer::Inner(Step::EmitThenFail("kept")))
         .expect("the wrapper runs");
-    let stream = gen_stage::stream(&stage, one_at_a_time()).expect("subscribes");
+    let stream = gen_stage::stream::subscribe(&stage, one_at_a_time()).expect("subscribes");
     let events: Vec<_> = within("three events", stream.take(3).collect()).await;
     assert!(events.contains(&"kept"), "{events:?}");
     assert!(stage.is_alive(), "the wrapper decided to keep running");

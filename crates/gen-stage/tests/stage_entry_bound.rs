@@ -8,9 +8,9 @@ use std::pin::pin;
 use std::time::Duration;
 
 use futures::FutureExt;
+use gen_stage::error::{CallError, TryCastError};
 use gen_stage::{
-    BoxError, CallError, Consumer, ConsumerContext, ConsumerRef, ExitReason, ReplyTo,
-    SubscriptionTag, TryCastError,
+    BoxError, Consumer, ConsumerContext, ConsumerRef, ExitReason, ReplyTo, SubscriptionTag,
 };
 use gen_stage_test::{Gate, Recorded};
 use support::within;

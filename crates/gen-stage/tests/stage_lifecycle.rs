@@ -5,9 +5,10 @@ mod support;
 
 use std::time::Duration;
 
+use gen_stage::error::{NotAlive, StartError};
 use gen_stage::{
-    BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ExitReason, Init, NotAlive,
-    Producer, ProducerContext, StartError, SubscribeOptions, SubscriptionTag,
+    BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ExitReason, Init, Producer,
+    ProducerContext, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{CollectingConsumer, Counter, Recorded, Script};
 use support::server::{Fault, Req, ServerLog, server, start_server};

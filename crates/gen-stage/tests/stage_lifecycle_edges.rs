@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use futures::FutureExt;
+use gen_stage::error::CallError;
 use gen_stage::kind::ProducerKind;
 use gen_stage::{
-    BoxError, CallError, Consumer, ConsumerContext, ExitReason, Producer, ProducerContext, ReplyTo,
+    BoxError, Consumer, ConsumerContext, ExitReason, Producer, ProducerContext, ReplyTo,
     SubscribeOptions, SubscriptionTag, WeakStageRef,
 };
 

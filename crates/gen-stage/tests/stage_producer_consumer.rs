@@ -129,7 +129,10 @@ async fn three_stage_pipeline_delivers_everything_once_in_order_and_stops_normal
 
 #[tokio::test]
 async fn pipeline_from_an_iterator_with_a_filter_completes() {
-    let producer = gen_stage::from_iter(0..300u64).start().await.unwrap();
+    let producer = gen_stage::source::from_iter(0..300u64)
+        .start()
+        .await
+        .unwrap();
     let multiples_of_3 = |x| if x % 3 == 0 { vec![x] } else { Vec::new() };
     let (middle, handled) = relay(&producer, opts(7, 3), multiples_of_3).await;
     let (consumer, record) = collect(&middle, SubscribeOptions::new().max_demand(1)).await;

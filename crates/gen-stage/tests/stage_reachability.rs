@@ -99,9 +99,13 @@ async fn dropping_every_handle_of_a_busy_pipeline_ends_every_task() {
 #[tokio::test]
 async fn a_producer_consumed_through_a_stream_ends_with_the_stream_and_its_handle() {
     let before = alive_tasks();
-    let producer = gen_stage::from_iter(0u64..).start().await.expect("starts");
-    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new().max_demand(10))
-        .expect("valid options");
+    let producer = gen_stage::source::from_iter(0u64..)
+        .start()
+        .await
+        .expect("starts");
+    let mut stream =
+        gen_stage::stream::subscribe(&producer, SubscribeOptions::new().max_demand(10))
+            .expect("valid options");
     assert_eq!(stream.next().await, Some(0));
     drop(producer);
     // The stream still reaches the producer.

@@ -5,7 +5,8 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gen_stage::{BoxError, ExitReason, Producer, ProducerContext, StageState, SubscribeOptions};
+use gen_stage::stats::StageState;
+use gen_stage::{BoxError, ExitReason, Producer, ProducerContext, SubscribeOptions};
 use gen_stage_test::{CollectingConsumer, Gate, Ping, Script, ScriptedProducer};
 
 #[tokio::test]
@@ -68,7 +69,7 @@ async fn counts_demand_and_buffer_follow_the_traffic() {
 
 #[tokio::test]
 async fn the_demand_snapshot_lists_each_subscription_on_both_sides() {
-    use gen_stage::{Side, SubscriptionDemand};
+    use gen_stage::stats::{Side, SubscriptionDemand};
     let (producer, _) = ScriptedProducer::<u64>::new();
     let producer = gen_stage::producer(producer).start().await.expect("starts");
     let middle = gen_stage::producer_consumer(support::relay::Relay::<u64>::pass_through())

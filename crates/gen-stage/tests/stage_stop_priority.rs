@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use futures::FutureExt;
-use gen_stage::supervisor::{ChildSpec, Shutdown, Strategy, Supervisor};
+use gen_stage::supervision::{ChildSpec, Shutdown, Strategy, Supervisor};
 use gen_stage::{
     BoxError, CancelMode, Consumer, ConsumerContext, ConsumerRef, ExitReason, ProducerRef,
     Registry, SubscribeOptions, SubscriptionTag,

@@ -5,9 +5,10 @@
 mod support;
 
 use futures::{FutureExt, StreamExt};
+use gen_stage::error::SubscribeError;
 use gen_stage::{
     BoxError, CancelMode, CancelReason, ExitReason, Producer, ProducerContext, ProducerRef,
-    SubscribeError, SubscribeOptions,
+    SubscribeOptions,
 };
 use gen_stage_test::{Counter, Gate, Record, Watch};
 use support::relay::{Relay, identity};
@@ -124,7 +125,8 @@ async fn subscriptions_queued_at_a_killed_producer_are_told_it_is_gone() {
         .async_subscribe_to(&producer, SubscribeOptions::new())
         .expect("valid options");
     record.wait_for_subscriptions(1).await;
-    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).expect("valid options");
+    let mut stream =
+        gen_stage::stream::subscribe(&producer, SubscribeOptions::new()).expect("valid options");
     // The first poll sends the stream's subscription: it waits in the producer's mailbox
     // while the producer is in its `terminate` hook.
     assert_eq!(stream.next().now_or_never(), None);

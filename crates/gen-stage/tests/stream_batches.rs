@@ -11,8 +11,13 @@ use support::{barrier, opts, recorded_counter, scripted_with};
 
 #[tokio::test]
 async fn batches_hold_at_most_max_minus_min_events_in_order() {
-    let producer = gen_stage::from_iter(0..25u32).start().await.unwrap();
-    let mut batches = gen_stage::stream(&producer, opts(8, 3)).unwrap().batches();
+    let producer = gen_stage::source::from_iter(0..25u32)
+        .start()
+        .await
+        .unwrap();
+    let mut batches = gen_stage::stream::subscribe(&producer, opts(8, 3))
+        .unwrap()
+        .batches();
     let mut pulled = Vec::new();
     while let Some(batch) = batches.next().await {
         assert!(
@@ -33,7 +38,9 @@ async fn batches_hold_at_most_max_minus_min_events_in_order() {
 #[tokio::test]
 async fn the_stream_asks_again_only_when_the_next_batch_is_pulled() {
     let (producer, demands) = recorded_counter(Counter::new(0)).await;
-    let mut batches = gen_stage::stream(&producer, opts(10, 5)).unwrap().batches();
+    let mut batches = gen_stage::stream::subscribe(&producer, opts(10, 5))
+        .unwrap()
+        .batches();
     assert_eq!(batches.next().await, Some(vec![0, 1, 2, 3, 4]));
     barrier(&producer).await;
     // The caller holds the first batch: nothing more is asked while it works on it.
@@ -51,7 +58,7 @@ async fn the_stream_asks_again_only_when_the_next_batch_is_pulled() {
 #[tokio::test]
 async fn the_rest_of_a_batch_started_event_by_event_comes_first() {
     let (producer, demands) = recorded_counter(Counter::new(0)).await;
-    let mut stream = gen_stage::stream(&producer, opts(10, 5)).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, opts(10, 5)).unwrap();
     assert_eq!(stream.next().await, Some(0));
     assert_eq!(stream.next().await, Some(1));
     let mut batches = stream.batches();
@@ -66,16 +73,18 @@ async fn the_rest_of_a_batch_started_event_by_event_comes_first() {
 
 #[tokio::test]
 async fn batches_of_several_producers_each_come_from_one_producer_in_its_order() {
-    let letters = gen_stage::from_iter((0..30u32).map(|i| ('a', i)))
+    let letters = gen_stage::source::from_iter((0..30u32).map(|i| ('a', i)))
         .start()
         .await
         .unwrap();
-    let digits = gen_stage::from_iter((0..20u32).map(|i| ('b', i)))
+    let digits = gen_stage::source::from_iter((0..20u32).map(|i| ('b', i)))
         .start()
         .await
         .unwrap();
     let transient = || opts(6, 2).cancel(CancelMode::Transient);
-    let mut batches = gen_stage::stream(&letters, transient()).unwrap().batches();
+    let mut batches = gen_stage::stream::subscribe(&letters, transient())
+        .unwrap()
+        .batches();
     batches.subscribe_to(&digits, transient()).unwrap();
     let mut by_producer: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
     while let Some(batch) = batches.next().await {
@@ -95,7 +104,7 @@ async fn batches_of_several_producers_each_come_from_one_producer_in_its_order()
 #[tokio::test]
 async fn a_producer_stopping_abnormally_ends_the_batches_with_its_reason() {
     let (producer, _record) = scripted_with(vec![1u32, 2, 3]).await;
-    let mut batches = gen_stage::stream(&producer, SubscribeOptions::new())
+    let mut batches = gen_stage::stream::subscribe(&producer, SubscribeOptions::new())
         .unwrap()
         .batches();
     assert_eq!(batches.next().await, Some(vec![1, 2, 3]));

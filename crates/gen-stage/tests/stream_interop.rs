@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
+use gen_stage::error::{OptionsError, SubscribeError};
 use gen_stage::kind::{EmitsEvents, StageKind};
-use gen_stage::{
-    CancelMode, CancelReason, EventStream, ExitReason, IterSource, OnCancel, OptionsError,
-    ProducerRef, SourceProducer, StageRef, StreamProducer, SubscribeError, SubscribeOptions,
-};
+use gen_stage::source::{IterSource, OnCancel, SourceProducer, StreamProducer};
+use gen_stage::stream::EventStream;
+use gen_stage::{CancelMode, CancelReason, ExitReason, ProducerRef, StageRef, SubscribeOptions};
 use gen_stage_test::{Counter, Gate, Record, Script, ScriptedProducer, Watch};
 use support::refusing::Refusing;
 use support::{
@@ -48,7 +48,7 @@ async fn waiting_for_more<St>(
 where
     St: Stream<Item = u32> + Send + 'static,
 {
-    let producer = gen_stage::from_stream(source).start().await;
+    let producer = gen_stage::source::from_stream(source).start().await;
     let producer = producer.expect("the producer starts");
     let (consumer, record) = collect(&producer, opts(5, 0)).await;
     sender.send(1).expect("the stream is there");
@@ -74,7 +74,7 @@ where
     B: EmitsEvents<Out = T>,
     T: Send + 'static,
 {
-    let mut stream = gen_stage::stream(first, first_options).expect("valid options");
+    let mut stream = gen_stage::stream::subscribe(first, first_options).expect("valid options");
     stream
         .subscribe_to(second, second_options)
         .expect("valid options");
@@ -87,7 +87,7 @@ async fn take<K: EmitsEvents>(
     options: SubscribeOptions,
     count: usize,
 ) -> Vec<K::Out> {
-    let stream = gen_stage::stream(producer, options).expect("valid options");
+    let stream = gen_stage::stream::subscribe(producer, options).expect("valid options");
     stream.take(count).collect().await
 }
 
@@ -113,7 +113,10 @@ async fn served_to_the_end_by(
 
 #[tokio::test]
 async fn from_iter_emits_every_item_in_order_then_stops_normally() {
-    let producer = gen_stage::from_iter(0..100u32).start().await.unwrap();
+    let producer = gen_stage::source::from_iter(0..100u32)
+        .start()
+        .await
+        .unwrap();
     let (_, record) = collect(&producer, SubscribeOptions::new()).await;
     both_stop_normally(&producer, &record).await;
     assert_eq!(record.events(), (0..100).collect::<Vec<_>>());
@@ -126,7 +129,10 @@ async fn from_iter_emits_every_item_in_order_then_stops_normally() {
 
 #[tokio::test]
 async fn from_iter_with_small_max_demand_delivers_the_last_items_before_stopping() {
-    let producer = gen_stage::from_iter(0..50u32).start().await.unwrap();
+    let producer = gen_stage::source::from_iter(0..50u32)
+        .start()
+        .await
+        .unwrap();
     let (_, record) = collect(&producer, opts(3, 1)).await;
     // The stop reaches the consumer behind the last events: it has all of them when it ends.
     both_stop_normally(&producer, &record).await;
@@ -137,7 +143,10 @@ async fn from_iter_with_small_max_demand_delivers_the_last_items_before_stopping
 
 #[tokio::test]
 async fn from_iter_does_not_stop_while_items_remain_undemanded() {
-    let producer = gen_stage::from_iter(0..50u32).start().await.unwrap();
+    let producer = gen_stage::source::from_iter(0..50u32)
+        .start()
+        .await
+        .unwrap();
     let gate = Gate::closed();
     let (_, record) = collect_gated(&producer, opts(4, 2), &gate).await;
     // The consumer holds its first batch: the producer has served its demand of 4 and
@@ -152,7 +161,7 @@ async fn from_iter_does_not_stop_while_items_remain_undemanded() {
 
 #[tokio::test]
 async fn from_iter_of_nothing_stops_normally_on_the_first_demand() {
-    let producer = gen_stage::from_iter(Vec::<u32>::new())
+    let producer = gen_stage::source::from_iter(Vec::<u32>::new())
         .start()
         .await
         .unwrap();
@@ -164,7 +173,7 @@ async fn from_iter_of_nothing_stops_normally_on_the_first_demand() {
 
 #[tokio::test]
 async fn from_stream_emits_every_item_in_order_then_stops_normally() {
-    let producer = gen_stage::from_stream(futures::stream::iter(0..60u32))
+    let producer = gen_stage::source::from_stream(futures::stream::iter(0..60u32))
         .start()
         .await
         .unwrap();
@@ -176,7 +185,10 @@ async fn from_stream_emits_every_item_in_order_then_stops_normally() {
 #[tokio::test]
 async fn from_stream_waits_for_a_pending_stream_and_stops_when_it_ends() {
     let (sender, source) = channel_stream::<u32>();
-    let producer = gen_stage::from_stream(source).start().await.unwrap();
+    let producer = gen_stage::source::from_stream(source)
+        .start()
+        .await
+        .unwrap();
     let (_, record) = collect(&producer, opts(5, 0)).await;
     for item in 0..5 {
         sender.send(item).unwrap();
@@ -198,7 +210,10 @@ async fn from_stream_delivers_what_is_ready_without_waiting_for_the_whole_demand
     // Two items are ready before the demand of 1000 comes, and no more are coming yet.
     sender.send(1).unwrap();
     sender.send(2).unwrap();
-    let producer = gen_stage::from_stream(source).start().await.unwrap();
+    let producer = gen_stage::source::from_stream(source)
+        .start()
+        .await
+        .unwrap();
     let (_, record) = collect(&producer, opts(1000, 500)).await;
     record.wait_for_events(2).await;
     // The rest of the demand is served as items come.
@@ -280,8 +295,11 @@ async fn from_stream_whose_stream_panics_stops_with_the_panic() {
 
 #[tokio::test]
 async fn from_iter_consumed_as_a_stream_ends_the_stream_normally() {
-    let producer = gen_stage::from_iter(0..25u32).start().await.unwrap();
-    let mut stream = gen_stage::stream(&producer, opts(4, 1)).unwrap();
+    let producer = gen_stage::source::from_iter(0..25u32)
+        .start()
+        .await
+        .unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, opts(4, 1)).unwrap();
     let items: Vec<u32> = stream.by_ref().collect().await;
     assert_eq!(items, (0..25).collect::<Vec<_>>());
     assert_eq!(stream.end_reason(), None);
@@ -333,7 +351,10 @@ async fn on_cancel_stop_stops_the_producer_when_its_stream_is_dropped() {
 
 #[tokio::test]
 async fn on_cancel_continue_keeps_the_producer_running_for_the_next_consumer() {
-    let producer = gen_stage::from_iter(0..100u32).start().await.unwrap();
+    let producer = gen_stage::source::from_iter(0..100u32)
+        .start()
+        .await
+        .unwrap();
     assert_eq!(take(&producer, opts(2, 0), 2).await, vec![0, 1]);
     barrier(&producer).await;
     assert!(producer.exit_reason().is_none());
@@ -349,7 +370,7 @@ async fn on_cancel_continue_keeps_the_producer_running_for_the_next_consumer() {
 #[tokio::test]
 async fn stream_asks_nothing_before_the_first_poll_then_max_demand_once() {
     let (producer, demands) = recorded_counter(Counter::new(0)).await;
-    let mut stream = gen_stage::stream(&producer, opts(30, 10)).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, opts(30, 10)).unwrap();
     barrier(&producer).await;
     assert!(demands.is_empty(), "asked before the first poll");
 
@@ -371,7 +392,7 @@ async fn stream_take_ten_with_max_demand_1000_asks_the_producer_once() {
 #[tokio::test]
 async fn stream_asks_again_only_as_its_events_are_pulled() {
     let (producer, demands) = recorded_counter(Counter::new(0)).await;
-    let mut stream = gen_stage::stream(&producer, opts(10, 5)).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, opts(10, 5)).unwrap();
     for expected in 0..5 {
         assert_eq!(stream.next().await, Some(expected));
     }
@@ -396,7 +417,7 @@ async fn stream_asks_again_only_as_its_events_are_pulled() {
 #[tokio::test]
 async fn dropping_a_stream_cancels_its_subscription() {
     let (producer, record) = scripted_with::<u32>(vec![1, 2, 3]).await;
-    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, SubscribeOptions::new()).unwrap();
     assert_eq!(stream.next().await, Some(1));
     drop(stream);
     record.wait_until(|r| !r.cancels.is_empty()).await;
@@ -415,7 +436,7 @@ async fn dropping_a_stream_cancels_its_subscription() {
 #[tokio::test]
 async fn dropping_a_stream_never_polled_subscribes_nothing() {
     let (producer, record) = scripted::<u32>().await;
-    let stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
+    let stream = gen_stage::stream::subscribe(&producer, SubscribeOptions::new()).unwrap();
     drop(stream);
     barrier(&producer).await;
     let (subscriptions, demands) = record.read(|r| (r.subscriptions.len(), r.demands.len()));
@@ -432,10 +453,10 @@ async fn stream_of_several_producers_keeps_each_order_and_ends_when_all_finish()
     let mut producers = Vec::new();
     for (name, size) in ['a', 'b', 'c'].into_iter().zip(sizes) {
         let items: Vec<(char, u32)> = (0..size).map(|i| (name, i)).collect();
-        producers.push(gen_stage::from_iter(items).start().await.unwrap());
+        producers.push(gen_stage::source::from_iter(items).start().await.unwrap());
     }
     let options = opts(5, 2).cancel(CancelMode::Transient);
-    let mut stream = gen_stage::stream(&producers[0], options.clone()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producers[0], options.clone()).unwrap();
     stream.subscribe_to(&producers[1], options.clone()).unwrap();
     stream.subscribe_to(&producers[2], options).unwrap();
     let items: Vec<(char, u32)> = stream.by_ref().collect().await;
@@ -455,7 +476,7 @@ async fn stream_of_several_producers_keeps_each_order_and_ends_when_all_finish()
 
 #[tokio::test]
 async fn permanent_subscription_ending_normally_ends_the_stream_and_cancels_the_others() {
-    let finite = gen_stage::from_iter(0..5u32).start().await.unwrap();
+    let finite = gen_stage::source::from_iter(0..5u32).start().await.unwrap();
     let (silent, record) = scripted::<u32>().await;
     let mut stream = stream_over_both((&finite, SubscribeOptions::new()), (&silent, temporary()));
     let items: Vec<u32> = stream.by_ref().collect().await;
@@ -471,7 +492,7 @@ async fn permanent_subscription_ending_normally_ends_the_stream_and_cancels_the_
 #[tokio::test]
 async fn producer_stopping_abnormally_ends_the_stream_with_its_reason() {
     let (producer, _record) = scripted_with(vec![1u32, 2, 3]).await;
-    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, SubscribeOptions::new()).unwrap();
     for expected in 1..=3 {
         assert_eq!(stream.next().await, Some(expected));
     }
@@ -486,7 +507,7 @@ async fn producer_stopping_abnormally_ends_the_stream_with_its_reason() {
 #[tokio::test]
 async fn permanent_subscription_shut_down_ends_the_stream_with_shutdown() {
     let (producer, _) = scripted_with::<u32>(vec![1]).await;
-    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, SubscribeOptions::new()).unwrap();
     assert_eq!(stream.next().await, Some(1));
     producer.stop(ExitReason::Shutdown).await.unwrap();
     assert_eq!(stream.next().await, None);
@@ -535,7 +556,7 @@ async fn temporary_subscription_whose_producer_fails_drops_out_while_the_others_
 async fn subscribing_mid_stream_adds_a_producer() {
     let (first, _) = scripted_with::<u32>(vec![1]).await;
     let (second, _) = scripted_with::<u32>(vec![2, 3]).await;
-    let mut stream = gen_stage::stream(&first, transient()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&first, transient()).unwrap();
     assert_eq!(stream.next().await, Some(1));
     stream.subscribe_to(&second, transient()).unwrap();
     assert_eq!(stream.next().await, Some(2));
@@ -574,13 +595,17 @@ async fn rejected_subscription_never_ends_the_stream_silently() {
 
 #[tokio::test]
 async fn stream_with_invalid_options_is_refused() {
-    let producer = gen_stage::from_iter(0..10u32).start().await.unwrap();
-    let error = gen_stage::stream(&producer, SubscribeOptions::new().max_demand(0)).unwrap_err();
+    let producer = gen_stage::source::from_iter(0..10u32)
+        .start()
+        .await
+        .unwrap();
+    let error =
+        gen_stage::stream::subscribe(&producer, SubscribeOptions::new().max_demand(0)).unwrap_err();
     assert!(matches!(
         error,
         SubscribeError::InvalidOptions(OptionsError::MaxDemandZero)
     ));
-    let error = gen_stage::stream(&producer, opts(5, 5)).unwrap_err();
+    let error = gen_stage::stream::subscribe(&producer, opts(5, 5)).unwrap_err();
     assert!(matches!(
         error,
         SubscribeError::InvalidOptions(OptionsError::MinDemandNotBelowMax {
@@ -589,7 +614,7 @@ async fn stream_with_invalid_options_is_refused() {
         })
     ));
     // A refused extra subscription leaves the stream as it was.
-    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, SubscribeOptions::new()).unwrap();
     let error = stream
         .subscribe_to(
             &producer,
@@ -603,21 +628,27 @@ async fn stream_with_invalid_options_is_refused() {
 
 #[tokio::test]
 async fn stream_over_a_stopped_producer_ends_at_once() {
-    let producer = gen_stage::from_iter(0..10u32).start().await.unwrap();
+    let producer = gen_stage::source::from_iter(0..10u32)
+        .start()
+        .await
+        .unwrap();
     producer.stop(ExitReason::Shutdown).await.unwrap();
 
-    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, SubscribeOptions::new()).unwrap();
     assert_eq!(stream.next().await, None);
     assert_eq!(stream.end_reason(), Some(&ExitReason::NotAlive));
 
-    let mut stream = gen_stage::stream(&producer, temporary()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, temporary()).unwrap();
     assert_eq!(stream.next().await, None);
     assert_eq!(stream.end_reason(), None);
 }
 
 #[tokio::test]
 async fn stream_with_a_dead_permanent_producer_ends_whatever_the_order() {
-    let dead = gen_stage::from_iter(0..10u32).start().await.unwrap();
+    let dead = gen_stage::source::from_iter(0..10u32)
+        .start()
+        .await
+        .unwrap();
     dead.stop(ExitReason::Shutdown).await.unwrap();
     let (alive, _) = scripted_with::<u32>(vec![1, 2]).await;
     let mut stream = stream_over_both(
@@ -634,7 +665,7 @@ async fn stream_over_a_producer_that_is_stopping_ends() {
     // The stop is queued first; the stream's subscription lands behind it, in the
     // mailbox of a stage that is still alive but will never handle it.
     producer.cast(Script::Stop(ExitReason::Shutdown)).unwrap();
-    let mut stream = gen_stage::stream(&producer, SubscribeOptions::new()).unwrap();
+    let mut stream = gen_stage::stream::subscribe(&producer, SubscribeOptions::new()).unwrap();
     assert_eq!(stream.next().now_or_never(), None);
     assert_eq!(producer.stopped().await, ExitReason::Shutdown);
     // Paused time: the timeout only fires if the stream is stuck for good.
@@ -663,7 +694,10 @@ async fn a_stream_that_ends_while_its_producer_accumulates_keeps_its_last_items(
             }
         },
     );
-    let producer = gen_stage::from_stream(source).start().await.unwrap();
+    let producer = gen_stage::source::from_stream(source)
+        .start()
+        .await
+        .unwrap();
     let (_consumer, record) = collect(&producer, opts(10, 5)).await;
     barrier(&producer).await; // the demand reached the stream's task
     producer
@@ -689,13 +723,14 @@ async fn a_stream_that_ends_while_its_producer_accumulates_keeps_its_last_items(
 
 #[tokio::test]
 async fn a_stream_producers_cancel_option_is_set_on_its_builder() {
-    let counting = gen_stage::from_stream(futures::stream::iter(0_u64..))
-        .on_cancel(gen_stage::OnCancel::Stop)
+    let counting = gen_stage::source::from_stream(futures::stream::iter(0_u64..))
+        .on_cancel(gen_stage::source::OnCancel::Stop)
         .start()
         .await
         .expect("starts");
-    let events = gen_stage::stream(&counting, gen_stage::SubscribeOptions::new().max_demand(10))
-        .expect("subscribes");
+    let events =
+        gen_stage::stream::subscribe(&counting, gen_stage::SubscribeOptions::new().max_demand(10))
+            .expect("subscribes");
     assert_eq!(events.take(3).collect::<Vec<_>>().await, [0, 1, 2]);
     // Its only consumer left: it stops (by default it would keep running).
     let reason = support::within("the producer stops", counting.stopped()).await;

@@ -7,10 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use gen_stage::supervisor::{ChildEvent, ChildSpec, Restart, Strategy, Supervisor, SupervisorRef};
-use gen_stage::{
-    CallError, ConsumerRef, ExitReason, NotAlive, ProducerRef, Registry, SubscribeOptions,
-};
+use gen_stage::error::{CallError, NotAlive};
+use gen_stage::supervision::{ChildEvent, ChildSpec, Restart, Strategy, Supervisor, SupervisorRef};
+use gen_stage::{ConsumerRef, ExitReason, ProducerRef, Registry, SubscribeOptions};
 use gen_stage_test::{Counter, ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
 use support::workers::{
     Crash, Log, Worker, assert_children, gives_up, next_event, panicked, spec, subscriber,

@@ -7,10 +7,11 @@ mod support;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use gen_stage::supervisor::{
+use gen_stage::ExitReason;
+use gen_stage::error::StartError;
+use gen_stage::supervision::{
     ChildSpec, Shutdown, Supervised, Supervisor, SupervisorError, SupervisorRef,
 };
-use gen_stage::{ExitReason, StartError};
 use gen_stage_test::{Gate, Recorded};
 use support::within;
 use support::workers::{Log, assert_children, gives_up, spec, supervise, workers};
@@ -278,7 +279,8 @@ async fn two_children_with_one_id_are_refused_before_anything_starts() {
 
 #[tokio::test(start_paused = true)]
 async fn which_children_times_out_while_a_restart_has_not_finished_starting() {
-    use gen_stage::{CallError, ProducerRef};
+    use gen_stage::ProducerRef;
+    use gen_stage::error::CallError;
     use gen_stage_test::Counter;
 
     let gate = Gate::closed();

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use gen_stage::supervisor::{
+use gen_stage::ExitReason;
+use gen_stage::error::StartError;
+use gen_stage::supervision::{
     ChildEvent, ChildEvents, ChildSpec, Missed, Strategy, Supervised, Supervisor,
 };
-use gen_stage::{ExitReason, StartError};
 use support::within;
 use support::workers::{Log, panicked, spec, supervise};
 

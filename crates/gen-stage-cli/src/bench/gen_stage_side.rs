@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gen_stage::dispatcher::{BroadcastDispatcher, Partition, PartitionDispatcher};
-use gen_stage::{BoxError, ConsumerSupervisor, ExitReason, SubscribeOptions};
+use gen_stage::supervision::ConsumerSupervisor;
+use gen_stage::{BoxError, ExitReason, SubscribeOptions};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -151,9 +152,9 @@ pub(crate) async fn partition_4(events: u64, window: Window) -> Outcome {
 }
 
 pub(crate) async fn stream_interop(events: u64) -> Outcome {
-    let producer = gen_stage::from_iter(0..events).start().await?;
+    let producer = gen_stage::source::from_iter(0..events).start().await?;
     let start = Instant::now();
-    let counted = gen_stage::stream(&producer, Window::max_demand(1000).options())?
+    let counted = gen_stage::stream::subscribe(&producer, Window::max_demand(1000).options())?
         .count()
         .await as u64;
     stream_counted(counted, events)?;
@@ -161,9 +162,9 @@ pub(crate) async fn stream_interop(events: u64) -> Outcome {
 }
 
 pub(crate) async fn stream_batches(events: u64) -> Outcome {
-    let producer = gen_stage::from_iter(0..events).start().await?;
+    let producer = gen_stage::source::from_iter(0..events).start().await?;
     let start = Instant::now();
-    let counted = gen_stage::stream(&producer, Window::max_demand(1000).options())?
+    let counted = gen_stage::stream::subscribe(&producer, Window::max_demand(1000).options())?
         .batches()
         .fold(
             0,

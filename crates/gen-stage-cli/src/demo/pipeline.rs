@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use gen_stage::dispatcher::{Partition, PartitionDispatcher};
+use gen_stage::source::SourceProducer;
+use gen_stage::supervision::ConsumerSupervisor;
 use gen_stage::{
-    BoxError, ConsumerRef, ConsumerSupervisor, DemandMode, ExitReason, ProducerConsumer,
-    ProducerConsumerContext, ProducerConsumerRef, ProducerRef, SourceProducer, SubscribeOptions,
-    SubscriptionTag,
+    BoxError, ConsumerRef, DemandMode, ExitReason, ProducerConsumer, ProducerConsumerContext,
+    ProducerConsumerRef, ProducerRef, SubscribeOptions, SubscriptionTag,
 };
 
 use super::source::{JobSource, SourceWait};
@@ -159,7 +160,7 @@ pub(crate) async fn start(settings: Settings) -> Result<Pipeline, BoxError> {
             Ok::<(), BoxError>(())
         }
     })
-    .shutdown(gen_stage::supervisor::Shutdown::Wait);
+    .shutdown(gen_stage::supervision::Shutdown::Wait);
     let mut workers = gen_stage::consumer(supervisor);
     for processor in &pool {
         // Transient: a processor that finishes normally does not stop the workers.

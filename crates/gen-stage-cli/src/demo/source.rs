@@ -7,11 +7,11 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use gen_stage::Source;
+use gen_stage::source::Source;
 
 use super::pipeline::Job;
 
-/// The jobs, pulled by a [`gen_stage::SourceProducer`] for the demand it has.
+/// The jobs, pulled by a [`gen_stage::source::SourceProducer`] for the demand it has.
 pub(crate) struct JobSource {
     jobs: Box<dyn Iterator<Item = Job> + Send>,
     wait: SourceWait,

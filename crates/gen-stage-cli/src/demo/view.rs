@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use gen_stage::{BoxError, StageStats, TaskCounts};
+use gen_stage::BoxError;
+use gen_stage::stats::StageStats;
+use gen_stage::supervision::TaskCounts;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::time::Instant;
 

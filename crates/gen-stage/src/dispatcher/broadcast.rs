@@ -84,7 +84,7 @@ struct Entry<T> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), BoxError> {
 /// // 0..100, then the producer stops normally.
-/// let producer = gen_stage::from_iter(0..100u64)
+/// let producer = gen_stage::source::from_iter(0..100u64)
 ///     .dispatcher(BroadcastDispatcher::new())
 ///     .demand_mode(DemandMode::Accumulate)
 ///     .start()

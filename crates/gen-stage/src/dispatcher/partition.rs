@@ -159,7 +159,7 @@ fn numbered_partition(options: &SubscribeOptions) -> Option<usize> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), BoxError> {
 /// // Even numbers to partition 0, odd ones to partition 1.
-/// let producer = gen_stage::from_iter(0..20u64)
+/// let producer = gen_stage::source::from_iter(0..20u64)
 ///     .dispatcher(PartitionDispatcher::by_count(2, |x: &u64| (*x % 2) as usize))
 ///     // Hold the events until both partitions have their consumer: a short source
 ///     // could otherwise run dry, and stop, before the second one subscribes.

@@ -47,7 +47,8 @@ use crate::subscription::SubscriptionTag;
 /// use std::convert::Infallible;
 ///
 /// use futures::StreamExt;
-/// use gen_stage::{ExitReason, Fetch, Fetched, SubscribeOptions};
+/// use gen_stage::source::{Fetch, Fetched};
+/// use gen_stage::{ExitReason, SubscribeOptions};
 /// use tokio::sync::mpsc;
 ///
 /// struct Lines {
@@ -100,8 +101,8 @@ use crate::subscription::SubscriptionTag;
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
 /// let (sender, receiver) = mpsc::channel(16);
 /// let lines = Lines { receiver, returned: VecDeque::new() };
-/// let producer = gen_stage::from_fetch(lines).start().await?;
-/// let mut events = gen_stage::stream(&producer, SubscribeOptions::new())?;
+/// let producer = gen_stage::source::from_fetch(lines).start().await?;
+/// let mut events = gen_stage::stream::subscribe(&producer, SubscribeOptions::new())?;
 /// sender.send("hello".to_owned()).await?;
 /// assert_eq!(events.next().await.as_deref(), Some("hello"));
 /// // The fetch waits for the next line; the producer answers meanwhile, and stops.
@@ -228,7 +229,7 @@ impl OnFetchError {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use gen_stage::OnFetchError;
+    /// use gen_stage::source::OnFetchError;
     ///
     /// assert_eq!(OnFetchError::backoff(1), OnFetchError::Retry { after: Duration::from_millis(100) });
     /// assert_eq!(OnFetchError::backoff(3), OnFetchError::Retry { after: Duration::from_millis(400) });
@@ -282,7 +283,8 @@ const DEFAULT_GIVE_BACK_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```
 /// use futures::StreamExt;
-/// use gen_stage::{ExitReason, FetchProducer, MemorySource, SubscribeOptions};
+/// use gen_stage::source::{FetchProducer, MemorySource};
+/// use gen_stage::{ExitReason, SubscribeOptions};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
@@ -292,7 +294,7 @@ const DEFAULT_GIVE_BACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// let producer = gen_stage::producer(FetchProducer::new(queue.clone()).prefetch(2)).start().await?;
 /// // Asks for 3, and asks again only once the stream has pulled all 3 and is polled.
 /// let options = SubscribeOptions::new().max_demand(3).min_demand(0);
-/// let events = gen_stage::stream(&producer, options)?;
+/// let events = gen_stage::stream::subscribe(&producer, options)?;
 /// assert_eq!(events.take(3).collect::<Vec<_>>().await, vec![1, 2, 3]);
 /// producer.stop(ExitReason::Shutdown).await?;
 /// // What it fetched and did not emit is back in the queue, in order.
@@ -572,13 +574,14 @@ impl<S: Fetch> Producer for FetchProducer<S> {
 ///
 /// ```
 /// use futures::StreamExt;
-/// use gen_stage::{MemorySource, SubscribeOptions};
+/// use gen_stage::source::MemorySource;
+/// use gen_stage::SubscribeOptions;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
 /// let queue = MemorySource::new();
-/// let producer = gen_stage::from_fetch(queue.clone()).start().await?;
-/// let mut events = gen_stage::stream(&producer, SubscribeOptions::new())?;
+/// let producer = gen_stage::source::from_fetch(queue.clone()).start().await?;
+/// let mut events = gen_stage::stream::subscribe(&producer, SubscribeOptions::new())?;
 /// queue.push("job 1");
 /// assert_eq!(events.next().await, Some("job 1"));
 /// queue.push("job 2");

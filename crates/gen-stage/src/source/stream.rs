@@ -34,14 +34,15 @@ use crate::subscription::SubscriptionTag;
 ///
 /// ```
 /// use futures::StreamExt;
-/// use gen_stage::{OnCancel, StreamProducer, SubscribeOptions};
+/// use gen_stage::source::{OnCancel, StreamProducer};
+/// use gen_stage::SubscribeOptions;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
 /// // A stream without end: the producer stops once its only consumer leaves.
 /// let counting = StreamProducer::new(futures::stream::iter(0u64..)).on_cancel(OnCancel::Stop);
 /// let counting = gen_stage::producer(counting).start().await?;
-/// let events = gen_stage::stream(&counting, SubscribeOptions::new().max_demand(10))?;
+/// let events = gen_stage::stream::subscribe(&counting, SubscribeOptions::new().max_demand(10))?;
 /// assert_eq!(events.take(3).collect::<Vec<_>>().await, vec![0, 1, 2]);
 /// assert!(counting.stopped().await.is_normal());
 /// # Ok(())
@@ -295,8 +296,8 @@ where
 /// let lines = futures::stream::unfold(receiver, |mut receiver| async move {
 ///     receiver.recv().await.map(|line| (line, receiver))
 /// });
-/// let producer = gen_stage::from_stream(lines).start().await?;
-/// let mut events = gen_stage::stream(&producer, SubscribeOptions::new())?;
+/// let producer = gen_stage::source::from_stream(lines).start().await?;
+/// let mut events = gen_stage::stream::subscribe(&producer, SubscribeOptions::new())?;
 /// sender.send("hello")?;
 /// assert_eq!(events.next().await, Some("hello"));
 /// // The stream has nothing ready: the producer waits for it, and answers meanwhile.

@@ -123,7 +123,7 @@ type StartFn =
 /// starts it. Subscribe by name ([`ConsumerBuilder::subscribe_to_name`]) so that a
 /// restarted consumer finds its (restarted) producer.
 ///
-/// [`ConsumerBuilder::subscribe_to_name`]: crate::ConsumerBuilder::subscribe_to_name
+/// [`ConsumerBuilder::subscribe_to_name`]: crate::builder::ConsumerBuilder::subscribe_to_name
 #[derive(Clone)]
 #[must_use]
 pub struct ChildSpec {

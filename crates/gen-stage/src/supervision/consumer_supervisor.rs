@@ -53,10 +53,12 @@ pub struct TaskCounts {
     pub terminated: usize,
 }
 
-/// Messages a [`ConsumerSupervisor`] takes; use the methods of its handle instead
-/// ([`ConsumerRef::start_child`] and the others below it).
-#[doc(hidden)]
-pub enum TaskMessage<E> {
+/// The messages a [`ConsumerSupervisor`] takes (its [`Consumer::Message`]): opaque,
+/// sent by the methods of its handle ([`ConsumerRef::start_child`] and the others
+/// below it).
+pub struct TaskMessage<E>(Request<E>);
+
+enum Request<E> {
     /// Tasks finished: their outcomes wait in the supervisor's pool.
     Finished,
     AskInitial(SubscriptionTag),
@@ -132,13 +134,14 @@ struct Slots {
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicU64, Ordering};
 ///
-/// use gen_stage::{BoxError, ConsumerSupervisor, SubscribeOptions};
+/// use gen_stage::supervision::ConsumerSupervisor;
+/// use gen_stage::{BoxError, SubscribeOptions};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), BoxError> {
 /// let sum = Arc::new(AtomicU64::new(0));
 /// let total = sum.clone();
-/// let jobs = gen_stage::from_iter(1..=100u64).start().await?;
+/// let jobs = gen_stage::source::from_iter(1..=100u64).start().await?;
 /// let workers = gen_stage::consumer(ConsumerSupervisor::new(move |job: u64| {
 ///     let sum = sum.clone();
 ///     async move {
@@ -371,7 +374,7 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
         }
         let me = ctx.stage_ref().uncounted();
         self.pool.set_ring(move || {
-            let _ = me.cast(TaskMessage::Finished);
+            let _ = me.cast(TaskMessage(Request::Finished));
         });
         Ok(Init::Start)
     }
@@ -389,7 +392,7 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
         };
         self.slots.insert(tag, slots);
         // The subscription exists once this hook returns: ask for max_demand then.
-        let _ = ctx.stage_ref().cast(TaskMessage::AskInitial(tag));
+        let _ = ctx.stage_ref().cast(TaskMessage(Request::AskInitial(tag)));
         Ok(AskMode::Manual)
     }
 
@@ -439,8 +442,8 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
         message: TaskMessage<E>,
         ctx: &mut ConsumerContext<'_, Self>,
     ) -> Result<(), BoxError> {
-        match message {
-            TaskMessage::Finished => {
+        match message.0 {
+            Request::Finished => {
                 for (id, outcome) in self.pool.take_finished() {
                     if !self.task_done(id, outcome, ctx) {
                         // Stopping: what finished meanwhile changes nothing.
@@ -448,20 +451,20 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
                     }
                 }
             }
-            TaskMessage::AskInitial(tag) => {
+            Request::AskInitial(tag) => {
                 // The first ask: max_demand, the same as an automatic subscription.
                 let max = self.slots.get(&tag).map(|slots| slots.max);
                 if let Some(demand) = max.and_then(NonZeroUsize::new) {
                     let _ = ctx.ask(tag, demand);
                 }
             }
-            TaskMessage::StartChild(event, reply) => {
+            Request::StartChild(event, reply) => {
                 let id = self.next_id();
                 self.events.announce(|| ChildEvent::Started { id });
                 self.spawn(id, event, None);
                 reply.send(id);
             }
-            TaskMessage::TerminateChild(id, reply) => {
+            Request::TerminateChild(id, reply) => {
                 let task = self.tasks.remove(&id);
                 let found = task.is_some();
                 if let Some(task) = task {
@@ -478,13 +481,13 @@ impl<E: Send + 'static> Consumer for ConsumerSupervisor<E> {
                 }
                 reply.send(found);
             }
-            TaskMessage::WhichChildren(reply) => {
+            Request::WhichChildren(reply) => {
                 let mut ids: Vec<TaskId> = self.tasks.keys().copied().collect();
                 ids.sort_unstable();
                 reply.send(ids);
             }
-            TaskMessage::CountChildren(reply) => reply.send(self.counts),
-            TaskMessage::Watch(reply) => reply.send(self.events.watch()),
+            Request::CountChildren(reply) => reply.send(self.counts),
+            Request::Watch(reply) => reply.send(self.events.watch()),
         }
         Ok(())
     }
@@ -524,7 +527,7 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     /// task still starts.
     pub async fn start_child(&self, event: E) -> Result<TaskId, StartChildError<E>> {
         let (reply, answer) = ReplyTo::pair();
-        let start = |event| TaskMessage::StartChild(event, reply);
+        let start = |event| TaskMessage(Request::StartChild(event, reply));
         if let Err(event) = self.cast_of(event, start) {
             return Err(StartChildError::NotAlive(event));
         }
@@ -542,7 +545,7 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     ///
     /// [`CallError`] if the supervisor is not alive or does not answer in time.
     pub async fn terminate_child(&self, id: TaskId) -> Result<bool, CallError> {
-        self.call(|reply| TaskMessage::TerminateChild(id, reply))
+        self.call(|reply| TaskMessage(Request::TerminateChild(id, reply)))
             .await
     }
 
@@ -552,7 +555,8 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     ///
     /// [`CallError`] if the supervisor is not alive or does not answer in time.
     pub async fn which_children(&self) -> Result<Vec<TaskId>, CallError> {
-        self.call(TaskMessage::WhichChildren).await
+        self.call(|reply| TaskMessage(Request::WhichChildren(reply)))
+            .await
     }
 
     /// How many tasks run and have run.
@@ -561,7 +565,8 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     ///
     /// [`CallError`] if the supervisor is not alive or does not answer in time.
     pub async fn count_children(&self) -> Result<TaskCounts, CallError> {
-        self.call(TaskMessage::CountChildren).await
+        self.call(|reply| TaskMessage(Request::CountChildren(reply)))
+            .await
     }
 
     /// Watches the tasks from now on: each task's start, its exit (with
@@ -576,8 +581,8 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     /// holds it back (one that falls behind misses events, and is told).
     ///
     /// ```
-    /// use gen_stage::supervisor::ChildEvent;
-    /// use gen_stage::{BoxError, ConsumerSupervisor, ExitReason};
+    /// use gen_stage::supervision::{ChildEvent, ConsumerSupervisor};
+    /// use gen_stage::{BoxError, ExitReason};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), BoxError> {
@@ -609,6 +614,6 @@ impl<E: Send + 'static> ConsumerRef<ConsumerSupervisor<E>> {
     ///
     /// [`CallError`] if the supervisor is not alive or does not answer in time.
     pub async fn watch(&self) -> Result<ChildEvents<TaskId>, CallError> {
-        self.call(TaskMessage::Watch).await
+        self.call(|reply| TaskMessage(Request::Watch(reply))).await
     }
 }

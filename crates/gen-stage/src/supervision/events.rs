@@ -10,9 +10,9 @@ use crate::exit::ExitReason;
 /// Something that happened to a supervisor's child, as [`ChildEvents`] reports it.
 ///
 /// `Id` names the child: the [`ChildSpec`](super::child::ChildSpec) id (a `String`)
-/// for a [`Supervisor`](crate::supervisor::Supervisor)'s children, the
-/// [`TaskId`](crate::TaskId) for a [`ConsumerSupervisor`](crate::ConsumerSupervisor)'s
-/// tasks.
+/// for a [`Supervisor`](crate::supervision::Supervisor)'s children, the
+/// [`TaskId`](crate::supervision::TaskId) for a
+/// [`ConsumerSupervisor`](crate::supervision::ConsumerSupervisor)'s tasks.
 ///
 /// A child's events come in order: `Started`, then `Exited` each time it stops, each
 /// followed by `Restarted` if it was started again. The supervisor's own end comes
@@ -20,7 +20,7 @@ use crate::exit::ExitReason;
 ///
 /// ```
 /// use gen_stage::ExitReason;
-/// use gen_stage::supervisor::ChildEvent;
+/// use gen_stage::supervision::ChildEvent;
 ///
 /// fn describe(event: &ChildEvent) -> String {
 ///     match event {
@@ -82,12 +82,12 @@ impl fmt::Display for Missed {
 impl std::error::Error for Missed {}
 
 /// The events of a supervisor's children, from the moment it was made (see
-/// [`SupervisorRef::watch`](crate::supervisor::SupervisorRef::watch) and
+/// [`SupervisorRef::watch`](crate::supervision::SupervisorRef::watch) and
 /// [`ConsumerRef::watch`](crate::ConsumerRef::watch)).
 ///
 /// A watcher never holds its supervisor back: the supervisor keeps the events that not
 /// every watcher has read in a buffer of bounded capacity (see
-/// [`Supervisor::watch_capacity`](crate::supervisor::Supervisor::watch_capacity)),
+/// [`Supervisor::watch_capacity`](crate::supervision::Supervisor::watch_capacity)),
 /// and a watcher that falls further behind loses the oldest ones, which
 /// [`next`](ChildEvents::next) reports as [`Missed`] with their count before it goes
 /// on with the ones that remain. Once the supervisor has stopped and its last events
@@ -96,7 +96,7 @@ impl std::error::Error for Missed {}
 /// Awaiting a restart, without polling the supervisor:
 ///
 /// ```
-/// use gen_stage::supervisor::{ChildEvent, ChildSpec, Supervisor};
+/// use gen_stage::supervision::{ChildEvent, ChildSpec, Supervisor};
 /// use gen_stage::{BoxError, Consumer, ConsumerContext, ExitReason, SubscriptionTag};
 ///
 /// /// Receives nothing; stands for a real stage.

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use gen_stage::{Fetch, Fetched, MemorySource, OnFetchError};
+use gen_stage::source::{Fetch, Fetched, MemorySource, OnFetchError};
 use gen_stage_test::{Gate, Recorded};
 use tokio::time::Instant;
 

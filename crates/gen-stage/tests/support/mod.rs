@@ -26,10 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gen_stage::dispatcher::Dispatcher;
+use gen_stage::error::{StartError, SubscribeError};
 use gen_stage::kind::{EmitsEvents, StageKind};
 use gen_stage::{
-    CancelReason, Consumer, ConsumerRef, ExitReason, Producer, ProducerRef, StageRef, StartError,
-    SubscribeError, SubscribeOptions, SubscriptionTag,
+    CancelReason, Consumer, ConsumerRef, ExitReason, Producer, ProducerRef, StageRef,
+    SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{
     CollectingConsumer, Counter, Gate, Ping, ProducerRecord, Record, Recorded, ScriptedProducer,

@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use gen_stage::kind::EmitsEvents;
-use gen_stage::{
-    BoxError, ConsumerRef, ConsumerSupervisor, ProducerRef, StageRef, StageState, SubscribeOptions,
-    TaskCounts, TaskId,
-};
+use gen_stage::stats::StageState;
+use gen_stage::supervision::{ConsumerSupervisor, TaskCounts, TaskId};
+use gen_stage::{BoxError, ConsumerRef, ProducerRef, StageRef, SubscribeOptions};
 use gen_stage_test::{Counter, Gate, Recorded};
 
 use super::{barrier, recorded_counter, start_consumer, within};

@@ -1,7 +1,7 @@
 //! Logging workers for the `Supervisor` tests: a consumer child that reports every start
 //! and stop, child specs for it, and helpers that read a supervisor's children.
 
-use gen_stage::supervisor::{ChildEvent, ChildEvents, ChildSpec, Supervisor, SupervisorRef};
+use gen_stage::supervision::{ChildEvent, ChildEvents, ChildSpec, Supervisor, SupervisorRef};
 use gen_stage::{
     BoxError, Consumer, ConsumerContext, ConsumerRef, ExitReason, Init, Registry, SubscribeOptions,
     SubscriptionTag,

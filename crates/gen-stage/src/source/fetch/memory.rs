@@ -20,15 +20,17 @@ use super::{Fetch, Fetched};
 /// first. Once [`closed`](MemorySource::close) and empty, the source has ended.
 ///
 /// ```
-/// use gen_stage::{ExitReason, MemorySource, SubscribeOptions};
+/// use gen_stage::source::MemorySource;
+/// use gen_stage::{ExitReason, SubscribeOptions};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gen_stage::BoxError> {
 /// let queue = MemorySource::new();
 /// queue.extend(["a", "b", "c"]);
 /// queue.close();
-/// let producer = gen_stage::from_fetch(queue.clone()).start().await?;
-/// let letters: Vec<&str> = futures::StreamExt::collect(gen_stage::stream(&producer, SubscribeOptions::new())?).await;
+/// let producer = gen_stage::source::from_fetch(queue.clone()).start().await?;
+/// let letters = gen_stage::stream::subscribe(&producer, SubscribeOptions::new())?;
+/// let letters: Vec<&str> = futures::StreamExt::collect(letters).await;
 /// assert_eq!(letters, ["a", "b", "c"]);
 /// assert_eq!(producer.stopped().await, ExitReason::Normal);
 /// assert!(queue.is_empty());

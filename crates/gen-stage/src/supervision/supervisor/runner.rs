@@ -10,11 +10,11 @@ use tokio::sync::mpsc;
 use crate::error::StartError;
 use crate::exit::ExitReason;
 use crate::exit_watch::ExitSender;
+use crate::supervision::child::{ChildSpec, Restart, Supervised};
 use crate::supervision::events::{Announcer, ChildEvent};
 use crate::supervision::intensity::RestartIntensity;
 use crate::supervision::supervisor::{
-    ChildInfo, ChildSpec, Command, Restart, Strategy, Supervised, Supervisor, SupervisorError,
-    SupervisorRef,
+    ChildInfo, Command, Strategy, Supervisor, SupervisorError, SupervisorRef,
 };
 
 struct Child {
