@@ -4,9 +4,10 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use crate::buffer::{Bound, Overflow};
 use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Subscriber};
 use crate::exit::BoxError;
-use crate::options::{BufferKeep, DEFAULT_BUFFER_SIZE, SubscribeOptions};
+use crate::options::{BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, SubscribeOptions};
 use crate::subscription::{SubscriptionTag, TagMap};
 
 /// The partition a consumer takes from a [`PartitionDispatcher`]; give it with
@@ -194,8 +195,8 @@ pub struct PartitionDispatcher<T, K> {
     partitions: Vec<PartitionState<T>>,
     by_tag: TagMap<usize>,
     shared: bool,
-    hold_limit: usize,
-    keep: BufferKeep,
+    /// How many events each partition holds, and which go beyond.
+    hold_limit: Bound,
     held: usize,
     /// Upstream demand asked and not yet dispatched.
     waiting: usize,
@@ -304,8 +305,10 @@ where
             partitions,
             by_tag: TagMap::default(),
             shared: false,
-            hold_limit: DEFAULT_BUFFER_SIZE,
-            keep: BufferKeep::Last,
+            hold_limit: Bound::new(
+                BufferSize::Bounded(DEFAULT_BUFFER_SIZE),
+                BufferKeep::default(),
+            ),
             held: 0,
             waiting: 0,
             owed: 0,
@@ -321,8 +324,7 @@ where
     /// Holds at most `limit` events per partition, keeping the first or the last
     /// (default 10,000, keep the last).
     pub fn hold_limit(mut self, limit: usize, keep: BufferKeep) -> Self {
-        self.hold_limit = limit;
-        self.keep = keep;
+        self.hold_limit = Bound::new(BufferSize::Bounded(limit), keep);
         self
     }
 }
@@ -471,18 +473,13 @@ where
             let before = partition.queue.len();
             partition.queue.extend(partition.batch.drain(..));
             partition.deliver(deliveries);
-            let overflow = partition.queue.len().saturating_sub(self.hold_limit);
-            if overflow > 0 {
-                match self.keep {
-                    BufferKeep::Last => {
-                        drop(partition.queue.drain(..overflow));
-                        partition.left_queue += overflow as u64;
-                    }
-                    BufferKeep::First => partition.queue.truncate(self.hold_limit),
-                }
-                // Held beyond the limit: they took demand, which stays used.
-                deliveries.discard_taken(overflow);
+            let overflow = self.hold_limit.trim(&mut partition.queue);
+            if let Overflow::Oldest(dropped) = overflow {
+                // Dropped from the front: they have left the queue.
+                partition.left_queue += dropped as u64;
             }
+            // Held beyond the limit: they took demand, which stays used.
+            deliveries.discard_taken(overflow.count());
             self.held = self.held + partition.queue.len() - before;
         }
         leftovers
