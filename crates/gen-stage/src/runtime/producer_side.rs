@@ -1,6 +1,8 @@
 //! The producer half of a stage: a dispatcher deciding who gets what, the consumers it
 //! sends to ([`Outbox`]), the events without demand ([`Buffer`], which also stashes
-//! while accumulating), and what waits for buffered events to go out ([`HeldQueue`]).
+//! while accumulating), and what waits for buffered events to go out ([`HeldQueue`],
+//! each item behind a [`Marker`] the dispatcher gives back once the events it held
+//! before the item have gone).
 //! This file composes them: it runs the dispatcher and keeps the demand accounts.
 
 mod held;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 
 use crate::buffer::{Buffer, Stashed};
 use crate::context::{Downstream, Outlet};
-use crate::dispatcher::{Deliveries, Dispatcher, Subscriber};
+use crate::dispatcher::{Deliveries, Dispatcher, Marker, Subscriber};
 use crate::error::UnknownSubscription;
 use crate::exit::{CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
@@ -103,7 +105,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         }
         if self.mode == DemandMode::Accumulate {
             let discarded = self.buffer.stash(events, self.held.released());
-            self.held.mark(&*self.dispatcher);
+            self.queue_markers();
             self.count_discards(discarded);
             return;
         }
@@ -125,7 +127,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     fn store(&mut self, events: Vec<T>) {
         let discarded = self.buffer.store(events, self.held.released());
-        self.held.mark(&*self.dispatcher);
+        self.queue_markers();
         self.count_discards(discarded);
         self.count_buffered();
     }
@@ -169,6 +171,9 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             sent.excess.append(leftovers);
             *leftovers = sent.excess;
         }
+        for marker in self.deliveries.take_released() {
+            self.held.marker_back(marker);
+        }
         let extra = self.deliveries.take_upstream_demand();
         self.extra_upstream = self.extra_upstream.saturating_add(extra);
         self.unmet_demand = self.unmet_demand.saturating_add(extra);
@@ -191,15 +196,29 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         }
     }
 
+    /// Queues what the buffer just let go behind a marker each, and hands the markers
+    /// to the dispatcher: an item is ready once its marker is back, when the events
+    /// the dispatcher holds now (emitted before the item) have gone out.
+    fn queue_markers(&mut self) {
+        if self.held.released().is_empty() {
+            return;
+        }
+        for id in self.held.queue_released() {
+            self.dispatcher
+                .queue_marker(Marker::new(id), &mut self.deliveries);
+        }
+        self.send_side_deliveries();
+    }
+
     /// What is ready, in order: released items whose events held before them have
     /// gone out, then those made ready at once.
     pub(crate) fn take_ready(&mut self) -> Vec<Held<M>> {
-        self.held.take_ready(&*self.dispatcher)
+        self.held.take_ready()
     }
 
     /// Whether [`Self::take_ready`] would return something.
     pub(crate) fn has_ready(&self) -> bool {
-        self.held.has_ready(&*self.dispatcher)
+        self.held.has_ready()
     }
 
     /// Each consumer's demand not yet sent.
@@ -320,7 +339,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
             let stuck = !leftovers.is_empty();
             self.buffer.put_back(leftovers);
             self.buffer.release_due(self.held.released());
-            self.held.mark(&*self.dispatcher);
+            self.queue_markers();
             served += consumed;
             if stuck || taken == 0 {
                 break;
@@ -335,7 +354,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     pub(crate) fn after_buffered(&mut self, item: Held<M>) {
         if let Some(item) = self.buffer.store_info(item) {
             self.held.released().push(item);
-            self.held.mark(&*self.dispatcher);
+            self.queue_markers();
         }
     }
 
