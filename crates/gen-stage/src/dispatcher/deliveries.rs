@@ -149,13 +149,16 @@ impl<T> Deliveries<T> {
         self.batches.len()
     }
 
+    /// Whether anything besides batches was recorded: upstream demand, discards,
+    /// markers given back (rare: one test covers the usual case).
+    pub(crate) fn has_records(&self) -> bool {
+        (self.upstream | self.discarded | self.released.len()) != 0
+    }
+
     /// True if there is nothing to send, no upstream demand, no discard and no marker
     /// given back.
     pub(crate) fn is_idle(&self) -> bool {
-        self.batches.is_empty()
-            && self.upstream == 0
-            && self.discarded == 0
-            && self.released.is_empty()
+        (self.batches.len() | self.upstream | self.discarded | self.released.len()) == 0
     }
 
     pub(crate) fn reverse_from(&mut self, first: usize) {

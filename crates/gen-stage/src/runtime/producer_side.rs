@@ -161,16 +161,20 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         (count.saturating_sub(leftovers.len() + discarded), leftovers)
     }
 
-    /// Sends what the dispatcher pushed to `deliveries`, and collects the upstream
-    /// demand and discards it recorded. What a faulty dispatcher delivered beyond
-    /// demand (or to no subscription) goes in front of `leftovers`: those events came
-    /// before the ones the dispatcher left.
+    /// Sends what the dispatcher pushed to `deliveries` (never more than a consumer
+    /// asked for: see [`Outbox::send`]), and collects what else it recorded.
     fn send_deliveries(&mut self, leftovers: &mut Vec<T>) {
-        let mut sent = self.outbox.send(&mut self.deliveries);
-        if !sent.excess.is_empty() {
-            sent.excess.append(leftovers);
-            *leftovers = sent.excess;
+        let lost = self.outbox.send(&mut self.deliveries, leftovers);
+        if self.deliveries.has_records() {
+            self.take_records();
         }
+        self.count_discards(lost);
+        self.count_buffered();
+    }
+
+    /// Takes what the dispatcher recorded besides batches: upstream demand it made,
+    /// discards, markers given back.
+    fn take_records(&mut self) {
         for marker in self.deliveries.take_released() {
             self.held.marker_back(marker);
         }
@@ -178,8 +182,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         self.extra_upstream = self.extra_upstream.saturating_add(extra);
         self.unmet_demand = self.unmet_demand.saturating_add(extra);
         let discarded = self.deliveries.take_discarded();
-        self.count_discards(sent.lost + discarded);
-        self.count_buffered();
+        self.count_discards(discarded);
     }
 
     /// Sends what a dispatcher call other than `dispatch` delivered; anything it could
