@@ -102,7 +102,7 @@ impl<S: Producer> ProducerRuntime<S> {
                 break;
             }
         }
-        let discarded = self.side.take_unreported_discards();
+        let discarded = std::mem::take(&mut self.side.unreported_discards);
         shared::report_discards(
             discarded,
             |count| self.stage.handle_discarded(count),
@@ -230,6 +230,6 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
     }
 
     fn set_exit_reason(&mut self, reason: &ExitReason) {
-        self.side.set_exit_reason(reason);
+        self.side.exit_reason = reason.clone();
     }
 }
