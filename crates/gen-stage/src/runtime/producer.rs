@@ -135,38 +135,6 @@ impl<S: Producer> Emitting for ProducerRuntime<S> {
     }
 }
 
-impl<S: Producer> ProducerRuntime<S> {
-    async fn producer_mail(&mut self, mail: ForProducer<S::Event>) {
-        match mail {
-            ForProducer::Ask { tag, demand } => {
-                let upstream = self.side.ask(tag, demand);
-                self.produce(upstream).await;
-            }
-            ForProducer::Subscribe(request) => {
-                let upstream = shared::accept_consumer(self, *request).await;
-                self.produce(upstream).await;
-            }
-            ForProducer::ConsumerCancelled { tag, reason } => {
-                if let Some(upstream) = self.side.remove_consumer(tag, &reason) {
-                    self.consumer_gone(tag, &reason, upstream).await;
-                }
-            }
-            ForProducer::Request(ProducerRequest::SetDemandMode(mode)) => {
-                for item in self.side.set_mode(mode) {
-                    let upstream = self.side.replay(item);
-                    self.produce(upstream).await;
-                }
-            }
-            ForProducer::Request(ProducerRequest::DemandModeQuery(reply)) => {
-                let _ = reply.send(self.side.demand_mode());
-            }
-            ForProducer::Request(ProducerRequest::BufferedQuery(reply)) => {
-                let _ = reply.send(self.side.buffered_count());
-            }
-        }
-    }
-}
-
 impl<S: Producer> Runner for ProducerRuntime<S> {
     type Kind = ProducerKind<S>;
 
@@ -178,7 +146,34 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
     async fn handle(&mut self, envelope: Envelope<ProducerKind<S>>) {
         // A producer has no consumer half: no mail can be addressed to one.
         match envelope {
-            Envelope::Producer(mail, ()) => self.producer_mail(mail).await,
+            // Handled in place: a future of its own cost a drop per message.
+            Envelope::Producer(mail, ()) => match mail {
+                ForProducer::Ask { tag, demand } => {
+                    let upstream = self.side.ask(tag, demand);
+                    self.produce(upstream).await;
+                }
+                ForProducer::Subscribe(request) => {
+                    let upstream = shared::accept_consumer(self, *request).await;
+                    self.produce(upstream).await;
+                }
+                ForProducer::ConsumerCancelled { tag, reason } => {
+                    if let Some(upstream) = self.side.remove_consumer(tag, &reason) {
+                        self.consumer_gone(tag, &reason, upstream).await;
+                    }
+                }
+                ForProducer::Request(ProducerRequest::SetDemandMode(mode)) => {
+                    for item in self.side.set_mode(mode) {
+                        let upstream = self.side.replay(item);
+                        self.produce(upstream).await;
+                    }
+                }
+                ForProducer::Request(ProducerRequest::DemandModeQuery(reply)) => {
+                    let _ = reply.send(self.side.demand_mode());
+                }
+                ForProducer::Request(ProducerRequest::BufferedQuery(reply)) => {
+                    let _ = reply.send(self.side.buffered_count());
+                }
+            },
             Envelope::Stage(mail) => stage_mail(self, mail).await,
         }
         self.flush().await;
