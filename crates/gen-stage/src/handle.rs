@@ -180,13 +180,7 @@ impl<K: StageKind> StageRef<K> {
             if envelope.is_user_message() {
                 self.life.entry.release();
             }
-            self.stats.add_unhandled(envelope.event_count());
-            envelope.refuse(|| {
-                self.life
-                    .stopping()
-                    .cloned()
-                    .unwrap_or(ExitReason::NotAlive)
-            });
+            envelope.dispose(&self.stats, &self.life, || ExitReason::NotAlive);
         }
         Ok(())
     }

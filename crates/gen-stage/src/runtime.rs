@@ -507,13 +507,7 @@ impl<K: StageKind> Mailbox<K> {
     /// Disposes of mail the stage will not handle: its events are counted as
     /// unhandled, a subscription is refused.
     fn refuse(&self, envelope: Envelope<K>) {
-        self.stats.add_unhandled(envelope.event_count());
-        envelope.refuse(|| {
-            self.life
-                .stopping()
-                .cloned()
-                .unwrap_or_else(|| self.reason.clone())
-        });
+        envelope.dispose(&self.stats, &self.life, || self.reason.clone());
     }
 }
 

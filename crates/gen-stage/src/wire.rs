@@ -11,8 +11,9 @@ use crate::error::SubscribeError;
 use crate::exit::{CancelReason, ExitReason};
 use crate::kind::sealed::Halves;
 use crate::kind::{EmitsEvents, ReceivesEvents, StageKind};
+use crate::lifecycle::Lifecycle;
 use crate::options::{DemandMode, SubscribeOptions};
-use crate::stats::SubscriptionDemand;
+use crate::stats::{StatsCell, SubscriptionDemand};
 use crate::subscription::{StageId, SubscriptionTag};
 
 /// Where a sync subscriber waits for the producer's answer.
@@ -147,11 +148,19 @@ impl<K: StageKind> Envelope<K> {
     }
 
     /// Disposes of mail the stage will not handle (it stopped, or its mailbox is a view
-    /// that does not take it): a subscription is refused (see
-    /// [`SubscribeRequest::refuse`]), anything else is dropped; calls waiting on it fail.
-    pub(crate) fn refuse(self, stopped: impl FnOnce() -> ExitReason) {
+    /// that does not take it): its events are counted as unhandled in `stats`, a
+    /// subscription is refused (see [`SubscribeRequest::refuse`]) with the reason the
+    /// stage stops for, or `not_stopping`'s if it has not begun to stop; anything else
+    /// is dropped, and calls waiting on it fail.
+    pub(crate) fn dispose(
+        self,
+        stats: &StatsCell,
+        life: &Lifecycle,
+        not_stopping: impl FnOnce() -> ExitReason,
+    ) {
+        stats.add_unhandled(self.event_count());
         if let Envelope::Producer(ForProducer::Subscribe(request), _) = self {
-            request.refuse(stopped);
+            request.refuse(|| life.stopping().cloned().unwrap_or_else(not_stopping));
         }
     }
 }
