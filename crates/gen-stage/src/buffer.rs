@@ -1,85 +1,221 @@
-//! The producer buffer: events that have no demand yet, and the info messages queued
-//! behind them.
+//! The producer buffer: events that have no demand yet, the info messages queued
+//! behind them, and what an accumulating producer stashes until it forwards again; and
+//! [`Bound`], the one rule by which whatever holds events for later keeps them within
+//! a size.
 
 use std::collections::VecDeque;
 
 use crate::options::{BufferKeep, BufferSize};
 
-/// Events waiting for demand, in order, with info messages pinned between them.
+/// How many events a holder keeps, and which go when more arrive than fit: the rule of
+/// the producer buffer, of an accumulating producer's stash (counted with the buffer)
+/// and of the events a partition dispatcher holds for each partition.
+///
+/// Keeping the first, the newcomers that do not fit are refused; keeping the last, the
+/// oldest make room for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Bound {
+    size: BufferSize,
+    keep: BufferKeep,
+}
+
+/// What a [`Bound`] drops, counted from one end of the events held, oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// Everything fits.
+    None,
+    /// The oldest this many go ([`BufferKeep::Last`]).
+    Oldest(usize),
+    /// The newest this many go ([`BufferKeep::First`]): never more than just arrived.
+    Newest(usize),
+}
+
+impl Bound {
+    pub(crate) fn new(size: BufferSize, keep: BufferKeep) -> Self {
+        Bound { size, keep }
+    }
+
+    /// What goes when `incoming` events join `held` ones.
+    pub(crate) fn overflow(self, held: usize, incoming: usize) -> Overflow {
+        let BufferSize::Bounded(capacity) = self.size else {
+            return Overflow::None;
+        };
+        let excess = held.saturating_add(incoming).saturating_sub(capacity);
+        match self.keep {
+            _ if excess == 0 => Overflow::None,
+            BufferKeep::First => Overflow::Newest(excess.min(incoming)),
+            BufferKeep::Last => Overflow::Oldest(excess),
+        }
+    }
+
+    /// Cuts `queue` down to the bound, whenever its events arrived; returns what went.
+    pub(crate) fn trim<T>(self, queue: &mut VecDeque<T>) -> Overflow {
+        let overflow = self.overflow(0, queue.len());
+        overflow.apply(queue);
+        overflow
+    }
+}
+
+impl Overflow {
+    /// How many events go.
+    pub(crate) fn count(self) -> usize {
+        match self {
+            Overflow::None => 0,
+            Overflow::Oldest(count) | Overflow::Newest(count) => count,
+        }
+    }
+
+    /// Drops what goes from `events`, oldest first.
+    fn apply<T>(self, events: &mut VecDeque<T>) {
+        match self {
+            Overflow::None => {}
+            Overflow::Oldest(count) => drop(events.drain(..count.min(events.len()))),
+            Overflow::Newest(count) => events.truncate(events.len().saturating_sub(count)),
+        }
+    }
+}
+
+/// What an accumulating producer keeps until it forwards again, in order.
+#[derive(Debug)]
+pub(crate) enum Stashed<T, M> {
+    Demand(usize),
+    Events(Vec<T>),
+    /// An info message, held behind the events stashed before it as behind buffered
+    /// ones.
+    Info(M),
+}
+
+/// Events waiting for demand, in order, with info messages pinned between them, and
+/// the stash of an accumulating producer.
 ///
 /// An info message is released once every event buffered before it has left the buffer
-/// (taken for dispatch or discarded).
+/// (taken for dispatch or discarded). Events stashed are never older than those
+/// buffered: the buffer goes out first, and [`Bound`] counts both.
 #[derive(Debug)]
 pub(crate) struct Buffer<T, M> {
     events: VecDeque<T>,
-    size: BufferSize,
-    keep: BufferKeep,
+    bound: Bound,
     /// `(position, message)`: released once `removed >= position`.
     infos: VecDeque<(u64, M)>,
     /// Events ever appended.
     added: u64,
     /// Events ever removed from the front (taken or discarded).
     removed: u64,
+    stash: VecDeque<Stashed<T, M>>,
+    /// Events in `stash`.
+    stashed: usize,
 }
 
 impl<T, M> Buffer<T, M> {
     pub(crate) fn new(size: BufferSize, keep: BufferKeep) -> Self {
         Buffer {
             events: VecDeque::new(),
-            size,
-            keep,
+            bound: Bound::new(size, keep),
             infos: VecDeque::new(),
             added: 0,
             removed: 0,
+            stash: VecDeque::new(),
+            stashed: 0,
         }
     }
 
-    /// Events currently buffered.
+    /// Events currently buffered (not counting the stash).
     pub(crate) fn len(&self) -> usize {
         self.events.len()
     }
 
-    /// Appends events, discarding per the size and keep rules. Info messages whose
-    /// events were all discarded are moved to `released`. Returns how many events were
-    /// discarded.
-    pub(crate) fn store(&mut self, mut incoming: Vec<T>, released: &mut Vec<M>) -> usize {
-        let capacity = match self.size {
-            BufferSize::Unbounded => {
-                self.added += incoming.len() as u64;
-                self.events.extend(incoming);
-                return 0;
-            }
-            BufferSize::Bounded(capacity) => capacity,
-        };
-        let total = self.events.len() + incoming.len();
-        if total <= capacity {
-            self.added += incoming.len() as u64;
-            self.events.extend(incoming);
-            return 0;
-        }
-        let discarded = total - capacity;
-        match self.keep {
-            BufferKeep::First => {
-                incoming.truncate(incoming.len() - discarded);
-                self.added += incoming.len() as u64;
-                self.events.extend(incoming);
-            }
-            BufferKeep::Last => {
-                let from_buffer = discarded.min(self.events.len());
-                self.events.drain(..from_buffer);
-                let from_incoming = discarded - from_buffer;
-                self.added += incoming.len() as u64;
-                self.removed += discarded as u64;
-                self.events.extend(incoming.drain(from_incoming..));
-                self.release_due(released);
-            }
-        }
-        discarded
+    /// Events currently stashed.
+    pub(crate) fn stashed(&self) -> usize {
+        self.stashed
     }
 
-    /// Queues an info message behind the buffered events, or gives it back when nothing
-    /// is buffered (it can be delivered at once).
+    /// Appends events, discarding per the bound. Info messages whose events were all
+    /// discarded are moved to `released`. Returns how many events were discarded.
+    pub(crate) fn store(&mut self, incoming: Vec<T>, released: &mut Vec<M>) -> usize {
+        let overflow = self.bound.overflow(self.events.len(), incoming.len());
+        self.added += incoming.len() as u64;
+        self.events.extend(incoming);
+        match overflow {
+            Overflow::None => {}
+            Overflow::Oldest(count) => self.drop_oldest(count, released),
+            Overflow::Newest(count) => {
+                overflow.apply(&mut self.events);
+                self.added -= count as u64;
+            }
+        }
+        overflow.count()
+    }
+
+    /// Drops the oldest `count` buffered events, releasing the info messages behind them.
+    fn drop_oldest(&mut self, count: usize, released: &mut Vec<M>) {
+        let count = count.min(self.events.len());
+        Overflow::Oldest(count).apply(&mut self.events);
+        self.removed += count as u64;
+        self.release_due(released);
+    }
+
+    /// Keeps events emitted while accumulating, behind everything stashed, within the
+    /// bound (counting the buffer): keeping the last, the buffer's oldest go first, then
+    /// the stash's, then the newcomers'. Info messages whose events were all discarded
+    /// are moved to `released`. Returns how many events were discarded.
+    pub(crate) fn stash(&mut self, mut incoming: Vec<T>, released: &mut Vec<M>) -> usize {
+        let overflow = self
+            .bound
+            .overflow(self.events.len() + self.stashed, incoming.len());
+        match overflow {
+            Overflow::None => {}
+            Overflow::Newest(count) => incoming.truncate(incoming.len() - count),
+            Overflow::Oldest(count) => {
+                let from_buffer = count.min(self.events.len());
+                self.drop_oldest(from_buffer, released);
+                let mut left = count - from_buffer;
+                for item in &mut self.stash {
+                    if left == 0 {
+                        break;
+                    }
+                    if let Stashed::Events(old) = item {
+                        let cut = left.min(old.len());
+                        old.drain(..cut);
+                        self.stashed -= cut;
+                        left -= cut;
+                    }
+                }
+                incoming.drain(..left.min(incoming.len()));
+            }
+        }
+        if !incoming.is_empty() {
+            self.stashed += incoming.len();
+            self.stash.push_back(Stashed::Events(incoming));
+        }
+        overflow.count()
+    }
+
+    /// Stashes upstream demand, in order with the events stashed.
+    pub(crate) fn stash_demand(&mut self, demand: usize) {
+        if demand > 0 {
+            self.stash.push_back(Stashed::Demand(demand));
+        }
+    }
+
+    /// Takes the stash out, in order, for the stage to replay.
+    pub(crate) fn take_stash(&mut self) -> VecDeque<Stashed<T, M>> {
+        self.stashed = 0;
+        std::mem::take(&mut self.stash)
+    }
+
+    /// Queues an info message behind everything buffered or stashed, or gives it back
+    /// when nothing is (it can be delivered at once).
     pub(crate) fn store_info(&mut self, message: M) -> Option<M> {
+        // Events emitted while accumulating are stashed, not buffered: the info waits
+        // in the stash behind them, and is replayed in order when forwarding again.
+        let behind_stash = self
+            .stash
+            .iter()
+            .any(|stashed| !matches!(stashed, Stashed::Demand(_)));
+        if behind_stash {
+            self.stash.push_back(Stashed::Info(message));
+            return None;
+        }
         if self.events.is_empty() {
             return Some(message);
         }
@@ -101,8 +237,8 @@ impl<T, M> Buffer<T, M> {
         taken
     }
 
-    /// Takes out the info messages that `pick` picks, in order, whatever is buffered
-    /// before them.
+    /// Takes out the info messages that `pick` picks, in order, whatever is buffered or
+    /// stashed before them.
     pub(crate) fn take_infos_where(&mut self, pick: impl Fn(&M) -> bool, into: &mut Vec<M>) {
         let infos = std::mem::take(&mut self.infos);
         for (position, message) in infos {
@@ -110,6 +246,13 @@ impl<T, M> Buffer<T, M> {
                 into.push(message);
             } else {
                 self.infos.push_back((position, message));
+            }
+        }
+        let stash = std::mem::take(&mut self.stash);
+        for stashed in stash {
+            match stashed {
+                Stashed::Info(message) if pick(&message) => into.push(message),
+                other => self.stash.push_back(other),
             }
         }
     }
@@ -332,5 +475,91 @@ mod tests {
         assert!(released.is_empty(), "the info waits for 'c'");
         assert_eq!(take(&mut b, 5, &mut released), vec!['c']);
         assert_eq!(released, vec!["end"]);
+    }
+
+    fn stashed_events(b: &mut Buffer<char, &'static str>) -> Vec<char> {
+        let mut events = Vec::new();
+        for item in b.take_stash() {
+            if let Stashed::Events(stashed) = item {
+                events.extend(stashed);
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn a_bound_refuses_newcomers_keeping_the_first_and_drops_the_oldest_keeping_the_last() {
+        let first = Bound::new(BufferSize::Bounded(5), BufferKeep::First);
+        let last = Bound::new(BufferSize::Bounded(5), BufferKeep::Last);
+        assert_eq!(first.overflow(3, 2), Overflow::None);
+        assert_eq!(first.overflow(4, 3), Overflow::Newest(2));
+        // Over the bound already: only newcomers are refused.
+        assert_eq!(first.overflow(7, 1), Overflow::Newest(1));
+        assert_eq!(last.overflow(4, 3), Overflow::Oldest(2));
+        assert_eq!(last.overflow(7, 1), Overflow::Oldest(3));
+        let unbounded = Bound::new(BufferSize::Unbounded, BufferKeep::Last);
+        assert_eq!(unbounded.overflow(usize::MAX, 1), Overflow::None);
+        assert_eq!(Overflow::Oldest(2).count() + Overflow::None.count(), 2);
+    }
+
+    #[test]
+    fn trimming_a_queue_keeps_its_first_or_its_last_events() {
+        let mut queue: VecDeque<u32> = (0..6).collect();
+        let first = Bound::new(BufferSize::Bounded(4), BufferKeep::First);
+        assert_eq!(first.trim(&mut queue), Overflow::Newest(2));
+        assert_eq!(queue, [0, 1, 2, 3]);
+        let last = Bound::new(BufferSize::Bounded(3), BufferKeep::Last);
+        assert_eq!(last.trim(&mut queue), Overflow::Oldest(1));
+        assert_eq!(queue, [1, 2, 3]);
+        assert_eq!(last.trim(&mut queue), Overflow::None);
+    }
+
+    #[test]
+    fn the_stash_counts_the_buffer_and_keeping_the_last_drops_the_buffer_first() {
+        let mut b = buffer(4, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.store(vec!['a', 'b'], &mut released);
+        b.store_info("after b");
+        assert_eq!(b.stash(vec!['c'], &mut released), 0);
+        b.stash_demand(2);
+        // Two too many: 'a' and 'b' go, and the info behind them is released.
+        assert_eq!(b.stash(vec!['d', 'e', 'f'], &mut released), 2);
+        assert_eq!(released, vec!["after b"]);
+        assert_eq!((b.len(), b.stashed()), (0, 4));
+        // Then the stash's oldest, then the newcomers' oldest.
+        assert_eq!(b.stash(vec!['g', 'h', 'i', 'j', 'k'], &mut released), 5);
+        assert_eq!(b.stashed(), 4);
+        assert_eq!(stashed_events(&mut b), vec!['h', 'i', 'j', 'k']);
+        assert_eq!(b.stashed(), 0);
+    }
+
+    #[test]
+    fn the_stash_keeping_the_first_refuses_newcomers_only() {
+        let mut b = buffer(3, BufferKeep::First);
+        let mut released = Vec::new();
+        b.store(vec!['a'], &mut released);
+        assert_eq!(b.stash(vec!['b', 'c', 'd'], &mut released), 1);
+        assert_eq!(b.stash(vec!['e'], &mut released), 1);
+        assert_eq!(b.len(), 1);
+        assert_eq!(stashed_events(&mut b), vec!['b', 'c']);
+    }
+
+    #[test]
+    fn an_info_waits_behind_stashed_events_not_behind_stashed_demand() {
+        let mut b = buffer(10, BufferKeep::Last);
+        let mut released = Vec::new();
+        b.stash_demand(3);
+        b.stash_demand(0);
+        assert_eq!(b.store_info("first"), Some("first"), "nothing to wait for");
+        b.stash(vec!['a'], &mut released);
+        assert_eq!(b.store_info("after a"), None);
+        let mut picked = Vec::new();
+        b.take_infos_where(|_| true, &mut picked);
+        assert_eq!(picked, vec!["after a"]);
+        let stash: Vec<_> = b.take_stash().into_iter().collect();
+        assert!(matches!(
+            &stash[..],
+            [Stashed::Demand(3), Stashed::Events(events)] if events == &['a']
+        ));
     }
 }

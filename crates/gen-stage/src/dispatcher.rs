@@ -81,26 +81,136 @@
 //! Whatever a dispatcher does, the stage never lets a consumer receive more than it
 //! asked for: a delivery beyond a consumer's outstanding demand is cut, the excess is
 //! buffered, and an error is logged.
+//!
+//! # Holding events
+//!
+//! A dispatcher may keep events itself rather than leave them to the stage's buffer
+//! (the [`PartitionDispatcher`] holds each partition's events until its consumer asks).
+//! It then says how many it holds ([`Dispatcher::held`]), and keeps the stage's
+//! [`Marker`]s in line with them: for each info message (or cancellation) that must
+//! wait for the events emitted before it, the stage hands the dispatcher a marker with
+//! [`Dispatcher::queue_marker`], and handles the message once the dispatcher gives the
+//! marker back with [`Deliveries::release`], when every event it held then has gone
+//! out. This is GenStage's `info/2`. A dispatcher that holds nothing keeps the default,
+//! which gives the marker back at once.
+//!
+//! A dispatcher for one consumer that holds what the consumer has not asked for yet:
+//!
+//! ```
+//! use std::collections::VecDeque;
+//!
+//! use gen_stage::dispatcher::{Deliveries, Dispatcher, Marker, Subscriber};
+//! use gen_stage::{BoxError, SubscriptionTag};
+//!
+//! #[derive(Debug, Default)]
+//! struct HoldForOne<T> {
+//!     /// `(tag, demand)` of the consumer, if one is subscribed.
+//!     consumer: Option<(SubscriptionTag, usize)>,
+//!     held: VecDeque<T>,
+//!     /// Events that have left `held`, ever.
+//!     sent: usize,
+//!     /// Each marker with the value of `sent` once the events held before it are out.
+//!     markers: VecDeque<(usize, Marker)>,
+//! }
+//!
+//! impl<T> HoldForOne<T> {
+//!     /// Sends what the consumer can take, then gives back the markers now due.
+//!     fn flush(&mut self, deliveries: &mut Deliveries<T>) {
+//!         if let Some((tag, demand)) = &mut self.consumer {
+//!             let count = (*demand).min(self.held.len());
+//!             *demand -= count;
+//!             self.sent += count;
+//!             deliveries.push(*tag, self.held.drain(..count).collect());
+//!         }
+//!         while self.markers.front().is_some_and(|&(due, _)| due <= self.sent) {
+//!             if let Some((_, marker)) = self.markers.pop_front() {
+//!                 deliveries.release(marker);
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! impl<T: Send + 'static> Dispatcher<T> for HoldForOne<T> {
+//!     fn subscribe(&mut self, subscriber: &Subscriber<'_>, _: &mut Deliveries<T>) -> Result<usize, BoxError> {
+//!         if self.consumer.is_some() {
+//!             return Err("one consumer at a time".into());
+//!         }
+//!         self.consumer = Some((subscriber.tag, 0));
+//!         Ok(0)
+//!     }
+//!
+//!     fn cancel(&mut self, _: SubscriptionTag, _: &mut Deliveries<T>) -> usize {
+//!         self.consumer = None; // what is held waits for the next consumer
+//!         0
+//!     }
+//!
+//!     fn ask(&mut self, _: SubscriptionTag, demand: usize, deliveries: &mut Deliveries<T>) -> usize {
+//!         if let Some((_, wanted)) = &mut self.consumer {
+//!             *wanted += demand;
+//!         }
+//!         let before = self.held.len();
+//!         self.flush(deliveries);
+//!         demand - (before - self.held.len()) // what the held events did not serve
+//!     }
+//!
+//!     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
+//!         self.held.extend(events); // a real one would bound this
+//!         self.flush(deliveries);
+//!         Vec::new()
+//!     }
+//!
+//!     fn queue_marker(&mut self, marker: Marker, deliveries: &mut Deliveries<T>) {
+//!         self.markers.push_back((self.sent + self.held.len(), marker));
+//!         self.flush(deliveries); // nothing held: back at once
+//!     }
+//!
+//!     fn held(&self) -> usize {
+//!         self.held.len()
+//!     }
+//! }
+//!
+//! let mut dispatcher = HoldForOne::default();
+//! let options = gen_stage::SubscribeOptions::new();
+//! let tag = SubscriptionTag::from_raw(1);
+//! let subscriber = Subscriber::new(tag, gen_stage::StageId::from_raw(1), &options);
+//! let mut out = Deliveries::new();
+//! dispatcher.subscribe(&subscriber, &mut out).unwrap();
+//! assert!(dispatcher.dispatch(vec![1, 2, 3], &mut out).is_empty());
+//! assert_eq!(Dispatcher::<u32>::held(&dispatcher), 3);
+//! assert_eq!(dispatcher.ask(tag, 5, &mut out), 2, "3 of the 5 were held");
+//! let sent: Vec<_> = out.drain().collect();
+//! assert_eq!(sent, [(tag, vec![1, 2, 3])]);
+//! ```
 
 mod broadcast;
 mod deliveries;
 mod demand;
+mod marker;
 mod partition;
 
 pub use broadcast::{BroadcastDispatcher, BroadcastError, Selector};
 pub use deliveries::Deliveries;
 pub use demand::DemandDispatcher;
+pub use marker::Marker;
 pub use partition::{Partition, PartitionDispatcher, PartitionError};
 
 use crate::exit::BoxError;
 use crate::options::SubscribeOptions;
 use crate::subscription::{StageId, SubscriptionTag};
 
-/// Decides which consumer receives which events, and how much to ask upstream.
+/// Decides which consumer receives which events, and how much to ask upstream: the
+/// producer stage calls it when a consumer subscribes, asks or cancels, and when events
+/// are to be sent.
 ///
-/// All methods are synchronous and must not block. Each may send events through
-/// `deliveries` (for example events it held for a consumer that now asks), and may
-/// record there upstream demand or discards it creates. See the [module docs](self).
+/// Four methods are required; a simple dispatcher writes only those (see the
+/// [module docs](self) for one to paste). [`dispatch_buffered`](Self::dispatch_buffered)
+/// matters to a dispatcher that counts arrivals against the demand it asked upstream;
+/// [`queue_marker`](Self::queue_marker) and [`held`](Self::held) to one that holds
+/// events itself.
+///
+/// All methods are synchronous and must not block. Each writes what it decides beyond
+/// its return value to `deliveries`: events to send (for example events it held for a
+/// consumer that now asks), upstream demand or discards it makes, markers it gives back.
 pub trait Dispatcher<T>: Send + 'static {
     /// A consumer subscribed. Returns the upstream demand this creates (usually 0:
     /// demand comes with asks), or an error that refuses the subscription; the
@@ -121,6 +231,10 @@ pub trait Dispatcher<T>: Send + 'static {
     fn cancel(&mut self, tag: SubscriptionTag, deliveries: &mut Deliveries<T>) -> usize;
 
     /// A consumer asked for `demand` more events. Returns the upstream demand.
+    ///
+    /// The upstream demand that `ask`, `cancel` and `subscribe` return is what
+    /// consumers lack, not counting the stage's buffer: the stage serves it from the
+    /// buffer first and asks the stage's source only for the rest.
     fn ask(&mut self, tag: SubscriptionTag, demand: usize, deliveries: &mut Deliveries<T>)
     -> usize;
 
@@ -132,54 +246,24 @@ pub trait Dispatcher<T>: Send + 'static {
     /// stage's buffer, now that consumers asked for more. They already arrived once, so
     /// a dispatcher that counts arrivals against the demand it asked upstream must not
     /// count them again; by default they are dispatched like new events.
-    ///
-    /// The upstream demand that `ask`, `cancel` and `subscribe` return is what
-    /// consumers lack, not counting the stage's buffer: the stage serves it from the
-    /// buffer first and asks the stage's source only for the rest.
     fn dispatch_buffered(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         self.dispatch(events, deliveries)
     }
 
+    /// Queues `marker` behind every event the dispatcher holds now, to give it back
+    /// with [`Deliveries::release`] once they have all gone out (sent, or dropped), in
+    /// the order the markers came. The stage queues one for each info message (and
+    /// cancellation) that waits for the events emitted before it, and handles it when
+    /// the marker comes back: GenStage's `info/2`. By default the marker is given back
+    /// at once, which is right for a dispatcher that holds nothing.
+    fn queue_marker(&mut self, marker: Marker, deliveries: &mut Deliveries<T>) {
+        deliveries.release(marker);
+    }
+
     /// Events the dispatcher holds itself (not counting the stage's buffer); shown in
-    /// the stage's statistics as buffered.
+    /// the stage's statistics as buffered, and waited for by a draining stage.
     fn held(&self) -> usize {
         0
-    }
-
-    /// A mark of the events the dispatcher holds now, for
-    /// [`Dispatcher::released_since`]. The stage takes one when an info message
-    /// becomes due (every event emitted before it has been dispatched), and hands the
-    /// message to `handle_message` once the events held then have gone out. The
-    /// default marks nothing.
-    fn held_mark(&self) -> HeldMark {
-        HeldMark::default()
-    }
-
-    /// Whether every event held when `mark` was taken has gone out (sent, or dropped).
-    /// The default waits until the dispatcher holds nothing at all, which is right but
-    /// may wait for events held after the mark too; a dispatcher that holds events
-    /// should say exactly.
-    fn released_since(&self, mark: &HeldMark) -> bool {
-        let _ = mark;
-        self.held() == 0
-    }
-}
-
-/// What a dispatcher held at one moment, as positions it defines (for example, per
-/// queue, how many events will have left it once those held now have); see
-/// [`Dispatcher::held_mark`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HeldMark(Vec<u64>);
-
-impl HeldMark {
-    /// A mark made of `positions`.
-    pub fn new(positions: Vec<u64>) -> Self {
-        HeldMark(positions)
-    }
-
-    /// The positions the mark was made of.
-    pub fn positions(&self) -> &[u64] {
-        &self.0
     }
 }
 
@@ -211,60 +295,13 @@ impl<'a> Subscriber<'a> {
 mod tests {
     use super::*;
 
-    /// A dispatcher that holds `held` events and keeps the default marks.
-    struct Holding {
-        held: usize,
-    }
-
-    impl Dispatcher<u32> for Holding {
-        fn subscribe(
-            &mut self,
-            _: &Subscriber<'_>,
-            _: &mut Deliveries<u32>,
-        ) -> Result<usize, BoxError> {
-            Ok(0)
-        }
-
-        fn cancel(&mut self, _: SubscriptionTag, _: &mut Deliveries<u32>) -> usize {
-            0
-        }
-
-        fn ask(&mut self, _: SubscriptionTag, demand: usize, _: &mut Deliveries<u32>) -> usize {
-            demand
-        }
-
-        fn dispatch(&mut self, events: Vec<u32>, _: &mut Deliveries<u32>) -> Vec<u32> {
-            events
-        }
-
-        fn held(&self) -> usize {
-            self.held
-        }
-    }
-
     #[test]
-    fn by_default_a_mark_is_released_once_nothing_is_held() {
-        let mut dispatcher = Holding { held: 2 };
-        let mark = dispatcher.held_mark();
-        assert_eq!(mark, HeldMark::default());
-        assert!(!dispatcher.released_since(&mark));
-        dispatcher.held = 0;
-        assert!(dispatcher.released_since(&mark));
-    }
-
-    #[test]
-    fn a_mark_gives_back_its_positions() {
-        assert_eq!(HeldMark::new(vec![3, 5]).positions(), [3, 5]);
-        assert_eq!(HeldMark::default().positions(), [] as [u64; 0]);
-    }
-
-    #[test]
-    fn a_dispatcher_holds_nothing_by_default() {
-        let dispatcher = DemandDispatcher::new();
+    fn by_default_a_marker_comes_back_at_once_and_nothing_is_held() {
+        let mut dispatcher = DemandDispatcher::new();
+        let mut out = Deliveries::<u32>::new();
+        dispatcher.queue_marker(Marker::new(3), &mut out);
+        let released: Vec<u64> = out.take_released().map(|m| m.id()).collect();
+        assert_eq!(released, [3]);
         assert_eq!(Dispatcher::<u32>::held(&dispatcher), 0);
-        assert!(Dispatcher::<u32>::released_since(
-            &dispatcher,
-            &HeldMark::default()
-        ));
     }
 }

@@ -441,7 +441,8 @@
 //   2        options, reachability, reply
 //   3        wire (envelopes by the half they are for, addresses, parcels, ports),
 //            buffer, dispatcher
-//   4        upstream, the dispatchers, runtime::consumer_side (streams use it too)
+//   4        upstream, the dispatchers, runtime::consumer_side (streams use it too),
+//            runtime::producer_side::{outbox, held}
 //   5        handle, event_stream
 //   6        context, any_producer, weak_handle
 //   7        stage, registry, runtime::{producer_side, control}

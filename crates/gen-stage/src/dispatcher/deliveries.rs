@@ -1,20 +1,27 @@
-//! What a dispatcher hands out: batches for consumers, upstream demand, discards.
+//! What a dispatcher hands out: batches for consumers, upstream demand, discards, and
+//! the markers it gives back.
 
 use std::fmt;
 use std::sync::Arc;
 
+use crate::dispatcher::Marker;
 use crate::subscription::SubscriptionTag;
 use crate::wire::{Parcel, SharedEvents};
 
-/// The batches a dispatcher hands out in one [`Dispatcher::dispatch`] call.
+/// Where a dispatcher writes what it decides: the batches it sends, the upstream demand
+/// and the discards it makes outside its return values, and the [`Marker`]s it gives
+/// back. Every [`Dispatcher`](super::Dispatcher) method gets one; the stage reads it
+/// after each call.
 ///
-/// [`Dispatcher::dispatch`]: super::Dispatcher::dispatch
+/// To test a dispatcher without a stage, make one with [`Deliveries::new`] and
+/// [`drain`](Deliveries::drain) the batches the dispatcher pushed.
 pub struct Deliveries<T> {
     batches: Vec<(SubscriptionTag, Parcel<T>)>,
     upstream: usize,
     discarded: usize,
     /// Of `discarded`, those the dispatcher had taken in (their demand is used).
     discarded_after_taking: usize,
+    released: Vec<Marker>,
 }
 
 impl<T> Deliveries<T> {
@@ -25,57 +32,8 @@ impl<T> Deliveries<T> {
             upstream: 0,
             discarded: 0,
             discarded_after_taking: 0,
+            released: Vec::new(),
         }
-    }
-
-    /// Asks the stage for `demand` more events, beyond what the method returns (for
-    /// example from `dispatch`, when a consumer's filter rejected events it had
-    /// asked for).
-    pub fn demand_upstream(&mut self, demand: usize) {
-        self.upstream = self.upstream.saturating_add(demand);
-    }
-
-    /// Records that the dispatcher dropped `count` of the events it was given, taking
-    /// no demand for them (no consumer wanted them); the stage counts and reports them
-    /// with its own discards.
-    pub fn discard(&mut self, count: usize) {
-        self.discarded = self.discarded.saturating_add(count);
-    }
-
-    /// Records that the dispatcher dropped `count` events it had taken in against
-    /// demand (held for consumers, beyond a limit): counted and reported like
-    /// [`Deliveries::discard`]s, but the demand they used stays used, so that the
-    /// stage does not make up for them.
-    pub fn discard_taken(&mut self, count: usize) {
-        self.discard(count);
-        self.discarded_after_taking = self.discarded_after_taking.saturating_add(count);
-    }
-
-    /// Upstream demand recorded with [`Deliveries::demand_upstream`], reset to 0.
-    pub fn take_upstream_demand(&mut self) -> usize {
-        std::mem::take(&mut self.upstream)
-    }
-
-    /// Discards recorded with [`Deliveries::discard`] and [`Deliveries::discard_taken`]
-    /// and not yet taken.
-    pub fn discarded(&self) -> usize {
-        self.discarded
-    }
-
-    /// Of [`Deliveries::discarded`], those recorded with [`Deliveries::discard_taken`].
-    pub fn discarded_after_taking(&self) -> usize {
-        self.discarded_after_taking
-    }
-
-    /// Discards of events the dispatcher did not take (they used no demand).
-    pub(crate) fn untaken_discards(&self) -> usize {
-        self.discarded - self.discarded_after_taking
-    }
-
-    /// Every discard recorded, reset to 0.
-    pub fn take_discarded(&mut self) -> usize {
-        self.discarded_after_taking = 0;
-        std::mem::take(&mut self.discarded)
     }
 
     /// Sends `events` to the consumer of `tag`. Empty batches are ignored.
@@ -124,38 +82,87 @@ impl<T> Deliveries<T> {
         }
     }
 
-    /// How many batches were pushed so far.
-    pub fn len(&self) -> usize {
-        self.batches.len()
+    /// Asks the stage for `demand` more events, beyond what the method returns (for
+    /// example from `dispatch`, when a consumer's filter rejected events it had
+    /// asked for).
+    pub fn demand_upstream(&mut self, demand: usize) {
+        self.upstream = self.upstream.saturating_add(demand);
     }
 
-    /// Whether nothing was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
+    /// Records that the dispatcher dropped `count` of the events it was given, taking
+    /// no demand for them (no consumer wanted them); the stage counts and reports them
+    /// with its own discards.
+    pub fn discard(&mut self, count: usize) {
+        self.discarded = self.discarded.saturating_add(count);
     }
 
-    /// The batches pushed so far, in order.
-    pub fn batches(&self) -> impl Iterator<Item = (SubscriptionTag, &[T])> {
-        self.batches
-            .iter()
-            .map(|(tag, batch)| (*tag, batch.as_slice()))
+    /// Records that the dispatcher dropped `count` events it had taken in against
+    /// demand (held for consumers, beyond a limit): counted and reported like
+    /// [`Deliveries::discard`]s, but the demand they used stays used, so that the
+    /// stage does not make up for them.
+    pub fn discard_taken(&mut self, count: usize) {
+        self.discard(count);
+        self.discarded_after_taking = self.discarded_after_taking.saturating_add(count);
     }
 
-    /// True if there is nothing to send, no upstream demand and no discard.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.batches.is_empty() && self.upstream == 0 && self.discarded == 0
-    }
-
-    pub(crate) fn reverse_from(&mut self, first: usize) {
-        self.batches[first..].reverse();
+    /// Gives `marker` back to the stage: every event the dispatcher held when it was
+    /// queued (see [`Dispatcher::queue_marker`](super::Dispatcher::queue_marker)) has
+    /// gone out, sent or dropped.
+    pub fn release(&mut self, marker: Marker) {
+        self.released.push(marker);
     }
 
     /// Takes the batches out, in order, each as its consumer would receive it (a batch
-    /// pushed to several consumers is copied for each but the last).
+    /// pushed to several consumers is copied for each but the last): what a test of a
+    /// dispatcher reads.
     pub fn drain(&mut self) -> impl Iterator<Item = (SubscriptionTag, Vec<T>)> + '_ {
         self.batches
             .drain(..)
             .map(|(tag, batch)| (tag, batch.into_vec()))
+    }
+
+    // The stage's side: what it reads after each call.
+
+    /// Upstream demand recorded with [`Deliveries::demand_upstream`], reset to 0.
+    pub(crate) fn take_upstream_demand(&mut self) -> usize {
+        std::mem::take(&mut self.upstream)
+    }
+
+    /// Discards of events the dispatcher did not take (they used no demand).
+    pub(crate) fn untaken_discards(&self) -> usize {
+        self.discarded - self.discarded_after_taking
+    }
+
+    /// Every discard recorded, reset to 0.
+    pub(crate) fn take_discarded(&mut self) -> usize {
+        self.discarded_after_taking = 0;
+        std::mem::take(&mut self.discarded)
+    }
+
+    /// The markers given back since the last call, in order.
+    pub(crate) fn take_released(&mut self) -> std::vec::Drain<'_, Marker> {
+        self.released.drain(..)
+    }
+
+    /// How many batches were pushed so far.
+    pub(crate) fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether anything besides batches was recorded: upstream demand, discards,
+    /// markers given back (rare: one test covers the usual case).
+    pub(crate) fn has_records(&self) -> bool {
+        (self.upstream | self.discarded | self.released.len()) != 0
+    }
+
+    /// True if there is nothing to send, no upstream demand, no discard and no marker
+    /// given back.
+    pub(crate) fn is_idle(&self) -> bool {
+        (self.batches.len() | self.upstream | self.discarded | self.released.len()) == 0
+    }
+
+    pub(crate) fn reverse_from(&mut self, first: usize) {
+        self.batches[first..].reverse();
     }
 
     /// Takes the batches out as they are sent, leaving the allocation for reuse.
@@ -219,22 +226,29 @@ mod tests {
         let mut deliveries = Deliveries::<u32>::new();
         deliveries.discard(2);
         deliveries.discard_taken(3);
-        assert_eq!(deliveries.discarded(), 5);
-        assert_eq!(deliveries.discarded_after_taking(), 3);
         assert_eq!(deliveries.untaken_discards(), 2);
         assert!(!deliveries.is_idle());
         assert_eq!(deliveries.take_discarded(), 5);
-        assert_eq!(
-            (deliveries.discarded(), deliveries.discarded_after_taking()),
-            (0, 0)
-        );
+        assert_eq!(deliveries.untaken_discards(), 0);
+        assert_eq!(deliveries.take_discarded(), 0);
+        assert!(deliveries.is_idle());
+    }
+
+    #[test]
+    fn markers_given_back_are_read_in_order_once() {
+        let mut deliveries = Deliveries::<u32>::new();
+        deliveries.release(Marker::new(4));
+        deliveries.release(Marker::new(7));
+        assert!(!deliveries.is_idle());
+        let released: Vec<u64> = deliveries.take_released().map(|m| m.id()).collect();
+        assert_eq!(released, [4, 7]);
         assert!(deliveries.is_idle());
     }
 
     #[test]
     fn upstream_demand_or_a_batch_makes_deliveries_busy() {
         let mut deliveries = Deliveries::new();
-        assert!(deliveries.is_idle() && deliveries.is_empty());
+        assert!(deliveries.is_idle() && deliveries.len() == 0);
         deliveries.demand_upstream(4);
         deliveries.demand_upstream(1);
         assert!(!deliveries.is_idle());
@@ -242,11 +256,11 @@ mod tests {
         assert!(deliveries.is_idle());
         let tag = SubscriptionTag::from_raw(1);
         deliveries.push(tag, vec![7, 8]);
-        assert!(!deliveries.is_idle() && !deliveries.is_empty());
+        assert!(!deliveries.is_idle());
         assert_eq!(deliveries.len(), 1);
-        let seen: Vec<_> = deliveries.batches().collect();
-        assert_eq!(seen, [(tag, &[7, 8][..])]);
         assert_eq!(format!("{deliveries:?}"), format!("[({tag:?}, 2)]"));
+        let seen: Vec<_> = deliveries.drain().collect();
+        assert_eq!(seen, [(tag, vec![7, 8])]);
     }
 
     #[test]
@@ -254,8 +268,6 @@ mod tests {
         let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
         let mut deliveries = Deliveries::new();
         deliveries.push_to_each([a, b], vec![1, 2, 3]);
-        let seen: Vec<_> = deliveries.batches().collect();
-        assert_eq!(seen, [(a, &[1, 2, 3][..]), (b, &[1, 2, 3][..])]);
         let lengths: Vec<usize> = deliveries.drain_batches().map(|(_, p)| p.len()).collect();
         assert_eq!(lengths, [3, 3]);
     }

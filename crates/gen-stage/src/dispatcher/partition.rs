@@ -4,9 +4,10 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use crate::dispatcher::{Deliveries, Dispatcher, HeldMark, Subscriber};
+use crate::buffer::{Bound, Overflow};
+use crate::dispatcher::{Deliveries, Dispatcher, Marker, Subscriber};
 use crate::exit::BoxError;
-use crate::options::{BufferKeep, DEFAULT_BUFFER_SIZE, SubscribeOptions};
+use crate::options::{BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE, SubscribeOptions};
 use crate::subscription::{SubscriptionTag, TagMap};
 
 /// The partition a consumer takes from a [`PartitionDispatcher`]; give it with
@@ -194,9 +195,12 @@ pub struct PartitionDispatcher<T, K> {
     partitions: Vec<PartitionState<T>>,
     by_tag: TagMap<usize>,
     shared: bool,
-    hold_limit: usize,
-    keep: BufferKeep,
+    /// How many events each partition holds, and which go beyond.
+    hold_limit: Bound,
     held: usize,
+    /// The stage's markers, in order, each with the partitions that held events when
+    /// it came and, for each, the value its `left_queue` reaches once those have gone.
+    markers: VecDeque<(Marker, Vec<(usize, u64)>)>,
     /// Upstream demand asked and not yet dispatched.
     waiting: usize,
     /// Demand of cancelled consumers that was already asked upstream.
@@ -304,9 +308,12 @@ where
             partitions,
             by_tag: TagMap::default(),
             shared: false,
-            hold_limit: DEFAULT_BUFFER_SIZE,
-            keep: BufferKeep::Last,
+            hold_limit: Bound::new(
+                BufferSize::Bounded(DEFAULT_BUFFER_SIZE),
+                BufferKeep::default(),
+            ),
             held: 0,
+            markers: VecDeque::new(),
             waiting: 0,
             owed: 0,
         }
@@ -321,9 +328,28 @@ where
     /// Holds at most `limit` events per partition, keeping the first or the last
     /// (default 10,000, keep the last).
     pub fn hold_limit(mut self, limit: usize, keep: BufferKeep) -> Self {
-        self.hold_limit = limit;
-        self.keep = keep;
+        self.hold_limit = Bound::new(BufferSize::Bounded(limit), keep);
         self
+    }
+}
+
+impl<T, K> PartitionDispatcher<T, K> {
+    /// Gives back, in order, the markers whose events have all left their partitions'
+    /// queues: a marker waits for the events held before it, not for those held for
+    /// a lagging partition since.
+    fn release_markers(&mut self, deliveries: &mut Deliveries<T>) {
+        while let Some((_, waits)) = self.markers.front() {
+            let partitions = &self.partitions;
+            if !waits
+                .iter()
+                .all(|&(index, position)| partitions[index].left_queue >= position)
+            {
+                break;
+            }
+            if let Some((marker, _)) = self.markers.pop_front() {
+                deliveries.release(marker);
+            }
+        }
     }
 }
 
@@ -439,6 +465,9 @@ where
         let before = partition.queue.len();
         partition.deliver(deliveries);
         self.held -= before - partition.queue.len();
+        if !self.markers.is_empty() {
+            self.release_markers(deliveries);
+        }
         let already_asked = self.owed.min(demand);
         self.owed -= already_asked;
         let upstream = demand - already_asked;
@@ -471,19 +500,17 @@ where
             let before = partition.queue.len();
             partition.queue.extend(partition.batch.drain(..));
             partition.deliver(deliveries);
-            let overflow = partition.queue.len().saturating_sub(self.hold_limit);
-            if overflow > 0 {
-                match self.keep {
-                    BufferKeep::Last => {
-                        drop(partition.queue.drain(..overflow));
-                        partition.left_queue += overflow as u64;
-                    }
-                    BufferKeep::First => partition.queue.truncate(self.hold_limit),
-                }
-                // Held beyond the limit: they took demand, which stays used.
-                deliveries.discard_taken(overflow);
+            let overflow = self.hold_limit.trim(&mut partition.queue);
+            if let Overflow::Oldest(dropped) = overflow {
+                // Dropped from the front: they have left the queue.
+                partition.left_queue += dropped as u64;
             }
+            // Held beyond the limit: they took demand, which stays used.
+            deliveries.discard_taken(overflow.count());
             self.held = self.held + partition.queue.len() - before;
+        }
+        if !self.markers.is_empty() {
+            self.release_markers(deliveries);
         }
         leftovers
     }
@@ -492,23 +519,18 @@ where
         self.held
     }
 
-    /// For each partition, how many events will have left its queue once those held
-    /// now have: an info waits for the events held before it, not for those held for
-    /// a lagging partition since.
-    fn held_mark(&self) -> HeldMark {
-        let positions = self.partitions.iter();
-        HeldMark::new(
-            positions
-                .map(|p| p.left_queue + p.queue.len() as u64)
-                .collect(),
-        )
-    }
-
-    fn released_since(&self, mark: &HeldMark) -> bool {
-        let positions = mark.positions().iter();
-        positions
-            .zip(&self.partitions)
-            .all(|(&position, p)| p.left_queue >= position)
+    /// The marker waits for the events each partition holds now, or comes back at
+    /// once when none holds any.
+    fn queue_marker(&mut self, marker: Marker, deliveries: &mut Deliveries<T>) {
+        let waits: Vec<(usize, u64)> = self
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.queue.is_empty())
+            .map(|(index, p)| (index, p.left_queue + p.queue.len() as u64))
+            .collect();
+        self.markers.push_back((marker, waits));
+        self.release_markers(deliveries);
     }
 }
 

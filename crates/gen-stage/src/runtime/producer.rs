@@ -102,7 +102,7 @@ impl<S: Producer> ProducerRuntime<S> {
                 break;
             }
         }
-        let discarded = std::mem::take(&mut self.side.unreported_discards);
+        let discarded = self.side.take_unreported_discards();
         shared::report_discards(
             discarded,
             |count| self.stage.handle_discarded(count),
@@ -225,6 +225,6 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
     }
 
     fn set_exit_reason(&mut self, reason: &ExitReason) {
-        self.side.exit_reason = reason.clone();
+        self.side.set_exit_reason(reason);
     }
 }

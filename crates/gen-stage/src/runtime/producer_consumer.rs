@@ -64,7 +64,7 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
     }
 
     fn can_process(&self) -> bool {
-        self.output.unmet_demand > 0 && self.control.stop.is_none()
+        self.output.has_unmet_demand() && self.control.stop.is_none()
     }
 
     /// Handles queued input while there is downstream demand. A drain with no
@@ -176,7 +176,7 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
                 break;
             }
         }
-        let discarded = std::mem::take(&mut self.output.unreported_discards);
+        let discarded = self.output.take_unreported_discards();
         shared::report_discards(
             discarded,
             |count| self.stage.handle_discarded(count),
@@ -356,7 +356,7 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
     }
 
     fn set_exit_reason(&mut self, reason: &ExitReason) {
-        self.output.exit_reason = reason.clone();
+        self.output.set_exit_reason(reason);
         self.input.exit_reason = reason.clone();
     }
 }

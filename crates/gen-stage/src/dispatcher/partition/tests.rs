@@ -202,8 +202,13 @@ fn queued_events_go_in_order_to_the_consumers_with_demand_most_demand_first() {
     assert_eq!(partition.left_queue, 8);
 }
 
+/// The ids of the markers given back since the last call.
+fn released(out: &mut Deliveries<u32>) -> Vec<u64> {
+    out.take_released().map(|marker| marker.id()).collect()
+}
+
 #[test]
-fn a_mark_is_released_once_the_events_held_before_it_have_gone_not_those_held_after() {
+fn a_marker_comes_back_once_the_events_held_before_it_have_gone_not_those_held_after() {
     let mut d = by_parity();
     subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
     let mut out = Deliveries::new();
@@ -211,38 +216,41 @@ fn a_mark_is_released_once_the_events_held_before_it_have_gone_not_those_held_af
     // 2 goes out at once, 1 and 3 are held for partition 1.
     assert!(d.dispatch(vec![1, 3, 2], &mut out).is_empty());
     assert_eq!(take(&mut out), vec![(tag(1), vec![2])]);
-    let mark = d.held_mark();
-    assert!(!d.released_since(&mark));
+    d.queue_marker(Marker::new(1), &mut out);
+    assert!(released(&mut out).is_empty());
     subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(1))).unwrap();
     d.ask(tag(2), 1, &mut out);
     assert_eq!(take(&mut out), vec![(tag(2), vec![1])]);
-    assert!(!d.released_since(&mark), "3 is still held");
-    // 5 is held after the mark.
+    assert!(released(&mut out).is_empty(), "3 is still held");
+    // 5 is held after the marker; a second marker waits for it, behind the first.
     assert!(d.dispatch(vec![5], &mut out).is_empty());
+    d.queue_marker(Marker::new(2), &mut out);
     d.ask(tag(2), 1, &mut out);
     assert_eq!(take(&mut out), vec![(tag(2), vec![3])]);
     assert_eq!(Dispatcher::<u32>::held(&d), 1);
-    assert!(d.released_since(&mark), "the mark does not wait for 5");
-    // A mark taken when nothing else waits is released at once.
+    assert_eq!(released(&mut out), [1], "the first does not wait for 5");
     d.ask(tag(2), 1, &mut out);
-    assert!(d.released_since(&d.held_mark()));
+    assert_eq!(released(&mut out), [2]);
+    // A marker queued when nothing is held comes back at once.
+    d.queue_marker(Marker::new(3), &mut out);
+    assert_eq!(released(&mut out), [3]);
 }
 
 #[test]
-fn events_dropped_from_the_front_at_the_hold_limit_release_a_mark_waiting_for_them() {
+fn events_dropped_from_the_front_at_the_hold_limit_release_a_marker_waiting_for_them() {
     let mut d = by_parity().hold_limit(2, BufferKeep::Last);
     subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
     let mut out = Deliveries::new();
     d.ask(tag(1), 4, &mut out);
     // Partition 1 has no consumer: 1 and 3 are held.
     assert!(d.dispatch(vec![1, 3], &mut out).is_empty());
-    let mark = d.held_mark();
-    assert!(!d.released_since(&mark));
-    // 5 and 7 push 1 and 3 out: what the mark waited for has gone.
+    d.queue_marker(Marker::new(1), &mut out);
+    assert!(released(&mut out).is_empty());
+    // 5 and 7 push 1 and 3 out: what the marker waited for has gone.
     assert!(d.dispatch(vec![5, 7], &mut out).is_empty());
     assert_eq!(out.take_discarded(), 2);
     assert_eq!(Dispatcher::<u32>::held(&d), 2);
-    assert!(d.released_since(&mark));
+    assert_eq!(released(&mut out), [1]);
 }
 
 #[test]
