@@ -176,7 +176,10 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
             },
             Envelope::Stage(mail) => stage_mail(self, mail).await,
         }
-        self.flush().await;
+        // Most messages leave nothing to flush: no future of the flush's own then.
+        if !self.side.is_settled() {
+            self.flush().await;
+        }
     }
 
     async fn on_message(&mut self, message: S::Message) {

@@ -87,6 +87,13 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     /// The discards made since the last call, for the stage's hook to report.
+    /// Whether nothing waits for the stage's attention after a message: no demand a
+    /// dispatcher created on its own, no held item ready, no discard to report. The
+    /// usual case, checked before the stage runs its (costlier) flush.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.extra_upstream == 0 && self.unreported_discards == 0 && !self.has_ready()
+    }
+
     pub(crate) fn take_unreported_discards(&mut self) -> usize {
         std::mem::take(&mut self.unreported_discards)
     }
