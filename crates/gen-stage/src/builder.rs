@@ -12,7 +12,7 @@
 //!
 //! | setting | default | set with |
 //! | --- | --- | --- |
-//! | events kept without demand | [`DEFAULT_BUFFER_SIZE`] for producers, unbounded for producer-consumers | [`Builder::buffer_size`], [`Builder::unbounded_buffer`] ([`BufferSize`] names both) |
+//! | events kept without demand | [`DEFAULT_BUFFER_SIZE`] for producers, unbounded for producer-consumers | [`Builder::buffer_size`], [`Builder::unbounded_buffer`] |
 //! | which events a full buffer keeps | [`BufferKeep::Last`] | [`Builder::buffer_keep`] |
 //! | user messages the mailbox holds | [`DEFAULT_MESSAGE_CAPACITY`] | [`Builder::message_capacity`] |
 //!
@@ -45,7 +45,8 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use crate::entry_bound::DEFAULT_MESSAGE_CAPACITY;
-pub use crate::options::{BufferKeep, BufferSize, DEFAULT_BUFFER_SIZE};
+use crate::options::BufferSize;
+pub use crate::options::{BufferKeep, DEFAULT_BUFFER_SIZE};
 
 use crate::dispatcher::{DemandDispatcher, Dispatcher};
 use crate::error::StartError;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::context::{Context, Downstream, NoInlet, Outlet, StageControl};
-use crate::error::UnknownSubscription;
+use crate::error::{SubscribeError, UnknownSubscription};
 use crate::exit::{BoxError, CancelReason, ExitReason};
 use crate::handle::StageRef;
 use crate::kind::{EmitsEvents, ProducerKind, StageKind};
@@ -425,6 +425,10 @@ impl<P: Producer, K: EmitsEvents> Forward<ProducerKind<P>> for Through<P, K> {
             }
             // Subscriptions are the wrapper's: through the inner producer's handle
             // none is made (and so none is asked or cancelled).
+            Envelope::Producer(ForProducer::Subscribe(request), ()) => {
+                request.reject(SubscribeError::DelegatedProducer);
+                return Ok(());
+            }
             refused @ Envelope::Producer(..) => return Err(refused),
         };
         // Should the wrapper stop between its handle's check and now, the mail is lost

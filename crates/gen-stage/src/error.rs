@@ -141,6 +141,9 @@ pub enum SubscribeError {
     Timeout,
     /// No running stage is registered under this name (in the registry given).
     NotRegistered(String),
+    /// The producer runs inside a [`Delegate`](crate::Delegate): its handle is a view of
+    /// the wrapper, which alone takes subscriptions. Subscribe to the wrapper.
+    DelegatedProducer,
 }
 
 impl fmt::Display for SubscribeError {
@@ -163,6 +166,9 @@ impl fmt::Display for SubscribeError {
                     f,
                     "no running stage that emits these events is registered as {name:?}"
                 )
+            }
+            SubscribeError::DelegatedProducer => {
+                f.write_str("the producer runs inside a delegate: subscribe to its wrapper instead")
             }
         }
     }

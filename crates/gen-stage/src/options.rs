@@ -145,7 +145,7 @@ pub enum BufferKeep {
 
 /// How many events a producer keeps while no consumer has demand for them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BufferSize {
+pub(crate) enum BufferSize {
     /// At most this many events; `0` keeps none: events without demand are discarded.
     Bounded(usize),
     /// No limit: memory then grows with whatever the stage emits beyond demand.

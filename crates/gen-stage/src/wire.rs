@@ -180,16 +180,23 @@ impl<T> SubscribeRequest<T> {
     /// learns it from the answer (its consumer stays up); an async one is told the
     /// producer went down with `stopped()`.
     pub(crate) fn refuse(self, stopped: impl FnOnce() -> ExitReason) {
+        if self.reply.is_some() {
+            self.reject(SubscribeError::ProducerNotAlive);
+        } else {
+            self.sink
+                .send_cancel(self.tag, CancelReason::Down(stopped()));
+        }
+    }
+
+    /// Rejects the subscription with `refusal`: the subscriber is told (and a sync one
+    /// answered) as when a producer's hook rejects it.
+    pub(crate) fn reject(self, refusal: SubscribeError) {
         let SubscribeRequest {
             tag, sink, reply, ..
         } = self;
-        match reply {
-            Some(reply) => {
-                let refusal = SubscribeError::ProducerNotAlive;
-                sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
-                let _ = reply.send(Err(refusal));
-            }
-            None => sink.send_cancel(tag, CancelReason::Down(stopped())),
+        sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(refusal));
         }
     }
 }

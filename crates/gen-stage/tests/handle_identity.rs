@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 
-use gen_stage::builder::{BufferSize, DEFAULT_BUFFER_SIZE};
 use gen_stage::{ProducerRef, StageId};
 use gen_stage_test::Counter;
 
@@ -38,13 +37,5 @@ async fn task_ids_print_like_stage_ids() {
     assert!(
         printed.starts_with("task#") && printed[5..].parse::<u64>().is_ok(),
         "{printed}"
-    );
-}
-
-#[test]
-fn the_default_buffer_is_the_documented_size() {
-    assert_eq!(
-        BufferSize::default(),
-        BufferSize::Bounded(DEFAULT_BUFFER_SIZE)
     );
 }

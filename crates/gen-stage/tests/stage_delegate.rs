@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use gen_stage::error::SubscribeError;
 use gen_stage::kind::ProducerKind;
 use gen_stage::{
     BoxError, Delegate, ExitReason, Init, Producer, ProducerContext, ProducerRef, SubscribeOptions,
@@ -214,7 +215,10 @@ async fn the_inner_producers_handle_is_the_wrapper_and_cannot_be_subscribed_to()
         consumer.subscribe_to(&view, SubscribeOptions::new()),
     )
     .await;
-    assert!(refused.is_err(), "subscribed through the view: {refused:?}");
+    assert!(
+        matches!(refused, Err(SubscribeError::DelegatedProducer)),
+        "subscribed through the view: {refused:?}"
+    );
 
     // Stopping through the view stops the wrapper.
     view.stop(ExitReason::Normal).await.expect("was alive");
