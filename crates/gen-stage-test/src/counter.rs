@@ -2,7 +2,7 @@
 
 use gen_stage::{BoxError, ExitReason, Producer, ProducerContext};
 
-use crate::record::Recorded;
+use crate::watch::Recorded;
 
 /// Emits `start, start + 1, ...` exactly as demanded, optionally up to a limit (then
 /// it stops normally once its last events are dispatched). Records every demand it

@@ -1,6 +1,14 @@
 //! Test kit for gen-stage: stages that record what they see, producers that follow a
 //! script, and gates that hold a stage until the test lets it go.
 //!
+//! - [`CollectingConsumer`] records its batches, subscriptions, cancellations, starts
+//!   and exits in a [`Record`]; it can panic, fail or stop on chosen events, and be
+//!   cloned into a supervisor's `ChildSpec`, each incarnation filling one record.
+//! - [`Counter`] emits consecutive numbers exactly as demanded; [`ScriptedProducer`]
+//!   emits what the test queues, and can refuse subscriptions.
+//! - [`Gate`] holds a stage inside a hook; [`Watch`] and [`Recorded`] share values
+//!   with the test and wait for them to change.
+//!
 //! Everything here synchronises explicitly: waiting for a condition wakes on each
 //! change of the recorded state, never on a timer. A wait on a collecting consumer's
 //! record fails (panics) once that consumer is gone, and any wait fails after
@@ -31,10 +39,12 @@ mod counter;
 mod gate;
 mod record;
 mod scripted;
+mod watch;
 
-pub use collecting::{CollectingConsumer, Ping};
+pub use collecting::{CollectingConsumer, Request};
 pub use counter::Counter;
 pub use counter::LimitReached;
 pub use gate::Gate;
-pub use record::{Record, Recorded, WAIT_LIMIT, Watch};
+pub use record::Record;
 pub use scripted::{ProducerRecord, Script, ScriptedProducer};
+pub use watch::{Recorded, WAIT_LIMIT, Watch};

@@ -1,159 +1,67 @@
-//! Shared, watchable records.
+//! What collecting consumers saw, and the reads and waits a test makes on it.
 
-use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use gen_stage::{CancelReason, ConsumerRef, ExitReason, SubscriptionTag};
 
-use tokio::sync::watch;
+use crate::collecting::CollectingConsumer;
+use crate::watch::Watch;
 
-/// How long the waits of [`Watch`] wait before they fail the test.
-pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
-
-/// A value shared between a stage and a test, with a way to wait for it to change.
-pub struct Watch<V> {
-    value: Arc<Mutex<V>>,
-    version: watch::Sender<u64>,
-}
-
-impl<V> Clone for Watch<V> {
-    fn clone(&self) -> Self {
-        Watch {
-            value: self.value.clone(),
-            version: self.version.clone(),
-        }
-    }
-}
-
-impl<V: Default> Default for Watch<V> {
-    fn default() -> Self {
-        Self::new(V::default())
-    }
-}
-
-impl<V> fmt::Debug for Watch<V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watch").finish_non_exhaustive()
-    }
-}
-
-impl<V> Watch<V> {
-    /// A watch over `value`.
-    pub fn new(value: V) -> Self {
-        Watch {
-            value: Arc::new(Mutex::new(value)),
-            version: watch::Sender::new(0),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, V> {
-        // A panic while holding the lock only happens in a failing test; keep going.
-        self.value
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Changes the value and wakes the waiters.
-    pub fn update<R>(&self, change: impl FnOnce(&mut V) -> R) -> R {
-        let result = change(&mut self.lock());
-        self.version.send_modify(|version| *version += 1);
-        result
-    }
-
-    /// Reads the value.
-    pub fn read<R>(&self, read: impl FnOnce(&V) -> R) -> R {
-        read(&self.lock())
-    }
-
-    /// Waits until `condition` holds, checking after every change.
-    ///
-    /// # Panics
-    ///
-    /// If it does not hold within [`WAIT_LIMIT`] of tokio time, so that a test whose
-    /// stage is stuck or gone fails instead of hanging. With a paused clock
-    /// (`start_paused`), that is as soon as every task waits and no timer is due.
-    pub async fn wait_until(&self, mut condition: impl FnMut(&V) -> bool) {
-        let mut changes = self.version.subscribe();
-        let waiting = async {
-            loop {
-                changes.borrow_and_update();
-                if self.read(&mut condition) {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        let waited = tokio::time::timeout(WAIT_LIMIT, waiting).await;
-        assert!(
-            waited.is_ok(),
-            "waited {WAIT_LIMIT:?} and the condition never held: what should change it is stuck or gone"
-        );
-    }
-}
-
-impl<V: Clone> Watch<V> {
-    /// A copy of the value.
-    pub fn snapshot(&self) -> V {
-        self.lock().clone()
-    }
-}
-
-/// Values a stage recorded in order, shared with the test.
-pub type Recorded<V> = Watch<Vec<V>>;
-
-impl<V> Watch<Vec<V>> {
-    /// Appends a value.
-    pub fn push(&self, value: V) {
-        self.update(|values| values.push(value));
-    }
-
-    /// How many values were recorded.
-    pub fn len(&self) -> usize {
-        self.read(Vec::len)
-    }
-
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.read(Vec::is_empty)
-    }
-
-    /// Waits until at least `count` values were recorded.
-    pub async fn wait_for_len(&self, count: usize) {
-        self.wait_until(|values| values.len() >= count).await;
-    }
-}
-
-/// What a [`CollectingConsumer`](crate::CollectingConsumer) saw.
+/// What the [`CollectingConsumer`]s filling it saw, in order.
+///
+/// Usually one consumer fills a record. A supervised consumer fills it from each of
+/// its incarnations (the clones a `ChildSpec` starts), and consumers made with
+/// [`CollectingConsumer::sharing`] fill one record together, so that a test sees the
+/// order of their starts and exits; [names](CollectingConsumer::named) tell them apart.
 #[derive(Debug)]
-pub struct Record<T> {
-    /// Each `handle_events` call: the subscription and its events, in order.
-    pub batches: Vec<(gen_stage::SubscriptionTag, Vec<T>)>,
+pub struct Record<T: Send + 'static> {
+    /// Each `handle_events` call that handled its batch: the subscription and its
+    /// events, in order.
+    pub batches: Vec<(SubscriptionTag, Vec<T>)>,
+    /// Each batch a [`panics_on`](CollectingConsumer::panics_on) or
+    /// [`fails_on`](CollectingConsumer::fails_on) trap sprung on: delivered, but not
+    /// handled, so not in `batches`.
+    pub trapped: Vec<(SubscriptionTag, Vec<T>)>,
     /// Subscriptions made, in order.
-    pub subscriptions: Vec<gen_stage::SubscriptionTag>,
+    pub subscriptions: Vec<SubscriptionTag>,
     /// `handle_cancel` calls, in order.
-    pub cancels: Vec<(gen_stage::SubscriptionTag, gen_stage::CancelReason)>,
-    /// The reason given to `terminate`, once it ran.
-    pub terminated: Option<gen_stage::ExitReason>,
-    /// Whether the consumer is gone (its stage stopped or was killed): nothing more
-    /// will be recorded, and the waits below fail rather than wait forever.
+    pub cancels: Vec<(SubscriptionTag, CancelReason)>,
+    /// Each start of a [named](CollectingConsumer::named) consumer (its `init`
+    /// returned `Init::Start`), in order: its name and its stage's handle.
+    pub starts: Vec<(&'static str, ConsumerRef<CollectingConsumer<T>>)>,
+    /// Each `terminate` call, in order: the consumer's name (empty if it has none) and
+    /// the reason.
+    pub exits: Vec<(&'static str, ExitReason)>,
+    /// Whether every consumer filling the record is gone (dropped with its stage, or
+    /// with the `ChildSpec` that held it): nothing more will be recorded, and the
+    /// waits below fail rather than wait forever.
     pub gone: bool,
+    /// How many consumers (clones included) fill the record.
+    pub(crate) consumers: usize,
 }
 
-impl<T> Default for Record<T> {
+impl<T: Send + 'static> Default for Record<T> {
     fn default() -> Self {
         Record {
             batches: Vec::new(),
+            trapped: Vec::new(),
             subscriptions: Vec::new(),
             cancels: Vec::new(),
-            terminated: None,
+            starts: Vec::new(),
+            exits: Vec::new(),
             gone: false,
+            consumers: 0,
         }
     }
 }
 
-impl<T: Clone> Watch<Record<T>> {
-    /// Every event received, in order.
+impl<T: Send + 'static> Record<T> {
+    /// The reason of the last `terminate` call, if there was one.
+    pub fn terminated(&self) -> Option<&ExitReason> {
+        self.exits.last().map(|(_, reason)| reason)
+    }
+}
+
+impl<T: Clone + Send + 'static> Watch<Record<T>> {
+    /// Every event handled, in order.
     pub fn events(&self) -> Vec<T> {
         self.read(|record| {
             record
@@ -164,39 +72,81 @@ impl<T: Clone> Watch<Record<T>> {
         })
     }
 
-    /// The size of each batch, in order.
-    pub fn batch_sizes(&self) -> Vec<usize> {
-        self.read(|record| {
-            record
-                .batches
-                .iter()
-                .map(|(_, batch)| batch.len())
-                .collect()
-        })
+    /// The batches handled, in order, without their subscriptions.
+    pub fn batches(&self) -> Vec<Vec<T>> {
+        self.read(|record| record.batches.iter().map(|(_, b)| b.clone()).collect())
     }
 }
 
-impl<T> Watch<Record<T>> {
-    /// How many events were received.
+impl<T: Send + 'static> Watch<Record<T>> {
+    /// The size of each batch handled, in order.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.read(|record| record.batches.iter().map(|(_, b)| b.len()).collect())
+    }
+
+    /// How many events were handled.
     pub fn event_count(&self) -> usize {
         self.read(|record| record.batches.iter().map(|(_, batch)| batch.len()).sum())
+    }
+
+    /// The reason of the last `terminate` call, if there was one.
+    pub fn terminated(&self) -> Option<ExitReason> {
+        self.read(|record| record.terminated().cloned())
+    }
+
+    /// The `handle_cancel` calls so far.
+    pub fn cancels(&self) -> Vec<(SubscriptionTag, CancelReason)> {
+        self.read(|record| record.cancels.clone())
+    }
+
+    /// The handle of each start of the consumer named `name`, in order: the last is
+    /// its latest incarnation.
+    ///
+    /// ```
+    /// use gen_stage::ExitReason;
+    /// use gen_stage::supervision::{ChildSpec, Supervisor};
+    /// use gen_stage_test::{CollectingConsumer, Request};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let (worker, record) = CollectingConsumer::<u64>::new();
+    /// let worker = worker.named("worker");
+    /// let spec = ChildSpec::new("worker", move || gen_stage::consumer(worker.clone()).start());
+    /// let supervisor = Supervisor::new().child(spec).start().await?;
+    ///
+    /// let first = record.incarnations("worker").pop().expect("started");
+    /// first.cast(Request::Panic)?;
+    /// record.wait_for_starts(2).await;
+    /// let second = record.incarnations("worker").pop().expect("restarted");
+    /// assert_ne!(first.id(), second.id());
+    /// assert_eq!(record.terminated(), Some(ExitReason::Panic("panics on request".into())));
+    /// # supervisor.stop(ExitReason::Shutdown).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn incarnations(&self, name: &str) -> Vec<ConsumerRef<CollectingConsumer<T>>> {
+        self.read(|record| {
+            let named = record.starts.iter().filter(|(start, _)| *start == name);
+            named.map(|(_, stage)| stage.clone()).collect()
+        })
     }
 
     /// Waits until `condition` holds.
     ///
     /// # Panics
     ///
-    /// If the consumer is gone first: it will record nothing more.
+    /// If every consumer filling the record is gone first: nothing more will be
+    /// recorded.
     pub async fn wait_for(&self, what: &str, mut condition: impl FnMut(&Record<T>) -> bool) {
         self.wait_until(|record| condition(record) || record.gone)
             .await;
         if !self.read(&mut condition) {
-            let reason = self.read(|record| record.terminated.clone());
+            let reason = self.terminated();
             panic!("the consumer is gone ({reason:?}) before {what}");
         }
     }
 
-    /// Waits until at least `count` events were received.
+    /// Waits until at least `count` events were handled.
     ///
     /// # Panics
     ///
@@ -214,7 +164,7 @@ impl<T> Watch<Record<T>> {
     /// # Panics
     ///
     /// If the consumer is gone first.
-    pub async fn wait_for_subscriptions(&self, count: usize) -> Vec<gen_stage::SubscriptionTag> {
+    pub async fn wait_for_subscriptions(&self, count: usize) -> Vec<SubscriptionTag> {
         let what = format!("{count} subscriptions");
         self.wait_for(&what, |record| record.subscriptions.len() >= count)
             .await;
@@ -226,13 +176,22 @@ impl<T> Watch<Record<T>> {
     /// # Panics
     ///
     /// If the consumer is gone first.
-    pub async fn wait_for_cancels(
-        &self,
-        count: usize,
-    ) -> Vec<(gen_stage::SubscriptionTag, gen_stage::CancelReason)> {
+    pub async fn wait_for_cancels(&self, count: usize) -> Vec<(SubscriptionTag, CancelReason)> {
         let what = format!("{count} cancellations");
         self.wait_for(&what, |record| record.cancels.len() >= count)
             .await;
-        self.read(|record| record.cancels.clone())
+        self.cancels()
+    }
+
+    /// Waits until named consumers filling the record have started at least `count`
+    /// times in all (restarts included).
+    ///
+    /// # Panics
+    ///
+    /// If every consumer filling the record is gone first.
+    pub async fn wait_for_starts(&self, count: usize) {
+        let what = format!("{count} starts");
+        self.wait_for(&what, |record| record.starts.len() >= count)
+            .await;
     }
 }

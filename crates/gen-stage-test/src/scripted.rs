@@ -8,7 +8,7 @@ use gen_stage::{
     SubscriptionTag,
 };
 
-use crate::record::Watch;
+use crate::watch::Watch;
 
 /// Messages that drive a [`ScriptedProducer`].
 pub enum Script<T> {
@@ -50,11 +50,26 @@ pub struct ProducerRecord {
     pub discards: Vec<usize>,
 }
 
+impl Watch<ProducerRecord> {
+    /// Waits until at least `count` cancellations were handled, and returns them.
+    ///
+    /// # Panics
+    ///
+    /// If they do not come within [`WAIT_LIMIT`](crate::WAIT_LIMIT).
+    pub async fn wait_for_cancels(&self, count: usize) -> Vec<(SubscriptionTag, CancelReason)> {
+        self.wait_until(|record| record.cancels.len() >= count)
+            .await;
+        self.read(|record| record.cancels.clone())
+    }
+}
+
 /// A producer that emits what the test queues, as demand allows.
 pub struct ScriptedProducer<T> {
     queue: VecDeque<T>,
     owed: usize,
     record: Watch<ProducerRecord>,
+    /// Why it refuses every subscription, if it does.
+    refusal: Option<&'static str>,
 }
 
 impl<T> fmt::Debug for ScriptedProducer<T> {
@@ -79,8 +94,36 @@ impl<T: Send + 'static> ScriptedProducer<T> {
             queue: events.into(),
             owed: 0,
             record: record.clone(),
+            refusal: None,
         };
         (producer, record)
+    }
+
+    /// Refuses every subscription, with `reason` as the error of
+    /// `handle_consumer_subscribed` (refused subscriptions are not recorded).
+    ///
+    /// ```
+    /// use gen_stage::SubscribeOptions;
+    /// use gen_stage::error::SubscribeError;
+    /// use gen_stage_test::{CollectingConsumer, ScriptedProducer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let (full, _record) = ScriptedProducer::<u64>::new();
+    /// let full = gen_stage::producer(full.refuses_subscriptions("no room")).start().await?;
+    /// let (consumer, _record) = CollectingConsumer::new();
+    /// let consumer = gen_stage::consumer(consumer).start().await?;
+    /// match consumer.subscribe_to(&full, SubscribeOptions::new()).await {
+    ///     Err(SubscribeError::Rejected(error)) => assert_eq!(error.to_string(), "no room"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn refuses_subscriptions(mut self, reason: &'static str) -> Self {
+        self.refusal = Some(reason);
+        self
     }
 
     fn take_owed(&mut self) -> Vec<T> {
@@ -110,6 +153,9 @@ impl<T: Send + 'static> Producer for ScriptedProducer<T> {
         _options: &SubscribeOptions,
         _ctx: &mut ProducerContext<'_, Self>,
     ) -> Result<(), BoxError> {
+        if let Some(reason) = self.refusal {
+            return Err(reason.into());
+        }
         self.record.update(|record| record.subscriptions.push(tag));
         Ok(())
     }

@@ -1,10 +1,11 @@
-//! The test kit's own promises: a counter limited where it starts stops, and a wait on
-//! a consumer that is gone, or on anything that cannot change, fails instead of waiting
-//! forever.
+//! The test kit's own promises: a counter limited where it starts stops, a wait on a
+//! consumer that is gone, or on anything that cannot change, fails instead of waiting
+//! forever, and a collecting consumer's clones fill one record.
 
+use gen_stage::error::StartError;
 use gen_stage::{CancelReason, ExitReason, SubscribeOptions};
 use gen_stage_test::{
-    CollectingConsumer, Counter, Ping, ProducerRecord, Recorded, Script, ScriptedProducer, Watch,
+    CollectingConsumer, Counter, ProducerRecord, Recorded, Request, Script, ScriptedProducer, Watch,
 };
 
 #[tokio::test]
@@ -100,7 +101,8 @@ async fn a_consumer_that_panics_on_an_event_stops_without_recording_its_batch() 
     let reason = ExitReason::Panic("panics on event 13".into());
     assert_eq!(consumer.stopped().await, reason);
     assert_eq!(record.events(), vec![1, 2]);
-    assert_eq!(record.read(|r| r.terminated.clone()), Some(reason.clone()));
+    assert_eq!(record.read(|r| r.trapped[0].1.clone()), vec![12, 13, 14]);
+    assert_eq!(record.terminated(), Some(reason.clone()));
     producer_record.wait_until(|r| !r.cancels.is_empty()).await;
     let cancels = producer_record.read(|r| r.cancels.clone());
     assert_eq!(
@@ -121,7 +123,7 @@ async fn a_consumer_that_fails_on_an_event_stops_with_an_error() {
     let reason = ExitReason::error("fails on event 7");
     assert_eq!(consumer.stopped().await, reason);
     assert_eq!(record.events(), vec![2, 4]);
-    assert_eq!(record.read(|r| r.terminated.clone()), Some(reason));
+    assert_eq!(record.terminated(), Some(reason));
 }
 
 #[tokio::test]
@@ -132,7 +134,7 @@ async fn a_consumer_that_stops_on_an_event_records_its_batch_first() {
     let (consumer, _producer, _) = trapped(consumer, vec![vec![1], vec![13, 14], vec![15]]).await;
     assert_eq!(consumer.stopped().await, reason);
     assert_eq!(record.events(), vec![1, 13, 14]);
-    assert_eq!(record.read(|r| r.terminated.clone()), Some(reason));
+    assert_eq!(record.terminated(), Some(reason));
 }
 
 #[tokio::test]
@@ -149,6 +151,55 @@ async fn the_first_trap_that_matches_springs_and_an_untrapped_consumer_keeps_goi
     let consumer = consumer.panics_on(|&event| event > 100);
     let (consumer, _producer, _) = trapped(consumer, vec![vec![1, 2], vec![3]]).await;
     record.wait_for_events(3).await;
-    consumer.call(Ping).await.unwrap();
+    consumer.call(Request::Ping).await.unwrap();
     assert!(consumer.is_alive());
+}
+
+#[tokio::test]
+async fn a_record_filled_by_clones_is_gone_only_once_every_clone_is() {
+    let (consumer, record) = CollectingConsumer::<u64>::new();
+    let template = consumer.named("worker");
+    let first = gen_stage::consumer(template.clone()).start().await.unwrap();
+    first.stop(ExitReason::Shutdown).await.unwrap();
+    // The template could start another incarnation: the record is not gone.
+    assert!(!record.read(|r| r.gone));
+    let second = gen_stage::consumer(template.clone()).start().await.unwrap();
+    record.wait_for_starts(2).await;
+    let incarnations = record.incarnations("worker");
+    assert_eq!(incarnations.len(), 2);
+    assert_eq!(incarnations[1].id(), second.id());
+    drop(template);
+    second.stop(ExitReason::Normal).await.unwrap();
+    record.wait_until(|r| r.gone).await;
+    let exits = record.read(|r| r.exits.clone());
+    assert_eq!(
+        exits,
+        [
+            ("worker", ExitReason::Shutdown),
+            ("worker", ExitReason::Normal)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_that_ignores_its_start_records_nothing() {
+    let (consumer, record) = CollectingConsumer::<u64>::new();
+    let started = gen_stage::consumer(consumer.named("idle").ignores_start())
+        .start()
+        .await;
+    assert!(matches!(started, Err(StartError::Ignored)));
+    record.wait_until(|r| r.gone).await;
+    assert!(record.read(|r| r.starts.is_empty() && r.exits.is_empty()));
+}
+
+#[tokio::test]
+async fn an_unnamed_consumer_records_its_exit_under_no_name_and_no_start() {
+    let (consumer, record) = CollectingConsumer::<u64>::new();
+    let consumer = gen_stage::consumer(consumer).start().await.unwrap();
+    consumer.stop(ExitReason::Shutdown).await.unwrap();
+    assert!(record.read(|r| r.starts.is_empty()));
+    assert_eq!(
+        record.read(|r| r.exits.clone()),
+        [("", ExitReason::Shutdown)]
+    );
 }

@@ -382,7 +382,7 @@ async fn finite_producer_stops_normally_after_every_consumer_got_everything() {
     stops_having_received(&b, &rb, range(0, 50)).await;
     // The gated consumer still has its events queued: the producer's stop reaches it
     // after them.
-    assert!(rg.read(|r| r.terminated.is_none()));
+    assert!(rg.read(|r| r.terminated().is_none()));
     gate.open_for_good();
     stops_having_received(&gated, &rg, range(0, 50)).await;
 }

@@ -460,7 +460,7 @@ async fn finite_producer_stops_only_after_every_partition_got_its_events() {
     settle(&producer, &[&c0]).await;
     assert_eq!(producer.estimate_buffered_count().await.unwrap(), 10);
     assert!(producer.is_alive(), "partition 1's events are still held");
-    assert!(r0.read(|r| r.terminated.is_none()));
+    assert!(r0.read(|r| r.terminated().is_none()));
 
     let (c1, r1) = collect(&producer, 1usize, opts(10, 5)).await;
     stops_normally(&producer).await;

@@ -10,7 +10,7 @@ use gen_stage::{
     SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{
-    CollectingConsumer, Counter, Ping, ProducerRecord, Script, ScriptedProducer, Watch,
+    CollectingConsumer, Counter, ProducerRecord, Request, Script, ScriptedProducer, Watch,
 };
 use support::{
     Collector, Events, consumer_barrier, opts, range, stops_having_received, stops_normally, within,
@@ -128,7 +128,10 @@ async fn lookup_finds_a_stage_only_under_its_own_kind() {
         .lookup::<CollectorKind>("sink")
         .expect("registered");
     assert_eq!(by_name.id(), sink.id());
-    by_name.call(Ping).await.expect("the consumer answers");
+    by_name
+        .call(Request::Ping)
+        .await
+        .expect("the consumer answers");
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use gen_stage::{
     BoxError, CancelMode, CancelReason, DEFAULT_CALL_TIMEOUT, ExitReason, Producer,
     ProducerContext, ProducerRef, StageRef, SubscribeOptions,
 };
-use gen_stage_test::{CollectingConsumer, Gate, Ping, Record, Script, ScriptedProducer, Watch};
+use gen_stage_test::{CollectingConsumer, Gate, Record, Request, Script, ScriptedProducer, Watch};
 use support::refusing::Refusing;
 use support::server::{Req, Server, ServerLog, server, start_server};
 use support::{
@@ -206,7 +206,7 @@ async fn events_emitted_before_a_reply_reach_the_consumer_first() {
         call.await.unwrap();
         // The events were in the consumer's mailbox before the reply was sent, so a
         // call made after the reply is handled after them.
-        consumer.call(Ping).await.unwrap();
+        consumer.call(Request::Ping).await.unwrap();
         assert_eq!(seen.events(), (0..round * 3 + 3).collect::<Vec<_>>());
     }
 }

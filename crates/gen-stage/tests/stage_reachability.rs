@@ -73,14 +73,11 @@ async fn keeping_only_the_producers_handle_the_consumer_still_runs() {
     // Long after its handle went, the consumer still receives.
     let sent = producer.stats().events_emitted;
     record.wait_for_events(sent as usize + 1000).await;
-    assert_eq!(record.read(|record| record.terminated.clone()), None);
+    assert_eq!(record.terminated(), None);
     producer.stop(ExitReason::Shutdown).await.expect("alive");
     drop(producer);
     tasks_back_to(before).await;
-    assert_eq!(
-        record.read(|record| record.terminated.clone()),
-        Some(ExitReason::Shutdown)
-    );
+    assert_eq!(record.terminated(), Some(ExitReason::Shutdown));
 }
 
 #[tokio::test]
@@ -90,10 +87,7 @@ async fn dropping_every_handle_of_a_busy_pipeline_ends_every_task() {
     record.wait_for_events(1000).await;
     drop((producer, middle, consumer));
     tasks_back_to(before).await;
-    assert_eq!(
-        record.read(|record| record.terminated.clone()),
-        Some(ExitReason::Unreachable)
-    );
+    assert_eq!(record.terminated(), Some(ExitReason::Unreachable));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gen_stage::stats::StageState;
 use gen_stage::{BoxError, ExitReason, Producer, ProducerContext, SubscribeOptions};
-use gen_stage_test::{CollectingConsumer, Gate, Ping, Script, ScriptedProducer};
+use gen_stage_test::{CollectingConsumer, Gate, Request, Script, ScriptedProducer};
 
 #[tokio::test]
 async fn counts_demand_and_buffer_follow_the_traffic() {
@@ -50,7 +50,7 @@ async fn counts_demand_and_buffer_follow_the_traffic() {
     record.wait_for_events(2).await;
     gate.open_for_good();
     record.wait_for_events(7).await;
-    consumer.call(Ping).await.expect("alive");
+    consumer.call(Request::Ping).await.expect("alive");
     producer.estimate_buffered_count().await.expect("alive");
     let stats = consumer.stats();
     assert_eq!(stats.events_received, 7);
@@ -83,7 +83,7 @@ async fn the_demand_snapshot_lists_each_subscription_on_both_sides() {
         .start()
         .await
         .expect("starts");
-    consumer.call(Ping).await.expect("alive");
+    consumer.call(Request::Ping).await.expect("alive");
     middle.estimate_buffered_count().await.expect("alive");
     let upstream_tag = producer.demand_snapshot().await.expect("alive")[0].tag;
     let downstream_tag = consumer.demand_snapshot().await.expect("alive")[0].tag;
@@ -189,7 +189,7 @@ async fn events_beyond_automatic_demand_are_counted_in_excess() {
     let tag = record.wait_for_subscriptions(1).await[0];
     producer.cast(Script::Queue(support::range(0, 6))).unwrap();
     record.wait_for_events(6).await;
-    consumer.call(Ping).await.unwrap();
+    consumer.call(Request::Ping).await.unwrap();
     assert_eq!(consumer.stats().events_in_excess, 0, "within demand");
     assert_eq!(
         errors.load(Ordering::Relaxed),
@@ -203,7 +203,7 @@ async fn events_beyond_automatic_demand_are_counted_in_excess() {
     demands.wait_until(|r| r.demands == vec![10, 3]).await;
     producer.cast(Script::Queue(support::range(6, 13))).unwrap();
     record.wait_for_events(13).await;
-    consumer.call(Ping).await.unwrap();
+    consumer.call(Request::Ping).await.unwrap();
     let stats = consumer.stats();
     assert_eq!((stats.events_received, stats.events_in_excess), (13, 3));
     assert_eq!(

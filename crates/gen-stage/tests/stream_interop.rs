@@ -24,9 +24,12 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// Waits for `producer` to stop normally and for its permanent consumer, which follows
 /// it out, to run its `terminate` hook.
-async fn both_stop_normally<K: StageKind, T>(producer: &StageRef<K>, record: &Watch<Record<T>>) {
+async fn both_stop_normally<K: StageKind, T: Send + 'static>(
+    producer: &StageRef<K>,
+    record: &Watch<Record<T>>,
+) {
     assert_eq!(producer.stopped().await, ExitReason::Normal);
-    record.wait_until(|r| r.terminated.is_some()).await;
+    record.wait_until(|r| r.terminated().is_some()).await;
 }
 
 /// A stream of what is sent on the returned sender: pending while nothing is, ended once
@@ -120,8 +123,13 @@ async fn from_iter_emits_every_item_in_order_then_stops_normally() {
     let (_, record) = collect(&producer, SubscribeOptions::new()).await;
     both_stop_normally(&producer, &record).await;
     assert_eq!(record.events(), (0..100).collect::<Vec<_>>());
-    let (tag, terminated, cancels) =
-        record.read(|r| (r.subscriptions[0], r.terminated.clone(), r.cancels.clone()));
+    let (tag, terminated, cancels) = record.read(|r| {
+        (
+            r.subscriptions[0],
+            r.terminated().cloned(),
+            r.cancels.clone(),
+        )
+    });
     // The permanent consumer follows its producer out, after handling every event.
     assert_eq!(terminated, Some(ExitReason::Normal));
     assert_eq!(cancels, vec![(tag, CancelReason::Down(ExitReason::Normal))]);

@@ -33,7 +33,7 @@ use gen_stage::{
     SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{
-    CollectingConsumer, Counter, Gate, Ping, ProducerRecord, Record, Recorded, ScriptedProducer,
+    CollectingConsumer, Counter, Gate, ProducerRecord, Record, Recorded, Request, ScriptedProducer,
     Watch,
 };
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
@@ -61,7 +61,7 @@ pub(crate) fn opts(max: usize, min: usize) -> SubscribeOptions {
 }
 
 /// The batches a consumer received, without their subscription tags.
-pub(crate) fn batches<T: Clone>(record: &Watch<Record<T>>) -> Vec<Vec<T>> {
+pub(crate) fn batches<T: Clone + Send + 'static>(record: &Watch<Record<T>>) -> Vec<Vec<T>> {
     record.read(|r| r.batches.iter().map(|(_, b)| b.clone()).collect())
 }
 
@@ -81,12 +81,14 @@ pub(crate) fn shared_exactly_once(records: &[&Events<u64>], expected: Vec<u64>) 
 }
 
 /// The reason a recording consumer's `terminate` hook saw, if it ran.
-pub(crate) fn terminated<T>(record: &Watch<Record<T>>) -> Option<ExitReason> {
-    record.read(|r| r.terminated.clone())
+pub(crate) fn terminated<T: Send + 'static>(record: &Watch<Record<T>>) -> Option<ExitReason> {
+    record.read(|r| r.terminated().cloned())
 }
 
 /// The `handle_cancel` calls a recording consumer saw.
-pub(crate) fn cancels<T>(record: &Watch<Record<T>>) -> Vec<(SubscriptionTag, CancelReason)> {
+pub(crate) fn cancels<T: Send + 'static>(
+    record: &Watch<Record<T>>,
+) -> Vec<(SubscriptionTag, CancelReason)> {
     record.read(|r| r.cancels.clone())
 }
 
@@ -341,7 +343,7 @@ where
 /// Whether a `CollectingConsumer` still answers calls (a call queued behind anything
 /// already in its mailbox).
 pub(crate) async fn answers<T: Send + 'static>(consumer: &Collector<T>) -> bool {
-    consumer.call(Ping).await.is_ok()
+    consumer.call(Request::Ping).await.is_ok()
 }
 
 /// Each `(consumer, tag, amount)` asks `amount`; once the scripted `producer` has that
