@@ -4,6 +4,7 @@
 //! - [`CollectingConsumer`] records its batches, subscriptions, cancellations, starts
 //!   and exits in a [`Record`]; it can panic, fail or stop on chosen events, and be
 //!   cloned into a supervisor's `ChildSpec`, each incarnation filling one record.
+//! - [`Relay`] is a producer-consumer that records what it passes on.
 //! - [`Counter`] emits consecutive numbers exactly as demanded; [`ScriptedProducer`]
 //!   emits what the test queues, and can refuse subscriptions.
 //! - [`Gate`] holds a stage inside a hook; [`Watch`] and [`Recorded`] share values
@@ -38,6 +39,7 @@ mod collecting;
 mod counter;
 mod gate;
 mod record;
+mod relay;
 mod scripted;
 mod watch;
 
@@ -46,5 +48,6 @@ pub use counter::Counter;
 pub use counter::LimitReached;
 pub use gate::Gate;
 pub use record::Record;
+pub use relay::Relay;
 pub use scripted::{ProducerRecord, Script, ScriptedProducer};
 pub use watch::{Recorded, WAIT_LIMIT, Watch};

@@ -7,8 +7,8 @@ use gen_stage::error::{CallError, NotAlive, OptionsError, SendError, StartError,
 use gen_stage::stats::StageStats;
 use gen_stage::stream::EventStream;
 use gen_stage::{ConsumerRef, ExitReason, ProducerConsumerRef, ProducerRef, SubscribeOptions};
+use gen_stage_test::Relay;
 use gen_stage_test::{CollectingConsumer, Counter};
-use support::relay::Relay;
 
 fn send_sync<T: Send + Sync>() {}
 fn send<T: Send>() {}

@@ -11,8 +11,8 @@ use gen_stage::kind::EmitsEvents;
 use gen_stage::{
     CancelReason, DemandMode, ExitReason, ProducerRef, StageRef, SubscribeOptions, SubscriptionTag,
 };
+use gen_stage_test::Relay;
 use gen_stage_test::{Counter, Gate, ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
-use support::relay::Relay;
 use support::{
     Collector, barrier, collect, collect_gated, consumer_barrier, manual_consumer, n, opts, range,
     rejection, scripted_by, settle, stops_having_received, stops_normally, within,

@@ -11,10 +11,10 @@ use gen_stage::dispatcher::{Partition, PartitionDispatcher, PartitionError};
 use gen_stage::error::SubscribeError;
 use gen_stage::kind::EmitsEvents;
 use gen_stage::{ExitReason, ProducerRef, ReplyTo, StageRef, SubscribeOptions, SubscriptionTag};
+use gen_stage_test::Relay;
 use gen_stage_test::{
     CollectingConsumer, Counter, ProducerRecord, Script, ScriptedProducer, Watch,
 };
-use support::relay::Relay;
 use support::{
     Collector, Events, ask_then_queue, collector, dispatching, manual_consumer, n, opts, range,
     recorded_counter, rejection, scripted_by, settle, shared_exactly_once, start_is_rejected,

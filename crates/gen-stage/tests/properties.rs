@@ -14,9 +14,9 @@ use gen_stage::{
     AskMode, BoxError, CancelMode, Consumer, ConsumerContext, DemandMode, ExitReason, ProducerRef,
     SubscribeOptions, SubscriptionTag,
 };
+use gen_stage_test::Relay;
 use gen_stage_test::{Counter, Script, Watch};
 use proptest::prelude::*;
-use support::relay::Relay;
 use support::{
     barrier, collect, manual_consumer, n, opts, proptest_config, recorded_counter, run_case,
     scripted,

@@ -10,8 +10,8 @@ use gen_stage::{
     BoxError, DemandMode, Producer, ProducerContext, ProducerRef, ReplyTo, SubscribeOptions,
     SubscriptionTag,
 };
+use gen_stage_test::Relay;
 use gen_stage_test::{ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
-use support::relay::Relay;
 use support::{Collector, Events, batches, collect, manual_consumer, n, scripted, settle};
 
 fn chars(text: &str) -> Vec<char> {
@@ -254,7 +254,7 @@ async fn the_default_producer_buffer_holds_ten_thousand_events() {
 #[tokio::test]
 async fn producer_consumer_buffers_are_unbounded_by_default() {
     let relay = Relay::<u32>::pass_through();
-    let discards = relay.discards.clone();
+    let discards = relay.discards();
     let stage = gen_stage::producer_consumer(relay).start().await.unwrap();
     stage.cast((0..20_000).collect()).unwrap();
     stage.cast((0..5).collect()).unwrap();
@@ -265,7 +265,7 @@ async fn producer_consumer_buffers_are_unbounded_by_default() {
 #[tokio::test]
 async fn a_bounded_producer_consumer_buffer_discards_and_reports() {
     let relay = Relay::<u32>::pass_through();
-    let discards = relay.discards.clone();
+    let discards = relay.discards();
     let stage = gen_stage::producer_consumer(relay)
         .buffer_size(3)
         .start()

@@ -16,7 +16,6 @@ use gen_stage::{
     ProducerContext, ProducerRef, StageRef, SubscribeOptions,
 };
 use gen_stage_test::{CollectingConsumer, Gate, Record, Request, Script, ScriptedProducer, Watch};
-use support::refusing::Refusing;
 use support::server::{Req, Server, ServerLog, server, start_server};
 use support::{
     Collector, answers, cancels, collect_gated, collector, producer_cancels, range, scripted,
@@ -293,7 +292,8 @@ async fn async_subscribe_to_a_dead_producer_stops_the_consumer_unless_temporary(
 
 #[tokio::test]
 async fn a_rejected_subscription_reports_the_error_and_the_consumer_survives() {
-    let producer = gen_stage::producer(Refusing::<u64>::new("no room"))
+    let (refusing, _) = ScriptedProducer::<u64>::new();
+    let producer = gen_stage::producer(refusing.refuses_subscriptions("no room"))
         .start()
         .await
         .unwrap();

@@ -7,13 +7,32 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use gen_stage::kind::EmitsEvents;
-use gen_stage::{ExitReason, StageRef, SubscribeOptions};
-use gen_stage_test::{Counter, Gate, Script};
-use support::relay::{identity, relay};
+use gen_stage::{ExitReason, ProducerConsumerRef, StageRef, SubscribeOptions};
+use gen_stage_test::{Counter, Gate, Recorded, Relay, Script};
 use support::{
     ask_in_steps, barrier, collect, collect_gated, consumer_barrier, manual_consumer, n, opts,
     range, recorded_counter, scripted, scripted_with, stops_normally, terminated, within,
 };
+
+/// Starts a `Relay` with `map` subscribed to `producer`; returns its handled batches.
+async fn relay<K: EmitsEvents<Out = u64>>(
+    producer: &StageRef<K>,
+    options: SubscribeOptions,
+    map: fn(u64) -> Vec<u64>,
+) -> (ProducerConsumerRef<Relay<u64>>, Recorded<Vec<u64>>) {
+    let stage = Relay::new(map);
+    let handled = stage.handled();
+    let middle = gen_stage::producer_consumer(stage)
+        .subscribe_to(producer, options)
+        .start()
+        .await
+        .expect("the relay starts");
+    (middle, handled)
+}
+
+fn identity(x: u64) -> Vec<u64> {
+    vec![x]
+}
 
 /// Lets messages go back and forth a few times between two stages.
 async fn rounds<A: EmitsEvents, B: EmitsEvents>(upstream: &StageRef<A>, middle: &StageRef<B>) {

@@ -7,8 +7,8 @@ mod support;
 
 use futures::StreamExt;
 use gen_stage::{ExitReason, ProducerConsumerRef, ProducerRef, Registry, SubscribeOptions};
+use gen_stage_test::Relay;
 use gen_stage_test::{Counter, Record, Watch};
-use support::relay::{Relay, identity};
 use support::{Collector, collect, opts, range, within};
 
 /// Live tasks of the current runtime.
@@ -38,7 +38,7 @@ async fn chain(
     Watch<Record<u64>>,
 ) {
     let producer = gen_stage::producer(counter).start().await.expect("starts");
-    let middle = gen_stage::producer_consumer(Relay::new(identity))
+    let middle = gen_stage::producer_consumer(Relay::pass_through())
         .subscribe_to(&producer, opts(40, 10))
         .start()
         .await

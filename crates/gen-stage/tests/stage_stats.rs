@@ -72,7 +72,7 @@ async fn the_demand_snapshot_lists_each_subscription_on_both_sides() {
     use gen_stage::stats::{Side, SubscriptionDemand};
     let (producer, _) = ScriptedProducer::<u64>::new();
     let producer = gen_stage::producer(producer).start().await.expect("starts");
-    let middle = gen_stage::producer_consumer(support::relay::Relay::<u64>::pass_through())
+    let middle = gen_stage::producer_consumer(gen_stage_test::Relay::<u64>::pass_through())
         .subscribe_to(&producer, SubscribeOptions::new().max_demand(8))
         .start()
         .await

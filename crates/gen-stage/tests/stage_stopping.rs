@@ -10,8 +10,8 @@ use gen_stage::{
     BoxError, CancelMode, CancelReason, ExitReason, Producer, ProducerContext, ProducerRef,
     SubscribeOptions,
 };
+use gen_stage_test::Relay;
 use gen_stage_test::{Counter, Gate, Record, Watch};
-use support::relay::{Relay, identity};
 use support::{Collector, collect, collector, opts, within};
 
 /// A producer whose `terminate` hook waits for a gate, so that the test can send it
@@ -147,7 +147,7 @@ async fn a_finite_pipeline_winds_down_without_losing_buffered_output() {
         .expect("starts");
     // Both consumers subscribe before the relay does: otherwise the first one could
     // drain the whole finite pipeline, which then stops, before the second subscribes.
-    let middle = gen_stage::producer_consumer(Relay::new(identity))
+    let middle = gen_stage::producer_consumer(Relay::pass_through())
         .start()
         .await
         .expect("the relay starts");

@@ -15,7 +15,6 @@ use gen_stage::source::{IterSource, OnCancel, SourceProducer, StreamProducer};
 use gen_stage::stream::EventStream;
 use gen_stage::{CancelMode, CancelReason, ExitReason, ProducerRef, StageRef, SubscribeOptions};
 use gen_stage_test::{Counter, Gate, Record, Script, ScriptedProducer, Watch};
-use support::refusing::Refusing;
 use support::{
     Collector, Events, barrier, batches, collect, collect_gated, manual_consumer, opts,
     recorded_counter, scripted, scripted_with, terminated, within,
@@ -578,7 +577,8 @@ async fn subscribing_mid_stream_adds_a_producer() {
 #[tokio::test]
 async fn rejected_subscription_never_ends_the_stream_silently() {
     let (steady, _) = scripted_with::<u32>(vec![10]).await;
-    let picky = gen_stage::producer(Refusing::<u32>::new("no thanks"))
+    let (picky, _) = ScriptedProducer::<u32>::new();
+    let picky = gen_stage::producer(picky.refuses_subscriptions("no thanks"))
         .start()
         .await
         .unwrap();

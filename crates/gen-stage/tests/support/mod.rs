@@ -1,10 +1,9 @@
 //! Helpers shared by the integration tests: small values, consumer set-up (through the
 //! kit's `CollectingConsumer`), barriers that return once a stage has handled what was
-//! sent to it before, and the limits of property-test cases. The submodules hold local
-//! stages used by several suites: a relay (`relay`), a request server (`server`) and a
-//! producer that refuses subscriptions (`refusing`); and the harnesses of the
-//! supervision tests: controllable tasks for `ConsumerSupervisor` (`tasks`), logging
-//! workers for `Supervisor` (`workers`) and fetch sources (`fetch`).
+//! sent to it before, and the limits of property-test cases. The submodules hold a
+//! request server used by two suites (`server`) and the harnesses of the supervision
+//! tests: controllable tasks for `ConsumerSupervisor` (`tasks`), logging workers for
+//! `Supervisor` (`workers`) and fetch sources (`fetch`).
 //!
 //! Each test file includes this module with `mod support;`.
 
@@ -13,8 +12,6 @@
 #![allow(dead_code)]
 
 pub(crate) mod fetch;
-pub(crate) mod refusing;
-pub(crate) mod relay;
 pub(crate) mod server;
 pub(crate) mod tasks;
 pub(crate) mod workers;
