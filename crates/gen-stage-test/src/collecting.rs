@@ -191,6 +191,13 @@ impl<T: Send + 'static> CollectingConsumer<T> {
         self
     }
 
+    /// The name it records under, if it was [named](CollectingConsumer::named): the
+    /// id to give its `ChildSpec`.
+    #[must_use]
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
+    }
+
     /// Subscribes with manual demand.
     pub fn manual(mut self) -> Self {
         self.ask_mode = AskMode::Manual;

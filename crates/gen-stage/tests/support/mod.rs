@@ -1,11 +1,11 @@
 //! Helpers shared by the integration tests: small values, consumer set-up (through the
 //! kit's `CollectingConsumer`), barriers that return once a stage has handled what was
 //! sent to it before, and the limits of property-test cases. The submodules hold a
-//! request server used by two suites (`server`) and the harnesses of the supervision
-//! tests: controllable tasks for `ConsumerSupervisor` (`tasks`), logging workers for
-//! `Supervisor` (`workers`) and fetch sources (`fetch`).
+//! request server used by two suites (`server`), controllable tasks for the
+//! `ConsumerSupervisor` tests (`tasks`) and scripted fetch sources (`fetch`).
 //!
-//! Each test file includes this module with `mod support;`.
+//! Each test file includes this module with `mod support;`, and each test directory
+//! with `#[path = "../support/mod.rs"] mod support;` in its `main.rs`.
 
 // Every test file is its own crate and uses a different subset of these helpers; the
 // rest would otherwise be reported as dead code.
@@ -14,7 +14,6 @@
 pub(crate) mod fetch;
 pub(crate) mod server;
 pub(crate) mod tasks;
-pub(crate) mod workers;
 
 use std::error::Error;
 use std::future::Future;

@@ -3,10 +3,10 @@
 //! missed without holding the supervisor back, and the stream's end with the
 //! supervisor's.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::children::{Workers, crash, crashed, current, spec, supervise, worker};
+use crate::support::within;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use gen_stage::ExitReason;
@@ -14,8 +14,6 @@ use gen_stage::error::StartError;
 use gen_stage::supervision::{
     ChildEvent, ChildEvents, ChildSpec, Missed, Strategy, Supervised, Supervisor,
 };
-use support::within;
-use support::workers::{Log, panicked, spec, supervise};
 
 fn started(id: &str) -> ChildEvent {
     ChildEvent::Started { id: id.into() }
@@ -54,30 +52,30 @@ async fn rest(events: &mut ChildEvents) -> Vec<Result<ChildEvent, Missed>> {
 
 #[tokio::test]
 async fn a_failing_child_is_seen_started_then_exited_with_its_reason_then_restarted() {
-    let log = Log::default();
-    let supervisor = Supervisor::new().child(spec(log.worker("a")));
+    let log = Workers::default();
+    let supervisor = Supervisor::new().child(spec(worker(&log, "a")));
     let mut events = supervisor.watch();
     let sup = supervisor.start().await.expect("starts");
     assert_eq!(next(&mut events).await, Ok(started("a")));
 
-    log.crash("a").await;
-    assert_eq!(next(&mut events).await, Ok(exited("a", panicked("a"))));
+    crash(&log, "a").await;
+    assert_eq!(next(&mut events).await, Ok(exited("a", crashed())));
     assert_eq!(next(&mut events).await, Ok(restarted("a")));
     // The event came once the new incarnation was running.
-    assert_eq!(log.start_count("a"), 2);
-    assert!(log.current("a").is_alive());
+    assert_eq!(log.incarnations("a").len(), 2);
+    assert!(current(&log, "a").is_alive());
     sup.stop(ExitReason::Shutdown).await.expect("stops");
 }
 
 #[tokio::test]
 async fn a_restart_strategy_shows_the_siblings_it_stops_and_restarts() {
-    let log = Log::default();
-    let children = ["a", "b", "c"].map(|id| spec(log.worker(id))).to_vec();
+    let log = Workers::default();
+    let children = ["a", "b", "c"].map(|id| spec(worker(&log, id))).to_vec();
     let sup = supervise(Supervisor::new().strategy(Strategy::RestForOne), children).await;
     let mut events = sup.watch();
-    log.crash("b").await;
+    crash(&log, "b").await;
     // b's exit, c stopped for the restart, then both started again in order.
-    assert_eq!(next(&mut events).await, Ok(exited("b", panicked("b"))));
+    assert_eq!(next(&mut events).await, Ok(exited("b", crashed())));
     assert_eq!(
         next(&mut events).await,
         Ok(exited("c", ExitReason::Shutdown))
@@ -89,12 +87,12 @@ async fn a_restart_strategy_shows_the_siblings_it_stops_and_restarts() {
 
 #[tokio::test]
 async fn a_watcher_made_after_events_sees_only_later_ones() {
-    let log = Log::default();
-    let sup = supervise(Supervisor::new(), vec![spec(log.worker("a"))]).await;
+    let log = Workers::default();
+    let sup = supervise(Supervisor::new(), vec![spec(worker(&log, "a"))]).await;
     // Made after the start: the first thing it sees is the crash, not the start.
     let mut early = sup.watch();
-    log.crash("a").await;
-    assert_eq!(next(&mut early).await, Ok(exited("a", panicked("a"))));
+    crash(&log, "a").await;
+    assert_eq!(next(&mut early).await, Ok(exited("a", crashed())));
     assert_eq!(next(&mut early).await, Ok(restarted("a")));
 
     let mut late = sup.watch();
@@ -109,8 +107,8 @@ async fn a_watcher_made_after_events_sees_only_later_ones() {
 
 #[tokio::test]
 async fn the_stream_ends_when_the_supervisor_stops_after_its_childrens_exits() {
-    let log = Log::default();
-    let children = vec![spec(log.worker("a")), spec(log.worker("b"))];
+    let log = Workers::default();
+    let children = vec![spec(worker(&log, "a")), spec(worker(&log, "b"))];
     let sup = supervise(Supervisor::new(), children).await;
     let mut events = sup.watch();
     sup.stop(ExitReason::Shutdown).await.expect("stops");
@@ -128,8 +126,8 @@ async fn the_stream_ends_when_the_supervisor_stops_after_its_childrens_exits() {
 
 #[tokio::test]
 async fn a_killed_supervisor_tells_its_childrens_exits_before_its_stop_is_published() {
-    let log = Log::default();
-    let sup = supervise(Supervisor::new(), vec![spec(log.worker("a"))]).await;
+    let log = Workers::default();
+    let sup = supervise(Supervisor::new(), vec![spec(worker(&log, "a"))]).await;
     let mut events = sup.watch();
     Supervised::kill(&sup);
     assert_eq!(within("the kill", sup.stopped()).await, ExitReason::Killed);
@@ -191,10 +189,10 @@ async fn a_lagging_watcher_is_told_what_it_missed_and_never_holds_the_supervisor
 
 #[tokio::test]
 async fn a_failed_start_ends_the_stream_after_the_exits_of_the_children_started() {
-    let log = Log::default();
-    let broken = log.worker("b").with(|w| w.fail_from = Some(0));
+    let log = Workers::default();
+    let broken = worker(&log, "b").fails_to_start_from(0);
     let supervisor = Supervisor::new()
-        .child(spec(log.worker("a")))
+        .child(spec(worker(&log, "a")))
         .child(spec(broken));
     let mut events = supervisor.watch();
     assert!(supervisor.start().await.is_err());

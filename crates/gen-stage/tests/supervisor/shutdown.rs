@@ -2,10 +2,13 @@
 //! children), shutdown order and policies, and a start failure stopping the children
 //! already started.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::children::{
+    Workers, assert_children, crash, crash_and_restart, current, exit_names, exit_reasons, exits,
+    gives_up, none_alive, spec, start_names, supervise, supervise_workers, worker,
+};
+use crate::support::within;
 use futures::future::BoxFuture;
 use gen_stage::ExitReason;
 use gen_stage::error::StartError;
@@ -13,19 +16,17 @@ use gen_stage::supervision::{
     ChildSpec, Shutdown, Supervised, Supervisor, SupervisorError, SupervisorRef,
 };
 use gen_stage_test::{Gate, Recorded};
-use support::within;
-use support::workers::{Log, assert_children, gives_up, spec, supervise, workers};
 use tokio::time::Instant;
 
 // --- Nesting ---------------------------------------------------------------------------
 
 /// An inner supervisor allowing one restart, over worker "w"; each one started is kept.
-fn inner_supervisor(log: &Log, inners: &Recorded<SupervisorRef>) -> ChildSpec {
-    let (log, inners) = (log.clone(), inners.clone());
+fn inner_supervisor(log: &Workers, inners: &Recorded<SupervisorRef>) -> ChildSpec {
+    let (w, inners) = (worker(log, "w"), inners.clone());
     ChildSpec::new("inner", move || {
         let inner = Supervisor::new()
             .intensity(1, Duration::from_secs(5))
-            .child(spec(log.worker("w")));
+            .child(spec(w.clone()));
         let inners = inners.clone();
         async move {
             // A supervisor's start error is no `StartError`: wrap it.
@@ -39,31 +40,31 @@ fn inner_supervisor(log: &Log, inners: &Recorded<SupervisorRef>) -> ChildSpec {
 
 #[tokio::test(start_paused = true)]
 async fn an_inner_supervisor_that_gives_up_is_restarted_by_the_outer_one() {
-    let (log, inners) = (Log::default(), Recorded::default());
+    let (log, inners) = (Workers::default(), Recorded::default());
     let inner = inner_supervisor(&log, &inners).shutdown(Shutdown::Wait);
     let outer = supervise(Supervisor::new(), vec![inner]).await;
     let first = inners.snapshot().pop().unwrap();
 
-    log.crash_and_restart("w", 2).await; // allowed
-    log.crash("w").await; // one too many for the inner supervisor
+    crash_and_restart(&log, "w", 2).await; // allowed
+    crash(&log, "w").await; // one too many for the inner supervisor
     gives_up(&first).await;
-    log.wait_starts(3).await;
+    log.wait_for_starts(3).await;
     assert_children(&outer, &[("inner", true, 1)]).await;
     let second = inners.snapshot().pop().unwrap();
     assert_children(&second, &[("w", true, 0)]).await;
 
     // Stopping the outer supervisor stops the inner one and its worker.
-    let w = log.current("w");
+    let w = current(&log, "w");
     outer.stop(ExitReason::Shutdown).await.unwrap();
     assert!(!second.is_alive() && !w.is_alive());
 }
 
 #[tokio::test(start_paused = true)]
 async fn killing_an_inner_supervisor_stops_its_children() {
-    let (log, inners) = (Log::default(), Recorded::default());
+    let (log, inners) = (Workers::default(), Recorded::default());
     let inner = inner_supervisor(&log, &inners).shutdown(Shutdown::Kill);
     let outer = supervise(Supervisor::new(), vec![inner]).await;
-    let w = log.current("w");
+    let w = current(&log, "w");
     outer.stop(ExitReason::Shutdown).await.unwrap();
     let inner = inners.snapshot().pop().unwrap();
     assert_eq!(inner.stopped().await, ExitReason::Killed);
@@ -75,41 +76,39 @@ async fn killing_an_inner_supervisor_stops_its_children() {
 
 #[tokio::test]
 async fn stop_stops_the_children_in_reverse_start_order() {
-    let log = Log::default();
-    let sup = workers(&log, &["a", "b", "c"]).await;
+    let log = Workers::default();
+    let sup = supervise_workers(&log, &["a", "b", "c"]).await;
     let reason = ExitReason::custom_shutdown("maintenance");
     sup.stop(reason.clone()).await.expect("running");
     let expected = ["c", "b", "a"].map(|id| (id, ExitReason::Shutdown));
-    assert_eq!(log.terminated.snapshot(), expected);
+    assert_eq!(exits(&log), expected);
     assert_eq!(sup.stopped().await, reason);
-    assert!(log.starts.snapshot().iter().all(|(_, w)| !w.is_alive()));
+    assert!(none_alive(&log));
 }
 
 #[tokio::test]
 async fn dropping_the_last_handle_shuts_the_supervisor_and_its_children_down() {
-    let log = Log::default();
-    let sup = workers(&log, &["a", "b"]).await;
-    let worker = log.current("a");
+    let log = Workers::default();
+    let sup = supervise_workers(&log, &["a", "b"]).await;
+    let worker = current(&log, "a");
     drop(sup);
     assert_eq!(
         within("the worker", worker.stopped()).await,
         ExitReason::Shutdown
     );
     let expected = ["b", "a"].map(|id| (id, ExitReason::Shutdown));
-    log.terminated.wait_for_len(2).await;
-    assert_eq!(log.terminated.snapshot(), expected);
+    log.wait_until(|r| r.exits.len() >= 2).await;
+    assert_eq!(exits(&log), expected);
 }
 
 #[tokio::test(start_paused = true)]
 async fn graceful_shutdown_kills_a_child_that_does_not_stop_in_time() {
-    let log = Log::default();
-    let stuck = log
-        .worker("stuck")
-        .with(|w| w.terminate_gate = Gate::closed());
+    let log = Workers::default();
+    let stuck = worker(&log, "stuck").terminate_gated(Gate::closed());
     let limit = Duration::from_secs(2);
     let stuck = spec(stuck).shutdown(Shutdown::Graceful(limit));
-    let sup = supervise(Supervisor::new(), vec![spec(log.worker("first")), stuck]).await;
-    let stuck = log.current("stuck");
+    let sup = supervise(Supervisor::new(), vec![spec(worker(&log, "first")), stuck]).await;
+    let stuck = current(&log, "stuck");
 
     let began = Instant::now();
     within("the stop", sup.stop(ExitReason::Shutdown))
@@ -122,22 +121,19 @@ async fn graceful_shutdown_kills_a_child_that_does_not_stop_in_time() {
     );
     assert_eq!(stuck.stopped().await, ExitReason::Killed);
     // Its terminate began and never finished; the child before it stopped gracefully after.
-    assert_eq!(log.terminated_ids(), ["stuck", "first"]);
+    assert_eq!(exit_names(&log), ["stuck", "first"]);
     assert_eq!(
-        log.terminate_reasons(),
+        exit_reasons(&log),
         [ExitReason::Shutdown, ExitReason::Shutdown]
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_supervisor_killed_while_it_stops_a_child_kills_that_child() {
-    let log = Log::default();
-    let inner_log = log.clone();
+    let log = Workers::default();
+    let stuck = worker(&log, "stuck").terminate_gated(Gate::closed());
     let inner = ChildSpec::new("inner", move || {
-        let stuck = inner_log
-            .worker("stuck")
-            .with(|w| w.terminate_gate = Gate::closed());
-        let stuck = spec(stuck).shutdown(Shutdown::Graceful(Duration::from_secs(60)));
+        let stuck = spec(stuck.clone()).shutdown(Shutdown::Graceful(Duration::from_secs(60)));
         let inner = Supervisor::new().child(stuck);
         async move {
             let started = inner.start().await;
@@ -146,7 +142,7 @@ async fn a_supervisor_killed_while_it_stops_a_child_kills_that_child() {
     })
     .shutdown(Shutdown::Graceful(Duration::from_secs(1)));
     let outer = supervise(Supervisor::new(), vec![inner]).await;
-    let stuck = log.current("stuck");
+    let stuck = current(&log, "stuck");
 
     within("the stop", outer.stop(ExitReason::Shutdown))
         .await
@@ -198,30 +194,35 @@ async fn a_killed_supervisor_reports_stopped_once_its_children_are_gone() {
 
 #[tokio::test(start_paused = true)]
 async fn kill_shutdown_aborts_the_child_at_once_without_terminate() {
-    let log = Log::default();
-    let brutal = spec(log.worker("brutal")).shutdown(Shutdown::Kill);
-    let sup = supervise(Supervisor::new(), vec![spec(log.worker("gentle")), brutal]).await;
-    let brutal = log.current("brutal");
+    let log = Workers::default();
+    let brutal = spec(worker(&log, "brutal")).shutdown(Shutdown::Kill);
+    let sup = supervise(
+        Supervisor::new(),
+        vec![spec(worker(&log, "gentle")), brutal],
+    )
+    .await;
+    let brutal = current(&log, "brutal");
     let began = Instant::now();
     sup.stop(ExitReason::Shutdown).await.unwrap();
     assert_eq!(began.elapsed(), Duration::ZERO);
     assert_eq!(brutal.stopped().await, ExitReason::Killed);
-    assert_eq!(log.terminated_ids(), ["gentle"]);
+    assert_eq!(exit_names(&log), ["gentle"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn wait_shutdown_waits_as_long_as_terminate_takes() {
-    let log = Log::default();
+    let log = Workers::default();
     let gate = Gate::closed();
-    let slow = log.worker("slow").with(|w| w.terminate_gate = gate.clone());
+    let slow = worker(&log, "slow").terminate_gated(gate.clone());
     let slow = spec(slow).shutdown(Shutdown::Wait);
     let sup = supervise(Supervisor::new(), vec![slow]).await;
-    let slow = log.current("slow");
+    let slow = current(&log, "slow");
     let stopping = tokio::spawn({
         let sup = sup.clone();
         async move { sup.stop(ExitReason::Shutdown).await }
     });
-    within("terminate begins", log.terminated.wait_for_len(1)).await;
+    let began = log.wait_until(|r| !r.exits.is_empty());
+    within("terminate begins", began).await;
     tokio::time::advance(Duration::from_secs(60)).await;
     for _ in 0..10 {
         tokio::task::yield_now().await;
@@ -236,37 +237,37 @@ async fn wait_shutdown_waits_as_long_as_terminate_takes() {
 
 #[tokio::test]
 async fn a_child_that_fails_to_start_fails_the_start_and_stops_the_started_ones() {
-    let log = Log::default();
-    let broken = log.worker("c").with(|w| w.fail_from = Some(0));
+    let log = Workers::default();
+    let broken = worker(&log, "c").fails_to_start_from(0);
     let started = Supervisor::new()
-        .child(spec(log.worker("a")))
-        .child(spec(log.worker("b")))
+        .child(spec(worker(&log, "a")))
+        .child(spec(worker(&log, "b")))
         .child(spec(broken))
-        .child(spec(log.worker("d")))
+        .child(spec(worker(&log, "d")))
         .start()
         .await;
     let Err(SupervisorError::ChildStart { id, error }) = started else {
         panic!("the supervisor started: {started:?}");
     };
     assert_eq!(id, "c");
-    let expected = ExitReason::error("c cannot start");
+    let expected = ExitReason::error("fails to start");
     let failed_init = matches!(error, StartError::Init(ref r) if *r == expected);
     assert!(failed_init, "{error:?}");
-    assert_eq!(log.start_ids(), ["a", "b"]);
+    assert_eq!(start_names(&log), ["a", "b"]);
     let stops = ["b", "a"].map(|id| (id, ExitReason::Shutdown));
-    assert_eq!(log.terminated.snapshot(), stops);
-    assert!(log.starts.snapshot().iter().all(|(_, w)| !w.is_alive()));
+    assert_eq!(exits(&log), stops);
+    assert!(none_alive(&log));
 }
 
 // --- Bad specs and a busy supervisor ---------------------------------------------------
 
 #[tokio::test]
 async fn two_children_with_one_id_are_refused_before_anything_starts() {
-    let log = Log::default();
+    let log = Workers::default();
     let started = Supervisor::new()
-        .child(spec(log.worker("a")))
-        .child(spec(log.worker("b")))
-        .child(spec(log.worker("a")))
+        .child(spec(worker(&log, "a")))
+        .child(spec(worker(&log, "b")))
+        .child(spec(worker(&log, "a")))
         .start()
         .await;
     assert!(
@@ -274,7 +275,11 @@ async fn two_children_with_one_id_are_refused_before_anything_starts() {
         "{:?}",
         started.err()
     );
-    assert!(log.start_ids().is_empty(), "started {:?}", log.start_ids());
+    assert!(
+        start_names(&log).is_empty(),
+        "started {:?}",
+        start_names(&log)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,21 +1,21 @@
 //! Supervision restarts: restart types, the three strategies, restart intensity, and a
 //! supervised pipeline that re-subscribes by name and loses exactly the events in the
 //! crashed consumer's hands (semantics §11 items 10, 11 and 13). Nesting, shutdown and
-//! start failures are in `supervisor_shutdown.rs`.
-
-mod support;
+//! start failures are in `shutdown.rs`.
 
 use std::time::Duration;
 
 use gen_stage::error::{CallError, NotAlive};
 use gen_stage::supervision::{ChildEvent, ChildSpec, Restart, Strategy, Supervisor, SupervisorRef};
 use gen_stage::{ConsumerRef, ExitReason, ProducerRef, Registry, SubscribeOptions};
-use gen_stage_test::{Counter, ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
-use support::workers::{
-    Crash, Log, Worker, assert_children, gives_up, next_event, panicked, spec, subscriber,
-    supervise, until_ended_gracefully, workers,
+use gen_stage_test::{Counter, ProducerRecord, Recorded, Request, Script, ScriptedProducer, Watch};
+
+use crate::children::{
+    Worker, Workers, assert_children, crash, crash_and_restart, crashed, current, delivered,
+    exit_names, exit_reasons, exits, gives_up, next_event, spec, start_names, subscriber,
+    supervise, supervise_workers, until_ended_gracefully, worker,
 };
-use support::{opts, range, stops_normally, within};
+use crate::support::{opts, range, stops_normally, within};
 
 // --- Producers registered as "numbers" --------------------------------------------------
 
@@ -58,49 +58,49 @@ fn counter(registry: &Registry, limit: u64) -> ChildSpec {
 
 #[tokio::test]
 async fn one_for_one_restarts_only_the_crashed_child() {
-    let log = Log::default();
-    let sup = workers(&log, &["a", "b"]).await;
-    let (a, b) = (log.current("a"), log.current("b"));
+    let log = Workers::default();
+    let sup = supervise_workers(&log, &["a", "b"]).await;
+    let (a, b) = (current(&log, "a"), current(&log, "b"));
 
-    assert_eq!(log.crash("a").await, panicked("a"));
-    log.wait_starts(3).await;
-    assert_eq!(log.start_ids(), ["a", "b", "a"]);
+    assert_eq!(crash(&log, "a").await, crashed());
+    log.wait_for_starts(3).await;
+    assert_eq!(start_names(&log), ["a", "b", "a"]);
     assert_children(&sup, &[("a", true, 1), ("b", true, 0)]).await;
-    assert_ne!(log.current("a").id(), a.id());
+    assert_ne!(current(&log, "a").id(), a.id());
     assert!(b.is_alive());
-    assert_eq!(log.terminated.snapshot(), [("a", panicked("a"))]);
+    assert_eq!(exits(&log), [("a", crashed())]);
 }
 
 #[tokio::test]
 async fn the_default_supervisor_is_the_new_one_and_restarts_a_crashed_child() {
-    let log = Log::default();
-    let sup = supervise(Supervisor::default(), vec![spec(log.worker("a"))]).await;
-    assert_eq!(log.crash("a").await, panicked("a"));
-    log.wait_starts(2).await;
+    let log = Workers::default();
+    let sup = supervise(Supervisor::default(), vec![spec(worker(&log, "a"))]).await;
+    assert_eq!(crash(&log, "a").await, crashed());
+    log.wait_for_starts(2).await;
     assert_children(&sup, &[("a", true, 1)]).await;
 }
 
 #[tokio::test]
 async fn a_permanent_child_is_restarted_after_a_normal_stop_too() {
-    let log = Log::default();
-    let sup = workers(&log, &["a"]).await;
-    log.current("a").stop(ExitReason::Normal).await.unwrap();
-    log.wait_starts(2).await;
+    let log = Workers::default();
+    let sup = supervise_workers(&log, &["a"]).await;
+    current(&log, "a").stop(ExitReason::Normal).await.unwrap();
+    log.wait_for_starts(2).await;
     assert_children(&sup, &[("a", true, 1)]).await;
 }
 
 /// A supervisor over one transient worker "t", and the worker.
-async fn transient(log: &Log) -> (SupervisorRef, ConsumerRef<Worker>) {
-    let child = spec(log.worker("t")).restart(Restart::Transient);
+async fn transient(log: &Workers) -> (SupervisorRef, ConsumerRef<Worker>) {
+    let child = spec(worker(log, "t")).restart(Restart::Transient);
     let sup = supervise(Supervisor::new(), vec![child]).await;
-    (sup, log.current("t"))
+    (sup, current(log, "t"))
 }
 
 #[tokio::test]
 async fn a_transient_child_is_not_restarted_after_a_graceful_stop() {
     let maintenance = ExitReason::custom_shutdown("maintenance");
     for reason in [ExitReason::Normal, ExitReason::Shutdown, maintenance] {
-        let log = Log::default();
+        let log = Workers::default();
         let (sup, t) = transient(&log).await;
         let mut events = sup.watch();
         t.stop(reason.clone()).await.unwrap();
@@ -116,46 +116,45 @@ async fn a_transient_child_is_not_restarted_after_a_graceful_stop() {
             reason: ExitReason::Shutdown,
         };
         assert_eq!(next_event(&mut events).await, stopped, "after {reason:?}");
-        assert_eq!(log.start_count("t"), 1, "after {reason:?}");
+        assert_eq!(log.incarnations("t").len(), 1, "after {reason:?}");
     }
 }
 
 #[tokio::test]
 async fn a_transient_child_is_restarted_after_an_abnormal_stop() {
-    for abnormal in [
-        ExitReason::error("broken"),
-        ExitReason::Killed,
-        panicked("t"),
-    ] {
-        let log = Log::default();
+    for abnormal in [ExitReason::error("broken"), ExitReason::Killed, crashed()] {
+        let log = Workers::default();
         let (sup, t) = transient(&log).await;
         match abnormal {
             ExitReason::Killed => t.kill(),
-            ExitReason::Panic(_) => assert!(t.cast(Crash).is_ok()),
+            ExitReason::Panic(_) => assert!(t.cast(Request::Panic).is_ok()),
             ref reason => t.stop(reason.clone()).await.unwrap(),
         }
         assert_eq!(t.stopped().await, abnormal);
-        log.wait_starts(2).await;
+        log.wait_for_starts(2).await;
         assert_children(&sup, &[("t", true, 1)]).await;
     }
 }
 
 #[tokio::test]
 async fn a_temporary_child_is_never_restarted() {
-    let log = Log::default();
-    let temporary = |id| spec(log.worker(id)).restart(Restart::Temporary);
+    let log = Workers::default();
+    let temporary = |id| spec(worker(&log, id)).restart(Restart::Temporary);
     let specs = vec![
         temporary("crashes"),
         temporary("ends"),
-        spec(log.worker("stays")),
+        spec(worker(&log, "stays")),
     ];
     let sup = supervise(Supervisor::new(), specs).await;
     let mut events = sup.watch();
-    log.crash("crashes").await;
-    log.current("ends").stop(ExitReason::Normal).await.unwrap();
+    crash(&log, "crashes").await;
+    current(&log, "ends")
+        .stop(ExitReason::Normal)
+        .await
+        .unwrap();
     let crashed = ChildEvent::Exited {
         id: "crashes".into(),
-        reason: panicked("crashes"),
+        reason: crashed(),
     };
     let ended = ChildEvent::Exited {
         id: "ends".into(),
@@ -169,17 +168,17 @@ async fn a_temporary_child_is_never_restarted() {
         ("stays", true, 0),
     ];
     assert_children(&sup, &expected).await;
-    assert_eq!(log.start_ids(), ["crashes", "ends", "stays"]);
+    assert_eq!(start_names(&log), ["crashes", "ends", "stays"]);
 }
 
 #[tokio::test]
 async fn a_child_whose_start_is_ignored_is_left_not_running() {
-    let log = Log::default();
-    let ignored = log.worker("ignored").with(|w| w.ignore = true);
-    let specs = vec![spec(ignored), spec(log.worker("b"))];
+    let log = Workers::default();
+    let ignored = worker(&log, "ignored").ignores_start();
+    let specs = vec![spec(ignored), spec(worker(&log, "b"))];
     let sup = supervise(Supervisor::new(), specs).await;
     assert_children(&sup, &[("ignored", false, 0), ("b", true, 0)]).await;
-    assert_eq!(log.start_ids(), ["b"]);
+    assert_eq!(start_names(&log), ["b"]);
 }
 
 // --- Rest-for-one and one-for-all ------------------------------------------------------
@@ -187,11 +186,11 @@ async fn a_child_whose_start_is_ignored_is_left_not_running() {
 /// A rest-for-one supervisor over a scripted producer "numbers" and two consumers
 /// subscribing to it by name; every producer started, with its record.
 async fn rest_for_one_pipeline(
-    log: &Log,
+    log: &Workers,
 ) -> (SupervisorRef, Recorded<(Scripted, Watch<ProducerRecord>)>) {
     let registry = Registry::new();
     let (producer, producers) = scripted_producer(&registry);
-    let consumer = |id| subscriber(log.worker(id), &registry, opts(10, 5));
+    let consumer = |id| subscriber(worker(log, id), &registry, opts(10, 5));
     let specs = vec![producer, consumer("c1"), consumer("c2")];
     let rest_for_one = Supervisor::new().strategy(Strategy::RestForOne);
     (supervise(rest_for_one, specs).await, producers)
@@ -199,50 +198,50 @@ async fn rest_for_one_pipeline(
 
 #[tokio::test]
 async fn rest_for_one_producer_crash_restarts_the_consumers_which_find_the_new_producer() {
-    let log = Log::default();
+    let log = Workers::default();
     let (sup, producers) = rest_for_one_pipeline(&log).await;
     let (old, _) = producers.snapshot().pop().unwrap();
     old.cast(Script::Queue(vec![100, 101])).unwrap();
-    within("events", log.handled.wait_for_len(2)).await;
+    within("events", log.wait_for_events(2)).await;
 
     let broke = ExitReason::error("producer broke");
     old.cast(Script::Stop(broke)).unwrap();
-    log.wait_starts(4).await;
+    log.wait_for_starts(4).await;
     assert_children(
         &sup,
         &[("producer", true, 1), ("c1", true, 1), ("c2", true, 1)],
     )
     .await;
-    assert_eq!(log.start_ids(), ["c1", "c2", "c1", "c2"]);
+    assert_eq!(start_names(&log), ["c1", "c2", "c1", "c2"]);
 
     // The new consumers subscribed, by name, to the new producer.
     let (new, new_record) = producers.snapshot().pop().unwrap();
     assert!(!old.is_alive() && new.id() != old.id());
     assert_eq!(new_record.read(|r| r.subscriptions.len()), 2);
     new.cast(Script::Queue(range(1, 5))).unwrap();
-    within("events", log.handled.wait_for_len(6)).await;
-    let mut handled = log.handled.snapshot();
+    within("events", log.wait_for_events(6)).await;
+    let mut handled = log.events();
     handled.sort_unstable();
     assert_eq!(handled, [1, 2, 3, 4, 100, 101]);
 }
 
 #[tokio::test]
 async fn rest_for_one_consumer_crash_restarts_it_and_the_later_children_only() {
-    let log = Log::default();
+    let log = Workers::default();
     let (sup, producers) = rest_for_one_pipeline(&log).await;
 
-    log.crash_and_restart("c1", 4).await;
+    crash_and_restart(&log, "c1", 4).await;
     assert_children(
         &sup,
         &[("producer", true, 0), ("c1", true, 1), ("c2", true, 1)],
     )
     .await;
-    assert_eq!(log.start_ids(), ["c1", "c2", "c1", "c2"]);
-    let stops = [("c1", panicked("c1")), ("c2", ExitReason::Shutdown)];
-    assert_eq!(log.terminated.snapshot(), stops);
+    assert_eq!(start_names(&log), ["c1", "c2", "c1", "c2"]);
+    let stops = [("c1", crashed()), ("c2", ExitReason::Shutdown)];
+    assert_eq!(exits(&log), stops);
 
-    let c1 = log.current("c1");
-    log.crash_and_restart("c2", 5).await;
+    let c1 = current(&log, "c1");
+    crash_and_restart(&log, "c2", 5).await;
     assert_children(
         &sup,
         &[("producer", true, 0), ("c1", true, 1), ("c2", true, 2)],
@@ -258,13 +257,13 @@ async fn rest_for_one_consumer_crash_restarts_it_and_the_later_children_only() {
 
 #[tokio::test]
 async fn one_for_all_restarts_every_child_except_temporary_ones() {
-    let log = Log::default();
-    let temporary = spec(log.worker("t")).restart(Restart::Temporary);
-    let [a, b, c] = ["a", "b", "c"].map(|id| spec(log.worker(id)));
+    let log = Workers::default();
+    let temporary = spec(worker(&log, "t")).restart(Restart::Temporary);
+    let [a, b, c] = ["a", "b", "c"].map(|id| spec(worker(&log, id)));
     let one_for_all = Supervisor::new().strategy(Strategy::OneForAll);
     let sup = supervise(one_for_all, vec![a, b, temporary, c]).await;
 
-    log.crash_and_restart("b", 7).await;
+    crash_and_restart(&log, "b", 7).await;
     let expected = [
         ("a", true, 1),
         ("b", true, 1),
@@ -272,10 +271,10 @@ async fn one_for_all_restarts_every_child_except_temporary_ones() {
         ("c", true, 1),
     ];
     assert_children(&sup, &expected).await;
-    assert_eq!(log.start_ids(), ["a", "b", "t", "c", "a", "b", "c"]);
+    assert_eq!(start_names(&log), ["a", "b", "t", "c", "a", "b", "c"]);
     // The others were stopped last first, then restarted in order.
-    assert_eq!(log.terminated_ids(), ["b", "c", "t", "a"]);
-    let reasons = log.terminate_reasons();
+    assert_eq!(exit_names(&log), ["b", "c", "t", "a"]);
+    let reasons = exit_reasons(&log);
     assert!(reasons[1..].iter().all(|r| *r == ExitReason::Shutdown));
 }
 
@@ -286,14 +285,15 @@ async fn one_for_all_restarts_every_child_except_temporary_ones() {
 /// pipeline completes: the counter finishes and the sink, restarted after each crash,
 /// stops with it. Returns the counter.
 async fn run_pipeline(
-    log: &Log,
+    log: &Workers,
     strategy: Strategy,
     limit: u64,
     poison: &[u64],
     options: SubscribeOptions,
 ) -> ProducerRef<Counter> {
     let registry = Registry::new();
-    let sink = log.worker("sink").with(|w| w.poison = poison.to_vec());
+    let poison_events = poison.to_vec();
+    let sink = worker(log, "sink").panics_on(move |event| poison_events.contains(event));
     let sink = subscriber(sink, &registry, options).restart(Restart::Transient);
     let supervisor = Supervisor::new()
         .strategy(strategy)
@@ -304,8 +304,8 @@ async fn run_pipeline(
     let producer: ProducerRef<Counter> = registry.lookup("numbers").expect("registered");
 
     stops_normally(&producer).await;
-    log.wait_starts(poison.len() + 1).await;
-    stops_normally(&log.current("sink")).await;
+    log.wait_for_starts(poison.len() + 1).await;
+    stops_normally(&current(log, "sink")).await;
     until_ended_gracefully(&mut events, &["producer", "sink"]).await;
     let restarts = poison.len();
     assert_children(&sup, &[("producer", false, 0), ("sink", false, restarts)]).await;
@@ -314,59 +314,59 @@ async fn run_pipeline(
 
 #[tokio::test]
 async fn supervised_pipeline_completes_losing_only_the_event_the_consumer_crashed_on() {
-    let log = Log::default();
+    let log = Workers::default();
     // One event at a time: the only event in the consumer's hands is the one it panics on.
     let producer = run_pipeline(&log, Strategy::RestForOne, 10, &[3, 7], opts(1, 0)).await;
 
     // Every event was delivered once; all but the two poisoned ones were handled once.
-    assert_eq!(log.seen.snapshot().concat(), range(0, 10));
-    assert_eq!(log.handled.snapshot(), [0, 1, 2, 4, 5, 6, 8, 9]);
+    assert_eq!(delivered(&log).concat(), range(0, 10));
+    assert_eq!(log.events(), [0, 1, 2, 4, 5, 6, 8, 9]);
     let emitted = producer.stats().events_emitted;
     assert_eq!(emitted, 10);
     assert_eq!(
-        emitted as usize - log.handled.len(),
+        emitted as usize - log.event_count(),
         2,
         "the loss is counted"
     );
-    let poisoned = |batch| ExitReason::Panic(format!("poisoned batch {batch}").into());
-    let expected = [poisoned("[3]"), poisoned("[7]"), ExitReason::Normal];
-    assert_eq!(log.terminate_reasons(), expected);
+    let poisoned = |event| ExitReason::Panic(format!("panics on event {event}").into());
+    let expected = [poisoned(3), poisoned(7), ExitReason::Normal];
+    assert_eq!(exit_reasons(&log), expected);
 }
 
 #[tokio::test]
 async fn supervised_pipeline_loses_exactly_the_batch_in_the_crashed_consumers_hands() {
-    let log = Log::default();
+    let log = Workers::default();
     // Batches of two, and no more asked until a batch is handled: a crash loses its batch.
     let producer = run_pipeline(&log, Strategy::OneForOne, 12, &[5, 8], opts(2, 0)).await;
 
     let batches: Vec<Vec<u64>> = (0..6).map(|i| range(2 * i, 2 * i + 2)).collect();
-    assert_eq!(log.seen.snapshot(), batches);
-    assert_eq!(log.handled.snapshot(), [0, 1, 2, 3, 6, 7, 10, 11]);
+    assert_eq!(delivered(&log), batches);
+    assert_eq!(log.events(), [0, 1, 2, 3, 6, 7, 10, 11]);
     // The three sinks received all twelve events; four were lost in crashes.
     let sinks = log.incarnations("sink");
     let received: u64 = sinks.iter().map(|s| s.stats().events_received).sum();
     assert_eq!(received, producer.stats().events_emitted);
     assert_eq!(received, 12);
-    assert_eq!(received as usize - log.handled.len(), 4);
+    assert_eq!(received as usize - log.event_count(), 4);
 }
 
 // --- Restart intensity -----------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
 async fn past_the_default_intensity_the_supervisor_stops_with_every_child() {
-    let log = Log::default();
-    let sup = workers(&log, &["a", "b"]).await;
+    let log = Workers::default();
+    let sup = supervise_workers(&log, &["a", "b"]).await;
     for starts in 3..=5 {
-        log.crash_and_restart("a", starts).await;
+        crash_and_restart(&log, "a", starts).await;
     }
     assert_children(&sup, &[("a", true, 3), ("b", true, 0)]).await;
-    let b = log.current("b");
+    let b = current(&log, "b");
 
-    log.crash("a").await; // the fourth within 5 seconds
+    crash(&log, "a").await; // the fourth within 5 seconds
     gives_up(&sup).await;
-    assert_eq!(log.start_count("a"), 4);
+    assert_eq!(log.incarnations("a").len(), 4);
     assert!(!b.is_alive());
-    let last = log.terminated.snapshot().pop();
+    let last = exits(&log).pop();
     assert_eq!(last, Some(("b", ExitReason::Shutdown)));
     assert!(!sup.is_alive());
     assert_eq!(sup.which_children().await, Err(CallError::NotAlive));
@@ -375,27 +375,27 @@ async fn past_the_default_intensity_the_supervisor_stops_with_every_child() {
 
 #[tokio::test(start_paused = true)]
 async fn restarts_spread_over_more_than_the_period_are_allowed() {
-    let log = Log::default();
+    let log = Workers::default();
     let two_in_ten = Supervisor::new().intensity(2, Duration::from_secs(10));
-    let sup = supervise(two_in_ten, vec![spec(log.worker("a"))]).await;
+    let sup = supervise(two_in_ten, vec![spec(worker(&log, "a"))]).await;
     // Crashes 6 seconds apart: never more than two within 10 seconds.
     for starts in 2..=6 {
-        log.crash_and_restart("a", starts).await;
+        crash_and_restart(&log, "a", starts).await;
         tokio::time::advance(Duration::from_secs(6)).await;
     }
     assert_children(&sup, &[("a", true, 5)]).await;
     // Two more at once: with the one 6 seconds ago, three within the period.
-    log.crash_and_restart("a", 7).await;
-    log.crash("a").await;
+    crash_and_restart(&log, "a", 7).await;
+    crash(&log, "a").await;
     gives_up(&sup).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_child_that_cannot_be_restarted_exhausts_the_intensity() {
-    let log = Log::default();
-    let once = log.worker("once").with(|w| w.fail_from = Some(1));
+    let log = Workers::default();
+    let once = worker(&log, "once").fails_to_start_from(1);
     let sup = supervise(Supervisor::new(), vec![spec(once)]).await;
-    log.crash("once").await;
+    crash(&log, "once").await;
     gives_up(&sup).await;
-    assert_eq!(log.start_count("once"), 1);
+    assert_eq!(log.incarnations("once").len(), 1);
 }
