@@ -1,8 +1,7 @@
 //! Helpers shared by the integration tests: small values, consumer set-up (through the
 //! kit's `CollectingConsumer`), barriers that return once a stage has handled what was
 //! sent to it before, and the limits of property-test cases. The submodules hold a
-//! request server used by two suites (`server`), controllable tasks for the
-//! `ConsumerSupervisor` tests (`tasks`) and scripted fetch sources (`fetch`).
+//! request server used by two suites (`server`) and scripted fetch sources (`fetch`).
 //!
 //! Each test file includes this module with `mod support;`, and each test directory
 //! with `#[path = "../support/mod.rs"] mod support;` in its `main.rs`.
@@ -13,7 +12,6 @@
 
 pub(crate) mod fetch;
 pub(crate) mod server;
-pub(crate) mod tasks;
 
 use std::error::Error;
 use std::future::Future;

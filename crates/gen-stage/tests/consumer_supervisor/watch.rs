@@ -3,15 +3,13 @@
 //! that falls behind told what it missed without holding the supervisor back, and the
 //! stream's end with the supervisor's.
 //!
-//! Tasks are driven by the test (see `support::tasks`).
+//! Tasks are driven by the test (see `jobs`).
 
-mod support;
-
+use crate::jobs::{Jobs, Outcome, start_alone};
+use crate::support::{opts, start_consumer, within};
 use gen_stage::ExitReason;
 use gen_stage::error::CallError;
 use gen_stage::supervision::{ChildEvent, ChildEvents, Missed, Restart, Shutdown, TaskId};
-use support::tasks::{Jobs, Outcome, start_alone};
-use support::{opts, start_consumer, within};
 
 type Event = ChildEvent<TaskId>;
 

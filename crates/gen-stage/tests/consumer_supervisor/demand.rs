@@ -1,24 +1,22 @@
 //! ConsumerSupervisor demand: one task per event with `max_demand` as the limit on tasks
 //! running at once, demand asked again in chunks of `min_demand`, each subscription with
 //! its own slots, finite producers (their end drains or aborts the running tasks), and
-//! tasks outliving their producer. Restarts are in `consumer_supervisor_restarts.rs`, the
-//! task API and shutdown policies in `consumer_supervisor_tasks.rs`.
+//! tasks outliving their producer. Restarts are in `restarts.rs`, the task API
+//! and shutdown policies in `tasks.rs`.
 //!
-//! Tasks are driven by the test (see `support::tasks`). The tests run on the
+//! Tasks are driven by the test (see `jobs`). The tests run on the
 //! current-thread runtime, except the one about concurrency.
-
-mod support;
 
 use std::time::Duration;
 
+use crate::jobs::{
+    Jobs, Outcome, children, counts, fed_by_counter, settle, sorted, start_alone, tally,
+};
+use crate::support::{barrier, opts, recorded_counter, start_consumer, within};
 use gen_stage::stats::StageState;
 use gen_stage::supervision::ChildEvent;
 use gen_stage::{CancelMode, ExitReason};
 use gen_stage_test::Counter;
-use support::tasks::{
-    Jobs, Outcome, children, counts, fed_by_counter, settle, sorted, start_alone, tally,
-};
-use support::{barrier, opts, recorded_counter, start_consumer, within};
 use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------------------

@@ -2,18 +2,16 @@
 //! count_children) and what becomes of running tasks when the supervisor stops under
 //! each shutdown policy, or is killed.
 //!
-//! Tasks are driven by the test (see `support::tasks`).
-
-mod support;
+//! Tasks are driven by the test (see `jobs`).
 
 use std::time::Duration;
 
-use gen_stage::ExitReason;
-use gen_stage::supervision::{ConsumerSupervisor, Restart, Shutdown};
-use support::tasks::{
+use crate::jobs::{
     Jobs, Sup, children, counts, fed_by_counter, settle, sorted, start_alone, tally,
 };
-use support::{barrier, opts, scripted_with, start_consumer, within};
+use crate::support::{barrier, opts, scripted_with, start_consumer, within};
+use gen_stage::ExitReason;
+use gen_stage::supervision::{ConsumerSupervisor, Restart, Shutdown};
 use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------------------

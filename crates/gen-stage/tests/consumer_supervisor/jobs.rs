@@ -18,7 +18,7 @@ use gen_stage::supervision::{ConsumerSupervisor, TaskCounts, TaskId};
 use gen_stage::{BoxError, ConsumerRef, ProducerRef, StageRef, SubscribeOptions};
 use gen_stage_test::{Counter, Gate, Recorded};
 
-use super::{barrier, recorded_counter, start_consumer, within};
+use crate::support::{barrier, recorded_counter, start_consumer, within};
 
 /// A started `ConsumerSupervisor` of `u64` events.
 pub(crate) type Sup = ConsumerRef<ConsumerSupervisor<u64>>;

@@ -2,17 +2,15 @@
 //! its slot, restart intensity (default and custom, within its period), temporary tasks
 //! counted as failed and never run again, and permanent restart refused at start.
 //!
-//! Tasks are driven by the test (see `support::tasks`).
-
-mod support;
+//! Tasks are driven by the test (see `jobs`).
 
 use std::time::Duration;
 
+use crate::jobs::{Jobs, Outcome, Sup, children, fed_by_counter, settle, sorted, tally};
+use crate::support::{barrier, opts, scripted_with, start_consumer, within};
 use gen_stage::ExitReason;
 use gen_stage::error::StartError;
 use gen_stage::supervision::{Restart, Shutdown};
-use support::tasks::{Jobs, Outcome, Sup, children, fed_by_counter, settle, sorted, tally};
-use support::{barrier, opts, scripted_with, start_consumer, within};
 
 /// A transient supervisor of `jobs` (see [`failing_once`]) fed events 0 and 1, with one
 /// restart allowed in 10 seconds and `shutdown`; returns once event 0's first attempt
