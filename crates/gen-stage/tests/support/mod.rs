@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: small values, consumer set-up (through the
 //! kit's `CollectingConsumer`), barriers that return once a stage has handled what was
-//! sent to it before, and the limits of property-test cases. The submodules hold a
-//! request server used by two suites (`server`) and scripted fetch sources (`fetch`).
+//! sent to it before, and the limits of property-test cases. The submodule `server`
+//! holds a request server used by two suites.
 //!
 //! Each test file includes this module with `mod support;`, and each test directory
 //! with `#[path = "../support/mod.rs"] mod support;` in its `main.rs`.
@@ -10,7 +10,6 @@
 // rest would otherwise be reported as dead code.
 #![allow(dead_code)]
 
-pub(crate) mod fetch;
 pub(crate) mod server;
 
 use std::error::Error;

@@ -3,25 +3,17 @@
 //! is given back (never dropped) when the producer stops, drains, or its last consumer
 //! leaves, within the give-back timeout.
 
-mod support;
-
 use std::convert::Infallible;
 use std::time::Duration;
 
+use crate::scripted_source::{Failure, FetchLog, ScriptedSource, Turn};
+use crate::support::{barrier, batches, manual_consumer, n, range, settle, within};
+use crate::{queue_of, start};
 use futures::FutureExt;
 use gen_stage::source::{Fetch, FetchProducer, Fetched, MemorySource, OnCancel};
 use gen_stage::{ExitReason, ProducerRef, SubscribeOptions};
 use gen_stage_test::Gate;
-use support::fetch::{Failure, FetchLog, ScriptedSource, Turn};
-use support::{barrier, batches, manual_consumer, n, range, settle, within};
 use tokio::sync::oneshot;
-
-/// A queue holding `0..count`.
-fn queue_of(count: u64) -> MemorySource<u64> {
-    let queue = MemorySource::new();
-    queue.extend(0..count);
-    queue
-}
 
 /// A producer over a scripted source over `queue`, with `prefetch`.
 async fn scripted(
@@ -30,9 +22,10 @@ async fn scripted(
     prefetch: usize,
 ) -> (ProducerRef<FetchProducer<ScriptedSource>>, FetchLog) {
     let (source, log) = ScriptedSource::new(queue, script);
-    let producer = gen_stage::producer(FetchProducer::new(source).prefetch(prefetch));
-    let producer = producer.start().await.expect("the producer starts");
-    (producer, log)
+    (
+        start(FetchProducer::new(source).prefetch(prefetch)).await,
+        log,
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -119,8 +112,8 @@ async fn kept_and_waiting() -> (
     MemorySource<u64>,
     ProducerRef<FetchProducer<ScriptedSource>>,
     FetchLog,
-    support::Collector<u64>,
-    support::Events<u64>,
+    crate::support::Collector<u64>,
+    crate::support::Events<u64>,
 ) {
     let queue = queue_of(10);
     let script = vec![Turn::Queue, Turn::Queue, Turn::PushThenHang(1)];

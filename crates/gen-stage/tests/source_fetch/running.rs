@@ -3,32 +3,19 @@
 //! finite source's end, a waiting fetch that never blocks the stage, and the waits
 //! after empty fetches (no busy loop).
 
-mod support;
-
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use gen_stage::source::{Fetch, FetchProducer, Fetched, MemorySource};
-use gen_stage::{ExitReason, ProducerRef, SubscribeOptions};
-use support::fetch::{ScriptedSource, Turn};
-use support::{
+use crate::scripted_source::{ScriptedSource, Turn};
+use crate::support::{
     barrier, collect, consumer_barrier, manual_consumer, n, opts, range, stops_having_received,
     stops_normally, within,
 };
-
-/// A queue holding `0..count`.
-fn queue_of(count: u64) -> MemorySource<u64> {
-    let queue = MemorySource::new();
-    queue.extend(0..count);
-    queue
-}
-
-async fn start<S: Fetch>(producer: FetchProducer<S>) -> ProducerRef<FetchProducer<S>> {
-    let started = gen_stage::producer(producer).start().await;
-    started.expect("the producer starts")
-}
+use crate::{queue_of, start};
+use gen_stage::source::{Fetch, FetchProducer, Fetched, MemorySource};
+use gen_stage::{ExitReason, SubscribeOptions};
 
 #[tokio::test(start_paused = true)]
 async fn fetches_never_exceed_the_demand_owed_plus_the_prefetch() {
