@@ -1,7 +1,6 @@
 //! Helpers shared by the integration tests: small values, consumer set-up (through the
 //! kit's `CollectingConsumer`), barriers that return once a stage has handled what was
-//! sent to it before, and the limits of property-test cases. The submodule `server`
-//! holds a request server used by two suites.
+//! sent to it before, and the limits of property-test cases.
 //!
 //! Each test file includes this module with `mod support;`, and each test directory
 //! with `#[path = "../support/mod.rs"] mod support;` in its `main.rs`.
@@ -9,8 +8,6 @@
 // Every test file is its own crate and uses a different subset of these helpers; the
 // rest would otherwise be reported as dead code.
 #![allow(dead_code)]
-
-pub(crate) mod server;
 
 use std::error::Error;
 use std::future::Future;

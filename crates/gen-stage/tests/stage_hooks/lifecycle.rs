@@ -1,20 +1,18 @@
 //! The lifecycle of stages: init outcomes, stopping, failures in hooks, and how peers
 //! react to each other's exit and cancellation (semantics §1.1, §2, §5.4, §10 item 11).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::server::{Fault, Req, ServerLog, server, start_server};
+use crate::support::{
+    answers, cancels, collect, collector, producer_cancels, scripted, subscribe, terminated,
+};
 use gen_stage::error::{NotAlive, StartError};
 use gen_stage::{
     BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ExitReason, Init, Producer,
     ProducerContext, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{CollectingConsumer, Counter, Recorded, Script};
-use support::server::{Fault, Req, ServerLog, server, start_server};
-use support::{
-    answers, cancels, collect, collector, producer_cancels, scripted, subscribe, terminated,
-};
 
 fn opts() -> SubscribeOptions {
     SubscribeOptions::new()
@@ -308,7 +306,8 @@ impl Consumer for CancelsAtOnce {
 
 #[tokio::test]
 async fn a_subscription_cancelled_in_handle_events_gets_no_more_of_its_batches_handled() {
-    let (producer, producer_record) = support::scripted_with(support::range(0, 10)).await;
+    let (producer, producer_record) =
+        crate::support::scripted_with(crate::support::range(0, 10)).await;
     let handled = Recorded::default();
     // One delivery of 10 events, cut into two batches of 5.
     let consumer = gen_stage::consumer(CancelsAtOnce(handled.clone()))
@@ -319,7 +318,7 @@ async fn a_subscription_cancelled_in_handle_events_gets_no_more_of_its_batches_h
     producer_cancels(&producer_record).await;
     // Taken in once the delivery is done with.
     consumer.sync_info(()).await.unwrap();
-    assert_eq!(handled.snapshot(), vec![support::range(0, 5)]);
+    assert_eq!(handled.snapshot(), vec![crate::support::range(0, 5)]);
     // The second batch was received, then dropped unhandled: counted as discarded.
     assert_eq!(consumer.stats().events_discarded, 5);
 }

@@ -2,10 +2,13 @@
 //! messages to a stopped stage, events emitted before a reply, and the errors of
 //! `subscribe_to` / `async_subscribe_to` / `resubscribe` (semantics §3, §4.1, §10 item 13).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::server::{Req, Server, ServerLog, server, start_server};
+use crate::support::{
+    Collector, answers, cancels, collect_gated, collector, producer_cancels, range, scripted,
+    scripted_with, subscribe, within,
+};
 use futures::FutureExt;
 use gen_stage::error::{
     CallError, OptionsError, SendError, StartError, SubscribeError, SyncInfoError,
@@ -16,11 +19,6 @@ use gen_stage::{
     ProducerContext, ProducerRef, StageRef, SubscribeOptions,
 };
 use gen_stage_test::{CollectingConsumer, Gate, Record, Request, Script, ScriptedProducer, Watch};
-use support::server::{Req, Server, ServerLog, server, start_server};
-use support::{
-    Collector, answers, cancels, collect_gated, collector, producer_cancels, range, scripted,
-    scripted_with, subscribe, within,
-};
 
 fn opts() -> SubscribeOptions {
     SubscribeOptions::new()
@@ -493,7 +491,7 @@ async fn a_barrier_returns_once_the_events_queued_before_it_are_handled() {
     let options = opts().max_demand(6).min_demand(4);
     let (consumer, record) = collect_gated(&producer, options, &gate).await;
     // The producer has answered the ask: the delivery is in the consumer's mailbox.
-    support::barrier(&producer).await;
+    crate::support::barrier(&producer).await;
     let mut barrier = Box::pin(consumer.barrier());
     assert!(
         (&mut barrier).now_or_never().is_none(),

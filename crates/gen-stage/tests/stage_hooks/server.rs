@@ -1,5 +1,5 @@
-//! `Server`: a producer that answers requests and can be made to fail, for the suites on
-//! calls (`stage_calls`) and on lifecycles (`stage_lifecycle`).
+//! `Server`: a producer that answers requests and can be made to fail, for the tests
+//! of calls (`calls`) and of lifecycles (`lifecycle`).
 
 use gen_stage::{BoxError, ExitReason, Init, Producer, ProducerContext, ProducerRef, ReplyTo};
 use gen_stage_test::Recorded;
