@@ -230,7 +230,7 @@ async fn a_stopped_consumer_tells_each_producer_why() {
     consumer.stop(reason.clone()).await.unwrap();
     let down = CancelReason::Down(reason);
     for (tag, record) in [(a, &first_record), (b, &second_record)] {
-        let seen = support::within("the producer is told", support::producer_cancels(record));
+        let seen = support::within("the producer is told", record.wait_for_cancels(1));
         assert_eq!(seen.await, vec![(tag, down.clone())]);
     }
 }

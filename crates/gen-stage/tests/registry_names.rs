@@ -394,12 +394,12 @@ async fn a_killed_consumer_frees_its_name_and_its_producer_sees_killed() {
     assert!(!registry.contains("sink"));
     assert_eq!(registry.names(), ["numbers"]);
     assert_eq!(
-        support::terminated(&record),
+        record.terminated(),
         None,
         "a killed stage runs no terminate hook"
     );
 
-    let cancels = support::producer_cancels(&producer_record).await;
+    let cancels = producer_record.wait_for_cancels(1).await;
     assert_eq!(cancels[0].1, CancelReason::Down(ExitReason::Killed));
     assert!(producer.is_alive());
 }

@@ -12,7 +12,7 @@ use gen_stage::{
 };
 use gen_stage_test::Relay;
 use gen_stage_test::{ProducerRecord, Recorded, Script, ScriptedProducer, Watch};
-use support::{Collector, Events, batches, collect, manual_consumer, n, scripted, settle};
+use support::{Collector, Events, collect, manual_consumer, n, scripted, settle};
 
 fn chars(text: &str) -> Vec<char> {
     text.chars().collect()
@@ -47,7 +47,7 @@ async fn overflow_five_then_drain(keep: BufferKeep) -> Vec<Vec<char>> {
     events.wait_for_events(4).await;
     consumer.ask(tag, n(4)).expect("alive");
     events.wait_for_events(5).await;
-    batches(&events)
+    events.batches()
 }
 
 /// A producer that emits on command and records the info messages it handles.
@@ -157,7 +157,7 @@ async fn events_emitted_beyond_demand_are_buffered_and_served_first() {
 
     consumer.ask(tag, n(3)).unwrap();
     events.wait_for_events(5).await;
-    assert_eq!(batches(&events), vec![vec![1, 2], vec![3, 4, 5]]);
+    assert_eq!(events.batches(), vec![vec![1, 2], vec![3, 4, 5]]);
     producer.call(Script::Owed).await.unwrap();
     assert_eq!(record.read(|r| r.demands.clone()), vec![2]);
 }

@@ -10,7 +10,7 @@ use gen_stage::{
 };
 use gen_stage_test::{Counter, Gate, Recorded, Script, ScriptedProducer};
 use support::{
-    Collector, ask_in_steps, barrier, batches, collect, collect_gated, collector, consumer_barrier,
+    Collector, ask_in_steps, barrier, collect, collect_gated, collector, consumer_barrier,
     manual_consumer, n, opts, range, recorded_counter, scripted, start_consumer, stops_normally,
     within,
 };
@@ -162,7 +162,7 @@ async fn automatic_demand_max_one_handles_one_event_per_batch() {
 
     stops_normally(&consumer).await;
     assert_eq!(
-        batches(&record),
+        record.batches(),
         vec![vec![0], vec![1], vec![2], vec![3], vec![4]]
     );
     assert_eq!(demands.snapshot()[..5], [1, 1, 1, 1, 1]);
@@ -485,7 +485,7 @@ async fn forward_serves_each_accumulated_demand_separately_in_order() {
     // One handle_demand per accumulated demand, not one call of 12.
     assert_eq!(demands.snapshot(), vec![3, 4, 5]);
     assert_eq!(
-        batches(&record),
+        record.batches(),
         vec![range(0, 3), range(3, 7), range(7, 12)]
     );
 }

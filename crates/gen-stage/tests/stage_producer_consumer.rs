@@ -11,7 +11,7 @@ use gen_stage::{ExitReason, ProducerConsumerRef, StageRef, SubscribeOptions};
 use gen_stage_test::{Counter, Gate, Recorded, Relay, Script};
 use support::{
     ask_in_steps, barrier, collect, collect_gated, consumer_barrier, manual_consumer, n, opts,
-    range, recorded_counter, scripted, scripted_with, stops_normally, terminated, within,
+    range, recorded_counter, scripted, scripted_with, stops_normally, within,
 };
 
 /// Starts a `Relay` with `map` subscribed to `producer`; returns its handled batches.
@@ -143,7 +143,7 @@ async fn three_stage_pipeline_delivers_everything_once_in_order_and_stops_normal
     stops_normally(&producer).await;
     let expected: Vec<u64> = (0..1000).map(|x| x * 2).collect();
     assert_eq!(record.events(), expected);
-    assert_eq!(terminated(&record), Some(ExitReason::Normal));
+    assert_eq!(record.terminated(), Some(ExitReason::Normal));
 }
 
 #[tokio::test]

@@ -16,8 +16,8 @@ use gen_stage::stream::EventStream;
 use gen_stage::{CancelMode, CancelReason, ExitReason, ProducerRef, StageRef, SubscribeOptions};
 use gen_stage_test::{Counter, Gate, Record, Script, ScriptedProducer, Watch};
 use support::{
-    Collector, Events, barrier, batches, collect, collect_gated, manual_consumer, opts,
-    recorded_counter, scripted, scripted_with, terminated, within,
+    Collector, Events, barrier, collect, collect_gated, manual_consumer, opts, recorded_counter,
+    scripted, scripted_with, within,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -145,7 +145,7 @@ async fn from_iter_with_small_max_demand_delivers_the_last_items_before_stopping
     both_stop_normally(&producer, &record).await;
     assert_eq!(record.events(), (0..50).collect::<Vec<_>>());
     assert!(record.batch_sizes().iter().all(|&size| size <= 2));
-    assert_eq!(terminated(&record), Some(ExitReason::Normal));
+    assert_eq!(record.terminated(), Some(ExitReason::Normal));
 }
 
 #[tokio::test]
@@ -175,7 +175,7 @@ async fn from_iter_of_nothing_stops_normally_on_the_first_demand() {
     let (_, record) = collect(&producer, SubscribeOptions::new()).await;
     both_stop_normally(&producer, &record).await;
     assert_eq!(record.event_count(), 0);
-    assert_eq!(terminated(&record), Some(ExitReason::Normal));
+    assert_eq!(record.terminated(), Some(ExitReason::Normal));
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn from_stream_delivers_what_is_ready_without_waiting_for_the_whole_demand
     sender.send(3).unwrap();
     record.wait_for_events(3).await;
     // What was ready went out together, as one batch.
-    assert_eq!(batches(&record), vec![vec![1, 2], vec![3]]);
+    assert_eq!(record.batches(), vec![vec![1, 2], vec![3]]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use crate::scripted_source::{Failure, FetchLog, ScriptedSource, Turn};
-use crate::support::{barrier, batches, manual_consumer, n, range, settle, within};
+use crate::support::{barrier, manual_consumer, n, range, settle, within};
 use crate::{queue_of, start};
 use futures::FutureExt;
 use gen_stage::source::{Fetch, FetchProducer, Fetched, MemorySource, OnCancel};
@@ -56,7 +56,7 @@ async fn what_a_failed_fetch_pushed_goes_out_before_the_retry() {
     let (consumer, record, tag) = manual_consumer(&producer, SubscribeOptions::new()).await;
     consumer.ask(tag, n(5)).expect("alive");
     within("the events", record.wait_for_events(5)).await;
-    assert_eq!(batches(&record), [vec![0, 1], vec![2, 3, 4]]);
+    assert_eq!(record.batches(), [vec![0, 1], vec![2, 3, 4]]);
     // The retry asks for what is still owed, after the backoff.
     assert_eq!(log.maxes(), [5, 3]);
     let at: Vec<_> = log.calls.read(|calls| calls.iter().map(|c| c.at).collect());

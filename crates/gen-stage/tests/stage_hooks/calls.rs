@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use crate::server::{Req, Server, ServerLog, server, start_server};
 use crate::support::{
-    Collector, answers, cancels, collect_gated, collector, producer_cancels, range, scripted,
-    scripted_with, subscribe, within,
+    Collector, answers, collect_gated, collector, range, scripted, scripted_with, subscribe, within,
 };
 use futures::FutureExt;
 use gen_stage::error::{
@@ -257,7 +256,7 @@ async fn subscribing_to_a_stopped_producer_fails_and_the_consumer_keeps_running(
     // The consumer's hooks saw the subscription come and go (a ConsumerSupervisor
     // frees what it set up for it).
     let not_alive = CancelReason::Down(ExitReason::NotAlive);
-    assert!(matches!(&cancels(&record)[..], [(_, reason)] if *reason == not_alive));
+    assert!(matches!(&record.cancels()[..], [(_, reason)] if *reason == not_alive));
 
     let outcome = build_collector(&producer, opts()).await;
     let not_alive = matches!(
@@ -277,7 +276,7 @@ async fn async_subscribe_to_a_dead_producer_stops_the_consumer_unless_temporary(
             .async_subscribe_to(&producer, opts().cancel(mode))
             .unwrap();
         assert_eq!(consumer.stopped().await, ExitReason::NotAlive, "{mode:?}");
-        assert!(matches!(&cancels(&record)[..], [(_, reason)] if *reason == not_alive));
+        assert!(matches!(&record.cancels()[..], [(_, reason)] if *reason == not_alive));
     }
 
     let (consumer, record) = collector().await;
@@ -285,7 +284,7 @@ async fn async_subscribe_to_a_dead_producer_stops_the_consumer_unless_temporary(
         .async_subscribe_to(&producer, opts().cancel(CancelMode::Temporary))
         .unwrap();
     assert!(answers(&consumer).await);
-    assert!(matches!(&cancels(&record)[..], [(_, reason)] if *reason == not_alive));
+    assert!(matches!(&record.cancels()[..], [(_, reason)] if *reason == not_alive));
 }
 
 #[tokio::test]
@@ -322,11 +321,11 @@ async fn resubscribe_moves_a_consumer_to_another_producer() {
         .unwrap();
     assert_ne!(new, old);
     assert_eq!(
-        producer_cancels(&first_record).await,
+        first_record.wait_for_cancels(1).await,
         vec![(old, CancelReason::Cancelled(ExitReason::Normal))]
     );
     assert_eq!(
-        cancels(&record),
+        record.cancels(),
         vec![(old, CancelReason::Cancelled(ExitReason::Normal))]
     );
 

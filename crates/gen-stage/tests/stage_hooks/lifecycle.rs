@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use crate::server::{Fault, Req, ServerLog, server, start_server};
-use crate::support::{
-    answers, cancels, collect, collector, producer_cancels, scripted, subscribe, terminated,
-};
+use crate::support::{answers, collect, collector, scripted, subscribe};
 use gen_stage::error::{NotAlive, StartError};
 use gen_stage::{
     BoxError, CancelMode, CancelReason, Consumer, ConsumerContext, ExitReason, Init, Producer,
@@ -140,7 +138,7 @@ async fn a_panic_in_handle_demand_stops_only_the_producer() {
     assert_eq!(producer.stopped().await, reason);
     assert_eq!(log.terminated.snapshot(), vec![reason.clone()]);
     assert!(answers(&consumer).await);
-    assert_eq!(cancels(&record), vec![(tag, CancelReason::Down(reason))]);
+    assert_eq!(record.cancels(), vec![(tag, CancelReason::Down(reason))]);
 
     // Other stages, and the runtime, carry on.
     let counter = gen_stage::producer(Counter::new(0).limit(5))
@@ -192,9 +190,9 @@ async fn a_failure_in_handle_events_stops_only_the_consumer() {
         let tag = subscribe(&fragile, &producer, opts()).await;
         producer.cast(Script::Emit(vec![13])).unwrap();
         assert_eq!(fragile.stopped().await, expected, "{expected:?}");
-        assert_eq!(terminated(&fragile_record), Some(expected.clone()));
+        assert_eq!(fragile_record.terminated(), Some(expected.clone()));
         assert_eq!(
-            producer_cancels(&producer_record).await,
+            producer_record.wait_for_cancels(1).await,
             vec![(tag, CancelReason::Down(expected))]
         );
 
@@ -222,12 +220,12 @@ async fn check_cancel_mode(mode: CancelMode, stops: [bool; 5]) {
         stopped.expect("it was alive");
         if stops {
             assert_eq!(consumer.stopped().await, reason, "{mode:?}");
-            assert_eq!(terminated(&record), Some(reason.clone()));
+            assert_eq!(record.terminated(), Some(reason.clone()));
         } else {
             assert!(answers(&consumer).await, "{mode:?} {reason:?}");
         }
         let down = vec![(tag, CancelReason::Down(reason))];
-        assert_eq!(cancels(&record), down, "{mode:?}");
+        assert_eq!(record.cancels(), down, "{mode:?}");
     }
 }
 
@@ -256,7 +254,7 @@ async fn a_stopped_consumer_is_seen_by_the_producer_which_serves_the_others() {
 
     leaving.stop(ExitReason::Shutdown).await.unwrap();
     assert_eq!(
-        producer_cancels(&record).await,
+        record.wait_for_cancels(1).await,
         vec![(leaving_tag, CancelReason::Down(ExitReason::Shutdown))]
     );
     assert!(producer.is_alive());
@@ -276,8 +274,8 @@ async fn a_consumer_cancelling_its_own_subscription_keeps_running() {
     consumer.cancel(tag, reason.clone()).unwrap();
     assert!(answers(&consumer).await, "a permanent consumer survives");
     let cancelled = vec![(tag, CancelReason::Cancelled(reason))];
-    assert_eq!(cancels(&record), cancelled);
-    assert_eq!(producer_cancels(&producer_record).await, cancelled);
+    assert_eq!(record.cancels(), cancelled);
+    assert_eq!(producer_record.wait_for_cancels(1).await, cancelled);
     // The producer no longer sends anything there.
     producer.cast(Script::Emit(vec![1, 2])).unwrap();
     assert_eq!(producer.estimate_buffered_count().await, Ok(2));
@@ -315,7 +313,7 @@ async fn a_subscription_cancelled_in_handle_events_gets_no_more_of_its_batches_h
         .start()
         .await
         .unwrap();
-    producer_cancels(&producer_record).await;
+    producer_record.wait_for_cancels(1).await;
     // Taken in once the delivery is done with.
     consumer.sync_info(()).await.unwrap();
     assert_eq!(handled.snapshot(), vec![crate::support::range(0, 5)]);

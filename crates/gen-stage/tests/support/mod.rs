@@ -19,8 +19,7 @@ use gen_stage::dispatcher::Dispatcher;
 use gen_stage::error::{StartError, SubscribeError};
 use gen_stage::kind::{EmitsEvents, StageKind};
 use gen_stage::{
-    CancelReason, Consumer, ConsumerRef, ExitReason, Producer, ProducerRef, StageRef,
-    SubscribeOptions, SubscriptionTag,
+    Consumer, ConsumerRef, Producer, ProducerRef, StageRef, SubscribeOptions, SubscriptionTag,
 };
 use gen_stage_test::{
     CollectingConsumer, Counter, Gate, ProducerRecord, Record, Recorded, Request, ScriptedProducer,
@@ -50,11 +49,6 @@ pub(crate) fn opts(max: usize, min: usize) -> SubscribeOptions {
     SubscribeOptions::new().max_demand(max).min_demand(min)
 }
 
-/// The batches a consumer received, without their subscription tags.
-pub(crate) fn batches<T: Clone + Send + 'static>(record: &Watch<Record<T>>) -> Vec<Vec<T>> {
-    record.read(|r| r.batches.iter().map(|(_, b)| b.clone()).collect())
-}
-
 /// Checks that consumers sharing out a stream of events each received theirs in
 /// increasing order, and that together they received each of `expected` exactly once;
 /// returns what each received.
@@ -70,18 +64,6 @@ pub(crate) fn shared_exactly_once(records: &[&Events<u64>], expected: Vec<u64>) 
     each
 }
 
-/// The reason a recording consumer's `terminate` hook saw, if it ran.
-pub(crate) fn terminated<T: Send + 'static>(record: &Watch<Record<T>>) -> Option<ExitReason> {
-    record.read(|r| r.terminated().cloned())
-}
-
-/// The `handle_cancel` calls a recording consumer saw.
-pub(crate) fn cancels<T: Send + 'static>(
-    record: &Watch<Record<T>>,
-) -> Vec<(SubscriptionTag, CancelReason)> {
-    record.read(|r| r.cancels.clone())
-}
-
 /// Why the producer refused a subscription; panics if it was accepted or failed otherwise.
 pub(crate) fn rejection(
     subscribed: Result<SubscriptionTag, SubscribeError>,
@@ -90,14 +72,6 @@ pub(crate) fn rejection(
         Err(SubscribeError::Rejected(error)) => error,
         other => panic!("expected a rejection, got {other:?}"),
     }
-}
-
-/// Waits for a scripted producer's first `handle_cancel`, then returns all it saw.
-pub(crate) async fn producer_cancels(
-    record: &Watch<ProducerRecord>,
-) -> Vec<(SubscriptionTag, CancelReason)> {
-    record.wait_until(|r| !r.cancels.is_empty()).await;
-    record.read(|r| r.cancels.clone())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -369,6 +343,6 @@ pub(crate) async fn ask_in_steps<K: EmitsEvents>(
         assert_eq!(buffer, buffered);
         consumer_barrier(consumer).await;
         expected.push(range((total - ask) as u64, total as u64));
-        assert_eq!(batches(record), expected);
+        assert_eq!(record.batches(), expected);
     }
 }
