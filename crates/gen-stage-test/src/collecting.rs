@@ -243,6 +243,19 @@ impl<T: Send + 'static> CollectingConsumer<T> {
 
     /// Makes `init` return `Init::Ignore`: the stage never runs, and its start fails
     /// with `StartError::Ignored` (a supervisor leaves such a child not running).
+    ///
+    /// ```
+    /// use gen_stage::error::StartError;
+    /// use gen_stage_test::CollectingConsumer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (consumer, record) = CollectingConsumer::<u64>::new();
+    /// let started = gen_stage::consumer(consumer.named("idle").ignores_start()).start().await;
+    /// assert!(matches!(started, Err(StartError::Ignored)));
+    /// assert!(record.incarnations("idle").is_empty());
+    /// # }
+    /// ```
     pub fn ignores_start(mut self) -> Self {
         self.ignores_start = true;
         self

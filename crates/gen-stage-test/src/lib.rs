@@ -12,8 +12,8 @@
 //!
 //! Everything here synchronises explicitly: waiting for a condition wakes on each
 //! change of the recorded state, never on a timer. A wait on a collecting consumer's
-//! record fails (panics) once that consumer is gone, and any wait fails after
-//! [`WAIT_LIMIT`], rather than waiting forever.
+//! record fails (panics) once every consumer filling it is gone, and any wait fails
+//! after [`WAIT_LIMIT`], rather than waiting forever.
 //!
 //! ```
 //! use gen_stage::SubscribeOptions;
