@@ -22,9 +22,11 @@ enum Command {
         after_buffered: bool,
         reply: ReplyTo<Result<(), UnknownSubscription>>,
     },
+    Consumers(ReplyTo<Vec<SubscriptionTag>>),
 }
 
-/// Emits what it is sent; cancels consumers on request; records `handle_cancel`.
+/// Emits what it is sent; lists and cancels consumers on request; records
+/// `handle_cancel`.
 struct Relay {
     cancels: Recorded<(SubscriptionTag, CancelReason)>,
 }
@@ -59,6 +61,11 @@ impl Producer for Relay {
                 } else {
                     ctx.cancel_consumer(tag, reason)
                 });
+            }
+            Command::Consumers(reply) => {
+                let mut consumers = ctx.consumers();
+                consumers.sort_unstable();
+                reply.send(consumers);
             }
         }
         Ok(())
@@ -102,6 +109,14 @@ async fn cancel(
         .expect("the relay answers")
 }
 
+/// The relay's consumers, as its hooks see them, in tag order.
+async fn consumers(relay: &ProducerRef<Relay>) -> Vec<SubscriptionTag> {
+    relay
+        .call(Command::Consumers)
+        .await
+        .expect("the relay answers")
+}
+
 fn temporary() -> SubscribeOptions {
     SubscribeOptions::new().cancel(CancelMode::Temporary)
 }
@@ -117,10 +132,13 @@ async fn a_producer_cancels_one_consumer_at_once_and_serves_the_others() {
         .subscribe_to(&relay, temporary())
         .await
         .expect("subscribes");
-    second
+    let second_tag = second
         .subscribe_to(&relay, temporary())
         .await
         .expect("subscribes");
+    let mut both = vec![first_tag, second_tag];
+    both.sort_unstable();
+    assert_eq!(consumers(&relay).await, both);
 
     cancel(&relay, first_tag, false)
         .await
@@ -144,6 +162,7 @@ async fn a_producer_cancels_one_consumer_at_once_and_serves_the_others() {
     )
     .await;
     assert_eq!(first_record.event_count(), 0);
+    assert_eq!(consumers(&relay).await, [second_tag]);
     assert!(
         first.is_alive(),
         "a temporary subscription's end stops nothing"

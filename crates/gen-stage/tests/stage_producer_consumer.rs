@@ -207,12 +207,16 @@ impl gen_stage::ProducerConsumer for Triple {
 }
 
 /// A scripted producer, a tripling producer-consumer subscribed to it permanently, and
-/// a manual consumer of the producer-consumer that took one event: two more wait in
-/// the producer-consumer's output buffer.
+/// a manual consumer of the producer-consumer that took one event (with its record and
+/// its subscription's tag): two more wait in the producer-consumer's output buffer.
 async fn output_buffered() -> (
     gen_stage::ProducerRef<gen_stage_test::ScriptedProducer<u64>>,
     gen_stage::ProducerConsumerRef<Triple>,
-    support::Collector<u64>,
+    (
+        support::Collector<u64>,
+        support::Events<u64>,
+        gen_stage::SubscriptionTag,
+    ),
 ) {
     let (producer, _) = scripted().await;
     let middle = gen_stage::producer_consumer(Triple)
@@ -229,7 +233,7 @@ async fn output_buffered() -> (
         within("buffered", middle.estimate_buffered_count()).await,
         Ok(2)
     );
-    (producer, middle, consumer)
+    (producer, middle, (consumer, events, tag))
 }
 
 #[tokio::test]
@@ -244,7 +248,7 @@ async fn a_crash_upstream_stops_a_producer_consumer_at_once_whatever_it_buffers(
 
 #[tokio::test]
 async fn an_upstream_end_stops_a_producer_consumer_whose_consumers_are_gone() {
-    let (producer, middle, consumer) = output_buffered().await;
+    let (producer, middle, (consumer, ..)) = output_buffered().await;
     consumer.stop(ExitReason::Shutdown).await.expect("alive");
     barrier(&middle).await;
     producer
@@ -255,7 +259,7 @@ async fn an_upstream_end_stops_a_producer_consumer_whose_consumers_are_gone() {
 
 #[tokio::test]
 async fn a_producer_consumer_whose_upstream_ended_stops_when_its_last_consumer_leaves() {
-    let (producer, middle, consumer) = output_buffered().await;
+    let (producer, middle, (consumer, ..)) = output_buffered().await;
     // The end waits behind the two events buffered for the consumer...
     producer
         .cast(Script::Stop(ExitReason::Normal))
@@ -266,6 +270,25 @@ async fn a_producer_consumer_whose_upstream_ended_stops_when_its_last_consumer_l
     // ...until no consumer is left to take them: then nothing would ever deliver them.
     consumer.stop(ExitReason::Shutdown).await.expect("alive");
     stops_normally(&middle).await;
+}
+
+#[tokio::test]
+async fn an_upstream_end_keeps_waiting_behind_buffered_output_while_a_consumer_is_left() {
+    let (producer, middle, (first, events, tag)) = output_buffered().await;
+    let (second, _, _) = manual_consumer(&middle, opts(10, 5)).await;
+    producer
+        .cast(Script::Stop(ExitReason::Normal))
+        .expect("alive");
+    stops_normally(&producer).await;
+    // One of two consumers leaves: the other can still take the two buffered events,
+    // so the end keeps waiting behind them.
+    second.stop(ExitReason::Shutdown).await.expect("alive");
+    barrier(&middle).await;
+    assert!(middle.is_alive());
+    // Once they have gone out, the end goes through.
+    first.ask(tag, n(2)).expect("alive");
+    stops_normally(&middle).await;
+    assert_eq!(events.events(), vec![7, 7, 7]);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -264,6 +264,33 @@ mod tests {
     }
 
     #[test]
+    fn records_of_equal_counts_do_not_cancel_out() {
+        // The checks fold the counts with `|`: with an exclusive or, two equal counts
+        // would read as nothing recorded, and the stage would skip them.
+        let tag = SubscriptionTag::from_raw(1);
+        let mut batch_and_demand = Deliveries::new();
+        batch_and_demand.push(tag, vec![1]);
+        batch_and_demand.demand_upstream(1);
+        assert!(!batch_and_demand.is_idle());
+
+        let mut demand_only = Deliveries::<u32>::new();
+        demand_only.demand_upstream(1);
+        assert!(demand_only.has_records());
+
+        let mut demand_and_discards = Deliveries::<u32>::new();
+        demand_and_discards.demand_upstream(2);
+        demand_and_discards.discard(2);
+        assert!(!demand_and_discards.is_idle());
+        assert!(demand_and_discards.has_records());
+
+        let mut discard_and_marker = Deliveries::<u32>::new();
+        discard_and_marker.discard(1);
+        discard_and_marker.release(Marker::new(9));
+        assert!(!discard_and_marker.is_idle());
+        assert!(discard_and_marker.has_records());
+    }
+
+    #[test]
     fn a_shared_batch_shows_its_events_to_each_holder() {
         let (a, b) = (SubscriptionTag::from_raw(1), SubscriptionTag::from_raw(2));
         let mut deliveries = Deliveries::new();
