@@ -37,7 +37,7 @@ use crate::stage::Init;
 use crate::stats::{StageState, StatsCell, SubscriptionDemand};
 use crate::subscription::SubscriptionTag;
 use crate::timers::Fired;
-use crate::wire::{Address, Envelope, ForStage, SubscribeReply};
+use crate::wire::{Address, Envelope, ForStage};
 
 /// Runs a hook, turning a panic into [`ExitReason::Panic`].
 pub(crate) async fn catch<T>(hook: impl Future<Output = T>) -> Result<T, ExitReason> {
@@ -78,16 +78,6 @@ pub(crate) async fn await_subscription(
         Ok(result) => result,
         Err(CallError::NotAlive | CallError::Stopped(_)) => Err(SubscribeError::ProducerNotAlive),
         Err(CallError::Timeout) => Err(SubscribeError::Timeout),
-    }
-}
-
-/// Answers a sync subscriber, if there is one.
-pub(crate) fn answer(
-    reply: Option<SubscribeReply>,
-    result: Result<SubscriptionTag, SubscribeError>,
-) {
-    if let Some(reply) = reply {
-        let _ = reply.send(result);
     }
 }
 

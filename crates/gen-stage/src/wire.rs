@@ -19,6 +19,16 @@ use crate::subscription::{StageId, SubscriptionTag};
 /// Where a sync subscriber waits for the producer's answer.
 pub(crate) type SubscribeReply = oneshot::Sender<Result<SubscriptionTag, SubscribeError>>;
 
+/// Answers a sync subscriber, if there is one.
+pub(crate) fn answer(
+    reply: Option<SubscribeReply>,
+    result: Result<SubscriptionTag, SubscribeError>,
+) {
+    if let Some(reply) = reply {
+        let _ = reply.send(result);
+    }
+}
+
 /// Everything a stage's mailbox carries, sorted by the half of the stage it is for.
 ///
 /// The mail of a half carries the kind's proof that it has that half: `()` if it
@@ -195,9 +205,7 @@ impl<T> SubscribeRequest<T> {
             tag, sink, reply, ..
         } = self;
         sink.send_cancel(tag, CancelReason::Rejected(Arc::new(refusal.clone())));
-        if let Some(reply) = reply {
-            let _ = reply.send(Err(refusal));
-        }
+        answer(reply, Err(refusal));
     }
 }
 

@@ -8,12 +8,10 @@ use crate::error::{StartError, SubscribeError};
 use crate::exit::{BoxError, CancelMode, CancelReason, ExitReason, SharedError};
 use crate::kind::{EmitsEvents, ReceivesEvents};
 use crate::options::SubscribeOptions;
-use crate::runtime::{
-    ConsumerSide, InitialSubscription, ProducerSide, Runner, answer, await_subscription,
-};
+use crate::runtime::{ConsumerSide, InitialSubscription, ProducerSide, Runner, await_subscription};
 use crate::subscription::AskMode;
 use crate::subscription::SubscriptionTag;
-use crate::wire::{ConsumerRequest, SubscribeRequest, SubscribeToRequest};
+use crate::wire::{ConsumerRequest, SubscribeRequest, SubscribeToRequest, answer};
 
 /// A loop that subscribes to producers.
 pub(crate) trait Receiving: Runner<Kind: ReceivesEvents> {
