@@ -6,6 +6,7 @@ mod gen_stage_side;
 mod memory;
 pub(crate) mod report;
 mod stages;
+pub(crate) mod traffic;
 
 use std::time::Duration;
 
@@ -15,10 +16,11 @@ use futures::future::BoxFuture;
 use gen_stage::BoxError;
 
 pub(crate) use report::{Report, Row};
+use traffic::Measured;
 
 use gen_stage_side::Window;
 
-type Run = Box<dyn Fn(u64) -> BoxFuture<'static, Result<Duration, BoxError>>>;
+type Run = Box<dyn Fn(u64) -> BoxFuture<'static, Result<Measured, BoxError>>>;
 
 /// One scenario: its name, its size, and how to run each side.
 pub(crate) struct Scenario {
@@ -29,21 +31,35 @@ pub(crate) struct Scenario {
     baseline: Run,
 }
 
-fn scenario<G, B>(
+/// A side's run: its time, and its traffic where it counts it.
+fn boxed<F, M>(side: impl Fn(u64) -> F + 'static) -> Run
+where
+    F: Future<Output = Result<M, BoxError>> + Send + 'static,
+    M: Into<Measured>,
+{
+    Box::new(move |events| {
+        let run = side(events);
+        Box::pin(async move { run.await.map(Into::into) })
+    })
+}
+
+fn scenario<G, B, GM, BM>(
     name: &'static str,
     events: u64,
     gen_stage: impl Fn(u64) -> G + 'static,
     baseline: impl Fn(u64) -> B + 'static,
 ) -> Scenario
 where
-    G: Future<Output = Result<Duration, BoxError>> + Send + 'static,
-    B: Future<Output = Result<Duration, BoxError>> + Send + 'static,
+    G: Future<Output = Result<GM, BoxError>> + Send + 'static,
+    B: Future<Output = Result<BM, BoxError>> + Send + 'static,
+    GM: Into<Measured>,
+    BM: Into<Measured>,
 {
     Scenario {
         name,
         events,
-        gen_stage: Box::new(move |events| Box::pin(gen_stage(events))),
-        baseline: Box::new(move |events| Box::pin(baseline(events))),
+        gen_stage: boxed(gen_stage),
+        baseline: boxed(baseline),
     }
 }
 
@@ -55,7 +71,7 @@ fn linear_against<B>(
     hand: fn(u64, usize) -> B,
 ) -> Scenario
 where
-    B: Future<Output = Result<Duration, BoxError>> + Send + 'static,
+    B: Future<Output = Result<Measured, BoxError>> + Send + 'static,
 {
     scenario(
         name,
@@ -241,17 +257,18 @@ pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<R
             continue;
         }
         let events = (scenario.events / plan.shrink).max(1);
-        let mut gen_stage = Vec::new();
-        let mut baseline = Vec::new();
+        let mut gen_stage = Side::default();
+        let mut baseline = Side::default();
         for _ in 0..plan.runs {
             if plan.sides != Sides::Baseline {
-                gen_stage.push(rate(events, on_worker((scenario.gen_stage)(events)).await?));
+                gen_stage.record(events, on_worker((scenario.gen_stage)(events)).await?);
             }
             if plan.sides != Sides::GenStage {
-                baseline.push(rate(events, on_worker((scenario.baseline)(events)).await?));
+                baseline.record(events, on_worker((scenario.baseline)(events)).await?);
             }
         }
-        let row = Row::throughput(scenario.name, events, gen_stage, baseline);
+        let row = Row::throughput(scenario.name, events, gen_stage.rates, baseline.rates)
+            .with_traffic(gen_stage.traffic, baseline.traffic);
         progress(&row);
         report.rows.push(row);
     }
@@ -264,6 +281,22 @@ pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<R
     Ok(report)
 }
 
+/// One side's rates and its traffic, summed over its runs.
+#[derive(Default)]
+struct Side {
+    rates: Vec<f64>,
+    traffic: Option<traffic::Traffic>,
+}
+
+impl Side {
+    fn record(&mut self, events: u64, run: Measured) {
+        self.rates.push(rate(events, run.elapsed));
+        if let Some(traffic) = run.traffic {
+            self.traffic = Some(self.traffic.unwrap_or_default().add(traffic));
+        }
+    }
+}
+
 /// Runs one side of a scenario as a task of the runtime, as an application's code would
 /// run, rather than on the thread that waits in `block_on` (which is not a worker: every
 /// wake-up of code there crosses threads).
@@ -272,8 +305,8 @@ pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<R
 /// after it. Tasks may take a moment to wind down (consumers stop once told that their
 /// producer has), so this waits up to a second for them.
 async fn on_worker(
-    run: BoxFuture<'static, Result<Duration, BoxError>>,
-) -> Result<Duration, BoxError> {
+    run: BoxFuture<'static, Result<Measured, BoxError>>,
+) -> Result<Measured, BoxError> {
     let metrics = tokio::runtime::Handle::current().metrics();
     let before = metrics.num_alive_tasks();
     let elapsed = tokio::spawn(run)

@@ -117,6 +117,18 @@ async fn bench_command(args: BenchArgs) -> Result<(), gen_stage::BoxError> {
     ));
     print_line(bench::report::HEADER);
     let report = bench::run(&plan, |row| print_line(row.line())).await?;
+    let traffic: Vec<String> = report
+        .rows
+        .iter()
+        .filter_map(|row| row.traffic_line())
+        .collect();
+    if !traffic.is_empty() {
+        print_line(bench::report::TRAFFIC_HEADER);
+        for line in traffic {
+            print_line(line);
+        }
+        print_line(bench::report::TRAFFIC_NOTE);
+    }
     if report
         .rows
         .iter()

@@ -46,6 +46,15 @@ pub struct StageStats {
     /// queued in its mailbox, or in the rest of a delivery, when a stop overtook them
     /// (see [`StageRef::stop`](crate::StageRef::stop)).
     pub events_unhandled: u64,
+    /// Deliveries received from producers: the messages that brought
+    /// `events_received`, one batch each. `events_received / deliveries_received` is
+    /// the mean batch a delivery brings.
+    pub deliveries_received: u64,
+    /// Asks sent to producers, automatic or by hand (from a hook's context, or with
+    /// [`StageRef::ask`](crate::StageRef::ask)): one message each, whatever the demand
+    /// it carries. With automatic demand a subscription asks once when it starts and
+    /// once per batch of `max_demand - min_demand` events handled.
+    pub asks_sent: u64,
     /// Events received beyond the automatic demand of their subscription (each such
     /// delivery is also logged as an error); counted in `events_received` too. Only a
     /// producer that breaks the protocol, or asks added by hand to an automatic
@@ -104,6 +113,8 @@ pub(crate) struct StatsCell {
     discarded: AtomicU64,
     unhandled: AtomicU64,
     in_excess: AtomicU64,
+    deliveries: AtomicU64,
+    asks: AtomicU64,
     buffered: AtomicUsize,
     mailbox_len: AtomicUsize,
     consumers: AtomicUsize,
@@ -113,14 +124,32 @@ pub(crate) struct StatsCell {
     state: AtomicU8,
 }
 
+/// Adds `count` to a counter that only the stage's own task writes: a load and a
+/// store, without the locked read-modify-write of `fetch_add` (readers on other
+/// threads see one value or the next, as with `fetch_add`).
+fn bump(counter: &AtomicU64, count: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(count),
+        Ordering::Relaxed,
+    );
+}
+
 impl StatsCell {
-    pub(crate) fn add_received(&self, count: usize) {
-        self.received.fetch_add(count as u64, Ordering::Relaxed);
+    /// A delivery of `count` events received. Only the stage's task calls it.
+    pub(crate) fn add_delivery(&self, count: usize) {
+        bump(&self.received, count as u64);
+        bump(&self.deliveries, 1);
     }
 
+    /// An ask sent to a producer. Only the stage's task calls it.
+    pub(crate) fn add_ask(&self) {
+        bump(&self.asks, 1);
+    }
+
+    /// Events sent to consumers. Only the stage's task calls it.
     pub(crate) fn add_emitted(&self, count: usize) {
         if count > 0 {
-            self.emitted.fetch_add(count as u64, Ordering::Relaxed);
+            bump(&self.emitted, count as u64);
         }
     }
 
@@ -187,6 +216,8 @@ impl StatsCell {
             events_discarded: self.discarded.load(Ordering::Relaxed),
             events_unhandled: self.unhandled.load(Ordering::Relaxed),
             events_in_excess: self.in_excess.load(Ordering::Relaxed),
+            deliveries_received: self.deliveries.load(Ordering::Relaxed),
+            asks_sent: self.asks.load(Ordering::Relaxed),
             buffered: self.buffered.load(Ordering::Relaxed),
             consumers: self.consumers.load(Ordering::Relaxed),
             producers: self.producers.load(Ordering::Relaxed),

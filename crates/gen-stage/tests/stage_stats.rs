@@ -54,6 +54,10 @@ async fn counts_demand_and_buffer_follow_the_traffic() {
     producer.estimate_buffered_count().await.expect("alive");
     let stats = consumer.stats();
     assert_eq!(stats.events_received, 7);
+    // Three deliveries (4 sent at once, then 2 and 1 from the buffer, one for each ask
+    // that reached it), and an ask at the start and after each 2 events handled.
+    assert_eq!(stats.deliveries_received, 3);
+    assert_eq!(stats.asks_sent, 4);
     assert_eq!(producer.stats().buffered, 0);
     assert_eq!(
         stats.demand_in,

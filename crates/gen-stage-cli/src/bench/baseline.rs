@@ -10,6 +10,8 @@ use gen_stage::BoxError;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
+use crate::bench::traffic::{Measured, Traffic};
+
 type Outcome = Result<Duration, BoxError>;
 
 /// Batches in flight per channel.
@@ -29,22 +31,25 @@ fn counter(sender: mpsc::Sender<Vec<u64>>, batch: usize) {
     });
 }
 
-/// Receives until `events` were counted.
-async fn count(mut receiver: mpsc::Receiver<Vec<u64>>, events: u64) -> Result<(), BoxError> {
-    let mut counted = 0;
-    while counted < events {
+/// Receives until `events` were counted. Each batch received frees a slot of the
+/// channel for the sender: that is its ask.
+async fn count(mut receiver: mpsc::Receiver<Vec<u64>>, events: u64) -> Result<Traffic, BoxError> {
+    let mut traffic = Traffic::default();
+    while traffic.events < events {
         let batch = receiver.recv().await.ok_or("the sender stopped early")?;
-        counted += batch.len() as u64;
+        traffic.events += batch.len() as u64;
+        traffic.deliveries += 1;
     }
-    Ok(())
+    traffic.asks = traffic.deliveries;
+    Ok(traffic)
 }
 
-pub(crate) async fn linear(events: u64, batch: usize) -> Outcome {
+pub(crate) async fn linear(events: u64, batch: usize) -> Result<Measured, BoxError> {
     let start = Instant::now();
     let (sender, receiver) = mpsc::channel(CAPACITY);
     counter(sender, batch);
-    count(receiver, events).await?;
-    Ok(start.elapsed())
+    let traffic = count(receiver, events).await?;
+    Ok(Measured::with_traffic(start.elapsed(), traffic))
 }
 
 /// The demand protocol itself, written by hand: the consumer asks `max_demand` at
@@ -53,7 +58,7 @@ pub(crate) async fn linear(events: u64, batch: usize) -> Outcome {
 /// sends exactly what was asked, one batch per ask. As many events are in flight as in
 /// a gen-stage subscription with that `max_demand`, so gen-stage against this measures
 /// what the library costs beyond the protocol.
-pub(crate) async fn credit(events: u64, max_demand: usize) -> Outcome {
+pub(crate) async fn credit(events: u64, max_demand: usize) -> Result<Measured, BoxError> {
     let start = Instant::now();
     // Unbounded, as the demand bounds what they hold.
     let (asks, mut asked) = mpsc::unbounded_channel::<usize>();
@@ -71,16 +76,21 @@ pub(crate) async fn credit(events: u64, max_demand: usize) -> Outcome {
     let chunk = max_demand - max_demand / 2;
     asks.send(max_demand)
         .map_err(|_| "the producer stopped early")?;
-    let mut counted = 0;
-    while counted < events {
+    let mut traffic = Traffic {
+        asks: 1,
+        ..Traffic::default()
+    };
+    while traffic.events < events {
         let batch = receiver.recv().await.ok_or("the producer stopped early")?;
+        traffic.deliveries += 1;
         for part in batch.chunks(chunk) {
-            counted += std::hint::black_box(part).len() as u64;
+            traffic.events += std::hint::black_box(part).len() as u64;
             // Once the run is over the producer has stopped; the ask is not needed.
             let _ = asks.send(part.len());
+            traffic.asks += 1;
         }
     }
-    Ok(start.elapsed())
+    Ok(Measured::with_traffic(start.elapsed(), traffic))
 }
 
 pub(crate) async fn three_stage(events: u64) -> Outcome {

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::bench::stages::{Countdown, Counter, Counting, Doubler};
+use crate::bench::traffic::{Measured, Traffic};
 
 type Outcome = Result<Duration, BoxError>;
 
@@ -58,17 +59,25 @@ impl Window {
     }
 }
 
-pub(crate) async fn linear(events: u64, window: Window) -> Outcome {
+/// Also counts the consumer's traffic (its deliveries and asks), as it stands when it
+/// has counted every event.
+pub(crate) async fn linear(events: u64, window: Window) -> Result<Measured, BoxError> {
     let producer = gen_stage::producer(Counter(0)).start().await?;
     let (countdown, done) = Countdown::new(events);
     let start = Instant::now();
-    gen_stage::consumer(Counting(countdown))
+    let consumer = gen_stage::consumer(Counting(countdown))
         .subscribe_to(&producer, window.options())
         .start()
         .await?;
     let elapsed = finished(start, done).await;
+    let stats = consumer.stats();
     producer.stop(ExitReason::Shutdown).await?;
-    elapsed
+    let traffic = Traffic {
+        events: stats.events_received,
+        deliveries: stats.deliveries_received,
+        asks: stats.asks_sent,
+    };
+    Ok(Measured::with_traffic(elapsed?, traffic))
 }
 
 pub(crate) async fn three_stage(events: u64, window: Window) -> Outcome {

@@ -2,12 +2,17 @@
 
 use std::fmt::Write;
 
+use crate::bench::traffic::{Traffic, agree};
+
 /// One scenario's results.
 #[derive(Clone, Debug)]
 pub(crate) struct Row {
     pub(crate) scenario: &'static str,
     pub(crate) events: u64,
     pub(crate) kind: RowKind,
+    /// Each side's traffic over its runs (gen-stage, baseline), where the scenario
+    /// counts it.
+    pub(crate) traffic: (Option<Traffic>, Option<Traffic>),
 }
 
 #[derive(Clone, Debug)]
@@ -54,7 +59,49 @@ impl Row {
                 gen_stage,
                 baseline,
             },
+            traffic: (None, None),
         }
+    }
+
+    /// The row with each side's traffic.
+    pub(crate) fn with_traffic(
+        mut self,
+        gen_stage: Option<Traffic>,
+        baseline: Option<Traffic>,
+    ) -> Self {
+        self.traffic = (gen_stage, baseline);
+        self
+    }
+
+    /// The row's line of the traffic table, if a side counted its traffic.
+    pub(crate) fn traffic_line(&self) -> Option<String> {
+        let (gen_stage, baseline) = self.traffic;
+        if gen_stage.is_none() && baseline.is_none() {
+            return None;
+        }
+        let rates = |traffic: Option<Traffic>| match traffic.map(|t| t.per_thousand()) {
+            Some((deliveries, asks)) => format!("{deliveries:>11.2} {asks:>9.2}"),
+            None => format!("{:>11} {:>9}", "-", "-"),
+        };
+        let verdict = match (gen_stage, baseline) {
+            (Some(g), Some(b)) => {
+                let ((g_deliveries, g_asks), (b_deliveries, b_asks)) =
+                    (g.per_thousand(), b.per_thousand());
+                if agree(g_deliveries, b_deliveries) && agree(g_asks, b_asks) {
+                    "same"
+                } else {
+                    "differ"
+                }
+            }
+            _ => "-",
+        };
+        Some(format!(
+            "{:<22} {}   {}   {}",
+            self.scenario,
+            rates(gen_stage),
+            rates(baseline),
+            verdict
+        ))
     }
 
     pub(crate) fn memory(
@@ -67,6 +114,7 @@ impl Row {
             scenario,
             events,
             kind: RowKind::Memory { small, large },
+            traffic: (None, None),
         }
     }
 
@@ -137,6 +185,15 @@ pub(crate) struct Report {
 pub(crate) const HEADER: &str =
     "scenario               gen-stage median (min .. max)            baseline median   ratio";
 
+/// The traffic table's header: per 1000 events, each side's deliveries and asks.
+pub(crate) const TRAFFIC_HEADER: &str = "per 1000 events        gen-stage: deliveries      asks   \
+     baseline: deliveries      asks   (within 1 %)";
+
+/// What the traffic table's baseline asks are for the `linear` rows.
+pub(crate) const TRAFFIC_NOTE: &str = "asks: demand messages sent by the consumer; the linear \
+     baselines have none, and count instead the channel slot each batch received frees for the \
+     sender (their window is two batches, not max_demand)";
+
 /// What the `_wide` rows are, printed under the table.
 pub(crate) const WIDE_NOTE: &str = "_wide: the same topology with max_demand 4 and min_demand 3 of the \
      baseline's batches (4000 and 3000; 1000 and 750 for partition), as many events in flight as \
@@ -171,9 +228,21 @@ impl Report {
                         out,
                         ", \"gen_stage_eps\": {g:.0}, \"gen_stage_min_eps\": {g_min:.0}, \"gen_stage_max_eps\": {g_max:.0}, \
                          \"baseline_eps\": {b:.0}, \"baseline_min_eps\": {b_min:.0}, \"baseline_max_eps\": {b_max:.0}, \
-                         \"runs\": {}, \"ratio\": {ratio}}}",
+                         \"runs\": {}, \"ratio\": {ratio}",
                         gen_stage.len()
                     );
+                    for (side, traffic) in
+                        [("gen_stage", row.traffic.0), ("baseline", row.traffic.1)]
+                    {
+                        if let Some(traffic) = traffic {
+                            let (deliveries, asks) = traffic.per_thousand();
+                            let _ = write!(
+                                out,
+                                ", \"{side}_deliveries_per_1k\": {deliveries:.3}, \"{side}_asks_per_1k\": {asks:.3}"
+                            );
+                        }
+                    }
+                    out.push('}');
                 }
                 RowKind::Memory { small, large } => {
                     let kib = |v: &Option<u64>| v.map_or("null".to_string(), |v| v.to_string());

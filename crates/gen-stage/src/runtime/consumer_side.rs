@@ -83,6 +83,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
         let first = if auto.is_some() { max } else { 0 };
         let first = first.saturating_add(asked_early);
         let asked = if first > 0 && port.ask(tag, first) {
+            self.stats.add_ask();
             first
         } else {
             0
@@ -113,7 +114,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             );
             return None;
         };
-        self.stats.add_received(events.len());
+        self.stats.add_delivery(events.len());
         let received = events.len().min(upstream.asked);
         upstream.asked -= received;
         self.demand_in -= received;
@@ -164,6 +165,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
         }
         if let Some(upstream) = self.producers.get_mut(&tag).filter(|up| !up.closing) {
             upstream.port.ask(tag, demand);
+            self.stats.add_ask();
             upstream.asked = upstream.asked.saturating_add(demand);
             self.add_demand_in(demand, 0);
         }
@@ -206,6 +208,7 @@ impl<T: Send + 'static> ConsumerSide<T> {
             return Ok(());
         }
         upstream.port.ask(tag, demand);
+        self.stats.add_ask();
         upstream.asked = upstream.asked.saturating_add(demand);
         self.add_demand_in(demand, 0);
         Ok(())
