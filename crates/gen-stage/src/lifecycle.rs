@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use std::task::Poll;
+use std::task::{Context, Waker};
 
 use futures::task::AtomicWaker;
 use tokio::task::AbortHandle;
@@ -148,21 +148,25 @@ impl Lifecycle {
         self.abandon.wake();
     }
 
-    /// Resolves once [`Self::abandon`] was called.
-    pub(crate) async fn abandoned(&self) {
-        std::future::poll_fn(|cx| {
-            if self.abandoned.load(Ordering::Acquire) {
-                return Poll::Ready(());
-            }
-            self.abandon.register(cx.waker());
-            // Set between the load and the register: its wake may have found no waker.
-            if self.abandoned.load(Ordering::Acquire) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+    /// Whether [`Self::abandon`] was called; if not, the task of `cx` is woken when it
+    /// is. `registered` is the waker this caller registered last: the task's waker
+    /// rarely changes, so the register (two atomic exchanges) is skipped while it is
+    /// the same, and a poll costs one load.
+    pub(crate) fn poll_abandoned(&self, cx: &Context<'_>, registered: &mut Option<Waker>) -> bool {
+        if self.abandoned.load(Ordering::Acquire) {
+            return true;
+        }
+        if registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            // Still registered: `abandon` takes the waker only to wake it.
+            return false;
+        }
+        self.abandon.register(cx.waker());
+        *registered = Some(cx.waker().clone());
+        // Set between the load and the register: its wake may have found no waker.
+        self.abandoned.load(Ordering::Acquire)
     }
 
     pub(crate) fn set_abort(&self, abort: AbortHandle) {

@@ -19,7 +19,9 @@ pub(crate) use producer_side::ProducerSide;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
@@ -282,11 +284,14 @@ async fn drive<R: Runner>(
     // the panic as its reason, through `terminate`. It wraps the whole loop, not each
     // message: a wrapper per message would move the handler's future. So does the race
     // with a stop that timed out, which drops the loop, and the hook it runs.
-    let running = catch(run(&mut runner, &mut mailbox, &life));
-    let reason = tokio::select! {
-        biased;
-        reason = running => reason.unwrap_or_else(|panic| panic),
-        () = life.abandoned() => ExitReason::ShutdownTimedOut,
+    let reason = {
+        let running = std::pin::pin!(run(&mut runner, &mut mailbox, &life));
+        Guarded {
+            running,
+            life: &life,
+            registered: None,
+        }
+        .await
     };
     if reason.is_graceful() {
         tracing::debug!(%reason, "stage stopping");
@@ -301,6 +306,36 @@ async fn drive<R: Runner>(
     runner.terminate(&reason).await;
     unregister(runner.stage_id());
     finish(runner, mailbox, &exit, reason);
+}
+
+/// The stage's loop, as its task polls it: a panic of the loop stops the stage with
+/// the panic as its reason, and a stop that timed out ([`Lifecycle::abandon`]) drops
+/// the loop, and the hook it runs. One poll of this costs a call into the loop and
+/// one load of the abandon flag (a `select!` over `catch` and an abandon future cost
+/// the loop a tenth of its instructions per message).
+struct Guarded<'a, F> {
+    running: Pin<&'a mut F>,
+    life: &'a Lifecycle,
+    /// The waker registered for the abandon signal.
+    registered: Option<Waker>,
+}
+
+impl<F: Future<Output = ExitReason>> Future for Guarded<'_, F> {
+    type Output = ExitReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ExitReason> {
+        let this = &mut *self;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| this.running.as_mut().poll(cx))) {
+            Ok(Poll::Ready(reason)) => return Poll::Ready(reason),
+            Err(payload) => return Poll::Ready(ExitReason::from_panic(&*payload)),
+            Ok(Poll::Pending) => {}
+        }
+        if this.life.poll_abandoned(cx, &mut this.registered) {
+            Poll::Ready(ExitReason::ShutdownTimedOut)
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 /// How often (in messages taken) a stage publishes its mailbox's length.
