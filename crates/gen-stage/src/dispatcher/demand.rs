@@ -69,6 +69,16 @@ impl DemandDispatcher {
     /// they were reached), before those with less.
     fn reposition(&mut self, index: usize) {
         let demand = self.demands[index].1;
+        // Already in place (one consumer, or the usual small change): every consumer
+        // before has at least as much demand, the one after has less.
+        let after_more = index == 0 || self.demands[index - 1].1 >= demand;
+        let before_less = self
+            .demands
+            .get(index + 1)
+            .is_none_or(|&(_, next)| next < demand);
+        if after_more && before_less {
+            return;
+        }
         let others = self.demands.iter().enumerate().filter(|&(i, _)| i != index);
         let target = others
             .map(|(_, &(_, other))| other)

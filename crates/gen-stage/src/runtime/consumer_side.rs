@@ -23,6 +23,20 @@ struct Upstream<T> {
     closing: bool,
 }
 
+impl<T> Upstream<T> {
+    /// Asks the producer for `demand` more events, unless the subscription is closing
+    /// (a drain asks nothing more); true if it asked.
+    fn ask(&mut self, tag: SubscriptionTag, demand: usize, stats: &StatsCell) -> bool {
+        if self.closing {
+            return false;
+        }
+        self.port.ask(tag, demand);
+        stats.add_ask();
+        self.asked = self.asked.saturating_add(demand);
+        true
+    }
+}
+
 pub(crate) struct ConsumerSide<T> {
     producers: TagMap<Upstream<T>>,
     /// Subscriptions the stage cancelled itself; `handle_cancel` is still to run.
@@ -142,15 +156,17 @@ impl<T: Send + 'static> ConsumerSide<T> {
         ask_after: usize,
         rest: &mut Batches<T>,
     ) -> bool {
-        if !self.producers.contains_key(&tag) {
+        let Some(upstream) = self.producers.get_mut(&tag) else {
             let dropped: usize = rest.map(|batch| batch.events.len()).sum();
             if dropped > 0 {
                 self.stats.add_discarded(dropped);
                 tracing::debug!("{dropped} events of cancelled subscription {tag} discarded");
             }
             return false;
+        };
+        if ask_after > 0 && upstream.ask(tag, ask_after, &self.stats) {
+            self.add_demand_in(ask_after, 0);
         }
-        self.ask_after(tag, ask_after);
         true
     }
 
@@ -163,11 +179,10 @@ impl<T: Send + 'static> ConsumerSide<T> {
         if demand == 0 {
             return;
         }
-        if let Some(upstream) = self.producers.get_mut(&tag).filter(|up| !up.closing) {
-            upstream.port.ask(tag, demand);
-            self.stats.add_ask();
-            upstream.asked = upstream.asked.saturating_add(demand);
-            self.add_demand_in(demand, 0);
+        if let Some(upstream) = self.producers.get_mut(&tag) {
+            if upstream.ask(tag, demand, &self.stats) {
+                self.add_demand_in(demand, 0);
+            }
         }
     }
 
@@ -203,14 +218,9 @@ impl<T: Send + 'static> ConsumerSide<T> {
                 _ => Err(UnknownSubscription(tag)),
             };
         };
-        if upstream.closing {
-            // Draining: nothing more is asked.
-            return Ok(());
+        if upstream.ask(tag, demand, &self.stats) {
+            self.add_demand_in(demand, 0);
         }
-        upstream.port.ask(tag, demand);
-        self.stats.add_ask();
-        upstream.asked = upstream.asked.saturating_add(demand);
-        self.add_demand_in(demand, 0);
         Ok(())
     }
 

@@ -341,6 +341,10 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// Dispatches up to `limit` buffered events, releasing info messages as their
     /// events go out. Returns how many the dispatcher took.
     fn drain_buffer(&mut self, limit: usize) -> usize {
+        if self.buffer.len() == 0 {
+            // The usual ask: nothing buffered, nothing changes.
+            return 0;
+        }
         let mut served = 0;
         while served < limit && self.buffer.len() > 0 {
             let chunk = self.buffer.take(limit - served);
