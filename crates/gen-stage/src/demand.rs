@@ -108,6 +108,8 @@ impl<T> Batches<T> {
     }
 }
 
+impl<T> ExactSizeIterator for Batches<T> {}
+
 impl<T> Iterator for Batches<T> {
     type Item = Batch<T>;
 

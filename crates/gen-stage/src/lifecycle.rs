@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use std::task::{Context, Waker};
+use std::task::Context;
 
 use futures::task::AtomicWaker;
 use tokio::task::AbortHandle;
@@ -149,22 +149,19 @@ impl Lifecycle {
     }
 
     /// Whether [`Self::abandon`] was called; if not, the task of `cx` is woken when it
-    /// is. `registered` is the waker this caller registered last: the task's waker
-    /// rarely changes, so the register (two atomic exchanges) is skipped while it is
-    /// the same, and a poll costs one load.
-    pub(crate) fn poll_abandoned(&self, cx: &Context<'_>, registered: &mut Option<Waker>) -> bool {
+    /// is. `registered` says whether this task registered its waker already: only the
+    /// stage's own task polls this, and every waker of a task wakes that task, so one
+    /// register (two atomic exchanges) is enough, and a poll after it costs one load.
+    pub(crate) fn poll_abandoned(&self, cx: &Context<'_>, registered: &mut bool) -> bool {
         if self.abandoned.load(Ordering::Acquire) {
             return true;
         }
-        if registered
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
-            // Still registered: `abandon` takes the waker only to wake it.
+        if *registered {
+            // `abandon` takes the waker only to wake it, after setting the flag.
             return false;
         }
         self.abandon.register(cx.waker());
-        *registered = Some(cx.waker().clone());
+        *registered = true;
         // Set between the load and the register: its wake may have found no waker.
         self.abandoned.load(Ordering::Acquire)
     }

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
@@ -289,7 +289,7 @@ async fn drive<R: Runner>(
         Guarded {
             running,
             life: &life,
-            registered: None,
+            registered: false,
         }
         .await
     };
@@ -316,8 +316,8 @@ async fn drive<R: Runner>(
 struct Guarded<'a, F> {
     running: Pin<&'a mut F>,
     life: &'a Lifecycle,
-    /// The waker registered for the abandon signal.
-    registered: Option<Waker>,
+    /// Whether the task's waker is registered for the abandon signal.
+    registered: bool,
 }
 
 impl<F: Future<Output = ExitReason>> Future for Guarded<'_, F> {

@@ -88,7 +88,7 @@ impl<S: Consumer> ConsumerRuntime<S> {
                 break;
             }
             // A stop asked meanwhile overtakes the rest of the delivery.
-            if stops_between_batches(self).await {
+            if batches.len() > 0 && stops_between_batches(self).await {
                 break;
             }
         }

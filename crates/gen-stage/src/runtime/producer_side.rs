@@ -140,8 +140,10 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     fn count_discards(&mut self, discarded: usize) {
-        self.unreported_discards += discarded;
-        self.stats.add_discarded(discarded);
+        if discarded > 0 {
+            self.unreported_discards += discarded;
+            self.stats.add_discarded(discarded);
+        }
     }
 
     /// Shows the events buffered and held by the dispatcher in the statistics.
