@@ -65,7 +65,7 @@ pub(crate) async fn linear(events: u64, window: Window) -> Result<Measured, BoxE
     let producer = gen_stage::producer(Counter(0)).start().await?;
     let (countdown, done) = Countdown::new(events);
     let start = Instant::now();
-    let consumer = gen_stage::consumer(Counting(countdown))
+    let consumer = gen_stage::consumer(Counting::alone(events, countdown))
         .subscribe_to(&producer, window.options())
         .start()
         .await?;
@@ -86,7 +86,7 @@ pub(crate) async fn three_stage(events: u64, window: Window) -> Outcome {
     let (countdown, done) = Countdown::new(events);
     let start = Instant::now();
     doubler.subscribe_to(&producer, window.options()).await?;
-    gen_stage::consumer(Counting(countdown))
+    gen_stage::consumer(Counting::alone(events, countdown))
         .subscribe_to(&doubler, window.options())
         .start()
         .await?;
@@ -121,7 +121,11 @@ where
         } else {
             shared.clone()
         };
-        consumers.push(gen_stage::consumer(Counting(countdown)).start().await?);
+        consumers.push(
+            gen_stage::consumer(Counting::Sharing(countdown))
+                .start()
+                .await?,
+        );
     }
     let start = Instant::now();
     for (index, consumer) in consumers.iter().enumerate() {

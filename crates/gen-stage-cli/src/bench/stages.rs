@@ -64,20 +64,40 @@ impl Countdown {
         (countdown, receiver)
     }
 
-    /// Counts `count` events; true once all have been counted.
+    /// Counts `count` events; the count that reaches zero records the time.
     pub(crate) fn count(&self, count: usize) {
         let before = self.left.fetch_sub(count as i64, Ordering::AcqRel);
         if before > 0 && before <= count as i64 {
-            let now = Instant::now();
-            if let Some(done) = self.done.lock().ok().and_then(|mut done| done.take()) {
-                let _ = done.send(now);
-            }
+            self.finish();
+        }
+    }
+
+    /// Records the time: every event was counted.
+    pub(crate) fn finish(&self) {
+        let now = Instant::now();
+        if let Some(done) = self.done.lock().ok().and_then(|mut done| done.take()) {
+            let _ = done.send(now);
         }
     }
 }
 
-/// Counts what it receives.
-pub(crate) struct Counting(pub(crate) Countdown);
+/// Counts what it receives. Alone, it counts in a field of its own and touches the
+/// shared countdown once, when its own count is done, as the baseline's consumers count
+/// in a local variable; sharing the countdown with other consumers, it counts there.
+pub(crate) enum Counting {
+    Alone { left: u64, countdown: Countdown },
+    Sharing(Countdown),
+}
+
+impl Counting {
+    /// The only consumer of a run of `events` events.
+    pub(crate) fn alone(events: u64, countdown: Countdown) -> Self {
+        Counting::Alone {
+            left: events,
+            countdown,
+        }
+    }
+}
 
 impl Consumer for Counting {
     type Event = u64;
@@ -89,7 +109,16 @@ impl Consumer for Counting {
         _: SubscriptionTag,
         _: &mut ConsumerContext<'_, Self>,
     ) -> Result<(), BoxError> {
-        self.0.count(events.len());
+        match self {
+            Counting::Alone { left, countdown } => {
+                let count = events.len() as u64;
+                if *left > 0 && *left <= count {
+                    countdown.finish();
+                }
+                *left = left.saturating_sub(count);
+            }
+            Counting::Sharing(countdown) => countdown.count(events.len()),
+        }
         Ok(())
     }
 }
