@@ -71,32 +71,6 @@ impl<S: Consumer> ConsumerRuntime<S> {
     fn fail(&mut self, reason: ExitReason) {
         self.control.stop = Some(reason);
     }
-
-    async fn events(&mut self, tag: SubscriptionTag, events: Vec<S::Event>) {
-        let Some(mut batches) = self.side.batches(tag, events) else {
-            return;
-        };
-        while let Some(batch) = batches.next() {
-            let (stage, mut ctx) = self.parts();
-            // A hot hook: its panic unwinds to the stage loop's catch (see `drive`).
-            if let Err(error) = stage.handle_events(batch.events, tag, &mut ctx).await {
-                self.fail(ExitReason::error(error));
-            }
-            if self.control.stop.is_some()
-                || !self.side.after_batch(tag, batch.ask_after, &mut batches)
-            {
-                break;
-            }
-            // A stop asked meanwhile overtakes the rest of the delivery.
-            if batches.len() > 0 && stops_between_batches(self).await {
-                break;
-            }
-        }
-        if self.control.stop.is_some() {
-            let rest: usize = batches.map(|batch| batch.events.len()).sum();
-            self.side.count_unhandled(rest);
-        }
-    }
 }
 
 impl<S: Consumer> Receiving for ConsumerRuntime<S> {
@@ -137,7 +111,35 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
         // A consumer has no producer half: no mail can be addressed to one.
         match envelope {
             Envelope::Consumer(mail, ()) => match mail {
-                ForConsumer::Events { tag, events } => self.events(tag, events.into_vec()).await,
+                // The delivery is handled here rather than in a method of its own:
+                // one future less to make, poll and drop per delivery.
+                ForConsumer::Events { tag, events } => {
+                    // `None` for an unknown subscription: its events are discarded.
+                    if let Some(mut batches) = self.side.batches(tag, events.into_vec()) {
+                        while let Some(batch) = batches.next() {
+                            let (stage, mut ctx) = self.parts();
+                            // A hot hook: its panic unwinds to the stage loop's catch (see `drive`).
+                            if let Err(error) =
+                                stage.handle_events(batch.events, tag, &mut ctx).await
+                            {
+                                self.fail(ExitReason::error(error));
+                            }
+                            if self.control.stop.is_some()
+                                || !self.side.after_batch(tag, batch.ask_after, &mut batches)
+                            {
+                                break;
+                            }
+                            // A stop asked meanwhile overtakes the rest of the delivery.
+                            if batches.len() > 0 && stops_between_batches(self).await {
+                                break;
+                            }
+                        }
+                        if self.control.stop.is_some() {
+                            let rest: usize = batches.map(|batch| batch.events.len()).sum();
+                            self.side.count_unhandled(rest);
+                        }
+                    }
+                }
                 ForConsumer::ProducerCancelled { tag, reason } => {
                     if let Some(mode) = self.side.remove(tag) {
                         shared::cancelled(self, tag, reason, mode).await;
