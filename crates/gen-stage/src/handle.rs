@@ -165,6 +165,7 @@ impl<K: StageKind> StageRef<K> {
         stats
     }
 
+    #[inline(always)]
     pub(crate) fn send(&self, envelope: Envelope<K>) -> Result<(), Envelope<K>> {
         self.mailbox.send(envelope)
     }

@@ -314,8 +314,9 @@ pub(crate) trait Forward<K: StageKind>: Send + Sync {
 }
 
 impl<K: StageKind> Address<K> {
-    // Inlined: one branch on the hot path of every send (the view is rare).
-    #[inline]
+    // Inlined: one branch on the hot path of every send (the view is rare), and the
+    // envelope is not moved through a call of its own.
+    #[inline(always)]
     pub(crate) fn send(&self, envelope: Envelope<K>) -> Result<(), Envelope<K>> {
         match self {
             Address::Mailbox(sender) => sender.send(envelope).map_err(|error| error.0),

@@ -158,6 +158,7 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
 
 impl DemandDispatcher {
     /// Deals `events` to the consumers with the most demand; returns the rest.
+    #[inline]
     fn deal<T>(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         if self.shuffle_on_first_dispatch {
             self.shuffle_on_first_dispatch = false;

@@ -147,6 +147,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     }
 
     /// Shows the events buffered and held by the dispatcher in the statistics.
+    #[inline]
     fn count_buffered(&self) {
         self.stats
             .set_buffered(self.buffer.len() + self.dispatcher.held());
@@ -172,6 +173,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     /// Sends what the dispatcher pushed to `deliveries` (never more than a consumer
     /// asked for: see [`Outbox::send`]), and collects what else it recorded.
+    #[inline]
     fn send_deliveries(&mut self, leftovers: &mut Vec<T>) {
         let lost = self.outbox.send(&mut self.deliveries, leftovers);
         if self.deliveries.has_records() {
@@ -196,11 +198,16 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     /// Sends what a dispatcher call other than `dispatch` delivered; anything it could
     /// not send goes to the buffer.
+    // Inlined: the usual ask leaves nothing to send, and a call cost more than the check.
+    #[inline(always)]
     fn send_side_deliveries(&mut self) {
-        if self.deliveries.is_idle() {
-            // Nothing delivered, asked or discarded (the usual ask): nothing to update.
-            return;
+        if !self.deliveries.is_idle() {
+            self.send_side_deliveries_now();
         }
+        // Otherwise nothing was delivered, asked or discarded: nothing to update.
+    }
+
+    fn send_side_deliveries_now(&mut self) {
         let mut leftovers = Vec::new();
         self.send_deliveries(&mut leftovers);
         if !leftovers.is_empty() {
@@ -327,6 +334,7 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     /// Serves new demand: up to `limit` buffered events go out first, and what is left
     /// of `upstream` is returned for the stage to produce (or stashed when accumulating).
+    #[inline]
     fn serve(&mut self, limit: usize, upstream: usize) -> usize {
         if self.mode == DemandMode::Accumulate {
             self.buffer.stash_demand(upstream);
@@ -342,11 +350,18 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     /// Dispatches up to `limit` buffered events, releasing info messages as their
     /// events go out. Returns how many the dispatcher took.
+    // Inlined: the usual ask finds nothing buffered, and a call cost more than the check.
+    #[inline(always)]
     fn drain_buffer(&mut self, limit: usize) -> usize {
         if self.buffer.len() == 0 {
-            // The usual ask: nothing buffered, nothing changes.
-            return 0;
+            // Nothing buffered: nothing changes.
+            0
+        } else {
+            self.drain_buffer_now(limit)
         }
+    }
+
+    fn drain_buffer_now(&mut self, limit: usize) -> usize {
         let mut served = 0;
         while served < limit && self.buffer.len() > 0 {
             let chunk = self.buffer.take(limit - served);
