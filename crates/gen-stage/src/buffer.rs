@@ -47,13 +47,6 @@ impl Bound {
             BufferKeep::Last => Overflow::Oldest(excess),
         }
     }
-
-    /// Cuts `queue` down to the bound, whenever its events arrived; returns what went.
-    pub(crate) fn trim<T>(self, queue: &mut VecDeque<T>) -> Overflow {
-        let overflow = self.overflow(0, queue.len());
-        overflow.apply(queue);
-        overflow
-    }
 }
 
 impl Overflow {
@@ -500,18 +493,6 @@ mod tests {
         let unbounded = Bound::new(BufferSize::Unbounded, BufferKeep::Last);
         assert_eq!(unbounded.overflow(usize::MAX, 1), Overflow::None);
         assert_eq!(Overflow::Oldest(2).count() + Overflow::None.count(), 2);
-    }
-
-    #[test]
-    fn trimming_a_queue_keeps_its_first_or_its_last_events() {
-        let mut queue: VecDeque<u32> = (0..6).collect();
-        let first = Bound::new(BufferSize::Bounded(4), BufferKeep::First);
-        assert_eq!(first.trim(&mut queue), Overflow::Newest(2));
-        assert_eq!(queue, [0, 1, 2, 3]);
-        let last = Bound::new(BufferSize::Bounded(3), BufferKeep::Last);
-        assert_eq!(last.trim(&mut queue), Overflow::Oldest(1));
-        assert_eq!(queue, [1, 2, 3]);
-        assert_eq!(last.trim(&mut queue), Overflow::None);
     }
 
     #[test]

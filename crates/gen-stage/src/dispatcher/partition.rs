@@ -1,6 +1,8 @@
 //! Each event to the consumers of its partition.
 
 use std::collections::{HashMap, VecDeque};
+
+use batch_queue::BatchQueue;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -52,8 +54,8 @@ impl std::error::Error for PartitionError {}
 struct PartitionState<T> {
     /// `(tag, demand)`, most demand first.
     consumers: Vec<(SubscriptionTag, usize)>,
-    /// Events waiting for this partition's consumers.
-    queue: VecDeque<T>,
+    /// Events waiting for this partition's consumers, in the batches they came in.
+    queue: BatchQueue<T>,
     /// Events that have left `queue` (sent, or dropped from its front), ever.
     left_queue: u64,
     /// This dispatch's events for the partition (reused).
@@ -291,7 +293,7 @@ where
             .iter()
             .map(|_| PartitionState {
                 consumers: Vec::new(),
-                queue: VecDeque::new(),
+                queue: BatchQueue::default(),
                 left_queue: 0,
                 batch: Vec::new(),
             })
@@ -391,7 +393,7 @@ impl<T> PartitionState<T> {
                 break;
             }
             let count = demand.min(self.queue.len());
-            deliveries.push(tag, self.queue.drain(..count).collect());
+            deliveries.push(tag, self.queue.take_front(count));
             self.left_queue += count as u64;
             self.charge_first(count);
         }
@@ -498,9 +500,10 @@ where
                 continue;
             }
             let before = partition.queue.len();
-            partition.queue.extend(partition.batch.drain(..));
+            partition.queue.push(std::mem::take(&mut partition.batch));
             partition.deliver(deliveries);
-            let overflow = self.hold_limit.trim(&mut partition.queue);
+            let overflow = self.hold_limit.overflow(0, partition.queue.len());
+            partition.queue.drop_overflow(overflow);
             if let Overflow::Oldest(dropped) = overflow {
                 // Dropped from the front: they have left the queue.
                 partition.left_queue += dropped as u64;
@@ -534,5 +537,6 @@ where
     }
 }
 
+mod batch_queue;
 #[cfg(test)]
 mod tests;

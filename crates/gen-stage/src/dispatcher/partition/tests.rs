@@ -187,7 +187,7 @@ fn the_debug_text_names_the_partitions_and_what_is_held() {
 fn queued_events_go_in_order_to_the_consumers_with_demand_most_demand_first() {
     let mut partition = PartitionState {
         consumers: vec![(tag(1), 2), (tag(2), 1), (tag(3), 0)],
-        queue: VecDeque::from([1, 2, 3, 4]),
+        queue: BatchQueue::from(vec![1, 2, 3, 4]),
         left_queue: 5,
         batch: Vec::new(),
     };
@@ -198,7 +198,7 @@ fn queued_events_go_in_order_to_the_consumers_with_demand_most_demand_first() {
         vec![(tag(1), vec![1, 2]), (tag(2), vec![3])]
     );
     // 4 waits for demand; the three sent have left the queue.
-    assert_eq!(partition.queue, [4]);
+    assert_eq!(partition.queue.events(), [4]);
     assert_eq!(partition.left_queue, 8);
 }
 
