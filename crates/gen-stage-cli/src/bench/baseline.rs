@@ -111,8 +111,13 @@ pub(crate) async fn three_stage(events: u64) -> Outcome {
 }
 
 /// One producer task feeding four consumer tasks through four channels; `route`
-/// turns a batch into what each consumer gets.
-async fn fan_out(events: u64, route: fn(Vec<u64>, usize) -> Vec<Vec<u64>>, total: u64) -> Outcome {
+/// turns a batch into what each consumer gets. The traffic is the four consumers'
+/// together (each batch received frees a slot of its channel: its ask).
+async fn fan_out(
+    events: u64,
+    route: fn(Vec<u64>, usize) -> Vec<Vec<u64>>,
+    total: u64,
+) -> Result<Measured, BoxError> {
     let start = Instant::now();
     let mut senders = Vec::new();
     let mut counters = Vec::new();
@@ -144,15 +149,17 @@ async fn fan_out(events: u64, route: fn(Vec<u64>, usize) -> Vec<Vec<u64>>, total
             turn += 1;
         }
     });
-    let mut counted = 0;
-    while counted < total {
-        counted += finished.recv().await.ok_or("the consumers stopped early")?;
+    let mut traffic = Traffic::default();
+    while traffic.events < total {
+        traffic.events += finished.recv().await.ok_or("the consumers stopped early")?;
+        traffic.deliveries += 1;
     }
+    traffic.asks = traffic.deliveries;
     let _ = events;
-    Ok(start.elapsed())
+    Ok(Measured::with_traffic(start.elapsed(), traffic))
 }
 
-pub(crate) async fn fan_out_demand_4(events: u64) -> Outcome {
+pub(crate) async fn fan_out_demand_4(events: u64) -> Result<Measured, BoxError> {
     // Round-robin: each batch to the next consumer.
     fan_out(
         events,
@@ -166,7 +173,7 @@ pub(crate) async fn fan_out_demand_4(events: u64) -> Outcome {
     .await
 }
 
-pub(crate) async fn broadcast_4(events: u64) -> Outcome {
+pub(crate) async fn broadcast_4(events: u64) -> Result<Measured, BoxError> {
     // Every consumer gets a copy; the run ends when each has `events`.
     fan_out(
         events,
@@ -176,7 +183,7 @@ pub(crate) async fn broadcast_4(events: u64) -> Outcome {
     .await
 }
 
-pub(crate) async fn partition_4(events: u64) -> Outcome {
+pub(crate) async fn partition_4(events: u64) -> Result<Measured, BoxError> {
     fan_out(
         events,
         |batch, _| {

@@ -70,13 +70,8 @@ pub(crate) async fn linear(events: u64, window: Window) -> Result<Measured, BoxE
         .start()
         .await?;
     let elapsed = finished(start, done).await;
-    let stats = consumer.stats();
+    let traffic = traffic(consumer.stats());
     producer.stop(ExitReason::Shutdown).await?;
-    let traffic = Traffic {
-        events: stats.events_received,
-        deliveries: stats.deliveries_received,
-        asks: stats.asks_sent,
-    };
     Ok(Measured::with_traffic(elapsed?, traffic))
 }
 
@@ -96,13 +91,14 @@ pub(crate) async fn three_stage(events: u64, window: Window) -> Outcome {
 }
 
 /// One producer with `dispatcher` and four consumers sharing one countdown of
-/// `events` (with `per_consumer`, each consumer counts its own `events`).
+/// `events` (with `per_consumer`, each consumer counts its own `events`). The traffic
+/// is the four consumers' together.
 async fn fan_out<D>(
     events: u64,
     dispatcher: D,
     per_consumer: bool,
     options: impl Fn(usize) -> SubscribeOptions,
-) -> Outcome
+) -> Result<Measured, BoxError>
 where
     D: gen_stage::dispatcher::Dispatcher<u64>,
 {
@@ -135,11 +131,24 @@ where
     for done in dones {
         elapsed = elapsed.max(finished(start, done).await?);
     }
+    let traffic = consumers
+        .iter()
+        .map(|consumer| traffic(consumer.stats()))
+        .fold(Traffic::default(), Traffic::add);
     producer.stop(ExitReason::Shutdown).await?;
-    Ok(elapsed)
+    Ok(Measured::with_traffic(elapsed, traffic))
 }
 
-pub(crate) async fn fan_out_demand_4(events: u64, window: Window) -> Outcome {
+/// A consumer's traffic, from its statistics.
+fn traffic(stats: gen_stage::stats::StageStats) -> Traffic {
+    Traffic {
+        events: stats.events_received,
+        deliveries: stats.deliveries_received,
+        asks: stats.asks_sent,
+    }
+}
+
+pub(crate) async fn fan_out_demand_4(events: u64, window: Window) -> Result<Measured, BoxError> {
     fan_out(
         events,
         gen_stage::dispatcher::DemandDispatcher::new(),
@@ -149,14 +158,14 @@ pub(crate) async fn fan_out_demand_4(events: u64, window: Window) -> Outcome {
     .await
 }
 
-pub(crate) async fn broadcast_4(events: u64, window: Window) -> Outcome {
+pub(crate) async fn broadcast_4(events: u64, window: Window) -> Result<Measured, BoxError> {
     fan_out(events, BroadcastDispatcher::new(), true, |_| {
         window.options()
     })
     .await
 }
 
-pub(crate) async fn partition_4(events: u64, window: Window) -> Outcome {
+pub(crate) async fn partition_4(events: u64, window: Window) -> Result<Measured, BoxError> {
     let dispatcher = PartitionDispatcher::by_count(4, |x: &u64| (*x % 4) as usize);
     fan_out(events, dispatcher, false, |index| {
         window.options().with(Partition(index))

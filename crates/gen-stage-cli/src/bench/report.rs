@@ -190,9 +190,9 @@ pub(crate) const TRAFFIC_HEADER: &str = "per 1000 events        gen-stage: deliv
      baseline: deliveries      asks   (within 1 %)";
 
 /// What the traffic table's baseline asks are for the `linear` rows.
-pub(crate) const TRAFFIC_NOTE: &str = "asks: demand messages sent by the consumer; the linear \
-     baselines have none, and count instead the channel slot each batch received frees for the \
-     sender (their window is two batches, not max_demand)";
+pub(crate) const TRAFFIC_NOTE: &str = "asks: demand messages sent by the consumers; the \
+     baselines other than credit have none, and count instead the channel slot each batch received \
+     frees for the sender (their window is two batches, not max_demand)";
 
 /// What the `_wide` rows are, printed under the table.
 pub(crate) const WIDE_NOTE: &str = "_wide: the same topology with max_demand 4 and min_demand 3 of the \
