@@ -39,16 +39,27 @@ impl AutoDemand {
     /// Returns the batches and how many events exceeded the demand (0 unless the
     /// producer broke the protocol). A delivery that is one batch, the usual case,
     /// allocates nothing.
-    pub(crate) fn split<T>(&mut self, mut events: Vec<T>) -> (Batches<T>, usize) {
+    ///
+    /// Inlined, with the usual case handled here: its result is then not moved out of
+    /// a call (callgrind, `credit_md1`: 20 instructions less per round trip).
+    #[inline(always)]
+    pub(crate) fn split<T>(&mut self, events: Vec<T>) -> (Batches<T>, usize) {
+        if events.len() <= self.max - self.min {
+            let mut excess = 0;
+            let mut asked = self.pending;
+            let ask_after = self.account(events.len(), &mut asked, &mut excess);
+            return (Batches::one(events, ask_after), excess);
+        }
+        self.split_many(events)
+    }
+
+    /// [`Self::split`] for a delivery larger than one batch.
+    fn split_many<T>(&mut self, mut events: Vec<T>) -> (Batches<T>, usize) {
         let step = self.max - self.min;
         let count = events.len();
         let mut excess = 0;
         // What was asked before this delivery, without the top-ups it triggers.
         let mut asked = self.pending;
-        if count <= step {
-            let ask_after = self.account(count, &mut asked, &mut excess);
-            return (Batches::one(events, ask_after), excess);
-        }
         let mut asks = Vec::with_capacity(count.div_ceil(step));
         let mut remaining = count;
         while remaining > 0 {

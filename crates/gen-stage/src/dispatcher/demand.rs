@@ -158,7 +158,8 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
 
 impl DemandDispatcher {
     /// Deals `events` to the consumers with the most demand; returns the rest.
-    #[inline]
+    // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
+    #[inline(always)]
     fn deal<T>(&mut self, mut events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         if self.shuffle_on_first_dispatch {
             self.shuffle_on_first_dispatch = false;

@@ -119,6 +119,8 @@ impl<T: Send + 'static> ConsumerSide<T> {
 
     /// Cuts a delivery into batches for `handle_events`; `None` if the subscription is
     /// unknown (the events are discarded and counted).
+    // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
+    #[inline(always)]
     pub(crate) fn batches(&mut self, tag: SubscriptionTag, events: Vec<T>) -> Option<Batches<T>> {
         let Some(upstream) = self.producers.get_mut(&tag) else {
             self.stats.add_discarded(events.len());
@@ -150,6 +152,8 @@ impl<T: Send + 'static> ConsumerSide<T> {
     /// After a batch of `tag`'s delivery was handled: asks for what it used or, if the
     /// hook cancelled the subscription, drops the `rest` of the delivery (counted as
     /// discarded). False once no more of the delivery is to be handled.
+    // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
+    #[inline(always)]
     pub(crate) fn after_batch(
         &mut self,
         tag: SubscriptionTag,

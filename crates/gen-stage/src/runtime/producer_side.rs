@@ -106,6 +106,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// Dispatches events to consumers with demand and buffers the rest; while
     /// accumulating, stashes them. Buffered events go out first: while some remain,
     /// new events join them.
+    // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
+    #[inline(always)]
     pub(crate) fn emit(&mut self, events: Vec<T>) {
         if events.is_empty() {
             return;
@@ -157,6 +159,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     /// deliveries, never more than a consumer asked for. Returns how many of the events
     /// the dispatcher took (sent or held, once each however many consumers got them)
     /// and the leftovers.
+    // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
+    #[inline(always)]
     fn dispatch(&mut self, events: Vec<T>, buffered: bool) -> (usize, Vec<T>) {
         let count = events.len();
         let discarded_before = self.deliveries.untaken_discards();
@@ -173,7 +177,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     /// Sends what the dispatcher pushed to `deliveries` (never more than a consumer
     /// asked for: see [`Outbox::send`]), and collects what else it recorded.
-    #[inline]
+    // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
+    #[inline(always)]
     fn send_deliveries(&mut self, leftovers: &mut Vec<T>) {
         let lost = self.outbox.send(&mut self.deliveries, leftovers);
         if self.deliveries.has_records() {
@@ -302,6 +307,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
 
     /// A consumer asked for more. Returns the upstream demand left after the buffer
     /// (0 while accumulating: it is stashed).
+    // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
+    #[inline(always)]
     pub(crate) fn ask(&mut self, tag: SubscriptionTag, demand: usize) -> usize {
         if !self.outbox.ask(tag, demand) {
             tracing::debug!("ask for unknown subscription {tag} ignored");
