@@ -197,6 +197,7 @@ pub(crate) async fn start<R: Runner>(
         stats,
         stage: me.id(),
         life: me.lifecycle().clone(),
+        unsampled: 0,
     };
     let runner = make(me.uncounted());
     let (started_sender, started) = oneshot::channel();
@@ -357,9 +358,6 @@ async fn run<R: Runner>(
     // After a timer, the mailbox goes first: timers that are always due never
     // starve it.
     let mut mail_first = false;
-    // Messages taken since the mailbox's length was last published: reading it reads
-    // the senders' tail, a cache line they write at every send.
-    let mut unsampled: u32 = 0;
     loop {
         if life.has_requests() {
             apply_requests(runner, life.take_requests()).await;
@@ -373,41 +371,37 @@ async fn run<R: Runner>(
         if let Some(reason) = runner.stop_reason() {
             return reason;
         }
-        let next = if runner.control_ref().timers.is_empty() {
-            // `poll_recv` rather than `recv`: one future less, and tokio's receive is
-            // inlined here (47 instructions less per round trip).
-            Next::Mail(std::future::poll_fn(|cx| mailbox.receiver.poll_recv(cx)).await)
-        } else if mail_first {
-            tokio::select! {
-                biased;
-                envelope = mailbox.receiver.recv() => Next::Mail(envelope),
-                fired = runner.control_mut().timers.next_due() => Next::Timer(fired),
+        let envelope = if runner.control_ref().timers.is_empty() {
+            // The usual case, without a race with timers. `poll_recv` rather than
+            // `recv`: one future less, and tokio's receive is inlined here (47
+            // instructions less per round trip).
+            match std::future::poll_fn(|cx| mailbox.receiver.poll_recv(cx)).await {
+                Some(envelope) => mailbox.took(envelope, life),
+                None => return ExitReason::Killed,
             }
         } else {
-            tokio::select! {
-                biased;
-                fired = runner.control_mut().timers.next_due() => Next::Timer(fired),
-                envelope = mailbox.receiver.recv() => Next::Mail(envelope),
-            }
-        };
-        mail_first = matches!(next, Next::Timer(_));
-        let envelope = match next {
-            Next::Mail(Some(envelope)) => {
-                if envelope.is_user_message() {
-                    life.entry.release();
+            let next = if mail_first {
+                tokio::select! {
+                    biased;
+                    envelope = mailbox.receiver.recv() => Next::Mail(envelope),
+                    fired = runner.control_mut().timers.next_due() => Next::Timer(fired),
                 }
-                unsampled += 1;
-                if unsampled == MAILBOX_SAMPLE {
-                    unsampled = 0;
-                    mailbox.stats.set_mailbox_len(mailbox.receiver.len());
+            } else {
+                tokio::select! {
+                    biased;
+                    fired = runner.control_mut().timers.next_due() => Next::Timer(fired),
+                    envelope = mailbox.receiver.recv() => Next::Mail(envelope),
                 }
-                envelope
-            }
-            Next::Mail(None) => return ExitReason::Killed,
-            Next::Timer(Fired::Message(message)) => Envelope::Stage(ForStage::Message(message)),
-            Next::Timer(Fired::DrainDeadline) => {
-                runner.control_mut().check_drain_deadline();
-                continue;
+            };
+            mail_first = matches!(next, Next::Timer(_));
+            match next {
+                Next::Mail(Some(envelope)) => mailbox.took(envelope, life),
+                Next::Mail(None) => return ExitReason::Killed,
+                Next::Timer(Fired::Message(message)) => Envelope::Stage(ForStage::Message(message)),
+                Next::Timer(Fired::DrainDeadline) => {
+                    runner.control_mut().check_drain_deadline();
+                    continue;
+                }
             }
         };
         if life.has_requests() {
@@ -528,9 +522,28 @@ struct Mailbox<K: StageKind> {
     stats: Arc<StatsCell>,
     stage: crate::StageId,
     life: Arc<Lifecycle>,
+    /// Messages taken since the mailbox's length was last published: reading it reads
+    /// the senders' tail, a cache line they write at every send.
+    unsampled: u32,
 }
 
 impl<K: StageKind> Mailbox<K> {
+    /// Accounts for an envelope taken from the mailbox: a user message leaves the
+    /// entry bound, and every [`MAILBOX_SAMPLE`] messages the mailbox's length is
+    /// published.
+    #[inline(always)]
+    fn took(&mut self, envelope: Envelope<K>, life: &Lifecycle) -> Envelope<K> {
+        if envelope.is_user_message() {
+            life.entry.release();
+        }
+        self.unsampled += 1;
+        if self.unsampled == MAILBOX_SAMPLE {
+            self.unsampled = 0;
+            self.stats.set_mailbox_len(self.receiver.len());
+        }
+        envelope
+    }
+
     /// Disposes of mail the stage will not handle: its events are counted as
     /// unhandled, a subscription is refused.
     fn refuse(&self, envelope: Envelope<K>) {
