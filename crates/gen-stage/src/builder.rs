@@ -48,7 +48,7 @@ pub use crate::entry_bound::DEFAULT_MESSAGE_CAPACITY;
 use crate::options::BufferSize;
 pub use crate::options::{BufferKeep, DEFAULT_BUFFER_SIZE};
 
-use crate::dispatcher::{DemandDispatcher, Dispatcher};
+use crate::dispatcher::{ChosenDispatcher, DemandDispatcher, Dispatcher};
 use crate::error::StartError;
 use crate::handle::{ConsumerRef, ProducerConsumerRef, ProducerRef, StageRef};
 use crate::kind::{
@@ -111,7 +111,7 @@ pub fn producer_consumer<S: ProducerConsumer>(stage: S) -> ProducerConsumerBuild
 #[must_use = "a builder does nothing until started"]
 pub struct Builder<K: StageKind> {
     stage: K::Stage,
-    dispatcher: Box<dyn Dispatcher<K::Out>>,
+    dispatcher: ChosenDispatcher<K::Out>,
     buffer_size: BufferSize,
     buffer_keep: BufferKeep,
     demand_mode: DemandMode,
@@ -136,7 +136,7 @@ impl<K: StageKind> Builder<K> {
     fn new(stage: K::Stage, buffer_size: BufferSize) -> Self {
         Builder {
             stage,
-            dispatcher: Box::new(DemandDispatcher::new()),
+            dispatcher: ChosenDispatcher::Demand(DemandDispatcher::new()),
             buffer_size,
             buffer_keep: BufferKeep::Last,
             demand_mode: DemandMode::Forward,
@@ -171,7 +171,10 @@ impl<K: StageKind> Builder<K> {
     }
 
     fn output<M>(&mut self, stats: &Arc<StatsCell>) -> ProducerSide<K::Out, M> {
-        let dispatcher = std::mem::replace(&mut self.dispatcher, Box::new(DemandDispatcher::new()));
+        let dispatcher = std::mem::replace(
+            &mut self.dispatcher,
+            ChosenDispatcher::Demand(DemandDispatcher::new()),
+        );
         ProducerSide::new(
             dispatcher,
             self.buffer_size,
@@ -196,7 +199,7 @@ fn control<K: StageKind>(me: StageRef<K>) -> Control<K> {
 impl<K: EmitsEvents> Builder<K> {
     /// The dispatcher (default: [`DemandDispatcher`]).
     pub fn dispatcher(mut self, dispatcher: impl Dispatcher<K::Out>) -> Self {
-        self.dispatcher = Box::new(dispatcher);
+        self.dispatcher = ChosenDispatcher::new(dispatcher);
         self
     }
 

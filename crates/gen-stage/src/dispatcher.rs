@@ -183,12 +183,14 @@
 //! ```
 
 mod broadcast;
+mod chosen;
 mod deliveries;
 mod demand;
 mod marker;
 mod partition;
 
 pub use broadcast::{BroadcastDispatcher, BroadcastError, Selector};
+pub(crate) use chosen::ChosenDispatcher;
 pub use deliveries::Deliveries;
 pub use demand::DemandDispatcher;
 pub use marker::Marker;

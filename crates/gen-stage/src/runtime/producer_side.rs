@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::buffer::{Buffer, Stashed};
 use crate::context::{Downstream, Outlet};
-use crate::dispatcher::{Deliveries, Dispatcher, Marker, Subscriber};
+use crate::dispatcher::{ChosenDispatcher, Deliveries, Marker, Subscriber};
 use crate::error::UnknownSubscription;
 use crate::exit::{CancelReason, ExitReason, SharedError};
 use crate::options::{BufferKeep, BufferSize, DemandMode, SubscribeOptions};
@@ -29,7 +29,7 @@ pub(crate) struct ProducerSide<T, M> {
     /// First, so that it is dropped first: the consumers learn at once that the stage
     /// went down.
     outbox: Outbox<T>,
-    dispatcher: Box<dyn Dispatcher<T>>,
+    dispatcher: ChosenDispatcher<T>,
     deliveries: Deliveries<T>,
     buffer: Buffer<T, Held<M>>,
     held: HeldQueue<M>,
@@ -48,7 +48,7 @@ pub(crate) struct ProducerSide<T, M> {
 
 impl<T: Send + 'static, M> ProducerSide<T, M> {
     pub(crate) fn new(
-        dispatcher: Box<dyn Dispatcher<T>>,
+        dispatcher: ChosenDispatcher<T>,
         size: BufferSize,
         keep: BufferKeep,
         mode: DemandMode,
