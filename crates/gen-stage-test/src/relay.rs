@@ -4,6 +4,7 @@ use std::fmt;
 
 use gen_stage::{BoxError, ProducerConsumer, ProducerConsumerContext, SubscriptionTag};
 
+use crate::gate::Gate;
 use crate::watch::Recorded;
 
 /// A producer-consumer that maps each event it receives to any number of events it
@@ -42,6 +43,7 @@ pub struct Relay<T> {
     handled: Recorded<Vec<T>>,
     discards: Recorded<usize>,
     map: fn(T) -> Vec<T>,
+    gate: Gate,
 }
 
 impl<T> fmt::Debug for Relay<T> {
@@ -58,7 +60,45 @@ impl<T: Clone + Send + 'static> Relay<T> {
             handled: Recorded::default(),
             discards: Recorded::default(),
             map,
+            gate: Gate::opened(),
         }
+    }
+
+    /// Waits for a pass of `gate` in each batch, after recording it as handled and
+    /// before passing its events on: a stage caught in the middle of its work.
+    ///
+    /// ```
+    /// use gen_stage::SubscribeOptions;
+    /// use gen_stage_test::{CollectingConsumer, Gate, Relay};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let producer = gen_stage::source::from_iter(0..10u64).start().await?;
+    /// let gate = Gate::closed();
+    /// let relay = Relay::pass_through().gated(gate.clone());
+    /// let handled = relay.handled();
+    /// let relay = gen_stage::producer_consumer(relay)
+    ///     .subscribe_to(&producer, SubscribeOptions::new().max_demand(4))
+    ///     .start()
+    ///     .await?;
+    /// let (consumer, record) = CollectingConsumer::new();
+    /// gen_stage::consumer(consumer)
+    ///     .subscribe_to(&relay, SubscribeOptions::new())
+    ///     .start()
+    ///     .await?;
+    /// // Its first batch came in; it waits at the gate with it.
+    /// handled.wait_for_len(1).await;
+    /// assert_eq!(handled.snapshot(), vec![vec![0, 1]]);
+    /// assert!(record.events().is_empty(), "nothing passed on yet");
+    /// gate.open_for_good();
+    /// record.wait_for_events(10).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn gated(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// A relay that passes each event on unchanged.
@@ -92,6 +132,7 @@ impl<T: Clone + Send + 'static> ProducerConsumer for Relay<T> {
     ) -> Result<Vec<T>, BoxError> {
         let output = events.iter().cloned().flat_map(self.map).collect();
         self.handled.push(events);
+        self.gate.pass().await;
         Ok(output)
     }
 

@@ -263,7 +263,10 @@ pub trait Dispatcher<T>: Send + 'static {
     }
 
     /// Events the dispatcher holds itself (not counting the stage's buffer); shown in
-    /// the stage's statistics as buffered, and waited for by a draining stage.
+    /// the stage's statistics as buffered, and waited for by a draining stage. The
+    /// statistics read it after a call that records something in its [`Deliveries`]
+    /// (a batch, a discard, upstream demand, a marker), after `dispatch` and after
+    /// `cancel`: events it lets go must leave as one of those.
     fn held(&self) -> usize {
         0
     }

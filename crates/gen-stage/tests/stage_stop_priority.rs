@@ -12,8 +12,8 @@ use gen_stage::{
     BoxError, CancelMode, Consumer, ConsumerContext, ConsumerRef, ExitReason, ProducerRef,
     Registry, SubscribeOptions, SubscriptionTag,
 };
-use gen_stage_test::{Gate, Recorded, Script, ScriptedProducer};
-use support::{range, scripted_with, within};
+use gen_stage_test::{Gate, Recorded, Relay, Script, ScriptedProducer};
+use support::{manual_consumer, n, opts, range, scripted, scripted_with, within};
 
 /// A consumer that records each batch as it enters `handle_events`, waits for a pass
 /// of its gate, then records the batch as handled.
@@ -112,6 +112,46 @@ async fn a_stop_takes_effect_after_the_batch_in_hand() {
     assert_eq!(log.terminated.snapshot(), vec![ExitReason::Shutdown]);
     let unhandled = consumer.stats().events_unhandled;
     assert!(unhandled >= 99, "the rest is counted: {unhandled}");
+}
+
+#[tokio::test]
+async fn a_stop_overtakes_the_deliveries_a_producer_consumer_holds_for_demand() {
+    let (producer, _) = scripted::<u64>().await;
+    let gate = Gate::closed();
+    let relay = Relay::pass_through().gated(gate.clone());
+    let entered = relay.handled();
+    let middle = gen_stage::producer_consumer(relay)
+        .subscribe_to(&producer, opts(10, 0))
+        .start()
+        .await
+        .expect("the producer-consumer starts");
+    let (consumer, _record, tag) = manual_consumer(&middle, opts(10, 0)).await;
+    // Three deliveries of one event, held by the stage: nobody downstream asked yet.
+    for event in 0..3 {
+        producer.cast(Script::Emit(vec![event])).expect("alive");
+        producer.barrier().await.expect("alive");
+    }
+    middle.barrier().await.expect("alive");
+    assert!(entered.snapshot().is_empty(), "held for demand");
+    consumer.ask(tag, n(10)).expect("alive");
+    entered.wait_for_len(1).await;
+    // Asked while the first delivery is in hand: the other two wait behind it.
+    assert!(middle.stop(ExitReason::Shutdown).now_or_never().is_none());
+    gate.open_for_good();
+    assert_eq!(
+        within("the stop", middle.stopped()).await,
+        ExitReason::Shutdown
+    );
+    assert_eq!(
+        entered.snapshot(),
+        vec![vec![0]],
+        "only the delivery in hand"
+    );
+    assert_eq!(
+        middle.stats().events_unhandled,
+        2,
+        "the two held are counted"
+    );
 }
 
 #[tokio::test]

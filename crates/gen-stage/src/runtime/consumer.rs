@@ -129,8 +129,13 @@ impl<S: Consumer> Runner for ConsumerRuntime<S> {
                             {
                                 break;
                             }
-                            // A stop asked meanwhile overtakes the rest of the delivery.
-                            if batches.len() > 0 && stops_between_batches(self).await {
+                            // A stop asked meanwhile overtakes the rest of the delivery
+                            // (and the `handle_cancel` of subscriptions the hook
+                            // cancelled); after the last batch with nothing left to
+                            // do, the loop checks before the next message anyway.
+                            if (batches.len() > 0 || !self.side.self_cancelled.is_empty())
+                                && stops_between_batches(self).await
+                            {
                                 break;
                             }
                         }

@@ -30,8 +30,9 @@ impl<T> Upstream<T> {
         if self.closing {
             return false;
         }
-        self.port.ask(tag, demand);
-        stats.add_ask();
+        if self.port.ask(tag, demand) {
+            stats.add_ask();
+        }
         self.asked = self.asked.saturating_add(demand);
         true
     }

@@ -115,8 +115,11 @@ impl<S: ProducerConsumer> ProducerConsumerRuntime<S> {
             if !more {
                 break;
             }
-            // A stop asked meanwhile overtakes the rest of the delivery.
-            if batches.len() > 0 && stops_between_batches(self).await {
+            // A stop asked meanwhile overtakes the rest of the delivery, and the
+            // deliveries queued behind it (checked here: `process` goes on to them
+            // without the loop's own check).
+            if (batches.len() > 0 || !self.pending.is_empty()) && stops_between_batches(self).await
+            {
                 break;
             }
         }

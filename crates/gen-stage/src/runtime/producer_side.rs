@@ -332,6 +332,8 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         }
         let upstream = self.dispatcher.cancel(tag, &mut self.deliveries);
         self.send_side_deliveries();
+        // A dispatcher may drop what it held for the consumer.
+        self.count_buffered();
         if self.outbox.is_empty() {
             self.release_cancellations();
         }
@@ -361,7 +363,9 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     #[inline(always)]
     fn drain_buffer(&mut self, limit: usize) -> usize {
         if self.buffer.len() == 0 {
-            // Nothing buffered: nothing changes.
+            // Nothing buffered: nothing changes. (What the dispatcher holds changes
+            // with what it records, which publishes the count: see `Dispatcher::held`;
+            // a cancellation publishes it in any case.)
             0
         } else {
             self.drain_buffer_now(limit)

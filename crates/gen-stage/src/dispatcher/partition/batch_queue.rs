@@ -53,7 +53,8 @@ impl<T> BatchQueue<T> {
             };
             let wanted = count - taken.len();
             if front.len() > wanted {
-                // Cut: the larger part keeps the batch's allocation, the other is copied.
+                // Cut: the smaller part is copied into an allocation of its own, the
+                // larger stays in the batch's (moved down when the front is cut off).
                 let rest = if wanted * 2 >= front.len() {
                     front.split_off(wanted)
                 } else {
