@@ -302,7 +302,14 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
             },
             Envelope::Stage(mail) => stage_mail(self, mail).await,
         }
-        self.flush().await;
+        // Most messages leave nothing to flush (no input held, nothing ready, nothing
+        // to report): no future of the flush's own then.
+        if !self.pending.is_empty()
+            || !self.output.is_settled()
+            || !self.input.self_cancelled.is_empty()
+        {
+            self.flush().await;
+        }
     }
 
     async fn on_message(&mut self, message: S::Message) {
