@@ -1,6 +1,7 @@
 //! What a dispatcher hands out: batches for consumers, upstream demand, discards, and
 //! the markers it gives back.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,7 +17,9 @@ use crate::wire::{Parcel, SharedEvents};
 /// To test a dispatcher without a stage, make one with [`Deliveries::new`] and
 /// [`drain`](Deliveries::drain) the batches the dispatcher pushed.
 pub struct Deliveries<T> {
-    batches: Vec<(SubscriptionTag, Parcel<T>)>,
+    /// A queue: the stage takes them from the front as it sends them, without a
+    /// `Drain` to make and drop per call.
+    batches: VecDeque<(SubscriptionTag, Parcel<T>)>,
     upstream: usize,
     discarded: usize,
     /// Of `discarded`, those the dispatcher had taken in (their demand is used).
@@ -28,7 +31,7 @@ impl<T> Deliveries<T> {
     /// No deliveries.
     pub fn new() -> Self {
         Deliveries {
-            batches: Vec::new(),
+            batches: VecDeque::new(),
             upstream: 0,
             discarded: 0,
             discarded_after_taking: 0,
@@ -39,7 +42,7 @@ impl<T> Deliveries<T> {
     /// Sends `events` to the consumer of `tag`. Empty batches are ignored.
     pub fn push(&mut self, tag: SubscriptionTag, events: Vec<T>) {
         if !events.is_empty() {
-            self.batches.push((tag, Parcel::Owned(events)));
+            self.batches.push_back((tag, Parcel::Owned(events)));
         }
     }
 
@@ -72,13 +75,15 @@ impl<T> Deliveries<T> {
         };
         if tags.peek().is_none() {
             // One consumer: nothing to share.
-            self.batches.push((first, Parcel::Owned(events)));
+            self.batches.push_back((first, Parcel::Owned(events)));
             return;
         }
         let shared: Arc<dyn SharedEvents<T>> = Arc::new(events);
-        self.batches.push((first, Parcel::Shared(shared.clone())));
+        self.batches
+            .push_back((first, Parcel::Shared(shared.clone())));
         for tag in tags {
-            self.batches.push((tag, Parcel::Shared(shared.clone())));
+            self.batches
+                .push_back((tag, Parcel::Shared(shared.clone())));
         }
     }
 
@@ -162,12 +167,21 @@ impl<T> Deliveries<T> {
     }
 
     pub(crate) fn reverse_from(&mut self, first: usize) {
-        self.batches[first..].reverse();
+        self.batches.make_contiguous()[first..].reverse();
     }
 
-    /// Takes the batches out as they are sent, leaving the allocation for reuse.
-    pub(crate) fn drain_batches(&mut self) -> std::vec::Drain<'_, (SubscriptionTag, Parcel<T>)> {
+    /// Takes the batches out as they would be sent (for tests).
+    #[cfg(test)]
+    pub(crate) fn drain_batches(
+        &mut self,
+    ) -> std::collections::vec_deque::Drain<'_, (SubscriptionTag, Parcel<T>)> {
         self.batches.drain(..)
+    }
+
+    /// Takes the first batch out, to send it.
+    #[inline(always)]
+    pub(crate) fn next_batch(&mut self) -> Option<(SubscriptionTag, Parcel<T>)> {
+        self.batches.pop_front()
     }
 }
 

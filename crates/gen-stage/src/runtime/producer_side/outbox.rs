@@ -129,7 +129,7 @@ impl<T: Send + 'static> Outbox<T> {
         let mut delivered = 0;
         let mut lost = 0;
         let mut excess = Vec::new();
-        for (tag, mut batch) in deliveries.drain_batches() {
+        while let Some((tag, mut batch)) = deliveries.next_batch() {
             let Some(consumer) = self.consumers.get_mut(&tag) else {
                 tracing::error!(
                     "dispatcher delivered {} events to unknown subscription {tag}; buffered",
