@@ -149,7 +149,6 @@ impl<T: Send + 'static> ConsumerSide<T> {
         }
     }
 
-    /// Sends the ask that follows a batch.
     /// After a batch of `tag`'s delivery was handled: asks for what it used or, if the
     /// hook cancelled the subscription, drops the `rest` of the delivery (counted as
     /// discarded). False once no more of the delivery is to be handled.
