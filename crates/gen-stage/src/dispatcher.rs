@@ -270,6 +270,15 @@ pub trait Dispatcher<T>: Send + 'static {
     fn held(&self) -> usize {
         0
     }
+
+    /// The stage has handled every message in its mailbox and is about to wait for
+    /// more. A dispatcher that held events back while
+    /// [`Deliveries::more_mail_waiting`] was true sends them now (as far as demand
+    /// allows): nothing may stay held back for want of a next message. By default
+    /// nothing is held back and nothing happens.
+    fn idle(&mut self, deliveries: &mut Deliveries<T>) {
+        let _ = deliveries;
+    }
 }
 
 /// A consumer subscribing, as a dispatcher sees it.

@@ -150,6 +150,12 @@ pub(crate) trait Runner: Send + 'static {
         self.control_ref().me.id()
     }
 
+    /// After each message, for a runner whose dispatcher may hold events back while
+    /// more mail waits: whether more does (`more` reads the mailbox).
+    fn mail_waiting(&mut self, more: impl FnOnce() -> bool) {
+        let _ = more;
+    }
+
     /// Records the reason peers will be told when the runner is dropped.
     fn set_exit_reason(&mut self, reason: &ExitReason);
 }
@@ -413,6 +419,7 @@ async fn run<R: Runner>(
             }
         }
         runner.handle(envelope).await;
+        runner.mail_waiting(|| !mailbox.receiver.is_empty());
     }
 }
 

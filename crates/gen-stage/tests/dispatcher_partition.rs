@@ -493,3 +493,64 @@ async fn partitioning_producer_consumer_takes_only_what_its_consumers_asked_for(
     // Its first ask of 4, then 2 after each batch of 2 it handled.
     assert_eq!(demands.snapshot().iter().sum::<usize>(), 14);
 }
+
+/// Counts up, an event per unit of demand; a message holds the stage until its gate
+/// opens.
+struct GatedCounter(u64);
+
+impl gen_stage::Producer for GatedCounter {
+    type Event = u64;
+    type Message = gen_stage_test::Gate;
+
+    async fn handle_demand(
+        &mut self,
+        demand: usize,
+        _: &mut gen_stage::ProducerContext<'_, Self>,
+    ) -> Result<Vec<u64>, gen_stage::BoxError> {
+        let events = (self.0..self.0 + demand as u64).collect();
+        self.0 += demand as u64;
+        Ok(events)
+    }
+
+    async fn handle_message(
+        &mut self,
+        gate: gen_stage_test::Gate,
+        _: &mut gen_stage::ProducerContext<'_, Self>,
+    ) -> Result<(), gen_stage::BoxError> {
+        gate.pass().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn shares_of_asks_served_while_more_mail_waits_go_out_together() {
+    // Both consumers ask 4 while the producer accumulates: two demands of 4 are
+    // stashed. Switching to forward replays them in one message, each producing 4
+    // events, 2 for each partition. The producer is held (a gated message) until the
+    // switch and a message behind it are queued, so more mail waits while it replays:
+    // each partition's two shares of 2 go out as one batch of 4 (its consumer's ask),
+    // where without holding back they would go out as two batches of 2.
+    let producer = gen_stage::producer(GatedCounter(0))
+        .dispatcher(modulo(2))
+        .demand_mode(gen_stage::DemandMode::Accumulate)
+        .start()
+        .await
+        .expect("the producer starts");
+    let (even, evens) = collect(&producer, 0usize, opts(4, 0)).await;
+    let (odd, odds) = collect(&producer, 1usize, opts(4, 0)).await;
+    settle(&producer, &[&even, &odd]).await;
+    let gate = gen_stage_test::Gate::closed();
+    producer.cast(gate.clone()).expect("the producer runs");
+    producer
+        .set_demand_mode(gen_stage::DemandMode::Forward)
+        .expect("the producer runs");
+    producer
+        .cast(gen_stage_test::Gate::opened())
+        .expect("the producer runs");
+    gate.open(1);
+    evens.wait_for_events(4).await;
+    odds.wait_for_events(4).await;
+    // (More follows: each consumer asks again once it has its 4.)
+    assert_eq!(evens.batches()[0], vec![0, 2, 4, 6]);
+    assert_eq!(odds.batches()[0], vec![1, 3, 5, 7]);
+}

@@ -76,6 +76,17 @@ impl<T: Send + 'static> ChosenDispatcher<T> {
         on_chosen!(self.dispatch_buffered(events, deliveries))
     }
 
+    /// Whether the dispatcher may hold events back while more mail waits, and so must
+    /// hear when the mailbox is empty: any but the demand dispatcher, which never does.
+    #[inline(always)]
+    pub(crate) fn wants_idle(&self) -> bool {
+        matches!(self, ChosenDispatcher::Other(_))
+    }
+
+    pub(crate) fn idle(&mut self, deliveries: &mut Deliveries<T>) {
+        on_chosen!(self.idle(deliveries))
+    }
+
     pub(crate) fn queue_marker(&mut self, marker: Marker, deliveries: &mut Deliveries<T>) {
         on_chosen!(self.queue_marker(marker, deliveries))
     }

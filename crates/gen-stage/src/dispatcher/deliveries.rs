@@ -25,6 +25,8 @@ pub struct Deliveries<T> {
     /// Of `discarded`, those the dispatcher had taken in (their demand is used).
     discarded_after_taking: usize,
     released: Vec<Marker>,
+    /// Whether the stage has more messages waiting (see [`Self::more_mail_waiting`]).
+    more_mail: bool,
 }
 
 impl<T> Deliveries<T> {
@@ -36,7 +38,23 @@ impl<T> Deliveries<T> {
             discarded: 0,
             discarded_after_taking: 0,
             released: Vec::new(),
+            more_mail: false,
         }
+    }
+
+    /// Whether the stage had more messages waiting in its mailbox when it took the one
+    /// it handles now (false in a `Deliveries` made with [`Deliveries::new`]). A
+    /// dispatcher may then hold back a batch smaller than its consumer usually takes,
+    /// to send it together with what the next messages produce; it must send what it
+    /// held back when the stage calls [`Dispatcher::idle`](super::Dispatcher::idle).
+    pub fn more_mail_waiting(&self) -> bool {
+        self.more_mail
+    }
+
+    /// Sets what [`Self::more_mail_waiting`] says (the stage, before each message; a
+    /// dispatcher's tests).
+    pub fn set_more_mail_waiting(&mut self, more: bool) {
+        self.more_mail = more;
     }
 
     /// Sends `events` to the consumer of `tag`. Empty batches are ignored.

@@ -60,6 +60,9 @@ struct PartitionState<T> {
     left_queue: u64,
     /// This dispatch's events for the partition (reused).
     batch: Vec<T>,
+    /// The last ask of the partition's consumers: a batch smaller than this may be
+    /// held back while more mail waits (see [`PartitionDispatcher`]'s docs).
+    last_ask: usize,
 }
 
 /// Moves events from the front of the iterator to their partitions' batches until
@@ -136,6 +139,14 @@ fn numbered_partition(options: &SubscribeOptions) -> Option<usize> {
 /// counted. When a partition's consumer cancels, the events held for the partition
 /// stay for the next consumer that takes it.
 ///
+/// While more messages wait in the stage's mailbox (typically the asks of several
+/// consumers), a partition's share of a dispatch that is smaller than its consumers'
+/// last ask is held back, to go out with the shares of the next dispatches: each
+/// consumer then gets fewer, larger batches, not a quarter of every ask (with four
+/// partitions). What is held back goes out once it makes up that ask, after as many
+/// dispatches in a row as there are partitions (2 to 16), when its consumer asks, or
+/// when the mailbox is empty ([`Dispatcher::idle`]), whichever comes first.
+///
 /// By default a partition has one consumer, which receives its events in order.
 /// [`PartitionDispatcher::shared`] lets several consumers take the same partition and
 /// share its events by demand, as a pool (order then holds per consumer only).
@@ -207,6 +218,8 @@ pub struct PartitionDispatcher<T, K> {
     waiting: usize,
     /// Demand of cancelled consumers that was already asked upstream.
     owed: usize,
+    /// Dispatches in a row that held events back while more mail waited.
+    holding_back: usize,
 }
 
 impl<T, K: fmt::Debug> fmt::Debug for PartitionDispatcher<T, K> {
@@ -296,6 +309,7 @@ where
                 queue: BatchQueue::default(),
                 left_queue: 0,
                 batch: Vec::new(),
+                last_ask: 0,
             })
             .collect();
         PartitionDispatcher {
@@ -318,6 +332,7 @@ where
             markers: VecDeque::new(),
             waiting: 0,
             owed: 0,
+            holding_back: 0,
         }
     }
 
@@ -335,7 +350,21 @@ where
     }
 }
 
+/// The most dispatches in a row that may hold events back.
+const MAX_HOLDING_BACK: usize = 16;
+
 impl<T, K> PartitionDispatcher<T, K> {
+    /// Sends what every partition held back while more mail waited, as far as its
+    /// consumers' demand allows.
+    fn release_held_back(&mut self, deliveries: &mut Deliveries<T>) {
+        self.holding_back = 0;
+        for partition in &mut self.partitions {
+            let before = partition.queue.len();
+            partition.deliver(deliveries);
+            self.held -= before - partition.queue.len();
+        }
+    }
+
     /// Gives back, in order, the markers whose events have all left their partitions'
     /// queues: a marker waits for the events held before it, not for those held for
     /// a lagging partition since.
@@ -456,6 +485,7 @@ where
             return 0;
         };
         let partition = &mut self.partitions[index];
+        partition.last_ask = demand;
         if let Some(position) = partition.consumers.iter().position(|&(t, _)| t == tag) {
             let (_, current) = partition.consumers.remove(position);
             insert_by_demand(
@@ -495,13 +525,24 @@ where
         // Events without a partition: they took no demand.
         deliveries.discard(before - events.len() - placed);
         let leftovers: Vec<T> = events.collect();
+        let may_hold_back = deliveries.more_mail_waiting()
+            && self.holding_back < self.partitions.len().clamp(2, MAX_HOLDING_BACK);
+        let mut held_back = false;
         for partition in &mut self.partitions {
-            if partition.batch.is_empty() || partition.send_whole_batch(deliveries) {
+            if partition.batch.is_empty() {
                 continue;
             }
+            let hold_back =
+                may_hold_back && partition.queue.len() + partition.batch.len() < partition.last_ask;
+            if !hold_back && partition.send_whole_batch(deliveries) {
+                continue;
+            }
+            held_back |= hold_back;
             let before = partition.queue.len();
             partition.queue.push(std::mem::take(&mut partition.batch));
-            partition.deliver(deliveries);
+            if !hold_back {
+                partition.deliver(deliveries);
+            }
             let overflow = self.hold_limit.overflow(0, partition.queue.len());
             partition.queue.drop_overflow(overflow);
             if let Overflow::Oldest(dropped) = overflow {
@@ -512,6 +553,11 @@ where
             deliveries.discard_taken(overflow.count());
             self.held = self.held + partition.queue.len() - before;
         }
+        if held_back {
+            self.holding_back += 1;
+        } else if self.holding_back > 0 {
+            self.release_held_back(deliveries);
+        }
         if !self.markers.is_empty() {
             self.release_markers(deliveries);
         }
@@ -520,6 +566,15 @@ where
 
     fn held(&self) -> usize {
         self.held
+    }
+
+    fn idle(&mut self, deliveries: &mut Deliveries<T>) {
+        if self.holding_back > 0 {
+            self.release_held_back(deliveries);
+            if !self.markers.is_empty() {
+                self.release_markers(deliveries);
+            }
+        }
     }
 
     /// The marker waits for the events each partition holds now, or comes back at

@@ -227,6 +227,13 @@ impl<S: Producer> Runner for ProducerRuntime<S> {
         run_terminate(self.stage.terminate(reason)).await;
     }
 
+    #[inline(always)]
+    fn mail_waiting(&mut self, more: impl FnOnce() -> bool) {
+        if self.side.wants_mail_hints() {
+            self.side.mail_waiting(more());
+        }
+    }
+
     fn set_exit_reason(&mut self, reason: &ExitReason) {
         self.side.set_exit_reason(reason);
     }

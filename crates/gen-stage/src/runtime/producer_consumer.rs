@@ -374,6 +374,13 @@ impl<S: ProducerConsumer> Runner for ProducerConsumerRuntime<S> {
         run_terminate(self.stage.terminate(reason)).await;
     }
 
+    #[inline(always)]
+    fn mail_waiting(&mut self, more: impl FnOnce() -> bool) {
+        if self.output.wants_mail_hints() {
+            self.output.mail_waiting(more());
+        }
+    }
+
     fn set_exit_reason(&mut self, reason: &ExitReason) {
         self.output.set_exit_reason(reason);
         self.input.exit_reason = reason.clone();

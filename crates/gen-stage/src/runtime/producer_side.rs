@@ -270,6 +270,24 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
         }
     }
 
+    /// Whether the stage should say after each message whether more mail waits
+    /// ([`Self::mail_waiting`]): only a dispatcher that may hold events back needs to
+    /// know.
+    #[inline(always)]
+    pub(crate) fn wants_mail_hints(&self) -> bool {
+        self.dispatcher.wants_idle()
+    }
+
+    /// After a message: whether more mail waits in the stage's mailbox. The dispatcher
+    /// sees it during the next message; when none waits, it sends what it held back.
+    pub(crate) fn mail_waiting(&mut self, more: bool) {
+        self.deliveries.set_more_mail_waiting(more);
+        if !more {
+            self.dispatcher.idle(&mut self.deliveries);
+            self.send_side_deliveries();
+        }
+    }
+
     /// Registers a consumer; the subscription becomes active with [`Self::accept`].
     /// A tag already in use is refused (and the newcomer told).
     pub(crate) fn add_consumer(

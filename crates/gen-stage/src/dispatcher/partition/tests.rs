@@ -190,6 +190,7 @@ fn queued_events_go_in_order_to_the_consumers_with_demand_most_demand_first() {
         queue: BatchQueue::from(vec![1, 2, 3, 4]),
         left_queue: 5,
         batch: Vec::new(),
+        last_ask: 0,
     };
     let mut out = Deliveries::new();
     partition.deliver(&mut out);
@@ -285,4 +286,85 @@ fn a_dispatch_with_nothing_for_a_shared_partition_keeps_its_consumers_turns() {
         take(&mut out),
         vec![(tag(1), vec![2, 4]), (tag(2), vec![6, 8])]
     );
+}
+
+/// Partitions 0 and 1 by parity, each consumer having asked `ask`.
+fn two_asking(ask: usize) -> (Parts, Deliveries<u32>) {
+    let mut d = by_parity();
+    subscribe(&mut d, 1, SubscribeOptions::new().with(Partition(0))).unwrap();
+    subscribe(&mut d, 2, SubscribeOptions::new().with(Partition(1))).unwrap();
+    let mut out = Deliveries::new();
+    d.ask(tag(1), ask, &mut out);
+    d.ask(tag(2), ask, &mut out);
+    (d, out)
+}
+
+#[test]
+fn while_more_mail_waits_shares_smaller_than_the_last_ask_are_held_back_until_they_make_it_up() {
+    let (mut d, mut out) = two_asking(4);
+    out.set_more_mail_waiting(true);
+    assert!(d.dispatch(vec![1, 2], &mut out).is_empty());
+    assert!(take(&mut out).is_empty());
+    assert_eq!(d.held(), 2);
+    // Partition 0 reaches its ask of 4 and goes out whole; partition 1 (3 events)
+    // waits on.
+    assert!(d.dispatch(vec![4, 6, 8, 3], &mut out).is_empty());
+    assert_eq!(take(&mut out), vec![(tag(1), vec![2, 4, 6, 8])]);
+    assert_eq!(d.held(), 2);
+}
+
+#[test]
+fn what_was_held_back_goes_out_when_the_mailbox_is_empty() {
+    let (mut d, mut out) = two_asking(4);
+    out.set_more_mail_waiting(true);
+    assert!(d.dispatch(vec![1, 2, 3], &mut out).is_empty());
+    assert!(take(&mut out).is_empty());
+    d.idle(&mut out);
+    assert_eq!(
+        take(&mut out),
+        vec![(tag(1), vec![2]), (tag(2), vec![1, 3])]
+    );
+    assert_eq!(d.held(), 0);
+    // With no more mail waiting, nothing is held back.
+    out.set_more_mail_waiting(false);
+    assert!(d.dispatch(vec![5], &mut out).is_empty());
+    assert_eq!(take(&mut out), vec![(tag(2), vec![5])]);
+}
+
+#[test]
+fn holding_back_lasts_at_most_as_many_dispatches_as_there_are_partitions() {
+    let (mut d, mut out) = two_asking(100);
+    out.set_more_mail_waiting(true);
+    assert!(d.dispatch(vec![1, 2], &mut out).is_empty());
+    assert!(d.dispatch(vec![3, 4], &mut out).is_empty());
+    assert!(take(&mut out).is_empty());
+    // The third dispatch in a row may not hold back: everything goes out.
+    assert!(d.dispatch(vec![5, 6], &mut out).is_empty());
+    assert_eq!(
+        take(&mut out),
+        vec![(tag(1), vec![2, 4, 6]), (tag(2), vec![1, 3, 5])]
+    );
+    assert_eq!(d.held(), 0);
+}
+
+#[test]
+fn a_consumer_that_asks_takes_what_was_held_back_for_it() {
+    let (mut d, mut out) = two_asking(4);
+    out.set_more_mail_waiting(true);
+    assert!(d.dispatch(vec![1, 2], &mut out).is_empty());
+    d.ask(tag(1), 1, &mut out);
+    assert_eq!(take(&mut out), vec![(tag(1), vec![2])]);
+    assert_eq!(d.held(), 1);
+}
+
+#[test]
+fn a_marker_waits_for_what_was_held_back() {
+    let (mut d, mut out) = two_asking(4);
+    out.set_more_mail_waiting(true);
+    assert!(d.dispatch(vec![1], &mut out).is_empty());
+    d.queue_marker(Marker::new(7), &mut out);
+    assert!(released(&mut out).is_empty());
+    d.idle(&mut out);
+    assert_eq!(take(&mut out), vec![(tag(2), vec![1])]);
+    assert_eq!(released(&mut out), vec![7]);
 }
