@@ -42,8 +42,9 @@ impl<T> Deliveries<T> {
         }
     }
 
-    /// Whether the stage had more messages waiting in its mailbox when it took the one
-    /// it handles now (false in a `Deliveries` made with [`Deliveries::new`]). A
+    /// Whether mail was still waiting in the stage's mailbox when the stage finished
+    /// its previous message, so that the one it handles now was queued behind others
+    /// (false in a `Deliveries` made with [`Deliveries::new`]). A
     /// dispatcher may then hold back a batch smaller than its consumer usually takes,
     /// to send it together with what the next messages produce; it must send what it
     /// held back when the stage calls [`Dispatcher::idle`](super::Dispatcher::idle).
@@ -51,7 +52,7 @@ impl<T> Deliveries<T> {
         self.more_mail
     }
 
-    /// Sets what [`Self::more_mail_waiting`] says (the stage, before each message; a
+    /// Sets what [`Self::more_mail_waiting`] says (the stage, after each message; a
     /// dispatcher's tests).
     pub fn set_more_mail_waiting(&mut self, more: bool) {
         self.more_mail = more;
