@@ -68,6 +68,16 @@ impl<T: Send + 'static> ChosenDispatcher<T> {
         on_chosen!(self.dispatch(events, deliveries))
     }
 
+    /// The demand dispatcher's usual dispatch, without the delivery list (see
+    /// [`DemandDispatcher::take_whole`]); `None` from any other dispatcher.
+    #[inline(always)]
+    pub(crate) fn take_whole(&mut self, count: usize) -> Option<SubscriptionTag> {
+        match self {
+            ChosenDispatcher::Demand(dispatcher) => dispatcher.take_whole(count),
+            ChosenDispatcher::Other(_) => None,
+        }
+    }
+
     pub(crate) fn dispatch_buffered(
         &mut self,
         events: Vec<T>,

@@ -163,6 +163,26 @@ impl<T: Send + 'static> Dispatcher<T> for DemandDispatcher {
 }
 
 impl DemandDispatcher {
+    /// The usual dispatch: if the consumer with the most demand can take all `count`
+    /// events (at least one), counts them against its demand and returns its tag; the
+    /// caller sends them. `None` otherwise, or before the first dispatch's shuffle.
+    // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
+    #[inline(always)]
+    pub(crate) fn take_whole(&mut self, count: usize) -> Option<SubscriptionTag> {
+        if self.shuffle_on_first_dispatch || count == 0 {
+            return None;
+        }
+        match self.demands.first_mut() {
+            Some((tag, demand)) if *demand >= count => {
+                let tag = *tag;
+                *demand -= count;
+                self.reposition(0);
+                Some(tag)
+            }
+            _ => None,
+        }
+    }
+
     /// Deals `events` to the consumers with the most demand; returns the rest.
     // Inlined (one of the calls of an event's path: see BENCHMARKS.md, issue 18).
     #[inline(always)]
@@ -172,15 +192,9 @@ impl DemandDispatcher {
             self.shuffle();
         }
         // The usual case: the consumer with the most demand takes the whole batch.
-        match self.demands.first_mut() {
-            Some((tag, demand)) if *demand >= events.len() && !events.is_empty() => {
-                let tag = *tag;
-                *demand -= events.len();
-                self.reposition(0);
-                deliveries.push(tag, events);
-                return Vec::new();
-            }
-            _ => {}
+        if let Some(tag) = self.take_whole(events.len()) {
+            deliveries.push(tag, events);
+            return Vec::new();
         }
         // Plan who gets how many, then cut from the back so each event moves once.
         let mut remaining = events.len();
@@ -468,5 +482,31 @@ mod tests {
         });
         assert_eq!(warnings, 0);
         assert_eq!(warnings_during(|| assert_eq!(ask(&mut d, 2, 4), 4)), 1);
+    }
+
+    #[test]
+    fn the_consumer_with_most_demand_takes_a_whole_batch_it_can_hold() {
+        let mut d = subscribed(&[1, 2]);
+        ask(&mut d, 1, 2);
+        ask(&mut d, 2, 5);
+        assert_eq!(d.take_whole(4), Some(tag(2)));
+        // 2 has 1 left and 1 has 2: a whole batch of 2 goes to 1.
+        assert_eq!(d.take_whole(2), Some(tag(1)));
+        assert_eq!(d.take_whole(2), None, "no consumer can take 2");
+        assert_eq!(d.take_whole(0), None);
+        // What was taken whole is counted: a dispatch sees the demand left.
+        let (sent, left) = dispatch(&mut d, vec![1, 2]);
+        assert_eq!(sent, vec![(tag(2), vec![1])]);
+        assert_eq!(left, vec![2]);
+    }
+
+    #[test]
+    fn a_whole_batch_waits_for_the_first_dispatchs_shuffle() {
+        let mut d = subscribed(&[1]).shuffle_demands_on_first_dispatch(true);
+        ask(&mut d, 1, 5);
+        assert_eq!(d.take_whole(2), None);
+        let (sent, _) = dispatch(&mut d, vec![1, 2]);
+        assert_eq!(sent, vec![(tag(1), vec![1, 2])]);
+        assert_eq!(d.take_whole(3), Some(tag(1)));
     }
 }

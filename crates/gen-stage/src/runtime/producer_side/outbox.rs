@@ -126,37 +126,65 @@ impl<T: Send + 'static> Outbox<T> {
     /// Inlined into its one caller: once per delivery, a call's cost shows.
     #[inline(always)]
     pub(super) fn send(&mut self, deliveries: &mut Deliveries<T>, leftovers: &mut Vec<T>) -> usize {
-        let mut delivered = 0;
-        let mut lost = 0;
-        let mut excess = Vec::new();
-        while let Some((tag, mut batch)) = deliveries.next_batch() {
-            let Some(consumer) = self.consumers.get_mut(&tag) else {
-                tracing::error!(
-                    "dispatcher delivered {} events to unknown subscription {tag}; buffered",
-                    batch.len()
-                );
-                excess.extend(batch.into_vec());
-                continue;
-            };
-            if batch.len() > consumer.outstanding {
-                tracing::error!(
-                    "dispatcher sent {} events to {tag}, which asked for {}; the excess is buffered",
-                    batch.len(),
-                    consumer.outstanding
-                );
-                let mut events = batch.into_vec();
-                excess.extend(events.drain(consumer.outstanding..));
-                batch = Parcel::Owned(events);
-            }
-            consumer.outstanding -= batch.len();
-            self.demand_out = self.demand_out.saturating_sub(batch.len());
-            let count = batch.len();
-            match consumer.sink.send_events(tag, batch) {
-                Ok(()) => delivered += count,
-                // The consumer is gone; its cancellation is on its way.
-                Err(count) => lost += count,
-            }
+        let mut sent = Sent::default();
+        while let Some((tag, batch)) = deliveries.next_batch() {
+            self.send_batch(tag, batch, &mut sent);
         }
+        self.settle(sent, leftovers)
+    }
+
+    /// [`Self::send`] for one batch the dispatcher gave without the delivery list.
+    #[inline(always)]
+    pub(super) fn send_one(
+        &mut self,
+        tag: SubscriptionTag,
+        batch: Vec<T>,
+        leftovers: &mut Vec<T>,
+    ) -> usize {
+        let mut sent = Sent::default();
+        self.send_batch(tag, Parcel::Owned(batch), &mut sent);
+        self.settle(sent, leftovers)
+    }
+
+    #[inline(always)]
+    fn send_batch(&mut self, tag: SubscriptionTag, mut batch: Parcel<T>, sent: &mut Sent<T>) {
+        let Some(consumer) = self.consumers.get_mut(&tag) else {
+            tracing::error!(
+                "dispatcher delivered {} events to unknown subscription {tag}; buffered",
+                batch.len()
+            );
+            sent.excess.extend(batch.into_vec());
+            return;
+        };
+        if batch.len() > consumer.outstanding {
+            tracing::error!(
+                "dispatcher sent {} events to {tag}, which asked for {}; the excess is buffered",
+                batch.len(),
+                consumer.outstanding
+            );
+            let mut events = batch.into_vec();
+            sent.excess.extend(events.drain(consumer.outstanding..));
+            batch = Parcel::Owned(events);
+        }
+        consumer.outstanding -= batch.len();
+        self.demand_out = self.demand_out.saturating_sub(batch.len());
+        let count = batch.len();
+        match consumer.sink.send_events(tag, batch) {
+            Ok(()) => sent.delivered += count,
+            // The consumer is gone; its cancellation is on its way.
+            Err(count) => sent.lost += count,
+        }
+    }
+
+    /// After a send: the excess goes in front of `leftovers`, the counters are
+    /// published; returns the events lost.
+    #[inline(always)]
+    fn settle(&mut self, sent: Sent<T>, leftovers: &mut Vec<T>) -> usize {
+        let Sent {
+            delivered,
+            lost,
+            mut excess,
+        } = sent;
         if !excess.is_empty() {
             excess.append(leftovers);
             *leftovers = excess;
@@ -169,6 +197,24 @@ impl<T: Send + 'static> Outbox<T> {
     /// What the consumers are told if the outbox is dropped.
     pub(super) fn set_exit_reason(&mut self, reason: &ExitReason) {
         self.exit_reason = reason.clone();
+    }
+}
+
+/// What a send did so far.
+struct Sent<T> {
+    delivered: usize,
+    lost: usize,
+    /// Events beyond a consumer's demand, or for no subscription.
+    excess: Vec<T>,
+}
+
+impl<T> Default for Sent<T> {
+    fn default() -> Self {
+        Sent {
+            delivered: 0,
+            lost: 0,
+            excess: Vec::new(),
+        }
     }
 }
 
