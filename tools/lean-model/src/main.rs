@@ -66,6 +66,8 @@ async fn run_producer<P: Producer>(
     life: Arc<Life>,
 ) {
     let mut stop = false;
+    // Both loops' heads are written out: shared as one `async fn`, they cost 90
+    // instructions more per round trip (BENCHMARKS.md, issue 18, third session).
     loop {
         if life.requests.load(Ordering::Acquire) {
             stop = true;
@@ -195,6 +197,8 @@ impl Consumer for Counting {
     }
 }
 
+/// `baseline::credit` of the bench (crates/gen-stage-cli/src/bench/baseline.rs), copied
+/// as it is so that this program measures the same hand-written protocol.
 async fn baseline(events: u64) {
     let (asks, mut asked) = mpsc::unbounded_channel::<usize>();
     let (sender, mut receiver) = mpsc::unbounded_channel::<Vec<u64>>();

@@ -164,15 +164,15 @@ impl<T: Send + 'static, M> ProducerSide<T, M> {
     #[inline(always)]
     fn dispatch(&mut self, events: Vec<T>, buffered: bool) -> (usize, Vec<T>) {
         let count = events.len();
-        // The usual case: one consumer takes them all, sent without the delivery list.
-        if !buffered {
-            if let Some(tag) = self.dispatcher.take_whole(count) {
-                let mut leftovers = Vec::new();
-                let lost = self.outbox.send_one(tag, events, &mut leftovers);
-                self.count_discards(lost);
-                self.count_buffered();
-                return (count.saturating_sub(leftovers.len()), leftovers);
-            }
+        // The usual case: the consumer with the most demand takes them all (new or
+        // buffered alike: the demand dispatcher deals both the same way), sent without
+        // the delivery list.
+        if let Some(tag) = self.dispatcher.take_whole(count) {
+            let mut leftovers = Vec::new();
+            let lost = self.outbox.send_one(tag, events, &mut leftovers);
+            self.count_discards(lost);
+            self.count_buffered();
+            return (count.saturating_sub(leftovers.len()), leftovers);
         }
         let discarded_before = self.deliveries.untaken_discards();
         let mut leftovers = if buffered {
