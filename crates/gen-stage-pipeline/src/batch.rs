@@ -1,0 +1,135 @@
+//! Batches of messages for `handle_batch`, and the outcome it returns.
+
+use std::sync::Arc;
+
+use crate::failure::Failure;
+use crate::message::Message;
+
+/// What closed a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BatchTrigger {
+    /// It reached the batcher's `batch_size`.
+    Size,
+    /// Its `batch_timeout` passed since its first message.
+    Timeout,
+    /// The pipeline drained: partial batches are flushed.
+    Flush,
+}
+
+/// Where a batch comes from and why it was closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchInfo {
+    /// The batcher's name.
+    pub batcher: Arc<str>,
+    /// How many messages it holds.
+    pub size: usize,
+    /// What closed it.
+    pub trigger: BatchTrigger,
+}
+
+/// Messages a batcher grouped, for [`Handler::handle_batch`](crate::Handler::handle_batch).
+///
+/// `handle_batch` must return a [`BatchOutcome`], and the only way to make one is to
+/// consume the batch ([`Batch::done`], [`Batch::fail_all`]): a batch cannot be
+/// forgotten. This does not compile, since there is no outcome without the batch:
+///
+/// ```compile_fail
+/// use gen_stage_pipeline::{Batch, BatchOutcome};
+///
+/// fn handle_batch(batch: Batch<u64>) -> BatchOutcome<u64> {
+///     drop(batch);
+///     BatchOutcome::default()
+/// }
+/// ```
+///
+/// Messages taken out of the batch and dropped are not lost either: their handles
+/// settle as the pipeline's `on_drop` outcome, and are counted.
+#[derive(Debug)]
+pub struct Batch<T> {
+    messages: Vec<Message<T>>,
+    info: BatchInfo,
+}
+
+impl<T> Batch<T> {
+    pub(crate) fn new(messages: Vec<Message<T>>, batcher: Arc<str>, trigger: BatchTrigger) -> Self {
+        let size = messages.len();
+        Batch {
+            messages,
+            info: BatchInfo {
+                batcher,
+                size,
+                trigger,
+            },
+        }
+    }
+
+    /// Where it comes from and why it was closed.
+    pub fn info(&self) -> &BatchInfo {
+        &self.info
+    }
+
+    /// How many messages it holds.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether it holds none (never, for a batch a batcher made).
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The messages.
+    pub fn messages(&self) -> &[Message<T>] {
+        &self.messages
+    }
+
+    /// The messages, to change or to mark failed one by one
+    /// ([`Message::fail`]).
+    pub fn messages_mut(&mut self) -> &mut [Message<T>] {
+        &mut self.messages
+    }
+
+    /// The messages' data, in order.
+    pub fn data(&self) -> impl Iterator<Item = &T> {
+        self.messages.iter().map(Message::data)
+    }
+
+    /// Done: the messages marked failed have failed, the others are acknowledged.
+    pub fn done(self) -> BatchOutcome<T> {
+        BatchOutcome {
+            messages: self.messages,
+        }
+    }
+
+    /// The whole batch failed (a sink refused it): every message fails with `error`.
+    pub fn fail_all(
+        mut self,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> BatchOutcome<T> {
+        self.fail_each(Failure::error(error));
+        self.done()
+    }
+
+    fn fail_each(&mut self, failure: Failure) {
+        for message in &mut self.messages {
+            message.fail_with(failure.clone());
+        }
+    }
+}
+
+/// What [`Handler::handle_batch`](crate::Handler::handle_batch) returns: the batch,
+/// consumed, with each message's success or failure.
+#[derive(Debug)]
+#[must_use = "a batch outcome settles its messages only when returned from handle_batch"]
+pub struct BatchOutcome<T> {
+    messages: Vec<Message<T>>,
+}
+
+impl<T> BatchOutcome<T> {
+    /// The messages, to settle.
+    pub(crate) fn into_messages(self) -> Vec<Message<T>> {
+        self.messages
+    }
+}

@@ -1,0 +1,196 @@
+//! What flows through a pipeline: data with its metadata and its acknowledgement
+//! handle.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::ack::{AckHandle, Outcome};
+use crate::failure::Failure;
+
+/// A source's identity for a message, stable across its deliveries: for
+/// de-duplication in an idempotent sink.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageId {
+    /// A number: a stream sequence, a row id.
+    Number(u64),
+    /// Text: an entry id, a `message-id` header.
+    Text(String),
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageId::Number(number) => write!(f, "{number}"),
+            MessageId::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// What the source says about a message besides its data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// Which delivery of the message this is, from 1.
+    pub attempt: u32,
+    /// The source's identity for the message, if it has one.
+    pub id: Option<MessageId>,
+}
+
+/// A message: the user's data, what the source says of it, and the obligation to tell
+/// the source how it ended (its [`AckHandle`]).
+///
+/// Sources make messages; the pipeline's callbacks read and change them, mark them
+/// failed, route them to a batcher; the pipeline settles each exactly once.
+///
+/// ```
+/// use gen_stage_pipeline::{AckHandle, Message};
+///
+/// let mut message = Message::new("order 17".to_owned(), AckHandle::none());
+/// message.data_mut().push_str(" (checked)");
+/// message.put_batcher("database");
+/// assert_eq!(message.data(), "order 17 (checked)");
+/// assert_eq!(message.batcher(), Some("database"));
+/// assert_eq!(message.metadata().attempt, 1);
+/// ```
+pub struct Message<T> {
+    data: T,
+    metadata: Metadata,
+    pub(crate) ack: AckHandle,
+    failure: Option<Failure>,
+    /// The outcome a callback chose instead of the pipeline's.
+    pub(crate) chosen: Option<Outcome>,
+    batcher: Option<Cow<'static, str>>,
+    /// The batcher's index, once the processor resolved the name.
+    pub(crate) batcher_index: usize,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Message<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("data", &self.data)
+            .field("metadata", &self.metadata)
+            .field("tag", &self.ack.tag())
+            .field("failure", &self.failure)
+            .field("batcher", &self.batcher)
+            .finish()
+    }
+}
+
+impl<T> Message<T> {
+    /// A message delivered for the first time.
+    pub fn new(data: T, ack: AckHandle) -> Self {
+        Message {
+            data,
+            metadata: Metadata {
+                attempt: 1,
+                id: None,
+            },
+            ack,
+            failure: None,
+            chosen: None,
+            batcher: None,
+            batcher_index: 0,
+        }
+    }
+
+    /// Sets which delivery this is (from 1).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.metadata.attempt = attempt.max(1);
+        self
+    }
+
+    /// Sets the source's identity for the message.
+    pub fn with_id(mut self, id: MessageId) -> Self {
+        self.metadata.id = Some(id);
+        self
+    }
+
+    /// The data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// The data, to change.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.data
+    }
+
+    /// Replaces the data.
+    pub fn set_data(&mut self, data: T) {
+        self.data = data;
+    }
+
+    /// What the source says of the message.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The acknowledgement handle.
+    pub fn ack_handle(&self) -> &AckHandle {
+        &self.ack
+    }
+
+    /// Marks the message failed: it goes to
+    /// [`handle_failed`](crate::Handler::handle_failed), never to a batcher, and ends
+    /// as the pipeline's [`RetryPolicy`](crate::RetryPolicy) says unless
+    /// `handle_failed` chooses.
+    pub fn fail(&mut self, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
+        self.failure = Some(Failure::error(error));
+    }
+
+    /// Marks the message failed for `failure`.
+    pub fn fail_with(&mut self, failure: Failure) {
+        self.failure = Some(failure);
+    }
+
+    /// Why the message failed, if it did.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    /// Whether it failed.
+    pub fn is_failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// Chooses how the message ends, instead of the pipeline: in `handle_failed`, for
+    /// example, [`Outcome::Terminate`] for a message that can never succeed. A success
+    /// cannot be chosen for a failed message ([`Outcome::Ack`] is then ignored).
+    pub fn settle_as(&mut self, outcome: Outcome) {
+        self.chosen = Some(outcome);
+    }
+
+    /// Routes the message to the batcher `name` after `handle_message`. A message that
+    /// is routed nowhere goes to the batcher named `"default"` if the pipeline has
+    /// one, and is acknowledged after `handle_message` otherwise.
+    pub fn put_batcher(&mut self, name: impl Into<Cow<'static, str>>) {
+        self.batcher = Some(name.into());
+    }
+
+    /// The batcher the message is routed to, if one was chosen.
+    pub fn batcher(&self) -> Option<&str> {
+        self.batcher.as_deref()
+    }
+
+    /// Takes the message apart, obligation included: the handle settles when it is
+    /// dropped ([`AckHandle`] says how) unless it is given up with
+    /// [`AckHandle::into_tag`].
+    pub fn into_parts(self) -> (T, Metadata, AckHandle) {
+        (self.data, self.metadata, self.ack)
+    }
+
+    /// The outcome the message ends in: the one chosen, or `pipeline`'s (which gets
+    /// the failure, if any).
+    pub(crate) fn outcome(&self, pipeline: impl FnOnce(Option<&Failure>) -> Outcome) -> Outcome {
+        match (self.chosen, &self.failure) {
+            (Some(Outcome::Ack), Some(failure)) => pipeline(Some(failure)),
+            (Some(chosen), _) => chosen,
+            (None, failure) => pipeline(failure.as_ref()),
+        }
+    }
+
+    /// Takes the failure out, to hand it to the acknowledger.
+    pub(crate) fn take_failure(&mut self) -> Option<Failure> {
+        self.failure.take()
+    }
+}

@@ -1,0 +1,156 @@
+//! A running pipeline: its stages by layer, its counts, and its drain.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use gen_stage::kind::StageKind;
+use gen_stage::{AnyProducer, ExitReason, StageRef};
+
+use crate::handler::Handler;
+use crate::report::PipelineReport;
+use crate::settle::Settler;
+
+/// A stage of the pipeline, whatever its type: what a drain needs of it.
+pub(crate) trait Drainable: Send + Sync {
+    /// Drains the stage and waits until it stopped.
+    fn drain(&self, timeout: Duration) -> BoxFuture<'_, ()>;
+    /// Stops it at once: what it holds is dropped.
+    fn kill(&self);
+    /// Waits until it stopped.
+    fn stopped(&self) -> BoxFuture<'_, ExitReason>;
+}
+
+impl<T: Send + 'static> Drainable for AnyProducer<T> {
+    fn drain(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.drain_and_stop(ExitReason::Shutdown, timeout).await;
+        })
+    }
+
+    fn kill(&self) {
+        AnyProducer::kill(self);
+    }
+
+    fn stopped(&self) -> BoxFuture<'_, ExitReason> {
+        Box::pin(AnyProducer::stopped(self))
+    }
+}
+
+impl<K: StageKind> Drainable for StageRef<K> {
+    fn drain(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.drain_and_stop(ExitReason::Shutdown, timeout).await;
+        })
+    }
+
+    fn kill(&self) {
+        StageRef::kill(self);
+    }
+
+    fn stopped(&self) -> BoxFuture<'_, ExitReason> {
+        Box::pin(StageRef::stopped(self))
+    }
+}
+
+/// The stages of one layer.
+pub(crate) type Layer = Vec<Box<dyn Drainable>>;
+
+/// A running pipeline of messages of type `T`: made by [`Pipeline::builder`].
+///
+/// Dropping it stops its stages without a drain: what they hold settles as the
+/// pipeline's `on_drop` outcome. [`Pipeline::drain`] stops it gracefully.
+pub struct Pipeline<T> {
+    name: Arc<str>,
+    settler: Arc<Settler>,
+    /// Producers, processors, batchers, batch processors.
+    layers: Vec<Layer>,
+    deadline_reached: std::sync::atomic::AtomicBool,
+    data: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Pipeline<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("stages", &self.layers.iter().map(Vec::len).sum::<usize>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Pipeline<T> {
+    /// Starts building a pipeline whose callbacks are `handler`'s.
+    pub fn builder<H: Handler<Data = T>>(handler: H) -> crate::PipelineBuilder<H> {
+        crate::PipelineBuilder::new(handler)
+    }
+
+    pub(crate) fn new(name: Arc<str>, settler: Arc<Settler>, layers: Vec<Layer>) -> Self {
+        Pipeline {
+            name,
+            settler,
+            layers,
+            deadline_reached: std::sync::atomic::AtomicBool::new(false),
+            data: PhantomData,
+        }
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the pipeline has done with its messages so far. Outcomes are counted when
+    /// the pipeline settles them, before their acknowledger is told.
+    pub fn counts(&self) -> PipelineReport {
+        let counts = &self.settler.counts;
+        PipelineReport {
+            taken_in: counts.taken_in.load(Ordering::Relaxed),
+            settled: counts.settled(),
+            dropped_handles: counts.dropped_handles.load(Ordering::Relaxed),
+            ack_failures: counts.ack_failures(),
+            deadline_reached: self.deadline_reached.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the pipeline gracefully, within `deadline`, and reports what became of
+    /// every message it took in.
+    ///
+    /// The producers stop taking messages in (a producer that fetches gives back what
+    /// it fetched and did not emit); then each layer in turn handles what it holds and
+    /// stops: processors, batchers (their partial batches are flushed), batch
+    /// processors. Their outcomes are acknowledged, and the report comes once every
+    /// acknowledger has been told. At the deadline, the stages still running are
+    /// stopped at once: the callbacks they run are cancelled, and what they hold
+    /// settles as the pipeline's `on_drop` outcome (left for redelivery by default).
+    ///
+    /// The report adds up: every message taken in is counted in exactly one outcome.
+    pub async fn drain(&self, deadline: Duration) -> PipelineReport {
+        let end = tokio::time::Instant::now() + deadline;
+        tracing::info!(pipeline = %self.name, ?deadline, "draining");
+        for layer in &self.layers {
+            let drains = layer.iter().map(|stage| async move {
+                let left = end.saturating_duration_since(tokio::time::Instant::now());
+                if tokio::time::timeout_at(end, stage.drain(left))
+                    .await
+                    .is_err()
+                {
+                    stage.kill();
+                    stage.stopped().await;
+                    true
+                } else {
+                    false
+                }
+            });
+            if futures::future::join_all(drains).await.contains(&true) {
+                self.deadline_reached.store(true, Ordering::Relaxed);
+            }
+        }
+        self.settler.flush().await;
+        let report = self.counts();
+        tracing::info!(pipeline = %self.name, %report, "drained");
+        report
+    }
+}

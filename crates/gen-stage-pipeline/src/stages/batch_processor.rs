@@ -1,0 +1,57 @@
+//! A batch processor: runs `handle_batch` on the batches of one batcher, and settles
+//! their messages.
+
+use std::time::Duration;
+
+use gen_stage::{BoxError, Consumer, ConsumerContext, SubscriptionTag};
+
+use super::{Shared, call, finish};
+use crate::batch::Batch;
+use crate::failure::Callback;
+use crate::handler::Handler;
+
+pub(crate) struct BatchProcessor<H: Handler> {
+    shared: Shared<H>,
+    timeout: Option<Duration>,
+}
+
+impl<H: Handler> BatchProcessor<H> {
+    pub(crate) fn new(shared: Shared<H>, timeout: Option<Duration>) -> Self {
+        BatchProcessor { shared, timeout }
+    }
+}
+
+impl<H: Handler> Consumer for BatchProcessor<H> {
+    type Event = Batch<H::Data>;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        batches: Vec<Batch<H::Data>>,
+        _from: SubscriptionTag,
+        _ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        for batch in batches {
+            let info = batch.info().clone();
+            let handled = call(
+                Callback::HandleBatch,
+                self.timeout,
+                self.shared.handler.handle_batch(batch),
+            )
+            .await;
+            match handled {
+                Ok(outcome) => finish(&self.shared, outcome.into_messages()).await,
+                // The batch was dropped with the callback: its handles settled as
+                // the pipeline's `on_drop`.
+                Err(failure) => tracing::error!(
+                    pipeline = %self.shared.pipeline,
+                    batcher = %info.batcher,
+                    size = info.size,
+                    %failure,
+                    "batch lost to its callback"
+                ),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! A processor: runs `prepare_messages` and `handle_message`, passes messages routed to
+//! a batcher on, and settles the rest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gen_stage::{
+    BoxError, Consumer, ConsumerContext, ProducerConsumer, ProducerConsumerContext, SubscriptionTag,
+};
+
+use super::{Shared, call_fallible, finish};
+use crate::failure::{Callback, Failure};
+use crate::handler::{Handler, ProcessorContext};
+use crate::message::Message;
+
+pub(crate) struct Processor<H: Handler> {
+    shared: Shared<H>,
+    context: ProcessorContext,
+    /// The pipeline's batchers, by index.
+    batchers: Arc<[Arc<str>]>,
+    /// The batcher of messages routed nowhere: the one named "default", if any.
+    default_batcher: Option<usize>,
+    timeout: Option<Duration>,
+}
+
+impl<H: Handler> Processor<H> {
+    pub(crate) fn new(
+        shared: Shared<H>,
+        index: usize,
+        batchers: Arc<[Arc<str>]>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let default_batcher = batchers.iter().position(|name| &**name == "default");
+        Processor {
+            context: ProcessorContext {
+                pipeline: shared.pipeline.clone(),
+                index,
+            },
+            shared,
+            batchers,
+            default_batcher,
+            timeout,
+        }
+    }
+
+    /// The batcher a handled message goes to, if any; a name the pipeline does not
+    /// know fails the message.
+    fn route(&self, message: &mut Message<H::Data>) -> Option<usize> {
+        let Some(name) = message.batcher() else {
+            return self.default_batcher;
+        };
+        match self.batchers.iter().position(|batcher| &**batcher == name) {
+            Some(index) => Some(index),
+            None => {
+                let failure = Failure::UnknownBatcher(Arc::from(name));
+                message.fail_with(failure);
+                None
+            }
+        }
+    }
+
+    /// Handles a delivery: settles what is done with, returns what goes to batchers.
+    async fn handle(&self, mut messages: Vec<Message<H::Data>>) -> Vec<Message<H::Data>> {
+        let handler = &*self.shared.handler;
+        let prepared = call_fallible(
+            Callback::PrepareMessages,
+            self.timeout,
+            handler.prepare_messages(&mut messages, &self.context),
+        )
+        .await;
+        if let Err(failure) = prepared {
+            for message in &mut messages {
+                message.fail_with(failure.clone());
+            }
+            finish(&self.shared, messages).await;
+            return Vec::new();
+        }
+        let mut forward = Vec::new();
+        let mut done = Vec::new();
+        for mut message in messages {
+            let handled = call_fallible(
+                Callback::HandleMessage,
+                self.timeout,
+                handler.handle_message(&mut message, &self.context),
+            )
+            .await;
+            if let Err(failure) = handled {
+                message.fail_with(failure);
+            }
+            // A failed message never reaches a batcher.
+            let batcher = if message.is_failed() {
+                None
+            } else {
+                self.route(&mut message)
+            };
+            match batcher {
+                Some(batcher) => {
+                    message.batcher_index = batcher;
+                    forward.push(message);
+                }
+                None => done.push(message),
+            }
+        }
+        finish(&self.shared, done).await;
+        forward
+    }
+}
+
+/// With batchers, a processor passes messages on.
+impl<H: Handler> ProducerConsumer for Processor<H> {
+    type Input = Message<H::Data>;
+    type Output = Message<H::Data>;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        messages: Vec<Message<H::Data>>,
+        _from: SubscriptionTag,
+        _ctx: &mut ProducerConsumerContext<'_, Self>,
+    ) -> Result<Vec<Message<H::Data>>, BoxError> {
+        Ok(self.handle(messages).await)
+    }
+}
+
+/// Without batchers, a processor is the last stage: a consumer (a producer-consumer
+/// with no consumers would never be asked for anything, so would take nothing in).
+pub(crate) struct LastProcessor<H: Handler>(pub(crate) Processor<H>);
+
+impl<H: Handler> Consumer for LastProcessor<H> {
+    type Event = Message<H::Data>;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        messages: Vec<Message<H::Data>>,
+        _from: SubscriptionTag,
+        _ctx: &mut ConsumerContext<'_, Self>,
+    ) -> Result<(), BoxError> {
+        // No batcher to route to: nothing is passed on.
+        let forward = self.0.handle(messages).await;
+        debug_assert!(forward.is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! What the pipeline's tests share: a queue-fed pipeline, and checks of the queue's
+//! own view of the messages (it is the broker of these tests).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use gen_stage_pipeline::{Handler, MemoryQueue, Pipeline, PipelineBuilder, PipelineReport};
+
+pub const SECOND: Duration = Duration::from_secs(1);
+
+/// A pipeline fed by `queue`, configured by `configure`.
+pub async fn start<H: Handler<Data = u64>>(
+    handler: H,
+    queue: &MemoryQueue<u64>,
+    configure: impl FnOnce(PipelineBuilder<H>) -> PipelineBuilder<H>,
+) -> Pipeline<u64> {
+    let source = queue.clone();
+    let builder = Pipeline::builder(handler).producer(move || source.producer());
+    configure(builder)
+        .start()
+        .await
+        .expect("the pipeline starts")
+}
+
+/// The queue has nothing in flight, and never got an outcome twice.
+pub fn assert_settled_once(queue: &MemoryQueue<u64>) {
+    assert_eq!(queue.in_flight(), 0, "messages still in flight");
+    assert_eq!(
+        queue.stray_outcomes(),
+        0,
+        "outcomes for messages not in flight"
+    );
+}
+
+/// Every message taken in ended in exactly one outcome.
+pub fn assert_adds_up(report: &PipelineReport) {
+    assert_eq!(report.settled.total(), report.taken_in, "{report:?}");
+}
+
+/// A record of calls, in order.
+#[derive(Debug)]
+pub struct Log<T>(Mutex<Vec<T>>);
+
+impl<T> Default for Log<T> {
+    fn default() -> Self {
+        Log(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T: Clone> Log<T> {
+    pub fn push(&self, item: T) {
+        self.0.lock().expect("not poisoned").push(item);
+    }
+
+    pub fn take(&self) -> Vec<T> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+}
