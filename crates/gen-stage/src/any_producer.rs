@@ -10,6 +10,7 @@ use crate::error::{CallError, NotAlive};
 use crate::exit::ExitReason;
 use crate::handle::StageRef;
 use crate::kind::EmitsEvents;
+use crate::options::DemandMode;
 use crate::stats::StageStats;
 use crate::subscription::StageId;
 use crate::supervision::child::Supervised;
@@ -121,6 +122,40 @@ impl<T: Send + 'static> AnyProducer<T> {
         self.stage.stopped().await
     }
 
+    /// Switches the stage's demand mode (see [`StageRef::set_demand_mode`]): a
+    /// topology starts its producers accumulating, subscribes every consumer, then
+    /// switches them all to forward, so that no producer finishes before the last
+    /// consumer is there.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use gen_stage::{AnyProducer, DemandMode, SubscribeOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gen_stage::BoxError> {
+    /// let source: AnyProducer<u32> = gen_stage::source::from_iter(0..4)
+    ///     .demand_mode(DemandMode::Accumulate)
+    ///     .start()
+    ///     .await?
+    ///     .into();
+    /// let first = gen_stage::stream::subscribe(&source, SubscribeOptions::new())?;
+    /// let second = gen_stage::stream::subscribe(&source, SubscribeOptions::new())?;
+    /// // Both are subscribed before anything goes out.
+    /// source.set_demand_mode(DemandMode::Forward)?;
+    /// let mut all: Vec<u32> = futures::stream::select(first, second).collect().await;
+    /// all.sort_unstable();
+    /// assert_eq!(all, [0, 1, 2, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`NotAlive`] if the stage had already stopped.
+    pub fn set_demand_mode(&self, mode: DemandMode) -> Result<(), NotAlive> {
+        self.stage.set_demand_mode(mode)
+    }
+
     /// Returns once the stage has dealt with everything sent to it before (see
     /// [`StageRef::barrier`]).
     ///
@@ -191,6 +226,7 @@ trait ErasedProducer<T>: Send + Sync {
     ) -> BoxFuture<'_, Result<ExitReason, NotAlive>>;
     fn stopped(&self) -> BoxFuture<'_, ExitReason>;
     fn barrier(&self) -> BoxFuture<'_, Result<(), CallError>>;
+    fn set_demand_mode(&self, mode: DemandMode) -> Result<(), NotAlive>;
     fn port(&self) -> Box<dyn ProducerPort<T>>;
     fn held_port(&self) -> Box<dyn ProducerPort<T>>;
     fn clone_box(&self) -> Box<dyn ErasedProducer<T>>;
@@ -244,6 +280,10 @@ impl<K: EmitsEvents> ErasedProducer<K::Out> for StageRef<K> {
 
     fn barrier(&self) -> BoxFuture<'_, Result<(), CallError>> {
         Box::pin(StageRef::barrier(self))
+    }
+
+    fn set_demand_mode(&self, mode: DemandMode) -> Result<(), NotAlive> {
+        StageRef::set_demand_mode(self, mode)
     }
 
     fn port(&self) -> Box<dyn ProducerPort<K::Out>> {
