@@ -134,6 +134,13 @@ pub trait Acknowledger: Send + Sync + 'static {
     fn ack(&self, settled: Vec<Settled>) -> impl Future<Output = Result<(), AckError>> + Send;
 }
 
+/// A shared acknowledger: keep an `Arc` of it to read its state.
+impl<A: Acknowledger> Acknowledger for Arc<A> {
+    fn ack(&self, settled: Vec<Settled>) -> impl Future<Output = Result<(), AckError>> + Send {
+        (**self).ack(settled)
+    }
+}
+
 /// [`Acknowledger`] behind a pointer.
 trait ErasedAcknowledger: Send + Sync {
     fn ack_boxed(&self, settled: Vec<Settled>) -> BoxFuture<'_, Result<(), AckError>>;

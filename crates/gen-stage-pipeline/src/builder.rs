@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use gen_stage::dispatcher::{Partition, PartitionDispatcher};
-use gen_stage::{AnyProducer, CancelMode, Producer, SubscribeOptions};
+use gen_stage::{AnyProducer, CancelMode, DemandMode, Producer, SubscribeOptions};
 
 use crate::ack::Outcome;
 use crate::error::StartError;
@@ -43,7 +43,14 @@ where
         settler: Arc<Settler>,
     ) -> BoxFuture<'static, Result<AnyProducer<Message<T>>, gen_stage::error::StartError>> {
         let entry = Entry::new((self.make)(), self.transform.clone(), settler);
-        Box::pin(async move { Ok(gen_stage::producer(entry).start().await?.into()) })
+        Box::pin(async move {
+            // Nothing goes out before every processor has subscribed (see `start`).
+            let stage = gen_stage::producer(entry)
+                .demand_mode(DemandMode::Accumulate)
+                .start()
+                .await?;
+            Ok(stage.into())
+        })
     }
 }
 
@@ -259,6 +266,13 @@ impl<H: Handler> PipelineBuilder<H> {
             &mut started,
         )
         .await;
+        if result.is_ok() {
+            // Every stage is subscribed: the producers may now let messages out (a
+            // finite one could otherwise end before the last processor subscribed).
+            for producer in &started.producers {
+                let _ = producer.set_demand_mode(DemandMode::Forward);
+            }
+        }
         match result {
             Ok(()) => Ok(Pipeline::new(name, settler, started.into_layers())),
             Err(error) => {

@@ -12,23 +12,8 @@ use gen_stage_pipeline::{
     Batch, BatchOutcome, BatcherOptions, Callback, Failure, Handler, MemoryQueue, Message, Outcome,
     ProcessorContext, ProcessorOptions, RetryPolicy,
 };
-use support::{Log, SECOND, assert_adds_up, assert_settled_once, start};
+use support::{Accept, Log, SECOND, assert_adds_up, assert_settled_once, start};
 use tokio::time::Instant;
-
-/// Accepts every message.
-struct Accept;
-
-impl Handler for Accept {
-    type Data = u64;
-
-    async fn handle_message(
-        &self,
-        _: &mut Message<u64>,
-        _: &ProcessorContext,
-    ) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn every_message_is_acked_once_without_batchers() {

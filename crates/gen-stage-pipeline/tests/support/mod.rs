@@ -6,9 +6,27 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use gen_stage_pipeline::{Handler, MemoryQueue, Pipeline, PipelineBuilder, PipelineReport};
+use gen_stage::BoxError;
+use gen_stage_pipeline::{
+    Handler, MemoryQueue, Message, Pipeline, PipelineBuilder, PipelineReport, ProcessorContext,
+};
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// Accepts every message.
+pub struct Accept;
+
+impl Handler for Accept {
+    type Data = u64;
+
+    async fn handle_message(
+        &self,
+        _: &mut Message<u64>,
+        _: &ProcessorContext,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
 
 /// A pipeline fed by `queue`, configured by `configure`.
 pub async fn start<H: Handler<Data = u64>>(

@@ -1,0 +1,78 @@
+//! `start` refuses options a pipeline cannot run with, naming the option.
+
+mod support;
+
+use std::time::Duration;
+
+use gen_stage_pipeline::{
+    BatcherOptions, MemoryQueue, Outcome, Pipeline, PipelineBuilder, ProcessorOptions, StartError,
+};
+use support::Accept;
+
+fn with_producer() -> PipelineBuilder<Accept> {
+    let queue = MemoryQueue::new();
+    Pipeline::builder(Accept).producer(move || queue.producer())
+}
+
+/// The option `start` names as invalid.
+async fn refused(builder: PipelineBuilder<Accept>) -> String {
+    match builder.start().await {
+        Err(StartError::InvalidOption { option, problem }) => {
+            assert!(!problem.is_empty());
+            option
+        }
+        other => panic!("expected an invalid option, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn each_invalid_option_is_named() {
+    assert_eq!(refused(Pipeline::builder(Accept)).await, "producer");
+    assert_eq!(
+        refused(with_producer().on_drop(Outcome::Ack)).await,
+        "on_drop"
+    );
+    let processors = |options| with_producer().processors(options);
+    assert_eq!(
+        refused(processors(ProcessorOptions::new().concurrency(0))).await,
+        "processors.concurrency"
+    );
+    assert_eq!(
+        refused(processors(ProcessorOptions::new().max_demand(0))).await,
+        "processors.max_demand"
+    );
+    assert_eq!(
+        refused(processors(
+            ProcessorOptions::new().max_demand(10).min_demand(10)
+        ))
+        .await,
+        "processors.min_demand"
+    );
+    let batcher = |options| with_producer().batcher("db", options);
+    assert_eq!(
+        refused(batcher(BatcherOptions::new().batch_size(0))).await,
+        "batchers[\"db\"].batch_size"
+    );
+    assert_eq!(
+        refused(batcher(BatcherOptions::new().batch_timeout(Duration::ZERO))).await,
+        "batchers[\"db\"].batch_timeout"
+    );
+    assert_eq!(
+        refused(batcher(BatcherOptions::new().concurrency(0))).await,
+        "batchers[\"db\"].concurrency"
+    );
+    let twice = with_producer()
+        .batcher("db", BatcherOptions::new())
+        .batcher("db", BatcherOptions::new());
+    assert_eq!(refused(twice).await, "batchers[\"db\"].name");
+    let message = with_producer()
+        .processors(ProcessorOptions::new().max_demand(0))
+        .start()
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert_eq!(
+        message,
+        "invalid pipeline option processors.max_demand: must be at least 1"
+    );
+}
