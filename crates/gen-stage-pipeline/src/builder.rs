@@ -14,15 +14,25 @@ use crate::handler::Handler;
 use crate::message::Message;
 use crate::options::{BatcherOptions, ProcessorOptions};
 use crate::pipeline::{Layer, Pipeline};
+use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::settle::Settler;
-use crate::stages::{BatchProcessor, Batcher, Entry, LastProcessor, Processor, Shared, Transform};
+use crate::stages::{
+    BatchProcessor, Batcher, Entry, EntryMessage, LastProcessor, Processor, Shared, Transform,
+};
+
+/// Hands messages to a running producer stage, beside its producer.
+pub(crate) type Pusher<T> = Box<dyn Fn(Vec<Message<T>>) -> bool + Send + Sync>;
+
+/// A started producer stage: its handle, and how to push messages into it.
+type StartedProducer<T> = (AnyProducer<Message<T>>, Pusher<T>);
 
 /// Starts one producer stage of a pipeline.
 trait StartProducer<T>: Send {
     fn start(
         &self,
         settler: Arc<Settler>,
-    ) -> BoxFuture<'static, Result<AnyProducer<Message<T>>, gen_stage::error::StartError>>;
+        limiter: Option<RateLimiter>,
+    ) -> BoxFuture<'static, Result<StartedProducer<T>, gen_stage::error::StartError>>;
 }
 
 /// A producer made by `make`, its events turned into messages by `transform`.
@@ -41,15 +51,19 @@ where
     fn start(
         &self,
         settler: Arc<Settler>,
-    ) -> BoxFuture<'static, Result<AnyProducer<Message<T>>, gen_stage::error::StartError>> {
-        let entry = Entry::new((self.make)(), self.transform.clone(), settler);
+        limiter: Option<RateLimiter>,
+    ) -> BoxFuture<'static, Result<StartedProducer<T>, gen_stage::error::StartError>> {
+        let entry = Entry::new((self.make)(), self.transform.clone(), settler, limiter);
         Box::pin(async move {
             // Nothing goes out before every processor has subscribed (see `start`).
             let stage = gen_stage::producer(entry)
                 .demand_mode(DemandMode::Accumulate)
                 .start()
                 .await?;
-            Ok(stage.into())
+            let typed = stage.clone();
+            let push: Pusher<T> =
+                Box::new(move |messages| typed.cast(EntryMessage::Push(messages)).is_ok());
+            Ok((stage.into(), push))
         })
     }
 }
@@ -80,6 +94,7 @@ pub struct PipelineBuilder<H: Handler> {
     batchers: Vec<(String, BatcherOptions)>,
     retry: RetryPolicy,
     on_drop: Outcome,
+    rate_limit: Option<RateLimit>,
 }
 
 impl<H: Handler> std::fmt::Debug for PipelineBuilder<H> {
@@ -91,6 +106,7 @@ impl<H: Handler> std::fmt::Debug for PipelineBuilder<H> {
             .field("batchers", &self.batchers)
             .field("retry", &self.retry)
             .field("on_drop", &self.on_drop)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +122,7 @@ impl<H: Handler> PipelineBuilder<H> {
             batchers: Vec::new(),
             retry: RetryPolicy::default(),
             on_drop: Outcome::Release,
+            rate_limit: None,
         }
     }
 
@@ -160,6 +177,14 @@ impl<H: Handler> PipelineBuilder<H> {
         self
     }
 
+    /// Takes in at most `limit.allowed()` messages per `limit.interval()`, across all
+    /// producers ([`RateLimit`] says how); change it at run time with
+    /// [`Pipeline::set_rate_limit`]. No limit by default.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
     /// The outcome of a message whose handle was dropped without one: a panic, a
     /// cancelled callback, a drain's deadline. [`Outcome::Release`] by default (left
     /// for redelivery); it cannot be [`Outcome::Ack`].
@@ -180,6 +205,20 @@ impl<H: Handler> PipelineBuilder<H> {
                 "on_drop",
                 "a message dropped unhandled cannot count as a success",
             ));
+        }
+        if let Some(limit) = self.rate_limit {
+            if limit.allowed() == 0 {
+                return Err(StartError::invalid(
+                    "rate_limit.allowed",
+                    "must be at least 1",
+                ));
+            }
+            if limit.interval().is_zero() {
+                return Err(StartError::invalid(
+                    "rate_limit.interval",
+                    "must be more than zero",
+                ));
+            }
         }
         let processors = &self.processors;
         if processors.concurrency == 0 {
@@ -257,9 +296,11 @@ impl<H: Handler> PipelineBuilder<H> {
             policy: self.retry,
             pipeline: name.clone(),
         };
+        let limiter = self.rate_limit.map(RateLimiter::new);
         let mut started = Started::default();
         let result = start_stages(
             &shared,
+            limiter.as_ref(),
             &self.producers,
             &self.processors,
             &self.batchers,
@@ -274,7 +315,11 @@ impl<H: Handler> PipelineBuilder<H> {
             }
         }
         match result {
-            Ok(()) => Ok(Pipeline::new(name, settler, started.into_layers())),
+            Ok(()) => {
+                let pushers = std::mem::take(&mut started.pushers);
+                let layers = started.into_layers();
+                Ok(Pipeline::new(name, settler, layers, pushers, limiter))
+            }
             Err(error) => {
                 for stage in started.into_layers().iter().flatten() {
                     stage.kill();
@@ -305,6 +350,7 @@ fn check_demand(stage: &str, max: usize, min: Option<usize>) -> Result<(), Start
 /// The stages started so far, by layer.
 struct Started<T> {
     producers: Vec<AnyProducer<Message<T>>>,
+    pushers: Vec<Pusher<T>>,
     processors: Vec<AnyProducer<Message<T>>>,
     /// Processors without batchers: consumers.
     last_processors: Layer,
@@ -316,6 +362,7 @@ impl<T> Default for Started<T> {
     fn default() -> Self {
         Started {
             producers: Vec::new(),
+            pushers: Vec::new(),
             processors: Vec::new(),
             last_processors: Vec::new(),
             batchers: Vec::new(),
@@ -345,6 +392,7 @@ impl<T: Send + 'static> Started<T> {
 
 async fn start_stages<H: Handler>(
     shared: &Shared<H>,
+    limiter: Option<&RateLimiter>,
     producers: &[Box<dyn StartProducer<H::Data>>],
     processors: &ProcessorOptions,
     batchers: &[(String, BatcherOptions)],
@@ -352,11 +400,12 @@ async fn start_stages<H: Handler>(
 ) -> Result<(), StartError> {
     let failed = |stage: String| move |error| StartError::Stage { stage, error };
     for (index, producer) in producers.iter().enumerate() {
-        let stage = producer
-            .start(shared.settler.clone())
+        let (stage, push) = producer
+            .start(shared.settler.clone(), limiter.cloned())
             .await
             .map_err(failed(format!("producer {index}")))?;
         started.producers.push(stage);
+        started.pushers.push(push);
     }
     let names: Arc<[Arc<str>]> = batchers
         .iter()

@@ -10,7 +10,9 @@ use futures::future::BoxFuture;
 use gen_stage::kind::StageKind;
 use gen_stage::{AnyProducer, ExitReason, StageRef};
 
+use crate::builder::Pusher;
 use crate::handler::Handler;
+use crate::rate_limit::{RateLimit, RateLimitState, RateLimiter};
 use crate::report::PipelineReport;
 use crate::settle::Settler;
 
@@ -69,8 +71,25 @@ pub struct Pipeline<T> {
     /// Producers, processors, batchers, batch processors.
     layers: Vec<Layer>,
     deadline_reached: std::sync::atomic::AtomicBool,
+    /// One per producer stage, in order.
+    pub(crate) pushers: Vec<Pusher<T>>,
+    /// The next producer to push test messages to.
+    pub(crate) next_push: std::sync::atomic::AtomicUsize,
+    limiter: Option<RateLimiter>,
     data: PhantomData<fn() -> T>,
 }
+
+/// [`Pipeline::set_rate_limit`] on a pipeline started without a rate limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoRateLimit;
+
+impl fmt::Display for NoRateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the pipeline was started without a rate limit")
+    }
+}
+
+impl std::error::Error for NoRateLimit {}
 
 impl<T> fmt::Debug for Pipeline<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,14 +106,42 @@ impl<T: Send + 'static> Pipeline<T> {
         crate::PipelineBuilder::new(handler)
     }
 
-    pub(crate) fn new(name: Arc<str>, settler: Arc<Settler>, layers: Vec<Layer>) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        settler: Arc<Settler>,
+        layers: Vec<Layer>,
+        pushers: Vec<Pusher<T>>,
+        limiter: Option<RateLimiter>,
+    ) -> Self {
         Pipeline {
             name,
             settler,
             layers,
             deadline_reached: std::sync::atomic::AtomicBool::new(false),
+            pushers,
+            next_push: std::sync::atomic::AtomicUsize::new(0),
+            limiter,
             data: PhantomData,
         }
+    }
+
+    /// The rate limit and its current window, if the pipeline has one.
+    pub fn rate_limit(&self) -> Option<RateLimitState> {
+        self.limiter.as_ref().map(RateLimiter::state)
+    }
+
+    /// Changes the rate limit; with `reset`, a new window starts now (otherwise the
+    /// new limit applies from the current window on, counting what it already let
+    /// through). Demand held back waits for the next window either way.
+    ///
+    /// # Errors
+    ///
+    /// [`NoRateLimit`] if the pipeline was started without one (its producers then
+    /// do not consult a limiter at all).
+    pub fn set_rate_limit(&self, limit: RateLimit, reset: bool) -> Result<(), NoRateLimit> {
+        let limiter = self.limiter.as_ref().ok_or(NoRateLimit)?;
+        limiter.set(limit, reset);
+        Ok(())
     }
 
     /// The pipeline's name.

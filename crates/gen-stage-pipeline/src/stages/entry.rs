@@ -12,7 +12,18 @@ use gen_stage::{
 
 use crate::ack::AckGroup;
 use crate::message::Message;
+use crate::rate_limit::RateLimiter;
 use crate::settle::Settler;
+
+/// What an entry stage handles besides its producer's hooks.
+pub(crate) enum EntryMessage<M, T> {
+    /// The inner producer's own message.
+    Inner(M),
+    /// Messages pushed beside the producer (the test helpers).
+    Push(Vec<Message<T>>),
+    /// A rate-limit window started again: pass on the demand it held back.
+    RateWindow,
+}
 
 /// Turns what a producer emits into messages.
 pub(crate) type Transform<F> = Arc<F>;
@@ -28,6 +39,11 @@ where
     settler: Arc<Settler>,
     /// The acknowledgement group last bound: consecutive messages mostly share one.
     last_group: Option<Arc<AckGroup>>,
+    limiter: Option<RateLimiter>,
+    /// Demand the rate limit held back from the producer.
+    owed: u64,
+    /// Whether a timer waits for the next rate-limit window.
+    window_timer: bool,
 }
 
 impl<P, T, F> Entry<P, T, F>
@@ -36,13 +52,70 @@ where
     T: Send + 'static,
     F: Fn(P::Event) -> Message<T> + Send + Sync + 'static,
 {
-    pub(crate) fn new(producer: P, transform: Transform<F>, settler: Arc<Settler>) -> Self {
+    pub(crate) fn new(
+        producer: P,
+        transform: Transform<F>,
+        settler: Arc<Settler>,
+        limiter: Option<RateLimiter>,
+    ) -> Self {
         Entry {
-            inner: Delegate::new(producer, |message| message),
+            inner: Delegate::new(producer, EntryMessage::Inner),
             transform,
             settler,
             last_group: None,
+            limiter,
+            owed: 0,
+            window_timer: false,
         }
+    }
+
+    /// Of `demand` (and what the limit held back before), what the rate limit lets
+    /// through to the producer now; a timer is set for the rest.
+    fn admit(&mut self, demand: usize, ctx: &mut ProducerContext<'_, Self>) -> usize {
+        let Some(limiter) = &self.limiter else {
+            return demand;
+        };
+        self.owed += demand as u64;
+        let (granted, next_window) = limiter.take(self.owed);
+        self.owed -= granted;
+        if let Some(next) = next_window {
+            if !self.window_timer {
+                self.window_timer = true;
+                let wait = next.saturating_duration_since(tokio::time::Instant::now());
+                let _timer = ctx.send_after(wait, EntryMessage::RateWindow);
+            }
+        }
+        granted as usize
+    }
+
+    /// Binds, counts and emits messages.
+    fn push(&mut self, messages: Vec<Message<T>>, ctx: &mut ProducerContext<'_, Self>) {
+        let count = messages.len() as u64;
+        for message in &messages {
+            self.bind(message);
+        }
+        self.count_taken_in(count);
+        ctx.emit(messages);
+    }
+
+    fn bind(&mut self, message: &Message<T>) {
+        if let Some(group) = message.ack.group() {
+            let known = self
+                .last_group
+                .as_ref()
+                .is_some_and(|last| Arc::ptr_eq(last, group));
+            if !known {
+                group.bind(&self.settler);
+                self.last_group = Some(group.clone());
+            }
+        }
+    }
+
+    fn count_taken_in(&self, count: u64) {
+        self.settler
+            .counts
+            .taken_in
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Makes messages of what the producer emitted, bound to this pipeline.
@@ -55,23 +128,11 @@ where
             .into_iter()
             .map(|event| {
                 let message = (self.transform)(event);
-                if let Some(group) = message.ack.group() {
-                    let known = self
-                        .last_group
-                        .as_ref()
-                        .is_some_and(|last| Arc::ptr_eq(last, group));
-                    if !known {
-                        group.bind(&self.settler);
-                        self.last_group = Some(group.clone());
-                    }
-                }
+                self.bind(&message);
                 message
             })
             .collect();
-        self.settler
-            .counts
-            .taken_in
-            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        self.count_taken_in(count);
         messages
     }
 }
@@ -83,7 +144,7 @@ where
     F: Fn(P::Event) -> Message<T> + Send + Sync + 'static,
 {
     type Event = Message<T>;
-    type Message = P::Message;
+    type Message = EntryMessage<P::Message, T>;
 
     async fn init(&mut self, ctx: &mut ProducerContext<'_, Self>) -> Result<Init, BoxError> {
         let (init, events) = self.inner.init(ctx).await?;
@@ -97,6 +158,10 @@ where
         demand: usize,
         ctx: &mut ProducerContext<'_, Self>,
     ) -> Result<Vec<Message<T>>, BoxError> {
+        let demand = self.admit(demand, ctx);
+        if demand == 0 {
+            return Ok(Vec::new());
+        }
         let events = self.inner.handle_demand(demand, ctx).await?;
         Ok(self.take_in(events))
     }
@@ -130,10 +195,29 @@ where
 
     async fn handle_message(
         &mut self,
-        message: P::Message,
+        message: EntryMessage<P::Message, T>,
         ctx: &mut ProducerContext<'_, Self>,
     ) -> Result<(), BoxError> {
-        let events = self.inner.handle_message(message, ctx).await?;
+        let events = match message {
+            EntryMessage::Inner(message) => self.inner.handle_message(message, ctx).await?,
+            EntryMessage::Push(messages) => {
+                self.push(messages, ctx);
+                return Ok(());
+            }
+            EntryMessage::RateWindow => {
+                self.window_timer = false;
+                // A draining stage asks its producer for nothing more.
+                let demand = if ctx.is_draining() {
+                    0
+                } else {
+                    self.admit(0, ctx)
+                };
+                if demand == 0 {
+                    return Ok(());
+                }
+                self.inner.handle_demand(demand, ctx).await?
+            }
+        };
         let messages = self.take_in(events);
         ctx.emit(messages);
         Ok(())
