@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::failure::Failure;
-use crate::message::Message;
+use crate::message::{BatchKey, Message};
 
 /// What closed a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -15,6 +15,10 @@ pub enum BatchTrigger {
     Timeout,
     /// The pipeline drained: partial batches are flushed.
     Flush,
+    /// The batcher had as many keys open as it may
+    /// ([`BatcherOptions::max_open_keys`](crate::BatcherOptions::max_open_keys)), and
+    /// this was the key open the longest.
+    KeyLimit,
 }
 
 /// Where a batch comes from and why it was closed.
@@ -23,6 +27,8 @@ pub enum BatchTrigger {
 pub struct BatchInfo {
     /// The batcher's name.
     pub batcher: Arc<str>,
+    /// The key its messages share, if they have one.
+    pub batch_key: Option<BatchKey>,
     /// How many messages it holds.
     pub size: usize,
     /// What closed it.
@@ -53,12 +59,18 @@ pub struct Batch<T> {
 }
 
 impl<T> Batch<T> {
-    pub(crate) fn new(messages: Vec<Message<T>>, batcher: Arc<str>, trigger: BatchTrigger) -> Self {
+    pub(crate) fn new(
+        messages: Vec<Message<T>>,
+        batcher: Arc<str>,
+        batch_key: Option<BatchKey>,
+        trigger: BatchTrigger,
+    ) -> Self {
         let size = messages.len();
         Batch {
             messages,
             info: BatchInfo {
                 batcher,
+                batch_key,
                 size,
                 trigger,
             },

@@ -263,6 +263,12 @@ impl<H: Handler> PipelineBuilder<H> {
                     "must be at least 1",
                 ));
             }
+            if options.max_open_keys == 0 {
+                return Err(StartError::invalid(
+                    option("max_open_keys"),
+                    "must be at least 1",
+                ));
+            }
             if options.max_demand == Some(0) {
                 return Err(StartError::invalid(
                     option("max_demand"),
@@ -445,11 +451,7 @@ async fn start_stages<H: Handler>(
         started.processors.push(stage.into());
     }
     for (index, (name, options)) in batchers.iter().enumerate() {
-        let batcher = Batcher::new(
-            names[index].clone(),
-            options.batch_size,
-            options.batch_timeout,
-        );
+        let batcher = Batcher::new(names[index].clone(), options);
         let mut builder = gen_stage::producer_consumer(batcher);
         let mut from_processors = temporary
             .clone()

@@ -135,7 +135,7 @@ pub use error::StartError;
 pub use failure::{Callback, Failure, RetryPolicy, SharedError};
 pub use handler::{Handler, ProcessorContext};
 pub use memory::{DeadLetter, MemoryFetch, MemoryQueue};
-pub use message::{Message, MessageId, Metadata};
+pub use message::{BatchKey, Message, MessageId, Metadata};
 pub use options::{BatcherOptions, ProcessorOptions};
 pub use pipeline::{NoRateLimit, Pipeline};
 pub use rate_limit::{RateLimit, RateLimitState};

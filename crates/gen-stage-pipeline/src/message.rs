@@ -26,6 +26,43 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// The key a batcher groups messages by ([`Message::put_batch_key`]): each key has
+/// batches of its own, closed by size or by their own timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BatchKey {
+    /// A number: a partition, a tenant id.
+    Number(u64),
+    /// Text: a table, a destination (a `&'static str` is not copied).
+    Text(Cow<'static, str>),
+}
+
+impl From<u64> for BatchKey {
+    fn from(number: u64) -> Self {
+        BatchKey::Number(number)
+    }
+}
+
+impl From<&'static str> for BatchKey {
+    fn from(text: &'static str) -> Self {
+        BatchKey::Text(Cow::Borrowed(text))
+    }
+}
+
+impl From<String> for BatchKey {
+    fn from(text: String) -> Self {
+        BatchKey::Text(Cow::Owned(text))
+    }
+}
+
+impl fmt::Display for BatchKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchKey::Number(number) => write!(f, "{number}"),
+            BatchKey::Text(text) => f.write_str(text),
+        }
+    }
+}
+
 /// What the source says about a message besides its data.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -62,6 +99,9 @@ pub struct Message<T> {
     batcher: Option<Cow<'static, str>>,
     /// The batcher's index, once the processor resolved the name.
     pub(crate) batcher_index: usize,
+    pub(crate) batch_key: Option<BatchKey>,
+    /// What the message counts for against its batcher's `batch_size` (1 unless set).
+    pub(crate) weight: usize,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Message<T> {
@@ -72,6 +112,7 @@ impl<T: fmt::Debug> fmt::Debug for Message<T> {
             .field("tag", &self.ack.tag())
             .field("failure", &self.failure)
             .field("batcher", &self.batcher)
+            .field("batch_key", &self.batch_key)
             .finish()
     }
 }
@@ -90,6 +131,8 @@ impl<T> Message<T> {
             chosen: None,
             batcher: None,
             batcher_index: 0,
+            batch_key: None,
+            weight: 1,
         }
     }
 
@@ -170,6 +213,31 @@ impl<T> Message<T> {
     /// The batcher the message is routed to, if one was chosen.
     pub fn batcher(&self) -> Option<&str> {
         self.batcher.as_deref()
+    }
+
+    /// Groups the message, in its batcher, with the messages of the same key: each
+    /// key's batches are closed by size or by their own timeout. Messages with no key
+    /// share one group.
+    pub fn put_batch_key(&mut self, key: impl Into<BatchKey>) {
+        self.batch_key = Some(key.into());
+    }
+
+    /// The batch key, if one was given.
+    pub fn batch_key(&self) -> Option<&BatchKey> {
+        self.batch_key.as_ref()
+    }
+
+    /// What the message counts for against its batcher's `batch_size`: 1 unless set,
+    /// so that the size is a count; set each message's size in bytes (in
+    /// `handle_message`) and the size is a weight. A batch never exceeds its size,
+    /// except a message heavier than the size alone, which forms a batch on its own.
+    pub fn set_batch_weight(&mut self, weight: usize) {
+        self.weight = weight;
+    }
+
+    /// The message's weight in its batch.
+    pub fn batch_weight(&self) -> usize {
+        self.weight
     }
 
     /// Takes the message apart, obligation included: the handle settles when it is

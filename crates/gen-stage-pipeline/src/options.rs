@@ -91,6 +91,7 @@ pub struct BatcherOptions {
     pub(crate) concurrency: usize,
     pub(crate) max_demand: Option<usize>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) max_open_keys: usize,
 }
 
 impl Default for BatcherOptions {
@@ -101,18 +102,21 @@ impl Default for BatcherOptions {
             concurrency: 1,
             max_demand: None,
             timeout: None,
+            max_open_keys: 10_000,
         }
     }
 }
 
 impl BatcherOptions {
     /// The defaults: batches of 100, closed 1 s after their first message at the
-    /// latest, one batch processor.
+    /// latest, one batch processor, at most 10 000 batch keys open.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The most messages in a batch (at least 1).
+    /// The most messages in a batch (at least 1); with weights
+    /// ([`Message::set_batch_weight`](crate::Message::set_batch_weight)), the most
+    /// weight.
     pub fn batch_size(mut self, size: usize) -> Self {
         self.batch_size = size;
         self
@@ -142,6 +146,15 @@ impl BatcherOptions {
     /// the pipeline's `on_drop` outcome. None by default.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// How many batch keys may have a batch open at once (at least 1): at the bound,
+    /// a message of a new key first closes the batch of the key open the longest
+    /// ([`BatchTrigger::KeyLimit`](crate::BatchTrigger::KeyLimit)), so that a stream
+    /// of ever new keys cannot grow the batcher without end.
+    pub fn max_open_keys(mut self, keys: usize) -> Self {
+        self.max_open_keys = keys;
         self
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gen_stage::BoxError;
 use gen_stage_pipeline::{
-    Batch, BatchOutcome, BatchTrigger, BatcherOptions, Handler, MemoryQueue, Message,
+    Batch, BatchKey, BatchOutcome, BatchTrigger, BatcherOptions, Handler, MemoryQueue, Message,
     ProcessorContext, ProcessorOptions,
 };
 use support::{Log, SECOND, assert_adds_up, assert_settled_once, start};
@@ -191,6 +191,166 @@ async fn a_drain_flushes_partial_batches_and_acks_them() {
     assert_eq!(report.settled.acked, 30);
     assert_eq!(queue.acked(), 30);
     assert!(!report.deadline_reached);
+    assert_adds_up(&report);
+    assert_settled_once(&queue);
+}
+
+/// Data `key * 1000 + weight`: batched by key, weighed by weight; records batches.
+struct Keyed {
+    batches: Log<(Option<u64>, Vec<u64>, BatchTrigger, Instant)>,
+}
+
+impl Handler for Keyed {
+    type Data = u64;
+
+    async fn handle_message(
+        &self,
+        message: &mut Message<u64>,
+        _: &ProcessorContext,
+    ) -> Result<(), BoxError> {
+        let data = *message.data();
+        message.put_batch_key(data / 1000);
+        message.set_batch_weight((data % 1000) as usize);
+        message.put_batcher("out");
+        Ok(())
+    }
+
+    async fn handle_batch(&self, batch: Batch<u64>) -> BatchOutcome<u64> {
+        let key = batch.info().batch_key.as_ref().map(|key| match key {
+            BatchKey::Number(number) => *number,
+            BatchKey::Text(_) => unreachable!("numbers only"),
+        });
+        let data = batch.data().copied().collect();
+        self.batches
+            .push((key, data, batch.info().trigger, Instant::now()));
+        batch.done()
+    }
+}
+
+fn keyed() -> Arc<Keyed> {
+    Arc::new(Keyed {
+        batches: Log::default(),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn weights_never_take_a_batch_past_its_size_and_a_heavy_message_goes_alone() {
+    let queue = MemoryQueue::new();
+    // Key 0, weights 4 4 4 20 3 3 3 3, against a size of 10.
+    queue.extend([4, 4, 4, 20, 3, 3, 3, 3]);
+    let handler = keyed();
+    let pipeline = start(handler.clone(), &queue, |b| {
+        b.processors(ProcessorOptions::new().concurrency(1).max_demand(20))
+            .batcher(
+                "out",
+                BatcherOptions::new().batch_size(10).batch_timeout(SECOND),
+            )
+    })
+    .await;
+    queue.settled().await;
+    let report = pipeline.drain(5 * SECOND).await;
+
+    let batches: Vec<(Vec<u64>, BatchTrigger)> = handler
+        .batches
+        .take()
+        .into_iter()
+        .map(|(_, data, trigger, _)| (data, trigger))
+        .collect();
+    assert_eq!(
+        batches,
+        [
+            (vec![4, 4], BatchTrigger::Size),
+            (vec![4], BatchTrigger::Size),
+            (vec![20], BatchTrigger::Size),
+            (vec![3, 3, 3], BatchTrigger::Size),
+            (vec![3], BatchTrigger::Timeout),
+        ]
+    );
+    assert_adds_up(&report);
+    assert_settled_once(&queue);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_key_has_its_own_batch_and_its_own_timeout() {
+    let queue = MemoryQueue::new();
+    let handler = keyed();
+    let timeout = SECOND;
+    let pipeline = start(handler.clone(), &queue, |b| {
+        b.processors(ProcessorOptions::new().concurrency(2))
+            .batcher(
+                "out",
+                BatcherOptions::new().batch_size(3).batch_timeout(timeout),
+            )
+    })
+    .await;
+    let began = Instant::now();
+    // Key 1: five messages at once (a full batch, then two). Key 2: one message, 600 ms
+    // later.
+    queue.extend([1001, 1001, 1001, 1001, 1001]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    queue.push(2001);
+    queue.settled().await;
+    let report = pipeline.drain(5 * SECOND).await;
+
+    let mut batches = handler.batches.take();
+    batches.sort_by_key(|(_, _, _, at)| *at);
+    let summary: Vec<(Option<u64>, usize, BatchTrigger, Duration)> = batches
+        .iter()
+        .map(|(key, data, trigger, at)| (*key, data.len(), *trigger, *at - began))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some(1), 3, BatchTrigger::Size, Duration::ZERO),
+            (Some(1), 2, BatchTrigger::Timeout, timeout),
+            (
+                Some(2),
+                1,
+                BatchTrigger::Timeout,
+                timeout + Duration::from_millis(600)
+            ),
+        ]
+    );
+    assert_adds_up(&report);
+    assert_settled_once(&queue);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_bound_of_open_keys_the_oldest_batch_is_closed() {
+    let queue = MemoryQueue::new();
+    let handler = keyed();
+    let pipeline = start(handler.clone(), &queue, |b| {
+        b.processors(ProcessorOptions::new().concurrency(1))
+            .batcher(
+                "out",
+                BatcherOptions::new()
+                    .batch_size(10)
+                    .batch_timeout(60 * SECOND)
+                    .max_open_keys(2),
+            )
+    })
+    .await;
+    for key in 1..=3 {
+        queue.push(key * 1000 + 1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    queue.settled().await;
+    let report = pipeline.drain(5 * SECOND).await;
+
+    let batches: Vec<(Option<u64>, BatchTrigger)> = handler
+        .batches
+        .take()
+        .into_iter()
+        .map(|(key, _, trigger, _)| (key, trigger))
+        .collect();
+    assert_eq!(
+        batches,
+        [
+            (Some(1), BatchTrigger::KeyLimit),
+            (Some(2), BatchTrigger::Timeout),
+            (Some(3), BatchTrigger::Timeout),
+        ]
+    );
     assert_adds_up(&report);
     assert_settled_once(&queue);
 }

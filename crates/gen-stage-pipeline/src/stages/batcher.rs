@@ -1,7 +1,8 @@
-//! A batcher: groups the messages routed to it into batches closed by size, by
-//! timeout from their first message, or by the pipeline's drain.
+//! A batcher: groups the messages routed to it into batches, one open batch per
+//! batch key, each closed by size (or weight), by its own timeout from its first
+//! message, when too many keys are open (the oldest), or by the pipeline's drain.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,53 +12,111 @@ use gen_stage::{
 };
 
 use crate::batch::{Batch, BatchTrigger};
-use crate::message::Message;
+use crate::message::{BatchKey, Message};
+use crate::options::BatcherOptions;
 
-/// A batcher's timer: the batch of this generation has waited its timeout.
+/// A batcher's timer: the batch opened as number `.0` has waited its timeout.
 #[derive(Debug)]
 pub(crate) struct BatcherTick(u64);
+
+/// A batch being filled.
+struct OpenBatch<T> {
+    messages: Vec<Message<T>>,
+    weight: usize,
+    /// Its number, in the order batches were opened.
+    number: u64,
+    timer: TimerRef,
+}
 
 pub(crate) struct Batcher<T> {
     name: Arc<str>,
     size: usize,
     timeout: Duration,
-    open: Vec<Message<T>>,
-    /// Counts the batches closed: a timer names the batch it was set for.
-    generation: u64,
-    timer: Option<TimerRef>,
+    max_open_keys: usize,
+    open: HashMap<Option<BatchKey>, OpenBatch<T>>,
+    /// The open batches' keys, by number: the first is the oldest.
+    opened: BTreeMap<u64, Option<BatchKey>>,
+    next_number: u64,
     /// The processors it receives from.
     upstream: HashSet<SubscriptionTag>,
 }
 
-impl<T> Batcher<T> {
-    pub(crate) fn new(name: Arc<str>, size: usize, timeout: Duration) -> Self {
+impl<T: Send + 'static> Batcher<T> {
+    pub(crate) fn new(name: Arc<str>, options: &BatcherOptions) -> Self {
         Batcher {
             name,
-            size,
-            timeout,
-            open: Vec::new(),
-            generation: 0,
-            timer: None,
+            size: options.batch_size,
+            timeout: options.batch_timeout,
+            max_open_keys: options.max_open_keys,
+            open: HashMap::new(),
+            opened: BTreeMap::new(),
+            next_number: 0,
             upstream: HashSet::new(),
         }
     }
 
-    /// Closes the open batch.
+    /// Adds a message to its key's batch, closing batches as it must: the key's own
+    /// if the message would take it past its size, the oldest if a new key finds too
+    /// many open, the key's again once full.
+    fn add(
+        &mut self,
+        message: Message<T>,
+        closed: &mut Vec<Batch<T>>,
+        ctx: &mut ProducerConsumerContext<'_, Self>,
+    ) {
+        let weight = message.weight;
+        let overflows = self
+            .open
+            .get(&message.batch_key)
+            .is_some_and(|batch| batch.weight.saturating_add(weight) > self.size);
+        if overflows {
+            let key = message.batch_key.clone();
+            closed.extend(self.close(&key, BatchTrigger::Size, ctx));
+        }
+        if !self.open.contains_key(&message.batch_key) {
+            if self.open.len() >= self.max_open_keys {
+                if let Some(oldest) = self.opened.values().next().cloned() {
+                    closed.extend(self.close(&oldest, BatchTrigger::KeyLimit, ctx));
+                }
+            }
+            let number = self.next_number;
+            self.next_number += 1;
+            let batch = OpenBatch {
+                messages: Vec::new(),
+                weight: 0,
+                number,
+                timer: ctx.send_after(self.timeout, BatcherTick(number)),
+            };
+            self.opened.insert(number, message.batch_key.clone());
+            self.open.insert(message.batch_key.clone(), batch);
+        }
+        let key = message.batch_key.clone();
+        if let Some(batch) = self.open.get_mut(&key) {
+            batch.weight = batch.weight.saturating_add(weight);
+            batch.messages.push(message);
+            if batch.weight >= self.size {
+                closed.extend(self.close(&key, BatchTrigger::Size, ctx));
+            }
+        }
+    }
+
+    /// Closes the open batch of `key`, if there is one.
     fn close(
         &mut self,
+        key: &Option<BatchKey>,
         trigger: BatchTrigger,
         ctx: &mut ProducerConsumerContext<'_, Self>,
-    ) -> Batch<T>
-    where
-        T: Send + 'static,
-    {
-        if let Some(timer) = self.timer.take() {
-            ctx.cancel_timer(timer);
-        }
-        self.generation += 1;
-        let messages = std::mem::take(&mut self.open);
-        tracing::trace!(batcher = %self.name, size = messages.len(), ?trigger, "batch closed");
-        Batch::new(messages, self.name.clone(), trigger)
+    ) -> Option<Batch<T>> {
+        let batch = self.open.remove(key)?;
+        self.opened.remove(&batch.number);
+        ctx.cancel_timer(batch.timer);
+        tracing::trace!(batcher = %self.name, size = batch.messages.len(), ?trigger, "batch closed");
+        Some(Batch::new(
+            batch.messages,
+            self.name.clone(),
+            key.clone(),
+            trigger,
+        ))
     }
 }
 
@@ -84,27 +143,20 @@ impl<T: Send + 'static> ProducerConsumer for Batcher<T> {
     ) -> Result<Vec<Batch<T>>, BoxError> {
         let mut closed = Vec::new();
         for message in messages {
-            if self.open.is_empty() {
-                self.open.reserve(self.size);
-                self.timer = Some(ctx.send_after(self.timeout, BatcherTick(self.generation)));
-            }
-            self.open.push(message);
-            if self.open.len() >= self.size {
-                closed.push(self.close(BatchTrigger::Size, ctx));
-            }
+            self.add(message, &mut closed, ctx);
         }
         Ok(closed)
     }
 
     async fn handle_message(
         &mut self,
-        BatcherTick(generation): BatcherTick,
+        BatcherTick(number): BatcherTick,
         ctx: &mut ProducerConsumerContext<'_, Self>,
     ) -> Result<(), BoxError> {
-        if generation == self.generation && !self.open.is_empty() {
-            self.timer = None;
-            let batch = self.close(BatchTrigger::Timeout, ctx);
-            ctx.emit(vec![batch]);
+        if let Some(key) = self.opened.get(&number).cloned() {
+            if let Some(batch) = self.close(&key, BatchTrigger::Timeout, ctx) {
+                ctx.emit(vec![batch]);
+            }
         }
         Ok(())
     }
@@ -115,10 +167,15 @@ impl<T: Send + 'static> ProducerConsumer for Batcher<T> {
         _reason: &CancelReason,
         ctx: &mut ProducerConsumerContext<'_, Self>,
     ) -> Result<(), BoxError> {
-        // Once every processor is gone (the pipeline drains), the open batch goes.
-        if self.upstream.remove(&tag) && self.upstream.is_empty() && !self.open.is_empty() {
-            let batch = self.close(BatchTrigger::Flush, ctx);
-            ctx.emit(vec![batch]);
+        // Once every processor is gone (the pipeline drains), the open batches go,
+        // oldest first.
+        if self.upstream.remove(&tag) && self.upstream.is_empty() {
+            let keys: Vec<Option<BatchKey>> = self.opened.values().cloned().collect();
+            let batches: Vec<Batch<T>> = keys
+                .iter()
+                .filter_map(|key| self.close(key, BatchTrigger::Flush, ctx))
+                .collect();
+            ctx.emit(batches);
         }
         Ok(())
     }
