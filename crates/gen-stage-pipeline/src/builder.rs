@@ -26,12 +26,20 @@ pub(crate) type Pusher<T> = Box<dyn Fn(Vec<Message<T>>) -> bool + Send + Sync>;
 /// A started producer stage: its handle, and how to push messages into it.
 type StartedProducer<T> = (AnyProducer<Message<T>>, Pusher<T>);
 
+/// A message's partition key, for `partition_by`.
+type PartitionKey<T> = Arc<dyn Fn(&Message<T>) -> u64 + Send + Sync>;
+
+/// How a producer stage shares its messages among the processors: by partition (the
+/// key, and how many processors), or to whoever asks most.
+type Sharing<T> = Option<(PartitionKey<T>, usize)>;
+
 /// Starts one producer stage of a pipeline.
 trait StartProducer<T>: Send {
     fn start(
         &self,
         settler: Arc<Settler>,
         limiter: Option<RateLimiter>,
+        sharing: Sharing<T>,
     ) -> BoxFuture<'static, Result<StartedProducer<T>, gen_stage::error::StartError>>;
 }
 
@@ -52,14 +60,20 @@ where
         &self,
         settler: Arc<Settler>,
         limiter: Option<RateLimiter>,
+        sharing: Sharing<T>,
     ) -> BoxFuture<'static, Result<StartedProducer<T>, gen_stage::error::StartError>> {
         let entry = Entry::new((self.make)(), self.transform.clone(), settler, limiter);
+        // Nothing goes out before every processor has subscribed (see `start`).
+        let mut builder = gen_stage::producer(entry).demand_mode(DemandMode::Accumulate);
+        if let Some((key, partitions)) = sharing {
+            let count = partitions as u64;
+            builder = builder
+                .dispatcher(PartitionDispatcher::by_count(partitions, move |message| {
+                    (key(message) % count) as usize
+                }));
+        }
         Box::pin(async move {
-            // Nothing goes out before every processor has subscribed (see `start`).
-            let stage = gen_stage::producer(entry)
-                .demand_mode(DemandMode::Accumulate)
-                .start()
-                .await?;
+            let stage = builder.start().await?;
             let typed = stage.clone();
             let push: Pusher<T> =
                 Box::new(move |messages| typed.cast(EntryMessage::Push(messages)).is_ok());
@@ -95,6 +109,7 @@ pub struct PipelineBuilder<H: Handler> {
     retry: RetryPolicy,
     on_drop: Outcome,
     rate_limit: Option<RateLimit>,
+    partition_by: Option<PartitionKey<H::Data>>,
 }
 
 impl<H: Handler> std::fmt::Debug for PipelineBuilder<H> {
@@ -107,6 +122,7 @@ impl<H: Handler> std::fmt::Debug for PipelineBuilder<H> {
             .field("retry", &self.retry)
             .field("on_drop", &self.on_drop)
             .field("rate_limit", &self.rate_limit)
+            .field("partitioned", &self.partition_by.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +139,7 @@ impl<H: Handler> PipelineBuilder<H> {
             retry: RetryPolicy::default(),
             on_drop: Outcome::Release,
             rate_limit: None,
+            partition_by: None,
         }
     }
 
@@ -174,6 +191,22 @@ impl<H: Handler> PipelineBuilder<H> {
     /// What becomes of failed messages ([`RetryPolicy`]'s defaults otherwise).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Sends the messages of one key to one processor, always the same: the messages
+    /// of a key are handled in the order their producer emitted them, one at a time,
+    /// while the processors handle different keys at once. `key` returns a message's
+    /// key (a hash of an account id, say); the processor is `key % concurrency`.
+    ///
+    /// The order holds from each producer through the processors, and on to a
+    /// batcher's batches; a message that fails and is retried comes back later, behind
+    /// messages of its key that came after it.
+    pub fn partition_by(
+        mut self,
+        key: impl Fn(&Message<H::Data>) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.partition_by = Some(Arc::new(key));
         self
     }
 
@@ -307,6 +340,7 @@ impl<H: Handler> PipelineBuilder<H> {
         let result = start_stages(
             &shared,
             limiter.as_ref(),
+            self.partition_by.clone(),
             &self.producers,
             &self.processors,
             &self.batchers,
@@ -399,6 +433,7 @@ impl<T: Send + 'static> Started<T> {
 async fn start_stages<H: Handler>(
     shared: &Shared<H>,
     limiter: Option<&RateLimiter>,
+    partition_by: Option<PartitionKey<H::Data>>,
     producers: &[Box<dyn StartProducer<H::Data>>],
     processors: &ProcessorOptions,
     batchers: &[(String, BatcherOptions)],
@@ -406,8 +441,11 @@ async fn start_stages<H: Handler>(
 ) -> Result<(), StartError> {
     let failed = |stage: String| move |error| StartError::Stage { stage, error };
     for (index, producer) in producers.iter().enumerate() {
+        let sharing = partition_by
+            .clone()
+            .map(|key| (key, processors.concurrency));
         let (stage, push) = producer
-            .start(shared.settler.clone(), limiter.cloned())
+            .start(shared.settler.clone(), limiter.cloned(), sharing)
             .await
             .map_err(failed(format!("producer {index}")))?;
         started.producers.push(stage);
@@ -425,6 +463,11 @@ async fn start_stages<H: Handler>(
     for index in 0..processors.concurrency {
         let processor = Processor::new(shared.clone(), index, names.clone(), processors.timeout);
         let failed_processor = failed(format!("processor {index}"));
+        let upstream = if partition_by.is_some() {
+            upstream.clone().with(Partition(index))
+        } else {
+            upstream.clone()
+        };
         if names.is_empty() {
             let mut builder = gen_stage::consumer(LastProcessor(processor));
             for producer in &started.producers {
