@@ -200,4 +200,76 @@ impl<T: Send + 'static> Pipeline<T> {
         tracing::info!(pipeline = %self.name, %report, "drained");
         report
     }
+
+    /// Listens for SIGTERM and Ctrl-C (SIGINT) from now on, and returns a future that,
+    /// at the first of them, [drains](Pipeline::drain) within `deadline` and gives the
+    /// report: what a service's `main` ends with. A signal that comes before the
+    /// future is polled is not missed.
+    ///
+    /// ```no_run
+    /// # async fn run(pipeline: gen_stage_pipeline::Pipeline<String>) -> std::io::Result<()> {
+    /// let drained = pipeline.drain_on_shutdown_signal(std::time::Duration::from_secs(30))?;
+    /// let report = drained.await;
+    /// println!("{report}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The error of registering for the signals.
+    pub fn drain_on_shutdown_signal(
+        &self,
+        deadline: Duration,
+    ) -> std::io::Result<impl std::future::Future<Output = PipelineReport> + '_> {
+        let signal = ShutdownSignal::listen()?;
+        Ok(async move {
+            signal.received().await;
+            self.drain(deadline).await
+        })
+    }
+}
+
+/// SIGTERM and SIGINT, registered when made.
+struct ShutdownSignal {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn listen() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignal {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(ShutdownSignal {})
+        }
+    }
+
+    async fn received(self) {
+        #[cfg(unix)]
+        {
+            let ShutdownSignal {
+                mut terminate,
+                mut interrupt,
+            } = self;
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            // Registered when first polled on this platform.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
