@@ -4,6 +4,8 @@
 mod baseline;
 mod gen_stage_side;
 mod memory;
+mod pipeline_baseline;
+mod pipeline_side;
 pub(crate) mod report;
 mod stages;
 pub(crate) mod traffic;
@@ -179,7 +181,79 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             |n| stages::partition_4(n, Window::baseline(250)),
             baseline::partition_4,
         ),
+        // The Broadway anchor's scenarios: a producer of numbered messages -> 2
+        // processors -> a batcher (size 100, timeout 1 s) -> a batch processor -> ack.
+        pipeline("pipeline_w1", W1),
+        pipeline(
+            "pipeline_w2",
+            PipelineShape {
+                batcher: false,
+                ..W1
+            },
+        ),
+        pipeline(
+            "pipeline_w3",
+            PipelineShape {
+                max_demand: 1000,
+                ..W1
+            },
+        ),
+        pipeline(
+            "pipeline_w4",
+            PipelineShape {
+                rate_limited: true,
+                ..W1
+            },
+        ),
+        pipeline(
+            "pipeline_w5",
+            PipelineShape {
+                partitioned: true,
+                ..W1
+            },
+        ),
+        // W1 and W2 at the pipeline's own defaults (processors: twice the cores,
+        // `max_demand` 10; batcher: 100, 1 s), against the same hand-written rows.
+        pipeline_at_defaults("pipeline_defaults_w1", W1),
+        pipeline_at_defaults(
+            "pipeline_defaults_w2",
+            PipelineShape {
+                batcher: false,
+                ..W1
+            },
+        ),
     ]
+}
+
+use pipeline_baseline::Shape as PipelineShape;
+
+/// W1: processors at `max_demand` 10 (`min_demand` 5), a batcher.
+const W1: PipelineShape = PipelineShape {
+    max_demand: 10,
+    batcher: true,
+    rate_limited: false,
+    partitioned: false,
+};
+
+/// Messages per run of each pipeline row.
+const PIPELINE_MESSAGES: u64 = 2_000_000;
+
+fn pipeline(name: &'static str, shape: PipelineShape) -> Scenario {
+    scenario(
+        name,
+        PIPELINE_MESSAGES,
+        move |n| pipeline_side::pipeline(n, shape, false),
+        move |n| pipeline_baseline::pipeline(n, shape),
+    )
+}
+
+fn pipeline_at_defaults(name: &'static str, shape: PipelineShape) -> Scenario {
+    scenario(
+        name,
+        PIPELINE_MESSAGES,
+        move |n| pipeline_side::pipeline(n, shape, true),
+        move |n| pipeline_baseline::pipeline(n, shape),
+    )
 }
 
 /// What to run.

@@ -34,7 +34,7 @@ type PartitionKey<T> = Arc<dyn Fn(&Message<T>) -> u64 + Send + Sync>;
 type Sharing<T> = Option<(PartitionKey<T>, usize)>;
 
 /// Starts one producer stage of a pipeline.
-trait StartProducer<T>: Send {
+trait StartProducer<T>: Send + Sync {
     fn start(
         &self,
         settler: Arc<Settler>,

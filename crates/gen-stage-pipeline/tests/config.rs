@@ -76,3 +76,13 @@ async fn each_invalid_option_is_named() {
         "invalid pipeline option processors.max_demand: must be at least 1"
     );
 }
+
+#[tokio::test]
+async fn a_pipeline_can_be_started_from_a_spawned_task() {
+    // The builder's `start` is `Send`: a service starts its pipeline inside a task.
+    let started = tokio::spawn(with_producer().start())
+        .await
+        .expect("the task ran");
+    let pipeline = started.expect("starts");
+    assert_eq!(pipeline.drain(Duration::from_secs(1)).await.taken_in, 0);
+}
