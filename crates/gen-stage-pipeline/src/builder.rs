@@ -481,7 +481,7 @@ async fn start_stages<H: Handler>(
         if names.len() > 1 {
             builder = builder.dispatcher(PartitionDispatcher::by_count(
                 names.len(),
-                |message: &Message<H::Data>| message.batcher_index,
+                |message: &Message<H::Data>| message.batcher_index as usize,
             ));
         }
         for producer in &started.producers {

@@ -93,15 +93,23 @@ pub struct Message<T> {
     data: T,
     metadata: Metadata,
     pub(crate) ack: AckHandle,
-    failure: Option<Failure>,
-    /// The outcome a callback chose instead of the pipeline's.
-    pub(crate) chosen: Option<Outcome>,
+    /// Why it failed and the outcome a callback chose, boxed: most messages have
+    /// neither, and every message is moved between stages.
+    exceptions: Option<Box<Exceptions>>,
     batcher: Option<Cow<'static, str>>,
     /// The batcher's index, once the processor resolved the name.
-    pub(crate) batcher_index: usize,
+    pub(crate) batcher_index: u32,
     pub(crate) batch_key: Option<BatchKey>,
     /// What the message counts for against its batcher's `batch_size` (1 unless set).
-    pub(crate) weight: usize,
+    pub(crate) weight: u32,
+}
+
+/// What few messages have.
+#[derive(Debug, Default)]
+struct Exceptions {
+    failure: Option<Failure>,
+    /// The outcome a callback chose instead of the pipeline's.
+    chosen: Option<Outcome>,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Message<T> {
@@ -110,7 +118,7 @@ impl<T: fmt::Debug> fmt::Debug for Message<T> {
             .field("data", &self.data)
             .field("metadata", &self.metadata)
             .field("tag", &self.ack.tag())
-            .field("failure", &self.failure)
+            .field("failure", &self.failure())
             .field("batcher", &self.batcher)
             .field("batch_key", &self.batch_key)
             .finish()
@@ -127,8 +135,7 @@ impl<T> Message<T> {
                 id: None,
             },
             ack,
-            failure: None,
-            chosen: None,
+            exceptions: None,
             batcher: None,
             batcher_index: 0,
             batch_key: None,
@@ -178,29 +185,29 @@ impl<T> Message<T> {
     /// as the pipeline's [`RetryPolicy`](crate::RetryPolicy) says unless
     /// `handle_failed` chooses.
     pub fn fail(&mut self, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
-        self.failure = Some(Failure::error(error));
+        self.fail_with(Failure::error(error));
     }
 
     /// Marks the message failed for `failure`.
     pub fn fail_with(&mut self, failure: Failure) {
-        self.failure = Some(failure);
+        self.exceptions.get_or_insert_with(Box::default).failure = Some(failure);
     }
 
     /// Why the message failed, if it did.
     pub fn failure(&self) -> Option<&Failure> {
-        self.failure.as_ref()
+        self.exceptions.as_ref()?.failure.as_ref()
     }
 
     /// Whether it failed.
     pub fn is_failed(&self) -> bool {
-        self.failure.is_some()
+        self.failure().is_some()
     }
 
     /// Chooses how the message ends, instead of the pipeline: in `handle_failed`, for
     /// example, [`Outcome::Terminate`] for a message that can never succeed. A success
     /// cannot be chosen for a failed message ([`Outcome::Ack`] is then ignored).
     pub fn settle_as(&mut self, outcome: Outcome) {
-        self.chosen = Some(outcome);
+        self.exceptions.get_or_insert_with(Box::default).chosen = Some(outcome);
     }
 
     /// Routes the message to the batcher `name` after `handle_message`. A message that
@@ -231,12 +238,12 @@ impl<T> Message<T> {
     /// so that the size is a count; set each message's size in bytes (in
     /// `handle_message`) and the size is a weight. A batch never exceeds its size,
     /// except a message heavier than the size alone, which forms a batch on its own.
-    pub fn set_batch_weight(&mut self, weight: usize) {
+    pub fn set_batch_weight(&mut self, weight: u32) {
         self.weight = weight;
     }
 
     /// The message's weight in its batch.
-    pub fn batch_weight(&self) -> usize {
+    pub fn batch_weight(&self) -> u32 {
         self.weight
     }
 
@@ -250,7 +257,10 @@ impl<T> Message<T> {
     /// The outcome the message ends in: the one chosen, or `pipeline`'s (which gets
     /// the failure, if any).
     pub(crate) fn outcome(&self, pipeline: impl FnOnce(Option<&Failure>) -> Outcome) -> Outcome {
-        match (self.chosen, &self.failure) {
+        let Some(exceptions) = &self.exceptions else {
+            return pipeline(None);
+        };
+        match (exceptions.chosen, &exceptions.failure) {
             (Some(Outcome::Ack), Some(failure)) => pipeline(Some(failure)),
             (Some(chosen), _) => chosen,
             (None, failure) => pipeline(failure.as_ref()),
@@ -259,6 +269,6 @@ impl<T> Message<T> {
 
     /// Takes the failure out, to hand it to the acknowledger.
     pub(crate) fn take_failure(&mut self) -> Option<Failure> {
-        self.failure.take()
+        self.exceptions.as_mut()?.failure.take()
     }
 }

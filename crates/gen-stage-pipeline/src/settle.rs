@@ -75,12 +75,13 @@ impl Settler {
         })
     }
 
-    /// Starts settling a run of messages.
-    pub(crate) fn run(&self) -> SettleRun<'_> {
+    /// Starts settling a run of (about) `messages` messages.
+    pub(crate) fn run(&self, messages: usize) -> SettleRun<'_> {
         SettleRun {
             settler: self,
             group: None,
-            settled: Vec::new(),
+            settled: Vec::with_capacity(messages),
+            counted: [0; 5],
         }
     }
 
@@ -127,6 +128,8 @@ pub(crate) struct SettleRun<'a> {
     settler: &'a Settler,
     group: Option<Arc<AckGroup>>,
     settled: Vec<Settled>,
+    /// Outcomes settled, by kind, to add to the pipeline's counts at the end.
+    counted: [u64; 5],
 }
 
 impl SettleRun<'_> {
@@ -137,7 +140,7 @@ impl SettleRun<'_> {
         outcome: Outcome,
         failure: Option<Failure>,
     ) {
-        self.settler.counts.add_settled(outcome, 1);
+        self.counted[outcome.kind_index()] += 1;
         let Some((group, tag)) = handle.take() else {
             return;
         };
@@ -157,7 +160,8 @@ impl SettleRun<'_> {
 
     fn hand_over(&mut self) {
         if let Some(group) = self.group.take() {
-            let settled = std::mem::take(&mut self.settled);
+            let capacity = self.settled.capacity() - self.settled.len();
+            let settled = std::mem::replace(&mut self.settled, Vec::with_capacity(capacity));
             if !settled.is_empty() {
                 self.settler.hand(group, settled);
             }
@@ -167,6 +171,12 @@ impl SettleRun<'_> {
 
 impl Drop for SettleRun<'_> {
     fn drop(&mut self) {
+        // Counted before the acknowledger is told: a drain's flush then finds them.
+        for (index, &count) in self.counted.iter().enumerate() {
+            if count > 0 {
+                self.settler.counts.settled[index].fetch_add(count, Ordering::Relaxed);
+            }
+        }
         self.hand_over();
     }
 }

@@ -78,27 +78,36 @@ pub(crate) async fn call_fallible(
 }
 
 /// Settles messages whose callbacks are done: the failed ones go through
-/// `handle_failed`, then each ends in its chosen outcome, or the policy's.
-pub(crate) async fn finish<H: Handler>(shared: &Shared<H>, messages: Vec<Message<H::Data>>) {
+/// `handle_failed`, then each ends in its chosen outcome, or the policy's. The usual
+/// delivery, with no failure, is settled in place (messages are large to move).
+pub(crate) async fn finish<H: Handler>(shared: &Shared<H>, mut messages: Vec<Message<H::Data>>) {
     if messages.is_empty() {
         return;
     }
-    let (mut failed, succeeded): (Vec<_>, Vec<_>) =
+    if !messages.iter().any(Message::is_failed) {
+        settle(shared, &mut messages);
+        return;
+    }
+    let (mut failed, mut succeeded): (Vec<_>, Vec<_>) =
         messages.into_iter().partition(Message::is_failed);
-    if !failed.is_empty() {
-        let hook = shared.handler.handle_failed(&mut failed);
-        if let Err(failure) = call(Callback::HandleFailed, None, hook).await {
-            tracing::error!(pipeline = %shared.pipeline, %failure, "handle_failed panicked: the retry policy decides");
-        }
+    let hook = shared.handler.handle_failed(&mut failed);
+    if let Err(failure) = call(Callback::HandleFailed, None, hook).await {
+        tracing::error!(pipeline = %shared.pipeline, %failure, "handle_failed panicked: the retry policy decides");
     }
-    let mut run = shared.settler.run();
-    for mut message in succeeded {
-        let outcome = message.outcome(|_| Outcome::Ack);
-        run.add(&mut message.ack, outcome, None);
-    }
-    for mut message in failed {
+    succeeded.append(&mut failed);
+    settle(shared, &mut succeeded);
+}
+
+/// Settles each message: its chosen outcome, else an ack, or for a failed one the
+/// retry policy's outcome for its attempt.
+fn settle<H: Handler>(shared: &Shared<H>, messages: &mut [Message<H::Data>]) {
+    let mut run = shared.settler.run(messages.len());
+    for message in messages {
         let attempt = message.metadata().attempt;
-        let outcome = message.outcome(|_| shared.policy.outcome(attempt));
+        let outcome = message.outcome(|failure| match failure {
+            None => Outcome::Ack,
+            Some(_) => shared.policy.outcome(attempt),
+        });
         let failure = message.take_failure();
         run.add(&mut message.ack, outcome, failure);
     }

@@ -210,7 +210,7 @@ impl Handler for Keyed {
     ) -> Result<(), BoxError> {
         let data = *message.data();
         message.put_batch_key(data / 1000);
-        message.set_batch_weight((data % 1000) as usize);
+        message.set_batch_weight((data % 1000) as u32);
         message.put_batcher("out");
         Ok(())
     }

@@ -33,7 +33,9 @@ pub(crate) struct Batcher<T> {
     size: usize,
     timeout: Duration,
     max_open_keys: usize,
-    open: HashMap<Option<BatchKey>, OpenBatch<T>>,
+    /// The open batch of messages without a key (the usual case: no hashing).
+    unkeyed: Option<OpenBatch<T>>,
+    keyed: HashMap<BatchKey, OpenBatch<T>>,
     /// The open batches' keys, by number: the first is the oldest.
     opened: BTreeMap<u64, Option<BatchKey>>,
     next_number: u64,
@@ -48,7 +50,8 @@ impl<T: Send + 'static> Batcher<T> {
             size: options.batch_size,
             timeout: options.batch_timeout,
             max_open_keys: options.max_open_keys,
-            open: HashMap::new(),
+            unkeyed: None,
+            keyed: HashMap::new(),
             opened: BTreeMap::new(),
             next_number: 0,
             upstream: HashSet::new(),
@@ -64,17 +67,17 @@ impl<T: Send + 'static> Batcher<T> {
         closed: &mut Vec<Batch<T>>,
         ctx: &mut ProducerConsumerContext<'_, Self>,
     ) {
-        let weight = message.weight;
+        let weight = message.weight as usize;
+        let size = self.size;
         let overflows = self
-            .open
-            .get(&message.batch_key)
-            .is_some_and(|batch| batch.weight.saturating_add(weight) > self.size);
+            .batch_mut(&message.batch_key)
+            .is_some_and(|batch| batch.weight.saturating_add(weight) > size);
         if overflows {
             let key = message.batch_key.clone();
             closed.extend(self.close(&key, BatchTrigger::Size, ctx));
         }
-        if !self.open.contains_key(&message.batch_key) {
-            if self.open.len() >= self.max_open_keys {
+        if self.batch_mut(&message.batch_key).is_none() {
+            if self.keyed.len() + usize::from(self.unkeyed.is_some()) >= self.max_open_keys {
                 if let Some(oldest) = self.opened.values().next().cloned() {
                     closed.extend(self.close(&oldest, BatchTrigger::KeyLimit, ctx));
                 }
@@ -88,15 +91,37 @@ impl<T: Send + 'static> Batcher<T> {
                 timer: ctx.send_after(self.timeout, BatcherTick(number)),
             };
             self.opened.insert(number, message.batch_key.clone());
-            self.open.insert(message.batch_key.clone(), batch);
-        }
-        let key = message.batch_key.clone();
-        if let Some(batch) = self.open.get_mut(&key) {
-            batch.weight = batch.weight.saturating_add(weight);
-            batch.messages.push(message);
-            if batch.weight >= self.size {
-                closed.extend(self.close(&key, BatchTrigger::Size, ctx));
+            match message.batch_key.clone() {
+                None => self.unkeyed = Some(batch),
+                Some(key) => {
+                    self.keyed.insert(key, batch);
+                }
             }
+        }
+        // The key of a batch this message fills (cloned once per batch, not per message).
+        let filled = match self.batch_mut(&message.batch_key) {
+            Some(batch) => {
+                batch.weight = batch.weight.saturating_add(weight);
+                batch.messages.push(message);
+                (batch.weight >= size).then(|| {
+                    batch
+                        .messages
+                        .last()
+                        .and_then(|last| last.batch_key.clone())
+                })
+            }
+            None => None,
+        };
+        if let Some(key) = filled {
+            closed.extend(self.close(&key, BatchTrigger::Size, ctx));
+        }
+    }
+
+    /// The open batch of `key`.
+    fn batch_mut(&mut self, key: &Option<BatchKey>) -> Option<&mut OpenBatch<T>> {
+        match key {
+            None => self.unkeyed.as_mut(),
+            Some(key) => self.keyed.get_mut(key),
         }
     }
 
@@ -107,7 +132,10 @@ impl<T: Send + 'static> Batcher<T> {
         trigger: BatchTrigger,
         ctx: &mut ProducerConsumerContext<'_, Self>,
     ) -> Option<Batch<T>> {
-        let batch = self.open.remove(key)?;
+        let batch = match key {
+            None => self.unkeyed.take(),
+            Some(key) => self.keyed.remove(key),
+        }?;
         self.opened.remove(&batch.number);
         ctx.cancel_timer(batch.timer);
         tracing::trace!(batcher = %self.name, size = batch.messages.len(), ?trigger, "batch closed");

@@ -19,7 +19,7 @@ pub(crate) struct Processor<H: Handler> {
     /// The pipeline's batchers, by index.
     batchers: Arc<[Arc<str>]>,
     /// The batcher of messages routed nowhere: the one named "default", if any.
-    default_batcher: Option<usize>,
+    default_batcher: Option<u32>,
     timeout: Option<Duration>,
 }
 
@@ -30,7 +30,10 @@ impl<H: Handler> Processor<H> {
         batchers: Arc<[Arc<str>]>,
         timeout: Option<Duration>,
     ) -> Self {
-        let default_batcher = batchers.iter().position(|name| &**name == "default");
+        let default_batcher = batchers
+            .iter()
+            .position(|name| &**name == "default")
+            .map(|index| index as u32);
         Processor {
             context: ProcessorContext {
                 pipeline: shared.pipeline.clone(),
@@ -45,12 +48,12 @@ impl<H: Handler> Processor<H> {
 
     /// The batcher a handled message goes to, if any; a name the pipeline does not
     /// know fails the message.
-    fn route(&self, message: &mut Message<H::Data>) -> Option<usize> {
+    fn route(&self, message: &mut Message<H::Data>) -> Option<u32> {
         let Some(name) = message.batcher() else {
             return self.default_batcher;
         };
         match self.batchers.iter().position(|batcher| &**batcher == name) {
-            Some(index) => Some(index),
+            Some(index) => Some(index as u32),
             None => {
                 let failure = Failure::UnknownBatcher(Arc::from(name));
                 message.fail_with(failure);
@@ -75,13 +78,13 @@ impl<H: Handler> Processor<H> {
             finish(&self.shared, messages).await;
             return Vec::new();
         }
-        let mut forward = Vec::new();
-        let mut done = Vec::new();
-        for mut message in messages {
+        // Handled in place: messages are large to move, and most go on together.
+        let (mut any_done, mut any_routed) = (false, false);
+        for message in messages.iter_mut() {
             let handled = call_fallible(
                 Callback::HandleMessage,
                 self.timeout,
-                handler.handle_message(&mut message, &self.context),
+                handler.handle_message(message, &self.context),
             )
             .await;
             if let Err(failure) = handled {
@@ -91,20 +94,29 @@ impl<H: Handler> Processor<H> {
             let batcher = if message.is_failed() {
                 None
             } else {
-                self.route(&mut message)
+                self.route(message)
             };
-            match batcher {
-                Some(batcher) => {
-                    message.batcher_index = batcher;
-                    forward.push(message);
-                }
-                None => done.push(message),
-            }
+            message.batcher_index = batcher.unwrap_or(NOT_ROUTED);
+            any_done |= batcher.is_none();
+            any_routed |= batcher.is_some();
         }
+        if !any_done {
+            return messages;
+        }
+        if !any_routed {
+            finish(&self.shared, messages).await;
+            return Vec::new();
+        }
+        let (done, forward): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|message| message.batcher_index == NOT_ROUTED);
         finish(&self.shared, done).await;
         forward
     }
 }
+
+/// A message that goes to no batcher: it is settled by the processor.
+const NOT_ROUTED: u32 = u32::MAX;
 
 /// With batchers, a processor passes messages on.
 impl<H: Handler> ProducerConsumer for Processor<H> {
