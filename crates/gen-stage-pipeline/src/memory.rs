@@ -49,6 +49,9 @@ struct State<T> {
     /// Outcomes for ids that were not in flight: settled twice, or never delivered.
     stray: u64,
     dead: Vec<DeadLetter<T>>,
+    /// Every outcome received for a message in flight, in order: its id, the
+    /// attempt it settled, and the outcome.
+    history: Vec<(u64, u32, Outcome)>,
     acked: u64,
     terminated: u64,
     closed: bool,
@@ -132,6 +135,7 @@ impl<T: Clone + Send + 'static> MemoryQueue<T> {
                 in_flight: HashSet::new(),
                 stray: 0,
                 dead: Vec::new(),
+                history: Vec::new(),
                 acked: 0,
                 terminated: 0,
                 closed: false,
@@ -185,6 +189,13 @@ impl<T: Clone + Send + 'static> MemoryQueue<T> {
     /// settled twice, or one never delivered. Always 0 for a correct pipeline.
     pub fn stray_outcomes(&self) -> u64 {
         self.shared.lock().stray
+    }
+
+    /// Every outcome the queue received for a message in flight, in the order it
+    /// received them: the message's id, the attempt the outcome settled, the outcome.
+    /// What a test checks a pipeline's outcomes against.
+    pub fn history(&self) -> Vec<(u64, u32, Outcome)> {
+        self.shared.lock().history.clone()
     }
 
     /// Messages acked.
@@ -320,6 +331,8 @@ impl<T: Send + 'static> Acknowledger for QueueAcker<T> {
                     state.stray += 1;
                     continue;
                 }
+                let attempt = state.entries.get(&id).map_or(0, |entry| entry.attempt);
+                state.history.push((id, attempt, outcome));
                 match outcome {
                     Outcome::Ack => {
                         if state.entries.remove(&id).is_some() {
