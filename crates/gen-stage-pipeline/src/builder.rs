@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use gen_stage::dispatcher::{Partition, PartitionDispatcher};
-use gen_stage::{AnyProducer, CancelMode, DemandMode, Producer, SubscribeOptions};
+use gen_stage::Producer;
 
 use crate::ack::Outcome;
 use crate::error::StartError;
@@ -13,77 +11,14 @@ use crate::failure::RetryPolicy;
 use crate::handler::Handler;
 use crate::message::Message;
 use crate::options::{BatcherOptions, ProcessorOptions};
-use crate::pipeline::{Layer, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::settle::Settler;
-use crate::stages::{
-    BatchProcessor, Batcher, Entry, EntryMessage, LastProcessor, Processor, Shared, Transform,
-};
-
-/// Hands messages to a running producer stage, beside its producer.
-pub(crate) type Pusher<T> = Box<dyn Fn(Vec<Message<T>>) -> bool + Send + Sync>;
-
-/// A started producer stage: its handle, and how to push messages into it.
-type StartedProducer<T> = (AnyProducer<Message<T>>, Pusher<T>);
-
-/// A message's partition key, for `partition_by`.
-type PartitionKey<T> = Arc<dyn Fn(&Message<T>) -> u64 + Send + Sync>;
-
-/// How a producer stage shares its messages among the processors: by partition (the
-/// key, and how many processors), or to whoever asks most.
-type Sharing<T> = Option<(PartitionKey<T>, usize)>;
-
-/// Starts one producer stage of a pipeline.
-trait StartProducer<T>: Send + Sync {
-    fn start(
-        &self,
-        settler: Arc<Settler>,
-        limiter: Option<RateLimiter>,
-        sharing: Sharing<T>,
-    ) -> BoxFuture<'static, Result<StartedProducer<T>, gen_stage::error::StartError>>;
-}
-
-/// A producer made by `make`, its events turned into messages by `transform`.
-struct ProducerFactory<M, F> {
-    make: Arc<M>,
-    transform: Transform<F>,
-}
-
-impl<M, P, F, T> StartProducer<T> for ProducerFactory<M, F>
-where
-    M: Fn() -> P + Send + Sync + 'static,
-    P: Producer,
-    F: Fn(P::Event) -> Message<T> + Send + Sync + 'static,
-    T: Send + 'static,
-{
-    fn start(
-        &self,
-        settler: Arc<Settler>,
-        limiter: Option<RateLimiter>,
-        sharing: Sharing<T>,
-    ) -> BoxFuture<'static, Result<StartedProducer<T>, gen_stage::error::StartError>> {
-        let entry = Entry::new((self.make)(), self.transform.clone(), settler, limiter);
-        // Nothing goes out before every processor has subscribed (see `start`).
-        let mut builder = gen_stage::producer(entry).demand_mode(DemandMode::Accumulate);
-        if let Some((key, partitions)) = sharing {
-            let count = partitions as u64;
-            builder = builder
-                .dispatcher(PartitionDispatcher::by_count(partitions, move |message| {
-                    (key(message) % count) as usize
-                }));
-        }
-        Box::pin(async move {
-            let stage = builder.start().await?;
-            let typed = stage.clone();
-            let push: Pusher<T> =
-                Box::new(move |messages| typed.cast(EntryMessage::Push(messages)).is_ok());
-            Ok((stage.into(), push))
-        })
-    }
-}
+use crate::stages::Shared;
+use crate::topology::{PartitionKey, ProducerFactory, StartProducer, Started, start_stages};
 
 /// A producer's messages, as they are.
-fn as_they_are<T>(message: Message<T>) -> Message<T> {
+pub(crate) fn as_they_are<T>(message: Message<T>) -> Message<T> {
     message
 }
 
@@ -347,22 +282,19 @@ impl<H: Handler> PipelineBuilder<H> {
             &mut started,
         )
         .await;
-        if result.is_ok() {
-            // Every stage is subscribed: the producers may now let messages out (a
-            // finite one could otherwise end before the last processor subscribed).
-            for producer in &started.producers {
-                let _ = producer.set_demand_mode(DemandMode::Forward);
-            }
-        }
         match result {
             Ok(()) => {
-                let pushers = std::mem::take(&mut started.pushers);
-                let layers = started.into_layers();
+                // Every stage is subscribed: the producers may now let messages out (a
+                // finite one could otherwise end before the last processor subscribed).
+                started.release_producers();
+                let Started {
+                    pushers, layers, ..
+                } = started;
                 Ok(Pipeline::new(name, settler, layers, pushers, limiter))
             }
             Err(error) => {
-                for stage in started.into_layers().iter().flatten() {
-                    stage.kill();
+                for stage in started.layers.iter().flatten() {
+                    stage.stage.kill();
                 }
                 Err(error)
             }
@@ -383,143 +315,6 @@ fn check_demand(stage: &str, max: usize, min: Option<usize>) -> Result<(), Start
             format!("{stage}.min_demand"),
             format!("must be below max_demand ({max})"),
         ));
-    }
-    Ok(())
-}
-
-/// The stages started so far, by layer.
-struct Started<T> {
-    producers: Vec<AnyProducer<Message<T>>>,
-    pushers: Vec<Pusher<T>>,
-    processors: Vec<AnyProducer<Message<T>>>,
-    /// Processors without batchers: consumers.
-    last_processors: Layer,
-    batchers: Vec<AnyProducer<crate::batch::Batch<T>>>,
-    batch_processors: Layer,
-}
-
-impl<T> Default for Started<T> {
-    fn default() -> Self {
-        Started {
-            producers: Vec::new(),
-            pushers: Vec::new(),
-            processors: Vec::new(),
-            last_processors: Vec::new(),
-            batchers: Vec::new(),
-            batch_processors: Vec::new(),
-        }
-    }
-}
-
-impl<T: Send + 'static> Started<T> {
-    fn into_layers(self) -> Vec<Layer> {
-        fn erase<T: Send + 'static>(stages: Vec<AnyProducer<T>>) -> Layer {
-            stages
-                .into_iter()
-                .map(|stage| Box::new(stage) as _)
-                .collect()
-        }
-        let mut processors = erase(self.processors);
-        processors.extend(self.last_processors);
-        vec![
-            erase(self.producers),
-            processors,
-            erase(self.batchers),
-            self.batch_processors,
-        ]
-    }
-}
-
-async fn start_stages<H: Handler>(
-    shared: &Shared<H>,
-    limiter: Option<&RateLimiter>,
-    partition_by: Option<PartitionKey<H::Data>>,
-    producers: &[Box<dyn StartProducer<H::Data>>],
-    processors: &ProcessorOptions,
-    batchers: &[(String, BatcherOptions)],
-    started: &mut Started<H::Data>,
-) -> Result<(), StartError> {
-    let failed = |stage: String| move |error| StartError::Stage { stage, error };
-    for (index, producer) in producers.iter().enumerate() {
-        let sharing = partition_by
-            .clone()
-            .map(|key| (key, processors.concurrency));
-        let (stage, push) = producer
-            .start(shared.settler.clone(), limiter.cloned(), sharing)
-            .await
-            .map_err(failed(format!("producer {index}")))?;
-        started.producers.push(stage);
-        started.pushers.push(push);
-    }
-    let names: Arc<[Arc<str>]> = batchers
-        .iter()
-        .map(|(name, _)| Arc::from(name.as_str()))
-        .collect();
-    let temporary = SubscribeOptions::new().cancel(CancelMode::Temporary);
-    let mut upstream = temporary.clone().max_demand(processors.max_demand);
-    if let Some(min) = processors.min_demand {
-        upstream = upstream.min_demand(min);
-    }
-    for index in 0..processors.concurrency {
-        let processor = Processor::new(shared.clone(), index, names.clone(), processors.timeout);
-        let failed_processor = failed(format!("processor {index}"));
-        let upstream = if partition_by.is_some() {
-            upstream.clone().with(Partition(index))
-        } else {
-            upstream.clone()
-        };
-        if names.is_empty() {
-            let mut builder = gen_stage::consumer(LastProcessor(processor));
-            for producer in &started.producers {
-                builder = builder.subscribe_to(producer, upstream.clone());
-            }
-            let stage = builder.start().await.map_err(failed_processor)?;
-            started.last_processors.push(Box::new(stage));
-            continue;
-        }
-        let mut builder = gen_stage::producer_consumer(processor);
-        if names.len() > 1 {
-            builder = builder.dispatcher(PartitionDispatcher::by_count(
-                names.len(),
-                |message: &Message<H::Data>| message.batcher_index as usize,
-            ));
-        }
-        for producer in &started.producers {
-            builder = builder.subscribe_to(producer, upstream.clone());
-        }
-        let stage = builder
-            .start()
-            .await
-            .map_err(failed(format!("processor {index}")))?;
-        started.processors.push(stage.into());
-    }
-    for (index, (name, options)) in batchers.iter().enumerate() {
-        let batcher = Batcher::new(names[index].clone(), options);
-        let mut builder = gen_stage::producer_consumer(batcher);
-        let mut from_processors = temporary
-            .clone()
-            .max_demand(options.max_demand.unwrap_or(options.batch_size));
-        if names.len() > 1 {
-            from_processors = from_processors.with(Partition(index));
-        }
-        for processor in &started.processors {
-            builder = builder.subscribe_to(processor, from_processors.clone());
-        }
-        let batcher = builder
-            .start()
-            .await
-            .map_err(failed(format!("batcher {name:?}")))?;
-        // One batch at a time for each batch processor.
-        let one_batch = temporary.clone().max_demand(1).min_demand(0);
-        for slot in 0..options.concurrency {
-            let stage = gen_stage::consumer(BatchProcessor::new(shared.clone(), options.timeout))
-                .subscribe_to(&batcher, one_batch.clone())
-                .start()
-                .await
-                .map_err(failed(format!("batch processor {slot} of {name:?}")))?;
-            started.batch_processors.push(Box::new(stage));
-        }
-        started.batchers.push(batcher.into());
     }
     Ok(())
 }

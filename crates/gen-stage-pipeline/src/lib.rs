@@ -113,6 +113,7 @@
 //! ```
 
 mod ack;
+mod activity;
 mod batch;
 mod builder;
 mod error;
@@ -125,8 +126,10 @@ mod pipeline;
 mod rate_limit;
 mod report;
 mod settle;
+mod snapshot;
 mod stages;
 mod testing;
+mod topology;
 
 pub use ack::{AckError, AckGroup, AckHandle, AckTag, Acknowledger, Outcome, Settled};
 pub use batch::{Batch, BatchInfo, BatchOutcome, BatchTrigger};
@@ -140,3 +143,4 @@ pub use options::{BatcherOptions, ProcessorOptions};
 pub use pipeline::{NoRateLimit, Pipeline};
 pub use rate_limit::{RateLimit, RateLimitState};
 pub use report::{OutcomeCounts, PipelineReport};
+pub use snapshot::{PipelineSnapshot, StageLayer, StageSnapshot};

@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use gen_stage::kind::StageKind;
+use gen_stage::stats::StageStats;
 use gen_stage::{AnyProducer, ExitReason, StageRef};
 
-use crate::builder::Pusher;
+use crate::activity::Activity;
+use crate::snapshot::StageLayer;
+
 use crate::handler::Handler;
 use crate::rate_limit::{RateLimit, RateLimitState, RateLimiter};
 use crate::report::PipelineReport;
 use crate::settle::Settler;
+use crate::topology::Pusher;
 
 /// A stage of the pipeline, whatever its type: what a drain needs of it.
 pub(crate) trait Drainable: Send + Sync {
@@ -24,6 +28,8 @@ pub(crate) trait Drainable: Send + Sync {
     fn kill(&self);
     /// Waits until it stopped.
     fn stopped(&self) -> BoxFuture<'_, ExitReason>;
+    /// What it publishes about itself.
+    fn stats(&self) -> StageStats;
 }
 
 impl<T: Send + 'static> Drainable for AnyProducer<T> {
@@ -39,6 +45,10 @@ impl<T: Send + 'static> Drainable for AnyProducer<T> {
 
     fn stopped(&self) -> BoxFuture<'_, ExitReason> {
         Box::pin(AnyProducer::stopped(self))
+    }
+
+    fn stats(&self) -> StageStats {
+        AnyProducer::stats(self)
     }
 }
 
@@ -56,10 +66,19 @@ impl<K: StageKind> Drainable for StageRef<K> {
     fn stopped(&self) -> BoxFuture<'_, ExitReason> {
         Box::pin(StageRef::stopped(self))
     }
+
+    fn stats(&self) -> StageStats {
+        StageRef::stats(self)
+    }
 }
 
-/// The stages of one layer.
-pub(crate) type Layer = Vec<Box<dyn Drainable>>;
+/// One stage of the pipeline: its layer, name, handle and activity.
+pub(crate) struct StageEntry {
+    pub(crate) layer: StageLayer,
+    pub(crate) name: String,
+    pub(crate) stage: Box<dyn Drainable>,
+    pub(crate) activity: Arc<Activity>,
+}
 
 /// A running pipeline of messages of type `T`: made by [`Pipeline::builder`].
 ///
@@ -69,7 +88,7 @@ pub struct Pipeline<T> {
     name: Arc<str>,
     settler: Arc<Settler>,
     /// Producers, processors, batchers, batch processors.
-    layers: Vec<Layer>,
+    layers: [Vec<StageEntry>; 4],
     deadline_reached: std::sync::atomic::AtomicBool,
     /// One per producer stage, in order.
     pub(crate) pushers: Vec<Pusher<T>>,
@@ -109,7 +128,7 @@ impl<T: Send + 'static> Pipeline<T> {
     pub(crate) fn new(
         name: Arc<str>,
         settler: Arc<Settler>,
-        layers: Vec<Layer>,
+        layers: [Vec<StageEntry>; 4],
         pushers: Vec<Pusher<T>>,
         limiter: Option<RateLimiter>,
     ) -> Self {
@@ -149,6 +168,11 @@ impl<T: Send + 'static> Pipeline<T> {
         &self.name
     }
 
+    /// Every stage, producers first.
+    pub(crate) fn stages(&self) -> impl Iterator<Item = &StageEntry> {
+        self.layers.iter().flatten()
+    }
+
     /// What the pipeline has done with its messages so far. Outcomes are counted when
     /// the pipeline settles them, before their acknowledger is told.
     pub fn counts(&self) -> PipelineReport {
@@ -178,7 +202,8 @@ impl<T: Send + 'static> Pipeline<T> {
         let end = tokio::time::Instant::now() + deadline;
         tracing::info!(pipeline = %self.name, ?deadline, "draining");
         for layer in &self.layers {
-            let drains = layer.iter().map(|stage| async move {
+            let drains = layer.iter().map(|entry| async move {
+                let stage = &entry.stage;
                 let left = end.saturating_duration_since(tokio::time::Instant::now());
                 if tokio::time::timeout_at(end, stage.drain(left))
                     .await

@@ -1,11 +1,13 @@
 //! A batch processor: runs `handle_batch` on the batches of one batcher, and settles
 //! their messages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gen_stage::{BoxError, Consumer, ConsumerContext, SubscriptionTag};
 
 use super::{Shared, call, finish};
+use crate::activity::Activity;
 use crate::batch::Batch;
 use crate::failure::Callback;
 use crate::handler::Handler;
@@ -13,11 +15,20 @@ use crate::handler::Handler;
 pub(crate) struct BatchProcessor<H: Handler> {
     shared: Shared<H>,
     timeout: Option<Duration>,
+    activity: Arc<Activity>,
 }
 
 impl<H: Handler> BatchProcessor<H> {
-    pub(crate) fn new(shared: Shared<H>, timeout: Option<Duration>) -> Self {
-        BatchProcessor { shared, timeout }
+    pub(crate) fn new(
+        shared: Shared<H>,
+        timeout: Option<Duration>,
+        activity: Arc<Activity>,
+    ) -> Self {
+        BatchProcessor {
+            shared,
+            timeout,
+            activity,
+        }
     }
 }
 
@@ -33,6 +44,7 @@ impl<H: Handler> Consumer for BatchProcessor<H> {
     ) -> Result<(), BoxError> {
         for batch in batches {
             let info = batch.info().clone();
+            let started = self.activity.begin(info.size);
             let handled = call(
                 Callback::HandleBatch,
                 self.timeout,
@@ -51,6 +63,7 @@ impl<H: Handler> Consumer for BatchProcessor<H> {
                     "batch lost to its callback"
                 ),
             }
+            self.activity.end(started, info.size);
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use gen_stage::{
     SubscriptionTag, TimerRef,
 };
 
+use crate::activity::Activity;
 use crate::batch::{Batch, BatchTrigger};
 use crate::message::{BatchKey, Message};
 use crate::options::BatcherOptions;
@@ -41,10 +42,13 @@ pub(crate) struct Batcher<T> {
     next_number: u64,
     /// The processors it receives from.
     upstream: HashSet<SubscriptionTag>,
+    activity: Arc<Activity>,
+    /// Messages in open batches.
+    held: u64,
 }
 
 impl<T: Send + 'static> Batcher<T> {
-    pub(crate) fn new(name: Arc<str>, options: &BatcherOptions) -> Self {
+    pub(crate) fn new(name: Arc<str>, options: &BatcherOptions, activity: Arc<Activity>) -> Self {
         Batcher {
             name,
             size: options.batch_size,
@@ -55,6 +59,8 @@ impl<T: Send + 'static> Batcher<T> {
             opened: BTreeMap::new(),
             next_number: 0,
             upstream: HashSet::new(),
+            activity,
+            held: 0,
         }
     }
 
@@ -125,6 +131,15 @@ impl<T: Send + 'static> Batcher<T> {
         }
     }
 
+    /// Shows the messages left in open batches once `closed` go.
+    fn publish_held(&mut self, closed: &[Batch<T>]) {
+        let gone: usize = closed.iter().map(Batch::len).sum();
+        self.held = self.held.saturating_sub(gone as u64);
+        self.activity
+            .in_flight
+            .store(self.held, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Closes the open batch of `key`, if there is one.
     fn close(
         &mut self,
@@ -170,9 +185,13 @@ impl<T: Send + 'static> ProducerConsumer for Batcher<T> {
         ctx: &mut ProducerConsumerContext<'_, Self>,
     ) -> Result<Vec<Batch<T>>, BoxError> {
         let mut closed = Vec::new();
+        let count = messages.len();
         for message in messages {
             self.add(message, &mut closed, ctx);
         }
+        self.activity.count(count);
+        self.held += count as u64;
+        self.publish_held(&closed);
         Ok(closed)
     }
 
@@ -183,7 +202,9 @@ impl<T: Send + 'static> ProducerConsumer for Batcher<T> {
     ) -> Result<(), BoxError> {
         if let Some(key) = self.opened.get(&number).cloned() {
             if let Some(batch) = self.close(&key, BatchTrigger::Timeout, ctx) {
-                ctx.emit(vec![batch]);
+                let closed = vec![batch];
+                self.publish_held(&closed);
+                ctx.emit(closed);
             }
         }
         Ok(())
@@ -203,6 +224,7 @@ impl<T: Send + 'static> ProducerConsumer for Batcher<T> {
                 .iter()
                 .filter_map(|key| self.close(key, BatchTrigger::Flush, ctx))
                 .collect();
+            self.publish_held(&batches);
             ctx.emit(batches);
         }
         Ok(())

@@ -11,6 +11,7 @@ use gen_stage::{
 };
 
 use crate::ack::AckGroup;
+use crate::activity::Activity;
 use crate::message::Message;
 use crate::rate_limit::RateLimiter;
 use crate::settle::Settler;
@@ -44,6 +45,7 @@ where
     owed: u64,
     /// Whether a timer waits for the next rate-limit window.
     window_timer: bool,
+    activity: Arc<Activity>,
 }
 
 impl<P, T, F> Entry<P, T, F>
@@ -57,6 +59,7 @@ where
         transform: Transform<F>,
         settler: Arc<Settler>,
         limiter: Option<RateLimiter>,
+        activity: Arc<Activity>,
     ) -> Self {
         Entry {
             inner: Delegate::new(producer, EntryMessage::Inner),
@@ -66,6 +69,7 @@ where
             limiter,
             owed: 0,
             window_timer: false,
+            activity,
         }
     }
 
@@ -112,6 +116,7 @@ where
     }
 
     fn count_taken_in(&self, count: u64) {
+        self.activity.count(count as usize);
         self.settler
             .counts
             .taken_in

@@ -9,6 +9,7 @@ use gen_stage::{
 };
 
 use super::{Shared, call_fallible, finish};
+use crate::activity::Activity;
 use crate::failure::{Callback, Failure};
 use crate::handler::{Handler, ProcessorContext};
 use crate::message::Message;
@@ -21,6 +22,7 @@ pub(crate) struct Processor<H: Handler> {
     /// The batcher of messages routed nowhere: the one named "default", if any.
     default_batcher: Option<u32>,
     timeout: Option<Duration>,
+    activity: Arc<Activity>,
 }
 
 impl<H: Handler> Processor<H> {
@@ -29,6 +31,7 @@ impl<H: Handler> Processor<H> {
         index: usize,
         batchers: Arc<[Arc<str>]>,
         timeout: Option<Duration>,
+        activity: Arc<Activity>,
     ) -> Self {
         let default_batcher = batchers
             .iter()
@@ -43,6 +46,7 @@ impl<H: Handler> Processor<H> {
             batchers,
             default_batcher,
             timeout,
+            activity,
         }
     }
 
@@ -62,8 +66,17 @@ impl<H: Handler> Processor<H> {
         }
     }
 
+    /// Handles a delivery, counting its time in callbacks for the snapshots.
+    async fn handle(&self, messages: Vec<Message<H::Data>>) -> Vec<Message<H::Data>> {
+        let count = messages.len();
+        let started = self.activity.begin(count);
+        let forward = self.handle_delivery(messages).await;
+        self.activity.end(started, count);
+        forward
+    }
+
     /// Handles a delivery: settles what is done with, returns what goes to batchers.
-    async fn handle(&self, mut messages: Vec<Message<H::Data>>) -> Vec<Message<H::Data>> {
+    async fn handle_delivery(&self, mut messages: Vec<Message<H::Data>>) -> Vec<Message<H::Data>> {
         let handler = &*self.shared.handler;
         let prepared = call_fallible(
             Callback::PrepareMessages,

@@ -1,0 +1,256 @@
+//! Starting a pipeline's stages: its producers (each made by a factory, wrapped in
+//! an entry stage), then its processors, batchers and batch processors, each
+//! subscribed to the layer before it. What starts is kept by layer, with a name and
+//! the activity a snapshot reads.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use gen_stage::dispatcher::{Partition, PartitionDispatcher};
+use gen_stage::{AnyProducer, CancelMode, DemandMode, Producer, SubscribeOptions};
+
+use crate::activity::Activity;
+use crate::batch::Batch;
+use crate::error::StartError;
+use crate::handler::Handler;
+use crate::message::Message;
+use crate::options::{BatcherOptions, ProcessorOptions};
+use crate::pipeline::{Drainable, StageEntry};
+use crate::rate_limit::RateLimiter;
+use crate::settle::Settler;
+use crate::snapshot::StageLayer;
+use crate::stages::{
+    BatchProcessor, Batcher, Entry, EntryMessage, LastProcessor, Processor, Shared, Transform,
+};
+
+/// Hands messages to a running producer stage, beside its producer.
+pub(crate) type Pusher<T> = Box<dyn Fn(Vec<Message<T>>) -> bool + Send + Sync>;
+
+/// A started producer stage: its handle, and how to push messages into it.
+pub(crate) type StartedProducer<T> = (AnyProducer<Message<T>>, Pusher<T>);
+
+/// A message's partition key, for `partition_by`.
+pub(crate) type PartitionKey<T> = Arc<dyn Fn(&Message<T>) -> u64 + Send + Sync>;
+
+/// How a producer stage shares its messages among the processors: by partition (the
+/// key, and how many processors), or to whoever asks most.
+pub(crate) type Sharing<T> = Option<(PartitionKey<T>, usize)>;
+
+/// Starts one producer stage of a pipeline.
+pub(crate) trait StartProducer<T>: Send + Sync {
+    fn start(
+        &self,
+        settler: Arc<Settler>,
+        limiter: Option<RateLimiter>,
+        sharing: Sharing<T>,
+        activity: Arc<Activity>,
+    ) -> BoxFuture<'static, Result<StartedProducer<T>, gen_stage::error::StartError>>;
+}
+
+/// A producer made by `make`, its events turned into messages by `transform`.
+pub(crate) struct ProducerFactory<M, F> {
+    pub(crate) make: Arc<M>,
+    pub(crate) transform: Transform<F>,
+}
+
+impl<M, P, F, T> StartProducer<T> for ProducerFactory<M, F>
+where
+    M: Fn() -> P + Send + Sync + 'static,
+    P: Producer,
+    F: Fn(P::Event) -> Message<T> + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    fn start(
+        &self,
+        settler: Arc<Settler>,
+        limiter: Option<RateLimiter>,
+        sharing: Sharing<T>,
+        activity: Arc<Activity>,
+    ) -> BoxFuture<'static, Result<StartedProducer<T>, gen_stage::error::StartError>> {
+        let entry = Entry::new(
+            (self.make)(),
+            self.transform.clone(),
+            settler,
+            limiter,
+            activity,
+        );
+        // Nothing goes out before every processor has subscribed (see `start`).
+        let mut builder = gen_stage::producer(entry).demand_mode(DemandMode::Accumulate);
+        if let Some((key, partitions)) = sharing {
+            let count = partitions as u64;
+            builder = builder
+                .dispatcher(PartitionDispatcher::by_count(partitions, move |message| {
+                    (key(message) % count) as usize
+                }));
+        }
+        Box::pin(async move {
+            let stage = builder.start().await?;
+            let typed = stage.clone();
+            let push: Pusher<T> =
+                Box::new(move |messages| typed.cast(EntryMessage::Push(messages)).is_ok());
+            Ok((stage.into(), push))
+        })
+    }
+}
+
+/// The stages started so far: the handles later layers subscribe to, and every stage
+/// by layer.
+pub(crate) struct Started<T> {
+    producers: Vec<AnyProducer<Message<T>>>,
+    pub(crate) pushers: Vec<Pusher<T>>,
+    processors: Vec<AnyProducer<Message<T>>>,
+    /// Producers, processors, batchers, batch processors.
+    pub(crate) layers: [Vec<StageEntry>; 4],
+}
+
+impl<T> Default for Started<T> {
+    fn default() -> Self {
+        Started {
+            producers: Vec::new(),
+            pushers: Vec::new(),
+            processors: Vec::new(),
+            layers: Default::default(),
+        }
+    }
+}
+
+impl<T: Send + 'static> Started<T> {
+    /// Lets the producers send (they start accumulating demand).
+    pub(crate) fn release_producers(&self) {
+        for producer in &self.producers {
+            let _ = producer.set_demand_mode(DemandMode::Forward);
+        }
+    }
+
+    fn add(
+        &mut self,
+        layer: StageLayer,
+        name: String,
+        stage: impl Drainable + 'static,
+        activity: Arc<Activity>,
+    ) {
+        self.layers[layer as usize].push(StageEntry {
+            layer,
+            name,
+            stage: Box::new(stage),
+            activity,
+        });
+    }
+}
+
+/// Starts every stage, in order, into `started` (which keeps those started if one
+/// fails, for the caller to stop).
+pub(crate) async fn start_stages<H: Handler>(
+    shared: &Shared<H>,
+    limiter: Option<&RateLimiter>,
+    partition_by: Option<PartitionKey<H::Data>>,
+    producers: &[Box<dyn StartProducer<H::Data>>],
+    processors: &ProcessorOptions,
+    batchers: &[(String, BatcherOptions)],
+    started: &mut Started<H::Data>,
+) -> Result<(), StartError> {
+    let failed = |stage: &str| {
+        let stage = stage.to_owned();
+        move |error| StartError::Stage { stage, error }
+    };
+    for (index, producer) in producers.iter().enumerate() {
+        let name = format!("producer {index}");
+        let activity = Arc::new(Activity::new());
+        let sharing = partition_by
+            .clone()
+            .map(|key| (key, processors.concurrency));
+        let (stage, push) = producer
+            .start(
+                shared.settler.clone(),
+                limiter.cloned(),
+                sharing,
+                activity.clone(),
+            )
+            .await
+            .map_err(failed(&name))?;
+        started.producers.push(stage.clone());
+        started.pushers.push(push);
+        started.add(StageLayer::Producer, name, stage, activity);
+    }
+    let names: Arc<[Arc<str>]> = batchers
+        .iter()
+        .map(|(name, _)| Arc::from(name.as_str()))
+        .collect();
+    let temporary = SubscribeOptions::new().cancel(CancelMode::Temporary);
+    let mut upstream = temporary.clone().max_demand(processors.max_demand);
+    if let Some(min) = processors.min_demand {
+        upstream = upstream.min_demand(min);
+    }
+    for index in 0..processors.concurrency {
+        let name = format!("processor {index}");
+        let activity = Arc::new(Activity::new());
+        let processor = Processor::new(
+            shared.clone(),
+            index,
+            names.clone(),
+            processors.timeout,
+            activity.clone(),
+        );
+        let upstream = if partition_by.is_some() {
+            upstream.clone().with(Partition(index))
+        } else {
+            upstream.clone()
+        };
+        if names.is_empty() {
+            let mut builder = gen_stage::consumer(LastProcessor(processor));
+            for producer in &started.producers {
+                builder = builder.subscribe_to(producer, upstream.clone());
+            }
+            let stage = builder.start().await.map_err(failed(&name))?;
+            started.add(StageLayer::Processor, name, stage, activity);
+            continue;
+        }
+        let mut builder = gen_stage::producer_consumer(processor);
+        if names.len() > 1 {
+            builder = builder.dispatcher(PartitionDispatcher::by_count(
+                names.len(),
+                |message: &Message<H::Data>| message.batcher_index as usize,
+            ));
+        }
+        for producer in &started.producers {
+            builder = builder.subscribe_to(producer, upstream.clone());
+        }
+        let stage: AnyProducer<Message<H::Data>> =
+            builder.start().await.map_err(failed(&name))?.into();
+        started.processors.push(stage.clone());
+        started.add(StageLayer::Processor, name, stage, activity);
+    }
+    for (index, (name, options)) in batchers.iter().enumerate() {
+        let activity = Arc::new(Activity::new());
+        let batcher = Batcher::new(names[index].clone(), options, activity.clone());
+        let mut builder = gen_stage::producer_consumer(batcher);
+        let mut from_processors = temporary
+            .clone()
+            .max_demand(options.max_demand.unwrap_or(options.batch_size));
+        if names.len() > 1 {
+            from_processors = from_processors.with(Partition(index));
+        }
+        for processor in &started.processors {
+            builder = builder.subscribe_to(processor, from_processors.clone());
+        }
+        let stage_name = format!("batcher {name:?}");
+        let batcher = builder.start().await.map_err(failed(&stage_name))?;
+        // One batch at a time for each batch processor.
+        let one_batch = temporary.clone().max_demand(1).min_demand(0);
+        for slot in 0..options.concurrency {
+            let processor_name = format!("batch processor {slot} of {name:?}");
+            let activity = Arc::new(Activity::new());
+            let batch_processor =
+                BatchProcessor::new(shared.clone(), options.timeout, activity.clone());
+            let stage = gen_stage::consumer(batch_processor)
+                .subscribe_to(&batcher, one_batch.clone())
+                .start()
+                .await
+                .map_err(failed(&processor_name))?;
+            started.add(StageLayer::BatchProcessor, processor_name, stage, activity);
+        }
+        let batcher: AnyProducer<Batch<H::Data>> = batcher.into();
+        started.add(StageLayer::Batcher, stage_name, batcher, activity);
+    }
+    Ok(())
+}
