@@ -214,6 +214,9 @@ pub struct AckHandle {
     group: Option<Arc<AckGroup>>,
 }
 
+/// The tag of a handle whose outcome was already told ([`AckHandle::settle_now`]).
+const TOLD: AckTag = AckTag(u64::MAX);
+
 impl AckHandle {
     /// A handle with nothing to settle: for messages that no source waits on (tests,
     /// data made inside the pipeline).
@@ -242,6 +245,25 @@ impl AckHandle {
         self.group.take().map(|group| (group, self.tag))
     }
 
+    /// Whether the outcome was already told ([`AckHandle::settle_now`]): the
+    /// pipeline then neither tells nor counts it again.
+    pub(crate) fn is_told(&self) -> bool {
+        self.group.is_none() && self.tag == TOLD
+    }
+
+    /// Tells the outcome now, through the pipeline the message entered (where it is
+    /// counted), or straight to the acknowledger for a message in none.
+    pub(crate) fn settle_now(&mut self, outcome: Outcome) {
+        let Some(group) = self.group.take() else {
+            return;
+        };
+        let tag = std::mem::replace(&mut self.tag, TOLD);
+        match group.settler.get() {
+            Some(settler) => settler.settle_one(group.clone(), tag, outcome),
+            None => tell_unbound(group, tag, outcome),
+        }
+    }
+
     /// The group, while the handle still has an obligation.
     pub(crate) fn group(&self) -> Option<&Arc<AckGroup>> {
         self.group.as_ref()
@@ -255,25 +277,27 @@ impl Drop for AckHandle {
         };
         match group.settler.get() {
             Some(settler) => settler.dropped(group.clone(), self.tag),
-            None => release_unbound(group, self.tag),
+            None => {
+                tracing::debug!(tag = ?self.tag, "message dropped outside a pipeline: released");
+                tell_unbound(group, self.tag, Outcome::Release);
+            }
         }
     }
 }
 
-/// A handle dropped before its message entered a pipeline: its acknowledger is told
-/// at once, on the current runtime (there is no pipeline to count it).
-fn release_unbound(group: Arc<AckGroup>, tag: AckTag) {
+/// Tells the acknowledger of a message outside a pipeline its outcome at once, on the
+/// current runtime (there is no pipeline to count it).
+fn tell_unbound(group: Arc<AckGroup>, tag: AckTag, outcome: Outcome) {
     let settled = vec![Settled {
         tag,
-        outcome: Outcome::Release,
+        outcome,
         failure: None,
     }];
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            tracing::debug!(?tag, "message dropped outside a pipeline: released");
             runtime.spawn(async move {
                 if let Err(error) = group.ack(settled).await {
-                    tracing::warn!(?tag, %error, "releasing a dropped message failed");
+                    tracing::warn!(?tag, %outcome, %error, "telling the outcome of a message outside a pipeline failed");
                 }
             });
         }

@@ -43,6 +43,34 @@
 //! `prepare_messages`, `handle_batch` and `handle_failed`. The handler is shared by
 //! every stage through `&self`: its fields are the callbacks' shared context.
 //!
+//! # Ordering
+//!
+//! What order holds, and what does not:
+//!
+//! - **Within one processor**, messages are handled in the order they arrived: one
+//!   delivery at a time, its messages one after the other.
+//! - **Across processors**, there is no order: each delivery goes to whichever
+//!   processor asked for the most, and processors run at once.
+//! - **With [`partition_by`](PipelineBuilder::partition_by)**, the messages of one
+//!   key all go to the same processor, in the order their producer emitted them, and
+//!   from it to their batcher in that order: a batch holds a key's messages in order.
+//!   Batches go to a batcher's batch processors as they ask, so with more than one
+//!   batch processor, batches are handled out of order.
+//! - **After a failure**, a retried message comes back from its source later (after
+//!   its delay): messages of its key that came after it may be handled before it.
+//! - **Outcomes** reach each acknowledger in the order they were settled, which is not
+//!   the order of delivery: processors and batch processors settle at once. A source
+//!   that can only commit in order (Kafka offsets, MQTT acknowledgements) keeps a
+//!   watermark: it commits the contiguous prefix of what was settled, and holds the
+//!   rest until the gap closes.
+//!
+//! # Watching a pipeline
+//!
+//! [`Pipeline::snapshot`] shows every stage at once (demand, buffer, messages in
+//! hand, busy share, rate over the last seconds) with the counts by outcome and the
+//! rate limit; [`Pipeline::counts`] reads the counts alone. `tracing` spans cover the
+//! acknowledgements (`ack`, with the pipeline and the number of messages).
+//!
 //! # A complete example
 //!
 //! Orders from an in-memory queue are parsed, written out in batches, and the bad

@@ -210,6 +210,21 @@ impl<T> Message<T> {
         self.exceptions.get_or_insert_with(Box::default).chosen = Some(outcome);
     }
 
+    /// Acknowledges the message now, before the pipeline is done with it (Broadway's
+    /// `ack_immediately`): for work whose loss is acceptable once it has begun (at most
+    /// once), or a source that must hear early. The pipeline goes on with the message,
+    /// but its outcome is told: a later failure is reported to `handle_failed` and
+    /// neither retried nor counted again.
+    pub fn ack_immediately(&mut self) {
+        self.settle_now(Outcome::Ack);
+    }
+
+    /// Tells the source `outcome` now, as [`Message::ack_immediately`] does for an
+    /// ack: the message goes on through the pipeline with its outcome told.
+    pub fn settle_now(&mut self, outcome: Outcome) {
+        self.ack.settle_now(outcome);
+    }
+
     /// Routes the message to the batcher `name` after `handle_message`. A message that
     /// is routed nowhere goes to the batcher named `"default"` if the pipeline has
     /// one, and is acknowledged after `handle_message` otherwise.

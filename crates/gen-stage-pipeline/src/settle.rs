@@ -85,6 +85,19 @@ impl Settler {
         }
     }
 
+    /// One message settled on its own, ahead of the rest of its delivery.
+    pub(crate) fn settle_one(&self, group: Arc<AckGroup>, tag: AckTag, outcome: Outcome) {
+        self.counts.add_settled(outcome, 1);
+        self.hand(
+            group,
+            vec![Settled {
+                tag,
+                outcome,
+                failure: None,
+            }],
+        );
+    }
+
     /// A handle was dropped without an outcome.
     pub(crate) fn dropped(&self, group: Arc<AckGroup>, tag: AckTag) {
         self.counts.dropped_handles.fetch_add(1, Ordering::Relaxed);
@@ -140,6 +153,9 @@ impl SettleRun<'_> {
         outcome: Outcome,
         failure: Option<Failure>,
     ) {
+        if handle.is_told() {
+            return;
+        }
         self.counted[outcome.kind_index()] += 1;
         let Some((group, tag)) = handle.take() else {
             return;

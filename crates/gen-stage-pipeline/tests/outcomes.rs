@@ -353,3 +353,61 @@ async fn messages_reach_the_batcher_they_were_routed_to() {
     assert_adds_up(&report);
     assert_settled_once(&queue);
 }
+
+/// Acks even messages as soon as it sees them, then fails multiples of four.
+struct EarlyAck {
+    failed: Log<u64>,
+}
+
+impl Handler for EarlyAck {
+    type Data = u64;
+
+    async fn handle_message(
+        &self,
+        message: &mut Message<u64>,
+        _: &ProcessorContext,
+    ) -> Result<(), BoxError> {
+        let data = *message.data();
+        if data % 2 == 0 {
+            message.ack_immediately();
+        }
+        if data % 4 == 0 {
+            return Err("too late to retry".into());
+        }
+        Ok(())
+    }
+
+    async fn handle_failed(&self, messages: &mut [Message<u64>]) {
+        for message in messages {
+            self.failed.push(*message.data());
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_acked_immediately_is_told_once_whatever_follows() {
+    let queue = MemoryQueue::new();
+    queue.extend(0..10);
+    let handler = Arc::new(EarlyAck {
+        failed: Log::default(),
+    });
+    let pipeline = start(handler.clone(), &queue, |b| b).await;
+    queue.settled().await;
+    let report = pipeline.drain(5 * SECOND).await;
+
+    let mut failed = handler.failed.take();
+    failed.sort_unstable();
+    assert_eq!(failed, [0, 4, 8], "handle_failed still sees them");
+    // The queue heard one ack per message, and nothing else: no retry of 0, 4, 8.
+    let history = queue.history();
+    assert_eq!(history.len(), 10);
+    assert!(
+        history
+            .iter()
+            .all(|(_, attempt, outcome)| *attempt == 1 && *outcome == Outcome::Ack)
+    );
+    assert_eq!(report.settled.acked, 10);
+    assert_eq!(report.settled.retried, 0);
+    assert_adds_up(&report);
+    assert_settled_once(&queue);
+}

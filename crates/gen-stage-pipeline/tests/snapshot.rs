@@ -71,7 +71,10 @@ async fn a_snapshot_shows_every_stage_while_all_are_inside_callbacks() {
     for processor in &snapshot.stages[1..3] {
         assert!(processor.busy > 0.9, "{processor:?}");
         assert!(processor.in_flight > 0, "{processor:?}");
-        assert_eq!(processor.demand_owed, 10, "the batcher asked for a batch: {processor:?}");
+        assert_eq!(
+            processor.demand_owed, 10,
+            "the batcher asked for a batch: {processor:?}"
+        );
     }
     assert_eq!(snapshot.counts.taken_in, 8, "two deliveries of four");
     assert_eq!(
