@@ -1,7 +1,9 @@
 //! The pipeline's builder: its producers, processors and batchers, validated and
 //! started as stages.
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use gen_stage::Producer;
 
@@ -9,6 +11,7 @@ use crate::ack::Outcome;
 use crate::error::StartError;
 use crate::failure::RetryPolicy;
 use crate::handler::Handler;
+use crate::keeper::{Keeping, RestartBudget};
 use crate::message::Message;
 use crate::options::{BatcherOptions, ProcessorOptions};
 use crate::pipeline::Pipeline;
@@ -38,13 +41,15 @@ pub(crate) fn as_they_are<T>(message: Message<T>) -> Message<T> {
 pub struct PipelineBuilder<H: Handler> {
     name: String,
     handler: H,
-    producers: Vec<Box<dyn StartProducer<H::Data>>>,
+    producers: Vec<Arc<dyn StartProducer<H::Data>>>,
     processors: ProcessorOptions,
     batchers: Vec<(String, BatcherOptions)>,
     retry: RetryPolicy,
     on_drop: Outcome,
     rate_limit: Option<RateLimit>,
     partition_by: Option<PartitionKey<H::Data>>,
+    /// Producer restarts allowed, and in what time.
+    max_restarts: (u32, Duration),
 }
 
 impl<H: Handler> std::fmt::Debug for PipelineBuilder<H> {
@@ -58,6 +63,7 @@ impl<H: Handler> std::fmt::Debug for PipelineBuilder<H> {
             .field("on_drop", &self.on_drop)
             .field("rate_limit", &self.rate_limit)
             .field("partitioned", &self.partition_by.is_some())
+            .field("max_restarts", &self.max_restarts)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +81,7 @@ impl<H: Handler> PipelineBuilder<H> {
             on_drop: Outcome::Release,
             rate_limit: None,
             partition_by: None,
+            max_restarts: (3, Duration::from_secs(5)),
         }
     }
 
@@ -103,7 +110,7 @@ impl<H: Handler> PipelineBuilder<H> {
     where
         P: Producer,
     {
-        self.producers.push(Box::new(ProducerFactory {
+        self.producers.push(Arc::new(ProducerFactory {
             make: Arc::new(make),
             transform: Arc::new(transform),
         }));
@@ -142,6 +149,17 @@ impl<H: Handler> PipelineBuilder<H> {
         key: impl Fn(&Message<H::Data>) -> u64 + Send + Sync + 'static,
     ) -> Self {
         self.partition_by = Some(Arc::new(key));
+        self
+    }
+
+    /// How often producers may fail and be restarted: at most `restarts` in `within`
+    /// (3 in 5 s by default, as Broadway). A producer that fails (its stage stops for
+    /// a reason that is not graceful) is started again alone, from its factory, and
+    /// every processor subscribes to it; what the failed one held settles as
+    /// `on_drop`. One more failure within the window stops the whole pipeline
+    /// ([`Pipeline::failure`] says why).
+    pub fn max_restarts(mut self, restarts: u32, within: Duration) -> Self {
+        self.max_restarts = (restarts, within);
         self
     }
 
@@ -287,14 +305,29 @@ impl<H: Handler> PipelineBuilder<H> {
                 // Every stage is subscribed: the producers may now let messages out (a
                 // finite one could otherwise end before the last processor subscribed).
                 started.release_producers();
+                let (restarts, within) = self.max_restarts;
+                let keeping = Arc::new(Keeping {
+                    draining: AtomicBool::new(false),
+                    failure: Mutex::new(None),
+                    failed: tokio::sync::Notify::new(),
+                    budget: Mutex::new(RestartBudget::new(restarts, within)),
+                });
+                let (gone, watched) = tokio::sync::watch::channel(());
+                let keepers =
+                    started.keepers(&self.producers, &settler, limiter.as_ref(), &keeping);
+                for keeper in keepers {
+                    tokio::spawn(keeper.run(watched.clone()));
+                }
                 let Started {
                     pushers, layers, ..
                 } = started;
-                Ok(Pipeline::new(name, settler, layers, pushers, limiter))
+                Ok(Pipeline::new(
+                    name, settler, layers, pushers, limiter, keeping, gone,
+                ))
             }
             Err(error) => {
                 for stage in started.layers.iter().flatten() {
-                    stage.stage.kill();
+                    stage.current().kill();
                 }
                 Err(error)
             }

@@ -147,6 +147,7 @@ mod builder;
 mod error;
 mod failure;
 mod handler;
+mod keeper;
 mod memory;
 mod message;
 mod options;

@@ -12,6 +12,7 @@ use gen_stage::stats::StageStats;
 use gen_stage::{AnyProducer, ExitReason, StageRef};
 
 use crate::activity::Activity;
+use crate::keeper::Keeping;
 use crate::snapshot::StageLayer;
 
 use crate::handler::Handler;
@@ -30,6 +31,8 @@ pub(crate) trait Drainable: Send + Sync {
     fn stopped(&self) -> BoxFuture<'_, ExitReason>;
     /// What it publishes about itself.
     fn stats(&self) -> StageStats;
+    /// Whether its task still runs (a killed stage publishes no state).
+    fn is_alive(&self) -> bool;
 }
 
 impl<T: Send + 'static> Drainable for AnyProducer<T> {
@@ -49,6 +52,10 @@ impl<T: Send + 'static> Drainable for AnyProducer<T> {
 
     fn stats(&self) -> StageStats {
         AnyProducer::stats(self)
+    }
+
+    fn is_alive(&self) -> bool {
+        AnyProducer::is_alive(self)
     }
 }
 
@@ -70,13 +77,18 @@ impl<K: StageKind> Drainable for StageRef<K> {
     fn stats(&self) -> StageStats {
         StageRef::stats(self)
     }
+
+    fn is_alive(&self) -> bool {
+        StageRef::is_alive(self)
+    }
 }
 
-/// One stage of the pipeline: its layer, name, handle and activity.
+/// One place of the pipeline: its layer, name, the stage in it now (a producer that
+/// failed is replaced) and its activity.
 pub(crate) struct StageEntry {
     pub(crate) layer: StageLayer,
     pub(crate) name: String,
-    pub(crate) stage: Box<dyn Drainable>,
+    pub(crate) stage: std::sync::Mutex<Arc<dyn Drainable>>,
     pub(crate) activity: Arc<Activity>,
 }
 
@@ -88,10 +100,13 @@ pub struct Pipeline<T> {
     name: Arc<str>,
     settler: Arc<Settler>,
     /// Producers, processors, batchers, batch processors.
-    layers: [Vec<StageEntry>; 4],
+    layers: [Vec<Arc<StageEntry>>; 4],
     deadline_reached: std::sync::atomic::AtomicBool,
-    /// One per producer stage, in order.
-    pub(crate) pushers: Vec<Pusher<T>>,
+    /// One per producer stage, in order (replaced with the stage when it restarts).
+    pub(crate) pushers: Vec<Arc<std::sync::Mutex<Arc<Pusher<T>>>>>,
+    pub(crate) keeping: Arc<Keeping>,
+    /// Closed when the pipeline is dropped: the producers' keepers end.
+    _gone: tokio::sync::watch::Sender<()>,
     /// The next producer to push test messages to.
     pub(crate) next_push: std::sync::atomic::AtomicUsize,
     limiter: Option<RateLimiter>,
@@ -128,9 +143,11 @@ impl<T: Send + 'static> Pipeline<T> {
     pub(crate) fn new(
         name: Arc<str>,
         settler: Arc<Settler>,
-        layers: [Vec<StageEntry>; 4],
-        pushers: Vec<Pusher<T>>,
+        layers: [Vec<Arc<StageEntry>>; 4],
+        pushers: Vec<Arc<std::sync::Mutex<Arc<Pusher<T>>>>>,
         limiter: Option<RateLimiter>,
+        keeping: Arc<Keeping>,
+        gone: tokio::sync::watch::Sender<()>,
     ) -> Self {
         Pipeline {
             name,
@@ -138,6 +155,8 @@ impl<T: Send + 'static> Pipeline<T> {
             layers,
             deadline_reached: std::sync::atomic::AtomicBool::new(false),
             pushers,
+            keeping,
+            _gone: gone,
             next_push: std::sync::atomic::AtomicUsize::new(0),
             limiter,
             data: PhantomData,
@@ -170,7 +189,28 @@ impl<T: Send + 'static> Pipeline<T> {
 
     /// Every stage, producers first.
     pub(crate) fn stages(&self) -> impl Iterator<Item = &StageEntry> {
-        self.layers.iter().flatten()
+        self.layers.iter().flatten().map(|entry| &**entry)
+    }
+
+    /// Why the pipeline stopped on its own: a producer failed more often than the
+    /// restart budget allows ([`PipelineBuilder::max_restarts`](crate::PipelineBuilder::max_restarts)),
+    /// or could not be started again. `None` while it runs.
+    pub fn failure(&self) -> Option<ExitReason> {
+        crate::keeper::lock(&self.keeping.failure).clone()
+    }
+
+    /// Waits until the pipeline stops on its own ([`Pipeline::failure`]), and returns
+    /// why. A pipeline that is drained never does: race it with your own shutdown.
+    pub async fn failed(&self) -> ExitReason {
+        loop {
+            let woken = self.keeping.failed.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if let Some(reason) = self.failure() {
+                return reason;
+            }
+            woken.await;
+        }
     }
 
     /// What the pipeline has done with its messages so far. Outcomes are counted when
@@ -200,10 +240,14 @@ impl<T: Send + 'static> Pipeline<T> {
     /// The report adds up: every message taken in is counted in exactly one outcome.
     pub async fn drain(&self, deadline: Duration) -> PipelineReport {
         let end = tokio::time::Instant::now() + deadline;
+        // Nothing is restarted from now on.
+        self.keeping
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(pipeline = %self.name, ?deadline, "draining");
         for layer in &self.layers {
             let drains = layer.iter().map(|entry| async move {
-                let stage = &entry.stage;
+                let stage = entry.current();
                 let left = end.saturating_duration_since(tokio::time::Instant::now());
                 if tokio::time::timeout_at(end, stage.drain(left))
                     .await

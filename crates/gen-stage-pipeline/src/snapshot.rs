@@ -79,13 +79,20 @@ impl<T: Send + 'static> Pipeline<T> {
         let stages = self
             .stages()
             .map(|entry| {
-                let stats = entry.stage.stats();
+                let stage = entry.current();
+                let stats = stage.stats();
+                // A killed stage publishes no state of its own.
+                let state = if stage.is_alive() {
+                    stats.state
+                } else {
+                    StageState::Stopped
+                };
                 let recent = entry.activity.recent();
                 window = window.max(recent.window);
                 StageSnapshot {
                     layer: entry.layer,
                     name: entry.name.clone(),
-                    state: stats.state,
+                    state,
                     demand_asked: stats.demand_in,
                     demand_owed: stats.demand_out,
                     buffered: stats.buffered,

@@ -80,7 +80,8 @@ impl<T: Send + 'static> Pipeline<T> {
         if count > 0 && !self.pushers.is_empty() {
             let next = self.next_push.fetch_add(1, Ordering::Relaxed) % self.pushers.len();
             // A pipeline that stopped drops the messages: they come back released.
-            let _ = (self.pushers[next])(messages);
+            let pusher = crate::keeper::lock(&self.pushers[next]).clone();
+            let _ = pusher(messages);
         }
         // Every message ends in one outcome (one the pipeline never took in is
         // released when dropped); the group may outlive them (a producer remembers

@@ -3,7 +3,7 @@
 //! subscribed to the layer before it. What starts is kept by layer, with a name and
 //! the activity a snapshot reads.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use gen_stage::dispatcher::{Partition, PartitionDispatcher};
@@ -13,6 +13,7 @@ use crate::activity::Activity;
 use crate::batch::Batch;
 use crate::error::StartError;
 use crate::handler::Handler;
+use crate::keeper::{Keeping, ProducerKeeper, Subscriber};
 use crate::message::Message;
 use crate::options::{BatcherOptions, ProcessorOptions};
 use crate::pipeline::{Drainable, StageEntry};
@@ -93,14 +94,18 @@ where
     }
 }
 
-/// The stages started so far: the handles later layers subscribe to, and every stage
-/// by layer.
+/// The stages started so far: the handles later layers subscribe to, every stage by
+/// layer, and what the producers' keepers need.
 pub(crate) struct Started<T> {
     producers: Vec<AnyProducer<Message<T>>>,
-    pub(crate) pushers: Vec<Pusher<T>>,
+    pub(crate) pushers: Vec<Arc<Mutex<Arc<Pusher<T>>>>>,
     processors: Vec<AnyProducer<Message<T>>>,
     /// Producers, processors, batchers, batch processors.
-    pub(crate) layers: [Vec<StageEntry>; 4],
+    pub(crate) layers: [Vec<Arc<StageEntry>>; 4],
+    /// Each processor, and how it subscribes to a producer.
+    pub(crate) subscribers: Vec<(Arc<dyn Subscriber<T>>, SubscribeOptions)>,
+    /// Each producer's sharing among the processors.
+    pub(crate) sharing: Sharing<T>,
 }
 
 impl<T> Default for Started<T> {
@@ -110,6 +115,8 @@ impl<T> Default for Started<T> {
             pushers: Vec::new(),
             processors: Vec::new(),
             layers: Default::default(),
+            subscribers: Vec::new(),
+            sharing: None,
         }
     }
 }
@@ -129,12 +136,40 @@ impl<T: Send + 'static> Started<T> {
         stage: impl Drainable + 'static,
         activity: Arc<Activity>,
     ) {
-        self.layers[layer as usize].push(StageEntry {
+        self.layers[layer as usize].push(Arc::new(StageEntry {
             layer,
             name,
-            stage: Box::new(stage),
+            stage: Mutex::new(Arc::new(stage)),
             activity,
-        });
+        }));
+    }
+
+    /// The keepers of the producers made by `factories`.
+    pub(crate) fn keepers(
+        &self,
+        factories: &[Arc<dyn StartProducer<T>>],
+        settler: &Arc<Settler>,
+        limiter: Option<&RateLimiter>,
+        keeping: &Arc<Keeping>,
+    ) -> Vec<ProducerKeeper<T>> {
+        let all: Vec<Arc<StageEntry>> = self.layers.iter().flatten().cloned().collect();
+        factories
+            .iter()
+            .zip(&self.layers[StageLayer::Producer as usize])
+            .zip(&self.pushers)
+            .map(|((factory, entry), pusher)| ProducerKeeper {
+                factory: factory.clone(),
+                settler: settler.clone(),
+                limiter: limiter.cloned(),
+                sharing: self.sharing.clone(),
+                activity: entry.activity.clone(),
+                processors: self.subscribers.clone(),
+                entry: entry.clone(),
+                pusher: pusher.clone(),
+                keeping: keeping.clone(),
+                all: all.clone(),
+            })
+            .collect()
     }
 }
 
@@ -144,7 +179,7 @@ pub(crate) async fn start_stages<H: Handler>(
     shared: &Shared<H>,
     limiter: Option<&RateLimiter>,
     partition_by: Option<PartitionKey<H::Data>>,
-    producers: &[Box<dyn StartProducer<H::Data>>],
+    producers: &[Arc<dyn StartProducer<H::Data>>],
     processors: &ProcessorOptions,
     batchers: &[(String, BatcherOptions)],
     started: &mut Started<H::Data>,
@@ -159,6 +194,7 @@ pub(crate) async fn start_stages<H: Handler>(
         let sharing = partition_by
             .clone()
             .map(|key| (key, processors.concurrency));
+        started.sharing = sharing.clone();
         let (stage, push) = producer
             .start(
                 shared.settler.clone(),
@@ -169,7 +205,7 @@ pub(crate) async fn start_stages<H: Handler>(
             .await
             .map_err(failed(&name))?;
         started.producers.push(stage.clone());
-        started.pushers.push(push);
+        started.pushers.push(Arc::new(Mutex::new(Arc::new(push))));
         started.add(StageLayer::Producer, name, stage, activity);
     }
     let names: Arc<[Arc<str>]> = batchers
@@ -202,6 +238,9 @@ pub(crate) async fn start_stages<H: Handler>(
                 builder = builder.subscribe_to(producer, upstream.clone());
             }
             let stage = builder.start().await.map_err(failed(&name))?;
+            started
+                .subscribers
+                .push((Arc::new(stage.clone()), upstream));
             started.add(StageLayer::Processor, name, stage, activity);
             continue;
         }
@@ -215,8 +254,11 @@ pub(crate) async fn start_stages<H: Handler>(
         for producer in &started.producers {
             builder = builder.subscribe_to(producer, upstream.clone());
         }
-        let stage: AnyProducer<Message<H::Data>> =
-            builder.start().await.map_err(failed(&name))?.into();
+        let typed = builder.start().await.map_err(failed(&name))?;
+        started
+            .subscribers
+            .push((Arc::new(typed.clone()), upstream));
+        let stage: AnyProducer<Message<H::Data>> = typed.into();
         started.processors.push(stage.clone());
         started.add(StageLayer::Processor, name, stage, activity);
     }
