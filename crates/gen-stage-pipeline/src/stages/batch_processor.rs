@@ -44,15 +44,30 @@ impl<H: Handler> Consumer for BatchProcessor<H> {
     ) -> Result<(), BoxError> {
         for batch in batches {
             let info = batch.info().clone();
+            let span = tracing::debug_span!(
+                "handle_batch",
+                pipeline = %self.shared.pipeline,
+                batcher = %info.batcher,
+                size = info.size,
+                trigger = ?info.trigger,
+                failed = tracing::field::Empty,
+            );
             let started = self.activity.begin(info.size);
             let handled = call(
                 Callback::HandleBatch,
                 self.timeout,
-                self.shared.handler.handle_batch(batch),
+                tracing::Instrument::instrument(
+                    self.shared.handler.handle_batch(batch),
+                    span.clone(),
+                ),
             )
             .await;
             match handled {
-                Ok(outcome) => finish(&self.shared, outcome.into_messages()).await,
+                Ok(outcome) => {
+                    let messages = outcome.into_messages();
+                    span.record("failed", messages.iter().filter(|m| m.is_failed()).count());
+                    finish(&self.shared, messages).await;
+                }
                 // The batch was dropped with the callback: its handles settled as
                 // the pipeline's `on_drop`.
                 Err(failure) => tracing::error!(

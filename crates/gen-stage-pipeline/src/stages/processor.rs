@@ -69,8 +69,17 @@ impl<H: Handler> Processor<H> {
     /// Handles a delivery, counting its time in callbacks for the snapshots.
     async fn handle(&self, messages: Vec<Message<H::Data>>) -> Vec<Message<H::Data>> {
         let count = messages.len();
+        let span = tracing::debug_span!(
+            "processor",
+            pipeline = %self.context.pipeline,
+            index = self.context.index,
+            messages = count,
+            to_batchers = tracing::field::Empty,
+        );
         let started = self.activity.begin(count);
-        let forward = self.handle_delivery(messages).await;
+        let forward =
+            tracing::Instrument::instrument(self.handle_delivery(messages), span.clone()).await;
+        span.record("to_batchers", forward.len());
         self.activity.end(started, count);
         forward
     }
@@ -97,7 +106,10 @@ impl<H: Handler> Processor<H> {
             let handled = call_fallible(
                 Callback::HandleMessage,
                 self.timeout,
-                handler.handle_message(message, &self.context),
+                tracing::Instrument::instrument(
+                    handler.handle_message(message, &self.context),
+                    tracing::trace_span!("handle_message"),
+                ),
             )
             .await;
             if let Err(failure) = handled {
