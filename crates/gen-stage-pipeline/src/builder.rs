@@ -42,7 +42,8 @@ pub struct PipelineBuilder<H: Handler> {
     name: String,
     handler: H,
     producers: Vec<Arc<dyn StartProducer<H::Data>>>,
-    processors: ProcessorOptions,
+    /// The processors' layers: the first takes from the producers.
+    processors: Vec<ProcessorOptions>,
     batchers: Vec<(String, BatcherOptions)>,
     retry: RetryPolicy,
     on_drop: Outcome,
@@ -75,7 +76,7 @@ impl<H: Handler> PipelineBuilder<H> {
             name: "pipeline".to_owned(),
             handler,
             producers: Vec::new(),
-            processors: ProcessorOptions::default(),
+            processors: vec![ProcessorOptions::default()],
             batchers: Vec::new(),
             retry: RetryPolicy::default(),
             on_drop: Outcome::Release,
@@ -117,9 +118,22 @@ impl<H: Handler> PipelineBuilder<H> {
         self
     }
 
-    /// How the processors run ([`ProcessorOptions`]'s defaults otherwise).
+    /// How the processors run ([`ProcessorOptions`]'s defaults otherwise): those of
+    /// the first layer, which takes from the producers.
     pub fn processors(mut self, options: ProcessorOptions) -> Self {
-        self.processors = options;
+        self.processors[0] = options;
+        self
+    }
+
+    /// Adds a layer of processors after the last: each message goes through
+    /// `handle_message` once per layer ([`ProcessorContext::layer`](crate::ProcessorContext::layer)
+    /// says which), each layer with its own concurrency and demand (download in one,
+    /// parse in the next). A message that fails in a layer goes no further and is
+    /// never acked; one that succeeds is acked only after the last layer (and its
+    /// batch, if it has one). Batchers take from the last layer; `partition_by` holds
+    /// across layers.
+    pub fn then_processors(mut self, options: ProcessorOptions) -> Self {
+        self.processors.push(options);
         self
     }
 
@@ -206,14 +220,20 @@ impl<H: Handler> PipelineBuilder<H> {
                 ));
             }
         }
-        let processors = &self.processors;
-        if processors.concurrency == 0 {
-            return Err(StartError::invalid(
-                "processors.concurrency",
-                "must be at least 1",
-            ));
+        for (layer, processors) in self.processors.iter().enumerate() {
+            let stage = if layer == 0 {
+                "processors".to_owned()
+            } else {
+                format!("processors[{layer}]")
+            };
+            if processors.concurrency == 0 {
+                return Err(StartError::invalid(
+                    format!("{stage}.concurrency"),
+                    "must be at least 1",
+                ));
+            }
+            check_demand(&stage, processors.max_demand, processors.min_demand)?;
         }
-        check_demand("processors", processors.max_demand, processors.min_demand)?;
         for (index, (name, options)) in self.batchers.iter().enumerate() {
             let option = |field: &str| format!("batchers[{name:?}].{field}");
             if name.is_empty() {

@@ -7,13 +7,18 @@ use gen_stage::BoxError;
 use crate::batch::{Batch, BatchOutcome};
 use crate::message::Message;
 
-/// Where a callback runs: which processor, of which pipeline.
+/// Where a callback runs: which processor, of which layer, of which pipeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProcessorContext {
     /// The pipeline's name.
     pub pipeline: std::sync::Arc<str>,
-    /// The processor's index, from 0 to its concurrency.
+    /// The processors' layer, from 0
+    /// ([`PipelineBuilder::then_processors`](crate::PipelineBuilder::then_processors)
+    /// adds layers): `handle_message` runs once in each layer, and tells them apart by
+    /// it.
+    pub layer: usize,
+    /// The processor's index in its layer, from 0 to the layer's concurrency.
     pub index: usize,
 }
 

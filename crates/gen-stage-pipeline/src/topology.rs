@@ -21,7 +21,8 @@ use crate::rate_limit::RateLimiter;
 use crate::settle::Settler;
 use crate::snapshot::StageLayer;
 use crate::stages::{
-    BatchProcessor, Batcher, Entry, EntryMessage, LastProcessor, Processor, Shared, Transform,
+    BatchProcessor, Batcher, Entry, EntryMessage, LastProcessor, Processor, Route, Shared,
+    Transform,
 };
 
 /// Hands messages to a running producer stage, beside its producer.
@@ -180,7 +181,7 @@ pub(crate) async fn start_stages<H: Handler>(
     limiter: Option<&RateLimiter>,
     partition_by: Option<PartitionKey<H::Data>>,
     producers: &[Arc<dyn StartProducer<H::Data>>],
-    processors: &ProcessorOptions,
+    layers: &[ProcessorOptions],
     batchers: &[(String, BatcherOptions)],
     started: &mut Started<H::Data>,
 ) -> Result<(), StartError> {
@@ -191,9 +192,7 @@ pub(crate) async fn start_stages<H: Handler>(
     for (index, producer) in producers.iter().enumerate() {
         let name = format!("producer {index}");
         let activity = Arc::new(Activity::new());
-        let sharing = partition_by
-            .clone()
-            .map(|key| (key, processors.concurrency));
+        let sharing = partition_by.clone().map(|key| (key, layers[0].concurrency));
         started.sharing = sharing.clone();
         let (stage, push) = producer
             .start(
@@ -213,55 +212,86 @@ pub(crate) async fn start_stages<H: Handler>(
         .map(|(name, _)| Arc::from(name.as_str()))
         .collect();
     let temporary = SubscribeOptions::new().cancel(CancelMode::Temporary);
-    let mut upstream = temporary.clone().max_demand(processors.max_demand);
-    if let Some(min) = processors.min_demand {
-        upstream = upstream.min_demand(min);
-    }
-    for index in 0..processors.concurrency {
-        let name = format!("processor {index}");
-        let activity = Arc::new(Activity::new());
-        let processor = Processor::new(
-            shared.clone(),
-            index,
-            names.clone(),
-            processors.timeout,
-            activity.clone(),
-        );
-        let upstream = if partition_by.is_some() {
-            upstream.clone().with(Partition(index))
-        } else {
-            upstream.clone()
-        };
-        if names.is_empty() {
-            let mut builder = gen_stage::consumer(LastProcessor(processor));
-            for producer in &started.producers {
-                builder = builder.subscribe_to(producer, upstream.clone());
+    // The stages each layer of processors takes from: the producers, then the
+    // layer before.
+    let mut sources = started.producers.clone();
+    for (layer, options) in layers.iter().enumerate() {
+        let last = layer + 1 == layers.len();
+        let mut upstream = temporary.clone().max_demand(options.max_demand);
+        if let Some(min) = options.min_demand {
+            upstream = upstream.min_demand(min);
+        }
+        let mut stages = Vec::new();
+        for index in 0..options.concurrency {
+            let name = if layer == 0 {
+                format!("processor {index}")
+            } else {
+                format!("processor {index} of layer {layer}")
+            };
+            let activity = Arc::new(Activity::new());
+            let processor = Processor::new(
+                shared.clone(),
+                (layer, index),
+                if last {
+                    Route::Batchers(names.clone())
+                } else {
+                    Route::NextLayer
+                },
+                options.timeout,
+                activity.clone(),
+            );
+            // The layer before partitions its messages among this one's processors.
+            let upstream = if partition_by.is_some() {
+                upstream.clone().with(Partition(index))
+            } else {
+                upstream.clone()
+            };
+            if last && names.is_empty() {
+                let mut builder = gen_stage::consumer(LastProcessor(processor));
+                for source in &sources {
+                    builder = builder.subscribe_to(source, upstream.clone());
+                }
+                let stage = builder.start().await.map_err(failed(&name))?;
+                if layer == 0 {
+                    started
+                        .subscribers
+                        .push((Arc::new(stage.clone()), upstream));
+                }
+                started.add(StageLayer::Processor, name, stage, activity);
+                continue;
             }
-            let stage = builder.start().await.map_err(failed(&name))?;
-            started
-                .subscribers
-                .push((Arc::new(stage.clone()), upstream));
+            let mut builder = gen_stage::producer_consumer(processor);
+            if !last {
+                if let Some(key) = &partition_by {
+                    let key = key.clone();
+                    let next = layers[layer + 1].concurrency;
+                    builder = builder
+                        .dispatcher(PartitionDispatcher::by_count(next, move |message| {
+                            (key(message) % next as u64) as usize
+                        }));
+                }
+            } else if names.len() > 1 {
+                builder = builder.dispatcher(PartitionDispatcher::by_count(
+                    names.len(),
+                    |message: &Message<H::Data>| message.batcher_index as usize,
+                ));
+            }
+            for source in &sources {
+                builder = builder.subscribe_to(source, upstream.clone());
+            }
+            let typed = builder.start().await.map_err(failed(&name))?;
+            if layer == 0 {
+                started
+                    .subscribers
+                    .push((Arc::new(typed.clone()), upstream));
+            }
+            let stage: AnyProducer<Message<H::Data>> = typed.into();
+            stages.push(stage.clone());
             started.add(StageLayer::Processor, name, stage, activity);
-            continue;
         }
-        let mut builder = gen_stage::producer_consumer(processor);
-        if names.len() > 1 {
-            builder = builder.dispatcher(PartitionDispatcher::by_count(
-                names.len(),
-                |message: &Message<H::Data>| message.batcher_index as usize,
-            ));
-        }
-        for producer in &started.producers {
-            builder = builder.subscribe_to(producer, upstream.clone());
-        }
-        let typed = builder.start().await.map_err(failed(&name))?;
-        started
-            .subscribers
-            .push((Arc::new(typed.clone()), upstream));
-        let stage: AnyProducer<Message<H::Data>> = typed.into();
-        started.processors.push(stage.clone());
-        started.add(StageLayer::Processor, name, stage, activity);
+        sources = stages;
     }
+    started.processors = sources;
     for (index, (name, options)) in batchers.iter().enumerate() {
         let activity = Arc::new(Activity::new());
         let batcher = Batcher::new(names[index].clone(), options, activity.clone());

@@ -59,6 +59,8 @@ fn delivery(message: &Message<u64>) -> (u64, u32) {
 struct Chaotic {
     chaos: Chaos,
     batchers: usize,
+    /// Layers of processors: a delivery counts as handled after the last.
+    layers: usize,
     /// Deliveries whose handle_message succeeded.
     handled: Log<(u64, u32)>,
     /// Deliveries a handle_batch returned as done, not failed.
@@ -73,9 +75,11 @@ impl Handler for Chaotic {
     async fn handle_message(
         &self,
         message: &mut Message<u64>,
-        _: &ProcessorContext,
+        ctx: &ProcessorContext,
     ) -> Result<(), BoxError> {
         let (id, attempt) = delivery(message);
+        // Each layer rolls its own trouble.
+        let attempt = attempt * 4 + ctx.layer as u32;
         if self.chaos.roll(id, attempt, 1) < self.chaos.slow {
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
@@ -85,11 +89,15 @@ impl Handler for Chaotic {
         if self.chaos.roll(id, attempt, 3) < self.chaos.fail {
             return Err("chaos".into());
         }
+        if ctx.layer + 1 < self.layers {
+            return Ok(());
+        }
+        let (id, _) = delivery(message);
         if self.batchers > 0 {
             message.put_batcher(["a", "b"][id as usize % self.batchers]);
             message.put_batch_key(id % 3);
         }
-        self.handled.push((id, attempt));
+        self.handled.push(delivery(message));
         Ok(())
     }
 
@@ -120,6 +128,7 @@ struct Case {
     batch_size: usize,
     batch_timeout_ms: u64,
     partitioned: bool,
+    layers: usize,
     chaos: Chaos,
     /// `None`: wait for the queue to settle, then drain; otherwise drain after this
     /// many milliseconds, within the given deadline.
@@ -137,7 +146,15 @@ fn cases() -> impl Strategy<Value = Case> {
             1u64..400,
             any::<bool>(),
         ),
-        (any::<u64>(), 0u64..15, 0u64..8, 0u64..8, 0u64..15, 0u64..8),
+        (
+            any::<u64>(),
+            0u64..15,
+            0u64..8,
+            0u64..8,
+            0u64..15,
+            0u64..8,
+            1usize..3,
+        ),
         proptest::option::of((0u64..300, 0u64..2000)),
     )
         .prop_map(
@@ -151,7 +168,7 @@ fn cases() -> impl Strategy<Value = Case> {
                     batch_timeout_ms,
                     partitioned,
                 ),
-                (seed, fail, panic, slow, batch_fail, batch_panic),
+                (seed, fail, panic, slow, batch_fail, batch_panic, layers),
                 early_drain,
             )| Case {
                 messages,
@@ -161,6 +178,7 @@ fn cases() -> impl Strategy<Value = Case> {
                 batch_size,
                 batch_timeout_ms,
                 partitioned,
+                layers,
                 chaos: Chaos {
                     seed,
                     fail,
@@ -180,6 +198,7 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
     let handler = Arc::new(Chaotic {
         chaos: case.chaos,
         batchers: case.batchers,
+        layers: case.layers,
         handled: Log::default(),
         batched: Log::default(),
         batch_sizes: Log::default(),
@@ -198,6 +217,14 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
                 .max_attempts(3)
                 .first_delay(Duration::from_millis(50)),
         );
+    for _ in 1..case.layers {
+        builder = builder.then_processors(
+            ProcessorOptions::new()
+                .concurrency(case.processors)
+                .max_demand(case.max_demand)
+                .timeout(Duration::from_secs(1)),
+        );
+    }
     for name in ["a", "b"].iter().take(case.batchers) {
         builder = builder.batcher(
             *name,

@@ -14,11 +14,18 @@ use crate::failure::{Callback, Failure};
 use crate::handler::{Handler, ProcessorContext};
 use crate::message::Message;
 
+/// Where a processor passes the messages it handled.
+pub(crate) enum Route {
+    /// The last layer: to the pipeline's batchers (by index), or settled here.
+    Batchers(Arc<[Arc<str>]>),
+    /// A layer before the last: every message that did not fail, to the next layer.
+    NextLayer,
+}
+
 pub(crate) struct Processor<H: Handler> {
     shared: Shared<H>,
     context: ProcessorContext,
-    /// The pipeline's batchers, by index.
-    batchers: Arc<[Arc<str>]>,
+    route: Route,
     /// The batcher of messages routed nowhere: the one named "default", if any.
     default_batcher: Option<u32>,
     timeout: Option<Duration>,
@@ -28,35 +35,44 @@ pub(crate) struct Processor<H: Handler> {
 impl<H: Handler> Processor<H> {
     pub(crate) fn new(
         shared: Shared<H>,
-        index: usize,
-        batchers: Arc<[Arc<str>]>,
+        (layer, index): (usize, usize),
+        route: Route,
         timeout: Option<Duration>,
         activity: Arc<Activity>,
     ) -> Self {
-        let default_batcher = batchers
-            .iter()
-            .position(|name| &**name == "default")
-            .map(|index| index as u32);
+        let default_batcher = match &route {
+            Route::Batchers(batchers) => batchers
+                .iter()
+                .position(|name| &**name == "default")
+                .map(|index| index as u32),
+            Route::NextLayer => None,
+        };
         Processor {
             context: ProcessorContext {
                 pipeline: shared.pipeline.clone(),
+                layer,
                 index,
             },
             shared,
-            batchers,
+            route,
             default_batcher,
             timeout,
             activity,
         }
     }
 
-    /// The batcher a handled message goes to, if any; a name the pipeline does not
-    /// know fails the message.
+    /// Where a handled message goes on to: the next layer, or the index of its
+    /// batcher; `None` to settle it here. A batcher the pipeline does not have fails
+    /// the message.
     fn route(&self, message: &mut Message<H::Data>) -> Option<u32> {
+        let batchers = match &self.route {
+            Route::NextLayer => return Some(0),
+            Route::Batchers(batchers) => batchers,
+        };
         let Some(name) = message.batcher() else {
             return self.default_batcher;
         };
-        match self.batchers.iter().position(|batcher| &**batcher == name) {
+        match batchers.iter().position(|batcher| &**batcher == name) {
             Some(index) => Some(index as u32),
             None => {
                 let failure = Failure::UnknownBatcher(Arc::from(name));
@@ -72,6 +88,7 @@ impl<H: Handler> Processor<H> {
         let span = tracing::debug_span!(
             "processor",
             pipeline = %self.context.pipeline,
+            layer = self.context.layer,
             index = self.context.index,
             messages = count,
             to_batchers = tracing::field::Empty,
