@@ -288,7 +288,7 @@ fn names() -> Vec<&'static str> {
     scenarios()
         .iter()
         .map(|scenario| scenario.name)
-        .chain(["memory_flat"])
+        .chain(memory::ROWS)
         .collect()
 }
 
@@ -349,6 +349,18 @@ pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<R
     if plan.wants("memory_flat") {
         let events = (memory::EVENTS / plan.shrink).max(1000);
         let row = memory::memory_flat(events).await?;
+        progress(&row);
+        report.rows.push(row);
+    }
+    let messages = (memory::MESSAGES / plan.shrink).max(1000);
+    if plan.wants("memory_pipeline_w1") {
+        let row = memory::memory_pipeline_w1(messages).await?;
+        progress(&row);
+        report.rows.push(row);
+    }
+    if plan.wants("memory_pipeline_keys") {
+        let messages = (memory::KEYED_MESSAGES / plan.shrink).max(1000);
+        let row = memory::memory_pipeline_keys(messages).await?;
         progress(&row);
         report.rows.push(row);
     }

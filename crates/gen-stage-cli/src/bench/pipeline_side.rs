@@ -61,8 +61,11 @@ impl Producer for Numbers {
     }
 }
 
-/// Trivial callbacks: messages without a batcher go to "default" when there is one.
-struct Trivial;
+/// Trivial callbacks: messages without a batcher go to "default" when there is one;
+/// with `keys`, each message gets the batch key `n % keys`.
+struct Trivial {
+    keys: u64,
+}
 
 impl Handler for Trivial {
     type Data = u64;
@@ -72,7 +75,10 @@ impl Handler for Trivial {
         message: &mut Message<u64>,
         _: &ProcessorContext,
     ) -> Result<(), BoxError> {
-        std::hint::black_box(message.data());
+        let data = *std::hint::black_box(message.data());
+        if self.keys > 0 {
+            message.put_batch_key(data % self.keys);
+        }
         Ok(())
     }
 
@@ -89,6 +95,19 @@ pub(crate) async fn pipeline(
     shape: Shape,
     defaults: bool,
 ) -> Result<Duration, BoxError> {
+    run(events, shape, defaults, 0).await
+}
+
+/// The scenario with `shape`, its messages spread over `keys` batch keys (none if 0).
+pub(crate) async fn pipeline_keyed(
+    events: u64,
+    shape: Shape,
+    keys: u64,
+) -> Result<Duration, BoxError> {
+    run(events, shape, false, keys).await
+}
+
+async fn run(events: u64, shape: Shape, defaults: bool, keys: u64) -> Result<Duration, BoxError> {
     let (done, finished) = oneshot::channel();
     let acks = Arc::new(Acks {
         acked: AtomicU64::new(0),
@@ -97,7 +116,7 @@ pub(crate) async fn pipeline(
     });
     let group = AckGroup::new(acks);
     let start = Instant::now();
-    let mut builder = Pipeline::builder(Trivial)
+    let mut builder = Pipeline::builder(Trivial { keys })
         .name("bench")
         .producer(move || Numbers {
             next: 0,

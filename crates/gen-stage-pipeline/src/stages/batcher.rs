@@ -91,7 +91,9 @@ impl<T: Send + 'static> Batcher<T> {
             let number = self.next_number;
             self.next_number += 1;
             let batch = OpenBatch {
-                messages: Vec::new(),
+                // Sized at once (a batch of a count fills it; one of a weight in bytes
+                // gets a start): no regrowth, no slack beyond the size.
+                messages: Vec::with_capacity(self.size.min(1024)),
                 weight: 0,
                 number,
                 timer: ctx.send_after(self.timeout, BatcherTick(number)),
