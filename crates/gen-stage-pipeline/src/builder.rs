@@ -329,7 +329,7 @@ impl<H: Handler> PipelineBuilder<H> {
                 let keeping = Arc::new(Keeping {
                     draining: AtomicBool::new(false),
                     failure: Mutex::new(None),
-                    failed: tokio::sync::Notify::new(),
+                    changed: tokio::sync::Notify::new(),
                     budget: Mutex::new(RestartBudget::new(restarts, within)),
                 });
                 let (gone, watched) = tokio::sync::watch::channel(());

@@ -95,8 +95,8 @@ pub(crate) struct Keeping {
     pub(crate) draining: AtomicBool,
     /// Why the pipeline stopped on its own, if it did.
     pub(crate) failure: Mutex<Option<ExitReason>>,
-    /// Woken when it does.
-    pub(crate) failed: tokio::sync::Notify,
+    /// Woken when the pipeline fails, drains, is killed, or a producer was replaced.
+    pub(crate) changed: tokio::sync::Notify,
     pub(crate) budget: Mutex<RestartBudget>,
 }
 
@@ -163,6 +163,7 @@ impl<T: Send + 'static> ProducerKeeper<T> {
         let _ = stage.set_demand_mode(DemandMode::Forward);
         self.entry.replace(Arc::new(stage));
         *lock(&self.pusher) = Arc::new(push);
+        self.keeping.changed.notify_waiters();
         Ok(())
     }
 
@@ -172,7 +173,7 @@ impl<T: Send + 'static> ProducerKeeper<T> {
         for entry in &self.all {
             entry.current().kill();
         }
-        self.keeping.failed.notify_waiters();
+        self.keeping.changed.notify_waiters();
     }
 }
 

@@ -157,6 +157,7 @@ mod report;
 mod settle;
 mod snapshot;
 mod stages;
+mod supervised;
 mod testing;
 mod topology;
 
@@ -173,3 +174,4 @@ pub use pipeline::{NoRateLimit, Pipeline};
 pub use rate_limit::{RateLimit, RateLimitState};
 pub use report::{OutcomeCounts, PipelineReport};
 pub use snapshot::{PipelineSnapshot, StageLayer, StageSnapshot};
+pub use supervised::PipelineSlot;

@@ -203,7 +203,7 @@ impl<T: Send + 'static> Pipeline<T> {
     /// why. A pipeline that is drained never does: race it with your own shutdown.
     pub async fn failed(&self) -> ExitReason {
         loop {
-            let woken = self.keeping.failed.notified();
+            let woken = self.keeping.changed.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             if let Some(reason) = self.failure() {
@@ -226,6 +226,42 @@ impl<T: Send + 'static> Pipeline<T> {
         }
     }
 
+    /// Stops every stage at once, without a drain: what they hold settles as the
+    /// pipeline's `on_drop` (left for redelivery by default). Nothing is restarted
+    /// after it.
+    pub fn kill(&self) {
+        self.keeping.draining.store(true, Ordering::SeqCst);
+        for entry in self.stages() {
+            entry.current().kill();
+        }
+        self.keeping.changed.notify_waiters();
+    }
+
+    /// Waits until every stage has stopped, after a drain, a [`kill`](Pipeline::kill)
+    /// or a failure, and returns why: the [`failure`](Pipeline::failure) if there was
+    /// one, [`ExitReason::Shutdown`] otherwise. A producer restarted meanwhile is
+    /// waited for too.
+    pub async fn stopped(&self) -> ExitReason {
+        loop {
+            let woken = self.keeping.changed.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let ending = self.keeping.draining.load(Ordering::SeqCst) || self.failure().is_some();
+            if ending {
+                let stages: Vec<Arc<dyn Drainable>> =
+                    self.stages().map(StageEntry::current).collect();
+                for stage in &stages {
+                    stage.stopped().await;
+                }
+                if self.stages().all(|entry| !entry.current().is_alive()) {
+                    return self.failure().unwrap_or(ExitReason::Shutdown);
+                }
+            } else {
+                woken.await;
+            }
+        }
+    }
+
     /// Stops the pipeline gracefully, within `deadline`, and reports what became of
     /// every message it took in.
     ///
@@ -241,9 +277,8 @@ impl<T: Send + 'static> Pipeline<T> {
     pub async fn drain(&self, deadline: Duration) -> PipelineReport {
         let end = tokio::time::Instant::now() + deadline;
         // Nothing is restarted from now on.
-        self.keeping
-            .draining
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.keeping.draining.store(true, Ordering::SeqCst);
+        self.keeping.changed.notify_waiters();
         tracing::info!(pipeline = %self.name, ?deadline, "draining");
         for layer in &self.layers {
             let drains = layer.iter().map(|entry| async move {

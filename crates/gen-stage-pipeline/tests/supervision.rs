@@ -156,3 +156,60 @@ async fn past_the_restart_budget_the_pipeline_stops_and_says_why() {
             .all(|stage| stage.state == gen_stage::stats::StageState::Stopped)
     );
 }
+
+/// Never finishes message 0 (and says when it is there); handles the others.
+struct StuckOnZero(Arc<Notify>);
+
+impl gen_stage_pipeline::Handler for StuckOnZero {
+    type Data = u64;
+
+    async fn handle_message(
+        &self,
+        message: &mut Message<u64>,
+        _: &gen_stage_pipeline::ProcessorContext,
+    ) -> Result<(), BoxError> {
+        if *message.data() == 0 {
+            self.0.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_a_supervisor_the_shutdown_is_a_drain_bounded_by_the_childs_time() {
+    use gen_stage::supervision::{Shutdown, Supervisor};
+    use gen_stage_pipeline::{MemoryQueue, PipelineSlot};
+
+    let queue = MemoryQueue::new();
+    queue.extend(0..50);
+    let slot = PipelineSlot::new();
+    let source = queue.clone();
+    let reached = Arc::new(Notify::new());
+    let stuck = reached.clone();
+    let child = Pipeline::child_spec("orders", slot.clone(), move || {
+        let source = source.clone();
+        Pipeline::builder(StuckOnZero(stuck.clone()))
+            .producer(move || source.producer())
+            .processors(ProcessorOptions::new().concurrency(2).max_demand(5))
+    })
+    .shutdown(Shutdown::Graceful(3 * SECOND));
+    let supervisor = Supervisor::new()
+        .child(child)
+        .start()
+        .await
+        .expect("starts");
+    let pipeline = slot.get().expect("started");
+    reached.notified().await;
+    let began = tokio::time::Instant::now();
+    supervisor.stop(ExitReason::Shutdown).await.expect("stops");
+    // The drain could not finish (0 never does): the child's time cut it short.
+    let took = tokio::time::Instant::now() - began;
+    assert!(took >= 3 * SECOND && took < 10 * SECOND, "{took:?}");
+    assert_eq!(pipeline.stopped().await, ExitReason::Shutdown);
+    let report = pipeline.counts();
+    assert_adds_up(&report);
+    assert!(report.settled.released >= 1, "{report:?}");
+    assert_eq!(queue.in_flight(), 0);
+    assert_eq!(queue.stray_outcomes(), 0);
+}
