@@ -7,7 +7,10 @@ use std::time::Duration;
 use gen_stage_pipeline::{
     BatcherOptions, MemoryQueue, Outcome, Pipeline, PipelineBuilder, ProcessorOptions, StartError,
 };
-use support::Accept;
+use std::sync::Arc;
+
+use gen_stage_pipeline::RetryPolicy;
+use support::{Accept, Recorder, Traced};
 
 fn with_producer() -> PipelineBuilder<Accept> {
     let queue = MemoryQueue::new();
@@ -85,4 +88,34 @@ async fn a_pipeline_can_be_started_from_a_spawned_task() {
         .expect("the task ran");
     let pipeline = started.expect("starts");
     assert_eq!(pipeline.drain(Duration::from_secs(1)).await.taken_in, 0);
+}
+
+#[tokio::test]
+async fn a_policy_that_would_redeliver_a_failing_message_at_once_for_ever_is_warned_of() {
+    let traced = Arc::new(Traced::default());
+    let _default = tracing::subscriber::set_default(Recorder(traced.clone()));
+    let looping = RetryPolicy::new()
+        .unlimited_attempts()
+        .first_delay(Duration::ZERO);
+    let pipeline = with_producer()
+        .retry(looping)
+        .start()
+        .await
+        .expect("starts");
+    let bounded = with_producer()
+        .retry(RetryPolicy::new().unlimited_attempts())
+        .start()
+        .await
+        .expect("starts");
+    let warnings: Vec<String> = traced
+        .events
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .filter(|(level, text)| *level == tracing::Level::WARN && text.contains("for ever"))
+        .map(|(_, text)| text.clone())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    pipeline.drain(Duration::from_secs(1)).await;
+    bounded.drain(Duration::from_secs(1)).await;
 }

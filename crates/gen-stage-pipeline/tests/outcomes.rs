@@ -411,3 +411,47 @@ async fn a_message_acked_immediately_is_told_once_whatever_follows() {
     assert_adds_up(&report);
     assert_settled_once(&queue);
 }
+
+/// Records the data it sees, and says so.
+struct Seen(Log<String>, tokio::sync::Notify);
+
+impl Handler for Seen {
+    type Data = String;
+
+    async fn handle_message(
+        &self,
+        message: &mut Message<String>,
+        _: &ProcessorContext,
+    ) -> Result<(), BoxError> {
+        self.0.push(message.data().clone());
+        self.1.notify_one();
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transformer_turns_a_producers_events_into_messages() {
+    // A producer of plain numbers (no acknowledgement): the transformer makes messages.
+    let handler = Arc::new(Seen(Log::default(), tokio::sync::Notify::new()));
+    let pipeline = gen_stage_pipeline::Pipeline::builder(handler.clone())
+        .producer_with(
+            || {
+                gen_stage::source::SourceProducer::new(gen_stage::source::IterSource::new(
+                    1..=3_u32,
+                ))
+            },
+            |n: u32| Message::new(format!("#{n}"), gen_stage_pipeline::AckHandle::none()),
+        )
+        .start()
+        .await
+        .expect("starts");
+    while handler.0.len() < 3 {
+        handler.1.notified().await;
+    }
+    let report = pipeline.drain(SECOND).await;
+    let mut seen = handler.0.take();
+    seen.sort();
+    assert_eq!(seen, ["#1", "#2", "#3"]);
+    assert_eq!(report.taken_in, 3);
+    assert_eq!(report.settled.acked, 3);
+}

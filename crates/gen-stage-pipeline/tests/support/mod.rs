@@ -3,7 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gen_stage::BoxError;
@@ -79,4 +80,59 @@ impl<T: Clone> Log<T> {
     pub fn len(&self) -> usize {
         self.0.lock().expect("not poisoned").len()
     }
+}
+
+/// What a [`Recorder`] saw: spans as they were made, and events, each with its name
+/// (an event's is its message) and its fields as text.
+#[derive(Debug, Default)]
+pub struct Traced {
+    pub spans: Mutex<Vec<(String, String)>>,
+    pub events: Mutex<Vec<(tracing::Level, String)>>,
+    next: AtomicU64,
+}
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+/// A `tracing` subscriber that records into a shared [`Traced`].
+pub struct Recorder(pub Arc<Traced>);
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut fields = Fields(String::new());
+        span.record(&mut fields);
+        let name = span.metadata().name().to_owned();
+        self.0
+            .spans
+            .lock()
+            .expect("not poisoned")
+            .push((name, fields.0));
+        tracing::span::Id::from_u64(self.0.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        let level = *event.metadata().level();
+        self.0
+            .events
+            .lock()
+            .expect("not poisoned")
+            .push((level, fields.0));
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
