@@ -56,6 +56,8 @@ pub struct BatchInfo {
 pub struct Batch<T> {
     messages: Vec<Message<T>>,
     info: BatchInfo,
+    /// Its batch processor, with `partition_by` (0 otherwise).
+    pub(crate) partition: u32,
 }
 
 impl<T> Batch<T> {
@@ -64,9 +66,11 @@ impl<T> Batch<T> {
         batcher: Arc<str>,
         batch_key: Option<BatchKey>,
         trigger: BatchTrigger,
+        partition: u32,
     ) -> Self {
         let size = messages.len();
         Batch {
+            partition,
             messages,
             info: BatchInfo {
                 batcher,

@@ -155,8 +155,10 @@ impl<H: Handler> PipelineBuilder<H> {
     /// while the processors handle different keys at once. `key` returns a message's
     /// key (a hash of an account id, say); the processor is `key % concurrency`.
     ///
-    /// The order holds from each producer through the processors, and on to a
-    /// batcher's batches; a message that fails and is retried comes back later, behind
+    /// The order holds from each producer through the processors (every layer), into
+    /// a batcher's batches, and through its batch processors (a batcher with more
+    /// than one keeps each partition's batches apart, for the batch processor of that
+    /// partition); a message that fails and is retried comes back later, behind
     /// messages of its key that came after it.
     pub fn partition_by(
         mut self,

@@ -54,8 +54,11 @@
 //! - **With [`partition_by`](PipelineBuilder::partition_by)**, the messages of one
 //!   key all go to the same processor, in the order their producer emitted them, and
 //!   from it to their batcher in that order: a batch holds a key's messages in order.
-//!   Batches go to a batcher's batch processors as they ask, so with more than one
-//!   batch processor, batches are handled out of order.
+//!   With more than one batch processor, a batcher also groups its batches by
+//!   partition, and each batch goes to the batch processor of its partition: a key's
+//!   batches are handled one after the other, in order.
+//! - **Without `partition_by`**, batches go to a batcher's batch processors as they
+//!   ask: with more than one, batches are handled out of order.
 //! - **After a failure**, a retried message comes back from its source later (after
 //!   its delay): messages of its key that came after it may be handled before it.
 //! - **Outcomes** reach each acknowledger in the order they were settled, which is not

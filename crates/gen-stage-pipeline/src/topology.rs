@@ -294,8 +294,21 @@ pub(crate) async fn start_stages<H: Handler>(
     started.processors = sources;
     for (index, (name, options)) in batchers.iter().enumerate() {
         let activity = Arc::new(Activity::new());
-        let batcher = Batcher::new(names[index].clone(), options, activity.clone());
+        let batcher = Batcher::new(
+            names[index].clone(),
+            options,
+            partition_by.clone(),
+            activity.clone(),
+        );
         let mut builder = gen_stage::producer_consumer(batcher);
+        // With partition_by, each batch goes to the batch processor of its partition.
+        let partitioned = partition_by.is_some() && options.concurrency > 1;
+        if partitioned {
+            builder = builder.dispatcher(PartitionDispatcher::by_count(
+                options.concurrency,
+                |batch: &Batch<H::Data>| batch.partition as usize,
+            ));
+        }
         let mut from_processors = temporary
             .clone()
             .max_demand(options.max_demand.unwrap_or(options.batch_size));
@@ -314,8 +327,13 @@ pub(crate) async fn start_stages<H: Handler>(
             let activity = Arc::new(Activity::new());
             let batch_processor =
                 BatchProcessor::new(shared.clone(), options.timeout, activity.clone());
+            let one_batch = if partitioned {
+                one_batch.clone().with(Partition(slot))
+            } else {
+                one_batch.clone()
+            };
             let stage = gen_stage::consumer(batch_processor)
-                .subscribe_to(&batcher, one_batch.clone())
+                .subscribe_to(&batcher, one_batch)
                 .start()
                 .await
                 .map_err(failed(&processor_name))?;

@@ -64,3 +64,69 @@ async fn the_messages_of_a_key_are_handled_in_order_by_one_processor() {
     assert_adds_up(&report);
     assert_settled_once(&queue);
 }
+
+/// Batches everything; each batch takes a time that varies with its first message;
+/// records the order in which messages are written, by key.
+struct UnevenBatches {
+    written: Log<u64>,
+}
+
+impl Handler for UnevenBatches {
+    type Data = u64;
+
+    async fn handle_message(
+        &self,
+        message: &mut Message<u64>,
+        _: &ProcessorContext,
+    ) -> Result<(), BoxError> {
+        message.put_batcher("out");
+        Ok(())
+    }
+
+    async fn handle_batch(
+        &self,
+        batch: gen_stage_pipeline::Batch<u64>,
+    ) -> gen_stage_pipeline::BatchOutcome<u64> {
+        let first = batch.data().next().copied().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(first * 11 % 17)).await;
+        for data in batch.data() {
+            self.written.push(*data);
+        }
+        batch.done()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_partition_by_a_keys_batches_are_handled_in_order_by_several_batch_processors() {
+    let queue = MemoryQueue::new();
+    queue.extend(0..600);
+    let handler = Arc::new(UnevenBatches {
+        written: Log::default(),
+    });
+    let pipeline = start(handler.clone(), &queue, |b| {
+        b.processors(ProcessorOptions::new().concurrency(3).max_demand(6))
+            .batcher(
+                "out",
+                gen_stage_pipeline::BatcherOptions::new()
+                    .batch_size(4)
+                    .batch_timeout(SECOND)
+                    .concurrency(3),
+            )
+            .partition_by(|message| *message.data() % 7)
+    })
+    .await;
+    queue.settled().await;
+    let report = pipeline.drain(5 * SECOND).await;
+
+    let written = handler.written.take();
+    assert_eq!(written.len(), 600);
+    for key in 0..7 {
+        let of_key: Vec<u64> = written.iter().copied().filter(|d| d % 7 == key).collect();
+        assert!(
+            of_key.windows(2).all(|pair| pair[0] < pair[1]),
+            "key {key}: {of_key:?}"
+        );
+    }
+    assert_adds_up(&report);
+    assert_settled_once(&queue);
+}

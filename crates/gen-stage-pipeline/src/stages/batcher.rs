@@ -15,10 +15,15 @@ use crate::activity::Activity;
 use crate::batch::{Batch, BatchTrigger};
 use crate::message::{BatchKey, Message};
 use crate::options::BatcherOptions;
+use crate::topology::PartitionKey;
 
 /// A batcher's timer: the batch opened as number `.0` has waited its timeout.
 #[derive(Debug)]
 pub(crate) struct BatcherTick(u64);
+
+/// Where a batch is filled: its key, and its partition among the batch processors
+/// (0 unless the pipeline partitions).
+type Slot = (Option<BatchKey>, u32);
 
 /// A batch being filled.
 struct OpenBatch<T> {
@@ -34,11 +39,20 @@ pub(crate) struct Batcher<T> {
     size: usize,
     timeout: Duration,
     max_open_keys: usize,
-    /// The open batch of messages without a key (the usual case: no hashing).
-    unkeyed: Option<OpenBatch<T>>,
-    keyed: HashMap<BatchKey, OpenBatch<T>>,
-    /// The open batches' keys, by number: the first is the oldest.
-    opened: BTreeMap<u64, Option<BatchKey>>,
+    /// The open batch of messages without a key, by partition (the usual case: no
+    /// hashing).
+    unkeyed: Vec<Option<OpenBatch<T>>>,
+    /// The open batches of each key, by partition.
+    keyed: HashMap<BatchKey, Vec<Option<OpenBatch<T>>>>,
+    /// How many batches are open.
+    open: usize,
+    partitions: u32,
+    /// The open batches' slots, by number: the first is the oldest.
+    opened: BTreeMap<u64, Slot>,
+    /// With `partition_by` and more than one batch processor: each message's
+    /// partition among them. Its batch is of that partition, and goes to that batch
+    /// processor, so that a key's messages are handled in order.
+    partition: Option<(PartitionKey<T>, u32)>,
     next_number: u64,
     /// The processors it receives from.
     upstream: HashSet<SubscriptionTag>,
@@ -48,14 +62,26 @@ pub(crate) struct Batcher<T> {
 }
 
 impl<T: Send + 'static> Batcher<T> {
-    pub(crate) fn new(name: Arc<str>, options: &BatcherOptions, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        options: &BatcherOptions,
+        partition_by: Option<PartitionKey<T>>,
+        activity: Arc<Activity>,
+    ) -> Self {
+        let partitions = options.concurrency.max(1) as u32;
+        let partition = partition_by
+            .filter(|_| partitions > 1)
+            .map(|key| (key, partitions));
         Batcher {
             name,
             size: options.batch_size,
             timeout: options.batch_timeout,
             max_open_keys: options.max_open_keys,
-            unkeyed: None,
+            unkeyed: (0..partitions).map(|_| None).collect(),
             keyed: HashMap::new(),
+            open: 0,
+            partitions,
+            partition,
             opened: BTreeMap::new(),
             next_number: 0,
             upstream: HashSet::new(),
@@ -75,15 +101,19 @@ impl<T: Send + 'static> Batcher<T> {
     ) {
         let weight = message.weight as usize;
         let size = self.size;
+        let part = match &self.partition {
+            Some((key, partitions)) => (key(&message) % u64::from(*partitions)) as u32,
+            None => 0,
+        };
         let overflows = self
-            .batch_mut(&message.batch_key)
+            .batch_mut(&message.batch_key, part)
             .is_some_and(|batch| batch.weight.saturating_add(weight) > size);
         if overflows {
-            let key = message.batch_key.clone();
-            closed.extend(self.close(&key, BatchTrigger::Size, ctx));
+            let slot = (message.batch_key.clone(), part);
+            closed.extend(self.close(&slot, BatchTrigger::Size, ctx));
         }
-        if self.batch_mut(&message.batch_key).is_none() {
-            if self.keyed.len() + usize::from(self.unkeyed.is_some()) >= self.max_open_keys {
+        if self.batch_mut(&message.batch_key, part).is_none() {
+            if self.open >= self.max_open_keys {
                 if let Some(oldest) = self.opened.values().next().cloned() {
                     closed.extend(self.close(&oldest, BatchTrigger::KeyLimit, ctx));
                 }
@@ -98,16 +128,24 @@ impl<T: Send + 'static> Batcher<T> {
                 number,
                 timer: ctx.send_after(self.timeout, BatcherTick(number)),
             };
-            self.opened.insert(number, message.batch_key.clone());
-            match message.batch_key.clone() {
-                None => self.unkeyed = Some(batch),
+            self.opened
+                .insert(number, (message.batch_key.clone(), part));
+            self.open += 1;
+            let partitions = self.partitions;
+            let place = match message.batch_key.clone() {
+                None => &mut self.unkeyed[part as usize],
                 Some(key) => {
-                    self.keyed.insert(key, batch);
+                    let parts = self
+                        .keyed
+                        .entry(key)
+                        .or_insert_with(|| (0..partitions).map(|_| None).collect());
+                    &mut parts[part as usize]
                 }
-            }
+            };
+            *place = Some(batch);
         }
         // The key of a batch this message fills (cloned once per batch, not per message).
-        let filled = match self.batch_mut(&message.batch_key) {
+        let filled = match self.batch_mut(&message.batch_key, part) {
             Some(batch) => {
                 batch.weight = batch.weight.saturating_add(weight);
                 batch.messages.push(message);
@@ -121,16 +159,17 @@ impl<T: Send + 'static> Batcher<T> {
             None => None,
         };
         if let Some(key) = filled {
-            closed.extend(self.close(&key, BatchTrigger::Size, ctx));
+            closed.extend(self.close(&(key, part), BatchTrigger::Size, ctx));
         }
     }
 
-    /// The open batch of `key`.
-    fn batch_mut(&mut self, key: &Option<BatchKey>) -> Option<&mut OpenBatch<T>> {
-        match key {
-            None => self.unkeyed.as_mut(),
-            Some(key) => self.keyed.get_mut(key),
-        }
+    /// The open batch of `key` in partition `part`.
+    fn batch_mut(&mut self, key: &Option<BatchKey>, part: u32) -> Option<&mut OpenBatch<T>> {
+        let place = match key {
+            None => self.unkeyed.get_mut(part as usize)?,
+            Some(key) => self.keyed.get_mut(key)?.get_mut(part as usize)?,
+        };
+        place.as_mut()
     }
 
     /// Shows the messages left in open batches once `closed` go.
@@ -145,14 +184,22 @@ impl<T: Send + 'static> Batcher<T> {
     /// Closes the open batch of `key`, if there is one.
     fn close(
         &mut self,
-        key: &Option<BatchKey>,
+        (key, part): &Slot,
         trigger: BatchTrigger,
         ctx: &mut ProducerConsumerContext<'_, Self>,
     ) -> Option<Batch<T>> {
         let batch = match key {
-            None => self.unkeyed.take(),
-            Some(key) => self.keyed.remove(key),
+            None => self.unkeyed.get_mut(*part as usize)?.take(),
+            Some(name) => {
+                let parts = self.keyed.get_mut(name)?;
+                let batch = parts.get_mut(*part as usize)?.take();
+                if parts.iter().all(Option::is_none) {
+                    self.keyed.remove(name);
+                }
+                batch
+            }
         }?;
+        self.open -= 1;
         self.opened.remove(&batch.number);
         ctx.cancel_timer(batch.timer);
         tracing::trace!(batcher = %self.name, size = batch.messages.len(), ?trigger, "batch closed");
@@ -161,6 +208,7 @@ impl<T: Send + 'static> Batcher<T> {
             self.name.clone(),
             key.clone(),
             trigger,
+            *part,
         ))
     }
 }
@@ -202,8 +250,8 @@ impl<T: Send + 'static> ProducerConsumer for Batcher<T> {
         BatcherTick(number): BatcherTick,
         ctx: &mut ProducerConsumerContext<'_, Self>,
     ) -> Result<(), BoxError> {
-        if let Some(key) = self.opened.get(&number).cloned() {
-            if let Some(batch) = self.close(&key, BatchTrigger::Timeout, ctx) {
+        if let Some(slot) = self.opened.get(&number).cloned() {
+            if let Some(batch) = self.close(&slot, BatchTrigger::Timeout, ctx) {
                 let closed = vec![batch];
                 self.publish_held(&closed);
                 ctx.emit(closed);
@@ -221,10 +269,10 @@ impl<T: Send + 'static> ProducerConsumer for Batcher<T> {
         // Once every processor is gone (the pipeline drains), the open batches go,
         // oldest first.
         if self.upstream.remove(&tag) && self.upstream.is_empty() {
-            let keys: Vec<Option<BatchKey>> = self.opened.values().cloned().collect();
-            let batches: Vec<Batch<T>> = keys
+            let slots: Vec<Slot> = self.opened.values().cloned().collect();
+            let batches: Vec<Batch<T>> = slots
                 .iter()
-                .filter_map(|key| self.close(key, BatchTrigger::Flush, ctx))
+                .filter_map(|slot| self.close(slot, BatchTrigger::Flush, ctx))
                 .collect();
             self.publish_held(&batches);
             ctx.emit(batches);
