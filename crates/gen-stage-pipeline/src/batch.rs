@@ -1,6 +1,6 @@
 //! Batches of messages for `handle_batch`, and the outcome it returns.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::failure::Failure;
 use crate::message::{BatchKey, Message};
@@ -50,14 +50,34 @@ pub struct BatchInfo {
 /// }
 /// ```
 ///
-/// Messages taken out of the batch and dropped are not lost either: their handles
-/// settle as the pipeline's `on_drop` outcome, and are counted.
+/// A batch dropped unfinished (its callback panicked, or ran past the batch
+/// processor's timeout) is not lost: its messages fail with
+/// [`Failure::Panic`](crate::Failure::Panic) or
+/// [`Failure::Timeout`](crate::Failure::Timeout), and go through `handle_failed` and
+/// the retry policy like any failure.
 #[derive(Debug)]
 pub struct Batch<T> {
     messages: Vec<Message<T>>,
     info: BatchInfo,
     /// Its batch processor, with `partition_by` (0 otherwise).
     pub(crate) partition: u32,
+    /// Where its messages go if it is dropped before it was done with (its callback
+    /// panicked or ran out of time): back to the batch processor, to fail them.
+    pub(crate) salvage: Option<Arc<Mutex<Vec<Message<T>>>>>,
+}
+
+impl<T> Drop for Batch<T> {
+    fn drop(&mut self) {
+        if self.messages.is_empty() {
+            return;
+        }
+        if let Some(salvage) = &self.salvage {
+            let mut salvaged = salvage
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            salvaged.append(&mut self.messages);
+        }
+    }
 }
 
 impl<T> Batch<T> {
@@ -71,6 +91,7 @@ impl<T> Batch<T> {
         let size = messages.len();
         Batch {
             partition,
+            salvage: None,
             messages,
             info: BatchInfo {
                 batcher,
@@ -113,9 +134,9 @@ impl<T> Batch<T> {
     }
 
     /// Done: the messages marked failed have failed, the others are acknowledged.
-    pub fn done(self) -> BatchOutcome<T> {
+    pub fn done(mut self) -> BatchOutcome<T> {
         BatchOutcome {
-            messages: self.messages,
+            messages: std::mem::take(&mut self.messages),
         }
     }
 

@@ -79,8 +79,9 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
     /// Handles a batch a batcher made, and says which of its messages failed. A panic
-    /// (or the batch processor's timeout) drops the batch: its messages settle as the
-    /// pipeline's `on_drop` outcome.
+    /// (or running past the batcher's `timeout`) fails every message of the batch,
+    /// with [`Failure::Panic`](crate::Failure::Panic) or
+    /// [`Failure::Timeout`](crate::Failure::Timeout).
     fn handle_batch(
         &self,
         batch: Batch<Self::Data>,

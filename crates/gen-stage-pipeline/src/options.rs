@@ -142,8 +142,8 @@ impl BatcherOptions {
         self
     }
 
-    /// Cancels a `handle_batch` that runs longer than `limit`: its messages settle as
-    /// the pipeline's `on_drop` outcome. None by default.
+    /// Cancels a `handle_batch` that runs longer than `limit`: its messages fail with
+    /// [`Failure::Timeout`](crate::Failure::Timeout). None by default.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self

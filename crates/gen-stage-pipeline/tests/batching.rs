@@ -21,6 +21,10 @@ struct Recorder {
     handled: Log<(u64, Instant)>,
     batches: Log<(Vec<u64>, BatchTrigger, Instant)>,
     panic_on: Option<u64>,
+    /// Sleeps past the batch processor's timeout on the batch holding this message.
+    slow_on: Option<u64>,
+    /// The failures handle_failed saw.
+    failures: Log<String>,
     /// Woken after each handle_message.
     progress: Notify,
 }
@@ -31,6 +35,19 @@ impl Recorder {
             handled: Log::default(),
             batches: Log::default(),
             panic_on,
+            slow_on: None,
+            failures: Log::default(),
+            progress: Notify::new(),
+        })
+    }
+
+    fn slow_on(message: u64) -> Arc<Self> {
+        Arc::new(Recorder {
+            handled: Log::default(),
+            batches: Log::default(),
+            panic_on: None,
+            slow_on: Some(message),
+            failures: Log::default(),
             progress: Notify::new(),
         })
     }
@@ -71,10 +88,24 @@ impl Handler for Recorder {
         if panics {
             panic!("the sink failed");
         }
+        let slow = batch
+            .messages()
+            .iter()
+            .any(|m| Some(*m.data()) == self.slow_on && m.metadata().attempt == 1);
+        if slow {
+            tokio::time::sleep(60 * SECOND).await;
+        }
         let data = batch.data().copied().collect();
         self.batches
             .push((data, batch.info().trigger, Instant::now()));
         batch.done()
+    }
+
+    async fn handle_failed(&self, messages: &mut [Message<u64>]) {
+        for message in messages {
+            let failure = message.failure().map(ToString::to_string);
+            self.failures.push(failure.unwrap_or_default());
+        }
     }
 }
 
@@ -123,30 +154,49 @@ async fn batches_close_at_their_size_or_their_timeout_whichever_comes_first() {
     assert_settled_once(&queue);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_batch_lost_to_a_panic_is_released_counted_and_delivered_again() {
+/// Panics on the batch holding message 3, or sleeps past the timeout on it, on the
+/// batch's first attempt.
+async fn a_batch_whose_callback_fails(
+    sleeps: bool,
+) -> (
+    gen_stage_pipeline::PipelineReport,
+    MemoryQueue<u64>,
+    Arc<Recorder>,
+) {
     let queue = MemoryQueue::new();
     queue.extend(0..20);
-    let recorder = Recorder::new(Some(3));
+    let recorder = if sleeps {
+        Recorder::slow_on(3)
+    } else {
+        Recorder::new(Some(3))
+    };
     let pipeline = start(recorder.clone(), &queue, |b| {
         b.processors(ProcessorOptions::new().concurrency(2))
             .batcher(
                 "out",
-                BatcherOptions::new().batch_size(5).batch_timeout(SECOND),
+                BatcherOptions::new()
+                    .batch_size(5)
+                    .batch_timeout(SECOND)
+                    .timeout(SECOND),
             )
+            .retry(gen_stage_pipeline::RetryPolicy::new().first_delay(SECOND))
     })
     .await;
     queue.settled().await;
     let report = pipeline.drain(5 * SECOND).await;
+    (report, queue, recorder)
+}
 
-    // The batch holding 3 was dropped with the panic: its messages were released,
-    // came back, and went through on their second attempt.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_handle_batch_fails_its_messages_which_are_retried() {
+    let (report, queue, recorder) = a_batch_whose_callback_fails(false).await;
+    // The batch holding 3 failed with the panic: its messages were retried, came
+    // back, and went through on their second attempt; nothing was dropped.
     assert_eq!(queue.acked(), 20);
-    let released = report.settled.released;
-    assert!((1..=5).contains(&released), "{report:?}");
-    assert_eq!(report.dropped_handles, released);
-    assert_eq!(report.settled.acked, 20);
-    assert_eq!(report.taken_in, 20 + released);
+    let retried = report.settled.retried;
+    assert!((1..=5).contains(&retried), "{report:?}");
+    assert_eq!(report.dropped_handles, 0);
+    assert_eq!(report.taken_in, 20 + retried);
     let written: usize = recorder
         .batches
         .take()
@@ -154,6 +204,23 @@ async fn a_batch_lost_to_a_panic_is_released_counted_and_delivered_again() {
         .map(|(data, ..)| data.len())
         .sum();
     assert_eq!(written, 20, "every message written once");
+    assert_adds_up(&report);
+    assert_settled_once(&queue);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handle_batch_past_its_timeout_fails_its_messages_with_the_reason() {
+    let (report, queue, recorder) = a_batch_whose_callback_fails(true).await;
+    let failures = recorder.failures.take();
+    assert!(!failures.is_empty(), "{report:?}");
+    assert!(
+        failures
+            .iter()
+            .all(|f| f == "handle_batch did not finish within 1s"),
+        "{failures:?}"
+    );
+    assert_eq!(queue.acked(), 20);
+    assert_eq!(report.settled.retried, failures.len() as u64);
     assert_adds_up(&report);
     assert_settled_once(&queue);
 }

@@ -1,7 +1,7 @@
 //! A batch processor: runs `handle_batch` on the batches of one batcher, and settles
 //! their messages.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gen_stage::{BoxError, Consumer, ConsumerContext, SubscriptionTag};
@@ -42,8 +42,11 @@ impl<H: Handler> Consumer for BatchProcessor<H> {
         _from: SubscriptionTag,
         _ctx: &mut ConsumerContext<'_, Self>,
     ) -> Result<(), BoxError> {
-        for batch in batches {
+        for mut batch in batches {
             let info = batch.info().clone();
+            // The messages come back here if the callback drops the batch unfinished.
+            let salvage = Arc::new(Mutex::new(Vec::new()));
+            batch.salvage = Some(salvage.clone());
             let span = tracing::debug_span!(
                 "handle_batch",
                 pipeline = %self.shared.pipeline,
@@ -68,15 +71,25 @@ impl<H: Handler> Consumer for BatchProcessor<H> {
                     span.record("failed", messages.iter().filter(|m| m.is_failed()).count());
                     finish(&self.shared, messages).await;
                 }
-                // The batch was dropped with the callback: its handles settled as
-                // the pipeline's `on_drop`.
-                Err(failure) => tracing::error!(
-                    pipeline = %self.shared.pipeline,
-                    batcher = %info.batcher,
-                    size = info.size,
-                    %failure,
-                    "batch lost to its callback"
-                ),
+                // The callback dropped the batch unfinished: its messages fail.
+                Err(failure) => {
+                    let mut messages = std::mem::take(
+                        &mut *salvage
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                    );
+                    tracing::warn!(
+                        pipeline = %self.shared.pipeline,
+                        batcher = %info.batcher,
+                        size = info.size,
+                        %failure,
+                        "batch failed in its callback"
+                    );
+                    for message in &mut messages {
+                        message.fail_with(failure.clone());
+                    }
+                    finish(&self.shared, messages).await;
+                }
             }
             self.activity.end(started, info.size);
         }
