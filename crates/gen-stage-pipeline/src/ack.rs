@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 use crate::failure::{Failure, SharedError};
 use crate::settle::Settler;
+use crate::sync::lock;
 
 /// Names a message to its acknowledger: a delivery tag, a stream sequence, a row id.
 /// Tags need only be unique within one [`AckGroup`].
@@ -158,14 +159,15 @@ impl<A: Acknowledger> ErasedAcknowledger for A {
 /// group and calls its acknowledger once per group.
 pub struct AckGroup {
     acknowledger: Box<dyn ErasedAcknowledger>,
-    /// The pipeline that took the group's messages in, set by the first of them.
-    settler: OnceLock<Arc<Settler>>,
+    /// The pipeline that took the group's messages in last: where its dropped
+    /// handles are counted (a source outlives a pipeline that a supervisor restarts).
+    settler: Mutex<Option<Arc<Settler>>>,
 }
 
 impl fmt::Debug for AckGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AckGroup")
-            .field("in_pipeline", &self.settler.get().is_some())
+            .field("in_pipeline", &self.settler().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -175,7 +177,7 @@ impl AckGroup {
     pub fn new(acknowledger: impl Acknowledger) -> Arc<Self> {
         Arc::new(AckGroup {
             acknowledger: Box::new(acknowledger),
-            settler: OnceLock::new(),
+            settler: Mutex::new(None),
         })
     }
 
@@ -192,10 +194,22 @@ impl AckGroup {
         self.acknowledger.ack_boxed(settled)
     }
 
-    /// Binds the group to the pipeline its messages entered (the first pipeline, if
-    /// a source feeds two: its outcomes are counted there).
+    /// Binds the group to the pipeline its messages entered. A source that feeds two
+    /// pipelines at once has its dropped handles counted in the one that took a
+    /// message of it in last.
     pub(crate) fn bind(&self, settler: &Arc<Settler>) {
-        let _ = self.settler.set(settler.clone());
+        let mut bound = lock(&self.settler);
+        if !bound
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, settler))
+        {
+            *bound = Some(settler.clone());
+        }
+    }
+
+    /// The pipeline the group is bound to, if any.
+    fn settler(&self) -> Option<Arc<Settler>> {
+        lock(&self.settler).clone()
     }
 }
 
@@ -258,7 +272,7 @@ impl AckHandle {
             return;
         };
         let tag = std::mem::replace(&mut self.tag, TOLD);
-        match group.settler.get() {
+        match group.settler() {
             Some(settler) => settler.settle_one(group.clone(), tag, outcome),
             None => tell_unbound(group, tag, outcome),
         }
@@ -275,7 +289,7 @@ impl Drop for AckHandle {
         let Some(group) = self.group.take() else {
             return;
         };
-        match group.settler.get() {
+        match group.settler() {
             Some(settler) => settler.dropped(group.clone(), self.tag),
             None => {
                 tracing::debug!(tag = ?self.tag, "message dropped outside a pipeline: released");

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::failure::Failure;
 use crate::message::{BatchKey, Message};
+use crate::sync::lock;
 
 /// What closed a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,10 +73,7 @@ impl<T> Drop for Batch<T> {
             return;
         }
         if let Some(salvage) = &self.salvage {
-            let mut salvaged = salvage
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            salvaged.append(&mut self.messages);
+            lock(salvage).append(&mut self.messages);
         }
     }
 }

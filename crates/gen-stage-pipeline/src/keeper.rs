@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -19,14 +19,8 @@ use crate::message::Message;
 use crate::pipeline::{Drainable, StageEntry};
 use crate::rate_limit::RateLimiter;
 use crate::settle::Settler;
+use crate::sync::lock;
 use crate::topology::{Pusher, Sharing, StartProducer};
-
-/// Locks a mutex whose data stays consistent whatever panicked while it was held.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// A stage that subscribes to producers of messages, whatever its type.
 pub(crate) trait Subscriber<T>: Send + Sync {
@@ -160,9 +154,17 @@ impl<T: Send + 'static> ProducerKeeper<T> {
                 tracing::warn!(producer = %self.entry.name, %error, "a processor did not resubscribe");
             }
         }
-        let _ = stage.set_demand_mode(DemandMode::Forward);
-        self.entry.replace(Arc::new(stage));
+        // In place before the drain flag is read: a drain that began meanwhile either
+        // finds the new stage, or is seen here and the new stage (which has let
+        // nothing out: it accumulates) is stopped.
+        let stage = Arc::new(stage);
+        self.entry.replace(stage.clone());
         *lock(&self.pusher) = Arc::new(push);
+        if self.keeping.draining.load(Ordering::SeqCst) {
+            stage.kill();
+        } else {
+            let _ = stage.set_demand_mode(DemandMode::Forward);
+        }
         self.keeping.changed.notify_waiters();
         Ok(())
     }

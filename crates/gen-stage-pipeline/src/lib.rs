@@ -161,6 +161,7 @@ mod settle;
 mod snapshot;
 mod stages;
 mod supervised;
+mod sync;
 mod testing;
 mod topology;
 

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::ack::{AckError, AckGroup, AckTag, Acknowledger, Outcome, Settled};
 use crate::failure::Failure;
 use crate::message::{Message, MessageId};
+use crate::sync::lock;
 
 /// A message the queue gave up on: rejected after its last attempt.
 #[derive(Clone, Debug)]
@@ -65,11 +66,7 @@ struct Shared<T> {
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // A panic while the lock is held leaves the queue consistent (no step of it
-        // is half done): carry on.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 }
 

@@ -196,7 +196,7 @@ impl<T: Send + 'static> Pipeline<T> {
     /// restart budget allows ([`PipelineBuilder::max_restarts`](crate::PipelineBuilder::max_restarts)),
     /// or could not be started again. `None` while it runs.
     pub fn failure(&self) -> Option<ExitReason> {
-        crate::keeper::lock(&self.keeping.failure).clone()
+        crate::sync::lock(&self.keeping.failure).clone()
     }
 
     /// Waits until the pipeline stops on its own ([`Pipeline::failure`]), and returns

@@ -1,6 +1,7 @@
 //! A limit on the messages a pipeline takes in per window of time, shared by all its
 //! producers.
 
+use crate::sync::lock;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -88,10 +89,7 @@ impl RateLimiter {
     }
 
     fn window(&self) -> MutexGuard<'_, Window> {
-        // Every change leaves the window consistent: a poisoned lock is still usable.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 
     /// Takes up to `wanted` messages from the current window. Returns how many were

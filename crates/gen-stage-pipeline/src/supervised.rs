@@ -11,8 +11,8 @@ use gen_stage::supervision::{ChildSpec, Restart, Shutdown, Supervised};
 
 use crate::builder::PipelineBuilder;
 use crate::handler::Handler;
-use crate::keeper::lock;
 use crate::pipeline::Pipeline;
+use crate::sync::lock;
 
 /// How long a drain may take when a supervisor stops a pipeline and its own shutdown
 /// is not what bounds it (the supervisor's [`Shutdown::Graceful`] time cuts it

@@ -80,7 +80,7 @@ impl<T: Send + 'static> Pipeline<T> {
         if count > 0 && !self.pushers.is_empty() {
             let next = self.next_push.fetch_add(1, Ordering::Relaxed) % self.pushers.len();
             // A pipeline that stopped drops the messages: they come back released.
-            let pusher = crate::keeper::lock(&self.pushers[next]).clone();
+            let pusher = crate::sync::lock(&self.pushers[next]).clone();
             let _ = pusher(messages);
         }
         // Every message ends in one outcome (one the pipeline never took in is

@@ -60,6 +60,30 @@ async fn at_the_deadline_running_work_is_cancelled_and_left_for_redelivery() {
     assert_settled_once(&queue);
     assert_eq!(queue.unsettled(), 50);
 
+    // A second pipeline on the same queue, cut short the same way: its dropped
+    // handles are counted in its own report, not the first one's.
+    let first = report;
+    let second = start(handler.clone(), &queue, |b| {
+        b.processors(ProcessorOptions::new().concurrency(1).max_demand(10))
+    })
+    .await;
+    handler.reached.notified().await;
+    let report = second.drain(3 * SECOND).await;
+    assert_adds_up(&report);
+    // (0 came back last: the others went through before it blocked again.)
+    assert!(report.dropped_handles >= 1);
+    assert_eq!(report.settled.released, report.dropped_handles);
+    assert_eq!(
+        report.settled.acked + report.settled.released,
+        report.taken_in
+    );
+    assert_eq!(
+        pipeline.counts(),
+        first,
+        "the first pipeline's report did not move"
+    );
+    assert_settled_once(&queue);
+
     // Delivered again to a pipeline that does not block, each ends acked.
     handler.blocking.store(false, Ordering::SeqCst);
     let again = start(handler.clone(), &queue, |b| b).await;

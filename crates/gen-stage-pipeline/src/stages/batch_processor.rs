@@ -11,6 +11,7 @@ use crate::activity::Activity;
 use crate::batch::Batch;
 use crate::failure::Callback;
 use crate::handler::Handler;
+use crate::sync::lock;
 
 pub(crate) struct BatchProcessor<H: Handler> {
     shared: Shared<H>,
@@ -73,11 +74,7 @@ impl<H: Handler> Consumer for BatchProcessor<H> {
                 }
                 // The callback dropped the batch unfinished: its messages fail.
                 Err(failure) => {
-                    let mut messages = std::mem::take(
-                        &mut *salvage
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner()),
-                    );
+                    let mut messages = std::mem::take(&mut *lock(&salvage));
                     tracing::warn!(
                         pipeline = %self.shared.pipeline,
                         batcher = %info.batcher,
