@@ -8,6 +8,7 @@ use std::time::Duration;
 use gen_stage::Producer;
 
 use crate::ack::Outcome;
+use crate::demand_view::DemandView;
 use crate::error::StartError;
 use crate::failure::RetryPolicy;
 use crate::handler::Handler;
@@ -17,6 +18,7 @@ use crate::options::{BatcherOptions, ProcessorOptions};
 use crate::pipeline::Pipeline;
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::settle::Settler;
+use crate::snapshot::StageLayer;
 use crate::stages::Shared;
 use crate::topology::{PartitionKey, ProducerFactory, StartProducer, Started, start_stages};
 
@@ -51,6 +53,8 @@ pub struct PipelineBuilder<H: Handler> {
     partition_by: Option<PartitionKey<H::Data>>,
     /// Producer restarts allowed, and in what time.
     max_restarts: (u32, Duration),
+    /// What the producers made by `producer_with_demand` read.
+    demand: DemandView,
 }
 
 impl<H: Handler> std::fmt::Debug for PipelineBuilder<H> {
@@ -83,6 +87,7 @@ impl<H: Handler> PipelineBuilder<H> {
             rate_limit: None,
             partition_by: None,
             max_restarts: (3, Duration::from_secs(5)),
+            demand: DemandView::default(),
         }
     }
 
@@ -116,6 +121,20 @@ impl<H: Handler> PipelineBuilder<H> {
             transform: Arc::new(transform),
         }));
         self
+    }
+
+    /// Adds a producer of messages that reads the pipeline's demand ([`DemandView`]):
+    /// `make` gets the view, to size what the producer fetches ahead (a broker's
+    /// prefetch) by what the processors ask.
+    pub fn producer_with_demand<P>(
+        self,
+        make: impl Fn(&DemandView) -> P + Send + Sync + 'static,
+    ) -> Self
+    where
+        P: Producer<Event = Message<H::Data>>,
+    {
+        let demand = self.demand.clone();
+        self.producer(move || make(&demand))
     }
 
     /// How the processors run ([`ProcessorOptions`]'s defaults otherwise): those of
@@ -311,6 +330,9 @@ impl<H: Handler> PipelineBuilder<H> {
             pipeline: name.clone(),
         };
         let limiter = self.rate_limit.map(RateLimiter::new);
+        let first = &self.processors[0];
+        self.demand
+            .set_budget(first.concurrency.saturating_mul(first.max_demand));
         let mut started = Started::default();
         let result = start_stages(
             &shared,
@@ -327,6 +349,12 @@ impl<H: Handler> PipelineBuilder<H> {
                 // Every stage is subscribed: the producers may now let messages out (a
                 // finite one could otherwise end before the last processor subscribed).
                 started.release_producers();
+                let first_layer = started.layers[StageLayer::Processor as usize]
+                    .iter()
+                    .take(self.processors[0].concurrency)
+                    .cloned()
+                    .collect();
+                self.demand.set_processors(first_layer);
                 let (restarts, within) = self.max_restarts;
                 let keeping = Arc::new(Keeping {
                     draining: AtomicBool::new(false),

@@ -237,3 +237,66 @@ async fn a_message_dropped_outside_a_pipeline_is_released_to_its_source() {
     tokio::task::yield_now().await;
     assert_eq!(recording.calls.len(), 1);
 }
+
+/// Records the pipeline's demand as a producer sees it, and produces nothing.
+struct Sizing {
+    view: gen_stage_pipeline::DemandView,
+    seen: Arc<Mutex<Vec<(usize, usize)>>>,
+    asked: Arc<Notify>,
+}
+
+impl gen_stage::Producer for Sizing {
+    type Event = Message<u64>;
+    type Message = ();
+
+    async fn handle_demand(
+        &mut self,
+        _demand: usize,
+        _: &mut gen_stage::ProducerContext<'_, Self>,
+    ) -> Result<Vec<Message<u64>>, BoxError> {
+        let seen = (self.view.budget(), self.view.outstanding());
+        self.seen.lock().map_err(|_| "poisoned")?.push(seen);
+        self.asked.notify_one();
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_producer_reads_the_pipelines_demand_to_size_its_prefetch() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Notify::new());
+    let (record, wake) = (seen.clone(), asked.clone());
+    let view_slot = Arc::new(Mutex::new(None));
+    let keep = view_slot.clone();
+    let pipeline = Pipeline::builder(FailOdd)
+        .producer_with_demand(move |view| {
+            *keep.lock().expect("not poisoned") = Some(view.clone());
+            Sizing {
+                view: view.clone(),
+                seen: record.clone(),
+                asked: wake.clone(),
+            }
+        })
+        .processors(ProcessorOptions::new().concurrency(3).max_demand(7))
+        .start()
+        .await
+        .expect("starts");
+    // Nothing comes: each of the three processors asks once, and its ask stays
+    // outstanding.
+    while seen.lock().expect("not poisoned").len() < 3 {
+        asked.notified().await;
+    }
+    let seen = seen.lock().expect("not poisoned").clone();
+    assert!(seen.iter().all(|(budget, _)| *budget == 21), "{seen:?}");
+    assert!(
+        seen.iter().all(|(_, outstanding)| *outstanding <= 21),
+        "{seen:?}"
+    );
+    let view = view_slot
+        .lock()
+        .expect("not poisoned")
+        .clone()
+        .expect("made");
+    assert_eq!(view.outstanding(), 21, "three processors, 7 each");
+    pipeline.drain(SECOND).await;
+}
