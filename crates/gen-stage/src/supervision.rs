@@ -124,4 +124,5 @@ mod supervisor;
 pub use child::{ChildSpec, Restart, Shutdown, Supervised};
 pub use consumer_supervisor::{ConsumerSupervisor, TaskCounts, TaskId, TaskMessage};
 pub use events::{ChildEvent, ChildEvents, Missed};
+pub use intensity::RestartIntensity;
 pub use supervisor::{ChildInfo, Strategy, Supervisor, SupervisorError, SupervisorRef};

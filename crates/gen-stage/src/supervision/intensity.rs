@@ -7,9 +7,26 @@ use tokio::time::Instant;
 
 /// At most `max_restarts` restarts within any `period`, as OTP's `max_restarts` and
 /// `max_seconds`: the [`Supervisor`](super::supervisor::Supervisor)'s and the
-/// [`ConsumerSupervisor`](super::consumer_supervisor::ConsumerSupervisor)'s limit.
+/// [`ConsumerSupervisor`](super::consumer_supervisor::ConsumerSupervisor)'s limit,
+/// for layers above the core that restart things of their own (a pipeline's
+/// producers, a connector's connection). It follows tokio's clock.
+///
+/// ```
+/// use std::time::Duration;
+/// use gen_stage::supervision::RestartIntensity;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let mut intensity = RestartIntensity::new(2, Duration::from_secs(5));
+/// assert!(intensity.allow_restart());
+/// assert!(intensity.allow_restart());
+/// assert!(!intensity.allow_restart(), "a third within 5 s: give up");
+/// tokio::time::advance(Duration::from_secs(6)).await;
+/// assert!(intensity.allow_restart(), "the earlier ones are forgotten");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
-pub(crate) struct RestartIntensity {
+pub struct RestartIntensity {
     max_restarts: usize,
     period: Duration,
     /// When the restarts within the last `period` happened, oldest first.
@@ -18,7 +35,7 @@ pub(crate) struct RestartIntensity {
 
 impl RestartIntensity {
     /// No restart recorded yet.
-    pub(crate) fn new(max_restarts: usize, period: Duration) -> Self {
+    pub fn new(max_restarts: usize, period: Duration) -> Self {
         RestartIntensity {
             max_restarts,
             period,
@@ -30,7 +47,7 @@ impl RestartIntensity {
     /// the last `period` (this one included): the supervisor gives up. Restarts older
     /// than `period` are forgotten, so the memory held is bounded by the restarts one
     /// period can hold.
-    pub(crate) fn allow_restart(&mut self) -> bool {
+    pub fn allow_restart(&mut self) -> bool {
         let now = Instant::now();
         while self
             .restarts
