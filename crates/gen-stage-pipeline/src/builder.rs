@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gen_stage::Producer;
+use gen_stage::supervision::RestartIntensity;
 
 use crate::ack::Outcome;
 use crate::demand_view::DemandView;
 use crate::error::StartError;
 use crate::failure::RetryPolicy;
 use crate::handler::Handler;
-use crate::keeper::{Keeping, RestartBudget};
+use crate::keeper::Keeping;
 use crate::message::Message;
 use crate::options::{BatcherOptions, ProcessorOptions};
 use crate::pipeline::Pipeline;
@@ -360,7 +361,7 @@ impl<H: Handler> PipelineBuilder<H> {
                     draining: AtomicBool::new(false),
                     failure: Mutex::new(None),
                     changed: tokio::sync::Notify::new(),
-                    budget: Mutex::new(RestartBudget::new(restarts, within)),
+                    budget: Mutex::new(RestartIntensity::new(restarts as usize, within)),
                 });
                 let (gone, watched) = tokio::sync::watch::channel(());
                 let keepers =

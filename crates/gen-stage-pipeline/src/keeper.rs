@@ -2,17 +2,15 @@
 //! factory, and every processor subscribes to the new one. Past the restart budget,
 //! the pipeline stops.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use gen_stage::error::SubscribeError;
 use gen_stage::kind::{ReceivesEvents, StageKind};
+use gen_stage::supervision::RestartIntensity;
 use gen_stage::{AnyProducer, DemandMode, ExitReason, StageRef, SubscribeOptions};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::activity::Activity;
 use crate::message::Message;
@@ -48,41 +46,6 @@ where
     }
 }
 
-/// How many restarts a pipeline allows in a window (Broadway's `max_restarts` in
-/// `max_seconds`).
-pub(crate) struct RestartBudget {
-    max: u32,
-    within: Duration,
-    recent: VecDeque<Instant>,
-}
-
-impl RestartBudget {
-    pub(crate) fn new(max: u32, within: Duration) -> Self {
-        RestartBudget {
-            max,
-            within,
-            recent: VecDeque::new(),
-        }
-    }
-
-    /// Whether one more restart is allowed now (and counts it).
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        while self
-            .recent
-            .front()
-            .is_some_and(|&at| now.saturating_duration_since(at) > self.within)
-        {
-            self.recent.pop_front();
-        }
-        if self.recent.len() >= self.max as usize {
-            return false;
-        }
-        self.recent.push_back(now);
-        true
-    }
-}
-
 /// What every producer's keeper shares with the pipeline.
 pub(crate) struct Keeping {
     /// Set when the pipeline drains: nothing is restarted any more.
@@ -91,7 +54,7 @@ pub(crate) struct Keeping {
     pub(crate) failure: Mutex<Option<ExitReason>>,
     /// Woken when the pipeline fails, drains, is killed, or a producer was replaced.
     pub(crate) changed: tokio::sync::Notify,
-    pub(crate) budget: Mutex<RestartBudget>,
+    pub(crate) budget: Mutex<RestartIntensity>,
 }
 
 /// What one producer's keeper needs to start it again.
@@ -123,7 +86,7 @@ impl<T: Send + 'static> ProducerKeeper<T> {
             if self.keeping.draining.load(Ordering::SeqCst) || reason.is_graceful() {
                 return;
             }
-            if !lock(&self.keeping.budget).allow() {
+            if !lock(&self.keeping.budget).allow_restart() {
                 tracing::error!(producer = %self.entry.name, %reason, "too many restarts: the pipeline stops");
                 self.fail(reason);
                 return;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use gen_stage::dispatcher::{Partition, PartitionDispatcher};
-use gen_stage::{AnyProducer, CancelMode, DemandMode, Producer, SubscribeOptions};
+use gen_stage::kind::{ReceivesEvents, StageKind};
+use gen_stage::{AnyProducer, CancelMode, DemandMode, Producer, StageRef, SubscribeOptions};
 
 use crate::activity::Activity;
 use crate::batch::Batch;
@@ -79,11 +80,7 @@ where
         // Nothing goes out before every processor has subscribed (see `start`).
         let mut builder = gen_stage::producer(entry).demand_mode(DemandMode::Accumulate);
         if let Some((key, partitions)) = sharing {
-            let count = partitions as u64;
-            builder = builder
-                .dispatcher(PartitionDispatcher::by_count(partitions, move |message| {
-                    (key(message) % count) as usize
-                }));
+            builder = builder.dispatcher(by_key(key, partitions));
         }
         Box::pin(async move {
             let stage = builder.start().await?;
@@ -93,6 +90,15 @@ where
             Ok((stage.into(), push))
         })
     }
+}
+
+/// Partitions messages among `partitions` consumers by `key`.
+fn by_key<T: Send + 'static>(
+    key: PartitionKey<T>,
+    partitions: usize,
+) -> PartitionDispatcher<Message<T>, usize> {
+    let count = partitions as u64;
+    PartitionDispatcher::by_count(partitions, move |message| (key(message) % count) as usize)
 }
 
 /// The stages started so far: the handles later layers subscribe to, every stage by
@@ -128,6 +134,24 @@ impl<T: Send + 'static> Started<T> {
         for producer in &self.producers {
             let _ = producer.set_demand_mode(DemandMode::Forward);
         }
+    }
+
+    /// Adds a processor of `layer`; one of the first layer is resubscribed, with
+    /// `upstream`, to a producer that restarts.
+    fn add_processor<K>(
+        &mut self,
+        layer: usize,
+        name: String,
+        stage: StageRef<K>,
+        upstream: SubscribeOptions,
+        activity: Arc<Activity>,
+    ) where
+        K: ReceivesEvents + StageKind<In = Message<T>>,
+    {
+        if layer == 0 {
+            self.subscribers.push((Arc::new(stage.clone()), upstream));
+        }
+        self.add(StageLayer::Processor, name, stage, activity);
     }
 
     fn add(
@@ -252,23 +276,14 @@ pub(crate) async fn start_stages<H: Handler>(
                     builder = builder.subscribe_to(source, upstream.clone());
                 }
                 let stage = builder.start().await.map_err(failed(&name))?;
-                if layer == 0 {
-                    started
-                        .subscribers
-                        .push((Arc::new(stage.clone()), upstream));
-                }
-                started.add(StageLayer::Processor, name, stage, activity);
+                started.add_processor(layer, name, stage, upstream, activity);
                 continue;
             }
             let mut builder = gen_stage::producer_consumer(processor);
             if !last {
                 if let Some(key) = &partition_by {
-                    let key = key.clone();
                     let next = layers[layer + 1].concurrency;
-                    builder = builder
-                        .dispatcher(PartitionDispatcher::by_count(next, move |message| {
-                            (key(message) % next as u64) as usize
-                        }));
+                    builder = builder.dispatcher(by_key(key.clone(), next));
                 }
             } else if names.len() > 1 {
                 builder = builder.dispatcher(PartitionDispatcher::by_count(
@@ -279,15 +294,9 @@ pub(crate) async fn start_stages<H: Handler>(
             for source in &sources {
                 builder = builder.subscribe_to(source, upstream.clone());
             }
-            let typed = builder.start().await.map_err(failed(&name))?;
-            if layer == 0 {
-                started
-                    .subscribers
-                    .push((Arc::new(typed.clone()), upstream));
-            }
-            let stage: AnyProducer<Message<H::Data>> = typed.into();
-            stages.push(stage.clone());
-            started.add(StageLayer::Processor, name, stage, activity);
+            let stage = builder.start().await.map_err(failed(&name))?;
+            stages.push(AnyProducer::from(&stage));
+            started.add_processor(layer, name, stage, upstream, activity);
         }
         sources = stages;
     }
