@@ -41,6 +41,10 @@ pub(crate) struct Timers<M> {
     next: u64,
     /// Set to the earliest deadline while timers are pending.
     sleep: Option<Pin<Box<Sleep>>>,
+    /// The timer `sleep` is set for, while it is pending: as long as it stays the
+    /// earliest, a poll only polls the sleep (a stage polls its timers on every turn
+    /// of its loop).
+    armed: Option<u64>,
 }
 
 impl<M> Default for Timers<M> {
@@ -50,6 +54,7 @@ impl<M> Default for Timers<M> {
             deadlines: BinaryHeap::new(),
             next: 0,
             sleep: None,
+            armed: None,
         }
     }
 }
@@ -76,6 +81,9 @@ impl<M> Timers<M> {
     /// Cancels a timer; false if it had fired or was cancelled already.
     pub(crate) fn cancel(&mut self, timer: TimerRef) -> bool {
         let cancelled = self.pending.remove(&timer.0).is_some();
+        if self.armed == Some(timer.0) {
+            self.armed = None;
+        }
         if self.pending.is_empty() {
             self.deadlines.clear();
             self.sleep = None;
@@ -100,6 +108,13 @@ impl<M> Timers<M> {
 
     /// The message of the earliest timer that is due, once one is.
     pub(crate) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<Fired<M>> {
+        if let (Some(armed), Some(sleep)) = (self.armed, &mut self.sleep) {
+            let earliest = self.deadlines.peek().map(|Reverse((_, number))| *number);
+            if earliest == Some(armed) && sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        self.armed = None;
         loop {
             let Some(&Reverse((deadline, number))) = self.deadlines.peek() else {
                 self.sleep = None;
@@ -129,7 +144,10 @@ impl<M> Timers<M> {
             };
             match sleep.as_mut().poll(cx) {
                 Poll::Ready(()) => continue,
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.armed = Some(number);
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -169,6 +187,33 @@ mod tests {
         }
         assert_eq!(order, [1, 2, 3]);
         assert_eq!(start.elapsed(), Duration::from_millis(30));
+    }
+
+    /// Polls the timers once, as a stage's loop does on each turn.
+    async fn poll_once(timers: &mut Timers<u32>) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(timers.poll_due(cx).is_pending())).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_set_or_cancelled_while_one_is_armed_are_seen() {
+        let mut timers = Timers::default();
+        let start = Instant::now();
+        let first = timers.add(Duration::from_millis(30), Fired::Message(1));
+        assert!(
+            poll_once(&mut timers).await,
+            "nothing is due: the sleep is armed"
+        );
+        // An earlier timer set while the first is armed fires first, at its time.
+        let _ = timers.add(Duration::from_millis(10), Fired::Message(2));
+        assert_eq!(fired(timers.next_due().await), 2);
+        assert_eq!(start.elapsed(), Duration::from_millis(10));
+        // The armed timer, cancelled, never fires; the one after it does.
+        assert!(poll_once(&mut timers).await);
+        assert!(timers.cancel(first));
+        let _ = timers.add(Duration::from_millis(40), Fired::Message(3));
+        assert_eq!(fired(timers.next_due().await), 3);
+        assert_eq!(start.elapsed(), Duration::from_millis(50));
+        assert!(timers.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
