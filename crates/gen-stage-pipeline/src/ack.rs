@@ -285,7 +285,20 @@ impl AckHandle {
 }
 
 impl Drop for AckHandle {
+    // Inlined: every settled message drops a handle with nothing left to do.
+    #[inline]
     fn drop(&mut self) {
+        if self.group.is_some() {
+            self.drop_unsettled();
+        }
+    }
+}
+
+impl AckHandle {
+    /// A handle dropped with its obligation: settled as the pipeline's `on_drop`.
+    #[cold]
+    #[inline(never)]
+    fn drop_unsettled(&mut self) {
         let Some(group) = self.group.take() else {
             return;
         };

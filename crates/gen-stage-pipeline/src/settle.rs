@@ -147,6 +147,8 @@ pub(crate) struct SettleRun<'a> {
 
 impl SettleRun<'_> {
     /// Settles one message's handle; a handle with nothing to settle is passed over.
+    // Inlined: called for every message settled.
+    #[inline]
     pub(crate) fn add(
         &mut self,
         handle: &mut AckHandle,
@@ -174,10 +176,11 @@ impl SettleRun<'_> {
         });
     }
 
+    #[cold]
     fn hand_over(&mut self) {
         if let Some(group) = self.group.take() {
-            let capacity = self.settled.capacity() - self.settled.len();
-            let settled = std::mem::replace(&mut self.settled, Vec::with_capacity(capacity));
+            // The next group's outcomes (rare) allocate when they come.
+            let settled = std::mem::take(&mut self.settled);
             if !settled.is_empty() {
                 self.settler.hand(group, settled);
             }
@@ -197,35 +200,78 @@ impl Drop for SettleRun<'_> {
     }
 }
 
+/// The most pieces of work the acknowledging task takes at once.
+const TAKEN_AT_ONCE: usize = 64;
+
 /// The acknowledging task: calls each group's acknowledger in turn, counting failures.
+/// What waits is taken at once, and consecutive outcomes of one group go to its
+/// acknowledger in one call (in the order they were settled).
 async fn acknowledge(
     mut receiver: mpsc::UnboundedReceiver<AckWork>,
     counts: Arc<Counts>,
     pipeline: Arc<str>,
 ) {
-    while let Some(work) = receiver.recv().await {
-        let (group, settled) = match work {
-            AckWork::Group(group, settled) => (group, settled),
-            AckWork::Flush(done) => {
-                let _ = done.send(());
-                continue;
+    let mut taken = Vec::with_capacity(TAKEN_AT_ONCE);
+    while receiver.recv_many(&mut taken, TAKEN_AT_ONCE).await > 0 {
+        let mut pending: Option<(Arc<AckGroup>, Vec<Settled>)> = None;
+        for work in taken.drain(..) {
+            match work {
+                AckWork::Group(group, settled) => match &mut pending {
+                    Some((current, held)) if Arc::ptr_eq(current, &group) => {
+                        held.extend(settled);
+                    }
+                    _ => {
+                        if let Some((current, held)) = pending.replace((group, settled)) {
+                            tell(&current, held, &counts, &pipeline).await;
+                        }
+                    }
+                },
+                AckWork::Flush(done) => {
+                    // Everything handed before the flush is told before it is answered.
+                    if let Some((current, held)) = pending.take() {
+                        tell(&current, held, &counts, &pipeline).await;
+                    }
+                    let _ = done.send(());
+                }
             }
-        };
-        let kinds: Vec<Outcome> = settled.iter().map(|s| s.outcome).collect();
-        let span = tracing::debug_span!("ack", pipeline = %pipeline, messages = kinds.len());
-        let result = tracing::Instrument::instrument(
-            std::panic::AssertUnwindSafe(group.ack(settled)).catch_unwind(),
-            span,
-        )
-        .await;
-        let error = match result {
-            Ok(Ok(())) => continue,
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => "the acknowledger panicked".to_owned(),
-        };
-        for outcome in &kinds {
-            counts.ack_failures[outcome.kind_index()].fetch_add(1, Ordering::Relaxed);
         }
-        tracing::warn!(pipeline = %pipeline, messages = kinds.len(), %error, "acknowledgement failed");
+        if let Some((current, held)) = pending.take() {
+            tell(&current, held, &counts, &pipeline).await;
+        }
     }
+}
+
+/// Calls one group's acknowledger, counting a failure or panic per outcome.
+async fn tell(group: &AckGroup, settled: Vec<Settled>, counts: &Counts, pipeline: &str) {
+    let mut kinds = [0u64; 5];
+    for one in &settled {
+        kinds[one.outcome.kind_index()] += 1;
+    }
+    let messages = settled.len();
+    let span = tracing::debug_span!(
+        "ack",
+        pipeline = %pipeline,
+        messages,
+        acked = kinds[0],
+        retried = kinds[1],
+        rejected = kinds[2],
+        terminated = kinds[3],
+        released = kinds[4],
+    );
+    let result = tracing::Instrument::instrument(
+        std::panic::AssertUnwindSafe(group.ack(settled)).catch_unwind(),
+        span,
+    )
+    .await;
+    let error = match result {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "the acknowledger panicked".to_owned(),
+    };
+    for (index, &count) in kinds.iter().enumerate() {
+        if count > 0 {
+            counts.ack_failures[index].fetch_add(count, Ordering::Relaxed);
+        }
+    }
+    tracing::warn!(pipeline = %pipeline, messages, %error, "acknowledgement failed");
 }

@@ -153,6 +153,59 @@ async fn a_panic_or_a_timeout_fails_only_the_message_it_held() {
     assert_settled_once(&queue);
 }
 
+/// Panics on messages 3 and 7, and records every message it is called with.
+struct PanicOnSome {
+    seen: Log<u64>,
+}
+
+impl Handler for PanicOnSome {
+    type Data = u64;
+
+    async fn handle_message(
+        &self,
+        message: &mut Message<u64>,
+        _: &ProcessorContext,
+    ) -> Result<(), BoxError> {
+        let data = *message.data();
+        self.seen.push(data);
+        if data == 3 || data == 7 {
+            panic!("no {data}");
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_without_a_timeout_fails_its_message_and_the_delivery_goes_on() {
+    let queue = MemoryQueue::new();
+    queue.extend(0..10);
+    let handler = Arc::new(PanicOnSome {
+        seen: Log::default(),
+    });
+    let pipeline = start(handler.clone(), &queue, |b| {
+        b.processors(ProcessorOptions::new().concurrency(1).max_demand(10))
+            .retry(RetryPolicy::new().max_attempts(1))
+    })
+    .await;
+    queue.settled().await;
+    let report = pipeline.drain(5 * SECOND).await;
+
+    // One delivery of ten: the messages after each panic were handled too, once.
+    assert_eq!(handler.seen.take(), (0..10).collect::<Vec<_>>());
+    assert_eq!(queue.acked(), 8);
+    let mut dead: Vec<_> = queue.dead_letters().into_iter().map(|d| d.data).collect();
+    dead.sort_unstable();
+    assert_eq!(dead, [3, 7]);
+    for letter in queue.dead_letters() {
+        assert!(matches!(
+            &letter.failure,
+            Some(Failure::Panic { callback: Callback::HandleMessage, message }) if message.starts_with("no ")
+        ));
+    }
+    assert_adds_up(&report);
+    assert_settled_once(&queue);
+}
+
 /// Records each failure `handle_failed` sees, and terminates messages over 100.
 struct RecordFailures {
     failures: Log<(u64, String)>,

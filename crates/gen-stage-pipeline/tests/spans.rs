@@ -64,7 +64,10 @@ async fn callbacks_and_acknowledgements_have_spans_with_their_context() {
     );
     let ack = find("ack");
     assert!(
-        ack.contains("pipeline=orders") && ack.contains("messages="),
+        ack.contains("pipeline=orders")
+            && ack.contains("messages=")
+            && ack.contains("acked=")
+            && ack.contains("released=0"),
         "{ack}"
     );
 }

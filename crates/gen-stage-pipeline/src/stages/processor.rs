@@ -1,9 +1,11 @@
 //! A processor: runs `prepare_messages` and `handle_message`, passes messages routed to
 //! a batcher on, and settles the rest.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use gen_stage::{
     BoxError, Consumer, ConsumerContext, ProducerConsumer, ProducerConsumerContext, SubscriptionTag,
 };
@@ -118,20 +120,9 @@ impl<H: Handler> Processor<H> {
             return Vec::new();
         }
         // Handled in place: messages are large to move, and most go on together.
+        self.handle_each(&mut messages).await;
         let (mut any_done, mut any_routed) = (false, false);
         for message in messages.iter_mut() {
-            let handled = call_fallible(
-                Callback::HandleMessage,
-                self.timeout,
-                tracing::Instrument::instrument(
-                    handler.handle_message(message, &self.context),
-                    tracing::trace_span!("handle_message"),
-                ),
-            )
-            .await;
-            if let Err(failure) = handled {
-                message.fail_with(failure);
-            }
             // A failed message never reaches a batcher.
             let batcher = if message.is_failed() {
                 None
@@ -154,6 +145,58 @@ impl<H: Handler> Processor<H> {
             .partition(|message| message.batcher_index == NOT_ROUTED);
         finish(&self.shared, done).await;
         forward
+    }
+}
+
+impl<H: Handler> Processor<H> {
+    /// Runs `handle_message` on each message; an error, panic or timeout fails that
+    /// message alone. Without a timeout, one unwind guard covers the whole run: after a
+    /// panic, the run goes on from the message after the one that panicked.
+    async fn handle_each(&self, messages: &mut [Message<H::Data>]) {
+        let handler = &*self.shared.handler;
+        let context = &self.context;
+        if let Some(limit) = self.timeout {
+            for message in messages.iter_mut() {
+                let hook = handler.handle_message(message, context);
+                let span = tracing::trace_span!("handle_message");
+                let handled = call_fallible(
+                    Callback::HandleMessage,
+                    Some(limit),
+                    tracing::Instrument::instrument(hook, span),
+                )
+                .await;
+                if let Err(failure) = handled {
+                    message.fail_with(failure);
+                }
+            }
+            return;
+        }
+        let mut next = 0;
+        while next < messages.len() {
+            let mut reached = next;
+            let run = AssertUnwindSafe(async {
+                for message in &mut messages[next..] {
+                    let span = tracing::trace_span!("handle_message");
+                    let hook = handler.handle_message(message, context);
+                    let handled = if span.is_disabled() {
+                        hook.await
+                    } else {
+                        tracing::Instrument::instrument(hook, span).await
+                    };
+                    if let Err(error) = handled {
+                        message.fail_with(Failure::Error(Arc::from(error)));
+                    }
+                    reached += 1;
+                }
+            })
+            .catch_unwind()
+            .await;
+            let Err(payload) = run else {
+                return;
+            };
+            messages[reached].fail_with(Failure::panic(Callback::HandleMessage, &*payload));
+            next = reached + 1;
+        }
     }
 }
 
