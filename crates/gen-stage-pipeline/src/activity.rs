@@ -95,6 +95,13 @@ impl Activity {
         bucket.busy_nanos.fetch_add(busy, Ordering::Relaxed);
     }
 
+    /// A new stage takes the place of one that stopped: nothing is in hand (the
+    /// seconds counted so far stay).
+    pub(crate) fn restart(&self) {
+        self.busy_since.store(0, Ordering::Relaxed);
+        self.in_flight.store(0, Ordering::Relaxed);
+    }
+
     /// The rates over the last few seconds, the callback running now included.
     pub(crate) fn recent(&self) -> Recent {
         let now = self.nanos(Instant::now());

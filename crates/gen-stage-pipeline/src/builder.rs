@@ -1,7 +1,7 @@
 //! The pipeline's builder: its producers, processors and batchers, validated and
 //! started as stages.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use gen_stage::supervision::RestartIntensity;
 
 use crate::ack::Outcome;
 use crate::demand_view::DemandView;
+use crate::downstream_keeper::DownstreamKeeper;
 use crate::error::StartError;
 use crate::failure::RetryPolicy;
 use crate::handler::Handler;
@@ -21,7 +22,9 @@ use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::settle::Settler;
 use crate::snapshot::StageLayer;
 use crate::stages::Shared;
-use crate::topology::{PartitionKey, ProducerFactory, StartProducer, Started, start_stages};
+use crate::topology::{
+    Downstream, PartitionKey, ProducerFactory, StartProducer, Started, start_stages,
+};
 
 /// A producer's messages, as they are.
 pub(crate) fn as_they_are<T>(message: Message<T>) -> Message<T> {
@@ -52,7 +55,7 @@ pub struct PipelineBuilder<H: Handler> {
     on_drop: Outcome,
     rate_limit: Option<RateLimit>,
     partition_by: Option<PartitionKey<H::Data>>,
-    /// Producer restarts allowed, and in what time.
+    /// Restarts allowed, and in what time.
     max_restarts: (u32, Duration),
     /// What the producers made by `producer_with_demand` read.
     demand: DemandView,
@@ -188,12 +191,20 @@ impl<H: Handler> PipelineBuilder<H> {
         self
     }
 
-    /// How often producers may fail and be restarted: at most `restarts` in `within`
-    /// (3 in 5 s by default, as Broadway). A producer that fails (its stage stops for
-    /// a reason that is not graceful) is started again alone, from its factory, and
-    /// every processor subscribes to it; what the failed one held settles as
-    /// `on_drop`. One more failure within the window stops the whole pipeline
-    /// ([`Pipeline::failure`] says why).
+    /// How often stages may fail and be restarted: at most `restarts` in `within`
+    /// (3 in 5 s by default, as Broadway), counting every restart of the pipeline.
+    ///
+    /// - A producer that fails (its stage stops for a reason that is not graceful) is
+    ///   started again alone, from its factory, and every processor subscribes to it.
+    /// - A processor, batcher or batch processor that fails (a panic outside the
+    ///   callbacks, such as in a `Drop` of the data) stops every stage after the
+    ///   producers, and they all start again, subscribed to the producers: as
+    ///   Broadway restarts its processors with the batchers after them.
+    ///
+    /// What a failed or stopped stage held was never acknowledged: it settles as
+    /// `on_drop`, left for redelivery by default. One more failure within the window
+    /// stops the whole pipeline ([`Pipeline::failure`] says why).
+    /// [`PipelineSnapshot::restarts`](crate::PipelineSnapshot::restarts) counts them.
     pub fn max_restarts(mut self, restarts: u32, within: Duration) -> Self {
         self.max_restarts = (restarts, within);
         self
@@ -334,17 +345,15 @@ impl<H: Handler> PipelineBuilder<H> {
         let first = &self.processors[0];
         self.demand
             .set_budget(first.concurrency.saturating_mul(first.max_demand));
+        let downstream = Downstream {
+            shared,
+            partition_by: self.partition_by.clone(),
+            layers: self.processors.clone(),
+            batchers: self.batchers.clone(),
+        };
         let mut started = Started::default();
-        let result = start_stages(
-            &shared,
-            limiter.as_ref(),
-            self.partition_by.clone(),
-            &self.producers,
-            &self.processors,
-            &self.batchers,
-            &mut started,
-        )
-        .await;
+        let result =
+            start_stages(&downstream, limiter.as_ref(), &self.producers, &mut started).await;
         match result {
             Ok(()) => {
                 // Every stage is subscribed: the producers may now let messages out (a
@@ -362,13 +371,27 @@ impl<H: Handler> PipelineBuilder<H> {
                     failure: Mutex::new(None),
                     changed: tokio::sync::Notify::new(),
                     budget: Mutex::new(RestartIntensity::new(restarts as usize, within)),
+                    restarts: AtomicU64::new(0),
                 });
                 let (gone, watched) = tokio::sync::watch::channel(());
-                let keepers =
-                    started.keepers(&self.producers, &settler, limiter.as_ref(), &keeping);
+                let wiring = started.wiring();
+                let keepers = started.keepers(
+                    &self.producers,
+                    &settler,
+                    limiter.as_ref(),
+                    &keeping,
+                    &wiring,
+                );
                 for keeper in keepers {
                     tokio::spawn(keeper.run(watched.clone()));
                 }
+                let keeper = DownstreamKeeper {
+                    downstream,
+                    wiring,
+                    layers: started.layers.clone(),
+                    keeping: keeping.clone(),
+                };
+                tokio::spawn(keeper.run(watched.clone()));
                 let Started {
                     pushers, layers, ..
                 } = started;

@@ -67,12 +67,25 @@
 //!   watermark: it commits the contiguous prefix of what was settled, and holds the
 //!   rest until the gap closes.
 //!
+//! # When a stage fails
+//!
+//! A callback's error, panic or timeout fails the messages it held, and the stage goes
+//! on. A stage itself stops only for what happens outside the callbacks (a panic in
+//! a `Drop` of your data, a producer's error): a producer is then restarted alone,
+//! and a processor, batcher or batch processor is restarted with every stage after
+//! the producers. What the stopped stages held settles as `on_drop` (never as a
+//! success), so the source delivers it again. Restarts share one budget
+//! ([`PipelineBuilder::max_restarts`]); past it, the pipeline stops and
+//! [`Pipeline::failed`] says why. [`Pipeline::child_spec`] runs a pipeline under your
+//! own supervisor.
+//!
 //! # Watching a pipeline
 //!
 //! [`Pipeline::snapshot`] shows every stage at once (demand, buffer, messages in
-//! hand, busy share, rate over the last seconds) with the counts by outcome and the
-//! rate limit; [`Pipeline::counts`] reads the counts alone. `tracing` spans cover the
-//! acknowledgements (`ack`, with the pipeline and the number of messages).
+//! hand, busy share, rate over the last seconds) with the counts by outcome, the
+//! restarts and the rate limit; [`Pipeline::counts`] reads the counts alone.
+//! `tracing` spans cover the acknowledgements (`ack`, with the pipeline, the number of
+//! messages and their counts per outcome).
 //!
 //! # A complete example
 //!
@@ -148,6 +161,7 @@ mod activity;
 mod batch;
 mod builder;
 mod demand_view;
+mod downstream_keeper;
 mod error;
 mod failure;
 mod handler;

@@ -60,6 +60,9 @@ pub struct PipelineSnapshot {
     pub counts: PipelineReport,
     /// Its rate limit and the current window, if it has one.
     pub rate_limit: Option<RateLimitState>,
+    /// Restarts since it started: of a producer that failed, or of the stages after
+    /// the producers when one of them failed.
+    pub restarts: u64,
     /// The time the rates and busy shares cover: the last few seconds (less just after
     /// the start).
     pub window: Duration,
@@ -106,6 +109,10 @@ impl<T: Send + 'static> Pipeline<T> {
             name: self.name().to_owned(),
             counts: self.counts(),
             rate_limit: self.rate_limit(),
+            restarts: self
+                .keeping
+                .restarts
+                .load(std::sync::atomic::Ordering::Relaxed),
             window,
             stages,
         }

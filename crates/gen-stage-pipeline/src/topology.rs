@@ -14,7 +14,7 @@ use crate::activity::Activity;
 use crate::batch::Batch;
 use crate::error::StartError;
 use crate::handler::Handler;
-use crate::keeper::{Keeping, ProducerKeeper, Subscriber};
+use crate::keeper::{FirstProcessor, Keeping, ProducerKeeper, Wiring};
 use crate::message::Message;
 use crate::options::{BatcherOptions, ProcessorOptions};
 use crate::pipeline::{Drainable, StageEntry};
@@ -110,7 +110,7 @@ pub(crate) struct Started<T> {
     /// Producers, processors, batchers, batch processors.
     pub(crate) layers: [Vec<Arc<StageEntry>>; 4],
     /// Each processor, and how it subscribes to a producer.
-    pub(crate) subscribers: Vec<(Arc<dyn Subscriber<T>>, SubscribeOptions)>,
+    pub(crate) subscribers: Vec<FirstProcessor<T>>,
     /// Each producer's sharing among the processors.
     pub(crate) sharing: Sharing<T>,
 }
@@ -169,6 +169,15 @@ impl<T: Send + 'static> Started<T> {
         }));
     }
 
+    /// The stages others subscribe to now, for the keepers.
+    pub(crate) fn wiring(&self) -> Arc<Wiring<T>> {
+        Arc::new(Wiring {
+            producers: Mutex::new(self.producers.clone()),
+            subscribers: Mutex::new(self.subscribers.clone()),
+            restarting: tokio::sync::Mutex::new(()),
+        })
+    }
+
     /// The keepers of the producers made by `factories`.
     pub(crate) fn keepers(
         &self,
@@ -176,47 +185,55 @@ impl<T: Send + 'static> Started<T> {
         settler: &Arc<Settler>,
         limiter: Option<&RateLimiter>,
         keeping: &Arc<Keeping>,
+        wiring: &Arc<Wiring<T>>,
     ) -> Vec<ProducerKeeper<T>> {
-        let all: Vec<Arc<StageEntry>> = self.layers.iter().flatten().cloned().collect();
         factories
             .iter()
             .zip(&self.layers[StageLayer::Producer as usize])
             .zip(&self.pushers)
-            .map(|((factory, entry), pusher)| ProducerKeeper {
+            .enumerate()
+            .map(|(index, ((factory, entry), pusher))| ProducerKeeper {
                 factory: factory.clone(),
                 settler: settler.clone(),
                 limiter: limiter.cloned(),
                 sharing: self.sharing.clone(),
                 activity: entry.activity.clone(),
-                processors: self.subscribers.clone(),
+                index,
+                wiring: wiring.clone(),
                 entry: entry.clone(),
                 pusher: pusher.clone(),
                 keeping: keeping.clone(),
-                all: all.clone(),
+                all: self.layers.clone(),
             })
             .collect()
     }
 }
 
+/// What the stages after the producers are made of: enough to start them again.
+pub(crate) struct Downstream<H: Handler> {
+    pub(crate) shared: Shared<H>,
+    pub(crate) partition_by: Option<PartitionKey<H::Data>>,
+    /// Each layer of processors.
+    pub(crate) layers: Vec<ProcessorOptions>,
+    pub(crate) batchers: Vec<(String, BatcherOptions)>,
+}
+
 /// Starts every stage, in order, into `started` (which keeps those started if one
 /// fails, for the caller to stop).
 pub(crate) async fn start_stages<H: Handler>(
-    shared: &Shared<H>,
+    downstream: &Downstream<H>,
     limiter: Option<&RateLimiter>,
-    partition_by: Option<PartitionKey<H::Data>>,
     producers: &[Arc<dyn StartProducer<H::Data>>],
-    layers: &[ProcessorOptions],
-    batchers: &[(String, BatcherOptions)],
     started: &mut Started<H::Data>,
 ) -> Result<(), StartError> {
-    let failed = |stage: &str| {
-        let stage = stage.to_owned();
-        move |error| StartError::Stage { stage, error }
-    };
+    let shared = &downstream.shared;
     for (index, producer) in producers.iter().enumerate() {
         let name = format!("producer {index}");
         let activity = Arc::new(Activity::new());
-        let sharing = partition_by.clone().map(|key| (key, layers[0].concurrency));
+        let sharing = downstream
+            .partition_by
+            .clone()
+            .map(|key| (key, downstream.layers[0].concurrency));
         started.sharing = sharing.clone();
         let (stage, push) = producer
             .start(
@@ -231,125 +248,166 @@ pub(crate) async fn start_stages<H: Handler>(
         started.pushers.push(Arc::new(Mutex::new(Arc::new(push))));
         started.add(StageLayer::Producer, name, stage, activity);
     }
-    let names: Arc<[Arc<str>]> = batchers
-        .iter()
-        .map(|(name, _)| Arc::from(name.as_str()))
-        .collect();
-    let temporary = SubscribeOptions::new().cancel(CancelMode::Temporary);
-    // The stages each layer of processors takes from: the producers, then the
-    // layer before.
-    let mut sources = started.producers.clone();
-    for (layer, options) in layers.iter().enumerate() {
-        let last = layer + 1 == layers.len();
-        let mut upstream = temporary.clone().max_demand(options.max_demand);
-        if let Some(min) = options.min_demand {
-            upstream = upstream.min_demand(min);
-        }
-        let mut stages = Vec::new();
-        for index in 0..options.concurrency {
-            let name = if layer == 0 {
-                format!("processor {index}")
-            } else {
-                format!("processor {index} of layer {layer}")
-            };
-            let activity = Arc::new(Activity::new());
-            let processor = Processor::new(
-                shared.clone(),
-                (layer, index),
-                if last {
-                    Route::Batchers(names.clone())
+    let sources = started.producers.clone();
+    downstream.start(&sources, started, None).await
+}
+
+/// The error of a stage that did not start.
+fn failed(stage: &str) -> impl FnOnce(gen_stage::error::StartError) -> StartError {
+    let stage = stage.to_owned();
+    move |error| StartError::Stage { stage, error }
+}
+
+impl<H: Handler> Downstream<H> {
+    /// Starts the processors, batchers and batch processors, the first layer
+    /// subscribed to `sources`, into `started`. With `activities`, each stage counts
+    /// its activity where the stage in its place before it did (a restart).
+    pub(crate) async fn start(
+        &self,
+        sources: &[AnyProducer<Message<H::Data>>],
+        started: &mut Started<H::Data>,
+        activities: Option<&[Vec<Arc<StageEntry>>; 4]>,
+    ) -> Result<(), StartError> {
+        let activity = |layer: StageLayer, index: usize| match activities {
+            Some(layers) => {
+                let activity = layers[layer as usize][index].activity.clone();
+                activity.restart();
+                activity
+            }
+            None => Arc::new(Activity::new()),
+        };
+        let Downstream {
+            shared,
+            partition_by,
+            layers,
+            batchers,
+        } = self;
+        let names: Arc<[Arc<str>]> = batchers
+            .iter()
+            .map(|(name, _)| Arc::from(name.as_str()))
+            .collect();
+        let temporary = SubscribeOptions::new().cancel(CancelMode::Temporary);
+        // The stages each layer of processors takes from: the producers, then the
+        // layer before.
+        let mut sources = sources.to_vec();
+        for (layer, options) in layers.iter().enumerate() {
+            let last = layer + 1 == layers.len();
+            let mut upstream = temporary.clone().max_demand(options.max_demand);
+            if let Some(min) = options.min_demand {
+                upstream = upstream.min_demand(min);
+            }
+            let mut stages = Vec::new();
+            for index in 0..options.concurrency {
+                let name = if layer == 0 {
+                    format!("processor {index}")
                 } else {
-                    Route::NextLayer
-                },
-                options.timeout,
-                activity.clone(),
-            );
-            // The layer before partitions its messages among this one's processors.
-            let upstream = if partition_by.is_some() {
-                upstream.clone().with(Partition(index))
-            } else {
-                upstream.clone()
-            };
-            if last && names.is_empty() {
-                let mut builder = gen_stage::consumer(LastProcessor(processor));
+                    format!("processor {index} of layer {layer}")
+                };
+                let activity = activity(
+                    StageLayer::Processor,
+                    started.layers[StageLayer::Processor as usize].len(),
+                );
+                let processor = Processor::new(
+                    shared.clone(),
+                    (layer, index),
+                    if last {
+                        Route::Batchers(names.clone())
+                    } else {
+                        Route::NextLayer
+                    },
+                    options.timeout,
+                    activity.clone(),
+                );
+                // The layer before partitions its messages among this one's processors.
+                let upstream = if partition_by.is_some() {
+                    upstream.clone().with(Partition(index))
+                } else {
+                    upstream.clone()
+                };
+                if last && names.is_empty() {
+                    let mut builder = gen_stage::consumer(LastProcessor(processor));
+                    for source in &sources {
+                        builder = builder.subscribe_to(source, upstream.clone());
+                    }
+                    let stage = builder.start().await.map_err(failed(&name))?;
+                    started.add_processor(layer, name, stage, upstream, activity);
+                    continue;
+                }
+                let mut builder = gen_stage::producer_consumer(processor);
+                if !last {
+                    if let Some(key) = &partition_by {
+                        let next = layers[layer + 1].concurrency;
+                        builder = builder.dispatcher(by_key(key.clone(), next));
+                    }
+                } else if names.len() > 1 {
+                    builder = builder.dispatcher(PartitionDispatcher::by_count(
+                        names.len(),
+                        |message: &Message<H::Data>| message.batcher_index as usize,
+                    ));
+                }
                 for source in &sources {
                     builder = builder.subscribe_to(source, upstream.clone());
                 }
                 let stage = builder.start().await.map_err(failed(&name))?;
+                stages.push(AnyProducer::from(&stage));
                 started.add_processor(layer, name, stage, upstream, activity);
-                continue;
             }
-            let mut builder = gen_stage::producer_consumer(processor);
-            if !last {
-                if let Some(key) = &partition_by {
-                    let next = layers[layer + 1].concurrency;
-                    builder = builder.dispatcher(by_key(key.clone(), next));
-                }
-            } else if names.len() > 1 {
+            sources = stages;
+        }
+        started.processors = sources;
+        for (index, (name, options)) in batchers.iter().enumerate() {
+            let batcher_activity = activity(StageLayer::Batcher, index);
+            let batcher = Batcher::new(
+                names[index].clone(),
+                options,
+                partition_by.clone(),
+                batcher_activity.clone(),
+            );
+            let mut builder = gen_stage::producer_consumer(batcher);
+            // With partition_by, each batch goes to the batch processor of its partition.
+            let partitioned = partition_by.is_some() && options.concurrency > 1;
+            if partitioned {
                 builder = builder.dispatcher(PartitionDispatcher::by_count(
-                    names.len(),
-                    |message: &Message<H::Data>| message.batcher_index as usize,
+                    options.concurrency,
+                    |batch: &Batch<H::Data>| batch.partition as usize,
                 ));
             }
-            for source in &sources {
-                builder = builder.subscribe_to(source, upstream.clone());
+            let mut from_processors = temporary
+                .clone()
+                .max_demand(options.max_demand.unwrap_or(options.batch_size));
+            if names.len() > 1 {
+                from_processors = from_processors.with(Partition(index));
             }
-            let stage = builder.start().await.map_err(failed(&name))?;
-            stages.push(AnyProducer::from(&stage));
-            started.add_processor(layer, name, stage, upstream, activity);
+            for processor in &started.processors {
+                builder = builder.subscribe_to(processor, from_processors.clone());
+            }
+            let stage_name = format!("batcher {name:?}");
+            let batcher = builder.start().await.map_err(failed(&stage_name))?;
+            // One batch at a time for each batch processor.
+            let one_batch = temporary.clone().max_demand(1).min_demand(0);
+            for slot in 0..options.concurrency {
+                let processor_name = format!("batch processor {slot} of {name:?}");
+                let activity = activity(
+                    StageLayer::BatchProcessor,
+                    started.layers[StageLayer::BatchProcessor as usize].len(),
+                );
+                let batch_processor =
+                    BatchProcessor::new(shared.clone(), options.timeout, activity.clone());
+                let one_batch = if partitioned {
+                    one_batch.clone().with(Partition(slot))
+                } else {
+                    one_batch.clone()
+                };
+                let stage = gen_stage::consumer(batch_processor)
+                    .subscribe_to(&batcher, one_batch)
+                    .start()
+                    .await
+                    .map_err(failed(&processor_name))?;
+                started.add(StageLayer::BatchProcessor, processor_name, stage, activity);
+            }
+            let batcher: AnyProducer<Batch<H::Data>> = batcher.into();
+            started.add(StageLayer::Batcher, stage_name, batcher, batcher_activity);
         }
-        sources = stages;
+        Ok(())
     }
-    started.processors = sources;
-    for (index, (name, options)) in batchers.iter().enumerate() {
-        let activity = Arc::new(Activity::new());
-        let batcher = Batcher::new(
-            names[index].clone(),
-            options,
-            partition_by.clone(),
-            activity.clone(),
-        );
-        let mut builder = gen_stage::producer_consumer(batcher);
-        // With partition_by, each batch goes to the batch processor of its partition.
-        let partitioned = partition_by.is_some() && options.concurrency > 1;
-        if partitioned {
-            builder = builder.dispatcher(PartitionDispatcher::by_count(
-                options.concurrency,
-                |batch: &Batch<H::Data>| batch.partition as usize,
-            ));
-        }
-        let mut from_processors = temporary
-            .clone()
-            .max_demand(options.max_demand.unwrap_or(options.batch_size));
-        if names.len() > 1 {
-            from_processors = from_processors.with(Partition(index));
-        }
-        for processor in &started.processors {
-            builder = builder.subscribe_to(processor, from_processors.clone());
-        }
-        let stage_name = format!("batcher {name:?}");
-        let batcher = builder.start().await.map_err(failed(&stage_name))?;
-        // One batch at a time for each batch processor.
-        let one_batch = temporary.clone().max_demand(1).min_demand(0);
-        for slot in 0..options.concurrency {
-            let processor_name = format!("batch processor {slot} of {name:?}");
-            let activity = Arc::new(Activity::new());
-            let batch_processor =
-                BatchProcessor::new(shared.clone(), options.timeout, activity.clone());
-            let one_batch = if partitioned {
-                one_batch.clone().with(Partition(slot))
-            } else {
-                one_batch.clone()
-            };
-            let stage = gen_stage::consumer(batch_processor)
-                .subscribe_to(&batcher, one_batch)
-                .start()
-                .await
-                .map_err(failed(&processor_name))?;
-            started.add(StageLayer::BatchProcessor, processor_name, stage, activity);
-        }
-        let batcher: AnyProducer<Batch<H::Data>> = batcher.into();
-        started.add(StageLayer::Batcher, stage_name, batcher, activity);
-    }
-    Ok(())
 }
