@@ -1,44 +1,65 @@
-//! `gen-stage demo`: a pipeline that shows back-pressure and concurrency at work.
+//! `gen-stage demo`: an acknowledged pipeline (gen-stage-pipeline) fed by an in-memory
+//! queue, showing back-pressure, concurrency, retries and batching at work.
 
-mod pipeline;
-mod source;
 mod view;
+mod work;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
-use gen_stage::{BoxError, ExitReason};
+use gen_stage::BoxError;
+use gen_stage_pipeline::{
+    BatcherOptions, MemoryQueue, Pipeline, ProcessorOptions, RateLimit, RetryPolicy,
+};
 use tokio::time::Instant;
 
-pub(crate) use pipeline::Settings;
-
-use self::pipeline::Pipeline;
-use self::view::{Frame, View};
+use self::view::View;
+use self::work::{BATCHER, Ledger, Work, jobs};
 use crate::output::print_line;
 
 /// How to read the view; printed above it, and by `gen-stage demo --help`.
 pub(crate) const LEGEND: &str = "\
-How to read the view (one row per stage):
-  asked      events the stage has asked its producers for and not yet received
-  owed       events its consumers have asked it for and not yet been sent
-  buffered   events it holds that no consumer has asked for yet
-  in flight  the workers' tasks running now, one per job
-  waits      the share of its time the source had no demand to serve: near 100%,
-             the workers set the pace and back-pressure holds the source back";
+How to read the view (one row per stage of the pipeline):
+  asked      messages the stage has asked of the stages before it and not received
+  owed       messages the stages after it have asked of it and not been sent
+  buffered   messages it holds that no stage after it has asked for yet
+  in hand    messages in its callback now (a batcher: in its open batches)
+  busy       the share of the last seconds it spent in callbacks: near 100% on the
+             processors, they set the pace and back-pressure holds the producer back";
+
+/// What the demo runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) jobs: u64,
+    pub(crate) processors: usize,
+    pub(crate) max_demand: usize,
+    /// The average time of a job's request.
+    pub(crate) task: Duration,
+    pub(crate) batch_size: usize,
+    /// The share of jobs, in percent, that fail at their first attempt.
+    pub(crate) fail_percent: u64,
+    /// At most this many jobs taken in per second, if set.
+    pub(crate) rate_limit: Option<u64>,
+    pub(crate) seed: u64,
+}
 
 /// What the demo measured.
 #[derive(Debug, Default)]
 pub(crate) struct Summary {
     pub(crate) jobs: u64,
     pub(crate) elapsed: Duration,
-    pub(crate) peak_buffered: usize,
-    pub(crate) peak_in_flight: usize,
-    /// Tasks completed and running when the last job had left the processors and
-    /// the last task had ended.
-    pub(crate) completed: usize,
-    pub(crate) in_flight_at_end: usize,
-    /// The share of its time the source waited for demand.
-    pub(crate) source_wait: Option<f64>,
+    pub(crate) acked: u64,
+    pub(crate) retried: u64,
+    pub(crate) dead_lettered: u64,
+    /// The most messages the processors held in their callbacks at once.
+    pub(crate) peak_in_hand: usize,
+    /// The processors' busy share over the last seconds of the run.
+    pub(crate) processors_busy: f64,
+    /// Messages the queue still had in flight after the drain, and outcomes it got
+    /// for messages not in flight (both 0 when nothing is lost or doubled).
+    pub(crate) queue_in_flight: usize,
+    pub(crate) stray_outcomes: u64,
     pub(crate) exactly_once: usize,
     pub(crate) missing: usize,
     pub(crate) duplicated: usize,
@@ -54,27 +75,27 @@ impl Summary {
             "  throughput:       {:.0} jobs/s",
             self.jobs as f64 / seconds
         ));
+        print_line(format_args!("  acked:            {}", self.acked));
         print_line(format_args!(
-            "  peak buffered:    {} events (in any one stage)",
-            self.peak_buffered
+            "  retried:          {} (failed at their first attempt, delivered again)",
+            self.retried
+        ));
+        print_line(format_args!("  dead-lettered:    {}", self.dead_lettered));
+        print_line(format_args!(
+            "  peak in hand:     {} messages in the processors' callbacks at once",
+            self.peak_in_hand
         ));
         print_line(format_args!(
-            "  peak concurrency: {} tasks",
-            self.peak_in_flight
+            "  processors busy:  {:.1}% of their time (the rest: waiting for messages)",
+            self.processors_busy * 100.0
         ));
         print_line(format_args!(
-            "  at the end:       {} tasks in flight, {} completed",
-            self.in_flight_at_end, self.completed
+            "  queue:            {} in flight, {} stray outcomes",
+            self.queue_in_flight, self.stray_outcomes
         ));
-        if let Some(wait) = self.source_wait {
+        if self.passed() {
             print_line(format_args!(
-                "  source waiting:   {:.1}% of its time (no demand: back-pressure)",
-                wait * 100.0
-            ));
-        }
-        if self.missing == 0 && self.duplicated == 0 {
-            print_line(format_args!(
-                "  exactly once:     ok ({} jobs, each processed once)",
+                "  exactly once:     ok ({} jobs, each written once)",
                 self.exactly_once
             ));
         } else {
@@ -86,87 +107,106 @@ impl Summary {
     }
 
     pub(crate) fn passed(&self) -> bool {
-        self.missing == 0 && self.duplicated == 0
+        self.missing == 0
+            && self.duplicated == 0
+            && self.queue_in_flight == 0
+            && self.stray_outcomes == 0
+            && self.acked == self.jobs
     }
 }
 
-/// How often the view looks at the pipeline; more often once the jobs have all left
-/// the processors, so that the last frame comes as soon as the last task ends.
-const LOOK_EVERY: Duration = Duration::from_millis(200);
-const DRAIN_LOOK_EVERY: Duration = Duration::from_millis(10);
+/// How often the view looks at the pipeline.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// How long the final drain may take.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
     print_line(format_args!(
-        "gen-stage demo: {} jobs -> {} processors (by partition) -> tasks of ~{} ms, at most {} per processor",
+        "gen-stage demo: {} jobs in a queue -> {} processors (requests of ~{} ms, at most {} each at once) -> batcher {BATCHER:?} ({} per batch) -> ack",
         settings.jobs,
         settings.processors,
         settings.task.as_millis(),
-        settings.max_demand
+        settings.max_demand,
+        settings.batch_size,
     ));
     print_line(LEGEND);
     let started = Instant::now();
-    let pipeline = pipeline::start(settings).await?;
+    let queue = MemoryQueue::new();
+    queue.extend(jobs(
+        settings.jobs,
+        settings.task,
+        settings.fail_percent,
+        settings.seed,
+    ));
+    let ledger = Arc::new(Ledger::new(settings.jobs));
+    let pipeline = start(&settings, &queue, &ledger).await?;
     let live = std::io::stdout().is_terminal();
-    let mut view = View::new(live, settings.jobs, settings.processors, started)?;
-    let mut summary = Summary {
-        jobs: settings.jobs,
-        ..Summary::default()
-    };
-    let processors_done = async {
-        for processor in &pipeline.processors {
-            processor.stopped().await;
-        }
-    };
-    tokio::pin!(processors_done);
-    let mut draining = false;
-    // The first tick would come at once, measuring rates over a moment: it is skipped.
+    let mut view = View::new(live, settings.jobs, started)?;
+    let settled = queue.settled();
+    tokio::pin!(settled);
+    // The first tick would come at once: it is skipped.
     let mut interval = tokio::time::interval_at(Instant::now() + LOOK_EVERY, LOOK_EVERY);
     loop {
         tokio::select! {
-            () = &mut processors_done, if !draining => {
-                // Every job has reached the workers: what remains is their tasks.
-                draining = true;
-                interval = tokio::time::interval(DRAIN_LOOK_EVERY);
-            }
-            _ = interval.tick() => {}
-        }
-        let frame = look(&pipeline).await;
-        summary.peak_in_flight = summary.peak_in_flight.max(frame.tasks.high_water_mark);
-        let buffered = frame.stats.iter().map(|stats| stats.buffered);
-        summary.peak_buffered = summary.peak_buffered.max(buffered.max().unwrap_or(0));
-        // The workers' mailbox holds the processors' last jobs ahead of the question
-        // `look` asked: no task running now means none is left to start.
-        let last = draining && frame.tasks.running == 0;
-        view.show(&frame, last);
-        if last {
-            summary.completed = frame.tasks.completed;
-            summary.in_flight_at_end = frame.tasks.running;
-            summary.source_wait = frame.source_wait;
-            break;
+            () = &mut settled => break,
+            _ = interval.tick() => view.show(&pipeline.snapshot(), Instant::now(), false),
         }
     }
-    summary.elapsed = started.elapsed();
-    pipeline.workers.stop(ExitReason::Normal).await?;
-    pipeline.stop().await;
+    let elapsed = started.elapsed();
+    let at_the_end = pipeline.snapshot();
+    let report = pipeline.drain(DRAIN_DEADLINE).await;
+    view.show(&pipeline.snapshot(), Instant::now(), true);
     view.finish();
-    let (once, never, more) = pipeline.ledger.check();
-    summary.exactly_once = once;
-    summary.missing = never;
-    summary.duplicated = more;
-    Ok(summary)
+    let (once, never, more) = ledger.check();
+    Ok(Summary {
+        jobs: settings.jobs,
+        elapsed,
+        acked: report.settled.acked,
+        retried: report.settled.retried,
+        dead_lettered: report.settled.rejected,
+        peak_in_hand: ledger.peak_in_hand(),
+        processors_busy: view::processors_busy(&at_the_end),
+        queue_in_flight: queue.in_flight(),
+        stray_outcomes: queue.stray_outcomes(),
+        exactly_once: once,
+        missing: never,
+        duplicated: more,
+    })
 }
 
-/// The pipeline's state now.
-async fn look(pipeline: &Pipeline) -> Frame {
-    let tasks = pipeline.workers.count_children().await.unwrap_or_default();
-    let stats = std::iter::once(pipeline.source.stats())
-        .chain(pipeline.processors.iter().map(|p| p.stats()))
-        .chain(std::iter::once(pipeline.workers.stats()))
-        .collect();
-    Frame {
-        at: Instant::now(),
-        tasks,
-        stats,
-        source_wait: pipeline.source_wait.fraction(),
+/// The pipeline: the queue's producer, the processors, one batcher, acks to the queue.
+async fn start(
+    settings: &Settings,
+    queue: &MemoryQueue<work::Job>,
+    ledger: &Arc<Ledger>,
+) -> Result<Pipeline<work::Job>, BoxError> {
+    let source = queue.clone();
+    let work = Work {
+        ledger: ledger.clone(),
+        write: settings.task / 5,
+    };
+    let mut builder = Pipeline::builder(work)
+        .name("demo")
+        .producer(move || source.producer())
+        .processors(
+            ProcessorOptions::new()
+                .concurrency(settings.processors)
+                .max_demand(settings.max_demand),
+        )
+        .batcher(
+            BATCHER,
+            BatcherOptions::new()
+                .batch_size(settings.batch_size)
+                .batch_timeout(Duration::from_millis(200)),
+        )
+        .retry(
+            RetryPolicy::new()
+                .first_delay(Duration::from_millis(100))
+                .max_attempts(3),
+        );
+    if let Some(per_second) = settings.rate_limit {
+        builder = builder.rate_limit(RateLimit::new(per_second, Duration::from_secs(1)));
     }
+    Ok(builder.start().await?)
 }

@@ -21,7 +21,7 @@ fn demo(args: &[&str]) -> String {
     stdout
 }
 
-/// 300 jobs, 3 processors, at most 5 tasks each, of about 2 ms.
+/// 300 jobs, 3 processors, at most 5 jobs each at once, requests of about 2 ms.
 const SMALL: [&str; 10] = [
     "--jobs",
     "300",
@@ -46,16 +46,23 @@ fn summary_number(stdout: &str, label: &str) -> f64 {
 }
 
 #[test]
-fn the_demo_processes_every_job_exactly_once_and_summarises() {
+fn the_demo_writes_and_acks_every_job_exactly_once_and_summarises() {
     let stdout = demo(&SMALL);
     assert!(stdout.contains("jobs:             300"), "{stdout}");
+    assert!(stdout.contains("acked:            300"), "{stdout}");
     assert!(
-        stdout.contains("exactly once:     ok (300 jobs, each processed once)"),
+        stdout.contains("queue:            0 in flight, 0 stray outcomes"),
         "{stdout}"
     );
-    // 3 processors with 5 tasks each at most.
-    let peak = summary_number(&stdout, "peak concurrency:");
-    assert!((1.0..=15.0).contains(&peak), "peak concurrency {peak}");
+    assert!(
+        stdout.contains("exactly once:     ok (300 jobs, each written once)"),
+        "{stdout}"
+    );
+    // 3 processors holding 5 jobs each at most.
+    let peak = summary_number(&stdout, "peak in hand:");
+    assert!((1.0..=15.0).contains(&peak), "peak in hand {peak}");
+    let busy = summary_number(&stdout, "processors busy:");
+    assert!((0.0..=100.0).contains(&busy), "processors busy {busy}%");
     // Without a terminal the view prints lines instead of redrawing.
     assert!(
         stdout.lines().any(|line| line.starts_with("t=")),
@@ -64,42 +71,57 @@ fn the_demo_processes_every_job_exactly_once_and_summarises() {
 }
 
 #[test]
+fn failed_first_attempts_are_retried_and_every_job_still_ends_acked_once() {
+    let stdout = demo(&[&SMALL[..], &["--fail-percent", "50"]].concat());
+    let retried = summary_number(&stdout, "retried:");
+    // About half of 300: a seed gives the same jobs every run.
+    assert!((100.0..=200.0).contains(&retried), "retried {retried}");
+    assert!(stdout.contains("acked:            300"), "{stdout}");
+    assert!(stdout.contains("dead-lettered:    0"), "{stdout}");
+    assert!(
+        stdout.contains("exactly once:     ok (300 jobs, each written once)"),
+        "{stdout}"
+    );
+    let none = demo(&[&SMALL[..], &["--fail-percent", "0"]].concat());
+    assert_eq!(summary_number(&none, "retried:"), 0.0);
+}
+
+#[test]
 fn a_demo_with_fewer_jobs_than_processors_still_runs_every_job() {
-    // Some partitions get no job: their processors must not stop before the workers
-    // subscribe to them.
     for (jobs, processors) in [("1", "4"), ("5", "4"), ("10", "64")] {
         let stdout = demo(&["--jobs", jobs, "--processors", processors, "--task-ms", "1"]);
-        let expected = format!("exactly once:     ok ({jobs} jobs, each processed once)");
+        let expected = format!("exactly once:     ok ({jobs} jobs, each written once)");
         assert!(stdout.contains(&expected), "{stdout}");
     }
 }
 
 #[test]
-fn the_last_frame_is_drawn_once_every_task_has_ended() {
+fn the_last_frame_shows_every_job_done_and_nothing_in_hand() {
     let stdout = demo(&SMALL);
-    // Not the state when the last job left the processors, with tasks still running.
     let last_frame = stdout
         .lines()
         .rfind(|line| line.starts_with("t="))
         .expect("a frame");
     assert!(last_frame.contains(" done    300/300 "), "{last_frame}");
-    assert!(last_frame.ends_with(" in-flight 0"), "{last_frame}");
-    assert!(
-        stdout.contains("at the end:       0 tasks in flight, 300 completed"),
-        "{stdout}"
-    );
+    assert!(last_frame.contains(" acked 300 "), "{last_frame}");
+    assert!(last_frame.contains(" in hand 0 "), "{last_frame}");
 }
 
 #[test]
-fn the_view_and_the_summary_show_how_long_the_source_waited_for_demand() {
-    let stdout = demo(&SMALL);
-    let waited = summary_number(&stdout, "source waiting:");
-    assert!((0.0..=100.0).contains(&waited), "source waiting {waited}%");
+fn a_rate_limit_is_shown_and_holds_the_jobs_back() {
+    // 200 jobs at 100 per second: two windows at least, whatever the machine.
+    let stdout = demo(&["--jobs", "200", "--task-ms", "1", "--rate-limit", "100"]);
+    assert!(
+        stdout.contains("exactly once:     ok (200 jobs, each written once)"),
+        "{stdout}"
+    );
+    let elapsed = summary_number(&stdout, "elapsed:");
+    assert!(elapsed >= 1.0, "200 jobs at 100 per second in {elapsed} s");
     assert!(
         stdout
             .lines()
             .filter(|line| line.starts_with("t="))
-            .all(|line| line.contains(" waits ")),
+            .all(|line| line.contains(" rate limit 100/1s ")),
         "{stdout}"
     );
 }
@@ -124,12 +146,15 @@ fn help_lists_the_options() {
         "--processors",
         "--max-demand",
         "--task-ms",
+        "--batch-size",
+        "--fail-percent",
+        "--rate-limit",
         "--seed",
     ] {
         assert!(stdout.contains(option), "{option} missing from {stdout}");
     }
     // What the view's columns mean.
-    for column in ["asked ", "owed ", "buffered ", "in flight ", "waits "] {
+    for column in ["asked ", "owed ", "buffered ", "in hand ", "busy "] {
         assert!(
             stdout
                 .lines()
