@@ -101,7 +101,7 @@ pub(crate) async fn finish<H: Handler>(shared: &Shared<H>, mut messages: Vec<Mes
 /// Settles each message: its chosen outcome, else an ack, or for a failed one the
 /// retry policy's outcome for its attempt.
 fn settle<H: Handler>(shared: &Shared<H>, messages: &mut [Message<H::Data>]) {
-    let mut run = shared.settler.run(messages.len());
+    let mut run = shared.settler.run();
     for message in messages {
         let attempt = message.metadata().attempt;
         let outcome = message.outcome(|failure| match failure {
