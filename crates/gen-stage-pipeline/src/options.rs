@@ -135,8 +135,10 @@ impl BatcherOptions {
         self
     }
 
-    /// How many messages the batcher asks of each processor at most (default
-    /// `batch_size`).
+    /// How many messages the batcher asks of each processor at most. By default the
+    /// larger of `batch_size` and the (last layer's) processors' `max_demand`: a
+    /// processor's whole delivery then goes straight on to the batcher, without
+    /// waiting in the processor's buffer (Broadway's default is `batch_size`).
     pub fn max_demand(mut self, demand: usize) -> Self {
         self.max_demand = Some(demand);
         self

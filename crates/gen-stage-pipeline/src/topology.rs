@@ -372,9 +372,14 @@ impl<H: Handler> Downstream<H> {
                     |batch: &Batch<H::Data>| batch.partition as usize,
                 ));
             }
-            let mut from_processors = temporary
-                .clone()
-                .max_demand(options.max_demand.unwrap_or(options.batch_size));
+            // By default enough for a processor's whole delivery, which then does not
+            // wait (copied in and out) in the processor's buffer.
+            let last_layer = layers.last().map_or(0, |layer| layer.max_demand);
+            let mut from_processors = temporary.clone().max_demand(
+                options
+                    .max_demand
+                    .unwrap_or(options.batch_size.max(last_layer)),
+            );
             if names.len() > 1 {
                 from_processors = from_processors.with(Partition(index));
             }
