@@ -154,6 +154,43 @@ async fn batches_close_at_their_size_or_their_timeout_whichever_comes_first() {
     assert_settled_once(&queue);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_delivery_larger_than_a_batch_is_cut_into_full_batches_in_order() {
+    let queue = MemoryQueue::new();
+    queue.extend(0..250);
+    let recorder = Recorder::new(None);
+    let timeout = Duration::from_millis(300);
+    // One processor taking up to 1000 at once: its deliveries hold many batches.
+    let pipeline = start(recorder.clone(), &queue, |b| {
+        b.processors(
+            ProcessorOptions::new()
+                .concurrency(1)
+                .max_demand(1000)
+                .min_demand(0),
+        )
+        .batcher(
+            "out",
+            BatcherOptions::new().batch_size(7).batch_timeout(timeout),
+        )
+    })
+    .await;
+    queue.settled().await;
+    let report = pipeline.drain(5 * SECOND).await;
+
+    let batches = recorder.batches.take();
+    // Never past the size; full batches close at once, only the last one waits.
+    let (last, full) = batches.split_last().expect("batches");
+    for (data, trigger, _) in full {
+        assert_eq!((data.len(), *trigger), (7, BatchTrigger::Size), "{data:?}");
+    }
+    assert_eq!((last.0.len(), last.1), (250 % 7, BatchTrigger::Timeout));
+    let all: Vec<u64> = batches.iter().flat_map(|(data, ..)| data.clone()).collect();
+    assert_eq!(all, (0..250).collect::<Vec<_>>(), "in order, each once");
+    assert_eq!(queue.acked(), 250);
+    assert_adds_up(&report);
+    assert_settled_once(&queue);
+}
+
 /// Panics on the batch holding message 3, or sleeps past the timeout on it, on the
 /// batch's first attempt.
 async fn a_batch_whose_callback_fails(

@@ -113,36 +113,7 @@ impl<T: Send + 'static> Batcher<T> {
             closed.extend(self.close(&slot, BatchTrigger::Size, ctx));
         }
         if self.batch_mut(&message.batch_key, part).is_none() {
-            if self.open >= self.max_open_keys {
-                if let Some(oldest) = self.opened.values().next().cloned() {
-                    closed.extend(self.close(&oldest, BatchTrigger::KeyLimit, ctx));
-                }
-            }
-            let number = self.next_number;
-            self.next_number += 1;
-            let batch = OpenBatch {
-                // Sized at once (a batch of a count fills it; one of a weight in bytes
-                // gets a start): no regrowth, no slack beyond the size.
-                messages: Vec::with_capacity(self.size.min(1024)),
-                weight: 0,
-                number,
-                timer: ctx.send_after(self.timeout, BatcherTick(number)),
-            };
-            self.opened
-                .insert(number, (message.batch_key.clone(), part));
-            self.open += 1;
-            let partitions = self.partitions;
-            let place = match message.batch_key.clone() {
-                None => &mut self.unkeyed[part as usize],
-                Some(key) => {
-                    let parts = self
-                        .keyed
-                        .entry(key)
-                        .or_insert_with(|| (0..partitions).map(|_| None).collect());
-                    &mut parts[part as usize]
-                }
-            };
-            *place = Some(batch);
+            self.open_batch((message.batch_key.clone(), part), closed, ctx);
         }
         // The key of a batch this message fills (cloned once per batch, not per message).
         let filled = match self.batch_mut(&message.batch_key, part) {
@@ -160,6 +131,80 @@ impl<T: Send + 'static> Batcher<T> {
         };
         if let Some(key) = filled {
             closed.extend(self.close(&(key, part), BatchTrigger::Size, ctx));
+        }
+    }
+
+    /// Opens the batch of `slot`, its timer running; the oldest open batch closes
+    /// first if as many are open as the bound allows.
+    fn open_batch(
+        &mut self,
+        (key, part): Slot,
+        closed: &mut Vec<Batch<T>>,
+        ctx: &mut ProducerConsumerContext<'_, Self>,
+    ) {
+        if self.open >= self.max_open_keys {
+            if let Some(oldest) = self.opened.values().next().cloned() {
+                closed.extend(self.close(&oldest, BatchTrigger::KeyLimit, ctx));
+            }
+        }
+        let number = self.next_number;
+        self.next_number += 1;
+        let batch = OpenBatch {
+            // Sized at once (a batch of a count fills it; one of a weight in bytes
+            // gets a start): no regrowth, no slack beyond the size.
+            messages: Vec::with_capacity(self.size.min(1024)),
+            weight: 0,
+            number,
+            timer: ctx.send_after(self.timeout, BatcherTick(number)),
+        };
+        self.opened.insert(number, (key.clone(), part));
+        self.open += 1;
+        let partitions = self.partitions;
+        let place = match key {
+            None => &mut self.unkeyed[part as usize],
+            Some(key) => {
+                let parts = self
+                    .keyed
+                    .entry(key)
+                    .or_insert_with(|| (0..partitions).map(|_| None).collect());
+                &mut parts[part as usize]
+            }
+        };
+        *place = Some(batch);
+    }
+
+    /// Adds messages without a key, each of weight 1, in a batcher of one partition
+    /// (the usual case): moved into batches in runs rather than one by one, and a whole
+    /// batch's worth closes at once, without a timer.
+    fn add_plain(
+        &mut self,
+        messages: Vec<Message<T>>,
+        closed: &mut Vec<Batch<T>>,
+        ctx: &mut ProducerConsumerContext<'_, Self>,
+    ) {
+        let size = self.size;
+        let mut rest = messages.into_iter();
+        while rest.len() > 0 {
+            if let Some(batch) = self.unkeyed[0].as_mut() {
+                let take = size.saturating_sub(batch.weight).min(rest.len());
+                batch.messages.extend(rest.by_ref().take(take));
+                batch.weight += take;
+                if batch.weight >= size {
+                    closed.extend(self.close(&(None, 0), BatchTrigger::Size, ctx));
+                }
+            } else if rest.len() >= size {
+                // A whole batch at once: it never waits, so it needs no timer.
+                let messages: Vec<Message<T>> = rest.by_ref().take(size).collect();
+                closed.push(Batch::new(
+                    messages,
+                    self.name.clone(),
+                    None,
+                    BatchTrigger::Size,
+                    0,
+                ));
+            } else {
+                self.open_batch((None, 0), closed, ctx);
+            }
         }
     }
 
@@ -236,8 +281,16 @@ impl<T: Send + 'static> ProducerConsumer for Batcher<T> {
     ) -> Result<Vec<Batch<T>>, BoxError> {
         let mut closed = Vec::new();
         let count = messages.len();
-        for message in messages {
-            self.add(message, &mut closed, ctx);
+        let plain = self.partition.is_none()
+            && messages
+                .iter()
+                .all(|message| message.batch_key.is_none() && message.weight == 1);
+        if plain {
+            self.add_plain(messages, &mut closed, ctx);
+        } else {
+            for message in messages {
+                self.add(message, &mut closed, ctx);
+            }
         }
         self.activity.count(count);
         self.held += count as u64;
