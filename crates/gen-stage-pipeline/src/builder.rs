@@ -22,14 +22,10 @@ use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::settle::Settler;
 use crate::snapshot::StageLayer;
 use crate::stages::Shared;
+use crate::stages::{AsTheyAre, MapWith};
 use crate::topology::{
     Downstream, PartitionKey, ProducerFactory, StartProducer, Started, start_stages,
 };
-
-/// A producer's messages, as they are.
-pub(crate) fn as_they_are<T>(message: Message<T>) -> Message<T> {
-    message
-}
 
 /// Builds a pipeline: producers of messages, processors that handle each message, and
 /// named batchers whose batches batch processors handle. Options are checked by
@@ -103,11 +99,15 @@ impl<H: Handler> PipelineBuilder<H> {
 
     /// Adds a producer of messages; `make` makes it when the pipeline starts. Add as
     /// many as you like: processors take from all of them.
-    pub fn producer<P>(self, make: impl Fn() -> P + Send + Sync + 'static) -> Self
+    pub fn producer<P>(mut self, make: impl Fn() -> P + Send + Sync + 'static) -> Self
     where
         P: Producer<Event = Message<H::Data>>,
     {
-        self.producer_with(make, as_they_are)
+        self.producers.push(Arc::new(ProducerFactory {
+            make: Arc::new(make),
+            transform: Arc::new(AsTheyAre),
+        }));
+        self
     }
 
     /// Adds a producer of anything, whose events `transform` turns into messages (a
@@ -122,7 +122,7 @@ impl<H: Handler> PipelineBuilder<H> {
     {
         self.producers.push(Arc::new(ProducerFactory {
             make: Arc::new(make),
-            transform: Arc::new(transform),
+            transform: Arc::new(MapWith(transform)),
         }));
         self
     }

@@ -8,7 +8,7 @@ mod processor;
 
 pub(crate) use batch_processor::BatchProcessor;
 pub(crate) use batcher::Batcher;
-pub(crate) use entry::{Entry, EntryMessage, Transform};
+pub(crate) use entry::{AsTheyAre, Entry, EntryMessage, MapWith, Transform};
 pub(crate) use processor::{LastProcessor, Processor, Route};
 
 use std::future::Future;

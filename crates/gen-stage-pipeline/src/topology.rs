@@ -53,14 +53,14 @@ pub(crate) trait StartProducer<T>: Send + Sync {
 /// A producer made by `make`, its events turned into messages by `transform`.
 pub(crate) struct ProducerFactory<M, F> {
     pub(crate) make: Arc<M>,
-    pub(crate) transform: Transform<F>,
+    pub(crate) transform: Arc<F>,
 }
 
 impl<M, P, F, T> StartProducer<T> for ProducerFactory<M, F>
 where
     M: Fn() -> P + Send + Sync + 'static,
     P: Producer,
-    F: Fn(P::Event) -> Message<T> + Send + Sync + 'static,
+    F: Transform<P::Event, T>,
     T: Send + 'static,
 {
     fn start(

@@ -27,16 +27,39 @@ pub(crate) enum EntryMessage<M, T> {
 }
 
 /// Turns what a producer emits into messages.
-pub(crate) type Transform<F> = Arc<F>;
+pub(crate) trait Transform<E, T>: Send + Sync + 'static {
+    fn messages(&self, events: Vec<E>) -> Vec<Message<T>>;
+}
+
+/// A producer's messages, as they are: the same `Vec`, untouched.
+pub(crate) struct AsTheyAre;
+
+impl<T: Send + 'static> Transform<Message<T>, T> for AsTheyAre {
+    fn messages(&self, events: Vec<Message<T>>) -> Vec<Message<T>> {
+        events
+    }
+}
+
+/// Events turned into messages one by one, by a closure.
+pub(crate) struct MapWith<F>(pub(crate) F);
+
+impl<E, T, F> Transform<E, T> for MapWith<F>
+where
+    F: Fn(E) -> Message<T> + Send + Sync + 'static,
+{
+    fn messages(&self, events: Vec<E>) -> Vec<Message<T>> {
+        events.into_iter().map(&self.0).collect()
+    }
+}
 
 pub(crate) struct Entry<P, T, F>
 where
     P: Producer,
     T: Send + 'static,
-    F: Fn(P::Event) -> Message<T> + Send + Sync + 'static,
+    F: Transform<P::Event, T>,
 {
     inner: Delegate<P, ProducerKind<Entry<P, T, F>>>,
-    transform: Transform<F>,
+    transform: Arc<F>,
     settler: Arc<Settler>,
     /// The acknowledgement group last bound: consecutive messages mostly share one.
     last_group: Option<Arc<AckGroup>>,
@@ -52,11 +75,11 @@ impl<P, T, F> Entry<P, T, F>
 where
     P: Producer,
     T: Send + 'static,
-    F: Fn(P::Event) -> Message<T> + Send + Sync + 'static,
+    F: Transform<P::Event, T>,
 {
     pub(crate) fn new(
         producer: P,
-        transform: Transform<F>,
+        transform: Arc<F>,
         settler: Arc<Settler>,
         limiter: Option<RateLimiter>,
         activity: Arc<Activity>,
@@ -129,14 +152,10 @@ where
             return Vec::new();
         }
         let count = events.len() as u64;
-        let messages: Vec<Message<T>> = events
-            .into_iter()
-            .map(|event| {
-                let message = (self.transform)(event);
-                self.bind(&message);
-                message
-            })
-            .collect();
+        let messages = self.transform.messages(events);
+        for message in &messages {
+            self.bind(message);
+        }
         self.count_taken_in(count);
         messages
     }
@@ -146,7 +165,7 @@ impl<P, T, F> Producer for Entry<P, T, F>
 where
     P: Producer,
     T: Send + 'static,
-    F: Fn(P::Event) -> Message<T> + Send + Sync + 'static,
+    F: Transform<P::Event, T>,
 {
     type Event = Message<T>;
     type Message = EntryMessage<P::Message, T>;
