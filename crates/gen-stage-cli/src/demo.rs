@@ -154,10 +154,12 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
         }
     }
     let elapsed = started.elapsed();
+    // The last frame shows the pipeline as it finished its work, before the drain
+    // stops its stages.
     let at_the_end = pipeline.snapshot();
-    let report = pipeline.drain(DRAIN_DEADLINE).await;
-    view.show(&pipeline.snapshot(), Instant::now(), true);
+    view.show(&at_the_end, Instant::now(), true);
     view.finish();
+    let report = pipeline.drain(DRAIN_DEADLINE).await;
     let (once, never, more) = ledger.check();
     Ok(Summary {
         jobs: settings.jobs,
