@@ -146,9 +146,7 @@ impl<H: Handler> Processor<H> {
         finish(&self.shared, done).await;
         forward
     }
-}
 
-impl<H: Handler> Processor<H> {
     /// Runs `handle_message` on each message; an error, panic or timeout fails that
     /// message alone. Without a timeout, one unwind guard covers the whole run: after a
     /// panic, the run goes on from the message after the one that panicked.
