@@ -55,6 +55,11 @@ impl<H: Handler> DownstreamKeeper<H> {
             tracing::warn!(stage = %name, %reason, "stage failed: restarting the stages after the producers");
             drop(watched);
             if let Err(error) = self.restart().await {
+                // A drain that began meanwhile stops the producers the new stages
+                // subscribe to: that is the drain, not a failure.
+                if self.keeping.draining.load(Ordering::SeqCst) {
+                    return;
+                }
                 tracing::error!(%error, "the stages after the producers did not restart: the pipeline stops");
                 self.keeping.fail(reason, &self.layers);
                 return;
