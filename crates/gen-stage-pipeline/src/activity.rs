@@ -55,44 +55,52 @@ impl Activity {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// A callback starts, holding `messages`; returns when it started.
-    pub(crate) fn begin(&self, messages: usize) -> Instant {
-        let now = Instant::now();
-        self.busy_since
-            .store(self.nanos(now) + 1, Ordering::Relaxed);
+    /// Now, in nanoseconds since the epoch.
+    fn now(&self) -> u64 {
+        self.nanos(Instant::now())
+    }
+
+    /// A callback starts, holding `messages`; returns when it started (for
+    /// [`Activity::end`]).
+    pub(crate) fn begin(&self, messages: usize) -> u64 {
+        let now = self.now();
+        self.busy_since.store(now + 1, Ordering::Relaxed);
         self.in_flight.store(messages as u64, Ordering::Relaxed);
         now
     }
 
     /// The callback that started at `started` is done with `messages`.
-    pub(crate) fn end(&self, started: Instant, messages: usize) {
-        let now = Instant::now();
+    pub(crate) fn end(&self, started: u64, messages: usize) {
+        let now = self.now();
         self.busy_since.store(0, Ordering::Relaxed);
         self.in_flight.store(0, Ordering::Relaxed);
-        let busy = now.saturating_duration_since(started);
-        self.record(now, messages, busy);
+        self.record(now, messages, now.saturating_sub(started));
     }
 
     /// Counts `messages` handled now, without time in a callback.
     pub(crate) fn count(&self, messages: usize) {
-        self.record(Instant::now(), messages, Duration::ZERO);
+        self.record(self.now(), messages, 0);
     }
 
-    /// Adds to the bucket of `at`'s second (a callback's whole time goes to the second
-    /// it ended in).
-    fn record(&self, at: Instant, messages: usize, busy: Duration) {
-        let second = self.nanos(at) / 1_000_000_000;
+    /// Adds to the bucket of the second of `at` (nanoseconds since the epoch): a
+    /// callback's whole time goes to the second it ended in.
+    fn record(&self, at: u64, messages: usize, busy_nanos: u64) {
+        let second = at / 1_000_000_000;
         let bucket = &self.buckets[(second % BUCKETS as u64) as usize];
         if bucket.second.load(Ordering::Relaxed) != second {
             bucket.messages.store(0, Ordering::Relaxed);
             bucket.busy_nanos.store(0, Ordering::Relaxed);
             bucket.second.store(second, Ordering::Relaxed);
         }
-        bucket
-            .messages
-            .fetch_add(messages as u64, Ordering::Relaxed);
-        let busy = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
-        bucket.busy_nanos.fetch_add(busy, Ordering::Relaxed);
+        // One writer, the stage: a load and a store, no locked add.
+        let add = |counter: &AtomicU64, amount: u64| {
+            counter.store(
+                counter.load(Ordering::Relaxed).saturating_add(amount),
+                Ordering::Relaxed,
+            );
+        };
+        add(&bucket.messages, messages as u64);
+        add(&bucket.busy_nanos, busy_nanos);
     }
 
     /// A new stage takes the place of one that stopped: nothing is in hand (the
