@@ -58,10 +58,6 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    fn add_settled(&self, outcome: Outcome, count: u64) {
-        self.settled[outcome.kind_index()].fetch_add(count, Ordering::Relaxed);
-    }
-
     /// The settled messages, by outcome.
     pub(crate) fn settled(&self) -> OutcomeCounts {
         OutcomeCounts::read(&self.settled)
@@ -121,7 +117,6 @@ impl Settler {
 
     /// One message settled on its own, ahead of the rest of its delivery.
     pub(crate) fn settle_one(&self, group: Arc<AckGroup>, tag: AckTag, outcome: Outcome) {
-        self.counts.add_settled(outcome, 1);
         self.hand(group, tag, outcome);
     }
 
@@ -129,7 +124,6 @@ impl Settler {
     pub(crate) fn dropped(&self, group: Arc<AckGroup>, tag: AckTag) {
         self.counts.dropped_handles.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pipeline = %self.pipeline, ?tag, outcome = %self.on_drop, "message handle dropped");
-        self.counts.add_settled(self.on_drop, 1);
         self.hand(group, tag, self.on_drop);
     }
 
@@ -147,8 +141,10 @@ impl Settler {
         let _ = wait.await;
     }
 
+    /// Settles one outcome in a run of its own (counted as every run counts).
     fn hand(&self, group: Arc<AckGroup>, tag: AckTag, outcome: Outcome) {
         let mut run = self.run();
+        run.counted[outcome.kind_index()] += 1;
         run.push(
             group,
             Settled {
