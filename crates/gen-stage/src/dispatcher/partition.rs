@@ -58,8 +58,6 @@ struct PartitionState<T> {
     queue: BatchQueue<T>,
     /// Events that have left `queue` (sent, or dropped from its front), ever.
     left_queue: u64,
-    /// This dispatch's events for the partition (reused).
-    batch: Vec<T>,
     /// The last ask of the partition's consumers: a batch smaller than this may be
     /// held back while more mail waits (see [`PartitionDispatcher`]'s docs).
     last_ask: usize,
@@ -70,26 +68,33 @@ struct PartitionState<T> {
 /// how many were placed. One call per batch: the user's hash is inlined in the loop
 /// over the events rather than called through a pointer for each of them (routing is
 /// this dispatcher's per-event cost).
-type Route<T> =
-    Box<dyn Fn(&mut std::vec::IntoIter<T>, usize, &mut [PartitionState<T>]) -> usize + Send>;
+type Route<T> = Box<dyn Fn(&mut std::vec::IntoIter<T>, usize, &mut [Vec<T>]) -> usize + Send>;
 
 /// A [`Route`] from a function that gives one event's partition index, or [`DISCARD`].
 fn route_each<T>(route: impl Fn(&T) -> usize + Send + 'static) -> Route<T> {
-    Box::new(move |events, demand, partitions| {
+    Box::new(move |events, demand, batches| {
         let mut placed = 0;
-        while placed < demand {
-            let Some(event) = events.next() else {
-                break;
-            };
-            match route(&event) {
-                DISCARD => {}
-                index => {
-                    placed += 1;
-                    partitions[index].batch.push(event);
-                }
+        // Rounds of as many events as the demand left could place: the loop over a
+        // round's events checks no demand (a discarded event takes none, so a round
+        // with discards leaves demand for another).
+        loop {
+            let round = (demand - placed).min(events.len());
+            if round == 0 {
+                return placed;
             }
+            let mut discarded = 0;
+            let mut place = |event: T| match route(&event) {
+                DISCARD => discarded += 1,
+                index => batches[index].push(event),
+            };
+            if round == events.len() {
+                // The usual case: demand covers the whole batch.
+                events.by_ref().for_each(&mut place);
+            } else {
+                events.by_ref().take(round).for_each(&mut place);
+            }
+            placed += round - discarded;
         }
-        placed
     })
 }
 
@@ -206,6 +211,9 @@ pub struct PartitionDispatcher<T, K> {
     /// How a subscription names its partition.
     read_key: fn(&SubscribeOptions) -> Option<K>,
     partitions: Vec<PartitionState<T>>,
+    /// This dispatch's events for each partition, by partition index (apart from the
+    /// partitions' state, so that routing an event reaches its batch in one short step).
+    batches: Vec<Vec<T>>,
     by_tag: TagMap<usize>,
     shared: bool,
     /// How many events each partition holds, and which go beyond.
@@ -308,10 +316,10 @@ where
                 consumers: Vec::new(),
                 queue: BatchQueue::default(),
                 left_queue: 0,
-                batch: Vec::new(),
                 last_ask: 0,
             })
             .collect();
+        let batches = keys.iter().map(|_| Vec::new()).collect();
         PartitionDispatcher {
             keys,
             index,
@@ -322,6 +330,7 @@ where
                     .map(|Partition(key)| key.clone())
             },
             partitions,
+            batches,
             by_tag: TagMap::default(),
             shared: false,
             hold_limit: Bound::new(
@@ -400,11 +409,11 @@ impl<T> PartitionState<T> {
     /// Hands the new batch as it is to the consumer with the most demand, when nothing
     /// is held before it and that consumer can take all of it (the usual case): the
     /// events are not copied again. False if the batch must queue instead.
-    fn send_whole_batch(&mut self, deliveries: &mut Deliveries<T>) -> bool {
-        let count = self.batch.len();
+    fn send_whole_batch(&mut self, batch: &mut Vec<T>, deliveries: &mut Deliveries<T>) -> bool {
+        let count = batch.len();
         match self.consumers.first() {
             Some(&(tag, demand)) if self.queue.is_empty() && demand >= count => {
-                deliveries.push(tag, std::mem::take(&mut self.batch));
+                deliveries.push(tag, std::mem::take(batch));
                 self.charge_first(count);
                 true
             }
@@ -510,14 +519,14 @@ where
     fn dispatch(&mut self, events: Vec<T>, deliveries: &mut Deliveries<T>) -> Vec<T> {
         // Room for an even share in each partition's batch, so that pushes rarely grow.
         let share = events.len() / self.partitions.len().max(1) + 1;
-        for partition in &mut self.partitions {
-            partition.batch.reserve(share);
+        for batch in &mut self.batches {
+            batch.reserve(share);
         }
         let mut events = events.into_iter();
         let before = events.len();
         // Only as many events as upstream demand covers are routed: those past it stay
         // for a later dispatch.
-        let placed = (self.route)(&mut events, self.waiting, &mut self.partitions);
+        let placed = (self.route)(&mut events, self.waiting, &mut self.batches);
         self.waiting -= placed;
         // Demand of cancelled consumers already asked upstream (`owed`) is part of
         // `waiting`: once it has arrived, it is owed no longer.
@@ -528,18 +537,18 @@ where
         let may_hold_back = deliveries.more_mail_waiting()
             && self.holding_back < self.partitions.len().clamp(2, MAX_HOLDING_BACK);
         let mut held_back = false;
-        for partition in &mut self.partitions {
-            if partition.batch.is_empty() {
+        for (partition, batch) in self.partitions.iter_mut().zip(&mut self.batches) {
+            if batch.is_empty() {
                 continue;
             }
             let hold_back =
-                may_hold_back && partition.queue.len() + partition.batch.len() < partition.last_ask;
-            if !hold_back && partition.send_whole_batch(deliveries) {
+                may_hold_back && partition.queue.len() + batch.len() < partition.last_ask;
+            if !hold_back && partition.send_whole_batch(batch, deliveries) {
                 continue;
             }
             held_back |= hold_back;
             let before = partition.queue.len();
-            partition.queue.push(std::mem::take(&mut partition.batch));
+            partition.queue.push(std::mem::take(batch));
             if !hold_back {
                 partition.deliver(deliveries);
             }

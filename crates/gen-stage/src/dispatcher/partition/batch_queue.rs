@@ -65,6 +65,9 @@ impl<T> BatchQueue<T> {
             }
             if taken.is_empty() {
                 taken = front;
+                // More batches to join: room for all of them at once, so that the
+                // joins move each event once (growing by doubling moved them again).
+                taken.reserve_exact(count - taken.len());
             } else {
                 taken.append(&mut front);
             }
@@ -151,6 +154,14 @@ mod tests {
         assert_eq!(queue.take_front(5), [9], "no more than is queued");
         assert!(queue.is_empty());
         assert_eq!(queue.take_front(2), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn batches_joined_into_one_delivery_take_one_allocation_of_its_size() {
+        let mut queue = queue(&[&[1, 2], &[3, 4], &[5, 6], &[7]]);
+        let taken = queue.take_front(7);
+        assert_eq!(taken, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(taken.capacity(), 7, "grown once, to the delivery's size");
     }
 
     #[test]

@@ -189,7 +189,6 @@ fn queued_events_go_in_order_to_the_consumers_with_demand_most_demand_first() {
         consumers: vec![(tag(1), 2), (tag(2), 1), (tag(3), 0)],
         queue: BatchQueue::from(vec![1, 2, 3, 4]),
         left_queue: 5,
-        batch: Vec::new(),
         last_ask: 0,
     };
     let mut out = Deliveries::new();
