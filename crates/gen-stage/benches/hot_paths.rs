@@ -63,6 +63,20 @@ fn hot_paths(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    c.bench_function("buffer_1000_through_whole", |b| {
+        b.iter_batched(
+            batch,
+            |events| gen_stage::bench_support::buffer_through(events, 1000),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("buffer_1000_through_in_250s", |b| {
+        b.iter_batched(
+            batch,
+            |events| gen_stage::bench_support::buffer_through(events, 250),
+            BatchSize::SmallInput,
+        )
+    });
     dispatch(
         c,
         "demand_dispatch_1000_to_4",

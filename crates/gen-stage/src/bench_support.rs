@@ -13,3 +13,18 @@ pub fn split_batches<T>(events: Vec<T>, min: usize, max: usize) -> Vec<usize> {
         .map(|batch| batch.events.len())
         .collect()
 }
+
+/// Moves `events` through a producer's buffer as a stage does when its consumers ask
+/// for less than it emits: stored at once, then taken `take` at a time. Returns how
+/// many came out.
+pub fn buffer_through<T>(events: Vec<T>, take: usize) -> usize {
+    use crate::options::{BufferKeep, BufferSize};
+    let mut buffer: crate::buffer::Buffer<T, ()> =
+        crate::buffer::Buffer::new(BufferSize::Unbounded, BufferKeep::Last);
+    buffer.store(events, &mut Vec::new());
+    let mut out = 0;
+    while buffer.len() > 0 {
+        out += std::hint::black_box(buffer.take(take)).len();
+    }
+    out
+}
