@@ -127,7 +127,13 @@ impl<T, M> Buffer<T, M> {
     pub(crate) fn store(&mut self, incoming: Vec<T>, released: &mut Vec<M>) -> usize {
         let overflow = self.bound.overflow(self.events.len(), incoming.len());
         self.added += incoming.len() as u64;
-        self.events.extend(incoming);
+        if self.events.is_empty() {
+            // The batch becomes the buffer, allocation and all: nothing is copied.
+            self.events = VecDeque::from(incoming);
+        } else {
+            // Copied in one move (the standard library extends from a `Vec` in bulk).
+            self.events.extend(incoming);
+        }
         match overflow {
             Overflow::None => {}
             Overflow::Oldest(count) => self.drop_oldest(count, released),
@@ -225,9 +231,19 @@ impl<T, M> Buffer<T, M> {
             None => self.events.len(),
         };
         let count = max.min(until_info).min(self.events.len());
-        let taken: Vec<T> = self.events.drain(..count).collect();
         self.removed += count as u64;
-        taken
+        // Events move in bulk, never one at a time, unless a few are taken from the
+        // front of many.
+        if count == self.events.len() {
+            // All of them: the buffer's allocation leaves with them.
+            Vec::from(std::mem::take(&mut self.events))
+        } else if count >= self.events.len() / 2 {
+            // Most of them: the rest is copied out into an allocation of its own.
+            let rest = self.events.split_off(count);
+            Vec::from(std::mem::replace(&mut self.events, rest))
+        } else {
+            self.events.drain(..count).collect()
+        }
     }
 
     /// Takes out the info messages that `pick` picks, in order, whatever is buffered or
@@ -253,8 +269,16 @@ impl<T, M> Buffer<T, M> {
     /// Puts events that could not be dispatched back at the front, in order.
     pub(crate) fn put_back(&mut self, events: Vec<T>) {
         self.removed -= events.len() as u64;
-        for event in events.into_iter().rev() {
-            self.events.push_front(event);
+        if events.len() > self.events.len() {
+            // The larger part keeps its place: the buffer's events join the ones put
+            // back, in one move.
+            let mut front = VecDeque::from(events);
+            front.append(&mut self.events);
+            self.events = front;
+        } else {
+            for event in events.into_iter().rev() {
+                self.events.push_front(event);
+            }
         }
     }
 
@@ -287,6 +311,47 @@ mod tests {
 
     fn buffer(size: usize, keep: BufferKeep) -> Buffer<char, &'static str> {
         Buffer::new(BufferSize::Bounded(size), keep)
+    }
+
+    #[test]
+    fn a_batch_stored_and_taken_whole_keeps_its_allocation() {
+        let mut b = Buffer::<u32, &str>::new(BufferSize::Bounded(100), BufferKeep::Last);
+        let batch: Vec<u32> = (0..10).collect();
+        let address = batch.as_ptr();
+        assert_eq!(b.store(batch, &mut Vec::new()), 0);
+        let taken = b.take(10);
+        assert_eq!(taken, (0..10).collect::<Vec<_>>());
+        assert_eq!(taken.as_ptr(), address, "not copied in or out");
+    }
+
+    #[test]
+    fn most_of_the_buffer_taken_leaves_with_its_allocation_the_rest_stays_in_order() {
+        let mut b = Buffer::<u32, &str>::new(BufferSize::Bounded(100), BufferKeep::Last);
+        let batch: Vec<u32> = (0..10).collect();
+        let address = batch.as_ptr();
+        b.store(batch, &mut Vec::new());
+        let taken = b.take(7);
+        assert_eq!((taken.as_slice(), taken.as_ptr()), ([0, 1, 2, 3, 4, 5, 6].as_slice(), address));
+        assert_eq!(b.take(1), [7], "a few from the front of more");
+        assert_eq!(b.take(5), [8, 9]);
+    }
+
+    #[test]
+    fn events_put_back_go_in_front_in_order_whichever_part_is_larger() {
+        let mut b = Buffer::<u32, &str>::new(BufferSize::Bounded(100), BufferKeep::Last);
+        b.store((0..10).collect(), &mut Vec::new());
+        let taken = b.take(8);
+        // More put back than is left: the buffer's two events join them.
+        b.put_back(taken[3..].to_vec());
+        assert_eq!(b.take(3), [3, 4, 5]);
+        // Fewer put back than is left.
+        b.put_back(vec![5]);
+        assert_eq!(b.take(100), [5, 6, 7, 8, 9]);
+        assert_eq!(b.len(), 0);
+        // Into an empty buffer, then after more events.
+        b.put_back(vec![1, 2]);
+        b.store(vec![3], &mut Vec::new());
+        assert_eq!(b.take(100), [1, 2, 3]);
     }
 
     #[test]
