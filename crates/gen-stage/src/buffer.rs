@@ -331,7 +331,10 @@ mod tests {
         let address = batch.as_ptr();
         b.store(batch, &mut Vec::new());
         let taken = b.take(7);
-        assert_eq!((taken.as_slice(), taken.as_ptr()), ([0, 1, 2, 3, 4, 5, 6].as_slice(), address));
+        assert_eq!(
+            (taken.as_slice(), taken.as_ptr()),
+            ([0, 1, 2, 3, 4, 5, 6].as_slice(), address)
+        );
         assert_eq!(b.take(1), [7], "a few from the front of more");
         assert_eq!(b.take(5), [8, 9]);
     }

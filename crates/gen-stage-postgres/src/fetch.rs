@@ -1,0 +1,238 @@
+//! A producer's claims: due jobs, as many as the pipeline asks for and the budget
+//! allows, leased to this consumer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gen_stage::source::{Fetch, Fetched, OnFetchError};
+use gen_stage_pipeline::{AckTag, Message, MessageId};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_postgres::Client;
+
+use crate::error::FetchError;
+use crate::lease;
+use crate::queue::PgQueue;
+
+/// The [`Fetch`] source of a [`PgQueue`]'s producer: made by
+/// [`PgQueue::producer`].
+///
+/// Each fetch claims up to what the pipeline asked for, within the queue's
+/// in-flight budget, in due order (`run_at`, then `id`). When nothing is due it
+/// waits, on its connection, for a `NOTIFY` from [`enqueue`](crate::enqueue), for the
+/// earliest job that comes due, or for the poll interval, whichever is first.
+///
+/// A fetch cancelled while its claim runs (the pipeline stopped or drained just
+/// then) may leave the claimed jobs leased to no one in flight: they come due again
+/// when the lease ends.
+pub struct PgFetch {
+    queue: PgQueue,
+    /// This producer's connection, with `LISTEN` on the queue's channel.
+    client: Option<Client>,
+    /// Woken by notifications on the connection.
+    woken: Arc<Notify>,
+    claim: Arc<str>,
+    next_due: String,
+    give_back: String,
+}
+
+impl std::fmt::Debug for PgFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgFetch")
+            .field("queue", &self.queue)
+            .field("connected", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgFetch {
+    pub(crate) fn new(queue: PgQueue) -> Self {
+        let table = &queue.inner.options.table;
+        let queue_table = table.queue();
+        // The claim takes due rows in order through the `(run_at, id)` index, skipping
+        // rows other consumers are claiming; the lease is the new due time.
+        let claim = format!(
+            "UPDATE {queue_table} AS job
+             SET attempts = job.attempts + 1,
+                 run_at = now() + $2::int8 * interval '1 millisecond',
+                 leased_by = $3
+             FROM (
+                 SELECT id, run_at FROM {queue_table}
+                 WHERE run_at <= now()
+                 ORDER BY run_at, id
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED
+             ) AS due
+             WHERE job.id = due.id
+             RETURNING job.id, job.payload, job.attempts, due.run_at"
+        );
+        let next_due =
+            format!("SELECT extract(epoch FROM (min(run_at) - now()))::float8 FROM {queue_table}");
+        let give_back = lease::give_back_sql(table);
+        PgFetch {
+            queue,
+            client: None,
+            woken: Arc::new(Notify::new()),
+            claim: claim.into(),
+            next_due,
+            give_back,
+        }
+    }
+
+    /// This producer's connection, opened (and listening) if it is not.
+    async fn connection(&mut self) -> Result<&Client, FetchError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            let inner = &self.queue.inner;
+            let client = inner
+                .open(Some(self.woken.clone()))
+                .await
+                .map_err(FetchError::Connect)?;
+            let listen = format!("LISTEN {}", inner.options.table.channel());
+            if let Err(error) = client.batch_execute(&listen).await {
+                inner.unreached(&error, true);
+                return Err(FetchError::Connect(error));
+            }
+            self.client = Some(client);
+        }
+        match &self.client {
+            Some(client) => Ok(client),
+            None => unreachable!("the connection was just opened"),
+        }
+    }
+
+    /// Claims up to `max` due jobs into `into`; how many.
+    async fn claim(
+        &mut self,
+        max: usize,
+        into: &mut Vec<Message<Vec<u8>>>,
+    ) -> Result<usize, FetchError> {
+        let queue = self.queue.clone();
+        let inner = &queue.inner;
+        let granted = inner.reserve(max);
+        if granted == 0 {
+            return Ok(0);
+        }
+        let lease_ms = i64::try_from(inner.options.lease.as_millis()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(granted).unwrap_or(i64::MAX);
+        let started = Instant::now();
+        // Cloned, not taken: the future may be dropped at any await.
+        let statement = self.claim.clone();
+        let claimed = match self.connection().await {
+            Ok(client) => client
+                .query(&*statement, &[&limit, &lease_ms, &inner.options.consumer])
+                .await
+                .map_err(FetchError::Claim),
+            Err(error) => Err(error),
+        };
+        let mut rows = match claimed {
+            Ok(rows) => rows,
+            Err(error) => {
+                inner.claimed(granted, []);
+                if let FetchError::Claim(error) = &error {
+                    inner.unreached(error, false);
+                }
+                return Err(error);
+            }
+        };
+        inner.reached();
+        inner.record_fetch_latency(started.elapsed());
+        // In due order: `RETURNING` keeps none.
+        rows.sort_by_key(|row| (row.get::<_, std::time::SystemTime>(3), row.get::<_, i64>(0)));
+        let jobs: Vec<(i64, i32)> = rows
+            .iter()
+            .map(|row| (row.get::<_, i64>(0), row.get::<_, i32>(2)))
+            .collect();
+        inner.claimed(granted, jobs.iter().copied());
+        for (row, (id, attempts)) in rows.into_iter().zip(jobs) {
+            let payload: Vec<u8> = row.get(1);
+            let handle = self.queue.group.handle(AckTag(id as u64));
+            into.push(
+                Message::new(payload, handle)
+                    .with_attempt(u32::try_from(attempts).unwrap_or(u32::MAX))
+                    .with_id(MessageId::Number(id as u64)),
+            );
+        }
+        lease::keep_renewing(&queue);
+        Ok(into.len())
+    }
+
+    /// How long until the earliest job comes due, as far as the table says now.
+    async fn until_next_due(&mut self) -> Option<Duration> {
+        let client = self.client.as_ref()?;
+        let row = client.query_one(&self.next_due, &[]).await.ok()?;
+        let seconds: Option<f64> = row.get(0);
+        seconds.map(|seconds| Duration::from_secs_f64(seconds.max(0.0)))
+    }
+}
+
+impl Fetch for PgFetch {
+    type Item = Message<Vec<u8>>;
+    type Error = FetchError;
+
+    async fn fetch(
+        &mut self,
+        max: usize,
+        into: &mut Vec<Message<Vec<u8>>>,
+    ) -> Result<Fetched, FetchError> {
+        loop {
+            // Enabled before the claim: a notification during it is not missed.
+            let woken = self.woken.clone();
+            let notified = woken.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let inner = self.queue.inner.clone();
+            let budget = inner.budget_freed.notified();
+            tokio::pin!(budget);
+            budget.as_mut().enable();
+            if self.claim(max, into).await? > 0 {
+                return Ok(Fetched::More);
+            }
+            let poll = self.queue.inner.options.poll_interval;
+            if self.budget_left() == 0 {
+                // Nothing may be claimed before jobs in flight settle.
+                tokio::select! {
+                    () = &mut budget => {}
+                    () = tokio::time::sleep(poll) => {}
+                }
+                continue;
+            }
+            let wait = self
+                .until_next_due()
+                .await
+                .map_or(poll, |due| due.min(poll));
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn give_back(&mut self, messages: Vec<Message<Vec<u8>>>) {
+        let ids: Vec<i64> = messages
+            .into_iter()
+            .map(|message| message.into_parts().2.into_tag().0 as i64)
+            .collect();
+        lease::give_back(&self.queue.inner, &self.give_back, ids).await;
+    }
+
+    fn on_error(&mut self, error: &FetchError, attempt: u32) -> OnFetchError {
+        let after = self.queue.inner.options.backoff.delay(attempt);
+        tracing::warn!(%error, attempt, ?after, "PostgreSQL queue: fetch failed, retrying");
+        OnFetchError::Retry { after }
+    }
+
+    // `fetch` waits on its own and never comes back empty.
+    async fn idle(&mut self, _empty: u32) {}
+}
+
+impl PgFetch {
+    fn budget_left(&self) -> usize {
+        let inner = &self.queue.inner;
+        let in_flight = inner.lock_in_flight();
+        inner
+            .options
+            .max_in_flight
+            .saturating_sub(in_flight.jobs.len() + in_flight.reserved)
+    }
+}

@@ -1,0 +1,338 @@
+//! A queue table as a pipeline's source: the connection settings, the jobs in flight
+//! over all its producers, and what it reports of its connection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use gen_stage::source::FetchProducer;
+use gen_stage_pipeline::AckGroup;
+use tokio::sync::Notify;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Socket};
+
+use crate::acker::PgAcker;
+use crate::error::ConnectError;
+use crate::fetch::PgFetch;
+use crate::options::PgQueueOptions;
+use crate::schema::migrate;
+
+/// Opens a connection; notifications on it wake `woken`, if given.
+type Connect = Arc<
+    dyn Fn(Option<Arc<Notify>>) -> BoxFuture<'static, Result<Client, tokio_postgres::Error>>
+        + Send
+        + Sync,
+>;
+
+/// A PostgreSQL table of jobs, consumed by a pipeline.
+///
+/// Each [`producer`](PgQueue::producer) claims due jobs (`SELECT … FOR UPDATE SKIP
+/// LOCKED`) as the pipeline asks for them, leases them to this consumer, and hands
+/// them on as [`Message`](gen_stage_pipeline::Message)s of their payload; outcomes
+/// settle them in the table:
+///
+/// | outcome | in the table |
+/// | --- | --- |
+/// | ack, terminate | the row is deleted |
+/// | retry after a delay | due again after the delay (`run_at`), lease dropped; 1 ms granularity, by the server's clock |
+/// | release | due again now |
+/// | reject | moved to `<name>_dead` with its attempts and error |
+///
+/// An outcome counts only for the lease it settles: a job whose lease ran out and
+/// that another consumer claimed since is not touched, and the outcome is counted
+/// as voided ([`PgQueueState::voided`]). Leases of jobs in flight are renewed, so a
+/// long handler keeps its job; a consumer that dies leaves its jobs to come due
+/// again when their leases end.
+#[derive(Clone)]
+pub struct PgQueue {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) group: Arc<AckGroup>,
+}
+
+impl fmt::Debug for PgQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgQueue")
+            .field("table", &self.inner.options.table)
+            .field("consumer", &self.inner.options.consumer)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// What every producer and the acknowledger of one queue share.
+pub(crate) struct Inner {
+    pub(crate) options: PgQueueOptions,
+    connect: Connect,
+    pub(crate) in_flight: Mutex<InFlight>,
+    /// Woken when jobs in flight settle, for a producer waiting for budget.
+    pub(crate) budget_freed: Notify,
+    /// The connection outcomes and lease renewals go through; `None` once it failed.
+    pub(crate) control: tokio::sync::Mutex<Option<Client>>,
+    state: Mutex<PgQueueState>,
+    /// Whether the task renewing leases runs.
+    pub(crate) renewing: std::sync::atomic::AtomicBool,
+}
+
+/// The jobs claimed and not yet settled, by id, with the attempt each was claimed at
+/// (what an outcome must match), and the claims under way.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    pub(crate) jobs: HashMap<i64, i32>,
+    /// Budget set aside for claims under way.
+    pub(crate) reserved: usize,
+}
+
+/// What a queue reports of its connections and jobs, for health checks and
+/// dashboards.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgQueueState {
+    /// Whether the last attempt to reach the server (a claim, an outcome) succeeded.
+    pub connected: bool,
+    /// Failed connection attempts in a row, 0 once one succeeds.
+    pub reconnect_attempt: u32,
+    /// The last error, as text.
+    pub last_error: Option<String>,
+    /// How long the last claim took.
+    pub last_fetch_latency: Option<Duration>,
+    /// Jobs claimed and not yet settled.
+    pub in_flight: usize,
+    /// Outcomes that found their job's lease gone (the job was claimed again after
+    /// its lease ran out): not applied.
+    pub voided: u64,
+    /// Outcomes lost with a failed statement: their jobs come due again when their
+    /// leases end.
+    pub failed_outcomes: u64,
+}
+
+impl PgQueue {
+    /// Connects with `config` over `tls` (a [`NoTls`], or a TLS connector of
+    /// `postgres-native-tls`, `postgres-openssl` or `tokio-postgres-rustls`: every
+    /// option of the client is reachable through `config` and `tls`), and declares the
+    /// tables unless [`PgQueueOptions::declare`] is off. The connection is checked
+    /// now; producers open connections of their own, and every connection is opened
+    /// again after a failure.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`] if the server cannot be reached, the tables cannot be
+    /// declared, or the options cannot work.
+    pub async fn connect<T>(
+        config: Config,
+        tls: T,
+        options: PgQueueOptions,
+    ) -> Result<PgQueue, ConnectError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        if let Some(problem) = options.problem() {
+            return Err(ConnectError::Options(problem));
+        }
+        let connect: Connect = Arc::new(move |woken| {
+            let (config, tls) = (config.clone(), tls.clone());
+            Box::pin(async move {
+                let (client, connection) = config.connect(tls).await?;
+                tokio::spawn(drive(connection, woken));
+                Ok(client)
+            })
+        });
+        let client = connect(None).await.map_err(ConnectError::Connect)?;
+        if options.declare {
+            migrate(&client, &options.table)
+                .await
+                .map_err(ConnectError::Schema)?;
+        }
+        let inner = Arc::new(Inner {
+            options,
+            connect,
+            in_flight: Mutex::new(InFlight::default()),
+            budget_freed: Notify::new(),
+            control: tokio::sync::Mutex::new(Some(client)),
+            state: Mutex::new(PgQueueState {
+                connected: true,
+                ..PgQueueState::default()
+            }),
+            renewing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let group = AckGroup::new(PgAcker(inner.clone()));
+        Ok(PgQueue { inner, group })
+    }
+
+    /// [`connect`](Self::connect) without TLS, to a URL such as
+    /// `postgres://user@localhost/db` (or `host=… user=…` settings).
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`] as for `connect`, and if the URL does not parse.
+    pub async fn connect_url(url: &str, options: PgQueueOptions) -> Result<PgQueue, ConnectError> {
+        let config: Config = url.parse().map_err(ConnectError::Connect)?;
+        Self::connect(config, NoTls, options).await
+    }
+
+    /// A producer of this queue's jobs, with a connection of its own, for
+    /// [`PipelineBuilder::producer`](gen_stage_pipeline::PipelineBuilder::producer).
+    /// Every producer of one queue shares its in-flight budget.
+    pub fn producer(&self) -> FetchProducer<PgFetch> {
+        FetchProducer::new(self.fetch_source())
+    }
+
+    /// The [`Fetch`](gen_stage::source::Fetch) source a producer runs, with a
+    /// connection of its own: for a [`FetchProducer`] configured otherwise (a
+    /// prefetch, a give-back timeout), or to claim jobs by hand.
+    pub fn fetch_source(&self) -> PgFetch {
+        PgFetch::new(self.clone())
+    }
+
+    /// The queue's connections and jobs now.
+    pub fn state(&self) -> PgQueueState {
+        let mut state = self.inner.state().clone();
+        state.in_flight = self.inner.lock_in_flight().jobs.len();
+        state
+    }
+
+    /// Whether the last attempt to reach the server succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.inner.state().connected
+    }
+
+    /// The options the queue runs with.
+    pub fn options(&self) -> &PgQueueOptions {
+        &self.inner.options
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_in_flight(&self) -> MutexGuard<'_, InFlight> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, PgQueueState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens a connection, recording the attempt.
+    pub(crate) async fn open(
+        &self,
+        woken: Option<Arc<Notify>>,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let opened = (self.connect)(woken).await;
+        match &opened {
+            Ok(_) => self.reached(),
+            Err(error) => self.unreached(error, true),
+        }
+        opened
+    }
+
+    /// The server answered.
+    pub(crate) fn reached(&self) {
+        let mut state = self.state();
+        state.connected = true;
+        state.reconnect_attempt = 0;
+    }
+
+    /// The server could not be reached, or a statement failed.
+    pub(crate) fn unreached(&self, error: &tokio_postgres::Error, connecting: bool) {
+        let mut state = self.state();
+        state.connected = false;
+        if connecting {
+            state.reconnect_attempt += 1;
+        }
+        state.last_error = Some(error.to_string());
+    }
+
+    pub(crate) fn record_fetch_latency(&self, latency: Duration) {
+        self.state().last_fetch_latency = Some(latency);
+    }
+
+    pub(crate) fn count_voided(&self, voided: u64) {
+        if voided > 0 {
+            self.state().voided += voided;
+        }
+    }
+
+    pub(crate) fn count_failed_outcomes(&self, failed: u64) {
+        self.state().failed_outcomes += failed;
+    }
+
+    /// Sets aside up to `wanted` of the in-flight budget for a claim; 0 if none is
+    /// left.
+    pub(crate) fn reserve(&self, wanted: usize) -> usize {
+        let mut in_flight = self.lock_in_flight();
+        let used = in_flight.jobs.len() + in_flight.reserved;
+        let granted = wanted.min(self.options.max_in_flight.saturating_sub(used));
+        in_flight.reserved += granted;
+        granted
+    }
+
+    /// A claim set aside `reserved` and claimed `jobs`: they are in flight now, and
+    /// the rest of the reservation is free again.
+    pub(crate) fn claimed(&self, reserved: usize, jobs: impl IntoIterator<Item = (i64, i32)>) {
+        let mut in_flight = self.lock_in_flight();
+        in_flight.reserved -= reserved;
+        in_flight.jobs.extend(jobs);
+    }
+
+    /// Takes the jobs out of flight: their attempts, where they were in flight.
+    pub(crate) fn settle(&self, ids: impl IntoIterator<Item = i64>) -> Vec<(i64, Option<i32>)> {
+        let settled: Vec<_> = {
+            let mut in_flight = self.lock_in_flight();
+            ids.into_iter()
+                .map(|id| (id, in_flight.jobs.remove(&id)))
+                .collect()
+        };
+        self.budget_freed.notify_waiters();
+        settled
+    }
+
+    /// The connection outcomes and lease renewals go through, opened again if it
+    /// closed. Statements on it report with [`Self::reached`] and
+    /// [`Self::unreached`].
+    pub(crate) async fn control(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, Client>, tokio_postgres::Error> {
+        let mut control = self.control.lock().await;
+        if control.as_ref().is_none_or(Client::is_closed) {
+            *control = Some(self.open(None).await?);
+        }
+        match tokio::sync::MutexGuard::try_map(control, Option::as_mut) {
+            Ok(client) => Ok(client),
+            Err(_) => unreachable!("the control connection was just opened"),
+        }
+    }
+}
+
+/// Drives a connection: its messages go on, notifications wake `woken`.
+async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, woken: Option<Arc<Notify>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(_))) => {
+                if let Some(woken) = &woken {
+                    woken.notify_one();
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => {
+                tracing::warn!(%error, "PostgreSQL connection ended");
+                break;
+            }
+            None => break,
+        }
+    }
+    // A producer waiting for a notification looks again, and finds the connection gone.
+    if let Some(woken) = &woken {
+        woken.notify_one();
+    }
+}
