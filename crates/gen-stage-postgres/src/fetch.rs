@@ -109,12 +109,12 @@ impl PgFetch {
     ) -> Result<usize, FetchError> {
         let queue = self.queue.clone();
         let inner = &queue.inner;
-        let granted = inner.reserve(max);
-        if granted == 0 {
+        let reservation = inner.reserve(max);
+        if reservation.granted == 0 {
             return Ok(0);
         }
         let lease_ms = i64::try_from(inner.options.lease.as_millis()).unwrap_or(i64::MAX);
-        let limit = i64::try_from(granted).unwrap_or(i64::MAX);
+        let limit = i64::try_from(reservation.granted).unwrap_or(i64::MAX);
         let started = Instant::now();
         // Cloned, not taken: the future may be dropped at any await.
         let statement = self.claim.clone();
@@ -128,7 +128,6 @@ impl PgFetch {
         let mut rows = match claimed {
             Ok(rows) => rows,
             Err(error) => {
-                inner.claimed(granted, []);
                 if let FetchError::Claim(error) = &error {
                     inner.unreached(error, false);
                 }
@@ -143,7 +142,7 @@ impl PgFetch {
             .iter()
             .map(|row| (row.get::<_, i64>(0), row.get::<_, i32>(2)))
             .collect();
-        inner.claimed(granted, jobs.iter().copied());
+        reservation.claimed(jobs.iter().copied());
         for (row, (id, attempts)) in rows.into_iter().zip(jobs) {
             let payload: Vec<u8> = row.get(1);
             let handle = self.queue.group.handle(AckTag(id as u64));

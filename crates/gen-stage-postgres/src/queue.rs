@@ -263,22 +263,18 @@ impl Inner {
         self.state().failed_outcomes += failed;
     }
 
-    /// Sets aside up to `wanted` of the in-flight budget for a claim; 0 if none is
-    /// left.
-    pub(crate) fn reserve(&self, wanted: usize) -> usize {
+    /// Sets aside up to `wanted` of the in-flight budget for a claim (none if none is
+    /// left): given back when the reservation is dropped, unless the claim's jobs take
+    /// its place ([`Reservation::claimed`]). A claim cancelled midway frees its budget.
+    pub(crate) fn reserve(&self, wanted: usize) -> Reservation<'_> {
         let mut in_flight = self.lock_in_flight();
         let used = in_flight.jobs.len() + in_flight.reserved;
         let granted = wanted.min(self.options.max_in_flight.saturating_sub(used));
         in_flight.reserved += granted;
-        granted
-    }
-
-    /// A claim set aside `reserved` and claimed `jobs`: they are in flight now, and
-    /// the rest of the reservation is free again.
-    pub(crate) fn claimed(&self, reserved: usize, jobs: impl IntoIterator<Item = (i64, i32)>) {
-        let mut in_flight = self.lock_in_flight();
-        in_flight.reserved -= reserved;
-        in_flight.jobs.extend(jobs);
+        Reservation {
+            inner: self,
+            granted,
+        }
     }
 
     /// Takes the jobs out of flight: their attempts, where they were in flight.
@@ -306,6 +302,29 @@ impl Inner {
         match tokio::sync::MutexGuard::try_map(control, Option::as_mut) {
             Ok(client) => Ok(client),
             Err(_) => unreachable!("the control connection was just opened"),
+        }
+    }
+}
+
+/// Budget set aside for one claim.
+pub(crate) struct Reservation<'a> {
+    inner: &'a Inner,
+    pub(crate) granted: usize,
+}
+
+impl Reservation<'_> {
+    /// The claim took `jobs`: they are in flight now, in the reservation's place.
+    pub(crate) fn claimed(mut self, jobs: impl IntoIterator<Item = (i64, i32)>) {
+        let mut in_flight = self.inner.lock_in_flight();
+        in_flight.reserved -= std::mem::take(&mut self.granted);
+        in_flight.jobs.extend(jobs);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.granted > 0 {
+            self.inner.lock_in_flight().reserved -= self.granted;
         }
     }
 }

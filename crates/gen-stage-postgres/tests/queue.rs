@@ -396,3 +396,26 @@ async fn two_consumers_share_the_table_and_never_claim_the_same_job() {
     let queued = format!("SELECT count(*) FROM \"{}\"", table.0.name());
     assert_eq!(count(&db, &queued).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_cancelled_midway_frees_its_budget() {
+    let Some(db) = client().await else { return };
+    let table = OwnTable::new("cancelled");
+    let queue = queue(&table, |options| options.max_in_flight(3)).await;
+    enqueue_batch(&db, &table.0, &[b"a", b"b", b"c"])
+        .await
+        .expect("enqueued");
+    let mut source = queue.fetch_source();
+    let mut claimed = Vec::new();
+    // Polled once: the budget is set aside and the connection is being opened when
+    // the fetch is dropped.
+    let cancelled = tokio::time::timeout(Duration::ZERO, source.fetch(3, &mut claimed)).await;
+    assert!(cancelled.is_err(), "cancelled before it claimed");
+    assert!(claimed.is_empty());
+    tokio::time::timeout(Duration::from_secs(60), source.fetch(3, &mut claimed))
+        .await
+        .expect("the whole budget is free again")
+        .expect("a claim");
+    assert_eq!(claimed.len(), 3);
+    source.give_back(claimed).await;
+}
