@@ -1,5 +1,10 @@
 //! The shared PostgreSQL server, as the tests find it, and tables of their own.
 
+// Each test file uses part of the support.
+#![allow(dead_code)]
+
+pub(crate) mod proxy;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use gen_stage_postgres::QueueTable;
@@ -80,4 +85,17 @@ pub(crate) async fn count(client: &Client, query: &str) -> i64 {
         .await
         .expect("the count query runs")
         .get(0)
+}
+
+/// Waits until `done` says so, looking every 50 ms, for at most a minute (a guard
+/// against a hang, not a timing: the condition is the broker's own view).
+pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(mut done: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reached within a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
