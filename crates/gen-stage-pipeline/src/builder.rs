@@ -21,6 +21,7 @@ use crate::pipeline::Pipeline;
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::settle::Settler;
 use crate::snapshot::StageLayer;
+use crate::source_health::SourceHealth;
 use crate::stages::Shared;
 use crate::stages::{AsTheyAre, MapWith};
 use crate::topology::{
@@ -55,6 +56,8 @@ pub struct PipelineBuilder<H: Handler> {
     max_restarts: (u32, Duration),
     /// What the producers made by `producer_with_demand` read.
     demand: DemandView,
+    /// Sources whose connection the snapshot reports.
+    sources: Vec<Arc<dyn SourceHealth>>,
 }
 
 impl<H: Handler> std::fmt::Debug for PipelineBuilder<H> {
@@ -88,6 +91,7 @@ impl<H: Handler> PipelineBuilder<H> {
             partition_by: None,
             max_restarts: (3, Duration::from_secs(5)),
             demand: DemandView::default(),
+            sources: Vec::new(),
         }
     }
 
@@ -139,6 +143,15 @@ impl<H: Handler> PipelineBuilder<H> {
     {
         let demand = self.demand.clone();
         self.producer(move || make(&demand))
+    }
+
+    /// Reports `source`'s connection in every [`Pipeline::snapshot`]
+    /// ([`PipelineSnapshot::sources`](crate::PipelineSnapshot::sources)): a
+    /// connector's queue or consumer, registered once however many producers it
+    /// makes.
+    pub fn source_health(mut self, source: impl SourceHealth) -> Self {
+        self.sources.push(Arc::new(source));
+        self
     }
 
     /// How the processors run ([`ProcessorOptions`]'s defaults otherwise): those of
@@ -395,9 +408,10 @@ impl<H: Handler> PipelineBuilder<H> {
                 let Started {
                     pushers, layers, ..
                 } = started;
-                Ok(Pipeline::new(
-                    name, settler, layers, pushers, limiter, keeping, gone,
-                ))
+                let mut pipeline =
+                    Pipeline::new(name, settler, layers, pushers, limiter, keeping, gone);
+                pipeline.sources = self.sources;
+                Ok(pipeline)
             }
             Err(error) => {
                 for stage in started.layers.iter().flatten() {

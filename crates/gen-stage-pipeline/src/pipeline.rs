@@ -110,6 +110,8 @@ pub struct Pipeline<T> {
     /// The next producer to push test messages to.
     pub(crate) next_push: std::sync::atomic::AtomicUsize,
     limiter: Option<RateLimiter>,
+    /// Sources whose connection the snapshot reports.
+    pub(crate) sources: Vec<Arc<dyn crate::SourceHealth>>,
     data: PhantomData<fn() -> T>,
 }
 
@@ -159,6 +161,7 @@ impl<T: Send + 'static> Pipeline<T> {
             _gone: gone,
             next_push: std::sync::atomic::AtomicUsize::new(0),
             limiter,
+            sources: Vec::new(),
             data: PhantomData,
         }
     }

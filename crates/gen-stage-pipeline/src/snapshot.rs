@@ -9,6 +9,7 @@ use gen_stage::stats::StageState;
 use crate::pipeline::Pipeline;
 use crate::rate_limit::RateLimitState;
 use crate::report::PipelineReport;
+use crate::source_health::SourceStatus;
 
 /// The layers of a pipeline, in the order messages cross them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +69,10 @@ pub struct PipelineSnapshot {
     pub window: Duration,
     /// Every stage, producers first, in the order messages cross them.
     pub stages: Vec<StageSnapshot>,
+    /// The connections of the sources registered with
+    /// [`PipelineBuilder::source_health`](crate::PipelineBuilder::source_health), in
+    /// the order they were.
+    pub sources: Vec<SourceStatus>,
 }
 
 impl<T: Send + 'static> Pipeline<T> {
@@ -115,6 +120,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 .load(std::sync::atomic::Ordering::Relaxed),
             window,
             stages,
+            sources: self.sources.iter().map(|source| source.status()).collect(),
         }
     }
 }

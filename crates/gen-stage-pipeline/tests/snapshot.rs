@@ -110,3 +110,38 @@ async fn a_snapshot_shows_every_stage_while_all_are_inside_callbacks() {
     assert!(quiet.window >= 4 * SECOND && quiet.window <= 5 * SECOND);
     pipeline.drain(SECOND).await;
 }
+
+/// A source whose connection the test sets.
+struct Flaky(std::sync::Mutex<gen_stage_pipeline::SourceStatus>);
+
+impl gen_stage_pipeline::SourceHealth for Flaky {
+    fn status(&self) -> gen_stage_pipeline::SourceStatus {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_reports_each_registered_source_as_it_is_now() {
+    let queue = MemoryQueue::new();
+    let flaky = Arc::new(Flaky(std::sync::Mutex::new(
+        gen_stage_pipeline::SourceStatus::new("orders"),
+    )));
+    let handler = Arc::new(Gated(Semaphore::new(0)));
+    let pipeline = start(handler, &queue, |b| b.source_health(flaky.clone())).await;
+    let before = pipeline.snapshot().sources;
+    assert_eq!(before.len(), 1);
+    assert_eq!(
+        (before[0].name.as_str(), before[0].connected),
+        ("orders", false)
+    );
+    {
+        let mut status = flaky.0.lock().expect("not poisoned");
+        status.connected = true;
+        status.reconnect_attempt = 0;
+        status.voided_acks = 2;
+    }
+    let after = &pipeline.snapshot().sources[0];
+    assert!(after.connected);
+    assert_eq!(after.voided_acks, 2);
+    pipeline.kill();
+}
