@@ -48,6 +48,8 @@
 //!         let queue = queue.clone();
 //!         move || queue.producer()
 //!     })
+//!     // The queue's connection in `pipeline.snapshot().sources`.
+//!     .source_health(queue.clone())
 //!     .start()
 //!     .await?;
 //! let report = pipeline.drain(std::time::Duration::from_secs(10)).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use gen_stage::source::FetchProducer;
-use gen_stage_pipeline::AckGroup;
+use gen_stage_pipeline::{AckGroup, SourceHealth, SourceStatus};
 use tokio::sync::Notify;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Socket};
@@ -203,6 +203,22 @@ impl PgQueue {
     /// The options the queue runs with.
     pub fn options(&self) -> &PgQueueOptions {
         &self.inner.options
+    }
+}
+
+/// The queue's state in the pipeline's snapshot: register it with
+/// [`PipelineBuilder::source_health`](gen_stage_pipeline::PipelineBuilder::source_health).
+impl SourceHealth for PgQueue {
+    fn status(&self) -> SourceStatus {
+        let state = self.state();
+        let mut status = SourceStatus::new(self.inner.options.table.name());
+        status.connected = state.connected;
+        status.reconnect_attempt = state.reconnect_attempt;
+        status.last_error = state.last_error;
+        status.fetch_latency = state.last_fetch_latency;
+        status.in_flight = state.in_flight;
+        status.voided_acks = state.voided;
+        status
     }
 }
 

@@ -92,6 +92,7 @@ async fn an_outage_mid_stream_loses_no_job_and_the_queue_reconnects() {
                 .max_demand(10)
                 .min_demand(5),
         )
+        .source_health(queue.clone())
         .start()
         .await
         .expect("the pipeline starts");
@@ -99,6 +100,7 @@ async fn an_outage_mid_stream_loses_no_job_and_the_queue_reconnects() {
     while distinct.len() < 100 {
         distinct.insert(handled.recv().await.expect("the pipeline runs"));
     }
+    assert!(pipeline.snapshot().sources[0].connected);
     // Mid-stream: every connection cut, the next five refused.
     proxy.cut(5);
     while distinct.len() < ids.len() {
@@ -109,6 +111,12 @@ async fn an_outage_mid_stream_loses_no_job_and_the_queue_reconnects() {
     // table empties once every job is acked, whatever the outage interrupted.
     let queued = format!("SELECT count(*) FROM \"{}\"", table.0.name());
     eventually(|| async { count(&db, &queued).await == 0 }).await;
+    let source = pipeline.snapshot().sources.remove(0);
+    assert_eq!(source.name, table.0.name());
+    assert!(
+        source.connected && source.last_error.is_some(),
+        "{source:?}"
+    );
     pipeline.drain(Duration::from_secs(30)).await;
     assert_eq!(proxy.refused(), 5, "the refused connections were tried");
     let state = queue.state();
