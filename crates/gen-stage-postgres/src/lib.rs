@@ -98,6 +98,30 @@
 //! [`PgQueueOptions::declare`] is off); [`schema_sql`] gives the statements for
 //! migrations of your own.
 //!
+//! # The claim at a million rows
+//!
+//! The claim reads due rows through the `(run_at, id)` index, in order, and stops at
+//! its `LIMIT`: its cost follows the jobs it claims, not the table's size. `EXPLAIN
+//! (ANALYZE, BUFFERS)` of a claim of 100 in a table of 1 000 000 rows, half of them
+//! due (PostgreSQL 15, this project's machine):
+//!
+//! ```text
+//! Update on emails job (actual rows=100 loops=1)
+//!   Buffers: shared hit=1608 dirtied=2 written=2
+//!   ->  Nested Loop (actual rows=100 loops=1)
+//!         ->  Subquery Scan on due (actual rows=100 loops=1)
+//!               ->  Limit (actual rows=100 loops=1)
+//!                     ->  LockRows (actual rows=100 loops=1)
+//!                           ->  Index Scan using emails_due on emails (actual rows=100 loops=1)
+//!                                 Index Cond: (run_at <= now())
+//!                                 Buffers: shared hit=103
+//!         ->  Index Scan using emails_pkey on emails job (actual rows=1 loops=100)
+//!               Index Cond: (id = due.id)
+//! ```
+//!
+//! Rows deleted by acks leave dead index entries until autovacuum passes: a queue
+//! that moves millions of jobs an hour wants autovacuum tuned for its table.
+//!
 //! # TLS
 //!
 //! [`PgQueue::connect`] takes the client's own [`Config`](tokio_postgres::Config)

@@ -419,3 +419,44 @@ async fn a_claim_cancelled_midway_frees_its_budget() {
     assert_eq!(claimed.len(), 3);
     source.give_back(claimed).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_runs_three_leases_long_keeps_its_job_from_the_other_consumer() {
+    let Some(db) = client().await else { return };
+    let table = OwnTable::new("renewed");
+    let lease = Duration::from_secs(2);
+    let first = queue(&table, |options| options.consumer("first").lease(lease)).await;
+    let second = queue(&table, |options| options.consumer("second").lease(lease)).await;
+    let id = enqueue(&db, &table.0, b"long").await.expect("enqueued");
+    let gate = Arc::new(Semaphore::new(0));
+    let (handler, mut seen) = recorder(Some(gate.clone()));
+    let pipeline = PipelineBuilder::new(handler)
+        .producer({
+            let first = first.clone();
+            move || first.producer()
+        })
+        .start()
+        .await
+        .expect("the pipeline starts");
+    assert_eq!(seen.recv().await.map(|(id, _, _)| id), Some(id));
+    // The handler holds the job for three leases; the first consumer renews its lease
+    // meanwhile, so the second finds nothing due all that time (the scenario is the
+    // time passing, not a timing: waiting longer could only let a lapse show).
+    let mut source = second.fetch_source();
+    let mut claimed = Vec::new();
+    let waited = tokio::time::timeout(3 * lease, source.fetch(1, &mut claimed)).await;
+    assert!(
+        waited.is_err() && claimed.is_empty(),
+        "the job was claimed again"
+    );
+    gate.add_permits(1);
+    let report = pipeline.drain(Duration::from_secs(30)).await;
+    assert_eq!(report.settled.acked, 1);
+    assert_eq!(
+        first.state().voided,
+        0,
+        "the ack applied to a lease still held"
+    );
+    let queued = format!("SELECT count(*) FROM \"{}\"", table.0.name());
+    assert_eq!(count(&db, &queued).await, 0);
+}
