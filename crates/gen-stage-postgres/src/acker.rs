@@ -94,7 +94,7 @@ async fn apply(inner: &Inner, statement: &str, jobs: &Jobs) -> Result<u64, tokio
                 &[&jobs.ids, &jobs.attempts, &jobs.delays_ms, &jobs.errors],
             )
             .await?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
     };
     let result = tracing::Instrument::instrument(applied, span).await;
     match &result {

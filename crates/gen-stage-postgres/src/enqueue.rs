@@ -23,7 +23,7 @@ pub async fn enqueue(
     payload: &[u8],
 ) -> Result<i64, EnqueueError> {
     let ids = enqueue_batch_after(client, table, &[payload], Duration::ZERO).await?;
-    Ok(ids[0])
+    ids.first().copied().ok_or(EnqueueError::NoId)
 }
 
 /// Adds jobs due now, in one statement; returns their ids in the order given.
@@ -74,6 +74,9 @@ pub async fn enqueue_batch_after<P: AsRef<[u8]>>(
     let rows = client
         .query(&insert, &[&payloads, &delay_ms, &table.channel_name()])
         .await
-        .map_err(EnqueueError)?;
-    Ok(rows.iter().map(|row| row.get::<_, i64>(0)).collect())
+        .map_err(EnqueueError::Database)?;
+    rows.iter()
+        .map(|row| row.try_get::<_, i64>(0))
+        .collect::<Result<_, _>>()
+        .map_err(EnqueueError::Database)
 }

@@ -22,17 +22,30 @@ impl std::error::Error for SchemaError {
 /// transaction of the caller's, the transaction is then aborted, as after any failed
 /// statement.
 #[derive(Debug)]
-pub struct EnqueueError(pub(crate) tokio_postgres::Error);
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// The insert failed (for example, the table does not exist), or its result was
+    /// not the schema's.
+    Database(tokio_postgres::Error),
+    /// The insert returned no id (a table whose rules or triggers drop inserts).
+    NoId,
+}
 
 impl fmt::Display for EnqueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "enqueueing failed: {}", self.0)
+        match self {
+            EnqueueError::Database(error) => write!(f, "enqueueing failed: {error}"),
+            EnqueueError::NoId => f.write_str("enqueueing returned no job id"),
+        }
     }
 }
 
 impl std::error::Error for EnqueueError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        match self {
+            EnqueueError::Database(error) => Some(error),
+            EnqueueError::NoId => None,
+        }
     }
 }
 

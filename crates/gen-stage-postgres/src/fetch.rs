@@ -125,7 +125,7 @@ impl PgFetch {
                 .map_err(FetchError::Claim),
             Err(error) => Err(error),
         };
-        let mut rows = match claimed {
+        let rows = match claimed {
             Ok(rows) => rows,
             Err(error) => {
                 if let FetchError::Claim(error) = &error {
@@ -136,20 +136,29 @@ impl PgFetch {
         };
         inner.reached();
         inner.record_fetch_latency(started.elapsed());
+        // Read as the schema says; a table declared otherwise is an error, not a panic
+        // (its claimed rows come due again when their leases end).
+        let mut jobs = rows
+            .into_iter()
+            .map(|row| {
+                Ok(ClaimedJob {
+                    id: row.try_get(0)?,
+                    payload: row.try_get(1)?,
+                    attempts: row.try_get(2)?,
+                    due: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<ClaimedJob>, tokio_postgres::Error>>()
+            .map_err(FetchError::Claim)?;
         // In due order: `RETURNING` keeps none.
-        rows.sort_by_key(|row| (row.get::<_, std::time::SystemTime>(3), row.get::<_, i64>(0)));
-        let jobs: Vec<(i64, i32)> = rows
-            .iter()
-            .map(|row| (row.get::<_, i64>(0), row.get::<_, i32>(2)))
-            .collect();
-        reservation.claimed(jobs.iter().copied());
-        for (row, (id, attempts)) in rows.into_iter().zip(jobs) {
-            let payload: Vec<u8> = row.get(1);
-            let handle = self.queue.group.handle(AckTag(id as u64));
+        jobs.sort_by_key(|job| (job.due, job.id));
+        reservation.claimed(jobs.iter().map(|job| (job.id, job.attempts)));
+        for job in jobs {
+            let handle = self.queue.group.handle(AckTag(job.id as u64));
             into.push(
-                Message::new(payload, handle)
-                    .with_attempt(u32::try_from(attempts).unwrap_or(u32::MAX))
-                    .with_id(MessageId::Number(id as u64)),
+                Message::new(job.payload, handle)
+                    .with_attempt(u32::try_from(job.attempts).unwrap_or(u32::MAX))
+                    .with_id(MessageId::Number(job.id as u64)),
             );
         }
         lease::keep_renewing(&queue);
@@ -160,7 +169,7 @@ impl PgFetch {
     async fn until_next_due(&mut self) -> Option<Duration> {
         let client = self.client.as_ref()?;
         let row = client.query_one(&self.next_due, &[]).await.ok()?;
-        let seconds: Option<f64> = row.get(0);
+        let seconds: Option<f64> = row.try_get(0).ok()?;
         seconds.map(|seconds| Duration::from_secs_f64(seconds.max(0.0)))
     }
 }
@@ -223,6 +232,14 @@ impl Fetch for PgFetch {
 
     // `fetch` waits on its own and never comes back empty.
     async fn idle(&mut self, _empty: u32) {}
+}
+
+/// One row a claim returned.
+struct ClaimedJob {
+    id: i64,
+    payload: Vec<u8>,
+    attempts: i32,
+    due: std::time::SystemTime,
 }
 
 impl PgFetch {
