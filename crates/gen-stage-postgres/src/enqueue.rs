@@ -45,6 +45,7 @@ pub async fn enqueue_batch<P: AsRef<[u8]>>(
 /// # Errors
 ///
 /// [`EnqueueError`] if the insert fails.
+#[tracing::instrument(level = "debug", name = "enqueue", skip_all, fields(table = %table, jobs = payloads.len()))]
 pub async fn enqueue_batch_after<P: AsRef<[u8]>>(
     client: &impl GenericClient,
     table: &QueueTable,

@@ -102,6 +102,7 @@ impl PgFetch {
     }
 
     /// Claims up to `max` due jobs into `into`; how many.
+    #[tracing::instrument(level = "debug", name = "claim jobs", skip_all, fields(table = %self.queue.inner.options.table, max))]
     async fn claim(
         &mut self,
         max: usize,
@@ -166,6 +167,7 @@ impl PgFetch {
     }
 
     /// How long until the earliest job comes due, as far as the table says now.
+    #[tracing::instrument(level = "debug", name = "next due time", skip_all)]
     async fn until_next_due(&mut self) -> Option<Duration> {
         let client = self.client.as_ref()?;
         let row = client.query_one(&self.next_due, &[]).await.ok()?;

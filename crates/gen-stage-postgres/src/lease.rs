@@ -88,6 +88,7 @@ pub(crate) fn give_back_sql(table: &QueueTable) -> String {
 
 /// Runs [`give_back_sql`] for `ids`, taking them out of flight. Jobs it cannot hand
 /// back (the server is gone) come due when their leases end.
+#[tracing::instrument(level = "debug", name = "give back jobs", skip_all, fields(jobs = ids.len()))]
 pub(crate) async fn give_back(inner: &Inner, statement: &str, ids: Vec<i64>) {
     let (ids, attempts): (Vec<i64>, Vec<i32>) = inner
         .settle(ids)

@@ -236,6 +236,7 @@ impl Inner {
     }
 
     /// Opens a connection, recording the attempt.
+    #[tracing::instrument(level = "debug", name = "connect", skip_all, fields(table = %self.options.table))]
     pub(crate) async fn open(
         &self,
         woken: Option<Arc<Notify>>,

@@ -460,3 +460,55 @@ async fn a_handler_that_runs_three_leases_long_keeps_its_job_from_the_other_cons
     let queued = format!("SELECT count(*) FROM \"{}\"", table.0.name());
     assert_eq!(count(&db, &queued).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_of_its_own_consumes_a_table_declared_elsewhere_with_declare_off() {
+    use gen_stage_postgres::tokio_postgres::{Config, NoTls};
+    let Some(db) = client().await else { return };
+    let table = OwnTable::new("role");
+    let name = table.0.name();
+    gen_stage_postgres::migrate(&db, &table.0)
+        .await
+        .expect("declared by the admin");
+    // A role that may use the queue's tables and nothing more (no CREATE).
+    let role = format!("{name}_consumer");
+    db.batch_execute(&format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD 'not-a-secret';
+         GRANT SELECT, INSERT, UPDATE, DELETE ON \"{name}\", \"{name}_dead\" TO \"{role}\";
+         GRANT USAGE ON SEQUENCE \"{name}_id_seq\" TO \"{role}\";"
+    ))
+    .await
+    .expect("the role is made");
+    let mut config: Config = url().parse().expect("a valid URL");
+    config.user(&role).password("not-a-secret");
+    let connected = PgQueue::connect(
+        config,
+        NoTls,
+        PgQueueOptions::new(table.0.clone()).declare(false),
+    )
+    .await;
+    let id = enqueue(&db, &table.0, b"for the role")
+        .await
+        .expect("enqueued");
+    let claimed = match &connected {
+        Ok(queue) => {
+            let mut source = queue.fetch_source();
+            let mut claimed = Vec::new();
+            let fetched = source.fetch(1, &mut claimed).await;
+            let ids: Vec<_> = claimed
+                .iter()
+                .map(|message| message.metadata().id.clone())
+                .collect();
+            source.give_back(claimed).await;
+            fetched.map(|_| ids)
+        }
+        Err(error) => panic!("the role connects: {error}"),
+    };
+    db.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\";"))
+        .await
+        .expect("the role is dropped");
+    assert_eq!(
+        claimed.expect("a claim as the role"),
+        [Some(MessageId::Number(id as u64))]
+    );
+}
