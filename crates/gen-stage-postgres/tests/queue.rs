@@ -512,3 +512,66 @@ async fn a_role_of_its_own_consumes_a_table_declared_elsewhere_with_declare_off(
         [Some(MessageId::Number(id as u64))]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_acks_what_was_handled_and_hands_back_what_was_only_fetched() {
+    use gen_stage::source::FetchProducer;
+    let Some(db) = client().await else { return };
+    let table = OwnTable::new("drained");
+    let queue = queue(&table, |options| options).await;
+    let payloads: Vec<Vec<u8>> = (0..30).map(|n| vec![n]).collect();
+    enqueue_batch(&db, &table.0, &payloads)
+        .await
+        .expect("enqueued");
+    let gate = Arc::new(Semaphore::new(0));
+    let (handler, mut seen) = recorder(Some(gate.clone()));
+    let pipeline = PipelineBuilder::new(handler)
+        .producer({
+            let queue = queue.clone();
+            // Fetches 10 beyond the processors' demand: those are held by the producer.
+            move || FetchProducer::new(queue.fetch_source()).prefetch(10)
+        })
+        .processors(
+            ProcessorOptions::new()
+                .concurrency(1)
+                .max_demand(2)
+                .min_demand(1),
+        )
+        .start()
+        .await
+        .expect("the pipeline starts");
+    seen.recv().await.expect("a job is in the handler");
+    let pipeline = Arc::new(pipeline);
+    let draining = tokio::spawn({
+        let pipeline = pipeline.clone();
+        async move { pipeline.drain(Duration::from_secs(30)).await }
+    });
+    gate.add_permits(100);
+    let report = draining.await.expect("the drain ends");
+    assert!(!report.deadline_reached);
+    assert_eq!(
+        report.settled.total(),
+        report.taken_in,
+        "the report adds up: {report:?}"
+    );
+    let name = table.0.name();
+    let left = count(&db, &format!("SELECT count(*) FROM \"{name}\"")).await;
+    assert_eq!(
+        left as u64,
+        30 - report.settled.acked,
+        "what was handled is acked"
+    );
+    let leased = count(
+        &db,
+        &format!("SELECT count(*) FROM \"{name}\" WHERE leased_by IS NOT NULL"),
+    )
+    .await;
+    assert_eq!(leased, 0, "what was only fetched is handed back");
+    let counted = count(
+        &db,
+        &format!("SELECT count(*) FROM \"{name}\" WHERE attempts > 0"),
+    )
+    .await;
+    assert_eq!(counted, 0, "hand-backs do not count as attempts");
+    assert_eq!(queue.state().in_flight, 0);
+}
