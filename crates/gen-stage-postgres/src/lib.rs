@@ -92,6 +92,51 @@
 //!   poll: an idle consumer wakes for a notification, for the earliest job that
 //!   comes due, or after [`PgQueueOptions::poll_interval`].
 //!
+//! # Idempotent effects
+//!
+//! A job can be handled twice (its consumer died after the effect and before the
+//! ack). Key the effect by the job's id, which stays the same across attempts, and
+//! let the database drop the repeat:
+//!
+//! ```no_run
+//! use gen_stage_pipeline::{Handler, Message, MessageId, ProcessorContext};
+//! use gen_stage_postgres::tokio_postgres::Client;
+//!
+//! /// Records each email once, however often its job is delivered.
+//! struct RecordEmail(Client);
+//!
+//! impl Handler for RecordEmail {
+//!     type Data = Vec<u8>;
+//!
+//!     async fn handle_message(
+//!         &self,
+//!         message: &mut Message<Vec<u8>>,
+//!         _: &ProcessorContext,
+//!     ) -> Result<(), gen_stage::BoxError> {
+//!         let Some(MessageId::Number(job)) = message.metadata().id else {
+//!             return Err("a job without an id".into());
+//!         };
+//!         // CREATE TABLE sent (job bigint PRIMARY KEY, body bytea NOT NULL)
+//!         self.0
+//!             .execute(
+//!                 "INSERT INTO sent (job, body) VALUES ($1, $2) ON CONFLICT (job) DO NOTHING",
+//!                 &[&(job as i64), message.data()],
+//!             )
+//!             .await?;
+//!         Ok(())
+//!     }
+//! }
+//! ```
+//!
+//! # Scaling out
+//!
+//! Run the same pipeline on as many machines as you like, each with its own
+//! [`PgQueueOptions::consumer`] name, against one table: each claim skips the rows
+//! others are claiming, so the table shares the jobs among them, and a machine that
+//! dies leaves its jobs to the others when their leases end. What holds: every job is
+//! handled at least once; a job is handled twice only if its lease ended while it was
+//! handled (its consumer died, or could not renew), and then its `attempts` say so.
+//!
 //! # The schema
 //!
 //! [`migrate`] declares it (at [`PgQueue::connect`] unless
