@@ -90,6 +90,8 @@ pub enum FetchError {
     Connect(tokio_postgres::Error),
     /// The claim query failed.
     Claim(tokio_postgres::Error),
+    /// The task running the claim ended without an answer (the runtime shuts down).
+    Interrupted,
 }
 
 impl fmt::Display for FetchError {
@@ -97,6 +99,7 @@ impl fmt::Display for FetchError {
         match self {
             FetchError::Connect(error) => write!(f, "connecting to PostgreSQL failed: {error}"),
             FetchError::Claim(error) => write!(f, "claiming due jobs failed: {error}"),
+            FetchError::Interrupted => f.write_str("claiming due jobs was interrupted"),
         }
     }
 }
@@ -105,6 +108,7 @@ impl std::error::Error for FetchError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             FetchError::Connect(error) | FetchError::Claim(error) => Some(error),
+            FetchError::Interrupted => None,
         }
     }
 }

@@ -22,18 +22,18 @@ use crate::queue::PgQueue;
 /// waits, on its connection, for a `NOTIFY` from [`enqueue`](crate::enqueue), for the
 /// earliest job that comes due, or for the poll interval, whichever is first.
 ///
-/// A fetch cancelled while its claim runs (the pipeline stopped or drained just
-/// then) may leave the claimed jobs leased to no one in flight: they come due again
-/// when the lease ends.
+/// The claim runs on a task of its own: a fetch cancelled while its claim runs (the
+/// pipeline stopped or drained just then) loses nothing, as the task hands the jobs it
+/// claimed back at once.
 pub struct PgFetch {
     queue: PgQueue,
     /// This producer's connection, with `LISTEN` on the queue's channel.
-    client: Option<Client>,
+    client: Option<Arc<Client>>,
     /// Woken by notifications on the connection.
     woken: Arc<Notify>,
     claim: Arc<str>,
     next_due: String,
-    give_back: String,
+    give_back: Arc<str>,
 }
 
 impl std::fmt::Debug for PgFetch {
@@ -75,13 +75,13 @@ impl PgFetch {
             woken: Arc::new(Notify::new()),
             claim: claim.into(),
             next_due,
-            give_back,
+            give_back: give_back.into(),
         }
     }
 
     /// This producer's connection, opened (and listening) if it is not.
-    async fn connection(&mut self) -> Result<&Client, FetchError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
+    async fn connection(&mut self) -> Result<&Arc<Client>, FetchError> {
+        if self.client.as_ref().is_none_or(|client| client.is_closed()) {
             self.client = None;
             let inner = &self.queue.inner;
             let client = inner
@@ -93,7 +93,7 @@ impl PgFetch {
                 inner.unreached(&error, true);
                 return Err(FetchError::Connect(error));
             }
-            self.client = Some(client);
+            self.client = Some(Arc::new(client));
         }
         match &self.client {
             Some(client) => Ok(client),
@@ -117,22 +117,33 @@ impl PgFetch {
         let lease_ms = i64::try_from(inner.options.lease.as_millis()).unwrap_or(i64::MAX);
         let limit = i64::try_from(reservation.granted).unwrap_or(i64::MAX);
         let started = Instant::now();
-        // Cloned, not taken: the future may be dropped at any await.
-        let statement = self.claim.clone();
-        let claimed = match self.connection().await {
-            Ok(client) => client
-                .query(&*statement, &[&limit, &lease_ms, &inner.options.consumer])
-                .await
-                .map_err(FetchError::Claim),
-            Err(error) => Err(error),
+        let client = self.connection().await?.clone();
+        // On a task of its own, so that a fetch dropped while the claim runs loses
+        // nothing: what the task claimed is handed back unless this fetch takes it.
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (statement, give_back) = (self.claim.clone(), self.give_back.clone());
+        let (owner, claimant) = (inner.options.consumer.clone(), queue.inner.clone());
+        tokio::spawn(async move {
+            let rows = client
+                .query(&*statement, &[&limit, &lease_ms, &owner])
+                .await;
+            let claim = Claim {
+                rows: Some(rows),
+                reservation: Some(reservation),
+                hand_back: Some((claimant, give_back)),
+            };
+            // Refused (the fetch is gone): dropped here, and handed back.
+            let _ = sender.send(claim);
+        });
+        let Ok(claim) = receiver.await else {
+            return Err(FetchError::Interrupted);
         };
+        let (claimed, reservation) = claim.take();
         let rows = match claimed {
             Ok(rows) => rows,
             Err(error) => {
-                if let FetchError::Claim(error) = &error {
-                    inner.unreached(error, false);
-                }
-                return Err(error);
+                inner.unreached(&error, false);
+                return Err(FetchError::Claim(error));
             }
         };
         inner.reached();
@@ -234,6 +245,49 @@ impl Fetch for PgFetch {
 
     // `fetch` waits on its own and never comes back empty.
     async fn idle(&mut self, _empty: u32) {}
+}
+
+/// What a claim's task claimed: handed back when dropped, unless the fetch took it
+/// ([`Claim::take`]): dropped in the channel, or refused by a fetch that is gone.
+struct Claim {
+    rows: Option<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>,
+    reservation: Option<crate::queue::Reservation>,
+    hand_back: Option<(Arc<crate::queue::Inner>, Arc<str>)>,
+}
+
+impl Claim {
+    fn take(
+        mut self,
+    ) -> (
+        Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+        crate::queue::Reservation,
+    ) {
+        self.hand_back = None;
+        match (self.rows.take(), self.reservation.take()) {
+            (Some(rows), Some(reservation)) => (rows, reservation),
+            _ => unreachable!("a claim is taken once"),
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let (Some((inner, statement)), Some(Ok(rows))) = (self.hand_back.take(), &self.rows) else {
+            return;
+        };
+        let (ids, attempts): (Vec<i64>, Vec<i32>) = rows
+            .iter()
+            .filter_map(|row| {
+                Some((
+                    row.try_get::<_, i64>(0).ok()?,
+                    row.try_get::<_, i32>(2).ok()?,
+                ))
+            })
+            .unzip();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { lease::hand_back(&inner, &statement, ids, attempts).await });
+        }
+    }
 }
 
 /// One row a claim returned.

@@ -88,18 +88,24 @@ pub(crate) fn give_back_sql(table: &QueueTable) -> String {
 
 /// Runs [`give_back_sql`] for `ids`, taking them out of flight. Jobs it cannot hand
 /// back (the server is gone) come due when their leases end.
-#[tracing::instrument(level = "debug", name = "give back jobs", skip_all, fields(jobs = ids.len()))]
 pub(crate) async fn give_back(inner: &Inner, statement: &str, ids: Vec<i64>) {
     let (ids, attempts): (Vec<i64>, Vec<i32>) = inner
         .settle(ids)
         .into_iter()
         .filter_map(|(id, attempt)| Some((id, attempt?)))
         .unzip();
+    hand_back(inner, statement, ids, attempts).await;
+}
+
+/// Runs [`give_back_sql`] for jobs claimed at `attempts`, in flight or not (a claim
+/// whose fetch was cancelled).
+#[tracing::instrument(level = "debug", name = "give back jobs", skip_all, fields(jobs = ids.len()))]
+pub(crate) async fn hand_back(inner: &Inner, statement: &str, ids: Vec<i64>, attempts: Vec<i32>) {
     if ids.is_empty() {
         return;
     }
     let result = match inner.control().await {
-        Ok(client) => client.execute(statement, &[&ids, &attempts]).await,
+        Ok(client) => client.query_one(statement, &[&ids, &attempts]).await,
         Err(error) => Err(error),
     };
     match result {

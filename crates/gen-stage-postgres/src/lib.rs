@@ -82,7 +82,9 @@
 //!   the millisecond by the server's clock (`run_at`). After the last attempt the
 //!   pipeline rejects the job: it moves to `<name>_dead` with its attempts and error.
 //! - **Draining** stops claiming; jobs claimed and never handled are handed back:
-//!   due again at once, the claim not counted as an attempt.
+//!   due again at once, the claim not counted as an attempt. A claim runs on a task
+//!   of its own: one whose fetch was cancelled (the pipeline stopped or drained just
+//!   then) hands its jobs back as soon as it returns.
 //! - **Connection loss**: every connection is opened again after a failure, after a
 //!   jittered, capped [`Backoff`]; outcomes do not depend on the connection they were
 //!   claimed on. An outcome whose statement fails is counted in

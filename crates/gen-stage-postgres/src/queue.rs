@@ -283,13 +283,13 @@ impl Inner {
     /// Sets aside up to `wanted` of the in-flight budget for a claim (none if none is
     /// left): given back when the reservation is dropped, unless the claim's jobs take
     /// its place ([`Reservation::claimed`]). A claim cancelled midway frees its budget.
-    pub(crate) fn reserve(&self, wanted: usize) -> Reservation<'_> {
+    pub(crate) fn reserve(self: &Arc<Self>, wanted: usize) -> Reservation {
         let mut in_flight = self.lock_in_flight();
         let used = in_flight.jobs.len() + in_flight.reserved;
         let granted = wanted.min(self.options.max_in_flight.saturating_sub(used));
         in_flight.reserved += granted;
         Reservation {
-            inner: self,
+            inner: self.clone(),
             granted,
         }
     }
@@ -324,12 +324,12 @@ impl Inner {
 }
 
 /// Budget set aside for one claim.
-pub(crate) struct Reservation<'a> {
-    inner: &'a Inner,
+pub(crate) struct Reservation {
+    inner: Arc<Inner>,
     pub(crate) granted: usize,
 }
 
-impl Reservation<'_> {
+impl Reservation {
     /// The claim took `jobs`: they are in flight now, in the reservation's place.
     pub(crate) fn claimed(mut self, jobs: impl IntoIterator<Item = (i64, i32)>) {
         let mut in_flight = self.inner.lock_in_flight();
@@ -338,7 +338,7 @@ impl Reservation<'_> {
     }
 }
 
-impl Drop for Reservation<'_> {
+impl Drop for Reservation {
     fn drop(&mut self) {
         if self.granted > 0 {
             self.inner.lock_in_flight().reserved -= self.granted;

@@ -13,7 +13,7 @@ use gen_stage_pipeline::{
     Handler, Message, MessageId, PipelineBuilder, ProcessorContext, ProcessorOptions, RetryPolicy,
 };
 use gen_stage_postgres::{PgQueue, PgQueueOptions, enqueue, enqueue_batch};
-use support::{OwnTable, client, count, url};
+use support::{OwnTable, client, count, eventually, url};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -561,17 +561,49 @@ async fn a_drain_acks_what_was_handled_and_hands_back_what_was_only_fetched() {
         30 - report.settled.acked,
         "what was handled is acked"
     );
-    let leased = count(
-        &db,
-        &format!("SELECT count(*) FROM \"{name}\" WHERE leased_by IS NOT NULL"),
-    )
-    .await;
-    assert_eq!(leased, 0, "what was only fetched is handed back");
-    let counted = count(
-        &db,
-        &format!("SELECT count(*) FROM \"{name}\" WHERE attempts > 0"),
-    )
-    .await;
-    assert_eq!(counted, 0, "hand-backs do not count as attempts");
+    // What was only fetched is handed back: by the producer as it drains, and by the
+    // claim task of a fetch the drain cancelled, at once on its own task.
+    let (leased, counted) = (
+        format!("SELECT count(*) FROM \"{name}\" WHERE leased_by IS NOT NULL"),
+        format!("SELECT count(*) FROM \"{name}\" WHERE attempts > 0"),
+    );
+    eventually(|| async { count(&db, &leased).await == 0 && count(&db, &counted).await == 0 })
+        .await;
     assert_eq!(queue.state().in_flight, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_claimed_for_a_fetch_that_was_cancelled_are_handed_back_at_once() {
+    let Some(db) = client().await else { return };
+    let table = OwnTable::new("orphaned");
+    // A lease far longer than the wait below: only a hand-back makes the jobs due.
+    let queue = queue(&table, |options| options.lease(Duration::from_secs(600))).await;
+    let mut source = queue.fetch_source();
+    let mut claimed = Vec::new();
+    // Connected and listening first, so that the next fetch goes straight to its claim.
+    let idle = tokio::time::timeout(Duration::from_millis(1), source.fetch(3, &mut claimed)).await;
+    assert!(idle.is_err() && claimed.is_empty(), "nothing was due yet");
+    enqueue_batch(&db, &table.0, &[b"a", b"b", b"c"])
+        .await
+        .expect("enqueued");
+    // Dropped after its first poll: the claim was sent and runs on.
+    let cancelled = tokio::time::timeout(Duration::ZERO, source.fetch(3, &mut claimed)).await;
+    assert!(cancelled.is_err() && claimed.is_empty());
+    let name = table.0.name();
+    let due = format!(
+        "SELECT count(*) FROM \"{name}\" WHERE leased_by IS NULL AND attempts = 0 AND run_at <= now()"
+    );
+    eventually(|| async { count(&db, &due).await == 3 }).await;
+    tokio::time::timeout(Duration::from_secs(60), source.fetch(3, &mut claimed))
+        .await
+        .expect("the jobs are due")
+        .expect("a claim");
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        claimed
+            .iter()
+            .all(|message| message.metadata().attempt == 1),
+        "the lost claim did not count"
+    );
+    source.give_back(claimed).await;
 }
