@@ -1,0 +1,69 @@
+//! The conformance kit of gen-stage's connectors: scenarios every connector passes
+//! against its real server, with the broker's own view as the witness.
+//!
+//! A scenario that crashes a pipeline runs it in a separate OS process, the
+//! `conformance-worker` binary of this crate, and kills it with SIGKILL. The worker
+//! writes one line per message it processed to a record file, `id attempt`, before
+//! the message is acked: what the test reads afterwards to check that every message
+//! was processed at least once, and that a message processed twice was delivered
+//! twice by the broker (its attempt says so).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What a worker recorded: for each message id, the attempts it processed, in the
+/// order it did.
+pub type Records = HashMap<i64, Vec<u32>>;
+
+/// The line a worker appends for a message it processed.
+pub fn record_line(id: i64, attempt: u32) -> String {
+    format!("{id} {attempt}\n")
+}
+
+/// Reads a record file; a last line cut short by a kill is ignored.
+///
+/// # Errors
+///
+/// The file cannot be read.
+pub fn read_records(path: &Path) -> std::io::Result<Records> {
+    let text = std::fs::read_to_string(path)?;
+    let mut records = Records::new();
+    for line in text.lines() {
+        let mut fields = line.split(' ');
+        let (Some(id), Some(attempt), None) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        if let (Ok(id), Ok(attempt)) = (id.parse(), attempt.parse()) {
+            records.entry(id).or_default().push(attempt);
+        }
+    }
+    Ok(records)
+}
+
+/// How many lines a record file holds now (0 if it does not exist yet).
+pub fn recorded(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_read_back_and_a_line_cut_short_is_ignored() {
+        let path = std::env::temp_dir().join(format!("records-{}", std::process::id()));
+        let text = format!(
+            "{}{}{}7 ",
+            record_line(7, 1),
+            record_line(9, 1),
+            record_line(7, 2)
+        );
+        std::fs::write(&path, text).expect("written");
+        let records = read_records(&path).expect("read");
+        assert_eq!(records[&7], [1, 2]);
+        assert_eq!(records[&9], [1]);
+        assert_eq!(records.len(), 2);
+        assert_eq!(recorded(&path), 4);
+        std::fs::remove_file(&path).expect("removed");
+    }
+}
