@@ -2,6 +2,8 @@
 //! channels, alternating within one process, several runs each.
 
 mod baseline;
+#[cfg(feature = "postgres")]
+mod connector_postgres;
 mod gen_stage_side;
 mod memory;
 mod pipeline_baseline;
@@ -222,7 +224,44 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 ..W1
             },
         ),
+        // The connectors (cargo features of this crate): drain preloaded jobs from the
+        // real broker, against the client's own loop written by hand.
+        #[cfg(feature = "postgres")]
+        scenario(
+            "connector_postgres",
+            100_000,
+            connector_postgres::gen_stage,
+            connector_postgres::baseline,
+        ),
     ]
+}
+
+/// Whether a connector row's broker answers: a row whose broker does not is skipped
+/// with a notice, or fails the run under `GEN_STAGE_REQUIRE_BROKERS=1`.
+async fn broker_answers(name: &str) -> Result<bool, BoxError> {
+    #[cfg(feature = "postgres")]
+    if name == "connector_postgres" {
+        return required_or_skipped(name, connector_postgres::reachable().await);
+    }
+    let _ = name;
+    Ok(true)
+}
+
+/// A connector row's broker answered, or not: skip it (false), or fail under
+/// `GEN_STAGE_REQUIRE_BROKERS=1`.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+fn required_or_skipped(name: &str, answer: Result<(), BoxError>) -> Result<bool, BoxError> {
+    match answer {
+        Ok(()) => Ok(true),
+        Err(error) if std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() == Ok("1") => Err(
+            format!("{name}: the broker is unreachable and GEN_STAGE_REQUIRE_BROKERS=1: {error}")
+                .into(),
+        ),
+        Err(error) => {
+            eprintln!("{name} skipped: the broker is unreachable ({error})");
+            Ok(false)
+        }
+    }
 }
 
 use pipeline_baseline::Shape as PipelineShape;
@@ -327,7 +366,7 @@ impl Plan {
 pub(crate) async fn run(plan: &Plan, mut progress: impl FnMut(&Row)) -> Result<Report, BoxError> {
     let mut report = Report::default();
     for scenario in scenarios() {
-        if !plan.wants(scenario.name) {
+        if !plan.wants(scenario.name) || !broker_answers(scenario.name).await? {
             continue;
         }
         let events = (scenario.events / plan.shrink).max(1);
