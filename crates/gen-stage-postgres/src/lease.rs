@@ -14,11 +14,16 @@ pub(crate) fn keep_renewing(queue: &PgQueue) {
         return;
     }
     let weak = Arc::downgrade(inner);
+    let mut gone = inner.gone.subscribe();
     let every = inner.options.lease / 3;
     let renew = renew_sql(&inner.options.table);
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                // The queue was dropped: nothing is left to renew.
+                _ = gone.changed() => return,
+            }
             let Some(inner) = Weak::upgrade(&weak) else {
                 return;
             };

@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     state: Mutex<PgQueueState>,
     /// Whether the task renewing leases runs.
     pub(crate) renewing: std::sync::atomic::AtomicBool,
+    /// Dropped with the queue: the task renewing leases ends at once.
+    pub(crate) gone: tokio::sync::watch::Sender<()>,
 }
 
 /// The jobs claimed and not yet settled, by id, with the attempt each was claimed at
@@ -158,6 +160,7 @@ impl PgQueue {
                 ..PgQueueState::default()
             }),
             renewing: std::sync::atomic::AtomicBool::new(false),
+            gone: tokio::sync::watch::channel(()).0,
         });
         let group = AckGroup::new(PgAcker(inner.clone()));
         Ok(PgQueue { inner, group })
