@@ -1,19 +1,23 @@
 //! `gen-stage demo`: an acknowledged pipeline (gen-stage-pipeline) fed by an in-memory
 //! queue, showing back-pressure, concurrency, retries and batching at work.
 
+#[cfg(feature = "postgres")]
+mod postgres;
+mod source;
 mod view;
 mod work;
+
+pub(crate) use source::SourceKind;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gen_stage::BoxError;
-use gen_stage_pipeline::{
-    BatcherOptions, MemoryQueue, Pipeline, ProcessorOptions, RateLimit, RetryPolicy,
-};
+use gen_stage_pipeline::{BatcherOptions, Pipeline, ProcessorOptions, RateLimit, RetryPolicy};
 use tokio::time::Instant;
 
+use self::source::Source;
 use self::view::View;
 use self::work::{BATCHER, Ledger, Work, jobs};
 use crate::output::print_line;
@@ -42,6 +46,8 @@ pub(crate) struct Settings {
     /// At most this many jobs taken in per second, if set.
     pub(crate) rate_limit: Option<u64>,
     pub(crate) seed: u64,
+    /// Where the jobs wait.
+    pub(crate) source: SourceKind,
 }
 
 /// What the demo measured.
@@ -132,19 +138,18 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
     ));
     print_line(LEGEND);
     let started = Instant::now();
-    let queue = MemoryQueue::new();
-    queue.extend(jobs(
+    let jobs = jobs(
         settings.jobs,
         settings.task,
         settings.fail_percent,
         settings.seed,
-    ));
+    );
+    let source = Source::new(settings.source, jobs.collect()).await?;
     let ledger = Arc::new(Ledger::new(settings.jobs));
-    let pipeline = start(&settings, &queue, &ledger).await?;
+    let pipeline = start(&settings, &source, &ledger).await?;
     let live = std::io::stdout().is_terminal();
     let mut view = View::new(live, settings.jobs, started)?;
-    let settled = queue.settled();
-    tokio::pin!(settled);
+    let mut settled = source.settled();
     // The first tick would come at once: it is skipped.
     let mut interval = tokio::time::interval_at(Instant::now() + LOOK_EVERY, LOOK_EVERY);
     loop {
@@ -161,6 +166,9 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
     view.finish();
     let report = pipeline.drain(DRAIN_DEADLINE).await;
     let (once, never, more) = ledger.check();
+    drop(settled);
+    let (queue_in_flight, stray_outcomes) = source.leftovers();
+    source.clean_up().await?;
     Ok(Summary {
         jobs: settings.jobs,
         elapsed,
@@ -169,8 +177,8 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
         dead_lettered: report.settled.rejected,
         peak_in_hand: ledger.peak_in_hand(),
         processors_busy: view::processors_busy(&at_the_end),
-        queue_in_flight: queue.in_flight(),
-        stray_outcomes: queue.stray_outcomes(),
+        queue_in_flight,
+        stray_outcomes,
         exactly_once: once,
         missing: never,
         duplicated: more,
@@ -180,17 +188,15 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
 /// The pipeline: the queue's producer, the processors, one batcher, acks to the queue.
 async fn start(
     settings: &Settings,
-    queue: &MemoryQueue<work::Job>,
+    source: &Source,
     ledger: &Arc<Ledger>,
 ) -> Result<Pipeline<work::Job>, BoxError> {
-    let source = queue.clone();
     let work = Work {
         ledger: ledger.clone(),
         write: settings.task / 5,
     };
-    let mut builder = Pipeline::builder(work)
-        .name("demo")
-        .producer(move || source.producer())
+    let mut builder = source
+        .feed(Pipeline::builder(work).name("demo"))
         .processors(
             ProcessorOptions::new()
                 .concurrency(settings.processors)

@@ -61,6 +61,10 @@ struct DemoArgs {
     /// Seed of the job generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Where the jobs wait: in memory, or in a real broker (built with the broker's
+    /// cargo feature: `--features postgres`, with GEN_STAGE_POSTGRES_URL).
+    #[arg(long, value_enum, default_value_t = demo::SourceKind::Memory)]
+    source: demo::SourceKind,
 }
 
 #[derive(Debug, clap::Args)]
@@ -182,6 +186,7 @@ async fn demo_command(args: DemoArgs) -> Result<(), gen_stage::BoxError> {
         fail_percent: args.fail_percent,
         rate_limit: args.rate_limit,
         seed: args.seed,
+        source: args.source,
     };
     let summary = demo::run(settings).await?;
     summary.print();

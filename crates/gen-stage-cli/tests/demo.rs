@@ -187,3 +187,31 @@ fn a_reader_that_stops_reading_ends_the_demo_quietly() {
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The same demo through a PostgreSQL table (the CLI's `postgres` feature): every job
+/// written and acked once, the table made for the run dropped after it. Skipped with a
+/// notice when the server is unreachable, unless `GEN_STAGE_REQUIRE_BROKERS=1`.
+#[cfg(feature = "postgres")]
+#[test]
+fn the_demo_runs_through_postgres_and_leaves_nothing_behind() {
+    let output = gen_stage(&[&["demo", "--source", "postgres"], &SMALL[..]].concat());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success()
+        && stderr.contains("GEN_STAGE_POSTGRES_URL")
+        && std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() != Ok("1")
+    {
+        eprintln!("skipped: PostgreSQL is unreachable: {stderr}");
+        return;
+    }
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("acked:            300"), "{stdout}");
+    assert!(
+        stdout.contains("queue:            0 in flight, 0 stray outcomes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("exactly once:     ok (300 jobs, each written once)"),
+        "{stdout}"
+    );
+}

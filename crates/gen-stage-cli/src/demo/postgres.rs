@@ -1,0 +1,148 @@
+//! The demo's jobs in a PostgreSQL table of their own, consumed through
+//! gen-stage-postgres.
+
+use std::time::Duration;
+
+use gen_stage::BoxError;
+use gen_stage_pipeline::{Message, PipelineBuilder};
+use gen_stage_postgres::tokio_postgres::{self, Client, NoTls};
+use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable, enqueue_batch, migrate};
+
+use super::work::{Job, Work};
+
+/// The server: `GEN_STAGE_POSTGRES_URL`, or the loopback default.
+fn url() -> String {
+    std::env::var("GEN_STAGE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// How often the demo looks whether the table is empty.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// A queue table made for this run, and a client to watch and drop it.
+pub(crate) struct PgSource {
+    queue: PgQueue,
+    client: Client,
+    table: QueueTable,
+}
+
+impl PgSource {
+    /// Makes the table and enqueues `jobs`, in batches of 1000.
+    pub(crate) async fn new(jobs: Vec<Job>) -> Result<PgSource, BoxError> {
+        let (client, connection) =
+            tokio_postgres::connect(&url(), NoTls)
+                .await
+                .map_err(|error| {
+                    format!("PostgreSQL at {} (GEN_STAGE_POSTGRES_URL): {error}", url())
+                })?;
+        tokio::spawn(connection);
+        let table = QueueTable::new(format!("gen_stage_demo_{}", std::process::id()))?;
+        migrate(&client, &table).await?;
+        for chunk in jobs.chunks(1000) {
+            let payloads: Vec<[u8; 17]> = chunk.iter().map(encode).collect();
+            enqueue_batch(&client, &table, &payloads).await?;
+        }
+        let queue =
+            PgQueue::connect_url(&url(), PgQueueOptions::new(table.clone()).declare(false)).await?;
+        Ok(PgSource {
+            queue,
+            client,
+            table,
+        })
+    }
+
+    pub(crate) fn feed(&self, builder: PipelineBuilder<Work>) -> PipelineBuilder<Work> {
+        let queue = self.queue.clone();
+        builder
+            .producer_with(move || queue.producer(), decode_message)
+            .source_health(self.queue.clone())
+    }
+
+    /// Completes once the table is empty: every job acked (or dead-lettered).
+    pub(crate) async fn settled(&self) {
+        let count = format!("SELECT count(*) FROM \"{}\"", self.table.name());
+        loop {
+            if let Ok(row) = self.client.query_one(&count, &[]).await {
+                if row.try_get::<_, i64>(0).is_ok_and(|left| left == 0) {
+                    return;
+                }
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    }
+
+    pub(crate) fn leftovers(&self) -> (usize, u64) {
+        let state = self.queue.state();
+        (state.in_flight, state.voided)
+    }
+
+    pub(crate) async fn clean_up(self) -> Result<(), BoxError> {
+        self.client
+            .batch_execute(&format!(
+                "DROP TABLE \"{0}\"; DROP TABLE \"{0}_dead\";",
+                self.table.name()
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+/// A job as a payload: its id, its cost in microseconds, whether its first attempt
+/// fails.
+fn encode(job: &Job) -> [u8; 17] {
+    let mut payload = [0; 17];
+    payload[..8].copy_from_slice(&job.id.to_le_bytes());
+    let micros = u64::try_from(job.cost.as_micros()).unwrap_or(u64::MAX);
+    payload[8..16].copy_from_slice(&micros.to_le_bytes());
+    payload[16] = u8::from(job.fails_first);
+    payload
+}
+
+/// The job back from its payload; a payload that is not one (nothing the demo wrote)
+/// becomes a job the ledger does not know, which the summary reports as missing.
+fn decode(payload: &[u8]) -> Job {
+    let field = |range: std::ops::Range<usize>| {
+        payload
+            .get(range)
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map(u64::from_le_bytes)
+    };
+    match (field(0..8), field(8..16), payload.get(16)) {
+        (Some(id), Some(micros), Some(&fails)) => Job {
+            id,
+            cost: Duration::from_micros(micros),
+            fails_first: fails != 0,
+        },
+        _ => Job {
+            id: u64::MAX,
+            cost: Duration::ZERO,
+            fails_first: false,
+        },
+    }
+}
+
+fn decode_message(message: Message<Vec<u8>>) -> Message<Job> {
+    let (payload, metadata, ack) = message.into_parts();
+    let job = Message::new(decode(&payload), ack).with_attempt(metadata.attempt);
+    match metadata.id {
+        Some(id) => job.with_id(id),
+        None => job,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_survives_its_payload_and_a_foreign_payload_is_no_job() {
+        let job = Job {
+            id: 42,
+            cost: Duration::from_micros(31_500),
+            fails_first: true,
+        };
+        let back = decode(&encode(&job));
+        assert_eq!((back.id, back.cost, back.fails_first), (42, job.cost, true));
+        assert_eq!(decode(b"not a job").id, u64::MAX);
+    }
+}

@@ -1,0 +1,84 @@
+//! Where the demo's jobs wait: an in-memory queue (the default), or a real broker
+//! (cargo features of this crate).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use gen_stage::BoxError;
+use gen_stage_pipeline::{MemoryQueue, PipelineBuilder};
+
+use super::work::{Job, Work};
+
+/// Which queue the demo runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SourceKind {
+    /// An in-memory queue: nothing to set up.
+    #[default]
+    Memory,
+    /// A PostgreSQL table (at GEN_STAGE_POSTGRES_URL), through gen-stage-postgres.
+    #[cfg(feature = "postgres")]
+    Postgres,
+}
+
+/// The queue the demo's jobs wait in.
+pub(crate) enum Source {
+    Memory(MemoryQueue<Job>),
+    #[cfg(feature = "postgres")]
+    Postgres(super::postgres::PgSource),
+}
+
+impl Source {
+    /// A queue of `kind` holding `jobs`.
+    pub(crate) async fn new(kind: SourceKind, jobs: Vec<Job>) -> Result<Source, BoxError> {
+        match kind {
+            SourceKind::Memory => {
+                let queue = MemoryQueue::new();
+                queue.extend(jobs);
+                Ok(Source::Memory(queue))
+            }
+            #[cfg(feature = "postgres")]
+            SourceKind::Postgres => Ok(Source::Postgres(
+                super::postgres::PgSource::new(jobs).await?,
+            )),
+        }
+    }
+
+    /// The pipeline's producer of the queue's jobs.
+    pub(crate) fn feed(&self, builder: PipelineBuilder<Work>) -> PipelineBuilder<Work> {
+        match self {
+            Source::Memory(queue) => {
+                let queue = queue.clone();
+                builder.producer(move || queue.producer())
+            }
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.feed(builder),
+        }
+    }
+
+    /// Completes once every job is settled for good (acked, or dead-lettered).
+    pub(crate) fn settled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        match self {
+            Source::Memory(queue) => Box::pin(queue.settled()),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => Box::pin(source.settled()),
+        }
+    }
+
+    /// Jobs the queue still counts in flight, and outcomes it could not apply.
+    pub(crate) fn leftovers(&self) -> (usize, u64) {
+        match self {
+            Source::Memory(queue) => (queue.in_flight(), queue.stray_outcomes()),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.leftovers(),
+        }
+    }
+
+    /// Removes what the demo made on the broker.
+    pub(crate) async fn clean_up(self) -> Result<(), BoxError> {
+        match self {
+            Source::Memory(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.clean_up().await,
+        }
+    }
+}
