@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gen_stage_pipeline::{AckError, Acknowledger, Outcome, Settled};
+use tokio_postgres::types::ToSql;
 
-use crate::queue::Inner;
+use crate::queue::{ControlError, Inner};
 
 /// The queue's [`Acknowledger`]: one statement per kind of outcome in each call.
 pub(crate) struct PgAcker(pub(crate) Arc<Inner>);
@@ -24,8 +25,7 @@ impl Jobs {
     fn push(&mut self, id: i64, attempt: i32, delay: Duration, error: Option<String>) {
         self.ids.push(id);
         self.attempts.push(attempt);
-        self.delays_ms
-            .push(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        self.delays_ms.push(crate::lease::millis(delay));
         self.errors.push(error);
     }
 
@@ -37,12 +37,12 @@ impl Jobs {
 impl Acknowledger for PgAcker {
     async fn ack(&self, settled: Vec<Settled>) -> Result<(), AckError> {
         let inner = &self.0;
-        let claims = inner.settle(settled.iter().map(|settled| settled.tag.0 as i64));
+        let claims = inner.settle(settled.iter().map(|settled| settled.tag.0));
         let (mut delete, mut retry, mut reject) =
             (Jobs::default(), Jobs::default(), Jobs::default());
         let mut not_in_flight = 0;
-        for (settled, (id, attempt)) in settled.iter().zip(claims) {
-            let Some(attempt) = attempt else {
+        for (settled, claim) in settled.iter().zip(claims) {
+            let Some((id, attempt)) = claim else {
                 // Settled before (twice), or given back: nothing to apply.
                 not_in_flight += 1;
                 continue;
@@ -84,24 +84,18 @@ impl Acknowledger for PgAcker {
 
 /// Runs one outcome's statement; how many jobs it applied to (those whose lease was
 /// still the claim's).
-async fn apply(inner: &Inner, statement: &str, jobs: &Jobs) -> Result<u64, tokio_postgres::Error> {
+async fn apply(inner: &Inner, statement: &str, jobs: &Jobs) -> Result<u64, ControlError> {
     let span = tracing::debug_span!("settle jobs", jobs = jobs.ids.len());
     let applied = async {
-        let client = inner.control().await?;
-        let row = client
-            .query_one(
-                statement,
-                &[&jobs.ids, &jobs.attempts, &jobs.delays_ms, &jobs.errors],
-            )
-            .await?;
-        Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
+        let client = inner.control().await.map_err(ControlError::Database)?;
+        let parameters: [&(dyn ToSql + Sync); 4] =
+            [&jobs.ids, &jobs.attempts, &jobs.delays_ms, &jobs.errors];
+        let query = client.query_one(statement, &parameters);
+        let row = inner.within_lease(&client, query).await?;
+        let count = row.try_get::<_, i64>(0).map_err(ControlError::Database)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     };
-    let result = tracing::Instrument::instrument(applied, span).await;
-    match &result {
-        Ok(_) => inner.reached(),
-        Err(error) => inner.unreached(error, false),
-    }
-    result
+    tracing::Instrument::instrument(applied, span).await
 }
 
 /// The held jobs: `unnest` of the four arrays every statement takes.

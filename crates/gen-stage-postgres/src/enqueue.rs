@@ -56,7 +56,7 @@ pub async fn enqueue_batch_after<P: AsRef<[u8]>>(
         return Ok(Vec::new());
     }
     let payloads: Vec<&[u8]> = payloads.iter().map(AsRef::as_ref).collect();
-    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let delay_ms = crate::lease::millis(delay);
     // `WITH ORDINALITY` and the ordered select keep the ids in the payloads' order;
     // the notification (one per transaction and channel, however many rows) wakes
     // idle consumers, also for delayed jobs, whose due time they then learn.

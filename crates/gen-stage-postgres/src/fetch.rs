@@ -14,6 +14,10 @@ use crate::error::FetchError;
 use crate::lease;
 use crate::queue::PgQueue;
 
+/// The shortest wait after a claim that found nothing to take: the granularity of
+/// due times seen by an idle consumer.
+const MIN_WAIT: Duration = Duration::from_millis(20);
+
 /// The [`Fetch`] source of a [`PgQueue`]'s producer: made by
 /// [`PgQueue::producer`].
 ///
@@ -114,7 +118,7 @@ impl PgFetch {
         if reservation.granted == 0 {
             return Ok(0);
         }
-        let lease_ms = i64::try_from(inner.options.lease.as_millis()).unwrap_or(i64::MAX);
+        let lease_ms = lease::millis(inner.options.lease);
         let limit = i64::try_from(reservation.granted).unwrap_or(i64::MAX);
         let started = Instant::now();
         let client = self.connection().await?.clone();
@@ -164,9 +168,9 @@ impl PgFetch {
             .map_err(FetchError::Claim)?;
         // In due order: `RETURNING` keeps none.
         jobs.sort_by_key(|job| (job.due, job.id));
-        reservation.claimed(jobs.iter().map(|job| (job.id, job.attempts)));
-        for job in jobs {
-            let handle = self.queue.group.handle(AckTag(job.id as u64));
+        let tags = reservation.claimed(jobs.iter().map(|job| (job.id, job.attempts)));
+        for (job, tag) in jobs.into_iter().zip(tags) {
+            let handle = self.queue.group.handle(AckTag(tag));
             into.push(
                 Message::new(job.payload, handle)
                     .with_attempt(u32::try_from(job.attempts).unwrap_or(u32::MAX))
@@ -211,17 +215,22 @@ impl Fetch for PgFetch {
             }
             let poll = self.queue.inner.options.poll_interval;
             if self.budget_left() == 0 {
-                // Nothing may be claimed before jobs in flight settle.
+                // Nothing may be claimed before budget frees (jobs in flight settle, or
+                // another producer's claim takes less than it set aside).
                 tokio::select! {
                     () = &mut budget => {}
+                    () = &mut notified => {}
                     () = tokio::time::sleep(poll) => {}
                 }
                 continue;
             }
+            // Not before `MIN_WAIT`: rows that are due but locked by another consumer's
+            // claim would otherwise make this loop claim again at once.
             let wait = self
                 .until_next_due()
                 .await
-                .map_or(poll, |due| due.min(poll));
+                .map_or(poll, |due| due.min(poll))
+                .max(MIN_WAIT);
             tokio::select! {
                 () = &mut notified => {}
                 () = tokio::time::sleep(wait) => {}
@@ -230,11 +239,11 @@ impl Fetch for PgFetch {
     }
 
     async fn give_back(&mut self, messages: Vec<Message<Vec<u8>>>) {
-        let ids: Vec<i64> = messages
+        let tags: Vec<u64> = messages
             .into_iter()
-            .map(|message| message.into_parts().2.into_tag().0 as i64)
+            .map(|message| message.into_parts().2.into_tag().0)
             .collect();
-        lease::give_back(&self.queue.inner, &self.give_back, ids).await;
+        lease::give_back(&self.queue.inner, &self.give_back, tags).await;
     }
 
     fn on_error(&mut self, error: &FetchError, attempt: u32) -> OnFetchError {

@@ -3,7 +3,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::queue::{Inner, PgQueue};
+use tokio_postgres::types::ToSql;
+
+use crate::queue::{ControlError, Inner, PgQueue};
 use crate::table::QueueTable;
 
 /// Starts the task that renews the leases of the queue's jobs in flight, every third
@@ -36,34 +38,30 @@ pub(crate) fn keep_renewing(queue: &PgQueue) {
 async fn renew_in_flight(inner: &Inner, renew: &str) {
     let (ids, attempts): (Vec<i64>, Vec<i32>) = {
         let in_flight = inner.lock_in_flight();
-        in_flight
-            .jobs
-            .iter()
-            .map(|(&id, &attempt)| (id, attempt))
-            .unzip()
+        in_flight.jobs.values().copied().unzip()
     };
     if ids.is_empty() {
         return;
     }
-    let lease_ms = i64::try_from(inner.options.lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = millis(inner.options.lease);
     let span = tracing::debug_span!("renew leases", jobs = ids.len());
     let renewed = async {
-        let client = inner.control().await?;
-        client
-            .execute(
-                renew,
-                &[&ids, &attempts, &lease_ms, &inner.options.consumer],
-            )
-            .await
+        let client = inner.control().await.map_err(ControlError::Database)?;
+        let parameters: [&(dyn ToSql + Sync); 4] =
+            [&ids, &attempts, &lease_ms, &inner.options.consumer];
+        let update = client.execute(renew, &parameters);
+        inner.within_lease(&client, update).await
     };
-    let result = tracing::Instrument::instrument(renewed, span).await;
-    match result {
-        Ok(_) => inner.reached(),
-        Err(error) => {
-            tracing::warn!(%error, "PostgreSQL queue: renewing leases failed");
-            inner.unreached(&error, false);
-        }
+    if let Err(error) = tracing::Instrument::instrument(renewed, span).await {
+        tracing::warn!(%error, "PostgreSQL queue: renewing leases failed");
     }
+}
+
+/// A duration in whole milliseconds for the server, capped at a century: a longer
+/// delay or lease would overflow PostgreSQL's intervals and fail its whole statement.
+pub(crate) fn millis(duration: std::time::Duration) -> i64 {
+    const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
+    i64::try_from(duration.as_millis().min(CENTURY_MS)).unwrap_or(i64::MAX)
 }
 
 fn renew_sql(table: &QueueTable) -> String {
@@ -91,14 +89,10 @@ pub(crate) fn give_back_sql(table: &QueueTable) -> String {
     )
 }
 
-/// Runs [`give_back_sql`] for `ids`, taking them out of flight. Jobs it cannot hand
-/// back (the server is gone) come due when their leases end.
-pub(crate) async fn give_back(inner: &Inner, statement: &str, ids: Vec<i64>) {
-    let (ids, attempts): (Vec<i64>, Vec<i32>) = inner
-        .settle(ids)
-        .into_iter()
-        .filter_map(|(id, attempt)| Some((id, attempt?)))
-        .unzip();
+/// Runs [`give_back_sql`] for the deliveries `tags`, taking them out of flight. Jobs
+/// it cannot hand back (the server is gone) come due when their leases end.
+pub(crate) async fn give_back(inner: &Inner, statement: &str, tags: Vec<u64>) {
+    let (ids, attempts): (Vec<i64>, Vec<i32>) = inner.settle(tags).into_iter().flatten().unzip();
     hand_back(inner, statement, ids, attempts).await;
 }
 
@@ -109,15 +103,13 @@ pub(crate) async fn hand_back(inner: &Inner, statement: &str, ids: Vec<i64>, att
     if ids.is_empty() {
         return;
     }
-    let result = match inner.control().await {
-        Ok(client) => client.query_one(statement, &[&ids, &attempts]).await,
-        Err(error) => Err(error),
+    let handed = async {
+        let client = inner.control().await.map_err(ControlError::Database)?;
+        let parameters: [&(dyn ToSql + Sync); 2] = [&ids, &attempts];
+        let query = client.query_one(statement, &parameters);
+        inner.within_lease(&client, query).await
     };
-    match result {
-        Ok(_) => inner.reached(),
-        Err(error) => {
-            tracing::warn!(%error, jobs = ids.len(), "PostgreSQL queue: giving jobs back failed; they come due when their leases end");
-            inner.unreached(&error, false);
-        }
+    if let Err(error) = handed.await {
+        tracing::warn!(%error, jobs = ids.len(), "PostgreSQL queue: giving jobs back failed; they come due when their leases end");
     }
 }

@@ -62,8 +62,9 @@
 //!
 //! - **At least once.** A job is deleted only by its ack; a consumer that dies leaves
 //!   its jobs leased until the lease ends ([`PgQueueOptions::lease`], 30 s by
-//!   default), then they are due again, their `attempts` one higher. Make the
-//!   handler's effects idempotent, keyed by the job's id.
+//!   default), then they are due again, their `attempts` one higher; so does a job
+//!   whose ack statement failed. Make the handler's effects idempotent, keyed by the
+//!   job's id.
 //! - **An outcome settles its own lease only.** Each claim raises the job's
 //!   `attempts`; an outcome applies only if the job still has the attempt it was
 //!   claimed at, so a consumer whose lease ran out cannot delete or reschedule the job
@@ -74,15 +75,19 @@
 //!   is due after its delay, behind jobs due before it. Several consumers, or
 //!   several processors in one pipeline, handle jobs side by side: use the
 //!   pipeline's `partition_by` for order per key within one instance.
+//! - **Granularity**: an idle consumer looks for due jobs no more often than every
+//!   20 ms, so a retry's delay is honoured to within about 20 ms.
 //! - **In flight** (claimed and not settled) never exceeds
 //!   [`PgQueueOptions::max_in_flight`] over every producer of one [`PgQueue`],
 //!   checked before each claim; the leased rows (`leased_by` set, `run_at` in the
 //!   future) show it in the table.
-//! - **Retries**: the pipeline's retry policy decides; a retry's delay is honoured to
-//!   the millisecond by the server's clock (`run_at`). After the last attempt the
+//! - **Retries**: the pipeline's retry policy decides; a retry's delay is honoured by the
+//!   server's clock (`run_at`), to within the granularity above. After the last attempt the
 //!   pipeline rejects the job: it moves to `<name>_dead` with its attempts and error.
-//! - **Draining** stops claiming; jobs claimed and never handled are handed back:
-//!   due again at once, the claim not counted as an attempt. A claim runs on a task
+//! - **Draining** stops claiming; jobs the producer claimed and never emitted are
+//!   handed back: due again at once, the claim not counted as an attempt. Jobs the
+//!   pipeline released (a drain's deadline, a dropped handle) are due again at once
+//!   and do count as an attempt. A claim runs on a task
 //!   of its own: one whose fetch was cancelled (the pipeline stopped or drained just
 //!   then) hands its jobs back as soon as it returns.
 //! - **Connection loss**: every connection is opened again after a failure, after a
@@ -137,7 +142,8 @@
 //! others are claiming, so the table shares the jobs among them, and a machine that
 //! dies leaves its jobs to the others when their leases end. What holds: every job is
 //! handled at least once; a job is handled twice only if its lease ended while it was
-//! handled (its consumer died, or could not renew), and then its `attempts` say so.
+//! handled (its consumer died, or could not renew) or its ack failed, and then its
+//! `attempts` say so.
 //!
 //! # The schema
 //!

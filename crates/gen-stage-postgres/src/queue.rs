@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ type Connect = Arc<
 /// | outcome | in the table |
 /// | --- | --- |
 /// | ack, terminate | the row is deleted |
-/// | retry after a delay | due again after the delay (`run_at`), lease dropped; 1 ms granularity, by the server's clock |
+/// | retry after a delay | due again after the delay (`run_at`), lease dropped; by the server's clock, to within about 20 ms |
 /// | release | due again now |
 /// | reject | moved to `<name>_dead` with its attempts and error |
 ///
@@ -69,7 +70,7 @@ pub(crate) struct Inner {
     /// Woken when jobs in flight settle, for a producer waiting for budget.
     pub(crate) budget_freed: Notify,
     /// The connection outcomes and lease renewals go through; `None` once it failed.
-    pub(crate) control: tokio::sync::Mutex<Option<Client>>,
+    control: tokio::sync::Mutex<Option<Arc<Client>>>,
     state: Mutex<PgQueueState>,
     /// Whether the task renewing leases runs.
     pub(crate) renewing: std::sync::atomic::AtomicBool,
@@ -77,13 +78,17 @@ pub(crate) struct Inner {
     pub(crate) gone: tokio::sync::watch::Sender<()>,
 }
 
-/// The jobs claimed and not yet settled, by id, with the attempt each was claimed at
-/// (what an outcome must match), and the claims under way.
+/// The deliveries claimed and not yet settled, by their ack tag (a number of the
+/// queue's own, unique per delivery: one consumer may hold two deliveries of one job,
+/// the first's lease having run out), each with its job's id and the attempt it was
+/// claimed at (what an outcome must match); and the claims under way.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    pub(crate) jobs: HashMap<i64, i32>,
+    pub(crate) jobs: HashMap<u64, (i64, i32)>,
     /// Budget set aside for claims under way.
     pub(crate) reserved: usize,
+    /// The next delivery's tag.
+    next_tag: u64,
 }
 
 /// What a queue reports of its connections and jobs, for health checks and
@@ -101,8 +106,9 @@ pub struct PgQueueState {
     pub last_fetch_latency: Option<Duration>,
     /// Jobs claimed and not yet settled.
     pub in_flight: usize,
-    /// Outcomes that found their job's lease gone (the job was claimed again after
-    /// its lease ran out): not applied.
+    /// Outcomes not applied: their job's lease was gone (the job was claimed again
+    /// after its lease ran out), or their delivery was no longer in flight (settled
+    /// twice, or handed back).
     pub voided: u64,
     /// Outcomes lost with a failed statement: their jobs come due again when their
     /// leases end.
@@ -154,7 +160,7 @@ impl PgQueue {
             connect,
             in_flight: Mutex::new(InFlight::default()),
             budget_freed: Notify::new(),
-            control: tokio::sync::Mutex::new(Some(client)),
+            control: tokio::sync::Mutex::new(Some(Arc::new(client))),
             state: Mutex::new(PgQueueState {
                 connected: true,
                 ..PgQueueState::default()
@@ -297,12 +303,13 @@ impl Inner {
         }
     }
 
-    /// Takes the jobs out of flight: their attempts, where they were in flight.
-    pub(crate) fn settle(&self, ids: impl IntoIterator<Item = i64>) -> Vec<(i64, Option<i32>)> {
+    /// Takes deliveries out of flight: each tag's job id and attempt, where it was in
+    /// flight.
+    pub(crate) fn settle(&self, tags: impl IntoIterator<Item = u64>) -> Vec<Option<(i64, i32)>> {
         let settled: Vec<_> = {
             let mut in_flight = self.lock_in_flight();
-            ids.into_iter()
-                .map(|id| (id, in_flight.jobs.remove(&id)))
+            tags.into_iter()
+                .map(|tag| in_flight.jobs.remove(&tag))
                 .collect()
         };
         self.budget_freed.notify_waiters();
@@ -310,21 +317,70 @@ impl Inner {
     }
 
     /// The connection outcomes and lease renewals go through, opened again if it
-    /// closed. Statements on it report with [`Self::reached`] and
-    /// [`Self::unreached`].
-    pub(crate) async fn control(
-        &self,
-    ) -> Result<tokio::sync::MappedMutexGuard<'_, Client>, tokio_postgres::Error> {
+    /// closed; statements on it run side by side (the client pipelines them).
+    pub(crate) async fn control(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
         let mut control = self.control.lock().await;
-        if control.as_ref().is_none_or(Client::is_closed) {
-            *control = Some(self.open(None).await?);
+        if let Some(client) = control.as_ref().filter(|client| !client.is_closed()) {
+            return Ok(client.clone());
         }
-        match tokio::sync::MutexGuard::try_map(control, Option::as_mut) {
-            Ok(client) => Ok(client),
-            Err(_) => unreachable!("the control connection was just opened"),
+        let client = Arc::new(self.open(None).await?);
+        *control = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Awaits `statement`, made on `client` (the control connection), within the
+    /// lease (a renewal or an outcome later than that is of no use): a connection that
+    /// stops answering is given up and opened again next time.
+    pub(crate) async fn within_lease<R>(
+        &self,
+        client: &Arc<Client>,
+        statement: impl Future<Output = Result<R, tokio_postgres::Error>>,
+    ) -> Result<R, ControlError> {
+        match tokio::time::timeout(self.options.lease, statement).await {
+            Ok(Ok(result)) => {
+                self.reached();
+                Ok(result)
+            }
+            Ok(Err(error)) => {
+                self.unreached(&error, false);
+                Err(ControlError::Database(error))
+            }
+            Err(_) => {
+                let mut control = self.control.lock().await;
+                if control
+                    .as_ref()
+                    .is_some_and(|held| Arc::ptr_eq(held, client))
+                {
+                    *control = None;
+                }
+                drop(control);
+                let mut state = self.state();
+                state.connected = false;
+                state.last_error = Some(ControlError::TimedOut.to_string());
+                Err(ControlError::TimedOut)
+            }
         }
     }
 }
+
+/// A statement on the control connection failed.
+#[derive(Debug)]
+pub(crate) enum ControlError {
+    Database(tokio_postgres::Error),
+    /// No answer within the lease.
+    TimedOut,
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::Database(error) => error.fmt(f),
+            ControlError::TimedOut => f.write_str("the server did not answer within the lease"),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
 
 /// Budget set aside for one claim.
 pub(crate) struct Reservation {
@@ -333,11 +389,25 @@ pub(crate) struct Reservation {
 }
 
 impl Reservation {
-    /// The claim took `jobs`: they are in flight now, in the reservation's place.
-    pub(crate) fn claimed(mut self, jobs: impl IntoIterator<Item = (i64, i32)>) {
-        let mut in_flight = self.inner.lock_in_flight();
-        in_flight.reserved -= std::mem::take(&mut self.granted);
-        in_flight.jobs.extend(jobs);
+    /// The claim took `jobs` (id, attempt): they are in flight now, in the
+    /// reservation's place; returns each one's tag. What the claim did not use is
+    /// free again.
+    pub(crate) fn claimed(mut self, jobs: impl IntoIterator<Item = (i64, i32)>) -> Vec<u64> {
+        let tags = {
+            let mut in_flight = self.inner.lock_in_flight();
+            in_flight.reserved -= std::mem::take(&mut self.granted);
+            let mut tags = Vec::new();
+            for job in jobs {
+                let tag = in_flight.next_tag;
+                in_flight.next_tag += 1;
+                in_flight.jobs.insert(tag, job);
+                tags.push(tag);
+            }
+            tags
+        };
+        // Budget the claim did not use may let another producer claim.
+        self.inner.budget_freed.notify_waiters();
+        tags
     }
 }
 
@@ -345,6 +415,7 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if self.granted > 0 {
             self.inner.lock_in_flight().reserved -= self.granted;
+            self.inner.budget_freed.notify_waiters();
         }
     }
 }

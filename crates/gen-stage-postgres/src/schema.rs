@@ -7,7 +7,8 @@ use crate::error::SchemaError;
 use crate::table::QueueTable;
 
 /// Declares the queue's tables and index if they do not exist (idempotent, and safe
-/// when several instances start at once: they take turns under an advisory lock).
+/// when several instances start at once: they take turns under an advisory lock held
+/// for the statement's transaction).
 ///
 /// The queue's table (`<name>`):
 ///
@@ -35,20 +36,14 @@ use crate::table::QueueTable;
 /// [`SchemaError`] if a statement fails (for example, the role may not create
 /// tables).
 pub async fn migrate(client: &impl GenericClient, table: &QueueTable) -> Result<(), SchemaError> {
-    let lock = format!(
-        "SELECT pg_advisory_lock(hashtext('gen_stage_postgres:{}'))",
-        table.name()
+    // One simple query is one transaction (the caller's, if it has one open): the
+    // advisory lock ends with it, whatever happens.
+    let declare = format!(
+        "SELECT pg_advisory_xact_lock(hashtext('gen_stage_postgres:{}')); {}",
+        table.name(),
+        schema_sql(table)
     );
-    client.execute(&lock, &[]).await.map_err(SchemaError)?;
-    let declared = client.batch_execute(&schema_sql(table)).await;
-    let unlock = format!(
-        "SELECT pg_advisory_unlock(hashtext('gen_stage_postgres:{}'))",
-        table.name()
-    );
-    let unlocked = client.execute(&unlock, &[]).await;
-    declared.map_err(SchemaError)?;
-    unlocked.map_err(SchemaError)?;
-    Ok(())
+    client.batch_execute(&declare).await.map_err(SchemaError)
 }
 
 /// The statements [`migrate`] runs, for migrations of your own.

@@ -98,13 +98,13 @@ async fn an_outage_mid_stream_loses_no_job_and_the_queue_reconnects() {
         .expect("the pipeline starts");
     let mut distinct = HashSet::new();
     while distinct.len() < 100 {
-        distinct.insert(handled.recv().await.expect("the pipeline runs"));
+        distinct.insert(next(&mut handled).await);
     }
     assert!(pipeline.snapshot().sources[0].connected);
     // Mid-stream: every connection cut, the next five refused.
     proxy.cut(5);
     while distinct.len() < ids.len() {
-        distinct.insert(handled.recv().await.expect("the pipeline runs on"));
+        distinct.insert(next(&mut handled).await);
     }
     assert_eq!(distinct, ids, "every job handled");
     // Outcomes lost with the connections leave their jobs to come due again: the
@@ -124,4 +124,13 @@ async fn an_outage_mid_stream_loses_no_job_and_the_queue_reconnects() {
     assert!(state.last_error.is_some(), "the outage is reported");
     let dead = format!("SELECT count(*) FROM \"{}_dead\"", table.0.name());
     assert_eq!(count(&db, &dead).await, 0);
+}
+
+/// The next job handled, within a minute: a guard against a hang (a job lost would
+/// otherwise be waited for for ever).
+async fn next(handled: &mut mpsc::UnboundedReceiver<i64>) -> i64 {
+    tokio::time::timeout(Duration::from_secs(60), handled.recv())
+        .await
+        .expect("no job is lost")
+        .expect("the pipeline runs")
 }

@@ -424,7 +424,8 @@ async fn a_claim_cancelled_midway_frees_its_budget() {
 async fn a_handler_that_runs_three_leases_long_keeps_its_job_from_the_other_consumer() {
     let Some(db) = client().await else { return };
     let table = OwnTable::new("renewed");
-    let lease = Duration::from_secs(2);
+    // Renewed every second: two renewals late by a second each still keep it.
+    let lease = Duration::from_secs(3);
     let first = queue(&table, |options| options.consumer("first").lease(lease)).await;
     let second = queue(&table, |options| options.consumer("second").lease(lease)).await;
     let id = enqueue(&db, &table.0, b"long").await.expect("enqueued");
@@ -580,20 +581,32 @@ async fn jobs_claimed_for_a_fetch_that_was_cancelled_are_handed_back_at_once() {
     let queue = queue(&table, |options| options.lease(Duration::from_secs(600))).await;
     let mut source = queue.fetch_source();
     let mut claimed = Vec::new();
-    // Connected and listening first, so that the next fetch goes straight to its claim.
-    let idle = tokio::time::timeout(Duration::from_millis(1), source.fetch(3, &mut claimed)).await;
-    assert!(idle.is_err() && claimed.is_empty(), "nothing was due yet");
+    // Connected and listening first (fetches on the empty table, cut short), so that
+    // the next fetch goes straight to its claim.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let idle =
+            tokio::time::timeout(Duration::from_millis(200), source.fetch(3, &mut claimed)).await;
+        assert!(idle.is_err() && claimed.is_empty(), "nothing was due yet");
+        if queue.state().last_fetch_latency.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the source never claimed");
+    }
     enqueue_batch(&db, &table.0, &[b"a", b"b", b"c"])
         .await
         .expect("enqueued");
+    let name = table.0.name();
+    let before = row_versions(&db, name).await;
     // Dropped after its first poll: the claim was sent and runs on.
     let cancelled = tokio::time::timeout(Duration::ZERO, source.fetch(3, &mut claimed)).await;
     assert!(cancelled.is_err() && claimed.is_empty());
-    let name = table.0.name();
     let due = format!(
         "SELECT count(*) FROM \"{name}\" WHERE leased_by IS NULL AND attempts = 0 AND run_at <= now()"
     );
-    eventually(|| async { count(&db, &due).await == 3 }).await;
+    // Due again, and rewritten since: the claim ran, and its rows were handed back.
+    eventually(|| async { count(&db, &due).await == 3 && row_versions(&db, name).await != before })
+        .await;
     tokio::time::timeout(Duration::from_secs(60), source.fetch(3, &mut claimed))
         .await
         .expect("the jobs are due")
@@ -606,4 +619,55 @@ async fn jobs_claimed_for_a_fetch_that_was_cancelled_are_handed_back_at_once() {
         "the lost claim did not count"
     );
     source.give_back(claimed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deliveries_of_one_job_to_one_consumer_are_told_apart() {
+    let Some(db) = client().await else { return };
+    let table = OwnTable::new("twice");
+    let queue = queue(&table, |options| options.lease(Duration::from_secs(600))).await;
+    let id = enqueue(&db, &table.0, b"once").await.expect("enqueued");
+    let (mut first, mut second) = (queue.fetch_source(), queue.fetch_source());
+    let mut stale = Vec::new();
+    first.fetch(1, &mut stale).await.expect("a claim");
+    let name = table.0.name();
+    // The first delivery's lease runs out: the same queue claims the job again.
+    db.execute(
+        &format!("UPDATE \"{name}\" SET run_at = now() - interval '1 second'"),
+        &[],
+    )
+    .await
+    .expect("the lease ends");
+    let mut fresh = Vec::new();
+    second.fetch(1, &mut fresh).await.expect("a claim");
+    assert_eq!(fresh[0].metadata().attempt, 2);
+    assert_eq!(queue.state().in_flight, 2, "two deliveries in flight");
+    // The stale delivery handed back must not touch the fresh one's lease.
+    first.give_back(stale).await;
+    assert_eq!(queue.state().in_flight, 1);
+    let row = db
+        .query_one(
+            &format!("SELECT attempts, leased_by IS NOT NULL FROM \"{name}\" WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .expect("the job");
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, bool>(1)),
+        (2, true),
+        "still the fresh delivery's"
+    );
+    second.give_back(fresh).await;
+    assert_eq!(queue.state().in_flight, 0);
+}
+
+/// The rows' versions (`xmin`), in id order: they change with every update.
+async fn row_versions(db: &gen_stage_postgres::tokio_postgres::Client, name: &str) -> String {
+    db.query_one(
+        &format!("SELECT string_agg(xmin::text, ',' ORDER BY id) FROM \"{name}\""),
+        &[],
+    )
+    .await
+    .expect("the rows' versions")
+    .get(0)
 }
