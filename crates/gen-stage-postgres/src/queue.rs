@@ -329,14 +329,16 @@ impl Inner {
     }
 
     /// Awaits `statement`, made on `client` (the control connection), within the
-    /// lease (a renewal or an outcome later than that is of no use): a connection that
-    /// stops answering is given up and opened again next time.
+    /// lease, or 10 s if the lease is shorter (a renewal later than the lease is of no
+    /// use; a busy server gets some slack): a connection that stops answering is given
+    /// up and opened again next time.
     pub(crate) async fn within_lease<R>(
         &self,
         client: &Arc<Client>,
         statement: impl Future<Output = Result<R, tokio_postgres::Error>>,
     ) -> Result<R, ControlError> {
-        match tokio::time::timeout(self.options.lease, statement).await {
+        let limit = self.options.lease.max(Duration::from_secs(10));
+        match tokio::time::timeout(limit, statement).await {
             Ok(Ok(result)) => {
                 self.reached();
                 Ok(result)
