@@ -3,6 +3,8 @@
 mod bench;
 mod demo;
 mod output;
+#[cfg(feature = "postgres")]
+mod postgres_server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

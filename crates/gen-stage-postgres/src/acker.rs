@@ -86,13 +86,15 @@ impl Acknowledger for PgAcker {
 /// still the claim's).
 async fn apply(inner: &Inner, statement: &str, jobs: &Jobs) -> Result<u64, ControlError> {
     let span = tracing::debug_span!("settle jobs", jobs = jobs.ids.len());
+    let parameters: [&(dyn ToSql + Sync); 4] =
+        [&jobs.ids, &jobs.attempts, &jobs.delays_ms, &jobs.errors];
     let applied = async {
-        let client = inner.control().await.map_err(ControlError::Database)?;
-        let parameters: [&(dyn ToSql + Sync); 4] =
-            [&jobs.ids, &jobs.attempts, &jobs.delays_ms, &jobs.errors];
-        let query = client.query_one(statement, &parameters);
-        let row = inner.within_lease(&client, query).await?;
-        let count = row.try_get::<_, i64>(0).map_err(ControlError::Database)?;
+        let rows = inner.on_control(statement, &parameters).await?;
+        // Every statement ends by counting the rows it applied to.
+        let count = match rows.first() {
+            Some(row) => row.try_get::<_, i64>(0).map_err(ControlError::Database)?,
+            None => 0,
+        };
         Ok(u64::try_from(count).unwrap_or(0))
     };
     tracing::Instrument::instrument(applied, span).await

@@ -310,10 +310,8 @@ struct ClaimedJob {
 impl PgFetch {
     fn budget_left(&self) -> usize {
         let inner = &self.queue.inner;
-        let in_flight = inner.lock_in_flight();
         inner
-            .options
-            .max_in_flight
-            .saturating_sub(in_flight.jobs.len() + in_flight.reserved)
+            .lock_in_flight()
+            .budget_left(inner.options.max_in_flight)
     }
 }

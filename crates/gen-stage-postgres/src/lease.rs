@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 
 use tokio_postgres::types::ToSql;
 
-use crate::queue::{ControlError, Inner, PgQueue};
+use crate::queue::{Inner, PgQueue};
 use crate::table::QueueTable;
 
 /// Starts the task that renews the leases of the queue's jobs in flight, every third
@@ -45,13 +45,9 @@ async fn renew_in_flight(inner: &Inner, renew: &str) {
     }
     let lease_ms = millis(inner.options.lease);
     let span = tracing::debug_span!("renew leases", jobs = ids.len());
-    let renewed = async {
-        let client = inner.control().await.map_err(ControlError::Database)?;
-        let parameters: [&(dyn ToSql + Sync); 4] =
-            [&ids, &attempts, &lease_ms, &inner.options.consumer];
-        let update = client.execute(renew, &parameters);
-        inner.within_lease(&client, update).await
-    };
+    let parameters: [&(dyn ToSql + Sync); 4] =
+        [&ids, &attempts, &lease_ms, &inner.options.consumer];
+    let renewed = inner.on_control(renew, &parameters);
     if let Err(error) = tracing::Instrument::instrument(renewed, span).await {
         tracing::warn!(%error, "PostgreSQL queue: renewing leases failed");
     }
@@ -103,13 +99,8 @@ pub(crate) async fn hand_back(inner: &Inner, statement: &str, ids: Vec<i64>, att
     if ids.is_empty() {
         return;
     }
-    let handed = async {
-        let client = inner.control().await.map_err(ControlError::Database)?;
-        let parameters: [&(dyn ToSql + Sync); 2] = [&ids, &attempts];
-        let query = client.query_one(statement, &parameters);
-        inner.within_lease(&client, query).await
-    };
-    if let Err(error) = handed.await {
+    let parameters: [&(dyn ToSql + Sync); 2] = [&ids, &attempts];
+    if let Err(error) = inner.on_control(statement, &parameters).await {
         tracing::warn!(%error, jobs = ids.len(), "PostgreSQL queue: giving jobs back failed; they come due when their leases end");
     }
 }

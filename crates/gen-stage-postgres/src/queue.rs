@@ -12,7 +12,8 @@ use gen_stage::source::FetchProducer;
 use gen_stage_pipeline::{AckGroup, SourceHealth, SourceStatus};
 use tokio::sync::Notify;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Socket};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row, Socket};
 
 use crate::acker::PgAcker;
 use crate::error::ConnectError;
@@ -89,6 +90,13 @@ pub(crate) struct InFlight {
     pub(crate) reserved: usize,
     /// The next delivery's tag.
     next_tag: u64,
+}
+
+impl InFlight {
+    /// What is left of a budget of `max` jobs in flight.
+    pub(crate) fn budget_left(&self, max: usize) -> usize {
+        max.saturating_sub(self.jobs.len() + self.reserved)
+    }
 }
 
 /// What a queue reports of its connections and jobs, for health checks and
@@ -294,8 +302,7 @@ impl Inner {
     /// its place ([`Reservation::claimed`]). A claim cancelled midway frees its budget.
     pub(crate) fn reserve(self: &Arc<Self>, wanted: usize) -> Reservation {
         let mut in_flight = self.lock_in_flight();
-        let used = in_flight.jobs.len() + in_flight.reserved;
-        let granted = wanted.min(self.options.max_in_flight.saturating_sub(used));
+        let granted = wanted.min(in_flight.budget_left(self.options.max_in_flight));
         in_flight.reserved += granted;
         Reservation {
             inner: self.clone(),
@@ -316,9 +323,24 @@ impl Inner {
         settled
     }
 
-    /// The connection outcomes and lease renewals go through, opened again if it
-    /// closed; statements on it run side by side (the client pipelines them).
-    pub(crate) async fn control(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
+    /// Runs `statement` on the control connection, the one outcomes, renewals and
+    /// hand-backs go through (opened again if it closed; statements on it run side by
+    /// side, the client pipelining them), within the lease or 10 s if the lease is
+    /// shorter (a renewal later than the lease is of no use; a busy server gets some
+    /// slack): a connection that stops answering is given up and opened again next
+    /// time.
+    pub(crate) async fn on_control(
+        &self,
+        statement: &str,
+        parameters: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, ControlError> {
+        let client = self.control().await.map_err(ControlError::Database)?;
+        self.within_lease(&client, client.query(statement, parameters))
+            .await
+    }
+
+    /// The control connection, opened again if it closed.
+    async fn control(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
         let mut control = self.control.lock().await;
         if let Some(client) = control.as_ref().filter(|client| !client.is_closed()) {
             return Ok(client.clone());
@@ -329,10 +351,8 @@ impl Inner {
     }
 
     /// Awaits `statement`, made on `client` (the control connection), within the
-    /// lease, or 10 s if the lease is shorter (a renewal later than the lease is of no
-    /// use; a busy server gets some slack): a connection that stops answering is given
-    /// up and opened again next time.
-    pub(crate) async fn within_lease<R>(
+    /// limit [`Self::on_control`] says.
+    async fn within_lease<R>(
         &self,
         client: &Arc<Client>,
         statement: impl Future<Output = Result<R, tokio_postgres::Error>>,

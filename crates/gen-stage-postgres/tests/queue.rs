@@ -58,6 +58,12 @@ async fn queue(
         .expect("the queue connects")
 }
 
+/// A pipeline whose producer takes jobs from `queue`.
+fn fed_by(queue: &PgQueue, handler: Record) -> PipelineBuilder<Record> {
+    let queue = queue.clone();
+    PipelineBuilder::new(handler).producer(move || queue.producer())
+}
+
 fn recorder(
     gate: Option<Arc<Semaphore>>,
 ) -> (Record, mpsc::UnboundedReceiver<(i64, u32, Instant)>) {
@@ -76,11 +82,7 @@ async fn every_job_is_acked_once_and_none_is_left() {
         .expect("enqueued");
     assert_eq!(ids.len(), 500);
     let (handler, mut seen) = recorder(None);
-    let pipeline = PipelineBuilder::new(handler)
-        .producer({
-            let queue = queue.clone();
-            move || queue.producer()
-        })
+    let pipeline = fed_by(&queue, handler)
         .processors(ProcessorOptions::new().concurrency(4))
         .start()
         .await
@@ -120,11 +122,7 @@ async fn a_failing_job_is_retried_after_its_delay_then_dead_lettered_with_its_at
     let good = enqueue(&db, &table.0, b"good").await.expect("enqueued");
     let (handler, mut seen) = recorder(None);
     let delay = Duration::from_millis(200);
-    let pipeline = PipelineBuilder::new(handler)
-        .producer({
-            let queue = queue.clone();
-            move || queue.producer()
-        })
+    let pipeline = fed_by(&queue, handler)
         .retry(
             RetryPolicy::new()
                 .max_attempts(3)
@@ -297,11 +295,7 @@ async fn an_outcome_for_a_lease_that_ran_out_is_voided_not_applied() {
     let id = enqueue(&db, &table.0, b"slow").await.expect("enqueued");
     let gate = Arc::new(Semaphore::new(0));
     let (handler, mut seen) = recorder(Some(gate.clone()));
-    let pipeline = PipelineBuilder::new(handler)
-        .producer({
-            let first = first.clone();
-            move || first.producer()
-        })
+    let pipeline = fed_by(&first, handler)
         .start()
         .await
         .expect("the pipeline starts");
@@ -431,11 +425,7 @@ async fn a_handler_that_runs_three_leases_long_keeps_its_job_from_the_other_cons
     let id = enqueue(&db, &table.0, b"long").await.expect("enqueued");
     let gate = Arc::new(Semaphore::new(0));
     let (handler, mut seen) = recorder(Some(gate.clone()));
-    let pipeline = PipelineBuilder::new(handler)
-        .producer({
-            let first = first.clone();
-            move || first.producer()
-        })
+    let pipeline = fed_by(&first, handler)
         .start()
         .await
         .expect("the pipeline starts");

@@ -13,17 +13,13 @@ use gen_stage::BoxError;
 use gen_stage_pipeline::{Handler, Message, PipelineBuilder, ProcessorContext, ProcessorOptions};
 use gen_stage_postgres::tokio_postgres::{self, Client, NoTls};
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable, migrate};
+
+use crate::postgres_server::url;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Jobs per claim on both sides: the processors ask for this many at once.
 const BATCH: usize = 100;
-
-/// The server: `GEN_STAGE_POSTGRES_URL` or the loopback default.
-pub(crate) fn url() -> String {
-    std::env::var("GEN_STAGE_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
 
 /// Whether the server answers.
 pub(crate) async fn reachable() -> Result<(), BoxError> {

@@ -8,13 +8,9 @@ use gen_stage_pipeline::{Message, PipelineBuilder};
 use gen_stage_postgres::tokio_postgres::{self, Client, NoTls};
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable, enqueue_batch, migrate};
 
-use super::work::{Job, Work};
+use crate::postgres_server::url;
 
-/// The server: `GEN_STAGE_POSTGRES_URL`, or the loopback default.
-fn url() -> String {
-    std::env::var("GEN_STAGE_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
+use super::work::{Job, Work};
 
 /// How often the demo looks whether the table is empty.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
