@@ -328,6 +328,32 @@ impl<H: Handler> PipelineBuilder<H> {
                 ));
             }
         }
+        self.check_budgets()
+    }
+
+    /// Every source's in-flight budget fills a batch of every batcher.
+    fn check_budgets(&self) -> Result<(), StartError> {
+        for source in &self.sources {
+            let Some(budget) = source.in_flight_budget() else {
+                continue;
+            };
+            let largest = self
+                .batchers
+                .iter()
+                .max_by_key(|(_, options)| options.batch_size);
+            let (batcher, batch_size) = match largest {
+                Some((name, options)) => (name.as_str(), options.batch_size),
+                None => ("", 1),
+            };
+            if budget < batch_size {
+                return Err(StartError::BudgetTooSmall {
+                    source: source.status().name,
+                    budget,
+                    batcher: batcher.to_owned(),
+                    batch_size,
+                });
+            }
+        }
         Ok(())
     }
 

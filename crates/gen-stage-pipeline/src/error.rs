@@ -14,6 +14,20 @@ pub enum StartError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A source's in-flight budget
+    /// ([`SourceHealth::in_flight_budget`](crate::SourceHealth::in_flight_budget))
+    /// is smaller than a batcher's batch: the batch could never fill, and every batch
+    /// would wait out its timeout.
+    BudgetTooSmall {
+        /// The source, as its status names it.
+        source: String,
+        /// Its budget.
+        budget: usize,
+        /// The batcher whose batch it cannot fill.
+        batcher: String,
+        /// That batcher's batch size.
+        batch_size: usize,
+    },
     /// A stage did not start.
     Stage {
         /// Which (`producer 0`, `processor 3`, `batcher "db"`).
@@ -38,6 +52,17 @@ impl fmt::Display for StartError {
             StartError::InvalidOption { option, problem } => {
                 write!(f, "invalid pipeline option {option}: {problem}")
             }
+            StartError::BudgetTooSmall {
+                source,
+                budget,
+                batcher,
+                batch_size,
+            } => write!(
+                f,
+                "source {source} lets {budget} messages be in flight, fewer than one batch of \
+                 batcher {batcher:?} ({batch_size}): raise the source's budget or lower the \
+                 batch size"
+            ),
             StartError::Stage { stage, error } => write!(f, "{stage} did not start: {error}"),
         }
     }

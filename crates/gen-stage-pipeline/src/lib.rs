@@ -87,6 +87,17 @@
 //! `tracing` spans cover the acknowledgements (`ack`, with the pipeline, the number of
 //! messages and their counts per outcome).
 //!
+//! # Writing a connector
+//!
+//! A broker's connector is a [`gen_stage::source::Fetch`] whose items are
+//! [`Message`]s, each holding a handle of an [`AckGroup`] whose [`Acknowledger`]
+//! tells the broker the outcomes. Three pieces are shared by the project's
+//! connectors and open to yours: [`InFlight`], the messages fetched and not settled
+//! under a budget every producer of the source shares; [`Backoff`], the jittered wait
+//! before a reconnection; and [`SourceHealth`], the connection's state in the
+//! snapshot and the budget that [`PipelineBuilder::start`] checks against the
+//! batchers' batch sizes.
+//!
 //! # A complete example
 //!
 //! Orders from an in-memory queue are parsed, written out in batches, and the bad
@@ -158,6 +169,7 @@
 
 mod ack;
 mod activity;
+mod backoff;
 mod batch;
 mod builder;
 mod demand_view;
@@ -165,6 +177,7 @@ mod downstream_keeper;
 mod error;
 mod failure;
 mod handler;
+mod in_flight;
 mod keeper;
 mod memory;
 mod message;
@@ -182,12 +195,14 @@ mod testing;
 mod topology;
 
 pub use ack::{AckError, AckGroup, AckHandle, AckTag, Acknowledger, Outcome, Settled};
+pub use backoff::Backoff;
 pub use batch::{Batch, BatchInfo, BatchOutcome, BatchTrigger};
 pub use builder::PipelineBuilder;
 pub use demand_view::DemandView;
 pub use error::StartError;
 pub use failure::{Callback, Failure, RetryPolicy, SharedError};
 pub use handler::{Handler, ProcessorContext};
+pub use in_flight::{InFlight, Reservation};
 pub use memory::{DeadLetter, MemoryFetch, MemoryQueue};
 pub use message::{BatchKey, Message, MessageId, Metadata};
 pub use options::{BatcherOptions, ProcessorOptions};

@@ -25,12 +25,24 @@ use std::time::Duration;
 pub trait SourceHealth: Send + Sync + 'static {
     /// The source's state now. Called by every snapshot: it must not wait.
     fn status(&self) -> SourceStatus;
+
+    /// The most messages the source lets be in flight at once, if it has such a
+    /// budget. [`PipelineBuilder::start`](crate::PipelineBuilder::start) fails with
+    /// [`StartError::BudgetTooSmall`](crate::StartError::BudgetTooSmall) if it
+    /// cannot fill one batch of a batcher. `None` (the default): no budget.
+    fn in_flight_budget(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A shared source: keep an `Arc` of it to read it yourself too.
 impl<S: SourceHealth> SourceHealth for std::sync::Arc<S> {
     fn status(&self) -> SourceStatus {
         (**self).status()
+    }
+
+    fn in_flight_budget(&self) -> Option<usize> {
+        (**self).in_flight_budget()
     }
 }
 

@@ -119,3 +119,43 @@ async fn a_policy_that_would_redeliver_a_failing_message_at_once_for_ever_is_war
     pipeline.drain(Duration::from_secs(1)).await;
     bounded.drain(Duration::from_secs(1)).await;
 }
+
+/// A source with a budget of 10 messages in flight.
+struct Budgeted;
+
+impl gen_stage_pipeline::SourceHealth for Budgeted {
+    fn status(&self) -> gen_stage_pipeline::SourceStatus {
+        gen_stage_pipeline::SourceStatus::new("small")
+    }
+
+    fn in_flight_budget(&self) -> Option<usize> {
+        Some(10)
+    }
+}
+
+#[tokio::test]
+async fn a_source_budget_that_cannot_fill_a_batch_is_refused_naming_both() {
+    let batching = |batch_size| {
+        with_producer()
+            .source_health(Budgeted)
+            .batcher("db", BatcherOptions::new().batch_size(batch_size))
+            .batcher("log", BatcherOptions::new().batch_size(2))
+    };
+    match batching(11).start().await {
+        Err(StartError::BudgetTooSmall {
+            source,
+            budget,
+            batcher,
+            batch_size,
+        }) => assert_eq!(
+            (source.as_str(), budget, batcher.as_str(), batch_size),
+            ("small", 10, "db", 11)
+        ),
+        other => panic!("expected BudgetTooSmall, got {other:?}"),
+    }
+    batching(10)
+        .start()
+        .await
+        .expect("a batch of 10 fills")
+        .kill();
+}

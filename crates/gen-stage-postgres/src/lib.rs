@@ -195,7 +195,6 @@
 //!   server.
 
 mod acker;
-mod backoff;
 mod enqueue;
 mod error;
 mod fetch;
@@ -205,10 +204,10 @@ mod queue;
 mod schema;
 mod table;
 
-pub use backoff::Backoff;
 pub use enqueue::{enqueue, enqueue_batch, enqueue_batch_after};
 pub use error::{ConnectError, EnqueueError, FetchError, SchemaError};
 pub use fetch::PgFetch;
+pub use gen_stage_pipeline::Backoff;
 pub use options::PgQueueOptions;
 pub use queue::{PgQueue, PgQueueState};
 pub use schema::{migrate, schema_sql};

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::backoff::Backoff;
 use crate::table::QueueTable;
+use gen_stage_pipeline::Backoff;
 
 /// How a [`PgQueue`](crate::PgQueue) consumes its table.
 ///

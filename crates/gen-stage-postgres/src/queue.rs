@@ -237,6 +237,10 @@ impl SourceHealth for PgQueue {
         status.voided_acks = state.voided;
         status
     }
+
+    fn in_flight_budget(&self) -> Option<usize> {
+        Some(self.inner.options.max_in_flight)
+    }
 }
 
 impl Inner {

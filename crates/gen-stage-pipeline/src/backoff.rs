@@ -1,4 +1,4 @@
-//! How long to wait before reconnecting: exponential, jittered, capped.
+//! How long a connector waits before reconnecting: exponential, jittered, capped.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use gen_stage_postgres::Backoff;
+/// use gen_stage_pipeline::Backoff;
 ///
 /// let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
 /// let third = backoff.delay(3);
