@@ -8,6 +8,10 @@
 //! was processed at least once, and that a message processed twice was delivered
 //! twice by the broker (its attempt says so).
 
+mod crash;
+
+pub use crash::{Crash, CrashSummary};
+
 use std::collections::HashMap;
 use std::path::Path;
 

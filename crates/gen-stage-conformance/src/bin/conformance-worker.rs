@@ -1,65 +1,65 @@
 //! A pipeline in a process of its own, for the conformance kit's crash scenarios:
-//! `conformance-worker postgres URL TABLE RECORD_FILE CONSUMER` consumes the queue
-//! table until it is killed, appending `id attempt` to the record file for each job
-//! before the job is acked.
+//! `conformance-worker BROKER URL NAME RECORD_FILE INSTANCE` consumes the queue
+//! table (`postgres`) or the stream's durable consumer `workers` (`nats`) named
+//! NAME until it is killed, appending `id attempt` to the record file for each
+//! message before the message is acked. INSTANCE names this worker (its lease owner,
+//! its connection).
 
 use std::io::Write;
+use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use gen_stage::BoxError;
+use gen_stage::source::FetchProducer;
 use gen_stage_conformance::record_line;
+use gen_stage_nats::{JetStreamOptions, JetStreamSource};
 use gen_stage_pipeline::{
     Handler, Message, MessageId, PipelineBuilder, ProcessorContext, ProcessorOptions,
 };
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable};
 
-/// Records each job it processes, then lets the pipeline ack it.
-struct Record(Mutex<std::fs::File>);
+/// How long each message's work takes.
+const WORK: Duration = Duration::from_millis(2);
 
-impl Handler for Record {
-    type Data = Vec<u8>;
+/// Records each message it processes, then lets the pipeline ack it.
+struct Record<T>(Mutex<std::fs::File>, PhantomData<fn(T)>);
+
+impl<T: Send + 'static> Handler for Record<T> {
+    type Data = T;
 
     async fn handle_message(
         &self,
-        message: &mut Message<Vec<u8>>,
+        message: &mut Message<T>,
         _: &ProcessorContext,
     ) -> Result<(), BoxError> {
         let Some(MessageId::Number(id)) = message.metadata().id else {
-            return Err("a job without an id".into());
+            return Err("a message without a numeric id".into());
         };
         let line = record_line(id as i64, message.metadata().attempt);
         // One write per line: a kill leaves whole lines, or the last one cut short.
-        let mut file = self
-            .0
+        self.0
             .lock()
-            .map_err(|_| "the record file's lock is poisoned")?;
-        file.write_all(line.as_bytes())?;
+            .map_err(|_| "the record file's lock is poisoned")?
+            .write_all(line.as_bytes())?;
+        // Work that takes a while, as real work does: a kill finds messages in
+        // every state (fetched, in a handler, recorded and not yet acked).
+        tokio::time::sleep(WORK).await;
         Ok(())
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [broker, url, table, records, consumer] = args.as_slice() else {
-        return Err("usage: conformance-worker postgres URL TABLE RECORD_FILE CONSUMER".into());
-    };
-    if broker != "postgres" {
-        return Err(format!("unknown broker {broker}").into());
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(records)?;
-    let options = PgQueueOptions::new(QueueTable::new(table.as_str())?)
-        .consumer(consumer.as_str())
-        .lease(Duration::from_secs(2))
-        .poll_interval(Duration::from_millis(500))
-        .declare(false);
-    let queue = PgQueue::connect_url(url, options).await?;
-    let pipeline = PipelineBuilder::new(Record(Mutex::new(file)))
-        .producer(move || queue.producer())
+/// Runs a pipeline fed by `producer` until a signal drains it.
+async fn run<T, F>(
+    file: std::fs::File,
+    producer: impl Fn() -> FetchProducer<F> + Send + Sync + 'static,
+) -> Result<(), BoxError>
+where
+    T: Send + 'static,
+    F: gen_stage::source::Fetch<Item = Message<T>>,
+{
+    let pipeline = PipelineBuilder::new(Record(Mutex::new(file), PhantomData))
+        .producer(producer)
         .processors(
             ProcessorOptions::new()
                 .concurrency(4)
@@ -73,4 +73,37 @@ async fn main() -> Result<(), BoxError> {
         .drain_on_shutdown_signal(Duration::from_secs(10))?
         .await;
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [broker, url, name, records, instance] = args.as_slice() else {
+        return Err("usage: conformance-worker postgres|nats URL NAME RECORD_FILE INSTANCE".into());
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(records)?;
+    match broker.as_str() {
+        "postgres" => {
+            let options = PgQueueOptions::new(QueueTable::new(name.as_str())?)
+                .consumer(instance.as_str())
+                .lease(Duration::from_secs(2))
+                .poll_interval(Duration::from_millis(500))
+                .declare(false);
+            let queue = PgQueue::connect_url(url, options).await?;
+            run(file, move || queue.producer()).await
+        }
+        "nats" => {
+            let options = JetStreamOptions::new(name.as_str(), "workers")
+                .ack_wait(Duration::from_secs(2))
+                .idle_wait(Duration::from_millis(500))
+                .declare(false);
+            let connect = gen_stage_nats::async_nats::ConnectOptions::new().name(instance.as_str());
+            let source = JetStreamSource::connect(connect, url.as_str(), options).await?;
+            run(file, move || source.producer()).await
+        }
+        other => Err(format!("unknown broker {other}").into()),
+    }
 }

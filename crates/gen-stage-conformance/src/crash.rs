@@ -1,0 +1,151 @@
+//! The crash scenario, for any broker: workers in processes of their own, killed
+//! with SIGKILL at random points, each followed by a new one, then a last one that
+//! finishes; the record file and the broker's view are the witnesses.
+
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::{read_records, recorded};
+
+/// One crash scenario: the worker binary and its arguments (`BROKER URL NAME`; the
+/// record file and an instance name are added), and how many kills.
+#[derive(Clone, Debug)]
+pub struct Crash {
+    /// The `conformance-worker` binary (`env!("CARGO_BIN_EXE_conformance-worker")`).
+    pub worker: PathBuf,
+    /// Its first arguments: broker, URL, queue or stream name.
+    pub args: Vec<String>,
+    /// How many workers are killed before the last one finishes.
+    pub kills: u32,
+}
+
+/// What the scenario saw.
+#[derive(Clone, Copy, Debug)]
+pub struct CrashSummary {
+    /// The seed of the kill points.
+    pub seed: u64,
+    /// Messages processed more than once, each after a redelivery.
+    pub processed_twice: usize,
+}
+
+/// A small generator for the kill points, from a seed the scenario prints.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+impl Crash {
+    fn spawn(&self, records: &Path, run: u32) -> Child {
+        Command::new(&self.worker)
+            .args(&self.args)
+            .arg(records)
+            .arg(format!("worker-{run}"))
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the worker starts")
+    }
+
+    /// Runs the scenario over the messages `ids` (published before), `left` reading
+    /// from the broker how many are not yet acked. Panics, naming the seed, if a
+    /// message was never processed or was processed twice within one delivery (the
+    /// same attempt recorded twice).
+    pub async fn run<L, F>(&self, ids: &[i64], mut left: L) -> CrashSummary
+    where
+        L: FnMut() -> F,
+        F: Future<Output = u64>,
+    {
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            | 1;
+        println!("crash scenario seed: {seed}");
+        let records =
+            std::env::temp_dir().join(format!("gsc-crash-{}-{}.records", std::process::id(), seed));
+        let _ = std::fs::remove_file(&records);
+        let mut draws = Draws(seed);
+        for run in 1..=self.kills {
+            assert!(
+                left().await > 0,
+                "no message left before kill {run}: publish more (seed {seed})"
+            );
+            let mut child = self.spawn(&records, run);
+            let target = recorded(&records) + 1 + draws.next(150) as usize;
+            let ran_out = &std::cell::Cell::new(false);
+            wait_for("the worker processes messages", || {
+                let reached = recorded(&records) >= target;
+                let left = left();
+                async move {
+                    ran_out.set(!reached && left.await == 0);
+                    reached || ran_out.get()
+                }
+            })
+            .await;
+            assert!(
+                !ran_out.get(),
+                "every message was acked before kill {run}: publish more (seed {seed})"
+            );
+            child.start_kill().expect("SIGKILL sent");
+            child.wait().await.expect("the worker is gone");
+        }
+        // The last worker finishes.
+        let mut last = self.spawn(&records, self.kills + 1);
+        wait_for("every message acked", || {
+            let left = left();
+            async move { left.await == 0 }
+        })
+        .await;
+        last.start_kill().expect("SIGKILL sent");
+        last.wait().await.expect("the worker is gone");
+        let processed = read_records(&records).expect("the records");
+        let _ = std::fs::remove_file(&records);
+        let missing: Vec<_> = ids
+            .iter()
+            .filter(|id| !processed.contains_key(id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "never processed (seed {seed}): {missing:?}"
+        );
+        let mut processed_twice = 0;
+        for (id, attempts) in &processed {
+            let mut seen = attempts.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(
+                seen.len(),
+                attempts.len(),
+                "message {id} processed twice in one delivery (seed {seed}): attempts {attempts:?}"
+            );
+            processed_twice += usize::from(attempts.len() > 1);
+        }
+        CrashSummary {
+            seed,
+            processed_twice,
+        }
+    }
+}
+
+/// Waits until `done` says so, looking every 20 ms, for at most two minutes (a guard
+/// against a hang).
+async fn wait_for<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached in two minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
