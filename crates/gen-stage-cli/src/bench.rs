@@ -2,6 +2,8 @@
 //! channels, alternating within one process, several runs each.
 
 mod baseline;
+#[cfg(feature = "nats")]
+mod connector_nats;
 #[cfg(feature = "postgres")]
 mod connector_postgres;
 mod gen_stage_side;
@@ -233,6 +235,13 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             connector_postgres::gen_stage,
             connector_postgres::baseline,
         ),
+        #[cfg(feature = "nats")]
+        scenario(
+            "connector_nats",
+            100_000,
+            connector_nats::gen_stage,
+            connector_nats::baseline,
+        ),
     ]
 }
 
@@ -243,13 +252,17 @@ async fn broker_answers(name: &str) -> Result<bool, BoxError> {
     if name == "connector_postgres" {
         return required_or_skipped(name, connector_postgres::reachable().await);
     }
+    #[cfg(feature = "nats")]
+    if name == "connector_nats" {
+        return required_or_skipped(name, connector_nats::reachable().await);
+    }
     let _ = name;
     Ok(true)
 }
 
 /// A connector row's broker answered, or not: skip it (false), or fail under
 /// `GEN_STAGE_REQUIRE_BROKERS=1`.
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "nats")), allow(dead_code))]
 fn required_or_skipped(name: &str, answer: Result<(), BoxError>) -> Result<bool, BoxError> {
     match answer {
         Ok(()) => Ok(true),

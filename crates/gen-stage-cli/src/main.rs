@@ -1,10 +1,10 @@
 //! The `gen-stage` command.
 
 mod bench;
+#[cfg(any(feature = "postgres", feature = "nats"))]
+mod broker_servers;
 mod demo;
 mod output;
-#[cfg(feature = "postgres")]
-mod postgres_server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -14,7 +14,7 @@ use gen_stage_pipeline::{Handler, Message, PipelineBuilder, ProcessorContext, Pr
 use gen_stage_postgres::tokio_postgres::{self, Client, NoTls};
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable, migrate};
 
-use crate::postgres_server::url;
+use crate::broker_servers::postgres_url as url;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 

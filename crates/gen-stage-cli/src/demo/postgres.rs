@@ -8,7 +8,7 @@ use gen_stage_pipeline::{Message, PipelineBuilder};
 use gen_stage_postgres::tokio_postgres::{self, Client, NoTls};
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable, enqueue_batch, migrate};
 
-use crate::postgres_server::url;
+use crate::broker_servers::postgres_url as url;
 
 use super::work::{Job, Work};
 
