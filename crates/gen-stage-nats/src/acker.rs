@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::source::{Delivery, Shared};
 
 /// The source's [`Acknowledger`]: each outcome published to its message's ack
-/// subject, all of one call flushed at once.
+/// subject.
 pub(crate) struct JetStreamAcker(pub(crate) Arc<Shared>);
 
 /// What the server is told for `outcome`.
@@ -32,13 +32,14 @@ impl Acknowledger for JetStreamAcker {
         let deliveries = shared
             .in_flight
             .settle_all(settled.iter().map(|settled| settled.tag));
-        let now = Instant::now();
+        let (now, renewed) = (Instant::now(), shared.renewed_at());
         let mut outcomes = Vec::with_capacity(settled.len());
         let (mut voided, mut failed, mut dead_lettered) = (0, 0, 0);
         for (settled, delivery) in settled.iter().zip(deliveries) {
             // Settled before, or given back; or its ack wait ran out, and the server
             // may have delivered it again: an outcome now could settle that delivery.
-            let Some(delivery) = delivery.filter(|delivery| !shared.lapsed(delivery, now)) else {
+            let Some(delivery) = delivery.filter(|delivery| !shared.lapsed(delivery, renewed, now))
+            else {
                 voided += 1;
                 continue;
             };
@@ -71,18 +72,16 @@ impl Acknowledger for JetStreamAcker {
     }
 }
 
-/// Publishes each outcome to its ack subject, then flushes them to the server.
+/// Publishes each outcome to its ack subject. The client writes them to the server
+/// at once; [`JetStreamSource::flush`](crate::JetStreamSource::flush) waits until
+/// the server has them. (Waiting here, for each call, would hold every later outcome
+/// for a round trip.)
 pub(crate) async fn send_outcomes(
     client: &Client,
     outcomes: impl IntoIterator<Item = (Subject, AckKind)>,
 ) -> Result<(), BoxError> {
-    let mut any = false;
     for (reply, kind) in outcomes {
         client.publish(reply, kind.into()).await?;
-        any = true;
-    }
-    if any {
-        client.flush().await?;
     }
     Ok(())
 }

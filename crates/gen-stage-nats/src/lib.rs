@@ -50,6 +50,8 @@
 //!     .start()
 //!     .await?;
 //! let report = pipeline.drain(std::time::Duration::from_secs(10)).await;
+//! // The last outcomes reach the server before the process exits.
+//! source.flush().await?;
 //! println!("{report:?}");
 //! # Ok(())
 //! # }
@@ -80,7 +82,10 @@
 //!   plain nak; terminate is `+TERM`; reject publishes the message to the dead-letter
 //!   subject (waiting for the server to store it) and then terminates it. A nak counts
 //!   as a delivery: a message released by a drain comes back with its attempt one
-//!   higher.
+//!   higher. Outcomes are published as messages settle, and the client writes them
+//!   out at once, without waiting for each to be confirmed (as the client's own
+//!   `ack()` does); [`JetStreamSource::flush`] waits for the server to have them:
+//!   call it after a drain, before the process exits.
 //! - **Leases.** Every third of the ack wait the source sends `+WPI` for each message
 //!   in flight, so a handler may run for longer than the ack wait. An outcome whose
 //!   message's ack wait may have run out (no renewal reached the server within it) is

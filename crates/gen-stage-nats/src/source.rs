@@ -268,6 +268,19 @@ impl JetStreamSource {
         self.shared.client.connection_state() == State::Connected
     }
 
+    /// Waits until the server has every outcome sent so far. Outcomes are published
+    /// as the pipeline settles messages, and the client writes them out at once;
+    /// call this after [`Pipeline::drain`](gen_stage_pipeline::Pipeline::drain) and
+    /// before the process exits, so that the last ones are not lost with it.
+    ///
+    /// # Errors
+    ///
+    /// The connection failed: outcomes not yet written are lost, and their messages
+    /// are delivered again after the ack wait.
+    pub async fn flush(&self) -> Result<(), async_nats::client::FlushError> {
+        self.shared.client.flush().await
+    }
+
     /// The options the source was made with.
     pub fn options(&self) -> &JetStreamOptions {
         &self.shared.options
@@ -318,13 +331,23 @@ impl Shared {
         counters.dead_lettered += dead_lettered;
     }
 
-    /// Whether `delivery`'s ack wait may have run out by `now`: neither its delivery
-    /// nor the last renewal that reached the server is within the ack wait.
-    pub(crate) fn lapsed(&self, delivery: &Delivery, now: Instant) -> bool {
-        let renewed = *self
+    /// When ack waits count from: a delivery's count from its own delivery or the
+    /// last renewal round that reached the server, whichever is later.
+    pub(crate) fn renewed_at(&self) -> Option<Instant> {
+        *self
             .renewed
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `delivery`'s ack wait may have run out by `now`, given the last
+    /// renewal round `renewed` ([`renewed_at`](Self::renewed_at)).
+    pub(crate) fn lapsed(
+        &self,
+        delivery: &Delivery,
+        renewed: Option<Instant>,
+        now: Instant,
+    ) -> bool {
         let since = renewed.map_or(delivery.fetched, |renewed| renewed.max(delivery.fetched));
         now.saturating_duration_since(since) >= self.options.ack_wait
     }

@@ -82,6 +82,21 @@ async fn pending(stream: &OwnStream, client: &gen_stage_nats::async_nats::Client
     (info.num_ack_pending, info.num_pending)
 }
 
+/// Waits until the server shows `pending` (delivered and not acked, not delivered)
+/// and `stored` messages: it applies outcomes on its own time.
+async fn settles_to(
+    stream: &OwnStream,
+    client: &gen_stage_nats::async_nats::Client,
+    pending_now: (usize, u64),
+    stored: u64,
+) {
+    eventually("the server's view", || async {
+        pending(stream, client).await == pending_now
+            && stream.stored(client, &stream.name).await == stored
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_is_acked_once_and_none_is_left() {
     let Some(client) = client().await else { return };
@@ -107,8 +122,7 @@ async fn every_message_is_acked_once_and_none_is_left() {
     let mut sequences: Vec<u64> = handled.into_keys().collect();
     sequences.sort_unstable();
     assert_eq!(sequences, (1..=500).collect::<Vec<u64>>());
-    assert_eq!(pending(&stream, &client).await, (0, 0));
-    assert_eq!(stream.stored(&client, &stream.name).await, 0, "acked away");
+    settles_to(&stream, &client, (0, 0), 0).await;
     let state = source.state();
     assert_eq!(
         (state.in_flight, state.voided, state.failed_outcomes),
@@ -202,8 +216,7 @@ async fn a_failing_message_is_nakked_with_its_delay_then_dead_lettered_with_its_
     assert_eq!(header("Gen-Stage-Attempt").as_deref(), Some("3"));
     assert!(header("Gen-Stage-Error").is_some_and(|error| error.contains("bad message")));
     // Nothing is left: the rejected and terminated messages are gone for good.
-    assert_eq!(pending(&stream, &client).await, (0, 0));
-    assert_eq!(stream.stored(&client, &stream.name).await, 0);
+    settles_to(&stream, &client, (0, 0), 0).await;
     assert_eq!(source.state().dead_lettered, 1);
 }
 
@@ -244,7 +257,7 @@ async fn messages_in_flight_stay_within_the_budget_at_the_server() {
     gate.add_permits(100);
     let report = pipeline.drain(Duration::from_secs(30)).await;
     assert_eq!(report.settled.acked, 40, "{report:?}");
-    assert_eq!(pending(&stream, &client).await, (0, 0));
+    settles_to(&stream, &client, (0, 0), 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,7 +334,10 @@ async fn a_drain_acks_what_was_handled_and_naks_what_was_only_fetched() {
     let acked = report.settled.acked;
     assert!(acked >= 1, "{report:?}");
     assert_eq!(first.state().in_flight, 0);
-    assert_eq!(stream.stored(&client, &stream.name).await, 30 - acked);
+    eventually("acks applied", || async {
+        stream.stored(&client, &stream.name).await == 30 - acked
+    })
+    .await;
     // What was fetched and not handled was nakked: another instance gets it now, not
     // after the ack wait, each message's delivery counted.
     let (handler, mut again) = recorder(None);
@@ -337,7 +353,7 @@ async fn a_drain_acks_what_was_handled_and_naks_what_was_only_fetched() {
         other.drain(Duration::from_secs(10)).await.settled.acked,
         30 - acked
     );
-    assert_eq!(stream.stored(&client, &stream.name).await, 0);
+    settles_to(&stream, &client, (0, 0), 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +388,7 @@ async fn two_instances_share_the_consumer_and_each_message_is_acked_once() {
         handled.values().all(|&times| times == 1),
         "a message handled twice"
     );
-    assert_eq!(pending(&stream, &client).await, (0, 0));
+    settles_to(&stream, &client, (0, 0), 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

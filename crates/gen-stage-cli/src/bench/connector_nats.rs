@@ -3,8 +3,8 @@
 //! loop async-nats's documentation recommends, written by hand for the same durable
 //! pull consumer: `Consumer::stream` pulling batches of the same size with the next
 //! pull in flight while a batch is handled, a plain ack (not a double ack) per
-//! message, and the client flushed before the run ends, as the pipeline's acks are
-//! when its drain returns.
+//! message, and the client flushed before the run ends, as the pipeline's side
+//! flushes its source after its drain.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,8 +135,9 @@ pub(crate) async fn gen_stage(messages: u64) -> Result<Duration, BoxError> {
     let start = Instant::now();
     let options = JetStreamOptions::new(name.as_str(), CONSUMER).max_in_flight(IN_FLIGHT);
     let source = JetStreamSource::connect_url(&nats_url(), options).await?;
+    let producing = source.clone();
     let pipeline = PipelineBuilder::new(count.clone())
-        .producer(move || source.producer())
+        .producer(move || producing.producer())
         .processors(
             ProcessorOptions::new()
                 .concurrency(2)
@@ -147,6 +148,7 @@ pub(crate) async fn gen_stage(messages: u64) -> Result<Duration, BoxError> {
         .await?;
     count.done.notified().await;
     let report = pipeline.drain(Duration::from_secs(60)).await;
+    source.flush().await?;
     let elapsed = start.elapsed();
     if report.settled.acked != messages || report.ack_failures.total() > 0 {
         return Err(format!("the pipeline did not ack every message: {report:?}").into());
