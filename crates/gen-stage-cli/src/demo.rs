@@ -1,6 +1,10 @@
 //! `gen-stage demo`: an acknowledged pipeline (gen-stage-pipeline) fed by an in-memory
 //! queue, showing back-pressure, concurrency, retries and batching at work.
 
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(any(feature = "postgres", feature = "nats"))]
+mod payload;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod source;

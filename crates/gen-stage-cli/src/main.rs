@@ -64,7 +64,8 @@ struct DemoArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Where the jobs wait: in memory, or in a real broker (built with the broker's
-    /// cargo feature: `--features postgres`, with GEN_STAGE_POSTGRES_URL).
+    /// cargo feature: `--features postgres` with GEN_STAGE_POSTGRES_URL, `--features nats`
+    /// with GEN_STAGE_NATS_URL).
     #[arg(long, value_enum, default_value_t = demo::SourceKind::Memory)]
     source: demo::SourceKind,
 }

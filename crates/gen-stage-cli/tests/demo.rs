@@ -188,20 +188,19 @@ fn a_reader_that_stops_reading_ends_the_demo_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// The same demo through a PostgreSQL table (the CLI's `postgres` feature): every job
-/// written and acked once, the table made for the run dropped after it. Skipped with a
-/// notice when the server is unreachable, unless `GEN_STAGE_REQUIRE_BROKERS=1`.
-#[cfg(feature = "postgres")]
-#[test]
-fn the_demo_runs_through_postgres_and_leaves_nothing_behind() {
-    let output = gen_stage(&[&["demo", "--source", "postgres"], &SMALL[..]].concat());
+/// The demo through the broker `source` (whose URL is in `url_variable`): every job
+/// written and acked once, what was made for the run removed after it. Skipped with
+/// a notice when the server is unreachable, unless `GEN_STAGE_REQUIRE_BROKERS=1`.
+#[cfg(any(feature = "postgres", feature = "nats"))]
+fn demo_through(source: &str, url_variable: &str) {
+    let output = gen_stage(&[&["demo", "--source", source], &SMALL[..]].concat());
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     if !output.status.success()
-        && stderr.contains("GEN_STAGE_POSTGRES_URL")
+        && stderr.contains(url_variable)
         && std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() != Ok("1")
     {
-        eprintln!("skipped: PostgreSQL is unreachable: {stderr}");
+        eprintln!("skipped: {source} is unreachable: {stderr}");
         return;
     }
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -214,4 +213,18 @@ fn the_demo_runs_through_postgres_and_leaves_nothing_behind() {
         stdout.contains("exactly once:     ok (300 jobs, each written once)"),
         "{stdout}"
     );
+}
+
+/// The same demo through a PostgreSQL table (the CLI's `postgres` feature).
+#[cfg(feature = "postgres")]
+#[test]
+fn the_demo_runs_through_postgres_and_leaves_nothing_behind() {
+    demo_through("postgres", "GEN_STAGE_POSTGRES_URL");
+}
+
+/// The same demo through a NATS JetStream stream (the CLI's `nats` feature).
+#[cfg(feature = "nats")]
+#[test]
+fn the_demo_runs_through_nats_and_leaves_nothing_behind() {
+    demo_through("nats", "GEN_STAGE_NATS_URL");
 }

@@ -18,6 +18,9 @@ pub(crate) enum SourceKind {
     /// A PostgreSQL table (at GEN_STAGE_POSTGRES_URL), through gen-stage-postgres.
     #[cfg(feature = "postgres")]
     Postgres,
+    /// A NATS JetStream stream (at GEN_STAGE_NATS_URL), through gen-stage-nats.
+    #[cfg(feature = "nats")]
+    Nats,
 }
 
 /// The queue the demo's jobs wait in.
@@ -25,6 +28,8 @@ pub(crate) enum Source {
     Memory(MemoryQueue<Job>),
     #[cfg(feature = "postgres")]
     Postgres(super::postgres::PgSource),
+    #[cfg(feature = "nats")]
+    Nats(super::nats::NatsSource),
 }
 
 impl Source {
@@ -40,6 +45,8 @@ impl Source {
             SourceKind::Postgres => Ok(Source::Postgres(
                 super::postgres::PgSource::new(jobs).await?,
             )),
+            #[cfg(feature = "nats")]
+            SourceKind::Nats => Ok(Source::Nats(super::nats::NatsSource::new(jobs).await?)),
         }
     }
 
@@ -52,6 +59,8 @@ impl Source {
             }
             #[cfg(feature = "postgres")]
             Source::Postgres(source) => source.feed(builder),
+            #[cfg(feature = "nats")]
+            Source::Nats(source) => source.feed(builder),
         }
     }
 
@@ -61,6 +70,8 @@ impl Source {
             Source::Memory(queue) => Box::pin(queue.settled()),
             #[cfg(feature = "postgres")]
             Source::Postgres(source) => Box::pin(source.settled()),
+            #[cfg(feature = "nats")]
+            Source::Nats(source) => Box::pin(source.settled()),
         }
     }
 
@@ -70,6 +81,8 @@ impl Source {
             Source::Memory(queue) => (queue.in_flight(), queue.stray_outcomes()),
             #[cfg(feature = "postgres")]
             Source::Postgres(source) => source.leftovers(),
+            #[cfg(feature = "nats")]
+            Source::Nats(source) => source.leftovers(),
         }
     }
 
@@ -79,6 +92,8 @@ impl Source {
             Source::Memory(_) => Ok(()),
             #[cfg(feature = "postgres")]
             Source::Postgres(source) => source.clean_up().await,
+            #[cfg(feature = "nats")]
+            Source::Nats(source) => source.clean_up().await,
         }
     }
 }
