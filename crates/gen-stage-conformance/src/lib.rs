@@ -9,8 +9,10 @@
 //! twice by the broker (its attempt says so).
 
 mod crash;
+mod proxy;
 
 pub use crash::{Crash, CrashSummary};
+pub use proxy::Proxy;
 
 use std::collections::HashMap;
 use std::path::Path;

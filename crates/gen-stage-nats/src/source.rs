@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_nats::connection::State;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
-use async_nats::{Client, ConnectOptions, Event, Subject, ToServerAddrs, jetstream};
+use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subject, ToServerAddrs, jetstream};
 use gen_stage::source::FetchProducer;
 use gen_stage_pipeline::{InFlight, SourceHealth, SourceStatus};
 
@@ -176,8 +176,9 @@ impl JetStreamSource {
         Self::start(client, log, options).await
     }
 
-    /// Connects to the servers of `url` (`nats://user:password@host:4222`, several
-    /// separated by commas) with the client's default options; see
+    /// Connects to the servers of `url` (`nats://host:4222`, several separated by
+    /// commas), with the credentials the URL carries (`nats://user:password@host`, or
+    /// `nats://token@host`) and the client's defaults otherwise; see
     /// [`connect`](Self::connect).
     ///
     /// # Errors
@@ -187,7 +188,7 @@ impl JetStreamSource {
         url: &str,
         options: JetStreamOptions,
     ) -> Result<JetStreamSource, ConnectError> {
-        Self::connect(ConnectOptions::new(), url, options).await
+        Self::connect(credentials_of(url), url, options).await
     }
 
     /// A source on a client you connected yourself (its reconnection is yours to
@@ -351,6 +352,24 @@ impl Shared {
         let since = renewed.map_or(delivery.fetched, |renewed| renewed.max(delivery.fetched));
         now.saturating_duration_since(since) >= self.options.ack_wait
     }
+}
+
+/// The client's options with the first credentials found in `url`'s servers (the
+/// client reads none from a URL itself).
+fn credentials_of(url: &str) -> ConnectOptions {
+    let servers = url
+        .split(',')
+        .filter_map(|server| server.trim().parse::<ServerAddr>().ok());
+    for server in servers {
+        match (server.username(), server.password()) {
+            (Some(user), Some(password)) => {
+                return ConnectOptions::with_user_and_password(user.into(), password.into());
+            }
+            (Some(token), None) => return ConnectOptions::with_token(token.into()),
+            _ => {}
+        }
+    }
+    ConnectOptions::new()
 }
 
 /// The stream (and the dead-letter stream): declared, or found.

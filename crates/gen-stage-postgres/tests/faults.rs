@@ -7,13 +7,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use gen_stage::BoxError;
+use gen_stage_conformance::Proxy;
 use gen_stage_pipeline::{
     Handler, Message, MessageId, PipelineBuilder, ProcessorContext, ProcessorOptions,
 };
 use gen_stage_postgres::tokio_postgres::config::Host;
 use gen_stage_postgres::tokio_postgres::{Config, NoTls};
 use gen_stage_postgres::{Backoff, PgQueue, PgQueueOptions, enqueue_batch};
-use support::proxy::Proxy;
 use support::{OwnTable, client, count, eventually, url};
 use tokio::sync::mpsc;
 
@@ -47,7 +47,7 @@ async fn proxied() -> (Proxy, Config) {
         .expect("the server's address")
         .next()
         .expect("an address");
-    let proxy = Proxy::start(upstream).await;
+    let proxy = Proxy::start(upstream).await.expect("a proxy");
     let mut through = Config::new();
     through.host("127.0.0.1").port(proxy.port());
     if let Some(user) = direct.get_user() {

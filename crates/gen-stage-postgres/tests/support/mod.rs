@@ -3,8 +3,6 @@
 // Each test file uses part of the support.
 #![allow(dead_code)]
 
-pub(crate) mod proxy;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use gen_stage_postgres::QueueTable;

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Forwards connections on a port of its own to `upstream`.
-pub(crate) struct Proxy {
+/// Forwards connections on a port of its own to `upstream`: the kit's broker fault.
+/// Cut every open connection, refuse the next few, then let them through again.
+#[derive(Debug)]
+pub struct Proxy {
     address: SocketAddr,
     /// Connections still to refuse (accepted, then closed at once).
     refusing: Arc<AtomicU32>,
@@ -20,9 +22,14 @@ pub(crate) struct Proxy {
 }
 
 impl Proxy {
-    pub(crate) async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let address = listener.local_addr().expect("an address");
+    /// Listens on a free loopback port and forwards what connects to `upstream`.
+    ///
+    /// # Errors
+    ///
+    /// No loopback port could be bound.
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
         let refusing = Arc::new(AtomicU32::new(0));
         let refused = Arc::new(AtomicU32::new(0));
         let (cuts, _) = watch::channel(0);
@@ -40,27 +47,27 @@ impl Proxy {
                 tokio::spawn(pipe(client, upstream, cut.subscribe()));
             }
         });
-        Proxy {
+        Ok(Proxy {
             address,
             refusing,
             cuts,
             refused,
-        }
+        })
     }
 
     /// The proxy's port.
-    pub(crate) fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.address.port()
     }
 
     /// Cuts every open connection and refuses the next `refuse` ones.
-    pub(crate) fn cut(&self, refuse: u32) {
+    pub fn cut(&self, refuse: u32) {
         self.refusing.store(refuse, Ordering::Release);
         self.cuts.send_modify(|cuts| *cuts += 1);
     }
 
     /// Connections refused so far.
-    pub(crate) fn refused(&self) -> u32 {
+    pub fn refused(&self) -> u32 {
         self.refused.load(Ordering::Acquire)
     }
 }
