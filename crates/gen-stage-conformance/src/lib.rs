@@ -8,6 +8,7 @@
 //! was processed at least once, and that a message processed twice was delivered
 //! twice by the broker (its attempt says so).
 
+pub mod brokers;
 mod crash;
 mod proxy;
 

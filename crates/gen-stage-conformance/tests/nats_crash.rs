@@ -4,36 +4,22 @@
 //! twice was delivered twice (its delivery count says so), and the stream ends empty
 //! with nothing pending.
 
-use gen_stage_conformance::Crash;
-use gen_stage_nats::async_nats::{self, jetstream};
+use gen_stage_conformance::{Crash, brokers};
+use gen_stage_nats::async_nats::jetstream;
 use gen_stage_nats::{JetStreamOptions, JetStreamSource};
 
 const MESSAGES: u64 = 2000;
 
-fn url() -> String {
-    std::env::var("GEN_STAGE_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_survive_ten_kills_of_their_worker_processed_at_least_once_and_doubled_only_when_redelivered()
  {
-    let client = match async_nats::connect(url().as_str()).await {
-        Ok(client) => client,
-        Err(error) if std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() == Ok("1") => {
-            panic!(
-                "NATS at {} is unreachable and GEN_STAGE_REQUIRE_BROKERS=1: {error}",
-                url()
-            )
-        }
-        Err(error) => {
-            eprintln!("skipped: NATS at {} is unreachable ({error})", url());
-            return;
-        }
+    let Some(client) = brokers::nats().await else {
+        return;
     };
     let name = format!("gsc_crash_{}", std::process::id());
     // Declared here; the workers find it (declaring off), with a 2 s ack wait.
     let declared = JetStreamSource::connect_url(
-        &url(),
+        &brokers::nats_url(),
         JetStreamOptions::new(name.as_str(), "workers").ack_wait(std::time::Duration::from_secs(2)),
     )
     .await
@@ -54,7 +40,7 @@ async fn messages_survive_ten_kills_of_their_worker_processed_at_least_once_and_
     }
     let crash = Crash {
         worker: env!("CARGO_BIN_EXE_conformance-worker").into(),
-        args: vec!["nats".into(), url(), name.clone()],
+        args: vec!["nats".into(), brokers::nats_url(), name.clone()],
         kills: 10,
     };
     let stream = js.get_stream(&name).await.expect("the stream");

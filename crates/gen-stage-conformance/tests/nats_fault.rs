@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use gen_stage::BoxError;
-use gen_stage_conformance::Proxy;
+use gen_stage_conformance::{Proxy, brokers};
 use gen_stage_nats::async_nats::{self, jetstream};
 use gen_stage_nats::{Backoff, JetStreamOptions, JetStreamSource};
 use gen_stage_pipeline::{
@@ -15,10 +15,6 @@ use gen_stage_pipeline::{
 use tokio::sync::mpsc;
 
 const MESSAGES: u64 = 300;
-
-fn url() -> String {
-    std::env::var("GEN_STAGE_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
 
 struct Record(mpsc::UnboundedSender<u64>);
 
@@ -48,20 +44,10 @@ async fn next(handled: &mut mpsc::UnboundedReceiver<u64>) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_mid_stream_loses_no_message_and_the_source_reconnects() {
-    let client = match async_nats::connect(url().as_str()).await {
-        Ok(client) => client,
-        Err(error) if std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() == Ok("1") => {
-            panic!(
-                "NATS at {} is unreachable and GEN_STAGE_REQUIRE_BROKERS=1: {error}",
-                url()
-            )
-        }
-        Err(error) => {
-            eprintln!("skipped: NATS at {} is unreachable ({error})", url());
-            return;
-        }
+    let Some(client) = brokers::nats().await else {
+        return;
     };
-    let address = url();
+    let address = brokers::nats_url();
     let address = address.trim_start_matches("nats://");
     let address = address.rsplit('@').next().unwrap_or(address);
     let upstream = tokio::net::lookup_host(address)

@@ -3,35 +3,16 @@
 //! processed at least once, a job processed twice was delivered twice (the table's
 //! attempts say so), and the table ends empty.
 
-use gen_stage_conformance::Crash;
-use gen_stage_postgres::tokio_postgres::{self, NoTls};
+use gen_stage_conformance::{Crash, brokers};
 use gen_stage_postgres::{QueueTable, enqueue_batch, migrate};
 
 const JOBS: usize = 2000;
 
-fn url() -> String {
-    std::env::var("GEN_STAGE_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_survive_ten_kills_of_their_worker_processed_at_least_once_and_doubled_only_when_redelivered()
  {
-    let db = match tokio_postgres::connect(&url(), NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            client
-        }
-        Err(error) if std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() == Ok("1") => {
-            panic!(
-                "PostgreSQL at {} is unreachable and GEN_STAGE_REQUIRE_BROKERS=1: {error}",
-                url()
-            )
-        }
-        Err(error) => {
-            eprintln!("skipped: PostgreSQL at {} is unreachable ({error})", url());
-            return;
-        }
+    let Some(db) = brokers::postgres().await else {
+        return;
     };
     let table = QueueTable::new(format!("gsc_crash_{}", std::process::id())).expect("a valid name");
     migrate(&db, &table).await.expect("declared");
@@ -41,7 +22,11 @@ async fn jobs_survive_ten_kills_of_their_worker_processed_at_least_once_and_doub
         .expect("enqueued");
     let crash = Crash {
         worker: env!("CARGO_BIN_EXE_conformance-worker").into(),
-        args: vec!["postgres".into(), url(), table.name().to_owned()],
+        args: vec![
+            "postgres".into(),
+            brokers::postgres_url(),
+            table.name().to_owned(),
+        ],
         kills: 10,
     };
     let count = format!("SELECT count(*) FROM \"{}\"", table.name());
