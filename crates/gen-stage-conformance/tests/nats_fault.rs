@@ -125,3 +125,111 @@ async fn an_outage_mid_stream_loses_no_message_and_the_source_reconnects() {
     assert!(state.last_error.is_some(), "the outage is reported");
     js.delete_stream(&name).await.expect("deleted");
 }
+
+/// Sends each message's attempt to the test when it starts, then waits for a permit.
+struct Gated {
+    seen: mpsc::UnboundedSender<u32>,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Handler for Gated {
+    type Data = async_nats::Message;
+
+    async fn handle_message(
+        &self,
+        message: &mut Message<async_nats::Message>,
+        _: &ProcessorContext,
+    ) -> Result<(), BoxError> {
+        let _ = self.seen.send(message.metadata().attempt);
+        self.gate.acquire().await?.forget();
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_whose_ack_wait_ran_out_during_an_outage_is_voided_not_sent() {
+    let Some(client) = brokers::nats().await else {
+        return;
+    };
+    let address = brokers::nats_url();
+    let address = address.trim_start_matches("nats://");
+    let address = address.rsplit('@').next().unwrap_or(address);
+    let upstream = tokio::net::lookup_host(address)
+        .await
+        .expect("the server's address")
+        .next()
+        .expect("an address");
+    let proxy = Proxy::start(upstream).await.expect("a proxy");
+    let name = format!("gsc_lapse_{}", std::process::id());
+    let options = || {
+        JetStreamOptions::new(name.as_str(), "workers")
+            .ack_wait(Duration::from_secs(1))
+            .idle_wait(Duration::from_millis(200))
+            .backoff(Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_millis(200),
+            ))
+    };
+    let through_proxy = JetStreamSource::connect(
+        async_nats::ConnectOptions::new(),
+        format!("nats://127.0.0.1:{}", proxy.port()).as_str(),
+        options(),
+    )
+    .await
+    .expect("connects through the proxy");
+    let direct = JetStreamSource::connect_url(&brokers::nats_url(), options())
+        .await
+        .expect("connects");
+    let js = jetstream::new(client.clone());
+    js.publish(format!("{name}.jobs"), "only".into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let start = |source: &JetStreamSource, seen, gate| {
+        let producing = source.clone();
+        PipelineBuilder::new(Gated { seen, gate })
+            .producer(move || producing.producer())
+            .start()
+    };
+    let first_gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (first_seen, mut first) = mpsc::unbounded_channel();
+    let first_pipeline = start(&through_proxy, first_seen, first_gate.clone())
+        .await
+        .expect("starts");
+    assert_eq!(first.recv().await, Some(1), "the first instance has it");
+    // Cut off for several ack waits: its renewals cannot reach the server.
+    proxy.cut(25);
+    let second_gate = std::sync::Arc::new(tokio::sync::Semaphore::new(100));
+    let (second_seen, mut second) = mpsc::unbounded_channel();
+    let second_pipeline = start(&direct, second_seen, second_gate)
+        .await
+        .expect("starts");
+    let attempt = tokio::time::timeout(Duration::from_secs(60), second.recv())
+        .await
+        .expect("delivered again after the ack wait");
+    assert_eq!(attempt, Some(2), "the server counted the second delivery");
+    // The first handler finishes now: its ack could settle the second delivery, so
+    // it is voided, not sent.
+    first_gate.add_permits(1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while through_proxy.state().voided == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "not voided");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stream = js.get_stream(&name).await.expect("the stream");
+    while stream.get_info().await.expect("info").state.messages > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not acked by the second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first_report = first_pipeline.drain(Duration::from_secs(30)).await;
+    let second_report = second_pipeline.drain(Duration::from_secs(30)).await;
+    assert_eq!(first_report.settled.acked, 1, "{first_report:?}");
+    assert_eq!(second_report.settled.acked, 1, "{second_report:?}");
+    assert_eq!(through_proxy.state().voided, 1);
+    assert_eq!(direct.state().voided, 0);
+    js.delete_stream(&name).await.expect("deleted");
+}

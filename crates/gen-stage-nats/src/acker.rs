@@ -32,13 +32,15 @@ impl Acknowledger for JetStreamAcker {
         let deliveries = shared
             .in_flight
             .settle_all(settled.iter().map(|settled| settled.tag));
-        let (now, renewed) = (Instant::now(), shared.renewed_at());
+        let ack_wait = shared.options.ack_wait;
         let mut outcomes = Vec::with_capacity(settled.len());
         let (mut voided, mut failed, mut dead_lettered) = (0, 0, 0);
         for (settled, delivery) in settled.iter().zip(deliveries) {
             // Settled before, or given back; or its ack wait ran out, and the server
             // may have delivered it again: an outcome now could settle that delivery.
-            let Some(delivery) = delivery.filter(|delivery| !shared.lapsed(delivery, renewed, now))
+            // Checked now, each: a dead letter before it may have taken a while.
+            let Some(delivery) =
+                delivery.filter(|delivery| !delivery.lapsed(ack_wait, Instant::now()))
             else {
                 voided += 1;
                 continue;

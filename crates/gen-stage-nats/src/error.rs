@@ -61,12 +61,50 @@ impl std::error::Error for ConnectError {
     }
 }
 
+/// Why [`JetStreamSource::flush`](crate::JetStreamSource::flush) could not confirm
+/// that the server has every outcome.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The connection failed.
+    Connection(BoxError),
+    /// The server did not answer in time (the connection may be down, the client
+    /// waiting for it).
+    TimedOut {
+        /// The time allowed.
+        after: std::time::Duration,
+    },
+}
+
+impl fmt::Display for FlushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlushError::Connection(error) => write!(f, "flushing outcomes to NATS failed: {error}"),
+            FlushError::TimedOut { after } => {
+                write!(f, "NATS did not confirm the outcomes within {after:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FlushError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FlushError::Connection(error) => Some(error.as_ref()),
+            FlushError::TimedOut { .. } => None,
+        }
+    }
+}
+
 /// Why a pull from the consumer failed. The producer logs it and pulls again after the
 /// source's [`Backoff`](gen_stage_pipeline::Backoff); messages of the failed pull
 /// that never arrived are delivered again after the ack wait.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FetchError {
+    /// The client is not connected: no pull is made (a request queued while
+    /// disconnected would be sent after the reconnection, to an inbox nobody reads).
+    Disconnected,
     /// The pull request could not be made (the client's connection is closed).
     Request(BatchError),
     /// The server answered the pull with an error status (a consumer deleted, a
@@ -77,6 +115,7 @@ pub enum FetchError {
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            FetchError::Disconnected => f.write_str("not connected to NATS: no pull made"),
             FetchError::Request(error) => write!(f, "JetStream pull request failed: {error}"),
             FetchError::Pull(error) => write!(f, "JetStream pull failed: {error}"),
         }
@@ -86,6 +125,7 @@ impl fmt::Display for FetchError {
 impl std::error::Error for FetchError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            FetchError::Disconnected => None,
             FetchError::Request(error) => Some(error),
             FetchError::Pull(error) => Some(error.as_ref()),
         }

@@ -73,6 +73,9 @@ impl JetStreamFetch {
     /// Starts a pull for up to `max` messages (one if idle), once budget is free.
     async fn start_pull(&mut self, max: usize) -> Result<(), FetchError> {
         let shared = &self.source.shared;
+        if shared.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(FetchError::Disconnected);
+        }
         let want = if self.idle { 1 } else { max };
         let reservation = loop {
             if let Some(reservation) = shared.in_flight.try_reserve(want) {
@@ -99,8 +102,8 @@ impl JetStreamFetch {
                     .messages()
                     .await
             } else {
-                // `expires` bounds the request should its answer be lost with the
-                // connection; with `no_wait` the server answers at once.
+                // With `no_wait` and `expires`, the server answers at once with what
+                // is ready, or waits up to `expires` for the first message.
                 let fetch = consumer.fetch().max_messages(granted).expires(wait);
                 fetch.messages().await
             }
@@ -147,13 +150,7 @@ impl JetStreamFetch {
             return;
         };
         pull.delivered += 1;
-        let delivery = Delivery {
-            reply,
-            sequence,
-            attempt,
-            subject: message.subject.clone(),
-            fetched: Instant::now(),
-        };
+        let delivery = Delivery::new(reply, sequence, attempt, message.subject.clone());
         match pull.reservation.admit(delivery) {
             Ok(tag) => {
                 let message = Message::new(message, self.group.handle(tag))
@@ -240,7 +237,7 @@ impl Fetch for JetStreamFetch {
                     let Some(pull) = self.pull.take() else {
                         continue;
                     };
-                    if !pull.waits {
+                    if pull.delivered > 0 {
                         self.source.shared.fetched_in(pull.started.elapsed());
                     }
                     if pull.delivered > 0 {

@@ -1,10 +1,12 @@
 //! Ack waits renewed while messages are in flight (`+WPI`), so a long handler keeps
 //! its message.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use async_nats::connection::State;
 use async_nats::jetstream::AckKind;
 use tracing::Instrument;
 
@@ -36,31 +38,58 @@ pub(crate) fn keep_renewing(source: &JetStreamSource) {
     });
 }
 
-/// Tells the server work goes on for every message in flight; once it has them all,
-/// their ack waits count from the round's start.
+/// Tells the server work goes on for every message in flight whose ack wait has not
+/// run out, while connected; each counts as renewed from the round's start once the
+/// client has written them out.
 async fn renew_in_flight(shared: &Shared) {
-    let started = Instant::now();
-    let mut replies = Vec::new();
-    shared
-        .in_flight
-        .for_each(|_, delivery| replies.push((delivery.reply.clone(), AckKind::Progress)));
-    if replies.is_empty() {
+    if shared.client.connection_state() != State::Connected {
         return;
     }
-    let span = tracing::debug_span!("jetstream renew ack waits", messages = replies.len());
-    match send_outcomes(&shared.client, replies)
-        .instrument(span)
-        .await
-    {
-        Ok(()) => {
-            *shared
-                .renewed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(started);
+    let started = Instant::now();
+    let ack_wait = shared.options.ack_wait;
+    let mut renewing = HashMap::new();
+    shared.in_flight.for_each(|tag, delivery| {
+        if !delivery.lapsed(ack_wait, started) {
+            renewing.insert(tag, delivery.reply.clone());
         }
-        Err(error) => {
+    });
+    // Messages settled meanwhile are left out: a `+WPI` after a nak with a delay
+    // would restart the server's clock and override the delay.
+    let mut still = HashSet::new();
+    shared.in_flight.for_each(|tag, _| {
+        still.insert(tag);
+    });
+    renewing.retain(|tag, _| still.contains(tag));
+    if renewing.is_empty() {
+        return;
+    }
+    let span = tracing::debug_span!("jetstream renew ack waits", messages = renewing.len());
+    let replies: Vec<_> = renewing
+        .values()
+        .map(|reply| (reply.clone(), AckKind::Progress))
+        .collect();
+    let renewed = async {
+        send_outcomes(&shared.client, replies).await?;
+        shared.client.flush().await?;
+        Ok::<(), gen_stage::BoxError>(())
+    };
+    let within = ack_wait / 3;
+    match tokio::time::timeout(within, renewed.instrument(span)).await {
+        Ok(Ok(())) if shared.client.connection_state() == State::Connected => {
+            shared.in_flight.for_each(|tag, delivery| {
+                if renewing.contains_key(&tag) {
+                    delivery.renewed(started);
+                }
+            });
+        }
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
             tracing::warn!(%error, "JetStream: renewing ack waits failed");
             shared.connection.error(&error);
+        }
+        Err(_) => {
+            tracing::warn!(?within, "JetStream: renewing ack waits timed out");
+            shared.connection.error("renewing ack waits timed out");
         }
     }
 }

@@ -51,7 +51,7 @@
 //!     .await?;
 //! let report = pipeline.drain(std::time::Duration::from_secs(10)).await;
 //! // The last outcomes reach the server before the process exits.
-//! source.flush().await?;
+//! source.flush(std::time::Duration::from_secs(5)).await?;
 //! println!("{report:?}");
 //! # Ok(())
 //! # }
@@ -87,15 +87,19 @@
 //!   `ack()` does); [`JetStreamSource::flush`] waits for the server to have them:
 //!   call it after a drain, before the process exits.
 //! - **Leases.** Every third of the ack wait the source sends `+WPI` for each message
-//!   in flight, so a handler may run for longer than the ack wait. An outcome whose
-//!   message's ack wait may have run out (no renewal reached the server within it) is
-//!   not sent, and counted in [`JetStreamState::voided`]: the server delivers that
-//!   message again, and an ack now could settle the new delivery. JetStream acks are
-//!   not bound to a connection: an outcome made across a reconnection still applies.
+//!   in flight, so a handler may run for longer than the ack wait (renewals are sent
+//!   only while connected, and count once the client has written them out). An
+//!   outcome whose message's ack wait may have run out (no renewal of that message
+//!   within it) is not sent, and counted in [`JetStreamState::voided`]: the server
+//!   delivers that message again, and an ack now could settle the new delivery; once
+//!   lapsed, a message stays so. JetStream acks are not bound to a connection: an
+//!   outcome made across a reconnection still applies.
 //! - **Budget.** Messages in flight (delivered and not settled) never exceed
 //!   [`JetStreamOptions::max_in_flight`] across the source's producers: each pull
 //!   asks for no more than is free. The consumer's `max_ack_pending` bounds all
-//!   instances together at the server.
+//!   instances together at the server; a message nakked with a delay counts there
+//!   until it is delivered again, so many long retry delays can hold back new
+//!   deliveries: raise `max_ack_pending` above the budgets' sum for such loads.
 //! - **Order.** Within one instance, messages are delivered in stream order, and a
 //!   pipeline's processors handle them side by side (`partition_by` keeps order per
 //!   key). Across instances, the server hands each pull the next messages: no order
@@ -103,8 +107,9 @@
 //!   delivered meanwhile.
 //! - **Draining.** A drain stops pulling, settles what is in flight, and naks
 //!   what was delivered and never handled, including what a pull under way delivers
-//!   after the producer stopped. Only a process that dies leaves its messages to the
-//!   ack wait.
+//!   after the producer stopped. What a dead process held, outcomes lost with a
+//!   connection, and a rejected message whose dead letter could not be published are
+//!   left to the ack wait.
 //!
 //! # Scaling out
 //!
@@ -126,7 +131,8 @@
 //! - [`FetchError`]: logged with `tracing` and retried after the backoff; the source's
 //!   [`JetStreamSource::state`] says why.
 //! - Messages delivered again with a higher attempt and no failure: an instance died,
-//!   or its renewals could not reach the server within the ack wait.
+//!   its renewals could not reach the server within the ack wait, its outcomes were
+//!   lost with a connection, or a message's dead letter could not be published.
 //!
 //! # TLS
 //!
@@ -142,7 +148,7 @@ mod lease;
 mod options;
 mod source;
 
-pub use error::{ConnectError, FetchError};
+pub use error::{ConnectError, FetchError, FlushError};
 pub use fetch::JetStreamFetch;
 pub use gen_stage_pipeline::Backoff;
 pub use options::JetStreamOptions;

@@ -2,7 +2,7 @@
 //! every producer a pipeline makes of it.
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subject, ToServerAdd
 use gen_stage::source::FetchProducer;
 use gen_stage_pipeline::{InFlight, SourceHealth, SourceStatus};
 
-use crate::error::ConnectError;
+use crate::error::{ConnectError, FlushError};
 use crate::fetch::JetStreamFetch;
 use crate::options::JetStreamOptions;
 
@@ -46,8 +46,6 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Arc<InFlight<Delivery>>,
     pub(crate) connection: Arc<ConnectionLog>,
     counters: Mutex<Counters>,
-    /// When the last round of ack-wait renewals that reached the server began.
-    pub(crate) renewed: Mutex<Option<Instant>>,
     /// Whether the task renewing ack waits runs.
     pub(crate) renewing: AtomicBool,
     /// Dropped with the source: the renewing task ends at once.
@@ -64,6 +62,46 @@ pub(crate) struct Delivery {
     pub(crate) attempt: u32,
     pub(crate) subject: Subject,
     pub(crate) fetched: Instant,
+    /// When, after `fetched`, the last renewal that reached the server began (ms).
+    renewed_after_ms: AtomicU64,
+    /// Its ack wait ran out once: a later renewal cannot win it back (the server may
+    /// have delivered it again meanwhile).
+    lapsed: AtomicBool,
+}
+
+impl Delivery {
+    pub(crate) fn new(reply: Subject, sequence: u64, attempt: u32, subject: Subject) -> Self {
+        Delivery {
+            reply,
+            sequence,
+            attempt,
+            subject,
+            fetched: Instant::now(),
+            renewed_after_ms: AtomicU64::new(0),
+            lapsed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether its ack wait may have run out by `now`: neither its delivery nor a
+    /// renewal that reached the server lies within `ack_wait` of it, now or before.
+    pub(crate) fn lapsed(&self, ack_wait: Duration, now: Instant) -> bool {
+        if self.lapsed.load(Ordering::Acquire) {
+            return true;
+        }
+        let renewed = Duration::from_millis(self.renewed_after_ms.load(Ordering::Acquire));
+        let lapsed = now.saturating_duration_since(self.fetched + renewed) >= ack_wait;
+        if lapsed {
+            self.lapsed.store(true, Ordering::Release);
+        }
+        lapsed
+    }
+
+    /// A renewal that began at `at` reached the server.
+    pub(crate) fn renewed(&self, at: Instant) {
+        let after = at.saturating_duration_since(self.fetched).as_millis();
+        self.renewed_after_ms
+            .fetch_max(u64::try_from(after).unwrap_or(u64::MAX), Ordering::AcqRel);
+    }
 }
 
 /// The connection's events, as the client's callbacks report them.
@@ -226,7 +264,6 @@ impl JetStreamSource {
                 consumer,
                 connection,
                 counters: Mutex::default(),
-                renewed: Mutex::new(None),
                 renewing: AtomicBool::new(false),
                 gone,
             }),
@@ -269,17 +306,36 @@ impl JetStreamSource {
         self.shared.client.connection_state() == State::Connected
     }
 
-    /// Waits until the server has every outcome sent so far. Outcomes are published
-    /// as the pipeline settles messages, and the client writes them out at once;
-    /// call this after [`Pipeline::drain`](gen_stage_pipeline::Pipeline::drain) and
-    /// before the process exits, so that the last ones are not lost with it.
+    /// Waits, for at most `within`, until the server has every outcome sent so far.
+    /// Outcomes are published as the pipeline settles messages, and the client writes
+    /// them out at once; call this after
+    /// [`Pipeline::drain`](gen_stage_pipeline::Pipeline::drain) and before the process
+    /// exits, so that the last ones are not lost with it. The client's buffer is
+    /// written out, then a request to the server answered: the server reads a
+    /// connection in order, so it has read every outcome before it.
     ///
     /// # Errors
     ///
-    /// The connection failed: outcomes not yet written are lost, and their messages
-    /// are delivered again after the ack wait.
-    pub async fn flush(&self) -> Result<(), async_nats::client::FlushError> {
-        self.shared.client.flush().await
+    /// [`FlushError`]: the connection is down (the client waits for it to come back;
+    /// outcomes lost with the old connection are delivered again after the ack wait),
+    /// or the server did not answer within `within`.
+    pub async fn flush(&self, within: Duration) -> Result<(), FlushError> {
+        let confirmed = async {
+            self.shared
+                .client
+                .flush()
+                .await
+                .map_err(|error| FlushError::Connection(error.into()))?;
+            self.shared
+                .consumer
+                .get_info()
+                .await
+                .map_err(|error| FlushError::Connection(error.into()))?;
+            Ok(())
+        };
+        tokio::time::timeout(within, confirmed)
+            .await
+            .unwrap_or(Err(FlushError::TimedOut { after: within }))
     }
 
     /// The options the source was made with.
@@ -330,27 +386,6 @@ impl Shared {
         counters.voided += voided;
         counters.failed_outcomes += failed;
         counters.dead_lettered += dead_lettered;
-    }
-
-    /// When ack waits count from: a delivery's count from its own delivery or the
-    /// last renewal round that reached the server, whichever is later.
-    pub(crate) fn renewed_at(&self) -> Option<Instant> {
-        *self
-            .renewed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether `delivery`'s ack wait may have run out by `now`, given the last
-    /// renewal round `renewed` ([`renewed_at`](Self::renewed_at)).
-    pub(crate) fn lapsed(
-        &self,
-        delivery: &Delivery,
-        renewed: Option<Instant>,
-        now: Instant,
-    ) -> bool {
-        let since = renewed.map_or(delivery.fetched, |renewed| renewed.max(delivery.fetched));
-        now.saturating_duration_since(since) >= self.options.ack_wait
     }
 }
 

@@ -148,7 +148,7 @@ pub(crate) async fn gen_stage(messages: u64) -> Result<Duration, BoxError> {
         .await?;
     count.done.notified().await;
     let report = pipeline.drain(Duration::from_secs(60)).await;
-    source.flush().await?;
+    source.flush(Duration::from_secs(10)).await?;
     let elapsed = start.elapsed();
     if report.settled.acked != messages || report.ack_failures.total() > 0 {
         return Err(format!("the pipeline did not ack every message: {report:?}").into());

@@ -85,7 +85,7 @@ impl NatsSource {
     }
 
     pub(crate) async fn clean_up(self) -> Result<(), BoxError> {
-        self.source.flush().await?;
+        self.source.flush(Duration::from_secs(10)).await?;
         let js = jetstream::new(self.client.clone());
         js.delete_stream(&self.stream).await?;
         js.delete_stream(format!("{}_dead", self.stream)).await?;

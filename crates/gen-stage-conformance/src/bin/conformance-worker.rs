@@ -102,7 +102,10 @@ async fn main() -> Result<(), BoxError> {
                 .declare(false);
             let connect = gen_stage_nats::async_nats::ConnectOptions::new().name(instance.as_str());
             let source = JetStreamSource::connect(connect, url.as_str(), options).await?;
-            run(file, move || source.producer()).await
+            let flushing = source.clone();
+            run(file, move || source.producer()).await?;
+            // The drained pipeline's last outcomes reach the server before the exit.
+            Ok(flushing.flush(Duration::from_secs(10)).await?)
         }
         other => Err(format!("unknown broker {other}").into()),
     }
