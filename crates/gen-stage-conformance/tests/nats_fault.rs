@@ -33,6 +33,19 @@ impl Handler for Record {
     }
 }
 
+/// The kit's proxy in front of the shared server.
+async fn proxy_to_nats() -> Proxy {
+    let url = brokers::nats_url();
+    let address = url.trim_start_matches("nats://");
+    let address = address.rsplit('@').next().unwrap_or(address);
+    let upstream = tokio::net::lookup_host(address)
+        .await
+        .expect("the server's address")
+        .next()
+        .expect("an address");
+    Proxy::start(upstream).await.expect("a proxy")
+}
+
 /// The next message handled, within a minute: a guard against a hang (a message
 /// lost would otherwise be waited for for ever).
 async fn next(handled: &mut mpsc::UnboundedReceiver<u64>) -> u64 {
@@ -47,15 +60,7 @@ async fn an_outage_mid_stream_loses_no_message_and_the_source_reconnects() {
     let Some(client) = brokers::nats().await else {
         return;
     };
-    let address = brokers::nats_url();
-    let address = address.trim_start_matches("nats://");
-    let address = address.rsplit('@').next().unwrap_or(address);
-    let upstream = tokio::net::lookup_host(address)
-        .await
-        .expect("the server's address")
-        .next()
-        .expect("an address");
-    let proxy = Proxy::start(upstream).await.expect("a proxy");
+    let proxy = proxy_to_nats().await;
     let name = format!("gsc_fault_{}", std::process::id());
     let options = JetStreamOptions::new(name.as_str(), "workers")
         .ack_wait(Duration::from_secs(2))
@@ -151,15 +156,7 @@ async fn an_outcome_whose_ack_wait_ran_out_during_an_outage_is_voided_not_sent()
     let Some(client) = brokers::nats().await else {
         return;
     };
-    let address = brokers::nats_url();
-    let address = address.trim_start_matches("nats://");
-    let address = address.rsplit('@').next().unwrap_or(address);
-    let upstream = tokio::net::lookup_host(address)
-        .await
-        .expect("the server's address")
-        .next()
-        .expect("an address");
-    let proxy = Proxy::start(upstream).await.expect("a proxy");
+    let proxy = proxy_to_nats().await;
     let name = format!("gsc_lapse_{}", std::process::id());
     let options = || {
         JetStreamOptions::new(name.as_str(), "workers")
