@@ -111,6 +111,43 @@
 //!   connection, and a rejected message whose dead letter could not be published are
 //!   left to the ack wait.
 //!
+//! # Idempotent effects
+//!
+//! A message can be handled twice (its instance died after the effect and before the
+//! ack reached the server). Key the effect by the stream sequence, which stays the
+//! same across deliveries, and let the sink drop the repeat. Here the sink is a
+//! key-value bucket of the same server, written with `create`, which refuses a key
+//! that exists:
+//!
+//! ```no_run
+//! use gen_stage_nats::async_nats::jetstream::kv::{CreateErrorKind, Store};
+//! use gen_stage_pipeline::{Handler, Message, MessageId, ProcessorContext};
+//!
+//! /// Stores each order once, however often its message is delivered.
+//! struct StoreOrder(Store);
+//!
+//! impl Handler for StoreOrder {
+//!     type Data = gen_stage_nats::async_nats::Message;
+//!
+//!     async fn handle_message(
+//!         &self,
+//!         message: &mut Message<Self::Data>,
+//!         _: &ProcessorContext,
+//!     ) -> Result<(), gen_stage::BoxError> {
+//!         let Some(MessageId::Number(sequence)) = message.metadata().id else {
+//!             return Err("a message without its stream sequence".into());
+//!         };
+//!         let key = format!("order-{sequence}");
+//!         match self.0.create(&key, message.data().payload.clone()).await {
+//!             Ok(_) => Ok(()),
+//!             // Stored by an earlier delivery: nothing to do again.
+//!             Err(error) if error.kind() == CreateErrorKind::AlreadyExists => Ok(()),
+//!             Err(error) => Err(error.into()),
+//!         }
+//!     }
+//! }
+//! ```
+//!
 //! # Scaling out
 //!
 //! Run the same pipeline on each machine with the same stream and consumer names:
