@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_nats::connection::State;
 use async_nats::jetstream::AckKind;
 use async_nats::{Client, HeaderMap, Subject};
 use gen_stage::BoxError;
@@ -33,6 +34,17 @@ impl Acknowledger for JetStreamAcker {
             .in_flight
             .settle_all(settled.iter().map(|settled| settled.tag));
         let ack_wait = shared.options.ack_wait;
+        if shared.client.connection_state() != State::Connected {
+            // Published now, the outcomes would wait in the client and go out after
+            // the reconnection, perhaps after their ack waits ran out and the server
+            // delivered the messages again: voided instead, and delivered again.
+            let voided = shared
+                .in_flight
+                .settle_all(settled.iter().map(|settled| settled.tag))
+                .len() as u64;
+            shared.count_outcomes(voided, 0, 0);
+            return Err(AckError::new("not connected to NATS: outcomes voided"));
+        }
         let mut outcomes = Vec::with_capacity(settled.len());
         let (mut voided, mut failed, mut dead_lettered) = (0, 0, 0);
         for (settled, delivery) in settled.iter().zip(deliveries) {

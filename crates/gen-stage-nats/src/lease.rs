@@ -40,7 +40,7 @@ pub(crate) fn keep_renewing(source: &JetStreamSource) {
 
 /// Tells the server work goes on for every message in flight whose ack wait has not
 /// run out, while connected; each counts as renewed from the round's start once the
-/// client has written them out.
+/// server has answered a request sent after them.
 async fn renew_in_flight(shared: &Shared) {
     if shared.client.connection_state() != State::Connected {
         return;
@@ -70,7 +70,10 @@ async fn renew_in_flight(shared: &Shared) {
         .collect();
     let renewed = async {
         send_outcomes(&shared.client, replies).await?;
-        shared.client.flush().await?;
+        // A request answered: the server reads a connection in order, so it has read
+        // every renewal before it (a flush only says the socket took them, which a
+        // connection dying at that moment can belie).
+        shared.consumer.get_info().await?;
         Ok::<(), gen_stage::BoxError>(())
     };
     let within = ack_wait / 3;

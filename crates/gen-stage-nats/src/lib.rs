@@ -88,12 +88,14 @@
 //!   call it after a drain, before the process exits.
 //! - **Leases.** Every third of the ack wait the source sends `+WPI` for each message
 //!   in flight, so a handler may run for longer than the ack wait (renewals are sent
-//!   only while connected, and count once the client has written them out). An
+//!   only while connected, and count once the server answered a request sent after
+//!   them). An
 //!   outcome whose message's ack wait may have run out (no renewal of that message
 //!   within it) is not sent, and counted in [`JetStreamState::voided`]: the server
 //!   delivers that message again, and an ack now could settle the new delivery; once
-//!   lapsed, a message stays so. JetStream acks are not bound to a connection: an
-//!   outcome made across a reconnection still applies.
+//!   lapsed, a message stays so. Outcomes made while the client is disconnected are
+//!   voided too (the client would send them after the reconnection, perhaps after
+//!   their ack waits): their messages are delivered again.
 //! - **Budget.** Messages in flight (delivered and not settled) never exceed
 //!   [`JetStreamOptions::max_in_flight`] across the source's producers: each pull
 //!   asks for no more than is free. The consumer's `max_ack_pending` bounds all
