@@ -2,6 +2,8 @@
 //! channels, alternating within one process, several runs each.
 
 mod baseline;
+#[cfg(any(feature = "postgres", feature = "nats"))]
+mod connector_count;
 #[cfg(feature = "nats")]
 mod connector_nats;
 #[cfg(feature = "postgres")]

@@ -16,10 +16,10 @@ use gen_stage_nats::async_nats::jetstream::consumer::{AckPolicy, PullConsumer, p
 use gen_stage_nats::async_nats::jetstream::stream::{self, RetentionPolicy};
 use gen_stage_nats::async_nats::{self, Client, jetstream};
 use gen_stage_nats::{JetStreamOptions, JetStreamSource};
-use gen_stage_pipeline::{Handler, Message, PipelineBuilder, ProcessorContext, ProcessorOptions};
-use tokio::sync::Notify;
+use gen_stage_pipeline::{PipelineBuilder, ProcessorOptions};
 use tokio::time::Instant;
 
+use super::connector_count::Count;
 use crate::broker_servers::nats_url;
 
 /// Messages per pull on both sides: the processors ask for this many at once.
@@ -100,38 +100,11 @@ async fn all_acked(client: &Client, name: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Counts the messages it handles; wakes the run at the last.
-struct Count {
-    handled: AtomicU64,
-    all: u64,
-    done: Notify,
-}
-
-impl Handler for Count {
-    type Data = async_nats::Message;
-
-    async fn handle_message(
-        &self,
-        message: &mut Message<async_nats::Message>,
-        _: &ProcessorContext,
-    ) -> Result<(), BoxError> {
-        std::hint::black_box(&message.data().payload);
-        if self.handled.fetch_add(1, Ordering::Relaxed) + 1 == self.all {
-            self.done.notify_one();
-        }
-        Ok(())
-    }
-}
-
 /// The pipeline: a `JetStreamSource` producer, two processors asking `BATCH` at a
 /// time.
 pub(crate) async fn gen_stage(messages: u64) -> Result<Duration, BoxError> {
     let (client, name) = preloaded(messages).await?;
-    let count = Arc::new(Count {
-        handled: AtomicU64::new(0),
-        all: messages,
-        done: Notify::new(),
-    });
+    let count = Arc::new(Count::<async_nats::Message>::new(messages));
     let start = Instant::now();
     let options = JetStreamOptions::new(name.as_str(), CONSUMER).max_in_flight(IN_FLIGHT);
     let source = JetStreamSource::connect_url(&nats_url(), options).await?;
@@ -146,7 +119,7 @@ pub(crate) async fn gen_stage(messages: u64) -> Result<Duration, BoxError> {
         )
         .start()
         .await?;
-    count.done.notified().await;
+    count.all_handled().await;
     let report = pipeline.drain(Duration::from_secs(60)).await;
     source.flush(Duration::from_secs(10)).await?;
     let elapsed = start.elapsed();

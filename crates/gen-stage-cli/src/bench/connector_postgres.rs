@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gen_stage::BoxError;
-use gen_stage_pipeline::{Handler, Message, PipelineBuilder, ProcessorContext, ProcessorOptions};
+use gen_stage_pipeline::{PipelineBuilder, ProcessorOptions};
 use gen_stage_postgres::tokio_postgres::{self, Client, NoTls};
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable, migrate};
 
+use super::connector_count::Count;
 use crate::broker_servers::postgres_url as url;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Jobs per claim on both sides: the processors ask for this many at once.
@@ -68,37 +68,10 @@ async fn drop_table(client: &Client, table: &QueueTable) -> Result<(), BoxError>
     Ok(())
 }
 
-/// Counts the jobs it handles; wakes the run at the last.
-struct Count {
-    handled: AtomicU64,
-    all: u64,
-    done: Notify,
-}
-
-impl Handler for Count {
-    type Data = Vec<u8>;
-
-    async fn handle_message(
-        &self,
-        message: &mut Message<Vec<u8>>,
-        _: &ProcessorContext,
-    ) -> Result<(), BoxError> {
-        std::hint::black_box(message.data());
-        if self.handled.fetch_add(1, Ordering::Relaxed) + 1 == self.all {
-            self.done.notify_one();
-        }
-        Ok(())
-    }
-}
-
 /// The pipeline: a `PgQueue` producer, two processors asking `BATCH` at a time.
 pub(crate) async fn gen_stage(jobs: u64) -> Result<Duration, BoxError> {
     let (client, table) = preloaded(jobs).await?;
-    let count = Arc::new(Count {
-        handled: AtomicU64::new(0),
-        all: jobs,
-        done: Notify::new(),
-    });
+    let count = Arc::new(Count::<Vec<u8>>::new(jobs));
     let start = Instant::now();
     let queue =
         PgQueue::connect_url(&url(), PgQueueOptions::new(table.clone()).declare(false)).await?;
@@ -112,7 +85,7 @@ pub(crate) async fn gen_stage(jobs: u64) -> Result<Duration, BoxError> {
         )
         .start()
         .await?;
-    count.done.notified().await;
+    count.all_handled().await;
     let report = pipeline.drain(Duration::from_secs(60)).await;
     let elapsed = start.elapsed();
     let left: i64 = client
