@@ -1,0 +1,277 @@
+//! Outcomes sent to the broker: ack, requeue, reject, and the copies a retry with a
+//! delay or a dead letter publishes before its original is acked.
+
+use std::sync::Arc;
+
+use gen_stage::BoxError;
+use gen_stage_pipeline::{AckError, Acknowledger, Failure, Outcome, Settled};
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use tracing::Instrument;
+
+use crate::delay;
+use crate::message::{
+    ATTEMPT_HEADER, ERROR_HEADER, EXCHANGE_HEADER, QUEUE_HEADER, ROUTING_KEY_HEADER,
+};
+use crate::session::Session;
+use crate::source::{Delivery, OutcomeCounts, Shared};
+
+/// The source's [`Acknowledger`]: each outcome on the channel that delivered its
+/// message.
+pub(crate) struct RabbitAcker(pub(crate) Arc<Shared>);
+
+/// An outcome the delivery's channel says alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Ack,
+    Requeue,
+    Drop,
+}
+
+/// What the broker is told for `outcome`, or `None` where a copy is published first.
+fn answer(outcome: Outcome, dead_letter_queue: bool) -> Option<Answer> {
+    match outcome {
+        // Terminate: the message goes nowhere, not even to the queue's own
+        // dead-letter exchange.
+        Outcome::Ack | Outcome::Terminate => Some(Answer::Ack),
+        Outcome::Retry { .. } => None,
+        Outcome::Reject if dead_letter_queue => None,
+        Outcome::Reject => Some(Answer::Drop),
+        // A release, and any outcome added later: delivered again now.
+        _ => Some(Answer::Requeue),
+    }
+}
+
+impl Acknowledger for RabbitAcker {
+    async fn ack(&self, settled: Vec<Settled>) -> Result<(), AckError> {
+        let shared = &self.0;
+        let deliveries = shared
+            .in_flight
+            .settle_all(settled.iter().map(|settled| settled.tag));
+        let session = shared.current().filter(|session| session.is_alive());
+        let mut counts = OutcomeCounts::default();
+        let mut answers = Vec::with_capacity(settled.len());
+        let mut copies = Vec::new();
+        let dead_letters = shared.options.dead_letter_queue.is_some();
+        for (settled, delivery) in settled.into_iter().zip(deliveries) {
+            // Settled before, given back, or delivered on a connection that is gone:
+            // the broker delivers it again, and its tag means nothing elsewhere.
+            let Some(delivery) = delivery.filter(|delivery| {
+                delivery.acker.usable()
+                    && session
+                        .as_ref()
+                        .is_some_and(|session| session.number == delivery.connection)
+            }) else {
+                counts.voided += 1;
+                continue;
+            };
+            match answer(settled.outcome, dead_letters) {
+                Some(answer) => answers.push((delivery, answer)),
+                None => copies.push((delivery, settled)),
+            }
+        }
+        let span = tracing::debug_span!(
+            "rabbitmq ack",
+            messages = answers.len(),
+            copies = copies.len()
+        );
+        let mut failure = None;
+        async {
+            let sent = futures::future::join_all(
+                answers
+                    .iter()
+                    .map(|(delivery, answer)| send(delivery, *answer)),
+            )
+            .await;
+            for result in sent {
+                tally(&mut counts, &mut failure, result);
+            }
+            if let Some(session) = &session {
+                let copied =
+                    futures::future::join_all(copies.iter().map(|(delivery, settled)| {
+                        copy_then_ack(shared, session, delivery, settled)
+                    }))
+                    .await;
+                for (result, (_, settled)) in copied.into_iter().zip(&copies) {
+                    let copied = result.as_ref().is_ok_and(|sent| *sent);
+                    tally(&mut counts, &mut failure, result);
+                    if copied {
+                        match settled.outcome {
+                            Outcome::Reject => counts.dead_lettered += 1,
+                            _ => counts.retried += 1,
+                        }
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        shared.count_outcomes(counts);
+        match failure {
+            Some(error) => {
+                shared.error(&error);
+                Err(AckError::new(error))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Counts what one outcome came to: sent, voided (its channel went first), failed.
+fn tally(
+    counts: &mut OutcomeCounts,
+    failure: &mut Option<BoxError>,
+    result: Result<bool, BoxError>,
+) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => counts.voided += 1,
+        Err(error) => {
+            counts.failed += 1;
+            failure.get_or_insert(error);
+        }
+    }
+}
+
+/// Sends `answer` on the delivery's channel: `Ok(false)` if the channel is gone.
+async fn send(delivery: &Delivery, answer: Answer) -> Result<bool, BoxError> {
+    let acker = &delivery.acker;
+    let sent = match answer {
+        Answer::Ack => acker.ack(BasicAckOptions::default()).await,
+        Answer::Requeue => {
+            acker
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await
+        }
+        Answer::Drop => acker.reject(BasicRejectOptions { requeue: false }).await,
+    };
+    Ok(sent?)
+}
+
+/// Publishes the copy a retry or a dead letter needs, then acks the original; if the
+/// copy could not be published, requeues the original (delivered again, its attempt
+/// counted by the broker's redelivered flag).
+async fn copy_then_ack(
+    shared: &Shared,
+    session: &Session,
+    delivery: &Delivery,
+    settled: &Settled,
+) -> Result<bool, BoxError> {
+    let queue = &shared.options.queue;
+    let published = async {
+        match (settled.outcome, &shared.options.dead_letter_queue) {
+            (Outcome::Reject, Some(dead)) => {
+                let properties = dead_letter_properties(delivery, queue, settled.failure.as_ref());
+                session
+                    .publish(dead, delivery.message.data(), properties)
+                    .await
+            }
+            (outcome, _) => {
+                let after = match outcome {
+                    Outcome::Retry { after } => after,
+                    _ => std::time::Duration::ZERO,
+                };
+                if after.is_zero() {
+                    let properties = retry_properties(delivery);
+                    return session
+                        .publish(queue, delivery.message.data(), properties)
+                        .await;
+                }
+                let ms = delay::rounded_ms(after);
+                session.declare_delay(queue, ms).await?;
+                // Its own expiration no later than the delay queue's (the broker
+                // removes it when the copy expires into the queue).
+                let properties = retry_properties(delivery).with_expiration(ms.to_string().into());
+                let target = delay::queue_name(queue, ms);
+                session
+                    .publish(&target, delivery.message.data(), properties)
+                    .await
+            }
+        }
+    };
+    match published.await {
+        Ok(()) => send(delivery, Answer::Ack).await,
+        Err(error) => {
+            tracing::warn!(%error, "RabbitMQ: publishing a copy failed; the message is requeued");
+            send(delivery, Answer::Requeue).await?;
+            Err(error)
+        }
+    }
+}
+
+/// The copy a retry publishes: the original's properties, the next attempt, where
+/// the original was published, and none of the broker's own counts.
+fn retry_properties(delivery: &Delivery) -> BasicProperties {
+    let message = &delivery.message;
+    let mut headers = copied_headers(message.properties());
+    headers.insert(
+        ATTEMPT_HEADER.into(),
+        AMQPValue::LongLongInt(i64::from(delivery.attempt) + 1),
+    );
+    headers.insert(EXCHANGE_HEADER.into(), text(message.exchange()));
+    headers.insert(ROUTING_KEY_HEADER.into(), text(message.routing_key()));
+    message.properties().clone().with_headers(headers)
+}
+
+/// The copy a dead letter publishes: the original's properties, the attempt it
+/// failed at, why, and where it came from.
+fn dead_letter_properties(
+    delivery: &Delivery,
+    queue: &str,
+    failure: Option<&Failure>,
+) -> BasicProperties {
+    let message = &delivery.message;
+    let mut headers = copied_headers(message.properties());
+    headers.insert(
+        ATTEMPT_HEADER.into(),
+        AMQPValue::LongLongInt(i64::from(delivery.attempt)),
+    );
+    headers.insert(EXCHANGE_HEADER.into(), text(message.exchange()));
+    headers.insert(ROUTING_KEY_HEADER.into(), text(message.routing_key()));
+    headers.insert(QUEUE_HEADER.into(), text(queue));
+    if let Some(failure) = failure {
+        headers.insert(ERROR_HEADER.into(), text(&failure.to_string()));
+    }
+    message.properties().clone().with_headers(headers)
+}
+
+/// The original's headers, without the counts the broker keeps for the original
+/// (a copy starts its own).
+fn copied_headers(properties: &BasicProperties) -> FieldTable {
+    let mut headers = FieldTable::default();
+    if let Some(original) = properties.headers() {
+        for (name, value) in original.inner() {
+            if !matches!(name.as_str(), "x-delivery-count" | "x-death") {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    headers
+}
+
+fn text(text: &str) -> AMQPValue {
+    AMQPValue::LongString(text.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn each_outcome_has_the_brokers_own_answer() {
+        assert_eq!(answer(Outcome::Ack, true), Some(Answer::Ack));
+        assert_eq!(answer(Outcome::Terminate, true), Some(Answer::Ack));
+        assert_eq!(answer(Outcome::Release, true), Some(Answer::Requeue));
+        assert_eq!(answer(Outcome::Reject, false), Some(Answer::Drop));
+        // Copies first: a retry (with or without delay), a dead letter.
+        assert_eq!(answer(Outcome::Reject, true), None);
+        let retry = |after| answer(Outcome::Retry { after }, true);
+        assert_eq!(retry(Duration::ZERO), None);
+        assert_eq!(retry(Duration::from_secs(1)), None);
+    }
+}

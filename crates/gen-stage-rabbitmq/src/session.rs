@@ -1,0 +1,215 @@
+//! One connection: its consuming channel and consumer, and a channel in confirm mode
+//! for the copies the source publishes (retries, dead letters).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use gen_stage::BoxError;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::tcp::OwnedTLSConfig;
+use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
+use tracing::Instrument;
+
+use crate::delay::{self, Declared};
+use crate::error::ConnectError;
+use crate::options::RabbitOptions;
+
+/// A connection the source consumes on. Deliveries name it by `number`: an outcome
+/// for a delivery of another connection is voided.
+pub(crate) struct Session {
+    pub(crate) number: u64,
+    connection: Connection,
+    channel: Channel,
+    pub(crate) consumer: tokio::sync::Mutex<Consumer>,
+    /// The channel copies are published on, opened when first needed and again
+    /// after a failure.
+    publisher: tokio::sync::Mutex<Option<Channel>>,
+    delays: Mutex<Declared>,
+}
+
+impl Session {
+    /// Connects, declares (or checks) the queues, sets the prefetch and starts the
+    /// consumer.
+    pub(crate) async fn open(
+        number: u64,
+        uri: &AMQPUri,
+        properties: &ConnectionProperties,
+        tls: &OwnedTLSConfig,
+        options: &RabbitOptions,
+    ) -> Result<Session, ConnectError> {
+        let span =
+            tracing::debug_span!("rabbitmq connect", queue = %options.queue, connection = number);
+        let runtime = lapin::runtime::default_runtime().map_err(ConnectError::Connect)?;
+        let connection = Connection::connect_uri_with_config(
+            uri.clone(),
+            properties.clone(),
+            tls.clone(),
+            runtime,
+        )
+        .instrument(span)
+        .await
+        .map_err(ConnectError::Connect)?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(ConnectError::Connect)?;
+        let declared = declare_queues(&channel, options).await;
+        let consumed = match declared {
+            Ok(()) => consume(&channel, options, number).await,
+            Err(error) => Err(error),
+        };
+        let consumer = match consumed {
+            Ok(consumer) => consumer,
+            Err(error) => {
+                let _ = connection.close(200, "not usable".into()).await;
+                return Err(error);
+            }
+        };
+        Ok(Session {
+            number,
+            connection,
+            channel,
+            consumer: tokio::sync::Mutex::new(consumer),
+            publisher: tokio::sync::Mutex::new(None),
+            delays: Mutex::new(Declared::default()),
+        })
+    }
+
+    /// Whether the connection and the consuming channel are open.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+
+    pub(crate) async fn close(&self, why: &str) -> Result<(), lapin::Error> {
+        if !self.connection.status().connected() {
+            return Ok(());
+        }
+        self.connection.close(200, why.into()).await
+    }
+
+    /// Publishes `data` to `queue` through the default exchange and waits for the
+    /// broker to confirm it stored it (or, for a queue that is gone, to return it).
+    pub(crate) async fn publish(
+        &self,
+        queue: &str,
+        data: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), BoxError> {
+        let channel = self.publisher().await?;
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let confirm = channel
+            .basic_publish("".into(), queue.into(), options, data, properties)
+            .await?
+            .await?;
+        match confirm {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(format!("no queue {queue:?} took the copy").into()),
+            Confirmation::Nack(_) => {
+                Err(format!("the broker did not store the copy for {queue:?}").into())
+            }
+            Confirmation::NotRequested => Err("the publishing channel does not confirm".into()),
+        }
+    }
+
+    /// Declares the delay queue for `ms` if this connection has not lately.
+    pub(crate) async fn declare_delay(&self, queue: &str, ms: u64) -> Result<(), BoxError> {
+        let now = Instant::now();
+        let needed = self
+            .delays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .needs(ms, now);
+        if !needed {
+            return Ok(());
+        }
+        let channel = self.publisher().await?;
+        channel
+            .queue_declare(
+                delay::queue_name(queue, ms).into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                delay::arguments(queue, ms),
+            )
+            .await?;
+        self.delays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .declared(ms, now);
+        Ok(())
+    }
+
+    /// The publishing channel, opened (in confirm mode) if it is not.
+    async fn publisher(&self) -> Result<Channel, lapin::Error> {
+        let mut publisher = self.publisher.lock().await;
+        if let Some(channel) = publisher
+            .as_ref()
+            .filter(|channel| channel.status().connected())
+        {
+            return Ok(channel.clone());
+        }
+        let channel = self.connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        *publisher = Some(channel.clone());
+        Ok(channel)
+    }
+}
+
+/// The queue and the dead-letter queue: declared durable if missing, or (declaring
+/// off) checked to exist.
+async fn declare_queues(channel: &Channel, options: &RabbitOptions) -> Result<(), ConnectError> {
+    let declare = |queue: String, arguments: FieldTable| async move {
+        let flags = QueueDeclareOptions {
+            durable: true,
+            passive: !options.declare,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.as_str().into(), flags, arguments)
+            .await
+            .map(drop)
+            .map_err(|error| ConnectError::Queue { queue, error })
+    };
+    declare(options.queue.clone(), options.queue_arguments.clone()).await?;
+    if let Some(dead) = &options.dead_letter_queue {
+        declare(dead.clone(), FieldTable::default()).await?;
+    }
+    Ok(())
+}
+
+/// Sets the prefetch to the budget and starts consuming.
+async fn consume(
+    channel: &Channel,
+    options: &RabbitOptions,
+    number: u64,
+) -> Result<Consumer, ConnectError> {
+    let failed = |error| ConnectError::Consume {
+        queue: options.queue.clone(),
+        error,
+    };
+    channel
+        .basic_qos(options.prefetch(), BasicQosOptions::default())
+        .await
+        .map_err(failed)?;
+    let tag = format!("{}-{}-{number}", options.consumer_tag, std::process::id());
+    channel
+        .basic_consume(
+            options.queue.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(failed)
+}
