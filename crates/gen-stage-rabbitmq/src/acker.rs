@@ -3,17 +3,14 @@
 
 use std::sync::Arc;
 
+use futures::future::Either;
 use gen_stage::BoxError;
-use gen_stage_pipeline::{AckError, Acknowledger, Failure, Outcome, Settled};
-use lapin::BasicProperties;
+use gen_stage_pipeline::{AckError, Acknowledger, Outcome, Settled};
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use tracing::Instrument;
 
+use crate::copy::{dead_letter_properties, retry_properties};
 use crate::delay;
-use crate::message::{
-    ATTEMPT_HEADER, ERROR_HEADER, EXCHANGE_HEADER, QUEUE_HEADER, ROUTING_KEY_HEADER,
-};
 use crate::session::Session;
 use crate::source::{Delivery, OutcomeCounts, Shared};
 
@@ -77,31 +74,37 @@ impl Acknowledger for RabbitAcker {
             copies = copies.len()
         );
         let mut failure = None;
+        // Every delivery left is of the live session's connection.
+        let Some(session) = session else {
+            shared.count_outcomes(counts);
+            return Ok(());
+        };
         async {
-            let sent = futures::future::join_all(
-                answers
+            let calls = answers
+                .iter()
+                .map(|(delivery, answer)| Either::Left(send(delivery, *answer)))
+                .chain(copies.iter().map(|(delivery, settled)| {
+                    Either::Right(copy_then_ack(shared, &session, delivery, settled))
+                }))
+                .collect();
+            let results = session.while_alive(calls).await;
+            let deliveries = answers.iter().map(|(delivery, _)| (delivery, None)).chain(
+                copies
                     .iter()
-                    .map(|(delivery, answer)| send(delivery, *answer)),
-            )
-            .await;
-            for result in sent {
+                    .map(|(delivery, settled)| (delivery, Some(settled.outcome))),
+            );
+            for ((delivery, copied), result) in deliveries.zip(results) {
+                // Failed because its channel went meanwhile: as good as voided.
+                let result = match result {
+                    Err(_) if delivery.acker.poisoned() => Ok(false),
+                    other => other,
+                };
+                let sent = result.as_ref().is_ok_and(|sent| *sent);
                 tally(&mut counts, &mut failure, result);
-            }
-            if let Some(session) = &session {
-                let copied =
-                    futures::future::join_all(copies.iter().map(|(delivery, settled)| {
-                        copy_then_ack(shared, session, delivery, settled)
-                    }))
-                    .await;
-                for (result, (_, settled)) in copied.into_iter().zip(&copies) {
-                    let copied = result.as_ref().is_ok_and(|sent| *sent);
-                    tally(&mut counts, &mut failure, result);
-                    if copied {
-                        match settled.outcome {
-                            Outcome::Reject => counts.dead_lettered += 1,
-                            _ => counts.retried += 1,
-                        }
-                    }
+                match copied {
+                    Some(Outcome::Reject) if sent => counts.dead_lettered += 1,
+                    Some(_) if sent => counts.retried += 1,
+                    _ => {}
                 }
             }
         }
@@ -201,60 +204,6 @@ async fn copy_then_ack(
             Err(error)
         }
     }
-}
-
-/// The copy a retry publishes: the original's properties, the next attempt, where
-/// the original was published, and none of the broker's own counts.
-fn retry_properties(delivery: &Delivery) -> BasicProperties {
-    let message = &delivery.message;
-    let mut headers = copied_headers(message.properties());
-    headers.insert(
-        ATTEMPT_HEADER.into(),
-        AMQPValue::LongLongInt(i64::from(delivery.attempt) + 1),
-    );
-    headers.insert(EXCHANGE_HEADER.into(), text(message.exchange()));
-    headers.insert(ROUTING_KEY_HEADER.into(), text(message.routing_key()));
-    message.properties().clone().with_headers(headers)
-}
-
-/// The copy a dead letter publishes: the original's properties, the attempt it
-/// failed at, why, and where it came from.
-fn dead_letter_properties(
-    delivery: &Delivery,
-    queue: &str,
-    failure: Option<&Failure>,
-) -> BasicProperties {
-    let message = &delivery.message;
-    let mut headers = copied_headers(message.properties());
-    headers.insert(
-        ATTEMPT_HEADER.into(),
-        AMQPValue::LongLongInt(i64::from(delivery.attempt)),
-    );
-    headers.insert(EXCHANGE_HEADER.into(), text(message.exchange()));
-    headers.insert(ROUTING_KEY_HEADER.into(), text(message.routing_key()));
-    headers.insert(QUEUE_HEADER.into(), text(queue));
-    if let Some(failure) = failure {
-        headers.insert(ERROR_HEADER.into(), text(&failure.to_string()));
-    }
-    message.properties().clone().with_headers(headers)
-}
-
-/// The original's headers, without the counts the broker keeps for the original
-/// (a copy starts its own).
-fn copied_headers(properties: &BasicProperties) -> FieldTable {
-    let mut headers = FieldTable::default();
-    if let Some(original) = properties.headers() {
-        for (name, value) in original.inner() {
-            if !matches!(name.as_str(), "x-delivery-count" | "x-death") {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-    }
-    headers
-}
-
-fn text(text: &str) -> AMQPValue {
-    AMQPValue::LongString(text.into())
 }
 
 #[cfg(test)]

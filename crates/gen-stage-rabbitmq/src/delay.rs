@@ -38,8 +38,9 @@ pub(crate) fn queue_name(queue: &str, ms: u64) -> String {
 }
 
 /// How the delay queue for `ms` is declared: its messages live `ms`, then go to
-/// `queue` through the default exchange; the queue lives while used, and for
-/// twice the delay and a minute after.
+/// `queue` through the default exchange; the queue is deleted when it has not been
+/// declared for twice the delay and a minute (publishing does not count as a use:
+/// [`Declared`] declares it again in time).
 pub(crate) fn arguments(queue: &str, ms: u64) -> FieldTable {
     let ms_value = |ms: u64| AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX));
     let mut arguments = FieldTable::default();

@@ -28,6 +28,13 @@ pub enum ConnectError {
         /// The broker's or the client's error.
         error: lapin::Error,
     },
+    /// The attempt took longer than
+    /// [`RabbitOptions::connect_timeout`](crate::RabbitOptions::connect_timeout): the
+    /// broker accepted the connection and did not answer in time.
+    TimedOut {
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// The consumer could not be started on the queue (an exclusive consumer holds
     /// it, no rights).
     Consume {
@@ -50,6 +57,12 @@ impl fmt::Display for ConnectError {
             ConnectError::Consume { queue, error } => {
                 write!(f, "cannot consume RabbitMQ queue {queue:?}: {error}")
             }
+            ConnectError::TimedOut { after } => {
+                write!(
+                    f,
+                    "RabbitMQ did not complete the connection within {after:?}"
+                )
+            }
         }
     }
 }
@@ -57,7 +70,9 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ConnectError::Options { .. } | ConnectError::Url { .. } => None,
+            ConnectError::Options { .. }
+            | ConnectError::Url { .. }
+            | ConnectError::TimedOut { .. } => None,
             ConnectError::Connect(error)
             | ConnectError::Queue { error, .. }
             | ConnectError::Consume { error, .. } => Some(error),

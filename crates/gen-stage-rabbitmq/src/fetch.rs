@@ -7,13 +7,14 @@ use std::time::Instant;
 use futures::{FutureExt, StreamExt};
 use gen_stage::source::{Fetch, Fetched, OnFetchError};
 use gen_stage_pipeline::{AckGroup, Message, MessageId, Reservation};
+use lapin::Consumer;
 use lapin::options::BasicNackOptions;
 
 use crate::acker::RabbitAcker;
 use crate::error::FetchError;
 use crate::message::{RabbitMessage, attempt_of};
-use crate::session::Session;
-use crate::source::{Delivery, RabbitSource};
+use crate::session::{LIVENESS_CHECK, Session};
+use crate::source::{Delivery, RabbitSource, Shared};
 
 /// One producer's fetches from the source's consumer (made by
 /// [`RabbitSource::producer`]). The broker pushes up to the budget (the channel's
@@ -93,6 +94,52 @@ impl RabbitFetch {
     }
 }
 
+/// The consumer's next delivery: at once if the broker pushed one, otherwise
+/// waiting for it while the connection lives (`None` once it is found gone).
+async fn first(
+    consumer: &mut Consumer,
+    session: &Session,
+) -> Option<lapin::Result<lapin::message::Delivery>> {
+    if let Some(next) = consumer.next().now_or_never() {
+        return next;
+    }
+    let mut check = tokio::time::interval(LIVENESS_CHECK);
+    check.reset();
+    loop {
+        tokio::select! {
+            next = consumer.next() => return next,
+            _ = check.tick() => {
+                if !session.is_alive() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Why the consumer of `session` ended, once it did; the session is discarded: the
+/// next fetch connects again.
+fn ended(shared: &Shared, session: &Arc<Session>) -> FetchError {
+    shared.discard(session);
+    if session.is_alive() {
+        shared.error("the broker cancelled the consumer");
+        FetchError::Cancelled
+    } else {
+        shared.error("the connection closed");
+        FetchError::Disconnected
+    }
+}
+
+/// Ends a fetch whose consumer ended: those taken before are emitted (the next
+/// fetch reports the failure), or the failure is reported now.
+fn emitted_or(into: &[Message<RabbitMessage>], error: FetchError) -> Result<Fetched, FetchError> {
+    if into.is_empty() {
+        Err(error)
+    } else {
+        Ok(Fetched::More)
+    }
+}
+
 fn requeue() -> BasicNackOptions {
     BasicNackOptions {
         multiple: false,
@@ -113,7 +160,11 @@ impl Fetch for RabbitFetch {
         let session = shared.session().await?;
         // One producer at a time reads the consumer; budget is reserved only by the
         // one reading, so waiting producers hold none.
-        let mut consumer = session.consumer.lock().await;
+        let mut guard = session.consumer.lock().await;
+        // Another producer may have seen it end while this one waited for it.
+        let Some(consumer) = guard.as_mut() else {
+            return Err(ended(&shared, &session));
+        };
         let mut reservation = loop {
             if let Some(reservation) = shared.in_flight.try_reserve(max) {
                 break reservation;
@@ -124,31 +175,20 @@ impl Fetch for RabbitFetch {
         let started = Instant::now();
         // Dropping this future while it waits loses nothing: a delivery is handed
         // over only by a poll that returns it.
-        let mut next = consumer.next().await;
+        let mut next = first(consumer, &session).await;
         shared.fetched_in(started.elapsed());
         loop {
             match next {
                 Some(Ok(delivery)) => self.take(&session, delivery, &mut reservation, into),
                 Some(Err(error)) => {
+                    *guard = None;
                     shared.error(&error);
-                    shared.discard(&session);
-                    if into.is_empty() {
-                        return Err(FetchError::Consume(error));
-                    }
-                    // Those taken are emitted; the next fetch reports the failure.
-                    return Ok(Fetched::More);
+                    let _ = ended(&shared, &session);
+                    return emitted_or(into, FetchError::Consume(error));
                 }
                 None => {
-                    shared.discard(&session);
-                    if !into.is_empty() {
-                        return Ok(Fetched::More);
-                    }
-                    if session.is_alive() {
-                        shared.error("the broker cancelled the consumer");
-                        return Err(FetchError::Cancelled);
-                    }
-                    shared.error("the connection closed");
-                    return Err(FetchError::Disconnected);
+                    *guard = None;
+                    return emitted_or(into, ended(&shared, &session));
                 }
             }
             if into.len() >= granted {
@@ -166,15 +206,27 @@ impl Fetch for RabbitFetch {
         let tags = messages
             .into_iter()
             .map(|message| message.into_parts().2.into_tag());
-        let deliveries = self.source.shared.in_flight.settle_all(tags);
-        let released = deliveries
+        let shared = &self.source.shared;
+        let deliveries: Vec<Delivery> = shared
+            .in_flight
+            .settle_all(tags)
             .into_iter()
             .flatten()
-            .map(|delivery| async move { delivery.acker.nack(requeue()).await });
-        for result in futures::future::join_all(released).await {
+            .collect();
+        // Those of a connection that is gone went back to the queue with it.
+        let Some(session) = shared.current() else {
+            return;
+        };
+        let released = deliveries
+            .iter()
+            .filter(|delivery| delivery.connection == session.number)
+            .map(|delivery| async move {
+                Ok::<_, gen_stage::BoxError>(delivery.acker.nack(requeue()).await?)
+            })
+            .collect();
+        for result in session.while_alive(released).await {
             if let Err(error) = result {
-                // The channel is gone: the broker took the messages back with it.
-                tracing::debug!(%error, "RabbitMQ: releasing a message given back failed");
+                tracing::debug!(%error, "RabbitMQ: releasing a message given back failed; it goes back to the queue with its channel");
             }
         }
     }

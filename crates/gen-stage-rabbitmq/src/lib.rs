@@ -92,24 +92,38 @@
 //!   `x-gen-stage-error`, `x-gen-stage-attempt`, `x-gen-stage-queue` and where the
 //!   original was published, then acks the original; without a dead-letter queue it
 //!   is `basic.reject` without requeue. A crash between a copy and its ack leaves
-//!   both: the message is handled again.
+//!   both: the message is handled again. A copy that cannot be published (no
+//!   rights on delay queues, the dead-letter queue deleted) leaves its original
+//!   requeued at once, counted in [`RabbitState::failed_outcomes`]. Copies leave
+//!   out the publisher's `user_id` (kept in `x-gen-stage-user-id`: the broker would
+//!   refuse it from another user) and its `expiration`.
+//! - **The delay hop.** A delayed copy moves from its delay queue back to the queue
+//!   by the broker's own dead-lettering, which has no confirms: if the queue is
+//!   deleted (or, for a quorum queue, unavailable) when the copy expires, the broker
+//!   drops it. Keep the queue while retries are pending.
 //! - **Attempts.** Classic queues keep no delivery count, so a retried copy carries
 //!   its attempt in the header `x-gen-stage-attempt`; a delivery's attempt is that
 //!   (1 for an original) plus one if the broker marks it redelivered, or plus the
 //!   quorum queue's `x-delivery-count`. A classic queue's redelivered flag does not
 //!   say how often: a message whose instances keep dying is seen as attempt 2 each
-//!   time; use a quorum queue where that matters.
+//!   time; use a quorum queue where that matters. A message released unhandled (by
+//!   a drain, or pushed ahead and taken back at [`RabbitSource::close`]) comes back
+//!   as a redelivery, its attempt one higher, as on a crash.
 //! - **Budget.** The channel's prefetch is [`RabbitOptions::max_in_flight`], so the
 //!   broker never has more unacknowledged messages out to this instance; the
 //!   producers take from them no more than is free. The budget is per instance (per
-//!   connection).
+//!   connection). Just after a reconnection the broker may not yet have taken back
+//!   what the lost connection held, so for a moment it counts up to twice the budget
+//!   unacknowledged; the pipeline's own count never exceeds it.
 //! - **Order.** Within one instance, messages arrive in queue order, and the
 //!   pipeline's processors handle them side by side (`partition_by` keeps order per
 //!   key). Across instances the broker hands messages round-robin: no order between
 //!   them. A retried message comes back at the end of the queue, after its delay.
 //! - **Connection loss.** The producers connect again with the source's backoff
 //!   (jittered, exponential, capped), for ever unless
-//!   [`RabbitOptions::max_reconnect_attempts`] says otherwise. Messages delivered on
+//!   [`RabbitOptions::max_reconnect_attempts`] says otherwise; each attempt is
+//!   bounded by [`RabbitOptions::connect_timeout`]. Leave the client's own recovery
+//!   (`ConnectionProperties::enable_auto_recover`) off: the source recovers itself. Messages delivered on
 //!   the lost connection go back to the queue with it; their outcomes are voided
 //!   (counted in [`RabbitState::voided`]), never sent on the new connection, where
 //!   their delivery tags would name other messages.
@@ -186,6 +200,7 @@
 //! [`RabbitSource::connect_with`].
 
 mod acker;
+mod copy;
 mod delay;
 mod error;
 mod fetch;

@@ -1,5 +1,7 @@
 //! What a RabbitMQ source is configured with.
 
+use std::time::Duration;
+
 use gen_stage_pipeline::Backoff;
 use lapin::types::FieldTable;
 
@@ -30,6 +32,7 @@ pub struct RabbitOptions {
     pub(crate) consumer_tag: String,
     pub(crate) backoff: Backoff,
     pub(crate) max_reconnect_attempts: Option<u32>,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl RabbitOptions {
@@ -37,8 +40,8 @@ impl RabbitOptions {
     /// broker shares its messages among them), with the defaults: the queue declared
     /// durable if it does not exist, 1000 messages in flight (the channel's
     /// prefetch), rejected messages copied to the queue `<queue>.dead`, consumer tags
-    /// starting with `gen-stage`, [`Backoff::default`] between reconnections, and no
-    /// limit on them.
+    /// starting with `gen-stage`, [`Backoff::default`] between reconnections, no
+    /// limit on them, and 30 s for each connection attempt.
     pub fn new(queue: impl Into<String>) -> Self {
         let queue = queue.into();
         RabbitOptions {
@@ -50,6 +53,7 @@ impl RabbitOptions {
             consumer_tag: "gen-stage".to_owned(),
             backoff: Backoff::default(),
             max_reconnect_attempts: None,
+            connect_timeout: Duration::from_secs(30),
         }
     }
 
@@ -108,6 +112,15 @@ impl RabbitOptions {
         self
     }
 
+    /// How long one connection attempt may take, from the TCP connect to the
+    /// consumer started (30 s by default): a broker that accepts and never answers
+    /// fails the attempt with [`ConnectError::TimedOut`](crate::ConnectError::TimedOut)
+    /// rather than hanging it.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// The queue consumed.
     pub fn queue_name(&self) -> &str {
         &self.queue
@@ -132,6 +145,9 @@ impl RabbitOptions {
         // A delay queue's name is `<queue>.delay.<milliseconds>`.
         if self.queue.len() > 230 {
             return Some("the queue name is longer than 230 bytes".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return Some("connect_timeout is zero".into());
         }
         if self.dead_letter_queue.as_deref() == Some(self.queue.as_str()) {
             return Some("the dead-letter queue is the queue itself".into());

@@ -1,9 +1,12 @@
 //! One connection: its consuming channel and consumer, and a channel in confirm mode
 //! for the copies the source publishes (retries, dead letters).
 
+use std::future::Future;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use gen_stage::BoxError;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -25,9 +28,12 @@ pub(crate) struct Session {
     pub(crate) number: u64,
     connection: Connection,
     channel: Channel,
-    pub(crate) consumer: tokio::sync::Mutex<Consumer>,
+    /// `None` once it ended: lapin's consumer yields its end once, then nothing
+    /// for ever.
+    pub(crate) consumer: tokio::sync::Mutex<Option<Consumer>>,
     /// The channel copies are published on, opened when first needed and again
-    /// after a failure.
+    /// after a failure; held across a publish and its confirm, one copy at a time
+    /// (lapin hands a returned message to whichever confirm completes next).
     publisher: tokio::sync::Mutex<Option<Channel>>,
     delays: Mutex<Declared>,
 }
@@ -74,7 +80,7 @@ impl Session {
             number,
             connection,
             channel,
-            consumer: tokio::sync::Mutex::new(consumer),
+            consumer: tokio::sync::Mutex::new(Some(consumer)),
             publisher: tokio::sync::Mutex::new(None),
             delays: Mutex::new(Declared::default()),
         })
@@ -100,7 +106,8 @@ impl Session {
         data: &[u8],
         properties: BasicProperties,
     ) -> Result<(), BoxError> {
-        let channel = self.publisher().await?;
+        let mut publisher = self.publisher.lock().await;
+        let channel = self.publisher_channel(&mut publisher).await?;
         let options = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
@@ -109,6 +116,7 @@ impl Session {
             .basic_publish("".into(), queue.into(), options, data, properties)
             .await?
             .await?;
+        drop(publisher);
         match confirm {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(_)) => Err(format!("no queue {queue:?} took the copy").into()),
@@ -130,7 +138,8 @@ impl Session {
         if !needed {
             return Ok(());
         }
-        let channel = self.publisher().await?;
+        let mut publisher = self.publisher.lock().await;
+        let channel = self.publisher_channel(&mut publisher).await?;
         channel
             .queue_declare(
                 delay::queue_name(queue, ms).into(),
@@ -149,8 +158,10 @@ impl Session {
     }
 
     /// The publishing channel, opened (in confirm mode) if it is not.
-    async fn publisher(&self) -> Result<Channel, lapin::Error> {
-        let mut publisher = self.publisher.lock().await;
+    async fn publisher_channel(
+        &self,
+        publisher: &mut Option<Channel>,
+    ) -> Result<Channel, lapin::Error> {
         if let Some(channel) = publisher
             .as_ref()
             .filter(|channel| channel.status().connected())
@@ -164,7 +175,48 @@ impl Session {
         *publisher = Some(channel.clone());
         Ok(channel)
     }
+
+    /// Runs `calls` (each an outcome on this connection), and gives each one's
+    /// result in order; those still waiting when the connection is found gone are
+    /// given up as `Ok(false)`, voided: their messages went back to the queue with
+    /// the connection. (lapin leaves a call made just before its channel failed
+    /// waiting for ever.)
+    pub(crate) async fn while_alive<F>(&self, calls: Vec<F>) -> Vec<Result<bool, BoxError>>
+    where
+        F: Future<Output = Result<bool, BoxError>>,
+    {
+        let mut results: Vec<Option<Result<bool, BoxError>>> =
+            std::iter::repeat_with(|| None).take(calls.len()).collect();
+        let mut pending: FuturesUnordered<_> = calls
+            .into_iter()
+            .enumerate()
+            .map(|(index, call)| async move { (index, call.await) })
+            .collect();
+        let mut check = tokio::time::interval(LIVENESS_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.reset();
+        loop {
+            tokio::select! {
+                done = pending.next() => match done {
+                    Some((index, result)) => results[index] = Some(result),
+                    None => break,
+                },
+                _ = check.tick() => {
+                    if !self.is_alive() {
+                        break;
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or(Ok(false)))
+            .collect()
+    }
 }
+
+/// How often a call waiting on the broker checks that its connection lives.
+pub(crate) const LIVENESS_CHECK: Duration = Duration::from_millis(100);
 
 /// The queue and the dead-letter queue: declared durable if missing, or (declaring
 /// off) checked to exist.

@@ -212,8 +212,8 @@ impl RabbitSource {
     /// The client's, if the connection could not be closed cleanly (the broker takes
     /// the messages back when it notices the connection gone).
     pub async fn close(&self) -> Result<(), lapin::Error> {
+        // A connection being made now sees this and closes itself.
         self.shared.closed.store(true, Ordering::Release);
-        let _connecting = self.shared.connecting.lock().await;
         let session = self.shared.lock_session().take();
         match session {
             Some(session) => session.close("closed").await,
@@ -287,18 +287,29 @@ impl Shared {
             });
         }
         let number = self.connections.fetch_add(1, Ordering::AcqRel) + 1;
-        let opened = Session::open(
+        let timeout = self.options.connect_timeout;
+        let opening = Session::open(
             number,
             &self.uri,
             &self.properties,
             &self.tls,
             &self.options,
-        )
-        .await;
+        );
+        let opened = tokio::time::timeout(timeout, opening)
+            .await
+            .unwrap_or(Err(ConnectError::TimedOut { after: timeout }));
         match opened {
             Ok(session) => {
                 let session = Arc::new(session);
                 *self.lock_session() = Some(session.clone());
+                // Closed while it connected (`close` sets the flag, then takes).
+                if self.closed.load(Ordering::Acquire) {
+                    let taken = self.lock_session().take();
+                    if let Some(taken) = taken {
+                        let _ = taken.close("closed").await;
+                    }
+                    return Err(FetchError::Closed);
+                }
                 self.counters().reconnect_attempt = 0;
                 Ok(session)
             }

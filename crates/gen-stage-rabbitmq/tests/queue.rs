@@ -434,3 +434,54 @@ async fn a_budget_that_cannot_fill_a_batch_stops_the_start() {
         started.map(|_| ())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_queue_is_declared_again_and_every_producer_consumes_it() {
+    use gen_stage_rabbitmq::lapin::options::QueueDeleteOptions;
+    let Some(channel) = channel().await else {
+        return;
+    };
+    let queue = OwnQueue::new("deleted");
+    let source = source(queue.options().max_in_flight(10)).await;
+    let (handler, mut seen) = recorder(None);
+    // Two producers wait on the one consumer when the broker cancels it.
+    let pipeline = PipelineBuilder::new(handler)
+        .producer({
+            let source = source.clone();
+            move || source.producer()
+        })
+        .producer({
+            let source = source.clone();
+            move || source.producer()
+        })
+        .source_health(source.clone())
+        .start()
+        .await
+        .expect("the pipeline starts");
+    queue.publish(&channel, 5).await;
+    for _ in 0..5 {
+        seen.recv().await.expect("the pipeline runs");
+    }
+    settles_to(&queue.name, 0, 0).await;
+    channel
+        .queue_delete(queue.name.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("deleted");
+    // The source connects again and declares the queue; then it takes new messages.
+    eventually("consuming again", || async {
+        source.is_ready() && counts(&queue.name).await == (0, 0)
+    })
+    .await;
+    queue.publish(&channel, 5).await;
+    let mut again = Vec::new();
+    while again.len() < 5 {
+        let (id, _, _) = tokio::time::timeout(Duration::from_secs(60), seen.recv())
+            .await
+            .expect("no producer hangs on the ended consumer")
+            .expect("the pipeline runs");
+        again.push(id);
+    }
+    settles_to(&queue.name, 0, 0).await;
+    let report = pipeline.drain(Duration::from_secs(30)).await;
+    assert_eq!(report.settled.acked, 10, "{report:?}");
+}
