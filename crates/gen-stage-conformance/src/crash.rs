@@ -6,11 +6,18 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use crate::{read_records, recorded};
+use crate::{read_records, recorded, wait_until};
+
+/// How long a worker may take to reach a kill point, or the last one to finish.
+const TWO_MINUTES: Duration = Duration::from_secs(120);
+
+/// How long the records must stop growing before the broker is asked whether any
+/// message is left.
+const STALLED: Duration = Duration::from_secs(1);
 
 /// One crash scenario: the worker binary and its arguments (`BROKER URL NAME`; the
 /// record file and an instance name are added), and how many kills.
@@ -82,12 +89,20 @@ impl Crash {
             );
             let mut child = self.spawn(&records, run);
             let target = recorded(&records) + 1 + draws.next(150) as usize;
+            // The broker is asked only once the records stop growing for a while:
+            // asking may take longer than the worker needs to pass the kill point.
             let ran_out = &std::cell::Cell::new(false);
-            wait_for("the worker processes messages", || {
-                let reached = recorded(&records) >= target;
+            let growth = &std::cell::Cell::new((recorded(&records), Instant::now()));
+            wait_until("the worker processes messages", TWO_MINUTES, || {
+                let now = recorded(&records);
+                let reached = now >= target;
+                if now != growth.get().0 {
+                    growth.set((now, Instant::now()));
+                }
+                let stalled = growth.get().1.elapsed() >= STALLED;
                 let left = left();
                 async move {
-                    ran_out.set(!reached && left.await == 0);
+                    ran_out.set(!reached && stalled && left.await == 0);
                     reached || ran_out.get()
                 }
             })
@@ -101,7 +116,7 @@ impl Crash {
         }
         // The last worker finishes.
         let mut last = self.spawn(&records, self.kills + 1);
-        wait_for("every message acked", || {
+        wait_until("every message acked", TWO_MINUTES, || {
             let left = left();
             async move { left.await == 0 }
         })
@@ -134,18 +149,5 @@ impl Crash {
             seed,
             processed_twice,
         }
-    }
-}
-
-/// Waits until `done` says so, looking every 20 ms, for at most two minutes (a guard
-/// against a hang).
-async fn wait_for<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached in two minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

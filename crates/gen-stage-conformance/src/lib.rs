@@ -52,6 +52,28 @@ pub fn recorded(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
 }
 
+/// Waits until `done` says so, looking every 20 ms; panics, naming `what`, if it
+/// does not within `within` (a guard against a hang: the conditions read a broker's
+/// view, which changes on the broker's own time).
+///
+/// # Panics
+///
+/// When `within` passes first.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: std::time::Duration,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached in {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

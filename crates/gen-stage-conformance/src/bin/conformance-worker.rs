@@ -1,7 +1,7 @@
 //! A pipeline in a process of its own, for the conformance kit's crash scenarios:
 //! `conformance-worker BROKER URL NAME RECORD_FILE INSTANCE` consumes the queue
-//! table (`postgres`) or the stream's durable consumer `workers` (`nats`) named
-//! NAME until it is killed, appending `id attempt` to the record file for each
+//! table (`postgres`), the stream's durable consumer `workers` (`nats`) or the
+//! queue (`rabbitmq`) named NAME until it is killed, appending `id attempt` to the record file for each
 //! message before the message is acked. INSTANCE names this worker (its lease owner,
 //! its connection).
 
@@ -18,6 +18,7 @@ use gen_stage_pipeline::{
     Handler, Message, MessageId, PipelineBuilder, ProcessorContext, ProcessorOptions,
 };
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable};
+use gen_stage_rabbitmq::{RabbitOptions, RabbitSource};
 
 /// How long each message's work takes.
 const WORK: Duration = Duration::from_millis(2);
@@ -33,8 +34,10 @@ impl<T: Send + 'static> Handler for Record<T> {
         message: &mut Message<T>,
         _: &ProcessorContext,
     ) -> Result<(), BoxError> {
-        let Some(MessageId::Number(id)) = message.metadata().id else {
-            return Err("a message without a numeric id".into());
+        let id = match &message.metadata().id {
+            Some(MessageId::Number(id)) => *id,
+            Some(MessageId::Text(id)) => id.parse()?,
+            None => return Err("a message without an id".into()),
         };
         let line = record_line(id as i64, message.metadata().attempt);
         // One write per line: a kill leaves whole lines, or the last one cut short.
@@ -79,7 +82,9 @@ where
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [broker, url, name, records, instance] = args.as_slice() else {
-        return Err("usage: conformance-worker postgres|nats URL NAME RECORD_FILE INSTANCE".into());
+        return Err(
+            "usage: conformance-worker postgres|nats|rabbitmq URL NAME RECORD_FILE INSTANCE".into(),
+        );
     };
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -106,6 +111,17 @@ async fn main() -> Result<(), BoxError> {
             run(file, move || source.producer()).await?;
             // The drained pipeline's last outcomes reach the server before the exit.
             Ok(flushing.flush(Duration::from_secs(10)).await?)
+        }
+        "rabbitmq" => {
+            let options = RabbitOptions::new(name.as_str())
+                .consumer_tag(instance.as_str())
+                .max_in_flight(50)
+                .declare(false);
+            let source = RabbitSource::connect(url, options).await?;
+            let closing = source.clone();
+            run(file, move || source.producer()).await?;
+            // The broker takes back what it pushed ahead and the pipeline never took.
+            Ok(closing.close().await?)
         }
         other => Err(format!("unknown broker {other}").into()),
     }
