@@ -2,12 +2,14 @@
 //! channels, alternating within one process, several runs each.
 
 mod baseline;
-#[cfg(any(feature = "postgres", feature = "nats"))]
+#[cfg(any(feature = "postgres", feature = "nats", feature = "rabbitmq"))]
 mod connector_count;
 #[cfg(feature = "nats")]
 mod connector_nats;
 #[cfg(feature = "postgres")]
 mod connector_postgres;
+#[cfg(feature = "rabbitmq")]
+mod connector_rabbitmq;
 mod gen_stage_side;
 mod memory;
 mod pipeline_baseline;
@@ -244,6 +246,13 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             connector_nats::gen_stage,
             connector_nats::baseline,
         ),
+        #[cfg(feature = "rabbitmq")]
+        scenario(
+            "connector_rabbitmq",
+            100_000,
+            connector_rabbitmq::gen_stage,
+            connector_rabbitmq::baseline,
+        ),
     ]
 }
 
@@ -258,13 +267,20 @@ async fn broker_answers(name: &str) -> Result<bool, BoxError> {
     if name == "connector_nats" {
         return required_or_skipped(name, connector_nats::reachable().await);
     }
+    #[cfg(feature = "rabbitmq")]
+    if name == "connector_rabbitmq" {
+        return required_or_skipped(name, connector_rabbitmq::reachable().await);
+    }
     let _ = name;
     Ok(true)
 }
 
 /// A connector row's broker answered, or not: skip it (false), or fail under
 /// `GEN_STAGE_REQUIRE_BROKERS=1`.
-#[cfg_attr(not(any(feature = "postgres", feature = "nats")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "nats", feature = "rabbitmq")),
+    allow(dead_code)
+)]
 fn required_or_skipped(name: &str, answer: Result<(), BoxError>) -> Result<bool, BoxError> {
     match answer {
         Ok(()) => Ok(true),

@@ -12,3 +12,10 @@ pub(crate) fn postgres_url() -> String {
 pub(crate) fn nats_url() -> String {
     std::env::var("GEN_STAGE_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
+
+/// RabbitMQ: `GEN_STAGE_AMQP_URL`, or the loopback default (the broker's guest user).
+#[cfg(feature = "rabbitmq")]
+pub(crate) fn amqp_url() -> String {
+    std::env::var("GEN_STAGE_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}

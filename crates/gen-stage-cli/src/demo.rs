@@ -3,7 +3,7 @@
 
 #[cfg(feature = "nats")]
 mod nats;
-#[cfg(any(feature = "postgres", feature = "nats"))]
+#[cfg(any(feature = "postgres", feature = "nats", feature = "rabbitmq"))]
 mod payload;
 #[cfg(feature = "postgres")]
 mod postgres;

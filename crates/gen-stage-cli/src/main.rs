@@ -1,7 +1,7 @@
 //! The `gen-stage` command.
 
 mod bench;
-#[cfg(any(feature = "postgres", feature = "nats"))]
+#[cfg(any(feature = "postgres", feature = "nats", feature = "rabbitmq"))]
 mod broker_servers;
 mod demo;
 mod output;
