@@ -22,6 +22,8 @@ pub(crate) struct RabbitAcker(pub(crate) Arc<Shared>);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Answer {
     Ack,
+    /// `basic.ack` with `multiple`: this delivery and every one below it.
+    AckAllUpTo,
     Requeue,
     Drop,
 }
@@ -43,62 +45,66 @@ fn answer(outcome: Outcome, dead_letter_queue: bool) -> Option<Answer> {
 impl Acknowledger for RabbitAcker {
     async fn ack(&self, settled: Vec<Settled>) -> Result<(), AckError> {
         let shared = &self.0;
-        let deliveries = shared
-            .in_flight
-            .settle_all(settled.iter().map(|settled| settled.tag));
         let session = shared.current().filter(|session| session.is_alive());
         let mut counts = OutcomeCounts::default();
-        let mut answers = Vec::with_capacity(settled.len());
-        let mut copies = Vec::new();
-        let dead_letters = shared.options.dead_letter_queue.is_some();
-        for (settled, delivery) in settled.into_iter().zip(deliveries) {
-            // Settled before, given back, or delivered on a connection that is gone:
-            // the broker delivers it again, and its tag means nothing elsewhere.
-            let Some(delivery) = delivery.filter(|delivery| {
-                delivery.acker.usable()
-                    && session
-                        .as_ref()
-                        .is_some_and(|session| session.number == delivery.connection)
-            }) else {
-                counts.voided += 1;
-                continue;
-            };
-            match answer(settled.outcome, dead_letters) {
-                Some(answer) => answers.push((delivery, answer)),
-                None => copies.push((delivery, settled)),
-            }
-        }
-        let span = tracing::debug_span!(
-            "rabbitmq ack",
-            messages = answers.len(),
-            copies = copies.len()
-        );
-        let mut failure = None;
-        // Every delivery left is of the live session's connection.
         let Some(session) = session else {
+            // Every delivery is of a connection that is gone (or settled already):
+            // the broker delivers them again.
+            shared
+                .in_flight
+                .settle_all(settled.iter().map(|settled| settled.tag));
+            counts.voided = settled.len() as u64;
             shared.count_outcomes(counts);
             return Ok(());
         };
+        let plan = Plan::make(shared, &session, settled, &mut counts);
+        let span = tracing::debug_span!(
+            "rabbitmq ack",
+            covered = plan.covered,
+            messages = plan.answers.len(),
+            copies = plan.copies.len()
+        );
+        let mut failure = None;
         async {
-            let calls = answers
-                .iter()
-                .map(|(delivery, answer)| Either::Left(send(delivery, *answer)))
-                .chain(copies.iter().map(|(delivery, settled)| {
+            let covering = plan
+                .covering
+                .as_ref()
+                .map(|delivery| Either::Left(send(delivery, Answer::AckAllUpTo)));
+            let calls = covering
+                .into_iter()
+                .chain(
+                    plan.answers
+                        .iter()
+                        .map(|(delivery, answer)| Either::Left(send(delivery, *answer))),
+                )
+                .chain(plan.copies.iter().map(|(delivery, settled)| {
                     Either::Right(copy_then_ack(shared, &session, delivery, settled))
                 }))
                 .collect();
-            let results = session.while_alive(calls).await;
-            let deliveries = answers.iter().map(|(delivery, _)| (delivery, None)).chain(
-                copies
-                    .iter()
-                    .map(|(delivery, settled)| (delivery, Some(settled.outcome))),
-            );
-            for ((delivery, copied), result) in deliveries.zip(results) {
-                // Failed because its channel went meanwhile: as good as voided.
-                let result = match result {
-                    Err(_) if delivery.acker.poisoned() => Ok(false),
-                    other => other,
-                };
+            let mut results = session.while_alive(calls).await.into_iter();
+            if let Some(delivery) = &plan.covering {
+                let result = voided_if_poisoned(delivery, results.next());
+                let covered = plan.covered as u64;
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => counts.voided += covered,
+                    Err(error) => {
+                        counts.failed += covered;
+                        failure.get_or_insert(error);
+                    }
+                }
+            }
+            let deliveries = plan
+                .answers
+                .iter()
+                .map(|(delivery, _)| (delivery, None))
+                .chain(
+                    plan.copies
+                        .iter()
+                        .map(|(delivery, settled)| (delivery, Some(settled.outcome))),
+                );
+            for (delivery, copied) in deliveries {
+                let result = voided_if_poisoned(delivery, results.next());
                 let sent = result.as_ref().is_ok_and(|sent| *sent);
                 tally(&mut counts, &mut failure, result);
                 match copied {
@@ -110,6 +116,7 @@ impl Acknowledger for RabbitAcker {
         }
         .instrument(span)
         .await;
+        session.sent_individually(plan.individual_tags());
         shared.count_outcomes(counts);
         match failure {
             Some(error) => {
@@ -118,6 +125,103 @@ impl Acknowledger for RabbitAcker {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// What one acknowledger call sends on the live connection.
+struct Plan {
+    /// The delivery whose `basic.ack` with `multiple` acks every ack of the call
+    /// below the lowest tag still unsettled: one frame for most of a batch.
+    covering: Option<Delivery>,
+    /// How many acks `covering` stands for.
+    covered: usize,
+    /// Outcomes sent one by one: acks above an unsettled tag, requeues, drops.
+    answers: Vec<(Delivery, Answer)>,
+    /// Retries and dead letters: a copy published, then the original acked.
+    copies: Vec<(Delivery, Settled)>,
+}
+
+impl Plan {
+    /// Takes the call's deliveries out of flight and sorts their outcomes, under the
+    /// session's lock on tags: a `multiple` ack must never reach a tag whose own
+    /// outcome is still to be sent, by this call or another.
+    fn make(
+        shared: &Shared,
+        session: &Session,
+        settled: Vec<Settled>,
+        counts: &mut OutcomeCounts,
+    ) -> Plan {
+        let dead_letters = shared.options.dead_letter_queue.is_some();
+        let mut sending = session.lock_sending();
+        let deliveries = shared
+            .in_flight
+            .settle_all(settled.iter().map(|settled| settled.tag));
+        let mut acks = Vec::with_capacity(settled.len());
+        let mut answers = Vec::new();
+        let mut copies = Vec::new();
+        for (settled, delivery) in settled.into_iter().zip(deliveries) {
+            // Settled before, given back, or delivered on a connection that is gone:
+            // the broker delivers it again, and its tag means nothing elsewhere.
+            let Some(delivery) = delivery.filter(|delivery| {
+                delivery.acker.usable() && delivery.connection == session.number
+            }) else {
+                counts.voided += 1;
+                continue;
+            };
+            match answer(settled.outcome, dead_letters) {
+                Some(Answer::Ack) => acks.push(delivery),
+                Some(answer) => answers.push((delivery, answer)),
+                None => copies.push((delivery, settled)),
+            }
+        }
+        // The lowest tag of this connection whose outcome is not among the acks:
+        // unsettled, or on its way alone.
+        let mut lowest = sending.first().copied().unwrap_or(u64::MAX);
+        shared.in_flight.for_each(|_, delivery| {
+            if delivery.connection == session.number {
+                lowest = lowest.min(delivery.tag);
+            }
+        });
+        for delivery in answers
+            .iter()
+            .map(|(delivery, _)| delivery)
+            .chain(copies.iter().map(|(delivery, _)| delivery))
+        {
+            lowest = lowest.min(delivery.tag);
+        }
+        let (below, above): (Vec<Delivery>, Vec<Delivery>) =
+            acks.into_iter().partition(|delivery| delivery.tag < lowest);
+        let covered = below.len();
+        let covering = below.into_iter().max_by_key(|delivery| delivery.tag);
+        answers.extend(above.into_iter().map(|delivery| (delivery, Answer::Ack)));
+        let plan = Plan {
+            covering,
+            covered,
+            answers,
+            copies,
+        };
+        sending.extend(plan.individual_tags());
+        plan
+    }
+
+    /// The tags whose outcomes are sent one by one.
+    fn individual_tags(&self) -> impl Iterator<Item = u64> + '_ {
+        self.answers
+            .iter()
+            .map(|(delivery, _)| delivery.tag)
+            .chain(self.copies.iter().map(|(delivery, _)| delivery.tag))
+    }
+}
+
+/// A call's result, a failure counted as voided when the delivery's channel went
+/// meanwhile (its message goes back to the queue with it).
+fn voided_if_poisoned(
+    delivery: &Delivery,
+    result: Option<Result<bool, BoxError>>,
+) -> Result<bool, BoxError> {
+    match result.unwrap_or(Ok(false)) {
+        Err(_) if delivery.acker.poisoned() => Ok(false),
+        other => other,
     }
 }
 
@@ -142,6 +246,7 @@ async fn send(delivery: &Delivery, answer: Answer) -> Result<bool, BoxError> {
     let acker = &delivery.acker;
     let sent = match answer {
         Answer::Ack => acker.ack(BasicAckOptions::default()).await,
+        Answer::AckAllUpTo => acker.ack(BasicAckOptions { multiple: true }).await,
         Answer::Requeue => {
             acker
                 .nack(BasicNackOptions {

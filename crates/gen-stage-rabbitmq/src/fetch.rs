@@ -54,6 +54,7 @@ impl RabbitFetch {
         into: &mut Vec<Message<RabbitMessage>>,
     ) {
         let lapin::message::Delivery {
+            delivery_tag,
             exchange,
             routing_key,
             redelivered,
@@ -70,6 +71,7 @@ impl RabbitFetch {
         let message = RabbitMessage::new(data, exchange, routing_key, redelivered, properties);
         let entry = Delivery {
             acker,
+            tag: delivery_tag,
             connection: session.number,
             attempt,
             message: message.clone(),
@@ -207,19 +209,27 @@ impl Fetch for RabbitFetch {
             .into_iter()
             .map(|message| message.into_parts().2.into_tag());
         let shared = &self.source.shared;
-        let deliveries: Vec<Delivery> = shared
-            .in_flight
-            .settle_all(tags)
-            .into_iter()
-            .flatten()
-            .collect();
         // Those of a connection that is gone went back to the queue with it.
         let Some(session) = shared.current() else {
+            shared.in_flight.settle_all(tags);
             return;
+        };
+        // Taken out of flight under the session's lock on tags, so that no
+        // `multiple` ack covers them before they are requeued.
+        let deliveries: Vec<Delivery> = {
+            let mut sending = session.lock_sending();
+            let deliveries: Vec<Delivery> = shared
+                .in_flight
+                .settle_all(tags)
+                .into_iter()
+                .flatten()
+                .filter(|delivery| delivery.connection == session.number)
+                .collect();
+            sending.extend(deliveries.iter().map(|delivery| delivery.tag));
+            deliveries
         };
         let released = deliveries
             .iter()
-            .filter(|delivery| delivery.connection == session.number)
             .map(|delivery| async move {
                 Ok::<_, gen_stage::BoxError>(delivery.acker.nack(requeue()).await?)
             })
@@ -229,6 +239,7 @@ impl Fetch for RabbitFetch {
                 tracing::debug!(%error, "RabbitMQ: releasing a message given back failed; it goes back to the queue with its channel");
             }
         }
+        session.sent_individually(deliveries.iter().map(|delivery| delivery.tag));
     }
 
     fn on_error(&mut self, error: &FetchError, attempt: u32) -> OnFetchError {

@@ -81,7 +81,10 @@
 //!   redelivered. Make effects idempotent, keyed by the `message_id` property the
 //!   publisher sets ([`MessageId::Text`](gen_stage_pipeline::MessageId::Text)): the
 //!   broker has no id of its own.
-//! - **Outcomes.** Ack is `basic.ack`; terminate is `basic.ack` too (the message
+//! - **Outcomes.** Ack is `basic.ack`: the acks of one settled group that lie
+//!   below every tag still unsettled on the channel go as one `basic.ack` with
+//!   `multiple` (never covering a message still in a handler or whose own outcome
+//!   is on its way), the rest one by one; terminate is `basic.ack` too (the message
 //!   goes nowhere, not even to a dead-letter exchange); a release is `basic.nack`
 //!   with requeue. A retry publishes a copy (waiting for the broker's confirm), then
 //!   acks the original: to a delay queue whose messages expire into the queue after

@@ -1,6 +1,7 @@
 //! One connection: its consuming channel and consumer, and a channel in confirm mode
 //! for the copies the source publishes (retries, dead letters).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ pub(crate) struct Session {
     /// (lapin hands a returned message to whichever confirm completes next).
     publisher: tokio::sync::Mutex<Option<Channel>>,
     delays: Mutex<Declared>,
+    /// Tags taken out of flight whose own outcome is still on its way: a `multiple`
+    /// ack stops below them.
+    sending: Mutex<BTreeSet<u64>>,
 }
 
 impl Session {
@@ -83,7 +87,24 @@ impl Session {
             consumer: tokio::sync::Mutex::new(Some(consumer)),
             publisher: tokio::sync::Mutex::new(None),
             delays: Mutex::new(Declared::default()),
+            sending: Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// The tags whose own outcome is on its way; hold it while taking deliveries
+    /// out of flight.
+    pub(crate) fn lock_sending(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.sending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The outcomes of `tags` were sent (or given up).
+    pub(crate) fn sent_individually(&self, tags: impl IntoIterator<Item = u64>) {
+        let mut sending = self.lock_sending();
+        for tag in tags {
+            sending.remove(&tag);
+        }
     }
 
     /// Whether the connection and the consuming channel are open.

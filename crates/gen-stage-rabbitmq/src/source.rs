@@ -59,6 +59,8 @@ pub(crate) struct Delivery {
     /// Bound to the channel that delivered it: once that channel is gone, it sends
     /// nothing (never an outcome on another connection).
     pub(crate) acker: Acker,
+    /// Its delivery tag on that channel.
+    pub(crate) tag: u64,
     pub(crate) connection: u64,
     pub(crate) attempt: u32,
     pub(crate) message: RabbitMessage,

@@ -485,3 +485,66 @@ async fn a_deleted_queue_is_declared_again_and_every_producer_consumes_it() {
     let report = pipeline.drain(Duration::from_secs(30)).await;
     assert_eq!(report.settled.acked, 10, "{report:?}");
 }
+
+/// Holds the message whose body is `0` until the gate opens; the rest pass.
+struct HoldFirst {
+    held: mpsc::UnboundedSender<()>,
+    gate: Arc<Semaphore>,
+}
+
+impl Handler for HoldFirst {
+    type Data = RabbitMessage;
+
+    async fn handle_message(
+        &self,
+        message: &mut Message<RabbitMessage>,
+        _: &ProcessorContext,
+    ) -> Result<(), BoxError> {
+        if message.data().data() == b"0" {
+            let _ = self.held.send(());
+            self.gate.acquire().await?.forget();
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_batched_into_one_frame_never_cover_a_message_still_in_a_handler() {
+    let Some(channel) = channel().await else {
+        return;
+    };
+    let queue = OwnQueue::new("covered");
+    let source = source(queue.options().max_in_flight(50)).await;
+    queue.publish(&channel, 40).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let (held, mut holding) = mpsc::unbounded_channel();
+    let pipeline = PipelineBuilder::new(HoldFirst {
+        held,
+        gate: gate.clone(),
+    })
+    .producer({
+        let source = source.clone();
+        move || source.producer()
+    })
+    // One message per processor at a time: the other processor handles the rest.
+    .processors(
+        ProcessorOptions::new()
+            .concurrency(2)
+            .max_demand(1)
+            .min_demand(0),
+    )
+    .start()
+    .await
+    .expect("the pipeline starts");
+    holding.recv().await.expect("the first message is held");
+    // Every other message is acked; the first, the lowest tag, is not: the broker
+    // still counts it unacked, whatever the batched acks after it said.
+    settles_to(&queue.name, 0, 1).await;
+    assert_eq!(source.state().in_flight, 1);
+    gate.add_permits(1);
+    settles_to(&queue.name, 0, 0).await;
+    let report = pipeline.drain(Duration::from_secs(30)).await;
+    assert_eq!(report.settled.acked, 40, "{report:?}");
+    let state = source.state();
+    assert_eq!((state.voided, state.failed_outcomes), (0, 0), "{state:?}");
+}
