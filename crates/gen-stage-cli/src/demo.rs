@@ -7,6 +7,8 @@ mod nats;
 mod payload;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 mod source;
 mod view;
 mod work;

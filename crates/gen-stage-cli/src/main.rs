@@ -65,7 +65,7 @@ struct DemoArgs {
     seed: u64,
     /// Where the jobs wait: in memory, or in a real broker (built with the broker's
     /// cargo feature: `--features postgres` with GEN_STAGE_POSTGRES_URL, `--features nats`
-    /// with GEN_STAGE_NATS_URL).
+    /// with GEN_STAGE_NATS_URL, `--features rabbitmq` with GEN_STAGE_AMQP_URL).
     #[arg(long, value_enum, default_value_t = demo::SourceKind::Memory)]
     source: demo::SourceKind,
 }

@@ -191,7 +191,7 @@ fn a_reader_that_stops_reading_ends_the_demo_quietly() {
 /// The demo through the broker `source` (whose URL is in `url_variable`): every job
 /// written and acked once, what was made for the run removed after it. Skipped with
 /// a notice when the server is unreachable, unless `GEN_STAGE_REQUIRE_BROKERS=1`.
-#[cfg(any(feature = "postgres", feature = "nats"))]
+#[cfg(any(feature = "postgres", feature = "nats", feature = "rabbitmq"))]
 fn demo_through(source: &str, url_variable: &str) {
     let output = gen_stage(&[&["demo", "--source", source], &SMALL[..]].concat());
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -227,4 +227,11 @@ fn the_demo_runs_through_postgres_and_leaves_nothing_behind() {
 #[test]
 fn the_demo_runs_through_nats_and_leaves_nothing_behind() {
     demo_through("nats", "GEN_STAGE_NATS_URL");
+}
+
+/// The same demo through a RabbitMQ queue (the CLI's `rabbitmq` feature).
+#[cfg(feature = "rabbitmq")]
+#[test]
+fn the_demo_runs_through_rabbitmq_and_leaves_nothing_behind() {
+    demo_through("rabbitmq", "GEN_STAGE_AMQP_URL");
 }

@@ -84,6 +84,46 @@ pub async fn rabbitmq_counts(queue: &str) -> Option<(u64, u64)> {
         })
 }
 
+/// RabbitMQ queues a scenario made: deleted when this goes, even when the scenario
+/// fails (on a thread and runtime of its own: the scenario's may be gone).
+#[derive(Debug)]
+pub struct RabbitQueues(pub Vec<String>);
+
+impl RabbitQueues {
+    /// `queue` and its dead-letter queue, `<queue>.dead`.
+    pub fn with_dead_letters(queue: &str) -> Self {
+        RabbitQueues(vec![queue.to_owned(), format!("{queue}.dead")])
+    }
+}
+
+impl Drop for RabbitQueues {
+    fn drop(&mut self) {
+        let queues = std::mem::take(&mut self.0);
+        let deleted = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Some(connection) = rabbitmq().await else {
+                    return;
+                };
+                if let Ok(channel) = connection.create_channel().await {
+                    for queue in queues {
+                        let _ = channel
+                            .queue_delete(queue.as_str().into(), Default::default())
+                            .await;
+                    }
+                }
+                let _ = connection.close(200, "cleaned up".into()).await;
+            });
+        });
+        let _ = deleted.join();
+    }
+}
+
 fn unreachable_server<T>(server: &str, url: &str, error: &dyn std::fmt::Display) -> Option<T> {
     if std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() == Ok("1") {
         panic!("{server} at {url} is unreachable and GEN_STAGE_REQUIRE_BROKERS=1: {error}");

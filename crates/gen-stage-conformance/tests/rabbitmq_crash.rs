@@ -6,9 +6,7 @@
 
 use gen_stage_conformance::{Crash, brokers};
 use gen_stage_rabbitmq::lapin::BasicProperties;
-use gen_stage_rabbitmq::lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
-};
+use gen_stage_rabbitmq::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use gen_stage_rabbitmq::lapin::types::{AMQPValue, FieldTable};
 use gen_stage_rabbitmq::{RabbitOptions, RabbitSource};
 
@@ -21,6 +19,7 @@ async fn messages_survive_ten_kills_of_their_worker_processed_at_least_once_and_
         return;
     };
     let name = format!("gsc_crash_{}", std::process::id());
+    let _guard = brokers::RabbitQueues::with_dead_letters(&name);
     // A quorum queue: its delivery count tells each redelivery from the last (a
     // classic queue's redelivered flag says only that there was one). Declared
     // here; the workers find it (declaring off).
@@ -80,12 +79,6 @@ async fn messages_survive_ten_kills_of_their_worker_processed_at_least_once_and_
             ready + unacked
         })
         .await;
-    for queue in [name.clone(), format!("{name}.dead")] {
-        channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await
-            .expect("deleted");
-    }
     println!(
         "{} messages, {} processed more than once, each after a redelivery",
         ids.len(),

@@ -12,9 +12,7 @@ use gen_stage_conformance::{Proxy, brokers, wait_until};
 use gen_stage_pipeline::{
     Handler, Message, MessageId, PipelineBuilder, ProcessorContext, ProcessorOptions,
 };
-use gen_stage_rabbitmq::lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
-};
+use gen_stage_rabbitmq::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use gen_stage_rabbitmq::lapin::{BasicProperties, Channel};
 use gen_stage_rabbitmq::{Backoff, RabbitMessage, RabbitOptions, RabbitSource};
 use tokio::sync::{Semaphore, mpsc};
@@ -73,15 +71,18 @@ fn through(proxy: &Proxy) -> String {
     format!("{scheme}://{credentials}127.0.0.1:{}/{path}", proxy.port())
 }
 
-/// A channel in confirm mode, and a queue name of the test's own.
-async fn channel_and_queue(test: &str) -> Option<(Channel, String)> {
+/// A channel in confirm mode, and a queue name of the test's own (deleted with its
+/// dead-letter queue when the guard goes).
+async fn channel_and_queue(test: &str) -> Option<(Channel, String, brokers::RabbitQueues)> {
     let connection = brokers::rabbitmq().await?;
     let channel = connection.create_channel().await.expect("a channel");
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirms");
-    Some((channel, format!("gsc_{test}_{}", std::process::id())))
+    let queue = format!("gsc_{test}_{}", std::process::id());
+    let guard = brokers::RabbitQueues::with_dead_letters(&queue);
+    Some((channel, queue, guard))
 }
 
 async fn publish(channel: &Channel, queue: &str, count: u64) {
@@ -104,14 +105,6 @@ async fn publish(channel: &Channel, queue: &str, count: u64) {
     }
     for confirm in confirms {
         assert!(confirm.await.expect("confirmed").is_ack());
-    }
-}
-
-async fn delete(channel: &Channel, queue: &str) {
-    for queue in [queue.to_owned(), format!("{queue}.dead")] {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
     }
 }
 
@@ -141,7 +134,7 @@ fn fed_by(source: &RabbitSource, handler: Record) -> PipelineBuilder<Record> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_mid_stream_loses_no_message_and_the_source_reconnects() {
     const MESSAGES: u64 = 300;
-    let Some((channel, queue)) = channel_and_queue("fault").await else {
+    let Some((channel, queue, _guard)) = channel_and_queue("fault").await else {
         return;
     };
     let proxy = proxy_to_rabbitmq().await;
@@ -186,12 +179,11 @@ async fn an_outage_mid_stream_loses_no_message_and_the_source_reconnects() {
     assert!(state.connected && state.reconnect_attempt == 0, "{state:?}");
     assert!(state.last_error.is_some(), "the outage is reported");
     source.close().await.expect("closed");
-    delete(&channel, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_for_a_delivery_of_a_lost_connection_is_voided_not_sent() {
-    let Some((channel, queue)) = channel_and_queue("voided").await else {
+    let Some((channel, queue, _guard)) = channel_and_queue("voided").await else {
         return;
     };
     let proxy = proxy_to_rabbitmq().await;
@@ -240,5 +232,4 @@ async fn an_outcome_for_a_delivery_of_a_lost_connection_is_voided_not_sent() {
     let state = source.state();
     assert_eq!((state.voided, state.failed_outcomes), (1, 0), "{state:?}");
     source.close().await.expect("closed");
-    delete(&channel, &queue).await;
 }

@@ -86,7 +86,7 @@ impl Acknowledger for RabbitAcker {
                 let result = voided_if_poisoned(delivery, results.next());
                 let covered = plan.covered as u64;
                 match result {
-                    Ok(true) => {}
+                    Ok(true) => counts.acked += covered,
                     Ok(false) => counts.voided += covered,
                     Err(error) => {
                         counts.failed += covered;
@@ -97,20 +97,25 @@ impl Acknowledger for RabbitAcker {
             let deliveries = plan
                 .answers
                 .iter()
-                .map(|(delivery, _)| (delivery, None))
+                .map(|(delivery, answer)| {
+                    (delivery, (*answer == Answer::Ack).then_some(Outcome::Ack))
+                })
                 .chain(
                     plan.copies
                         .iter()
                         .map(|(delivery, settled)| (delivery, Some(settled.outcome))),
                 );
-            for (delivery, copied) in deliveries {
+            // What each one-by-one outcome stands for: an ack, a copy's outcome.
+            for (delivery, stands_for) in deliveries {
                 let result = voided_if_poisoned(delivery, results.next());
                 let sent = result.as_ref().is_ok_and(|sent| *sent);
                 tally(&mut counts, &mut failure, result);
-                match copied {
-                    Some(Outcome::Reject) if sent => counts.dead_lettered += 1,
-                    Some(_) if sent => counts.retried += 1,
-                    _ => {}
+                match stands_for {
+                    _ if !sent => {}
+                    Some(Outcome::Ack) => counts.acked += 1,
+                    Some(Outcome::Reject) => counts.dead_lettered += 1,
+                    Some(_) => counts.retried += 1,
+                    None => {}
                 }
             }
         }

@@ -71,6 +71,7 @@ struct Counters {
     reconnect_attempt: u32,
     last_error: Option<String>,
     fetch_latency: Option<Duration>,
+    acked: u64,
     voided: u64,
     failed_outcomes: u64,
     retried: u64,
@@ -93,6 +94,8 @@ pub struct RabbitState {
     pub last_fetch_latency: Option<Duration>,
     /// Messages delivered and not yet settled.
     pub in_flight: usize,
+    /// Messages acked (an ack or a terminate), as sent to the broker.
+    pub acked: u64,
     /// Outcomes not sent: their message was settled already, or its channel was
     /// gone (the broker delivers it again; the tag means nothing on another channel).
     pub voided: u64,
@@ -188,6 +191,7 @@ impl RabbitSource {
             last_error: counters.last_error.clone(),
             last_fetch_latency: counters.fetch_latency,
             in_flight: shared.in_flight.len(),
+            acked: counters.acked,
             voided: counters.voided,
             failed_outcomes: counters.failed_outcomes,
             retried: counters.retried,
@@ -352,6 +356,7 @@ impl Shared {
 
     pub(crate) fn count_outcomes(&self, counts: OutcomeCounts) {
         let mut counters = self.counters();
+        counters.acked += counts.acked;
         counters.voided += counts.voided;
         counters.failed_outcomes += counts.failed;
         counters.retried += counts.retried;
@@ -362,6 +367,7 @@ impl Shared {
 /// What one acknowledger call did, for the source's counters.
 #[derive(Debug, Default)]
 pub(crate) struct OutcomeCounts {
+    pub(crate) acked: u64,
     pub(crate) voided: u64,
     pub(crate) failed: u64,
     pub(crate) retried: u64,

@@ -115,6 +115,7 @@ async fn every_message_is_acked_once_and_none_is_left() {
         (state.in_flight, state.voided, state.failed_outcomes),
         (0, 0, 0)
     );
+    assert_eq!(state.acked, 500);
     assert!(state.connected && source.is_ready());
     source.close().await.expect("closed");
     assert!(!source.is_ready());

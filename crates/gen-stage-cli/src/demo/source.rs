@@ -21,6 +21,9 @@ pub(crate) enum SourceKind {
     /// A NATS JetStream stream (at GEN_STAGE_NATS_URL), through gen-stage-nats.
     #[cfg(feature = "nats")]
     Nats,
+    /// A RabbitMQ queue (at GEN_STAGE_AMQP_URL), through gen-stage-rabbitmq.
+    #[cfg(feature = "rabbitmq")]
+    Rabbitmq,
 }
 
 /// The queue the demo's jobs wait in.
@@ -30,6 +33,8 @@ pub(crate) enum Source {
     Postgres(super::postgres::PgSource),
     #[cfg(feature = "nats")]
     Nats(super::nats::NatsSource),
+    #[cfg(feature = "rabbitmq")]
+    Rabbitmq(super::rabbitmq::RabbitQueue),
 }
 
 impl Source {
@@ -47,6 +52,10 @@ impl Source {
             )),
             #[cfg(feature = "nats")]
             SourceKind::Nats => Ok(Source::Nats(super::nats::NatsSource::new(jobs).await?)),
+            #[cfg(feature = "rabbitmq")]
+            SourceKind::Rabbitmq => Ok(Source::Rabbitmq(
+                super::rabbitmq::RabbitQueue::new(jobs).await?,
+            )),
         }
     }
 
@@ -61,6 +70,8 @@ impl Source {
             Source::Postgres(source) => source.feed(builder),
             #[cfg(feature = "nats")]
             Source::Nats(source) => source.feed(builder),
+            #[cfg(feature = "rabbitmq")]
+            Source::Rabbitmq(source) => source.feed(builder),
         }
     }
 
@@ -72,6 +83,8 @@ impl Source {
             Source::Postgres(source) => Box::pin(source.settled()),
             #[cfg(feature = "nats")]
             Source::Nats(source) => Box::pin(source.settled()),
+            #[cfg(feature = "rabbitmq")]
+            Source::Rabbitmq(source) => Box::pin(source.settled()),
         }
     }
 
@@ -83,6 +96,8 @@ impl Source {
             Source::Postgres(source) => source.leftovers(),
             #[cfg(feature = "nats")]
             Source::Nats(source) => source.leftovers(),
+            #[cfg(feature = "rabbitmq")]
+            Source::Rabbitmq(source) => source.leftovers(),
         }
     }
 
@@ -94,6 +109,8 @@ impl Source {
             Source::Postgres(source) => source.clean_up().await,
             #[cfg(feature = "nats")]
             Source::Nats(source) => source.clean_up().await,
+            #[cfg(feature = "rabbitmq")]
+            Source::Rabbitmq(source) => source.clean_up().await,
         }
     }
 }
