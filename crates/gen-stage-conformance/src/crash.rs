@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use crate::{read_records, recorded, wait_until};
+use crate::{check_processed, read_records, recorded, wait_until};
 
 /// How long a worker may take to reach a kill point, or the last one to finish.
 const TWO_MINUTES: Duration = Duration::from_secs(120);
@@ -125,26 +125,8 @@ impl Crash {
         last.wait().await.expect("the worker is gone");
         let processed = read_records(&records).expect("the records");
         let _ = std::fs::remove_file(&records);
-        let missing: Vec<_> = ids
-            .iter()
-            .filter(|id| !processed.contains_key(id))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "never processed (seed {seed}): {missing:?}"
-        );
-        let mut processed_twice = 0;
-        for (id, attempts) in &processed {
-            let mut seen = attempts.clone();
-            seen.sort_unstable();
-            seen.dedup();
-            assert_eq!(
-                seen.len(),
-                attempts.len(),
-                "message {id} processed twice in one delivery (seed {seed}): attempts {attempts:?}"
-            );
-            processed_twice += usize::from(attempts.len() > 1);
-        }
+        let processed_twice = check_processed(ids, &processed)
+            .unwrap_or_else(|problem| panic!("{problem} (seed {seed})"));
         CrashSummary {
             seed,
             processed_twice,

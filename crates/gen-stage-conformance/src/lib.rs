@@ -11,9 +11,11 @@
 pub mod brokers;
 mod crash;
 mod proxy;
+mod scale_out;
 
 pub use crash::{Crash, CrashSummary};
 pub use proxy::Proxy;
+pub use scale_out::{ScaleOut, ScaleOutSummary};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,6 +47,37 @@ pub fn read_records(path: &Path) -> std::io::Result<Records> {
         }
     }
     Ok(records)
+}
+
+/// Checks what workers recorded against the messages `ids`: every one processed,
+/// and none processed twice within one delivery (the same attempt recorded twice:
+/// a message processed twice must have been delivered twice). Returns how many were
+/// processed more than once.
+///
+/// # Errors
+///
+/// What is wrong: the ids never processed, or a message and its attempts.
+pub fn check_processed(ids: &[i64], processed: &Records) -> Result<usize, String> {
+    let missing: Vec<_> = ids
+        .iter()
+        .filter(|id| !processed.contains_key(id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("never processed: {missing:?}"));
+    }
+    let mut processed_twice = 0;
+    for (id, attempts) in processed {
+        let mut seen = attempts.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != attempts.len() {
+            return Err(format!(
+                "message {id} processed twice in one delivery: attempts {attempts:?}"
+            ));
+        }
+        processed_twice += usize::from(attempts.len() > 1);
+    }
+    Ok(processed_twice)
 }
 
 /// How many lines a record file holds now (0 if it does not exist yet).
@@ -93,6 +126,8 @@ mod tests {
         assert_eq!(records[&9], [1]);
         assert_eq!(records.len(), 2);
         assert_eq!(recorded(&path), 4);
+        assert_eq!(check_processed(&[7, 9], &records), Ok(1));
+        assert!(check_processed(&[7, 9, 11], &records).is_err_and(|e| e.contains("[11]")));
         std::fs::remove_file(&path).expect("removed");
     }
 }

@@ -3,7 +3,7 @@
 //! table (`postgres`), the stream's durable consumer `workers` (`nats`) or the
 //! queue (`rabbitmq`) named NAME until it is killed, appending `id attempt` to the record file for each
 //! message before the message is acked. INSTANCE names this worker (its lease owner,
-//! its connection).
+//! its connection). It prints `ready` once its pipeline runs on a live connection.
 
 use std::io::Write;
 use std::marker::PhantomData;
@@ -71,10 +71,15 @@ where
         )
         .start()
         .await?;
+    let drained = pipeline.drain_on_shutdown_signal(Duration::from_secs(10))?;
+    // Connected and consuming: what a scenario waits for before it publishes.
+    {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(b"ready\n")?;
+        stdout.flush()?;
+    }
     // Runs until killed; a signal to stop drains first.
-    pipeline
-        .drain_on_shutdown_signal(Duration::from_secs(10))?
-        .await;
+    drained.await;
     Ok(())
 }
 
