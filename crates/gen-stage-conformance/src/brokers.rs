@@ -51,6 +51,46 @@ pub async fn rabbitmq() -> Option<lapin::Connection> {
     }
 }
 
+/// Publishes one message per id to `queue` (through the default exchange; body and
+/// `message_id` the id in decimal) on a channel of `connection` in confirm mode,
+/// and waits for the broker to confirm them all.
+///
+/// # Panics
+///
+/// If the broker does not take them.
+pub async fn rabbitmq_publish(
+    connection: &lapin::Connection,
+    queue: &str,
+    ids: std::ops::Range<u64>,
+) {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let channel = connection.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let mut confirms = Vec::new();
+    for id in ids {
+        let id = id.to_string();
+        let properties = lapin::BasicProperties::default().with_message_id(id.as_str().into());
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                id.as_bytes(),
+                properties,
+            )
+            .await
+            .expect("published");
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        assert!(confirm.await.expect("confirmed").is_ack(), "stored");
+    }
+    let _ = channel.close(200, "published".into()).await;
+}
+
 /// The messages of `queue` ready and delivered-but-unacked, as the broker counts
 /// them (`rabbitmqctl list_queues`, on the broker's machine), or `None` if there is
 /// no such queue.

@@ -5,8 +5,6 @@
 //! empty with nothing unacked.
 
 use gen_stage_conformance::{Crash, brokers};
-use gen_stage_rabbitmq::lapin::BasicProperties;
-use gen_stage_rabbitmq::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use gen_stage_rabbitmq::lapin::types::{AMQPValue, FieldTable};
 use gen_stage_rabbitmq::{RabbitOptions, RabbitSource};
 
@@ -35,29 +33,7 @@ async fn messages_survive_ten_kills_of_their_worker_processed_at_least_once_and_
     .await
     .expect("declared");
     declared.close().await.expect("closed");
-    let channel = connection.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    let mut confirms = Vec::new();
-    for n in 0..MESSAGES {
-        let properties = BasicProperties::default().with_message_id(n.to_string().into());
-        let confirm = channel
-            .basic_publish(
-                "".into(),
-                name.as_str().into(),
-                BasicPublishOptions::default(),
-                n.to_string().as_bytes(),
-                properties,
-            )
-            .await
-            .expect("published");
-        confirms.push(confirm);
-    }
-    for confirm in confirms {
-        assert!(confirm.await.expect("confirmed").is_ack(), "stored");
-    }
+    brokers::rabbitmq_publish(&connection, &name, 0..MESSAGES).await;
     // A quorum queue's counts reach `rabbitmqctl` a moment late: all of them first.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while brokers::rabbitmq_counts(&name).await != Some((MESSAGES, 0)) {

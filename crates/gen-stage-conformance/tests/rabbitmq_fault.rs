@@ -12,8 +12,7 @@ use gen_stage_conformance::{Proxy, brokers, wait_until};
 use gen_stage_pipeline::{
     Handler, Message, MessageId, PipelineBuilder, ProcessorContext, ProcessorOptions,
 };
-use gen_stage_rabbitmq::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use gen_stage_rabbitmq::lapin::{BasicProperties, Channel};
+use gen_stage_rabbitmq::lapin::Connection;
 use gen_stage_rabbitmq::{Backoff, RabbitMessage, RabbitOptions, RabbitSource};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -71,41 +70,13 @@ fn through(proxy: &Proxy) -> String {
     format!("{scheme}://{credentials}127.0.0.1:{}/{path}", proxy.port())
 }
 
-/// A channel in confirm mode, and a queue name of the test's own (deleted with its
+/// A connection to the broker, and a queue name of the test's own (deleted with its
 /// dead-letter queue when the guard goes).
-async fn channel_and_queue(test: &str) -> Option<(Channel, String, brokers::RabbitQueues)> {
+async fn connection_and_queue(test: &str) -> Option<(Connection, String, brokers::RabbitQueues)> {
     let connection = brokers::rabbitmq().await?;
-    let channel = connection.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
     let queue = format!("gsc_{test}_{}", std::process::id());
     let guard = brokers::RabbitQueues::with_dead_letters(&queue);
-    Some((channel, queue, guard))
-}
-
-async fn publish(channel: &Channel, queue: &str, count: u64) {
-    let mut confirms = Vec::new();
-    for n in 0..count {
-        let properties = BasicProperties::default().with_message_id(n.to_string().into());
-        let body = n.to_string();
-        confirms.push(
-            channel
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    properties,
-                )
-                .await
-                .expect("published"),
-        );
-    }
-    for confirm in confirms {
-        assert!(confirm.await.expect("confirmed").is_ack());
-    }
+    Some((connection, queue, guard))
 }
 
 /// The next message handled, within a minute: a guard against a hang (a message
@@ -134,7 +105,7 @@ fn fed_by(source: &RabbitSource, handler: Record) -> PipelineBuilder<Record> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_mid_stream_loses_no_message_and_the_source_reconnects() {
     const MESSAGES: u64 = 300;
-    let Some((channel, queue, _guard)) = channel_and_queue("fault").await else {
+    let Some((connection, queue, _guard)) = connection_and_queue("fault").await else {
         return;
     };
     let proxy = proxy_to_rabbitmq().await;
@@ -147,7 +118,7 @@ async fn an_outage_mid_stream_loses_no_message_and_the_source_reconnects() {
     let source = RabbitSource::connect(&through(&proxy), options)
         .await
         .expect("connects through the proxy");
-    publish(&channel, &queue, MESSAGES).await;
+    brokers::rabbitmq_publish(&connection, &queue, 0..MESSAGES).await;
     let (seen, mut handled) = mpsc::unbounded_channel();
     let pipeline = fed_by(&source, Record { seen, gate: None })
         .start()
@@ -183,7 +154,7 @@ async fn an_outage_mid_stream_loses_no_message_and_the_source_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_for_a_delivery_of_a_lost_connection_is_voided_not_sent() {
-    let Some((channel, queue, _guard)) = channel_and_queue("voided").await else {
+    let Some((connection, queue, _guard)) = connection_and_queue("voided").await else {
         return;
     };
     let proxy = proxy_to_rabbitmq().await;
@@ -194,7 +165,7 @@ async fn an_outcome_for_a_delivery_of_a_lost_connection_is_voided_not_sent() {
     let source = RabbitSource::connect(&through(&proxy), options)
         .await
         .expect("connects through the proxy");
-    publish(&channel, &queue, 1).await;
+    brokers::rabbitmq_publish(&connection, &queue, 0..1).await;
     let gate = Arc::new(Semaphore::new(0));
     let (seen, mut handled) = mpsc::unbounded_channel();
     let pipeline = fed_by(

@@ -7,8 +7,6 @@ use gen_stage_conformance::{ScaleOut, brokers};
 use gen_stage_nats::async_nats::jetstream;
 use gen_stage_nats::{JetStreamOptions, JetStreamSource};
 use gen_stage_postgres::{QueueTable, enqueue_batch, migrate};
-use gen_stage_rabbitmq::lapin::BasicProperties;
-use gen_stage_rabbitmq::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use gen_stage_rabbitmq::{RabbitOptions, RabbitSource};
 
 const MESSAGES: usize = 3000;
@@ -119,34 +117,10 @@ async fn three_workers_share_a_rabbitmq_queue() {
         .close()
         .await
         .expect("closed");
-    let channel = connection.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
     let summary = scale_out("rabbitmq", brokers::amqp_url(), &name)
         .run(
             || async {
-                let mut confirms = Vec::new();
-                for n in 0..MESSAGES {
-                    let id = n.to_string();
-                    let properties = BasicProperties::default().with_message_id(id.as_str().into());
-                    confirms.push(
-                        channel
-                            .basic_publish(
-                                "".into(),
-                                name.as_str().into(),
-                                BasicPublishOptions::default(),
-                                id.as_bytes(),
-                                properties,
-                            )
-                            .await
-                            .expect("published"),
-                    );
-                }
-                for confirm in confirms {
-                    assert!(confirm.await.expect("confirmed").is_ack());
-                }
+                brokers::rabbitmq_publish(&connection, &name, 0..MESSAGES as u64).await;
                 (0..MESSAGES as i64).collect()
             },
             || async {
