@@ -184,8 +184,9 @@ impl Fetch for RabbitFetch {
                 Some(Ok(delivery)) => self.take(&session, delivery, &mut reservation, into),
                 Some(Err(error)) => {
                     *guard = None;
-                    shared.error(&error);
                     let _ = ended(&shared, &session);
+                    // The client's own word for it, over `ended`'s.
+                    shared.error(&error);
                     return emitted_or(into, FetchError::Consume(error));
                 }
                 None => {
