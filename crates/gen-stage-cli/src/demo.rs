@@ -54,6 +54,8 @@ pub(crate) struct Settings {
     pub(crate) seed: u64,
     /// Where the jobs wait.
     pub(crate) source: SourceKind,
+    /// Keep the queue the run made on the broker (and what is left in it).
+    pub(crate) keep: bool,
 }
 
 /// What the demo measured.
@@ -75,6 +77,10 @@ pub(crate) struct Summary {
     pub(crate) exactly_once: usize,
     pub(crate) missing: usize,
     pub(crate) duplicated: usize,
+    /// A signal (SIGTERM, Ctrl-C) drained the run before every job was done.
+    pub(crate) interrupted: bool,
+    /// The broker's queue the run kept (`--keep`), by name.
+    pub(crate) kept: Option<String>,
 }
 
 impl Summary {
@@ -105,7 +111,21 @@ impl Summary {
             "  queue:            {} in flight, {} stray outcomes",
             self.queue_in_flight, self.stray_outcomes
         ));
-        if self.passed() {
+        if self.interrupted {
+            print_line(format_args!(
+                "  interrupted:      drained at a signal; {} jobs left in the queue",
+                self.left()
+            ));
+        }
+        if let Some(kept) = &self.kept {
+            print_line(format_args!("  kept:             {kept}"));
+        }
+        if self.interrupted && self.passed() {
+            print_line(format_args!(
+                "  exactly once:     ok so far ({} jobs written once, none twice)",
+                self.exactly_once
+            ));
+        } else if self.passed() {
             print_line(format_args!(
                 "  exactly once:     ok ({} jobs, each written once)",
                 self.exactly_once
@@ -118,12 +138,21 @@ impl Summary {
         }
     }
 
+    /// Jobs neither acked nor dead-lettered: still in the queue.
+    pub(crate) fn left(&self) -> u64 {
+        self.jobs
+            .saturating_sub(self.acked)
+            .saturating_sub(self.dead_lettered)
+    }
+
+    /// Every job written and acked exactly once; after a signal, every job acked was
+    /// written once and the rest wait in the queue, none in flight.
     pub(crate) fn passed(&self) -> bool {
-        self.missing == 0
-            && self.duplicated == 0
-            && self.queue_in_flight == 0
-            && self.stray_outcomes == 0
-            && self.acked == self.jobs
+        let settled = self.duplicated == 0 && self.queue_in_flight == 0 && self.stray_outcomes == 0;
+        if self.interrupted {
+            return settled && self.exactly_once as u64 >= self.acked;
+        }
+        settled && self.missing == 0 && self.acked == self.jobs
     }
 }
 
@@ -156,25 +185,34 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
     let live = std::io::stdout().is_terminal();
     let mut view = View::new(live, settings.jobs, started)?;
     let mut settled = source.settled();
+    // SIGTERM or Ctrl-C drains the pipeline: what it holds is finished and acked,
+    // the rest stays in the queue.
+    let on_signal = pipeline.drain_on_shutdown_signal(DRAIN_DEADLINE)?;
+    tokio::pin!(on_signal);
     // The first tick would come at once: it is skipped.
     let mut interval = tokio::time::interval_at(Instant::now() + LOOK_EVERY, LOOK_EVERY);
-    loop {
+    let drained_at_signal = loop {
         tokio::select! {
-            () = &mut settled => break,
+            () = &mut settled => break None,
+            report = &mut on_signal => break Some(report),
             _ = interval.tick() => view.show(&pipeline.snapshot(), Instant::now(), false),
         }
-    }
+    };
     let elapsed = started.elapsed();
     // The last frame shows the pipeline as it finished its work, before the drain
     // stops its stages.
     let at_the_end = pipeline.snapshot();
     view.show(&at_the_end, Instant::now(), true);
     view.finish();
-    let report = pipeline.drain(DRAIN_DEADLINE).await;
+    let interrupted = drained_at_signal.is_some();
+    let report = match drained_at_signal {
+        Some(report) => report,
+        None => pipeline.drain(DRAIN_DEADLINE).await,
+    };
     let (once, never, more) = ledger.check();
     drop(settled);
     let (queue_in_flight, stray_outcomes) = source.leftovers();
-    source.clean_up().await?;
+    let kept = source.finish(settings.keep).await?;
     Ok(Summary {
         jobs: settings.jobs,
         elapsed,
@@ -188,6 +226,8 @@ pub(crate) async fn run(settings: Settings) -> Result<Summary, BoxError> {
         exactly_once: once,
         missing: never,
         duplicated: more,
+        interrupted,
+        kept,
     })
 }
 

@@ -68,6 +68,12 @@ struct DemoArgs {
     /// with GEN_STAGE_NATS_URL, `--features rabbitmq` with GEN_STAGE_AMQP_URL).
     #[arg(long, value_enum, default_value_t = demo::SourceKind::Memory)]
     source: demo::SourceKind,
+    /// Keep what the run made on the broker (its table, stream or queue, with the
+    /// jobs a signal left in it) rather than removing it; the summary names it.
+    /// SIGTERM or Ctrl-C drains the run: what the pipeline holds is finished and
+    /// acked, the rest stays in the queue.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,6 +196,7 @@ async fn demo_command(args: DemoArgs) -> Result<(), gen_stage::BoxError> {
         rate_limit: args.rate_limit,
         seed: args.seed,
         source: args.source,
+        keep: args.keep,
     };
     let summary = demo::run(settings).await?;
     summary.print();

@@ -235,3 +235,132 @@ fn the_demo_runs_through_nats_and_leaves_nothing_behind() {
 fn the_demo_runs_through_rabbitmq_and_leaves_nothing_behind() {
     demo_through("rabbitmq", "GEN_STAGE_AMQP_URL");
 }
+
+/// Runs the demo with `args`, sends it SIGTERM once it shows progress, and returns
+/// what it printed after it drained and exited.
+#[cfg(unix)]
+fn interrupted_demo(args: &[&str]) -> std::process::Output {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gen-stage"))
+        .args([&["demo"], args].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut printed = String::new();
+    // Without a terminal the view prints a line a second, each starting with `t=`.
+    loop {
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line).expect("the demo's output");
+        assert!(
+            read > 0,
+            "the demo ended before it showed progress: {printed}"
+        );
+        printed.push_str(&line);
+        if line.starts_with("t=") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    stdout
+        .read_to_string(&mut printed)
+        .expect("the rest of its output");
+    let mut output = child.wait_with_output().expect("the demo ends");
+    output.stdout = printed.into_bytes();
+    output
+}
+
+/// SIGTERM drains the demo: it exits 0, and what it acked, what it left in the queue
+/// and the jobs add up, none in flight.
+#[cfg(unix)]
+#[test]
+fn sigterm_drains_the_demo_and_the_summary_adds_up() {
+    let output = interrupted_demo(&["--jobs", "20000", "--task-ms", "20", "--seed", "3"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let acked = summary_number(&stdout, "acked:");
+    let dead = summary_number(&stdout, "dead-lettered:");
+    let left = summary_number(&stdout, "interrupted:      drained at a signal;");
+    assert!(acked > 0.0 && left > 0.0, "{stdout}");
+    assert_eq!(acked + dead + left, 20000.0, "{stdout}");
+    assert!(
+        stdout.contains("queue:            0 in flight, 0 stray outcomes"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("exactly once:     ok so far"), "{stdout}");
+}
+
+/// SIGTERM drains the demo through RabbitMQ, which keeps its queue (`--keep`): the
+/// broker's own count (`rabbitmqctl`) shows what the summary says was left, ready,
+/// and nothing unacknowledged.
+#[cfg(all(unix, feature = "rabbitmq"))]
+#[test]
+fn sigterm_drains_the_rabbitmq_demo_and_the_broker_holds_what_the_summary_left() {
+    let output = interrupted_demo(&[
+        "--source",
+        "rabbitmq",
+        "--keep",
+        "--jobs",
+        "20000",
+        "--task-ms",
+        "20",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success()
+        && stderr.contains("GEN_STAGE_AMQP_URL")
+        && std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() != Ok("1")
+    {
+        eprintln!("skipped: RabbitMQ is unreachable: {stderr}");
+        return;
+    }
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let queue = stdout
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("kept:             RabbitMQ queues ")
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept queue in {stdout}"))
+        .to_owned();
+    let left = summary_number(&stdout, "interrupted:      drained at a signal;");
+    let listed = Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    for name in [queue.clone(), format!("{queue}.dead")] {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_queue", &name])
+            .stdin(std::process::Stdio::null())
+            .output();
+    }
+    let counts: Vec<f64> = listed
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next()? == queue).then(|| fields.filter_map(|n| n.parse().ok()).collect())
+        })
+        .unwrap_or_else(|| panic!("no queue {queue} on the broker: {listed}"));
+    assert_eq!(
+        counts,
+        [left, 0.0],
+        "ready and unacked at the broker\n{stdout}"
+    );
+}

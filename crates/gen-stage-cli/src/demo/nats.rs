@@ -84,11 +84,17 @@ impl NatsSource {
         (state.in_flight, state.voided)
     }
 
-    pub(crate) async fn clean_up(self) -> Result<(), BoxError> {
+    pub(crate) async fn finish(self, keep: bool) -> Result<Option<String>, BoxError> {
         self.source.flush(Duration::from_secs(10)).await?;
+        if keep {
+            let name = &self.stream;
+            return Ok(Some(format!(
+                "JetStream streams {name} and {name}_dead (delete them when done)"
+            )));
+        }
         let js = jetstream::new(self.client.clone());
         js.delete_stream(&self.stream).await?;
         js.delete_stream(format!("{}_dead", self.stream)).await?;
-        Ok(())
+        Ok(None)
     }
 }

@@ -73,14 +73,20 @@ impl PgSource {
         (state.in_flight, state.voided)
     }
 
-    pub(crate) async fn clean_up(self) -> Result<(), BoxError> {
+    pub(crate) async fn finish(self, keep: bool) -> Result<Option<String>, BoxError> {
+        if keep {
+            let name = self.table.name();
+            return Ok(Some(format!(
+                "PostgreSQL tables {name} and {name}_dead (drop them when done)"
+            )));
+        }
         self.client
             .batch_execute(&format!(
                 "DROP TABLE \"{0}\"; DROP TABLE \"{0}_dead\";",
                 self.table.name()
             ))
             .await?;
-        Ok(())
+        Ok(None)
     }
 }
 

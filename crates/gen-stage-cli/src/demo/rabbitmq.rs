@@ -105,14 +105,22 @@ impl RabbitQueue {
         (state.in_flight, state.voided)
     }
 
-    pub(crate) async fn clean_up(self) -> Result<(), BoxError> {
+    pub(crate) async fn finish(self, keep: bool) -> Result<Option<String>, BoxError> {
+        // The broker takes back what it pushed ahead and the pipeline never took.
         self.source.close().await?;
+        if keep {
+            self.connection.close(200, "demo done".into()).await?;
+            let name = &self.queue;
+            return Ok(Some(format!(
+                "RabbitMQ queues {name} and {name}.dead (delete them when done)"
+            )));
+        }
         for queue in [self.queue.clone(), format!("{}.dead", self.queue)] {
             self.channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;
         }
         self.connection.close(200, "demo done".into()).await?;
-        Ok(())
+        Ok(None)
     }
 }

@@ -101,16 +101,21 @@ impl Source {
         }
     }
 
-    /// Removes what the demo made on the broker.
-    pub(crate) async fn clean_up(self) -> Result<(), BoxError> {
+    /// Ends the run on the broker: its connections closed and what it made removed,
+    /// or kept (`keep`); gives the name of what was kept.
+    pub(crate) async fn finish(self, keep: bool) -> Result<Option<String>, BoxError> {
         match self {
-            Source::Memory(_) => Ok(()),
+            // Nothing outside the process to keep.
+            Source::Memory(_) => {
+                let _ = keep;
+                Ok(None)
+            }
             #[cfg(feature = "postgres")]
-            Source::Postgres(source) => source.clean_up().await,
+            Source::Postgres(source) => source.finish(keep).await,
             #[cfg(feature = "nats")]
-            Source::Nats(source) => source.clean_up().await,
+            Source::Nats(source) => source.finish(keep).await,
             #[cfg(feature = "rabbitmq")]
-            Source::Rabbitmq(source) => source.clean_up().await,
+            Source::Rabbitmq(source) => source.finish(keep).await,
         }
     }
 }
