@@ -4,9 +4,42 @@
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use gen_stage::BoxError;
-use gen_stage_pipeline::{Handler, Message, ProcessorContext};
+use gen_stage::source::{Fetch, FetchProducer};
+use gen_stage_pipeline::{
+    Handler, Message, PipelineBuilder, PipelineReport, ProcessorContext, ProcessorOptions,
+};
 use tokio::sync::Notify;
+
+/// Drains `messages` through the connector rows' pipeline: `producer`, two processors
+/// asking `batch` at a time (half of it again once they are half done), a [`Count`]
+/// as handler. Returns the drain's report once every message was handled.
+pub(crate) async fn drain_through<T, F>(
+    messages: u64,
+    batch: usize,
+    producer: impl Fn() -> FetchProducer<F> + Send + Sync + 'static,
+) -> Result<PipelineReport, BoxError>
+where
+    T: Send + 'static,
+    F: Fetch<Item = Message<T>>,
+{
+    let count = Arc::new(Count::<T>::new(messages));
+    let pipeline = PipelineBuilder::new(count.clone())
+        .producer(producer)
+        .processors(
+            ProcessorOptions::new()
+                .concurrency(2)
+                .max_demand(batch)
+                .min_demand(batch / 2),
+        )
+        .start()
+        .await?;
+    count.all_handled().await;
+    Ok(pipeline.drain(Duration::from_secs(60)).await)
+}
 
 /// Counts the messages it handles (`T`: the connector's data); wakes
 /// [`all_handled`](Count::all_handled) at the last.

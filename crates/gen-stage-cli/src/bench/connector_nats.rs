@@ -6,7 +6,6 @@
 //! message, and the client flushed before the run ends, as the pipeline's side
 //! flushes its source after its drain.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,10 +15,9 @@ use gen_stage_nats::async_nats::jetstream::consumer::{AckPolicy, PullConsumer, p
 use gen_stage_nats::async_nats::jetstream::stream::{self, RetentionPolicy};
 use gen_stage_nats::async_nats::{self, Client, jetstream};
 use gen_stage_nats::{JetStreamOptions, JetStreamSource};
-use gen_stage_pipeline::{PipelineBuilder, ProcessorOptions};
 use tokio::time::Instant;
 
-use super::connector_count::Count;
+use super::connector_count::drain_through;
 use crate::broker_servers::nats_url;
 
 /// Messages per pull on both sides: the processors ask for this many at once.
@@ -104,23 +102,11 @@ async fn all_acked(client: &Client, name: &str) -> Result<(), BoxError> {
 /// time.
 pub(crate) async fn gen_stage(messages: u64) -> Result<Duration, BoxError> {
     let (client, name) = preloaded(messages).await?;
-    let count = Arc::new(Count::<async_nats::Message>::new(messages));
     let start = Instant::now();
     let options = JetStreamOptions::new(name.as_str(), CONSUMER).max_in_flight(IN_FLIGHT);
     let source = JetStreamSource::connect_url(&nats_url(), options).await?;
     let producing = source.clone();
-    let pipeline = PipelineBuilder::new(count.clone())
-        .producer(move || producing.producer())
-        .processors(
-            ProcessorOptions::new()
-                .concurrency(2)
-                .max_demand(BATCH)
-                .min_demand(BATCH / 2),
-        )
-        .start()
-        .await?;
-    count.all_handled().await;
-    let report = pipeline.drain(Duration::from_secs(60)).await;
+    let report = drain_through(messages, BATCH, move || producing.producer()).await?;
     source.flush(Duration::from_secs(10)).await?;
     let elapsed = start.elapsed();
     if report.settled.acked != messages || report.ack_failures.total() > 0 {

@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gen_stage::BoxError;
-use gen_stage_pipeline::{PipelineBuilder, ProcessorOptions};
 use gen_stage_postgres::tokio_postgres::{self, Client, NoTls};
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable, migrate};
 
-use super::connector_count::Count;
+use super::connector_count::drain_through;
 use crate::broker_servers::postgres_url as url;
 use tokio::time::Instant;
 
@@ -71,22 +70,10 @@ async fn drop_table(client: &Client, table: &QueueTable) -> Result<(), BoxError>
 /// The pipeline: a `PgQueue` producer, two processors asking `BATCH` at a time.
 pub(crate) async fn gen_stage(jobs: u64) -> Result<Duration, BoxError> {
     let (client, table) = preloaded(jobs).await?;
-    let count = Arc::new(Count::<Vec<u8>>::new(jobs));
     let start = Instant::now();
     let queue =
         PgQueue::connect_url(&url(), PgQueueOptions::new(table.clone()).declare(false)).await?;
-    let pipeline = PipelineBuilder::new(count.clone())
-        .producer(move || queue.producer())
-        .processors(
-            ProcessorOptions::new()
-                .concurrency(2)
-                .max_demand(BATCH)
-                .min_demand(BATCH / 2),
-        )
-        .start()
-        .await?;
-    count.all_handled().await;
-    let report = pipeline.drain(Duration::from_secs(60)).await;
+    let report = drain_through(jobs, BATCH, move || queue.producer()).await?;
     let elapsed = start.elapsed();
     let left: i64 = client
         .query_one(&format!("SELECT count(*) FROM \"{}\"", table.name()), &[])

@@ -11,23 +11,21 @@
 //! connection by up to half the interval (30 s with the broker's default), and the
 //! suite requires each run to leave no task behind within a second.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use gen_stage::BoxError;
-use gen_stage_pipeline::{PipelineBuilder, ProcessorOptions};
 use gen_stage_rabbitmq::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use gen_stage_rabbitmq::lapin::types::FieldTable;
 use gen_stage_rabbitmq::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use gen_stage_rabbitmq::{RabbitMessage, RabbitOptions, RabbitSource};
+use gen_stage_rabbitmq::{RabbitOptions, RabbitSource};
 use tokio::time::Instant;
 
-use super::connector_count::Count;
+use super::connector_count::drain_through;
 use crate::broker_servers;
 
 /// Messages per batch on both sides: the processors ask for this many at once.
@@ -125,25 +123,13 @@ async fn all_acked(connection: Connection, channel: &Channel, name: &str) -> Res
 /// The pipeline: a `RabbitSource` producer, two processors asking `BATCH` at a time.
 pub(crate) async fn gen_stage(messages: u64) -> Result<Duration, BoxError> {
     let (connection, channel, name) = preloaded(messages).await?;
-    let count = Arc::new(Count::<RabbitMessage>::new(messages));
     let start = Instant::now();
     let options = RabbitOptions::new(name.as_str())
         .max_in_flight(IN_FLIGHT)
         .dead_letter_queue(None::<String>);
     let source = RabbitSource::connect(&amqp_url(), options).await?;
     let producing = source.clone();
-    let pipeline = PipelineBuilder::new(count.clone())
-        .producer(move || producing.producer())
-        .processors(
-            ProcessorOptions::new()
-                .concurrency(2)
-                .max_demand(BATCH)
-                .min_demand(BATCH / 2),
-        )
-        .start()
-        .await?;
-    count.all_handled().await;
-    let report = pipeline.drain(Duration::from_secs(60)).await;
+    let report = drain_through(messages, BATCH, move || producing.producer()).await?;
     source.close().await?;
     let elapsed = start.elapsed();
     if report.settled.acked != messages || report.ack_failures.total() > 0 {

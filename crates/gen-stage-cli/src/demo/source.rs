@@ -34,7 +34,8 @@ pub(crate) enum Source {
     #[cfg(feature = "nats")]
     Nats(super::nats::NatsSource),
     #[cfg(feature = "rabbitmq")]
-    Rabbitmq(super::rabbitmq::RabbitQueue),
+    // Boxed: a connection and a channel of the client, larger than the others.
+    Rabbitmq(Box<super::rabbitmq::RabbitQueue>),
 }
 
 impl Source {
@@ -53,9 +54,9 @@ impl Source {
             #[cfg(feature = "nats")]
             SourceKind::Nats => Ok(Source::Nats(super::nats::NatsSource::new(jobs).await?)),
             #[cfg(feature = "rabbitmq")]
-            SourceKind::Rabbitmq => Ok(Source::Rabbitmq(
+            SourceKind::Rabbitmq => Ok(Source::Rabbitmq(Box::new(
                 super::rabbitmq::RabbitQueue::new(jobs).await?,
-            )),
+            ))),
         }
     }
 
