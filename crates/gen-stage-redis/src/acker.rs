@@ -1,0 +1,289 @@
+//! Outcomes sent to the server: acks as one `XACK` while an entry is surely this
+//! consumer's; everything else through a script that checks it still is.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gen_stage_pipeline::{AckError, Acknowledger, Failure, Outcome, Settled};
+use redis::RedisError;
+use redis::aio::MultiplexedConnection;
+use tracing::Instrument;
+
+use crate::delivery::Delivery;
+use crate::entry::EntryId;
+use crate::scripts::SETTLE_SCRIPT;
+use crate::source::{Settlement, Shared, millis};
+
+/// The most bytes of a failure kept in a dead letter's error field.
+const ERROR_FIELD_MAX: usize = 4096;
+
+/// The source's [`Acknowledger`].
+pub(crate) struct RedisAcker(pub(crate) Arc<Shared>);
+
+/// An outcome the settle script checks and carries out.
+#[derive(Debug)]
+struct Checked {
+    operation: Operation,
+    delivery: Delivery,
+    /// The retry's delay in ms, or the reject's error.
+    detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    Ack,
+    Retry,
+    Reject,
+    Release,
+}
+
+impl Operation {
+    fn code(self) -> &'static str {
+        match self {
+            Operation::Ack => "a",
+            Operation::Retry => "r",
+            Operation::Reject => "d",
+            Operation::Release => "l",
+        }
+    }
+}
+
+impl Checked {
+    fn new(outcome: Outcome, delivery: Delivery, failure: Option<&Failure>) -> Self {
+        let (operation, detail) = match outcome {
+            Outcome::Ack | Outcome::Terminate => (Operation::Ack, String::new()),
+            Outcome::Retry { after } => (Operation::Retry, millis(after).to_string()),
+            Outcome::Reject => (Operation::Reject, error_field(failure)),
+            // A release, and any outcome added later: claimable again at once.
+            _ => (Operation::Release, String::new()),
+        };
+        Checked {
+            operation,
+            delivery,
+            detail,
+        }
+    }
+}
+
+/// A failure as a dead letter's error field: one line, at most 4 KiB.
+fn error_field(failure: Option<&Failure>) -> String {
+    let mut error = failure.map_or_else(|| "rejected".to_owned(), ToString::to_string);
+    if error.len() > ERROR_FIELD_MAX {
+        let mut end = ERROR_FIELD_MAX;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+    }
+    error
+}
+
+impl Acknowledger for RedisAcker {
+    async fn ack(&self, settled: Vec<Settled>) -> Result<(), AckError> {
+        let shared = &self.0;
+        let deliveries = shared
+            .in_flight
+            .settle_all(settled.iter().map(|settled| settled.tag));
+        let lease = shared.options.lease;
+        let now = Instant::now();
+        let mut plain = Vec::new();
+        let mut checked = Vec::new();
+        let mut settlement = Settlement::default();
+        for (settled, delivery) in settled.iter().zip(deliveries) {
+            // Settled before, or given back.
+            let Some(delivery) = delivery else {
+                settlement.voided += 1;
+                continue;
+            };
+            match settled.outcome {
+                Outcome::Ack | Outcome::Terminate if delivery.surely_held(lease, now) => {
+                    plain.push(delivery.id);
+                }
+                outcome => checked.push(Checked::new(outcome, delivery, settled.failure.as_ref())),
+            }
+        }
+        let span =
+            tracing::debug_span!("redis settle", acks = plain.len(), checked = checked.len());
+        let sent = async {
+            let mut connection = shared.commands.get().await?;
+            if !plain.is_empty() {
+                let acked = ack_plain(shared, &mut connection, &plain).await?;
+                settlement.acked += acked;
+                settlement.voided += plain.len() as u64 - acked.min(plain.len() as u64);
+                plain.clear();
+            }
+            if !checked.is_empty() {
+                settle_checked(shared, &mut connection, &checked, &mut settlement).await?;
+                checked.clear();
+            }
+            Ok::<(), RedisError>(())
+        }
+        .instrument(span)
+        .await;
+        if settlement.retried > 0 {
+            shared.wake.notify_one();
+        }
+        if let Err(error) = &sent {
+            // What was not sent stays pending: claimed again after its lease.
+            settlement.failed += (plain.len() + checked.len()) as u64;
+            tracing::warn!(%error, "Redis: settling entries failed; they are claimed again after their lease");
+            shared.failed(error).await;
+        } else {
+            shared.reached();
+        }
+        shared.count(&settlement);
+        sent.map_err(AckError::new)
+    }
+}
+
+/// Acks entries surely this consumer's: `XACK` (with `XDEL`, in one transaction, if
+/// the options delete acked entries). Answers how many the server acked.
+async fn ack_plain(
+    shared: &Shared,
+    connection: &mut MultiplexedConnection,
+    ids: &[EntryId],
+) -> Result<u64, RedisError> {
+    let options = &shared.options;
+    if options.delete_on_ack {
+        let (acked, _deleted): (u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("XACK")
+            .arg(&options.stream)
+            .arg(&options.group)
+            .arg(ids)
+            .cmd("XDEL")
+            .arg(&options.stream)
+            .arg(ids)
+            .query_async(connection)
+            .await?;
+        Ok(acked)
+    } else {
+        redis::cmd("XACK")
+            .arg(&options.stream)
+            .arg(&options.group)
+            .arg(ids)
+            .query_async(connection)
+            .await
+    }
+}
+
+/// Runs the settle script for `checked`, counting what it did.
+async fn settle_checked(
+    shared: &Shared,
+    connection: &mut MultiplexedConnection,
+    checked: &[Checked],
+    settlement: &mut Settlement,
+) -> Result<(), RedisError> {
+    let options = &shared.options;
+    let mut script = SETTLE_SCRIPT.key(&options.stream);
+    script
+        .key(&options.delayed_key)
+        .key(
+            options
+                .dead_letter_stream
+                .as_deref()
+                .unwrap_or(&options.stream),
+        )
+        .arg(&options.group)
+        .arg(&options.consumer)
+        .arg(u8::from(options.delete_on_ack))
+        .arg(u8::from(options.dead_letter_stream.is_some()))
+        .arg(millis(options.lease));
+    for checked in checked {
+        let delivery = &checked.delivery;
+        script
+            .arg(checked.operation.code())
+            .arg(delivery.id)
+            .arg(delivery.count)
+            .arg(delivery.attempt)
+            .arg(delivery.origin)
+            .arg(&checked.detail);
+    }
+    let codes: Vec<u8> = script.invoke_async(connection).await?;
+    for (checked, code) in checked.iter().zip(codes) {
+        if code == 0 {
+            settlement.voided += 1;
+            continue;
+        }
+        if code == 2 {
+            settlement.vanished += 1;
+        }
+        match checked.operation {
+            Operation::Ack => settlement.acked += 1,
+            Operation::Retry => settlement.retried += 1,
+            Operation::Reject if code == 1 && options.dead_letter_stream.is_some() => {
+                settlement.dead_lettered += 1;
+            }
+            Operation::Reject | Operation::Release => {}
+        }
+    }
+    Ok(())
+}
+
+/// Makes `deliveries` claimable again at once (given back unhandled), keeping their
+/// delivery counts; those no longer this consumer's are left alone.
+pub(crate) async fn release(shared: &Shared, deliveries: Vec<Delivery>) {
+    if deliveries.is_empty() {
+        return;
+    }
+    let checked: Vec<Checked> = deliveries
+        .into_iter()
+        .map(|delivery| Checked::new(Outcome::Release, delivery, None))
+        .collect();
+    let mut settlement = Settlement::default();
+    let released = async {
+        let mut connection = shared.commands.get().await?;
+        settle_checked(shared, &mut connection, &checked, &mut settlement).await
+    }
+    .instrument(tracing::debug_span!(
+        "redis release",
+        entries = checked.len()
+    ))
+    .await;
+    if let Err(error) = released {
+        tracing::warn!(%error, "Redis: releasing entries failed; they are claimed again after their lease");
+        settlement.failed += checked.len() as u64;
+        shared.failed(&error).await;
+    }
+    shared.count(&settlement);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn delivery() -> Delivery {
+        let id = EntryId::parse("1-0").expect("an entry id");
+        Delivery::new(id, 1, 1, id, Instant::now())
+    }
+
+    #[test]
+    fn each_outcome_has_its_operation() {
+        let operation = |outcome| Checked::new(outcome, delivery(), None).operation;
+        assert_eq!(operation(Outcome::Ack), Operation::Ack);
+        assert_eq!(operation(Outcome::Terminate), Operation::Ack);
+        assert_eq!(operation(Outcome::Reject), Operation::Reject);
+        assert_eq!(operation(Outcome::Release), Operation::Release);
+        let retry = Checked::new(
+            Outcome::Retry {
+                after: Duration::from_millis(1500),
+            },
+            delivery(),
+            None,
+        );
+        assert_eq!(
+            (retry.operation, retry.detail.as_str()),
+            (Operation::Retry, "1500")
+        );
+    }
+
+    #[test]
+    fn a_long_error_is_cut_at_a_character_boundary() {
+        let failure = Failure::error("é".repeat(3000));
+        let field = error_field(Some(&failure));
+        assert!(field.len() <= ERROR_FIELD_MAX);
+        assert!(field.ends_with('é'));
+        assert_eq!(error_field(None), "rejected");
+    }
+}
