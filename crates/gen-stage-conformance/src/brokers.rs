@@ -5,6 +5,7 @@
 use gen_stage_nats::async_nats;
 use gen_stage_postgres::tokio_postgres::{self, NoTls};
 use gen_stage_rabbitmq::lapin;
+use gen_stage_redis::redis::{self, aio::MultiplexedConnection};
 
 /// PostgreSQL: `GEN_STAGE_POSTGRES_URL`, or the loopback default.
 pub fn postgres_url() -> String {
@@ -22,6 +23,11 @@ pub fn nats_url() -> String {
 pub fn amqp_url() -> String {
     std::env::var("GEN_STAGE_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// Redis: `GEN_STAGE_REDIS_URL`, or the loopback default.
+pub fn redis_url() -> String {
+    std::env::var("GEN_STAGE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// A PostgreSQL client, or `None` when the server is unreachable (see the module).
@@ -161,6 +167,105 @@ impl Drop for RabbitQueues {
             });
         });
         let _ = deleted.join();
+    }
+}
+
+/// A Redis connection, or `None` when the server is unreachable (see the module).
+pub async fn redis() -> Option<MultiplexedConnection> {
+    let connected = async {
+        redis::Client::open(redis_url())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+    .await;
+    match connected {
+        Ok(connection) => Some(connection),
+        Err(error) => unreachable_server("Redis", &redis_url(), &error),
+    }
+}
+
+/// Adds one entry per id to `stream`, with the id `<id>-1` (so the entry id names
+/// the message: the worker records the part before the dash) and the field `n`.
+///
+/// # Panics
+///
+/// If the server does not take them (an id not above the stream's last).
+pub async fn redis_add(
+    connection: &mut MultiplexedConnection,
+    stream: &str,
+    ids: std::ops::Range<u64>,
+) {
+    for chunk in ids.collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg(format!("{id}-1"))
+                .arg("n")
+                .arg(id);
+        }
+        let _: Vec<String> = pipe.query_async(connection).await.expect("added");
+    }
+}
+
+/// The entries of `stream` the group `workers` has not settled, as the server
+/// counts them: pending (read, not acked), not yet read (the group's lag), and
+/// retries waiting in `<stream>:delayed`.
+///
+/// # Panics
+///
+/// If the server cannot say (the group's lag unknown: entries were deleted).
+pub async fn redis_left(connection: &mut MultiplexedConnection, stream: &str) -> u64 {
+    let (pending, groups, delayed): (redis::Value, redis::streams::StreamInfoGroupsReply, u64) =
+        redis::pipe()
+            .cmd("XPENDING")
+            .arg(stream)
+            .arg("workers")
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .cmd("ZCARD")
+            .arg(format!("{stream}:delayed"))
+            .query_async(connection)
+            .await
+            .expect("the group's view");
+    let pending = match pending {
+        redis::Value::Array(summary) => summary
+            .into_iter()
+            .next()
+            .and_then(|count| redis::from_redis_value::<u64>(count).ok())
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let lag = groups
+        .groups
+        .iter()
+        .find(|group| group.name == "workers")
+        .and_then(|group| group.lag)
+        .expect("the group's lag");
+    pending + lag as u64 + delayed
+}
+
+/// The keys of a scenario's Redis stream (`<stream>*`: the stream, its delayed set,
+/// dead letters and owner keys): deleted when this goes, even when the scenario
+/// fails.
+#[derive(Debug)]
+pub struct RedisKeys(pub String);
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let Ok(mut connection) =
+            redis::Client::open(redis_url()).and_then(|client| client.get_connection())
+        else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.0))
+            .query(&mut connection)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<u64, _> = redis::cmd("DEL").arg(&keys).query(&mut connection);
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use gen_stage_nats::async_nats::jetstream;
 use gen_stage_nats::{JetStreamOptions, JetStreamSource};
 use gen_stage_postgres::{QueueTable, enqueue_batch, migrate};
 use gen_stage_rabbitmq::{RabbitOptions, RabbitSource};
+use gen_stage_redis::{RedisOptions, RedisSource};
 
 const MESSAGES: usize = 3000;
 
@@ -130,4 +131,41 @@ async fn three_workers_share_a_rabbitmq_queue() {
         )
         .await;
     report("rabbitmq", &summary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_a_redis_consumer_group() {
+    let Some(redis) = brokers::redis().await else {
+        return;
+    };
+    let name = format!("gsc_scale_{}", std::process::id());
+    let _guard = brokers::RedisKeys(name.clone());
+    // Declared here; the workers find it (declaring off).
+    RedisSource::connect(
+        brokers::redis_url().as_str(),
+        RedisOptions::new(name.as_str(), "workers", "declaring"),
+    )
+    .await
+    .expect("declared")
+    .close()
+    .await
+    .expect("closed");
+    let summary = scale_out("redis", brokers::redis_url(), &name)
+        .run(
+            || {
+                let mut redis = redis.clone();
+                let name = name.clone();
+                async move {
+                    brokers::redis_add(&mut redis, &name, 0..MESSAGES as u64).await;
+                    (0..MESSAGES as i64).collect()
+                }
+            },
+            || {
+                let mut redis = redis.clone();
+                let name = name.clone();
+                async move { brokers::redis_left(&mut redis, &name).await }
+            },
+        )
+        .await;
+    report("redis", &summary);
 }

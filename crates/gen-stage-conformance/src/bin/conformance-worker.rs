@@ -1,7 +1,8 @@
 //! A pipeline in a process of its own, for the conformance kit's crash scenarios:
 //! `conformance-worker BROKER URL NAME RECORD_FILE INSTANCE` consumes the queue
-//! table (`postgres`), the stream's durable consumer `workers` (`nats`) or the
-//! queue (`rabbitmq`) named NAME until it is killed, appending `id attempt` to the record file for each
+//! table (`postgres`), the stream's durable consumer `workers` (`nats`), the
+//! queue (`rabbitmq`) or the stream's consumer group `workers` (`redis`) named NAME
+//! until it is killed, appending `id attempt` to the record file for each
 //! message before the message is acked. INSTANCE names this worker (its lease owner,
 //! its connection). It prints `ready` once its pipeline runs on a live connection.
 
@@ -19,6 +20,7 @@ use gen_stage_pipeline::{
 };
 use gen_stage_postgres::{PgQueue, PgQueueOptions, QueueTable};
 use gen_stage_rabbitmq::{RabbitOptions, RabbitSource};
+use gen_stage_redis::{RedisOptions, RedisSource};
 
 /// How long each message's work takes.
 const WORK: Duration = Duration::from_millis(2);
@@ -36,7 +38,8 @@ impl<T: Send + 'static> Handler for Record<T> {
     ) -> Result<(), BoxError> {
         let id = match &message.metadata().id {
             Some(MessageId::Number(id)) => *id,
-            Some(MessageId::Text(id)) => id.parse()?,
+            // A Redis entry id, `<id>-1` (the kit adds them so), or a number.
+            Some(MessageId::Text(id)) => id.split('-').next().unwrap_or(id).parse()?,
             None => return Err("a message without an id".into()),
         };
         let line = record_line(id as i64, message.metadata().attempt);
@@ -88,7 +91,8 @@ async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [broker, url, name, records, instance] = args.as_slice() else {
         return Err(
-            "usage: conformance-worker postgres|nats|rabbitmq URL NAME RECORD_FILE INSTANCE".into(),
+            "usage: conformance-worker postgres|nats|rabbitmq|redis URL NAME RECORD_FILE INSTANCE"
+                .into(),
         );
     };
     let file = std::fs::OpenOptions::new()
@@ -126,6 +130,18 @@ async fn main() -> Result<(), BoxError> {
             let closing = source.clone();
             run(file, move || source.producer()).await?;
             // The broker takes back what it pushed ahead and the pipeline never took.
+            Ok(closing.close().await?)
+        }
+        "redis" => {
+            let options = RedisOptions::new(name.as_str(), "workers", instance.as_str())
+                .lease(Duration::from_secs(2))
+                .block(Duration::from_millis(500))
+                .max_in_flight(50)
+                .declare(false);
+            let source = RedisSource::connect(url.as_str(), options).await?;
+            let closing = source.clone();
+            run(file, move || source.producer()).await?;
+            // What it still holds is claimable at once; the name is free.
             Ok(closing.close().await?)
         }
         other => Err(format!("unknown broker {other}").into()),
