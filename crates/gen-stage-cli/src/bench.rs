@@ -2,7 +2,12 @@
 //! channels, alternating within one process, several runs each.
 
 mod baseline;
-#[cfg(any(feature = "postgres", feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "redis"
+))]
 mod connector_count;
 #[cfg(feature = "nats")]
 mod connector_nats;
@@ -10,6 +15,8 @@ mod connector_nats;
 mod connector_postgres;
 #[cfg(feature = "rabbitmq")]
 mod connector_rabbitmq;
+#[cfg(feature = "redis")]
+mod connector_redis;
 mod gen_stage_side;
 mod memory;
 mod pipeline_baseline;
@@ -253,6 +260,13 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             connector_rabbitmq::gen_stage,
             connector_rabbitmq::baseline,
         ),
+        #[cfg(feature = "redis")]
+        scenario(
+            "connector_redis",
+            100_000,
+            connector_redis::gen_stage,
+            connector_redis::baseline,
+        ),
     ]
 }
 
@@ -271,6 +285,10 @@ async fn broker_answers(name: &str) -> Result<bool, BoxError> {
     if name == "connector_rabbitmq" {
         return required_or_skipped(name, connector_rabbitmq::reachable().await);
     }
+    #[cfg(feature = "redis")]
+    if name == "connector_redis" {
+        return required_or_skipped(name, connector_redis::reachable().await);
+    }
     let _ = name;
     Ok(true)
 }
@@ -278,7 +296,12 @@ async fn broker_answers(name: &str) -> Result<bool, BoxError> {
 /// A connector row's broker answered, or not: skip it (false), or fail under
 /// `GEN_STAGE_REQUIRE_BROKERS=1`.
 #[cfg_attr(
-    not(any(feature = "postgres", feature = "nats", feature = "rabbitmq")),
+    not(any(
+        feature = "postgres",
+        feature = "nats",
+        feature = "rabbitmq",
+        feature = "redis"
+    )),
     allow(dead_code)
 )]
 fn required_or_skipped(name: &str, answer: Result<(), BoxError>) -> Result<bool, BoxError> {

@@ -19,3 +19,9 @@ pub(crate) fn amqp_url() -> String {
     std::env::var("GEN_STAGE_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
+
+/// Redis: `GEN_STAGE_REDIS_URL`, or the loopback default.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_url() -> String {
+    std::env::var("GEN_STAGE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}

@@ -3,7 +3,12 @@
 
 #[cfg(feature = "nats")]
 mod nats;
-#[cfg(any(feature = "postgres", feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "redis"
+))]
 mod payload;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -1,7 +1,12 @@
 //! The `gen-stage` command.
 
 mod bench;
-#[cfg(any(feature = "postgres", feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "redis"
+))]
 mod broker_servers;
 mod demo;
 mod output;
