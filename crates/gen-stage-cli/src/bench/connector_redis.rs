@@ -139,7 +139,8 @@ pub(crate) async fn baseline(messages: u64) -> Result<Duration, BoxError> {
     let (connection, name) = preloaded(messages).await?;
     let start = Instant::now();
     let reading = connect().await?;
-    let mut batch = read_batch(reading.clone(), &name).await?;
+    let stream = name.as_str();
+    let mut batch = read_batch(reading.clone(), stream).await?;
     let mut handled = 0;
     loop {
         let ids: Vec<String> = batch
@@ -157,13 +158,13 @@ pub(crate) async fn baseline(messages: u64) -> Result<Duration, BoxError> {
             if ids.is_empty() {
                 return Ok(0);
             }
-            acking.xack::<_, _, _, u64>(&name, GROUP, &ids).await
+            acking.xack::<_, _, _, u64>(stream, GROUP, &ids).await
         };
         if handled >= messages {
             ack.await?;
             break;
         }
-        let (next, acked) = tokio::join!(read_batch(reading.clone(), &name), ack);
+        let (next, acked) = tokio::join!(read_batch(reading.clone(), stream), ack);
         acked?;
         batch = next?;
     }
