@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::delivery::Delivery;
 use crate::entry::EntryId;
-use crate::scripts::SETTLE_SCRIPT;
+use crate::scripts::{RELEASED_CONSUMER, SETTLE_SCRIPT};
 use crate::source::{Settlement, Shared, millis};
 
 /// The most bytes of a failure kept in a dead letter's error field.
@@ -84,56 +84,86 @@ impl Acknowledger for RedisAcker {
         let deliveries = shared
             .in_flight
             .settle_all(settled.iter().map(|settled| settled.tag));
-        let lease = shared.options.lease;
-        let now = Instant::now();
-        let mut plain = Vec::new();
-        let mut checked = Vec::new();
         let mut settlement = Settlement::default();
+        let mut outcomes = Vec::with_capacity(settled.len());
         for (settled, delivery) in settled.iter().zip(deliveries) {
-            // Settled before, or given back.
-            let Some(delivery) = delivery else {
-                settlement.voided += 1;
-                continue;
-            };
-            match settled.outcome {
-                Outcome::Ack | Outcome::Terminate if delivery.surely_held(lease, now) => {
-                    plain.push(delivery.id);
+            match delivery {
+                // Settled before, or given back.
+                None => settlement.voided += 1,
+                // A renewal found it trimmed from the stream, and acked it.
+                Some(delivery) if delivery.was_trimmed() => settlement.vanished += 1,
+                Some(delivery) => {
+                    outcomes.push((settled.outcome, delivery, settled.failure.as_ref()))
                 }
-                outcome => checked.push(Checked::new(outcome, delivery, settled.failure.as_ref())),
             }
         }
-        let span =
-            tracing::debug_span!("redis settle", acks = plain.len(), checked = checked.len());
-        let sent = async {
-            let mut connection = shared.commands.get().await?;
-            if !plain.is_empty() {
-                let acked = ack_plain(shared, &mut connection, &plain).await?;
-                settlement.acked += acked;
-                settlement.voided += plain.len() as u64 - acked.min(plain.len() as u64);
-                plain.clear();
-            }
-            if !checked.is_empty() {
-                settle_checked(shared, &mut connection, &checked, &mut settlement).await?;
-                checked.clear();
-            }
-            Ok::<(), RedisError>(())
-        }
-        .instrument(span)
-        .await;
+        let span = tracing::debug_span!("redis settle", entries = outcomes.len());
+        let sent = send(shared, outcomes, &mut settlement)
+            .instrument(span)
+            .await;
         if settlement.retried > 0 {
             shared.wake.notify_one();
         }
-        if let Err(error) = &sent {
-            // What was not sent stays pending: claimed again after its lease.
-            settlement.failed += (plain.len() + checked.len()) as u64;
-            tracing::warn!(%error, "Redis: settling entries failed; they are claimed again after their lease");
-            shared.failed(error).await;
-        } else {
-            shared.reached();
-        }
+        let result = match sent {
+            Ok(()) => Ok(()),
+            Err((error, unsent)) => {
+                // What was not sent stays pending: claimed again after its lease.
+                settlement.failed += unsent;
+                tracing::warn!(%error, unsent, "Redis: settling entries failed; they are claimed again after their lease");
+                shared.failed(&error).await;
+                Err(AckError::new(error))
+            }
+        };
         shared.count(&settlement);
-        sent.map_err(AckError::new)
+        result
     }
+}
+
+/// Sends `outcomes`: acks of entries surely held as one `XACK`, the rest through the
+/// settle script. On failure, answers how many were not sent.
+async fn send(
+    shared: &Shared,
+    outcomes: Vec<(Outcome, Delivery, Option<&Failure>)>,
+    settlement: &mut Settlement,
+) -> Result<(), (RedisError, u64)> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut unsent = outcomes.len() as u64;
+    let mut connection = shared
+        .commands
+        .get()
+        .await
+        .map_err(|error| (error, unsent))?;
+    shared.reached();
+    // Judged with the connection in hand: what is left is the command's own trip.
+    let (lease, now) = (shared.options.lease, Instant::now());
+    let mut plain = Vec::new();
+    let mut checked = Vec::new();
+    for (outcome, delivery, failure) in outcomes {
+        match outcome {
+            Outcome::Ack | Outcome::Terminate if delivery.surely_held(lease, now) => {
+                plain.push(delivery.id);
+            }
+            outcome => checked.push(Checked::new(outcome, delivery, failure)),
+        }
+    }
+    if !plain.is_empty() {
+        let acked = ack_plain(shared, &mut connection, &plain)
+            .await
+            .map_err(|error| (error, unsent))?;
+        let sent = plain.len() as u64;
+        settlement.acked += acked.min(sent);
+        // Acked by someone else meanwhile (an instance with a shorter lease).
+        settlement.voided += sent - acked.min(sent);
+        unsent -= sent;
+    }
+    if !checked.is_empty() {
+        settle_checked(shared, &mut connection, &checked, settlement)
+            .await
+            .map_err(|error| (error, unsent))?;
+    }
+    Ok(())
 }
 
 /// Acks entries surely this consumer's: `XACK` (with `XDEL`, in one transaction, if
@@ -188,7 +218,8 @@ async fn settle_checked(
         .arg(&options.consumer)
         .arg(u8::from(options.delete_on_ack))
         .arg(u8::from(options.dead_letter_stream.is_some()))
-        .arg(millis(options.lease));
+        .arg(millis(options.lease))
+        .arg(RELEASED_CONSUMER);
     for checked in checked {
         let delivery = &checked.delivery;
         script
@@ -206,12 +237,14 @@ async fn settle_checked(
             continue;
         }
         if code == 2 {
+            // Trimmed from the stream: acked, with nothing to copy.
             settlement.vanished += 1;
+            continue;
         }
         match checked.operation {
             Operation::Ack => settlement.acked += 1,
             Operation::Retry => settlement.retried += 1,
-            Operation::Reject if code == 1 && options.dead_letter_stream.is_some() => {
+            Operation::Reject if options.dead_letter_stream.is_some() => {
                 settlement.dead_lettered += 1;
             }
             Operation::Reject | Operation::Release => {}
@@ -221,7 +254,8 @@ async fn settle_checked(
 }
 
 /// Makes `deliveries` claimable again at once (given back unhandled), keeping their
-/// delivery counts; those no longer this consumer's are left alone.
+/// delivery counts; those no longer this consumer's are left alone. This instance's
+/// next read sweeps for them.
 pub(crate) async fn release(shared: &Shared, deliveries: Vec<Delivery>) {
     if deliveries.is_empty() {
         return;
@@ -230,18 +264,45 @@ pub(crate) async fn release(shared: &Shared, deliveries: Vec<Delivery>) {
         .into_iter()
         .map(|delivery| Checked::new(Outcome::Release, delivery, None))
         .collect();
+    settle_now(shared, &checked).await;
+    shared.sweep_soon();
+}
+
+/// Rejects entries the pipeline cannot be handed (field names that are not UTF-8):
+/// copied to the dead-letter stream, or acked without one; counted as malformed.
+pub(crate) async fn reject_malformed(shared: &Shared, deliveries: Vec<Delivery>) {
+    if deliveries.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        entries = deliveries.len(),
+        "Redis: entries with field names that are not UTF-8 cannot be handed to the pipeline; rejected"
+    );
+    let failure = Failure::error(
+        "field names that are not UTF-8: the entry cannot be handed to the pipeline",
+    );
+    let checked: Vec<Checked> = deliveries
+        .into_iter()
+        .map(|delivery| Checked::new(Outcome::Reject, delivery, Some(&failure)))
+        .collect();
+    shared.malformed(checked.len() as u64);
+    settle_now(shared, &checked).await;
+}
+
+/// Runs the settle script for `checked` outside the pipeline's acknowledgements.
+async fn settle_now(shared: &Shared, checked: &[Checked]) {
     let mut settlement = Settlement::default();
-    let released = async {
+    let settled = async {
         let mut connection = shared.commands.get().await?;
-        settle_checked(shared, &mut connection, &checked, &mut settlement).await
+        settle_checked(shared, &mut connection, checked, &mut settlement).await
     }
     .instrument(tracing::debug_span!(
-        "redis release",
+        "redis settle now",
         entries = checked.len()
     ))
     .await;
-    if let Err(error) = released {
-        tracing::warn!(%error, "Redis: releasing entries failed; they are claimed again after their lease");
+    if let Err(error) = settled {
+        tracing::warn!(%error, "Redis: settling entries failed; they are claimed again after their lease");
         settlement.failed += checked.len() as u64;
         shared.failed(&error).await;
     }

@@ -72,9 +72,11 @@ fn config(connect_timeout: Duration, response_timeout: Duration) -> AsyncConnect
 }
 
 /// Whether `error` means the connection cannot be used again (rather than a
-/// command the server refused).
+/// command the server refused): its socket failed, or the server behind it is a
+/// replica now, or not ready (after a failover, a new connection finds the primary).
 pub(crate) fn is_connection_error(error: &RedisError) -> bool {
-    error.is_io_error()
+    matches!(error.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        || error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()

@@ -25,6 +25,8 @@ pub(crate) struct Delivery {
     renewed_after_ms: AtomicU64,
     /// A renewal found it no longer this consumer's.
     lost: AtomicBool,
+    /// A renewal found it trimmed from the stream, and acked it.
+    trimmed: AtomicBool,
 }
 
 impl Delivery {
@@ -43,6 +45,7 @@ impl Delivery {
             read_at,
             renewed_after_ms: AtomicU64::new(0),
             lost: AtomicBool::new(false),
+            trimmed: AtomicBool::new(false),
         }
     }
 
@@ -52,11 +55,13 @@ impl Delivery {
         now.saturating_duration_since(self.read_at + renewed)
     }
 
-    /// Whether an outcome may go out unchecked at `now`: well within its lease (no
-    /// instance using the same lease can have claimed it), and no renewal found it
-    /// gone. Otherwise the outcome is checked against the pending list at the server.
+    /// Whether an ack may go out unchecked at `now`, with the connection in hand:
+    /// held for less than a quarter of its lease (no instance using the same lease
+    /// can claim it for three quarters more, longer than an ack takes to land), and
+    /// no renewal found it gone. Otherwise the outcome is checked against the
+    /// pending list at the server.
     pub(crate) fn surely_held(&self, lease: Duration, now: Instant) -> bool {
-        !self.lost.load(Ordering::Acquire) && self.held_for(now) < lease / 2
+        !self.lost.load(Ordering::Acquire) && self.held_for(now) < lease / 4
     }
 
     /// A renewal sent at `at` reached the server and found it this consumer's.
@@ -64,6 +69,16 @@ impl Delivery {
         let after = at.saturating_duration_since(self.read_at).as_millis();
         self.renewed_after_ms
             .fetch_max(u64::try_from(after).unwrap_or(u64::MAX), Ordering::AcqRel);
+    }
+
+    /// A renewal found it trimmed from the stream (and acked it).
+    pub(crate) fn trim(&self) {
+        self.trimmed.store(true, Ordering::Release);
+    }
+
+    /// Whether a renewal found it trimmed from the stream.
+    pub(crate) fn was_trimmed(&self) -> bool {
+        self.trimmed.load(Ordering::Acquire)
     }
 
     /// A renewal found it another consumer's; answers whether that is news.
@@ -77,8 +92,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_entry_is_surely_held_for_half_its_lease_from_its_last_renewal() {
-        let lease = Duration::from_secs(10);
+    fn an_entry_is_surely_held_for_a_quarter_of_its_lease_from_its_last_renewal() {
+        let lease = Duration::from_secs(20);
         let start = Instant::now();
         let id = EntryId::parse("1-0").expect("an entry id");
         let delivery = Delivery::new(id, 1, 1, id, start);

@@ -91,28 +91,81 @@ impl Identity {
     }
 }
 
+/// What a read or claim brought: entries to hand to the pipeline, and entries that
+/// cannot be (field names that are not UTF-8), with their delivery counts.
+#[derive(Debug, Default)]
+pub(crate) struct Parsed {
+    pub(crate) taken: Vec<Taken>,
+    pub(crate) malformed: Vec<(EntryId, u64)>,
+}
+
+impl Parsed {
+    /// One entry, `id` and its flat `field, value, ...` array.
+    fn add(&mut self, id: Value, fields: Value, count: u64) {
+        let Ok(id) = redis::from_redis_value::<String>(id) else {
+            tracing::warn!("Redis: an entry without a readable id, left pending");
+            return;
+        };
+        let Some(entry_id) = EntryId::parse(&id) else {
+            tracing::warn!(%id, "Redis: an entry id that is not <ms>-<seq>, left pending");
+            return;
+        };
+        match redis::from_redis_value::<Vec<(String, Value)>>(fields) {
+            Ok(pairs) => {
+                let entry = StreamId {
+                    id,
+                    map: pairs.into_iter().collect::<HashMap<String, Value>>(),
+                    ..StreamId::default()
+                };
+                self.taken.push(Taken { entry, count });
+            }
+            Err(_) => self.malformed.push((entry_id, count)),
+        }
+    }
+}
+
+/// The entries of an `XREADGROUP` answer (one stream; RESP2 or RESP3), each a first
+/// delivery.
+pub(crate) fn read(reply: Value) -> Parsed {
+    let mut parsed = Parsed::default();
+    let streams: Vec<Value> = match reply {
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Value::Array(parts) => parts.into_iter().nth(1),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
+        _ => Vec::new(),
+    };
+    for entries in streams {
+        let Value::Array(entries) = entries else {
+            continue;
+        };
+        for entry in entries {
+            let Value::Array(pair) = entry else {
+                continue;
+            };
+            let mut pair = pair.into_iter();
+            if let (Some(id), Some(fields)) = (pair.next(), pair.next()) {
+                parsed.add(id, fields, 1);
+            }
+        }
+    }
+    parsed
+}
+
 /// Entries from a claim script's answer: `id, [field, value, ...], count` each.
-pub(crate) fn claimed(values: Vec<Value>) -> Vec<Taken> {
-    let mut taken = Vec::with_capacity(values.len() / 3);
+pub(crate) fn claimed(values: Vec<Value>) -> Parsed {
+    let mut parsed = Parsed::default();
     let mut values = values.into_iter();
     while let (Some(id), Some(fields), Some(count)) = (values.next(), values.next(), values.next())
     {
-        let (Ok(id), Ok(pairs), Ok(count)) = (
-            redis::from_redis_value::<String>(id),
-            redis::from_redis_value::<Vec<(String, Value)>>(fields),
-            redis::from_redis_value::<u64>(count),
-        ) else {
-            continue;
-        };
-        let map: HashMap<String, Value> = pairs.into_iter().collect();
-        let entry = StreamId {
-            id,
-            map,
-            ..StreamId::default()
-        };
-        taken.push(Taken { entry, count });
+        let count = redis::from_redis_value::<u64>(count).unwrap_or(1);
+        parsed.add(id, fields, count);
     }
-    taken
+    parsed
 }
 
 #[cfg(test)]
@@ -181,11 +234,41 @@ mod tests {
             Value::Array(vec![]),
             Value::Int(1),
         ];
-        let entries = claimed(answer);
+        let entries = claimed(answer).taken;
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].entry.id, "1-0");
         assert_eq!(entries[0].count, 2);
         assert!(entries[0].entry.map.contains_key("a"));
         assert_eq!(entries[1].count, 1);
+    }
+
+    #[test]
+    fn a_read_answer_becomes_first_deliveries_and_binary_field_names_are_set_apart() {
+        let bulk = |bytes: &[u8]| Value::BulkString(bytes.to_vec());
+        let entries = Value::Array(vec![
+            Value::Array(vec![
+                bulk(b"1-0"),
+                Value::Array(vec![bulk(b"n"), bulk(b"1")]),
+            ]),
+            Value::Array(vec![
+                bulk(b"2-0"),
+                Value::Array(vec![bulk(&[0xff, 0xfe]), bulk(b"1")]),
+            ]),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk(b"s"), entries.clone()])]);
+        let resp3 = Value::Map(vec![(bulk(b"s"), entries)]);
+        for reply in [resp2, resp3] {
+            let parsed = read(reply);
+            assert_eq!(parsed.taken.len(), 1);
+            assert_eq!(
+                (parsed.taken[0].entry.id.as_str(), parsed.taken[0].count),
+                ("1-0", 1)
+            );
+            assert_eq!(
+                parsed.malformed,
+                [(EntryId::parse("2-0").expect("an id"), 1)]
+            );
+        }
+        assert!(read(Value::Nil).taken.is_empty());
     }
 }

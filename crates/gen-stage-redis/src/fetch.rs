@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use gen_stage::source::{Fetch, Fetched, OnFetchError};
 use gen_stage_pipeline::{AckGroup, Message, MessageId, Reservation};
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamId, StreamReadOptions};
 use redis::{AsyncCommands, RedisError, Value};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::acker::{RedisAcker, release};
+use crate::acker::{RedisAcker, reject_malformed, release};
 use crate::delivery::Delivery;
-use crate::entry::{self, Identity, Taken};
+use crate::entry::{self, Identity, Parsed};
 use crate::error::FetchError;
 use crate::scripts::CLAIM_SCRIPT;
 use crate::source::{RedisSource, Shared, millis};
@@ -26,7 +26,8 @@ use crate::source::{RedisSource, Shared, millis};
 /// (`XREADGROUP ... COUNT n BLOCK ms`), waiting at the server up to the
 /// [`block`](crate::RedisOptions::block) when nothing is there, so an idle source
 /// costs one command per block and wakes as soon as an entry is added. Now and then,
-/// a read first claims entries whose lease ran out (`XAUTOCLAIM`): those of an
+/// a read first claims entries whose lease ran out (`XPENDING ... IDLE`, then
+/// `XCLAIM`): those of an
 /// instance that died, or that were given back.
 ///
 /// Each message's [`Metadata`](gen_stage_pipeline::Metadata) carries the entry id
@@ -62,9 +63,12 @@ struct Read {
     reservation: Reservation<Delivery>,
 }
 
+/// The most entries one sweep page claims.
+const CLAIM_AT_ONCE: usize = 1000;
+
 /// What one read brought.
 struct Got {
-    taken: Vec<Taken>,
+    parsed: Parsed,
     /// When the read was sent.
     sent_at: Instant,
     /// How long it took, if it did not wait at the server.
@@ -131,7 +135,7 @@ impl RedisFetch {
         into: &mut Vec<Message<StreamId>>,
     ) -> Vec<Delivery> {
         let mut refused = Vec::new();
-        for mut taken in got.taken {
+        for mut taken in got.parsed.taken {
             let Some(identity) = Identity::take_from(&mut taken) else {
                 tracing::warn!(id = %taken.entry.id, "Redis: an entry id that is not <ms>-<seq>, skipped");
                 continue;
@@ -177,14 +181,15 @@ async fn read(
     let options = &shared.options;
     let sent_at = Instant::now();
     if let Some(sweep) = SweepPage::start(&shared, sent_at) {
-        let span = tracing::debug_span!("redis claim", stream = %options.stream, max = count);
+        let max = count.min(CLAIM_AT_ONCE);
+        let span = tracing::debug_span!("redis claim", stream = %options.stream, max);
         let answer: Vec<Value> = CLAIM_SCRIPT
             .key(&options.stream)
             .arg(&options.group)
             .arg(&options.consumer)
             .arg(millis(options.lease))
             .arg(&sweep.cursor)
-            .arg(count)
+            .arg(max)
             .invoke_async(&mut reader)
             .instrument(span)
             .await?;
@@ -192,12 +197,12 @@ async fn read(
         let cursor = answer
             .next()
             .and_then(|cursor| redis::from_redis_value::<String>(cursor).ok())
-            .unwrap_or_else(|| "0-0".to_owned());
+            .unwrap_or_else(|| "-".to_owned());
         sweep.done(cursor);
-        let taken = entry::claimed(answer.collect());
-        if !taken.is_empty() {
+        let parsed = entry::claimed(answer.collect());
+        if !parsed.taken.is_empty() || !parsed.malformed.is_empty() {
             return Ok(Got {
-                taken,
+                parsed,
                 sent_at,
                 latency: Some(sent_at.elapsed()),
                 claimed: true,
@@ -209,19 +214,14 @@ async fn read(
         .count(count)
         .block(usize::try_from(millis(options.block)).unwrap_or(usize::MAX));
     let span = tracing::debug_span!("redis read", stream = %options.stream, max = count);
-    let reply: Option<StreamReadReply> = reader
+    let reply: Value = reader
         .xread_options(&[&options.stream], &[">"], &read)
         .instrument(span)
         .await?;
-    let taken: Vec<Taken> = reply
-        .into_iter()
-        .flat_map(|reply| reply.keys)
-        .flat_map(|key| key.ids)
-        .map(|entry| Taken { entry, count: 1 })
-        .collect();
-    let latency = (!taken.is_empty()).then(|| sent_at.elapsed());
+    let parsed = entry::read(reply);
+    let latency = (!parsed.taken.is_empty()).then(|| sent_at.elapsed());
     Ok(Got {
-        taken,
+        parsed,
         sent_at,
         latency,
         claimed: false,
@@ -240,7 +240,7 @@ impl<'a> SweepPage<'a> {
     /// The next page, if a sweep is due or under way and no other read has it.
     fn start(shared: &'a Shared, now: Instant) -> Option<SweepPage<'a>> {
         let mut sweep = shared.sweep();
-        if sweep.running || (sweep.cursor == "0-0" && now < sweep.next_at) {
+        if sweep.running || (sweep.cursor == "-" && now < sweep.next_at) {
             return None;
         }
         sweep.running = true;
@@ -251,12 +251,17 @@ impl<'a> SweepPage<'a> {
         })
     }
 
-    /// The page was read: the sweep goes on from `cursor` (`0-0`: it is over, and
-    /// the next starts a quarter of a lease from now).
+    /// The page was read: the sweep goes on from `cursor` (`-`: it is over, and
+    /// the next starts a quarter of a lease from now, or at once if entries were
+    /// released meanwhile).
     fn done(mut self, cursor: String) {
         let mut sweep = self.shared.sweep();
-        if cursor == "0-0" {
-            sweep.next_at = Instant::now() + self.shared.options.lease / 4;
+        if cursor == "-" {
+            sweep.next_at = if std::mem::take(&mut sweep.again) {
+                Instant::now()
+            } else {
+                Instant::now() + self.shared.options.lease / 4
+            };
         }
         sweep.cursor = cursor;
         sweep.running = false;
@@ -273,38 +278,70 @@ impl Drop for SweepPage<'_> {
 }
 
 /// A read under way when its fetch goes (the producer stopped or drained): what it
-/// brings is given back, on a task of its own.
+/// brings is given back, on a task of its own, and its budget freed after; so are
+/// the entries held for a next fetch.
 impl Drop for RedisFetch {
     fn drop(&mut self) {
-        let Some(read) = self.read.take() else {
+        let shared = self.source.shared.clone();
+        let tags = std::mem::take(&mut self.held)
+            .into_iter()
+            .map(|message| message.into_parts().2.into_tag());
+        let held: Vec<Delivery> = shared
+            .in_flight
+            .settle_all(tags)
+            .into_iter()
+            .flatten()
+            .collect();
+        let read = self.read.take();
+        if held.is_empty() && read.is_none() {
             return;
-        };
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let shared = self.source.shared.clone();
-        drop(read.reservation);
         runtime.spawn(async move {
-            let Ok(Ok(got)) = read.task.await else {
+            release(&shared, held).await;
+            let Some(Read { task, reservation }) = read else {
                 return;
             };
-            let deliveries = got
-                .taken
-                .into_iter()
-                .filter_map(|mut taken| {
-                    let identity = Identity::take_from(&mut taken)?;
-                    Some(Delivery::new(
-                        identity.id,
-                        taken.count,
-                        identity.attempt,
-                        identity.stable(),
-                        got.sent_at,
-                    ))
-                })
-                .collect();
-            release(&shared, deliveries).await;
+            if let Ok(Ok(got)) = task.await {
+                let deliveries = deliveries_of(got, &shared);
+                release(&shared, deliveries).await;
+            }
+            drop(reservation);
         });
     }
+}
+
+/// The entries a read brought, as deliveries not admitted to flight (to give them
+/// back); malformed ones are rejected.
+fn deliveries_of(got: Got, shared: &Arc<Shared>) -> Vec<Delivery> {
+    let Got {
+        parsed, sent_at, ..
+    } = got;
+    let malformed: Vec<Delivery> = parsed
+        .malformed
+        .iter()
+        .map(|&(id, count)| Delivery::new(id, count, 0, id, sent_at))
+        .collect();
+    if !malformed.is_empty() {
+        let shared = shared.clone();
+        tokio::spawn(async move { reject_malformed(&shared, malformed).await });
+    }
+    parsed
+        .taken
+        .into_iter()
+        .filter_map(|mut taken| {
+            let identity = Identity::take_from(&mut taken)?;
+            Some(Delivery::new(
+                identity.id,
+                taken.count,
+                identity.attempt,
+                identity.stable(),
+                sent_at,
+            ))
+        })
+        .collect()
 }
 
 impl Fetch for RedisFetch {
@@ -355,11 +392,18 @@ impl Fetch for RedisFetch {
             };
             shared.reached();
             let claimed = if got.claimed {
-                got.taken.len() as u64
+                got.parsed.taken.len() as u64
             } else {
                 0
             };
             shared.fetched(got.latency, claimed);
+            let malformed: Vec<Delivery> = got
+                .parsed
+                .malformed
+                .iter()
+                .map(|&(id, count)| Delivery::new(id, count, 0, id, got.sent_at))
+                .collect();
+            reject_malformed(&shared, malformed).await;
             let refused = self.take(got, reservation, max, into);
             release(&shared, refused).await;
             // A read that found nothing waited at the server already: the producer

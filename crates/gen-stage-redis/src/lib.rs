@@ -64,12 +64,13 @@
 //!
 //! | What | Setting |
 //! |------|---------|
-//! | Version | Redis 6.2 or later (`XAUTOCLAIM`, `XPENDING ... IDLE`); 7.0 or later deletes from the pending list entries trimmed from the stream |
+//! | Version | Redis 7.0 or later (the connector is tested on 7.0) |
 //! | Persistence | `appendonly yes` (with `appendfsync everysec` or `always`) for entries, pending lists and waiting retries that survive a server restart: without it (`save ""`, `appendonly no`), a restart loses everything |
 //! | Group | created by the source with [`RedisOptions::declare`] on (the default), reading from the stream's start; with it off, `XGROUP CREATE <stream> <group> 0 MKSTREAM` yourself |
 //! | Keys | the stream; `<stream>:delayed` (a sorted set of retries waiting for their due time); `<stream>:dead` (the dead-letter stream); `<stream>:<group>:<consumer>:owner` (which process holds a consumer name) |
+//! | Consumers | one per instance, named by you; and `gen-stage-released`, which holds released entries until a sweep claims them (no instance may use that name) |
 //! | Trimming | acked entries stay in the stream: trim it (`XADD ... MAXLEN ~ n`, `XTRIM`), or turn on [`RedisOptions::delete_on_ack`] when only one group reads it; an entry trimmed while pending is acknowledged when settled, counted in [`RedisState::vanished`] |
-//! | Rights (ACL) | `+xreadgroup +xack +xdel +xautoclaim +xclaim +xpending +xinfo +xgroup +xadd +xrange +zadd +zrangebyscore +zrange +zrem +get +set +del +evalsha +eval +time` on those keys (`~orders*`) |
+//! | Rights (ACL) | `+xreadgroup +xack +xdel +xclaim +xpending +xinfo +xgroup +xadd +xrange +zadd +zrangebyscore +zrange +zrem +get +set +del +evalsha +script\|load +time` on those keys (`~orders*`); the scripts are loaded on first use |
 //! | Cluster | not supported: one server, or a primary with replicas (scripts touch several keys) |
 //!
 //! # What it guarantees
@@ -77,7 +78,8 @@
 //! - **At least once.** An entry stays in the group's pending list until acked. One
 //!   whose instance died, or whose outcome was lost with the connection, is claimed
 //!   by a running instance once it has been idle for the
-//!   [`lease`](RedisOptions::lease) (`XAUTOCLAIM`), its delivery count (its
+//!   [`lease`](RedisOptions::lease) (found with `XPENDING ... IDLE`, taken with
+//!   `XCLAIM`; each instance sweeps every quarter lease), its delivery count (its
 //!   [`attempt`](gen_stage_pipeline::Metadata::attempt)) one higher. Make effects
 //!   idempotent, keyed by the entry id
 //!   ([`MessageId::Text`](gen_stage_pipeline::MessageId::Text)).
@@ -87,8 +89,9 @@
 //!   lease loses its entries to the others, and its outcomes for them are voided
 //!   (counted in [`RedisState::voided`]). Every instance of a group must use the
 //!   same lease.
-//! - **Outcomes.** Ack and terminate are `XACK`. Every other outcome, and an ack
-//!   late in its lease, goes through a script that first checks that the pending
+//! - **Outcomes.** Ack and terminate are `XACK` while the entry has been held for
+//!   less than a quarter of its lease (judged with the connection in hand). Every
+//!   other outcome, and a later ack, goes through a script that first checks that the pending
 //!   list still shows the entry as this consumer's, with the delivery count it was
 //!   read with: otherwise another instance claimed it, and the outcome is voided. A
 //!   retry copies the entry into the sorted set `<stream>:delayed`, scored by its due
@@ -101,11 +104,19 @@
 //!   stream with the fields `gen-stage-id`, `gen-stage-attempt`, `gen-stage-stream`,
 //!   `gen-stage-group` and `gen-stage-error` (at most 4 KiB), and acks it, in one
 //!   script; with no dead-letter stream it is acked. A release (a drain's leftovers)
-//!   leaves the entry pending but idle for a lease, so the next sweep of any
-//!   instance claims it.
+//!   hands the entry to the consumer `gen-stage-released`, idle for a lease and
+//!   keeping its delivery count, so the next sweep of any instance claims it (this
+//!   instance's next read sweeps at once). An entry whose field names are not UTF-8
+//!   cannot be handed to the pipeline: it is rejected as it is read, and counted in
+//!   [`RedisState::malformed`]. An outcome that cannot be sent (the connection
+//!   failed) is not retried on another connection: the entry is claimed again after
+//!   its lease, counted in [`RedisState::failed_outcomes`].
 //! - **Budget.** Reads ask for no more than is free of
 //!   [`max_in_flight`](RedisOptions::max_in_flight), across the source's producers;
-//!   `XPENDING` shows at most that many entries for the consumer.
+//!   `XPENDING` shows at most that many entries for the consumer. Redis cannot
+//!   enforce it itself: entries whose outcome was lost with a connection (or whose
+//!   read timed out after the server sent them) stay pending for this consumer
+//!   until their lease runs out, beyond the budget the source counts.
 //! - **Consumer names.** Each instance needs a name of its own that stays the same
 //!   across its restarts. The source holds it with a key that expires after a lease
 //!   and is renewed while it runs, so a second process with the same name fails

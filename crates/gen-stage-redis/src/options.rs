@@ -108,7 +108,7 @@ impl RedisOptions {
     }
 
     /// How long an entry may stay pending without news from its consumer before any
-    /// instance of the group claims it (`XAUTOCLAIM` with this minimum idle time):
+    /// instance of the group claims it (`XCLAIM` with this minimum idle time):
     /// the time a crashed instance's entries wait, and the time a partitioned one
     /// keeps its claim. The source renews the entries it holds every third of it, so
     /// a long handler keeps its entry. Every instance of a group must use the same
@@ -230,6 +230,12 @@ impl RedisOptions {
         ];
         if let Some((what, _)) = names.iter().find(|(_, name)| name.is_empty()) {
             return Some(format!("the {what} is empty"));
+        }
+        if self.consumer == crate::scripts::RELEASED_CONSUMER {
+            return Some(format!(
+                "the consumer name {:?} is the one released entries wait under",
+                self.consumer
+            ));
         }
         if self.max_in_flight == 0 {
             return Some("max_in_flight is 0: at least one entry must be in flight".into());

@@ -10,6 +10,11 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// The group's consumer that released entries are handed to, idle for a lease,
+/// until a sweep claims them: so they no longer count against the consumer that
+/// let them go.
+pub(crate) const RELEASED_CONSUMER: &str = "gen-stage-released";
+
 /// `owned(stream, group, consumer, id, count)`: whether the entry is pending for the
 /// consumer with that delivery count.
 const OWNED: &str = r"
@@ -36,14 +41,20 @@ end
 /// (no longer this consumer's), 1 done, 2 done but the entry was gone from the
 /// stream (nothing to copy).
 ///
+/// A release hands the entry to the group's consumer for released entries, idle
+/// for a lease: the next sweep of any instance claims it, and it no longer counts
+/// against this consumer.
+///
 /// KEYS: stream, delayed set, dead-letter stream. ARGV: group, consumer, delete on
-/// ack (`1`), copy rejects (`1`), lease in ms, then six per entry: operation (`a`
-/// ack, `r` retry, `d` reject, `l` release), id, delivery count, attempt, stable id,
-/// and the retry's delay in ms or the reject's error.
+/// ack (`1`), copy rejects (`1`), lease in ms, the released entries' consumer, then
+/// six per entry: operation (`a` ack, `r` retry, `d` reject, `l` release), id,
+/// delivery count, attempt, stable id, and the retry's delay in ms or the reject's
+/// error.
 const SETTLE: &str = r"
 local stream, delayed, dead = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer = ARGV[1], ARGV[2]
 local delete, copy_rejects, lease = ARGV[3] == '1', ARGV[4] == '1', ARGV[5]
+local released = ARGV[6]
 local now = now_ms()
 local codes, acked = {}, {}
 local function fields_of(id)
@@ -59,14 +70,14 @@ local function fields_of(id)
   end
   return kept
 end
-for i = 6, #ARGV, 6 do
+for i = 7, #ARGV, 6 do
   local op, id, count, attempt, origin, extra =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local code = 0
   if owned(stream, group, consumer, id, count) then
     code = 1
     if op == 'l' then
-      redis.call('XCLAIM', stream, group, consumer, 0, id, 'IDLE', lease, 'JUSTID')
+      redis.call('XCLAIM', stream, group, released, 0, id, 'IDLE', lease, 'JUSTID')
     else
       if op == 'r' or (op == 'd' and copy_rejects) then
         local fields = fields_of(id)
@@ -118,17 +129,24 @@ if next ~= nil then wait = math.max(0, tonumber(next) - now) end
 return {#due, wait}
 ";
 
-/// Claims entries idle for at least the lease, whoever held them (`XAUTOCLAIM`),
-/// with the delivery count each has now; answers the cursor to go on from, then
-/// `id, fields, count` per entry.
+/// Claims entries idle for at least the lease, whoever held them: a page of the
+/// pending list filtered at the server (`XPENDING ... IDLE`), claimed with the same
+/// minimum idle time (`XCLAIM`, so an entry renewed meanwhile stays), each with the
+/// delivery count it has now. Answers where the sweep goes on (`-`: it is over),
+/// then `id, fields, count` per entry.
 ///
-/// KEYS: stream. ARGV: group, consumer, lease in ms, cursor, the most to claim.
+/// KEYS: stream. ARGV: group, consumer, lease in ms, where to start (`-`, or `(id`),
+/// the most to claim (at most 1000).
 const CLAIM: &str = r"
-local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-local claimed = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[3], ARGV[4],
-  'COUNT', ARGV[5])
-local out = {claimed[1]}
-for _, entry in ipairs(claimed[2]) do
+local stream, group, consumer, lease = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local count = tonumber(ARGV[5])
+local idle = redis.call('XPENDING', stream, group, 'IDLE', lease, ARGV[4], '+', count)
+local out = {'-'}
+if #idle == 0 then return out end
+if #idle == count then out[1] = '(' .. idle[#idle][1] end
+local ids = {}
+for i, entry in ipairs(idle) do ids[i] = entry[1] end
+for _, entry in ipairs(redis.call('XCLAIM', stream, group, consumer, lease, unpack(ids))) do
   if type(entry) == 'table' then
     local pending = redis.call('XPENDING', stream, group, entry[1], entry[1], 1)[1]
     out[#out + 1] = entry[1]
@@ -139,39 +157,46 @@ end
 return out
 ";
 
-/// Makes every entry pending for the consumer claimable at once (idle for the
-/// lease), keeping its delivery count: what a restarted instance held before it
-/// stopped. Answers how many.
+/// Hands every entry pending for the consumer (what a restarted instance held
+/// before it stopped, or what a closing one still holds) to the released entries'
+/// consumer, idle for a lease and keeping its delivery count, so the next sweep of
+/// any instance claims it. Answers how many.
 ///
-/// KEYS: stream. ARGV: group, consumer, lease in ms.
+/// KEYS: stream. ARGV: group, consumer, lease in ms, the released entries' consumer.
 const RELEASE_ALL: &str = r"
 local stream, group, consumer, lease = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local after, released = '-', 0
+local released = 0
 while true do
-  local pending = redis.call('XPENDING', stream, group, after, '+', 1000, consumer)
+  local pending = redis.call('XPENDING', stream, group, '-', '+', 1000, consumer)
   if #pending == 0 then return released end
   local ids = {}
   for i, entry in ipairs(pending) do ids[i] = entry[1] end
-  in_chunks({'XCLAIM', stream, group, consumer, 0}, ids, {'IDLE', lease, 'JUSTID'})
+  in_chunks({'XCLAIM', stream, group, ARGV[4], 0}, ids, {'IDLE', lease, 'JUSTID'})
   released = released + #ids
-  after = '(' .. ids[#ids]
 end
 ";
 
-/// Renews the entries the consumer still holds (`XCLAIM ... JUSTID` restarts their
-/// idle time, keeping their delivery count); answers the ids renewed.
+/// Renews the entries the consumer still holds with the same delivery count
+/// (`XCLAIM ... JUSTID` restarts their idle time, keeping the count). Entries
+/// trimmed from the stream meanwhile are acked instead. Answers the ids renewed,
+/// then the ids found trimmed.
 ///
 /// KEYS: stream. ARGV: group, consumer, then id and delivery count per entry.
 const RENEW: &str = r"
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-local renewed = {}
+local renewed, trimmed = {}, {}
 for i = 3, #ARGV, 2 do
   if owned(stream, group, consumer, ARGV[i], ARGV[i + 1]) then
-    renewed[#renewed + 1] = ARGV[i]
+    if redis.call('XRANGE', stream, ARGV[i], ARGV[i])[1] == nil then
+      trimmed[#trimmed + 1] = ARGV[i]
+    else
+      renewed[#renewed + 1] = ARGV[i]
+    end
   end
 end
 in_chunks({'XCLAIM', stream, group, consumer, 0}, renewed, {'JUSTID'})
-return renewed
+in_chunks({'XACK', stream, group}, trimmed)
+return {renewed, trimmed}
 ";
 
 /// Takes or keeps the consumer name for this process: set to its token with the

@@ -18,7 +18,7 @@ use crate::delivery::Delivery;
 use crate::error::ConnectError;
 use crate::fetch::RedisFetch;
 use crate::options::RedisOptions;
-use crate::scripts::{HOLD_NAME_SCRIPT, LET_NAME_GO_SCRIPT, RELEASE_ALL_SCRIPT};
+use crate::scripts::{HOLD_NAME_SCRIPT, LET_NAME_GO_SCRIPT, RELEASE_ALL_SCRIPT, RELEASED_CONSUMER};
 use crate::upkeep;
 
 /// A Redis stream and its consumer group as a pipeline's source, read as this
@@ -61,19 +61,24 @@ pub(crate) struct Shared {
     pub(crate) wake: Arc<tokio::sync::Notify>,
     /// Dropped with the source: the upkeep task ends at once.
     pub(crate) gone: tokio::sync::watch::Sender<()>,
+    /// Held by the upkeep task for each round, and by `close` once it is called.
+    pub(crate) upkeep_round: tokio::sync::Mutex<()>,
 }
 
 /// The sweep for entries idle past the lease, page by page through the group's
 /// pending list.
 #[derive(Debug)]
 pub(crate) struct Sweep {
-    /// `XAUTOCLAIM`'s cursor: `0-0` when a sweep is not under way.
+    /// Where the next page starts: `-` when a sweep is not under way, `(id` after
+    /// the last page's last entry.
     pub(crate) cursor: String,
     /// When the next sweep starts (now, at first: the instance's own entries from
     /// before a restart wait there).
     pub(crate) next_at: Instant,
     /// Whether a read has the next page.
     pub(crate) running: bool,
+    /// Entries were released during the sweep under way: the next starts at once.
+    pub(crate) again: bool,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +94,7 @@ struct Log {
     claimed: u64,
     lost: u64,
     vanished: u64,
+    malformed: u64,
 }
 
 /// What a source reports of its connection and entries, for health checks and
@@ -129,6 +135,9 @@ pub struct RedisState {
     /// Entries whose retry or dead letter found them deleted from the stream
     /// (trimmed): acknowledged, with nothing to copy.
     pub vanished: u64,
+    /// Entries that could not be handed to the pipeline (field names that are not
+    /// UTF-8): rejected, to the dead-letter stream if there is one.
+    pub malformed: u64,
     /// Whether this process holds its consumer name.
     pub consumer_name_held: bool,
 }
@@ -173,12 +182,7 @@ impl RedisSource {
         prepare_group(&mut connection, &options).await?;
         let token = process_token();
         hold_name(&mut connection, &options, &token).await?;
-        let released: u64 = RELEASE_ALL_SCRIPT
-            .key(&options.stream)
-            .arg(&options.group)
-            .arg(&options.consumer)
-            .arg(millis(options.lease))
-            .invoke_async(&mut connection)
+        let released = release_all(&mut connection, &options)
             .await
             .map_err(ConnectError::Connect)?;
         if released > 0 {
@@ -198,12 +202,14 @@ impl RedisSource {
             closed: AtomicBool::new(false),
             log: Mutex::default(),
             sweep: Mutex::new(Sweep {
-                cursor: "0-0".to_owned(),
+                cursor: "-".to_owned(),
                 next_at: Instant::now(),
                 running: false,
+                again: false,
             }),
             wake: Arc::default(),
             gone: tokio::sync::watch::channel(()).0,
+            upkeep_round: tokio::sync::Mutex::new(()),
         });
         upkeep::start(&shared);
         Ok(RedisSource { shared })
@@ -238,6 +244,7 @@ impl RedisSource {
             claimed: log.claimed,
             lost: log.lost,
             vanished: log.vanished,
+            malformed: log.malformed,
             consumer_name_held: shared.name_held.load(Ordering::Acquire),
         }
     }
@@ -263,17 +270,14 @@ impl RedisSource {
         let shared = &self.shared;
         shared.closed.store(true, Ordering::Release);
         shared.wake.notify_one();
+        // A round of upkeep under way finishes first: a renewal or name hold landing
+        // after what follows would undo it.
+        let _no_upkeep = shared.upkeep_round.lock().await;
         let options = &shared.options;
         let span = tracing::debug_span!("redis close", consumer = %options.consumer);
         async {
             let mut connection = shared.commands.get().await?;
-            let _: u64 = RELEASE_ALL_SCRIPT
-                .key(&options.stream)
-                .arg(&options.group)
-                .arg(&options.consumer)
-                .arg(millis(options.lease))
-                .invoke_async(&mut connection)
-                .await?;
+            release_all(&mut connection, options).await?;
             let _: u64 = LET_NAME_GO_SCRIPT
                 .key(options.owner_key())
                 .arg(&shared.token)
@@ -364,6 +368,17 @@ impl Shared {
         self.log().lost += entries;
     }
 
+    pub(crate) fn malformed(&self, entries: u64) {
+        self.log().malformed += entries;
+    }
+
+    /// Entries were released: the next read sweeps for them.
+    pub(crate) fn sweep_soon(&self) {
+        let mut sweep = self.sweep();
+        sweep.next_at = Instant::now();
+        sweep.again = true;
+    }
+
     pub(crate) fn count(&self, settlement: &Settlement) {
         let mut log = self.log();
         log.acked += settlement.acked;
@@ -415,6 +430,22 @@ async fn prepare_group(
     } else {
         Err(group_error(None))
     }
+}
+
+/// Hands every entry pending for the consumer to the released entries' consumer,
+/// claimable by the next sweep; answers how many.
+async fn release_all(
+    connection: &mut MultiplexedConnection,
+    options: &RedisOptions,
+) -> Result<u64, RedisError> {
+    RELEASE_ALL_SCRIPT
+        .key(&options.stream)
+        .arg(&options.group)
+        .arg(&options.consumer)
+        .arg(millis(options.lease))
+        .arg(RELEASED_CONSUMER)
+        .invoke_async(connection)
+        .await
 }
 
 /// Takes the consumer name, waiting up to a lease (and a second) for a crashed

@@ -2,7 +2,7 @@
 //! its consumer name and the leases of the entries it holds, adds retries back to
 //! the stream when they are due, and forgets consumers that are gone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -44,6 +44,8 @@ pub(crate) fn start(shared: &Arc<Shared>) {
             let Some(shared) = Weak::upgrade(&weak) else {
                 return;
             };
+            // `close` takes this for good once it is called.
+            let _round = shared.upkeep_round.lock().await;
             if shared.closed.load(Ordering::Acquire) {
                 return;
             }
@@ -106,40 +108,58 @@ async fn renew_leases(shared: &Shared) {
         return;
     }
     let span = tracing::debug_span!("redis renew leases", entries = renewing.len());
-    let renewed = async {
+    let answer = async {
         let mut connection = shared.commands.get().await?;
         let mut script = RENEW_SCRIPT.key(&options.stream);
         script.arg(&options.group).arg(&options.consumer);
         for (id, count) in &renewing {
             script.arg(id).arg(count);
         }
-        script.invoke_async::<Vec<String>>(&mut connection).await
+        script
+            .invoke_async::<(Vec<String>, Vec<String>)>(&mut connection)
+            .await
     }
     .instrument(span)
     .await;
-    match renewed {
-        Ok(renewed) => {
-            shared.reached();
-            let renewed: HashSet<EntryId> =
-                renewed.iter().filter_map(|id| EntryId::parse(id)).collect();
-            let asked: HashSet<EntryId> = renewing.iter().map(|(id, _)| *id).collect();
-            let mut lost = 0;
-            shared.in_flight.for_each(|_, delivery| {
-                if renewed.contains(&delivery.id) {
-                    delivery.renewed(started);
-                } else if asked.contains(&delivery.id) && delivery.lose() {
-                    lost += 1;
-                }
-            });
-            if lost > 0 {
-                tracing::warn!(
-                    lost,
-                    "Redis: entries this consumer held were claimed by another (its lease ran out)"
-                );
-                shared.lost(lost);
-            }
+    let (renewed, trimmed) = match answer {
+        Ok(answer) => answer,
+        Err(error) => return failed(shared, "renewing leases", &error).await,
+    };
+    shared.reached();
+    // Matched by id and delivery count: this process may hold an older delivery of
+    // the same entry too.
+    let counts: HashMap<EntryId, u64> = renewing.iter().copied().collect();
+    let with_count = |ids: Vec<String>| -> HashSet<(EntryId, u64)> {
+        ids.iter()
+            .filter_map(|id| EntryId::parse(id))
+            .filter_map(|id| Some((id, *counts.get(&id)?)))
+            .collect()
+    };
+    let (renewed, trimmed) = (with_count(renewed), with_count(trimmed));
+    let asked: HashSet<(EntryId, u64)> = renewing.into_iter().collect();
+    let mut lost = 0;
+    shared.in_flight.for_each(|_, delivery| {
+        let key = (delivery.id, delivery.count);
+        if renewed.contains(&key) {
+            delivery.renewed(started);
+        } else if trimmed.contains(&key) {
+            delivery.trim();
+        } else if asked.contains(&key) && delivery.lose() {
+            lost += 1;
         }
-        Err(error) => failed(shared, "renewing leases", &error).await,
+    });
+    if !trimmed.is_empty() {
+        tracing::warn!(
+            entries = trimmed.len(),
+            "Redis: entries held were trimmed from the stream; acked"
+        );
+    }
+    if lost > 0 {
+        tracing::warn!(
+            lost,
+            "Redis: entries this consumer held were claimed by another (its lease ran out)"
+        );
+        shared.lost(lost);
     }
 }
 
