@@ -14,6 +14,8 @@ mod payload;
 mod postgres;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
+#[cfg(feature = "redis")]
+mod redis;
 mod source;
 mod view;
 mod work;

@@ -70,7 +70,8 @@ struct DemoArgs {
     seed: u64,
     /// Where the jobs wait: in memory, or in a real broker (built with the broker's
     /// cargo feature: `--features postgres` with GEN_STAGE_POSTGRES_URL, `--features nats`
-    /// with GEN_STAGE_NATS_URL, `--features rabbitmq` with GEN_STAGE_AMQP_URL).
+    /// with GEN_STAGE_NATS_URL, `--features rabbitmq` with GEN_STAGE_AMQP_URL,
+    /// `--features redis` with GEN_STAGE_REDIS_URL).
     #[arg(long, value_enum, default_value_t = demo::SourceKind::Memory)]
     source: demo::SourceKind,
     /// Keep what the run made on the broker (its table, stream or queue, with the

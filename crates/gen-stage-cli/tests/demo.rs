@@ -191,7 +191,12 @@ fn a_reader_that_stops_reading_ends_the_demo_quietly() {
 /// The demo through the broker `source` (whose URL is in `url_variable`): every job
 /// written and acked once, what was made for the run removed after it. Skipped with
 /// a notice when the server is unreachable, unless `GEN_STAGE_REQUIRE_BROKERS=1`.
-#[cfg(any(feature = "postgres", feature = "nats", feature = "rabbitmq"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "redis"
+))]
 fn demo_through(source: &str, url_variable: &str) {
     let output = gen_stage(&[&["demo", "--source", source], &SMALL[..]].concat());
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -234,6 +239,13 @@ fn the_demo_runs_through_nats_and_leaves_nothing_behind() {
 #[test]
 fn the_demo_runs_through_rabbitmq_and_leaves_nothing_behind() {
     demo_through("rabbitmq", "GEN_STAGE_AMQP_URL");
+}
+
+/// The same demo through a Redis stream (the CLI's `redis` feature).
+#[cfg(feature = "redis")]
+#[test]
+fn the_demo_runs_through_redis_and_leaves_nothing_behind() {
+    demo_through("redis", "GEN_STAGE_REDIS_URL");
 }
 
 /// Runs the demo with `args`, sends it SIGTERM once it shows progress, and returns
@@ -362,5 +374,88 @@ fn sigterm_drains_the_rabbitmq_demo_and_the_broker_holds_what_the_summary_left()
         counts,
         [left, 0.0],
         "ready and unacked at the broker\n{stdout}"
+    );
+}
+
+/// SIGTERM drains the demo through Redis, which keeps its stream (`--keep`): the
+/// server's own view shows what the summary says was left (unread, waiting to be
+/// retried, or released and claimable), and no entry held by the demo's consumer.
+#[cfg(all(unix, feature = "redis"))]
+#[test]
+fn sigterm_drains_the_redis_demo_and_the_server_holds_what_the_summary_left() {
+    use gen_stage_redis::redis;
+
+    let output = interrupted_demo(&[
+        "--source",
+        "redis",
+        "--keep",
+        "--jobs",
+        "20000",
+        "--task-ms",
+        "20",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success()
+        && stderr.contains("GEN_STAGE_REDIS_URL")
+        && std::env::var("GEN_STAGE_REQUIRE_BROKERS").as_deref() != Ok("1")
+    {
+        eprintln!("skipped: Redis is unreachable: {stderr}");
+        return;
+    }
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let stream = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("kept:             Redis stream "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept stream in {stdout}"))
+        .to_owned();
+    let left = summary_number(&stdout, "interrupted:      drained at a signal;");
+    assert!(left > 0.0, "interrupted before the end: {stdout}");
+    let url = std::env::var("GEN_STAGE_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let mut connection = redis::Client::open(url)
+        .and_then(|client| client.get_connection())
+        .expect("Redis answers");
+    let (pending, groups, delayed): (redis::Value, redis::streams::StreamInfoGroupsReply, u64) =
+        redis::pipe()
+            .cmd("XPENDING")
+            .arg(&stream)
+            .arg("demo")
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .cmd("ZCARD")
+            .arg(format!("{stream}:delayed"))
+            .query(&mut connection)
+            .expect("the server's view");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{stream}*"))
+        .query(&mut connection)
+        .expect("KEYS");
+    let _: u64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query(&mut connection)
+        .expect("DEL");
+    let per_consumer: Vec<(String, u64)> = match pending {
+        redis::Value::Array(summary) => summary
+            .into_iter()
+            .nth(3)
+            .and_then(|consumers| redis::from_redis_value::<Vec<(String, u64)>>(consumers).ok())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    assert!(
+        per_consumer
+            .iter()
+            .all(|(consumer, _)| consumer == "gen-stage-released"),
+        "the demo's consumer holds nothing: {per_consumer:?}"
+    );
+    let released: u64 = per_consumer.iter().map(|(_, count)| count).sum();
+    let lag = groups.groups[0].lag.expect("the group's lag") as u64;
+    assert_eq!(
+        (lag + delayed + released) as f64,
+        left,
+        "unread {lag}, waiting retries {delayed}, released {released}\n{stdout}"
     );
 }

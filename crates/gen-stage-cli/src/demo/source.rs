@@ -24,6 +24,9 @@ pub(crate) enum SourceKind {
     /// A RabbitMQ queue (at GEN_STAGE_AMQP_URL), through gen-stage-rabbitmq.
     #[cfg(feature = "rabbitmq")]
     Rabbitmq,
+    /// A Redis stream (at GEN_STAGE_REDIS_URL), through gen-stage-redis.
+    #[cfg(feature = "redis")]
+    Redis,
 }
 
 /// The queue the demo's jobs wait in.
@@ -36,6 +39,8 @@ pub(crate) enum Source {
     #[cfg(feature = "rabbitmq")]
     // Boxed: a connection and a channel of the client, larger than the others.
     Rabbitmq(Box<super::rabbitmq::RabbitQueue>),
+    #[cfg(feature = "redis")]
+    Redis(super::redis::RedisStream),
 }
 
 impl Source {
@@ -57,6 +62,8 @@ impl Source {
             SourceKind::Rabbitmq => Ok(Source::Rabbitmq(Box::new(
                 super::rabbitmq::RabbitQueue::new(jobs).await?,
             ))),
+            #[cfg(feature = "redis")]
+            SourceKind::Redis => Ok(Source::Redis(super::redis::RedisStream::new(jobs).await?)),
         }
     }
 
@@ -73,6 +80,8 @@ impl Source {
             Source::Nats(source) => source.feed(builder),
             #[cfg(feature = "rabbitmq")]
             Source::Rabbitmq(source) => source.feed(builder),
+            #[cfg(feature = "redis")]
+            Source::Redis(source) => source.feed(builder),
         }
     }
 
@@ -86,6 +95,8 @@ impl Source {
             Source::Nats(source) => Box::pin(source.settled()),
             #[cfg(feature = "rabbitmq")]
             Source::Rabbitmq(source) => Box::pin(source.settled()),
+            #[cfg(feature = "redis")]
+            Source::Redis(source) => Box::pin(source.settled()),
         }
     }
 
@@ -99,6 +110,8 @@ impl Source {
             Source::Nats(source) => source.leftovers(),
             #[cfg(feature = "rabbitmq")]
             Source::Rabbitmq(source) => source.leftovers(),
+            #[cfg(feature = "redis")]
+            Source::Redis(source) => source.leftovers(),
         }
     }
 
@@ -117,6 +130,8 @@ impl Source {
             Source::Nats(source) => source.finish(keep).await,
             #[cfg(feature = "rabbitmq")]
             Source::Rabbitmq(source) => source.finish(keep).await,
+            #[cfg(feature = "redis")]
+            Source::Redis(source) => source.finish(keep).await,
         }
     }
 }
