@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::delivery::Delivery;
 use crate::entry::EntryId;
-use crate::scripts::{RELEASED_CONSUMER, SETTLE_SCRIPT};
+use crate::scripts::{ACK_AND_DELETE_SCRIPT, RELEASED_CONSUMER, SETTLE_SCRIPT};
 use crate::source::{Settlement, Shared, millis};
 
 /// The most bytes of a failure kept in a dead letter's error field.
@@ -104,6 +104,9 @@ impl Acknowledger for RedisAcker {
         if settlement.retried > 0 {
             shared.wake.notify_one();
         }
+        if settlement.released > 0 {
+            shared.sweep_soon();
+        }
         let result = match sent {
             Ok(()) => Ok(()),
             Err((error, unsent)) => {
@@ -166,8 +169,8 @@ async fn send(
     Ok(())
 }
 
-/// Acks entries surely this consumer's: `XACK` (with `XDEL`, in one transaction, if
-/// the options delete acked entries). Answers how many the server acked.
+/// Acks entries surely this consumer's: `XACK` (with `XDEL`, in one script, if the
+/// options delete acked entries). Answers how many the server acked.
 async fn ack_plain(
     shared: &Shared,
     connection: &mut MultiplexedConnection,
@@ -175,18 +178,12 @@ async fn ack_plain(
 ) -> Result<u64, RedisError> {
     let options = &shared.options;
     if options.delete_on_ack {
-        let (acked, _deleted): (u64, u64) = redis::pipe()
-            .atomic()
-            .cmd("XACK")
-            .arg(&options.stream)
+        ACK_AND_DELETE_SCRIPT
+            .key(&options.stream)
             .arg(&options.group)
             .arg(ids)
-            .cmd("XDEL")
-            .arg(&options.stream)
-            .arg(ids)
-            .query_async(connection)
-            .await?;
-        Ok(acked)
+            .invoke_async(connection)
+            .await
     } else {
         redis::cmd("XACK")
             .arg(&options.stream)
@@ -242,12 +239,13 @@ async fn settle_checked(
             continue;
         }
         match checked.operation {
-            Operation::Ack => settlement.acked += 1,
             Operation::Retry => settlement.retried += 1,
             Operation::Reject if options.dead_letter_stream.is_some() => {
                 settlement.dead_lettered += 1;
             }
-            Operation::Reject | Operation::Release => {}
+            // Acked, terminated, or rejected with no dead-letter stream.
+            Operation::Ack | Operation::Reject => settlement.acked += 1,
+            Operation::Release => settlement.released += 1,
         }
     }
     Ok(())

@@ -299,7 +299,9 @@ impl Drop for RedisFetch {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
+        let settling = shared.clone();
+        shared.in_background(&runtime, async move {
+            let shared = settling;
             release(&shared, held).await;
             let Some(Read { task, reservation }) = read else {
                 return;
@@ -325,8 +327,10 @@ fn deliveries_of(got: Got, shared: &Arc<Shared>) -> Vec<Delivery> {
         .map(|&(id, count)| Delivery::new(id, count, 0, id, sent_at))
         .collect();
     if !malformed.is_empty() {
-        let shared = shared.clone();
-        tokio::spawn(async move { reject_malformed(&shared, malformed).await });
+        let settling = shared.clone();
+        shared.in_background(&tokio::runtime::Handle::current(), async move {
+            reject_malformed(&settling, malformed).await;
+        });
     }
     parsed
         .taken
@@ -403,9 +407,16 @@ impl Fetch for RedisFetch {
                 .iter()
                 .map(|&(id, count)| Delivery::new(id, count, 0, id, got.sent_at))
                 .collect();
-            reject_malformed(&shared, malformed).await;
             let refused = self.take(got, reservation, max, into);
-            release(&shared, refused).await;
+            // Settled on a task of their own: a fetch cancelled from here on loses
+            // nothing.
+            if !malformed.is_empty() || !refused.is_empty() {
+                let settling = shared.clone();
+                shared.in_background(&tokio::runtime::Handle::current(), async move {
+                    reject_malformed(&settling, malformed).await;
+                    release(&settling, refused).await;
+                });
+            }
             // A read that found nothing waited at the server already: the producer
             // asks again.
             return Ok(Fetched::More);

@@ -113,10 +113,12 @@
 //!   its lease, counted in [`RedisState::failed_outcomes`].
 //! - **Budget.** Reads ask for no more than is free of
 //!   [`max_in_flight`](RedisOptions::max_in_flight), across the source's producers;
-//!   `XPENDING` shows at most that many entries for the consumer. Redis cannot
-//!   enforce it itself: entries whose outcome was lost with a connection (or whose
-//!   read timed out after the server sent them) stay pending for this consumer
-//!   until their lease runs out, beyond the budget the source counts.
+//!   `XPENDING` shows at most that many entries for the consumer, but for a
+//!   moment: an entry leaves the budget as its outcome is sent, a round trip before
+//!   the server has it. Redis cannot enforce the budget itself: entries whose
+//!   outcome was lost with a connection (or whose read timed out after the server
+//!   sent them) stay pending for this consumer until their lease runs out, beyond
+//!   the budget the source counts.
 //! - **Consumer names.** Each instance needs a name of its own that stays the same
 //!   across its restarts. The source holds it with a key that expires after a lease
 //!   and is renewed while it runs, so a second process with the same name fails
@@ -140,8 +142,9 @@
 //!   sent is counted in [`RedisState::failed_outcomes`] and the entry claimed again
 //!   after its lease.
 //! - **Draining.** A drain settles what is in flight; what the producers had read
-//!   and never emitted is released. Call [`RedisSource::close`] after it: it
-//!   releases whatever this consumer still has pending and lets the name go.
+//!   and never emitted is released. Call [`RedisSource::close`] after it: it waits
+//!   for releases under way, releases whatever this consumer still has pending and
+//!   lets the name go.
 //!
 //! # Idempotent effects
 //!

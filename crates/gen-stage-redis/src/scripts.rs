@@ -178,25 +178,44 @@ end
 
 /// Renews the entries the consumer still holds with the same delivery count
 /// (`XCLAIM ... JUSTID` restarts their idle time, keeping the count). Entries
-/// trimmed from the stream meanwhile are acked instead. Answers the ids renewed,
-/// then the ids found trimmed.
+/// trimmed from the stream meanwhile are acked instead. Answers the positions (from
+/// 1, in the order given) of the entries renewed, then of those found trimmed.
 ///
 /// KEYS: stream. ARGV: group, consumer, then id and delivery count per entry.
 const RENEW: &str = r"
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-local renewed, trimmed = {}, {}
+local renewed, renewed_at, trimmed, trimmed_at = {}, {}, {}, {}
 for i = 3, #ARGV, 2 do
+  local at = (i - 1) / 2
   if owned(stream, group, consumer, ARGV[i], ARGV[i + 1]) then
     if redis.call('XRANGE', stream, ARGV[i], ARGV[i])[1] == nil then
       trimmed[#trimmed + 1] = ARGV[i]
+      trimmed_at[#trimmed_at + 1] = at
     else
       renewed[#renewed + 1] = ARGV[i]
+      renewed_at[#renewed_at + 1] = at
     end
   end
 end
 in_chunks({'XCLAIM', stream, group, consumer, 0}, renewed, {'JUSTID'})
 in_chunks({'XACK', stream, group}, trimmed)
-return {renewed, trimmed}
+return {renewed_at, trimmed_at}
+";
+
+/// Acks entries and deletes them from the stream (what `delete_on_ack` asks), in
+/// one script: a `MULTI` transaction would need rights the guide does not ask for.
+/// Answers how many were acked.
+///
+/// KEYS: stream. ARGV: group, then the ids.
+const ACK_AND_DELETE: &str = r"
+local acked = 0
+for first = 2, #ARGV, 1000 do
+  local ids = {}
+  for i = first, math.min(first + 999, #ARGV) do ids[#ids + 1] = ARGV[i] end
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+return acked
 ";
 
 /// Takes or keeps the consumer name for this process: set to its token with the
@@ -248,6 +267,8 @@ pub(crate) static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpers
 pub(crate) static RELEASE_ALL_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| with_helpers(RELEASE_ALL));
 pub(crate) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpers(RENEW));
+pub(crate) static ACK_AND_DELETE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(ACK_AND_DELETE));
 pub(crate) static HOLD_NAME_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HOLD_NAME));
 pub(crate) static LET_NAME_GO_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LET_NAME_GO));
 pub(crate) static FORGET_IDLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_IDLE));

@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     pub(crate) gone: tokio::sync::watch::Sender<()>,
     /// Held by the upkeep task for each round, and by `close` once it is called.
     pub(crate) upkeep_round: tokio::sync::Mutex<()>,
+    /// Tasks settling entries outside the pipeline (releases of a dropped fetch,
+    /// rejections of malformed entries): `close` waits for them.
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The sweep for entries idle past the lease, page by page through the group's
@@ -95,6 +98,7 @@ struct Log {
     lost: u64,
     vanished: u64,
     malformed: u64,
+    released: u64,
 }
 
 /// What a source reports of its connection and entries, for health checks and
@@ -112,7 +116,8 @@ pub struct RedisState {
     pub last_fetch_latency: Option<Duration>,
     /// Entries read and not yet settled.
     pub in_flight: usize,
-    /// Entries acknowledged (acked or terminated).
+    /// Entries acknowledged: acked, terminated, or rejected with no dead-letter
+    /// stream.
     pub acked: u64,
     /// Outcomes not sent: the entry was settled already, or is no longer this
     /// consumer's (another instance claimed it after its lease ran out, and settles
@@ -136,8 +141,12 @@ pub struct RedisState {
     /// (trimmed): acknowledged, with nothing to copy.
     pub vanished: u64,
     /// Entries that could not be handed to the pipeline (field names that are not
-    /// UTF-8): rejected, to the dead-letter stream if there is one.
+    /// UTF-8): rejected, to the dead-letter stream if there is one (and counted in
+    /// `dead_lettered` too).
     pub malformed: u64,
+    /// Entries released unhandled (given back, or released by a drain): claimable by
+    /// any instance at once, their delivery count kept.
+    pub released: u64,
     /// Whether this process holds its consumer name.
     pub consumer_name_held: bool,
 }
@@ -151,6 +160,7 @@ pub(crate) struct Settlement {
     pub(crate) retried: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) vanished: u64,
+    pub(crate) released: u64,
 }
 
 impl RedisSource {
@@ -210,6 +220,7 @@ impl RedisSource {
             wake: Arc::default(),
             gone: tokio::sync::watch::channel(()).0,
             upkeep_round: tokio::sync::Mutex::new(()),
+            background: Mutex::default(),
         });
         upkeep::start(&shared);
         Ok(RedisSource { shared })
@@ -245,6 +256,7 @@ impl RedisSource {
             lost: log.lost,
             vanished: log.vanished,
             malformed: log.malformed,
+            released: log.released,
             consumer_name_held: shared.name_held.load(Ordering::Acquire),
         }
     }
@@ -271,8 +283,17 @@ impl RedisSource {
         shared.closed.store(true, Ordering::Release);
         shared.wake.notify_one();
         // A round of upkeep under way finishes first: a renewal or name hold landing
-        // after what follows would undo it.
+        // after what follows would undo it. So do releases under way.
         let _no_upkeep = shared.upkeep_round.lock().await;
+        let background = std::mem::take(
+            &mut *shared
+                .background
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in background {
+            let _ = task.await;
+        }
         let options = &shared.options;
         let span = tracing::debug_span!("redis close", consumer = %options.consumer);
         async {
@@ -372,6 +393,20 @@ impl Shared {
         self.log().malformed += entries;
     }
 
+    /// Runs `settling` on a task of its own, which `close` waits for.
+    pub(crate) fn in_background(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        settling: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let mut background = self
+            .background
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        background.retain(|task| !task.is_finished());
+        background.push(runtime.spawn(settling));
+    }
+
     /// Entries were released: the next read sweeps for them.
     pub(crate) fn sweep_soon(&self) {
         let mut sweep = self.sweep();
@@ -387,6 +422,7 @@ impl Shared {
         log.retried += settlement.retried;
         log.dead_lettered += settlement.dead_lettered;
         log.vanished += settlement.vanished;
+        log.released += settlement.released;
     }
 }
 

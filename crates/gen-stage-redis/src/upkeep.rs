@@ -2,7 +2,7 @@
 //! its consumer name and the leases of the entries it holds, adds retries back to
 //! the stream when they are due, and forgets consumers that are gone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -116,7 +116,7 @@ async fn renew_leases(shared: &Shared) {
             script.arg(id).arg(count);
         }
         script
-            .invoke_async::<(Vec<String>, Vec<String>)>(&mut connection)
+            .invoke_async::<(Vec<usize>, Vec<usize>)>(&mut connection)
             .await
     }
     .instrument(span)
@@ -126,16 +126,15 @@ async fn renew_leases(shared: &Shared) {
         Err(error) => return failed(shared, "renewing leases", &error).await,
     };
     shared.reached();
-    // Matched by id and delivery count: this process may hold an older delivery of
-    // the same entry too.
-    let counts: HashMap<EntryId, u64> = renewing.iter().copied().collect();
-    let with_count = |ids: Vec<String>| -> HashSet<(EntryId, u64)> {
-        ids.iter()
-            .filter_map(|id| EntryId::parse(id))
-            .filter_map(|id| Some((id, *counts.get(&id)?)))
+    // By position, so by id and delivery count: this process may hold an older
+    // delivery of the same entry too.
+    let at = |positions: Vec<usize>| -> HashSet<(EntryId, u64)> {
+        positions
+            .into_iter()
+            .filter_map(|position| renewing.get(position.checked_sub(1)?).copied())
             .collect()
     };
-    let (renewed, trimmed) = (with_count(renewed), with_count(trimmed));
+    let (renewed, trimmed) = (at(renewed), at(trimmed));
     let asked: HashSet<(EntryId, u64)> = renewing.into_iter().collect();
     let mut lost = 0;
     shared.in_flight.for_each(|_, delivery| {

@@ -521,7 +521,8 @@ async fn an_acl_user_connects_with_its_password_and_a_wrong_one_is_a_typed_error
     assert!(matches!(wrong, Err(ConnectError::Connect(_))), "{wrong:?}");
     let source = source_at(
         &format!("redis://{user}:s3cret@{host}"),
-        stream.options("c1"),
+        // Acked entries deleted too: the rights cover that path.
+        stream.options("c1").delete_on_ack(true),
     )
     .await;
     stream.add(&mut redis, 5).await;
@@ -532,7 +533,12 @@ async fn an_acl_user_connects_with_its_password_and_a_wrong_one_is_a_typed_error
     }
     let report = pipeline.drain(Duration::from_secs(10)).await;
     assert_eq!(report.settled.acked, 5, "{report:?}");
+    assert_eq!(report.ack_failures.total(), 0, "{report:?}");
     stream.settled(&redis).await;
+    let length: u64 = redis.xlen(&stream.name).await.expect("XLEN");
+    assert_eq!(length, 0, "acked entries deleted");
+    let state = source.state();
+    assert_eq!((state.acked, state.failed_outcomes), (5, 0), "{state:?}");
 }
 
 async fn source_at(url: &str, options: gen_stage_redis::RedisOptions) -> RedisSource {
