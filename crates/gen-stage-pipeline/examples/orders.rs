@@ -4,7 +4,7 @@
 //! prints the report.
 //!
 //! ```sh
-//! cargo run -p gen-stage-pipeline --example pipeline
+//! cargo run -p gen-stage-pipeline --example orders
 //! ```
 
 use std::sync::{Arc, Mutex};
