@@ -86,7 +86,9 @@ impl Acknowledger for RedisAcker {
             .settle_all(settled.iter().map(|settled| settled.tag));
         let mut settlement = Settlement::default();
         let mut outcomes = Vec::with_capacity(settled.len());
+        let mut leaving = 0;
         for (settled, delivery) in settled.iter().zip(deliveries) {
+            leaving += usize::from(delivery.is_some());
             match delivery {
                 // Settled before, or given back.
                 None => settlement.voided += 1,
@@ -101,6 +103,9 @@ impl Acknowledger for RedisAcker {
         let sent = send(shared, outcomes, &mut settlement)
             .instrument(span)
             .await;
+        // The server has answered (or the connection failed: the entries wait for
+        // their lease, outside the count).
+        shared.server_budget.give(leaving);
         if settlement.retried > 0 {
             shared.wake.notify_one();
         }
@@ -299,6 +304,7 @@ async fn settle_now(shared: &Shared, checked: &[Checked]) {
         entries = checked.len()
     ))
     .await;
+    shared.server_budget.give(checked.len());
     if let Err(error) = settled {
         tracing::warn!(%error, "Redis: settling entries failed; they are claimed again after their lease");
         settlement.failed += checked.len() as u64;

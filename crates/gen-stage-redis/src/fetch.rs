@@ -57,10 +57,12 @@ impl std::fmt::Debug for RedisFetch {
     }
 }
 
-/// A read under way, with the budget it reserved.
+/// A read under way, with the budget it reserved (the pipeline's, and the
+/// server's: `asked` entries).
 struct Read {
     task: JoinHandle<Result<Got, RedisError>>,
     reservation: Reservation<Delivery>,
+    asked: usize,
 }
 
 /// The most entries one sweep page claims.
@@ -75,6 +77,13 @@ struct Got {
     latency: Option<Duration>,
     /// Whether the entries were claimed (their lease ran out) rather than new.
     claimed: bool,
+}
+
+impl Got {
+    /// How many entries the read brought, handed over or not.
+    fn brought(&self) -> usize {
+        self.parsed.taken.len() + self.parsed.malformed.len()
+    }
 }
 
 impl RedisFetch {
@@ -119,9 +128,13 @@ impl RedisFetch {
                 }
             }
         };
-        let count = reservation.granted();
-        let task = tokio::spawn(read(shared, reader, count));
-        self.read = Some(Read { task, reservation });
+        let asked = shared.server_budget.take(reservation.granted()).await;
+        let task = tokio::spawn(read(shared, reader, asked));
+        self.read = Some(Read {
+            task,
+            reservation,
+            asked,
+        });
         Ok(())
     }
 
@@ -303,12 +316,23 @@ impl Drop for RedisFetch {
         shared.in_background(&runtime, async move {
             let shared = settling;
             release(&shared, held).await;
-            let Some(Read { task, reservation }) = read else {
+            let Some(Read {
+                task,
+                reservation,
+                asked,
+            }) = read
+            else {
                 return;
             };
-            if let Ok(Ok(got)) = task.await {
-                let deliveries = deliveries_of(got, &shared);
-                release(&shared, deliveries).await;
+            match task.await {
+                Ok(Ok(got)) => {
+                    shared
+                        .server_budget
+                        .give(asked.saturating_sub(got.brought()));
+                    let deliveries = deliveries_of(got, &shared);
+                    release(&shared, deliveries).await;
+                }
+                _ => shared.server_budget.give(asked),
             }
             drop(reservation);
         });
@@ -378,22 +402,30 @@ impl Fetch for RedisFetch {
             };
             // A cancelled fetch leaves the read here, for the next one.
             let result = (&mut read.task).await;
-            let Some(Read { reservation, .. }) = self.read.take() else {
+            let Some(Read {
+                reservation, asked, ..
+            }) = self.read.take()
+            else {
                 continue;
             };
             let got = match result {
                 Ok(Ok(got)) => got,
                 Ok(Err(error)) => {
                     self.reader = None;
+                    shared.server_budget.give(asked);
                     shared.failed(&error).await;
                     return Err(FetchError::Read(error));
                 }
                 Err(panicked) => {
                     self.reader = None;
+                    shared.server_budget.give(asked);
                     let error = RedisError::from(std::io::Error::other(panicked.to_string()));
                     return Err(FetchError::Read(error));
                 }
             };
+            shared
+                .server_budget
+                .give(asked.saturating_sub(got.brought()));
             shared.reached();
             let claimed = if got.claimed {
                 got.parsed.taken.len() as u64

@@ -113,9 +113,9 @@
 //!   its lease, counted in [`RedisState::failed_outcomes`].
 //! - **Budget.** Reads ask for no more than is free of
 //!   [`max_in_flight`](RedisOptions::max_in_flight), across the source's producers;
-//!   `XPENDING` shows at most that many entries for the consumer, but for a
-//!   moment: an entry leaves the budget as its outcome is sent, a round trip before
-//!   the server has it. Redis cannot enforce the budget itself: entries whose
+//!   `XPENDING` shows at most that many entries for the consumer: an entry leaves
+//!   the budget only once the server has answered its outcome. Redis cannot
+//!   enforce the budget itself: entries whose
 //!   outcome was lost with a connection (or whose read timed out after the server
 //!   sent them) stay pending for this consumer until their lease runs out, beyond
 //!   the budget the source counts.
@@ -215,6 +215,7 @@
 //! client's [`ConnectionInfo`](redis::ConnectionInfo).
 
 mod acker;
+mod budget;
 mod connection;
 mod delivery;
 mod entry;

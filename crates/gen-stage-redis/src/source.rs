@@ -13,6 +13,7 @@ use redis::streams::StreamInfoGroupsReply;
 use redis::{Client, IntoConnectionInfo, RedisError};
 use tracing::Instrument;
 
+use crate::budget::ServerBudget;
 use crate::connection::Commands;
 use crate::delivery::Delivery;
 use crate::error::ConnectError;
@@ -48,6 +49,9 @@ pub(crate) struct Shared {
     pub(crate) options: RedisOptions,
     pub(crate) commands: Commands,
     pub(crate) in_flight: Arc<InFlight<Delivery>>,
+    /// The budget as the server sees it: reads take from it, settled entries give
+    /// back once the server has answered.
+    pub(crate) server_budget: ServerBudget,
     /// What this process writes to the consumer name's owner key.
     pub(crate) token: String,
     pub(crate) connected: AtomicBool,
@@ -204,6 +208,7 @@ impl RedisSource {
         }
         let shared = Arc::new(Shared {
             in_flight: InFlight::new(options.max_in_flight),
+            server_budget: ServerBudget::new(options.max_in_flight),
             options,
             commands,
             token,
