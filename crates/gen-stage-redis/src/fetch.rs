@@ -292,7 +292,7 @@ impl Drop for SweepPage<'_> {
 
 /// A read under way when its fetch goes (the producer stopped or drained): what it
 /// brings is given back, on a task of its own, and its budget freed after; so are
-/// the entries held for a next fetch.
+/// the entries held for a next fetch (on a task `close` waits for).
 impl Drop for RedisFetch {
     fn drop(&mut self) {
         let shared = self.source.shared.clone();
@@ -305,25 +305,27 @@ impl Drop for RedisFetch {
             .into_iter()
             .flatten()
             .collect();
-        let read = self.read.take();
-        if held.is_empty() && read.is_none() {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let settling = shared.clone();
-        shared.in_background(&runtime, async move {
-            let shared = settling;
-            release(&shared, held).await;
-            let Some(Read {
-                task,
-                reservation,
-                asked,
-            }) = read
-            else {
-                return;
-            };
+        if !held.is_empty() {
+            let settling = shared.clone();
+            shared.in_background(&runtime, async move {
+                release(&settling, held).await;
+            });
+        }
+        // A read may wait at the server for up to a block: `close` does not wait for
+        // it. What it brings is released when it returns; if the process is gone by
+        // then, a restart under the same name releases it, or the lease runs out.
+        let Some(Read {
+            task,
+            reservation,
+            asked,
+        }) = self.read.take()
+        else {
+            return;
+        };
+        runtime.spawn(async move {
             match task.await {
                 Ok(Ok(got)) => {
                     shared

@@ -144,7 +144,10 @@
 //! - **Draining.** A drain settles what is in flight; what the producers had read
 //!   and never emitted is released. Call [`RedisSource::close`] after it: it waits
 //!   for releases under way, releases whatever this consumer still has pending and
-//!   lets the name go.
+//!   lets the name go. A read still waiting at the server (up to a
+//!   [`block`](RedisOptions::block)) is not waited for: what it brings is released
+//!   when it returns, or, if the process has exited, at the next start under the
+//!   same name, or once its lease runs out.
 //!
 //! # Idempotent effects
 //!
