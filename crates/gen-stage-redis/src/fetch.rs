@@ -84,6 +84,26 @@ impl Got {
     fn brought(&self) -> usize {
         self.parsed.taken.len() + self.parsed.malformed.len()
     }
+
+    /// The entries that cannot be handed to the pipeline, as deliveries to reject.
+    fn malformed(&self) -> Vec<Delivery> {
+        self.parsed
+            .malformed
+            .iter()
+            .map(|&(id, count)| Delivery::new(id, count, 0, id, self.sent_at))
+            .collect()
+    }
+}
+
+/// The delivery of an entry read at `sent_at`.
+fn delivery_of(identity: &Identity, count: u64, sent_at: Instant) -> Delivery {
+    Delivery::new(
+        identity.id,
+        count,
+        identity.attempt,
+        identity.stable(),
+        sent_at,
+    )
 }
 
 impl RedisFetch {
@@ -153,13 +173,7 @@ impl RedisFetch {
                 tracing::warn!(id = %taken.entry.id, "Redis: an entry id that is not <ms>-<seq>, skipped");
                 continue;
             };
-            let delivery = Delivery::new(
-                identity.id,
-                taken.count,
-                identity.attempt,
-                identity.stable(),
-                got.sent_at,
-            );
+            let delivery = delivery_of(&identity, taken.count, got.sent_at);
             let stable = if identity.origin.is_some() {
                 identity.stable().to_string()
             } else {
@@ -344,32 +358,20 @@ impl Drop for RedisFetch {
 /// The entries a read brought, as deliveries not admitted to flight (to give them
 /// back); malformed ones are rejected.
 fn deliveries_of(got: Got, shared: &Arc<Shared>) -> Vec<Delivery> {
-    let Got {
-        parsed, sent_at, ..
-    } = got;
-    let malformed: Vec<Delivery> = parsed
-        .malformed
-        .iter()
-        .map(|&(id, count)| Delivery::new(id, count, 0, id, sent_at))
-        .collect();
+    let malformed = got.malformed();
     if !malformed.is_empty() {
         let settling = shared.clone();
         shared.in_background(&tokio::runtime::Handle::current(), async move {
             reject_malformed(&settling, malformed).await;
         });
     }
-    parsed
+    let sent_at = got.sent_at;
+    got.parsed
         .taken
         .into_iter()
         .filter_map(|mut taken| {
             let identity = Identity::take_from(&mut taken)?;
-            Some(Delivery::new(
-                identity.id,
-                taken.count,
-                identity.attempt,
-                identity.stable(),
-                sent_at,
-            ))
+            Some(delivery_of(&identity, taken.count, sent_at))
         })
         .collect()
 }
@@ -435,12 +437,7 @@ impl Fetch for RedisFetch {
                 0
             };
             shared.fetched(got.latency, claimed);
-            let malformed: Vec<Delivery> = got
-                .parsed
-                .malformed
-                .iter()
-                .map(|&(id, count)| Delivery::new(id, count, 0, id, got.sent_at))
-                .collect();
+            let malformed = got.malformed();
             let refused = self.take(got, reservation, max, into);
             // Settled on a task of their own: a fetch cancelled from here on loses
             // nothing.
